@@ -1,0 +1,115 @@
+"""Network architectures a model card may name, built with MONAI.
+
+The paper's network is MONAI ``FlexibleUNet(backbone="resnet34", spatial_dims=3,
+dropout=0.5)`` (70.6 M parameters). For CPU training and a bundled demo model this
+module also registers *slim* ResNet backbones with the same block layout at
+reduced width (``resnet34_w16``: 3-4-6-3 basic blocks, 16-32-64-128 channels),
+so the paper's topology fits in a few MB.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ModelError
+
+# (layers per stage, base width) of the slim backbones registered below.
+_SLIM_BACKBONES = {
+    "resnet34_w8": ([3, 4, 6, 3], 8),
+    "resnet34_w16": ([3, 4, 6, 3], 16),
+    "resnet34_w24": ([3, 4, 6, 3], 24),
+    "resnet10_w16": ([1, 1, 1, 1], 16),
+}
+
+
+def _register_slim_backbones() -> None:
+    from monai.networks.blocks import BaseEncoder
+    from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
+    from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetFeatures
+
+    if "resnet34_w16" in FLEXUNET_BACKBONE.register_dict:
+        return
+
+    class SlimResNetEncoder(ResNet, BaseEncoder):
+        """ResNet basic-block encoder at reduced width, for FlexibleUNet."""
+
+        names = list(_SLIM_BACKBONES)
+
+        def __init__(self, model_name: str, pretrained: bool = False, spatial_dims: int = 3,
+                     in_channels: int = 1) -> None:
+            if pretrained:
+                raise ModelError(f"Backbone {model_name} has no pretrained weights; use pretrained=false.")
+            layers, width = _SLIM_BACKBONES[model_name]
+            super().__init__(block=ResNetBlock, layers=layers,
+                             block_inplanes=[width, 2 * width, 4 * width, 8 * width],
+                             spatial_dims=spatial_dims, n_input_channels=in_channels,
+                             conv1_t_stride=2, shortcut_type="A", feed_forward=False,
+                             bias_downsample=False)
+
+        forward = ResNetFeatures.forward
+
+        @classmethod
+        def get_encoder_parameters(cls) -> list[dict]:
+            return [{"model_name": n, "pretrained": False, "spatial_dims": 3, "in_channels": 1}
+                    for n in cls.names]
+
+        @classmethod
+        def num_channels_per_output(cls) -> list[tuple[int, ...]]:
+            return [tuple(w * m for m in (1, 1, 2, 4, 8)) for _, w in _SLIM_BACKBONES.values()]
+
+        @classmethod
+        def num_outputs(cls) -> list[int]:
+            return [5] * len(cls.names)
+
+        @classmethod
+        def get_encoder_names(cls) -> list[str]:
+            return cls.names
+
+    FLEXUNET_BACKBONE.register_class(SlimResNetEncoder)
+
+
+def _flexible_unet(in_channels: int, out_channels: int, **kw: Any):
+    from monai.networks.nets import FlexibleUNet
+
+    _register_slim_backbones()
+    kw.setdefault("spatial_dims", 3)
+    kw.setdefault("pretrained", False)
+    if "decoder_channels" in kw:
+        kw["decoder_channels"] = tuple(kw["decoder_channels"])
+    return FlexibleUNet(in_channels=in_channels, out_channels=out_channels, **kw)
+
+
+def _basic_unet(in_channels: int, out_channels: int, **kw: Any):
+    from monai.networks.nets import BasicUNet
+
+    kw.setdefault("spatial_dims", 3)
+    if "features" in kw:
+        kw["features"] = tuple(kw["features"])
+    return BasicUNet(in_channels=in_channels, out_channels=out_channels, **kw)
+
+
+def _segresnet(in_channels: int, out_channels: int, **kw: Any):
+    from monai.networks.nets import SegResNet
+
+    kw.setdefault("spatial_dims", 3)
+    return SegResNet(in_channels=in_channels, out_channels=out_channels, **kw)
+
+
+ARCHITECTURES = {
+    "FlexibleUNet": _flexible_unet,
+    "BasicUNet": _basic_unet,
+    "SegResNet": _segresnet,
+}
+
+# The size every spatial input dimension must be a multiple of, per architecture.
+SIZE_DIVISOR = {"FlexibleUNet": 32, "BasicUNet": 16, "SegResNet": 8}
+
+
+def build_network(name: str, in_channels: int, out_channels: int = 1, args: dict | None = None):
+    """Build an (untrained) ``torch.nn.Module`` from an architecture name and its arguments."""
+    if name not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}.")
+    try:
+        return ARCHITECTURES[name](in_channels, out_channels, **dict(args or {}))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot build {name} with arguments {args}: {exc}") from None

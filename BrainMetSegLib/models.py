@@ -1,0 +1,184 @@
+"""Model packages: a folder with a model card (``model.json``) and safetensors weights.
+
+A package is found by path or by name in the registry ``Resources/Models.json``.
+Weights are loaded with safetensors (no pickle, no code from the file) after their
+sha256 is checked against the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .io import sha256_file
+
+RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
+REGISTRY_FILE = RESOURCES_DIR / "Models.json"
+DEFAULT_MODEL = "brainmetseg-demo"
+CARD_NAME = "model.json"
+
+
+@dataclass
+class ModelCard:
+    """The model card: everything needed to build, run and judge a model.
+
+    spacing_mm: voxel spacing (x, y, z) in mm the network works at.
+    patch_size: sliding-window / training patch in voxels, (x, y, z).
+    min_lesion_volume_mm3: predicted components smaller than this are dropped.
+    """
+
+    name: str
+    version: str
+    architecture: str
+    architecture_args: dict[str, Any] = field(default_factory=dict)
+    input_sequences: list[str] = field(default_factory=lambda: ["t1ce"])
+    spacing_mm: list[float] = field(default_factory=lambda: [0.833, 0.833, 0.833])
+    patch_size: list[int] = field(default_factory=lambda: [128, 128, 128])
+    overlap: float = 0.5
+    blend_mode: str = "constant"
+    normalisation: str = "zscore-brain"
+    threshold: float = 0.5
+    min_lesion_volume_mm3: float = 0.0
+    weights: str = "model.safetensors"
+    sha256: str = ""
+    trained: bool = True
+    training_data: str = ""
+    intended_use: str = ""
+    limitations: str = ""
+    validation: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [n for n in ("name", "version", "architecture") if n not in data]
+        if missing:
+            raise ModelError(f"{source}: model card lacks {', '.join(missing)}.")
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"{source}: model card has unknown fields {unknown}.")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ModelPackage:
+    """A model card and the folder holding its weights."""
+
+    card: ModelCard
+    folder: Path
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.card.weights
+
+    def build_network(self):
+        """The untrained network the card describes (one output channel: metastasis logit)."""
+        from .architectures import build_network
+
+        return build_network(self.card.architecture, len(self.card.input_sequences), 1,
+                             self.card.architecture_args)
+
+    def load_network(self, device: str = "cpu"):
+        """Build the network, check the weights' sha256 and load them (safetensors, no pickle)."""
+        import torch
+        from safetensors.torch import load_file
+
+        net = self.build_network()
+        path = self.weights_path
+        verify_weights(self)
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises its own types on corrupt headers
+            raise ModelError(f"{path}: not a valid safetensors file ({exc}).") from None
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"{path}: weights do not fit architecture {self.card.architecture} "
+                             f"({str(exc).splitlines()[0]}).") from None
+        return net.to(torch.device(device)).eval()
+
+
+def verify_weights(package: ModelPackage) -> None:
+    """Raise :class:`ModelError` unless the weights exist and match the card's sha256."""
+    path = package.weights_path
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file named by the model card is missing.")
+    if not package.card.sha256:
+        raise ModelError(f"{package.folder / CARD_NAME}: model card has no sha256 for its weights.")
+    actual = sha256_file(path)
+    if actual != package.card.sha256.lower():
+        raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the model card "
+                         f"({package.card.sha256[:12]}...); the file is damaged or was altered.")
+
+
+def read_registry(registry: Path = REGISTRY_FILE) -> list[dict]:
+    """Entries of the model registry: ``{"name", "path"}`` (bundled) or ``{"name", "url", "sha256"}``."""
+    if not registry.is_file():
+        return []
+    return json.loads(registry.read_text(encoding="utf-8")).get("models", [])
+
+
+def _registry_folder(name: str, registry: Path) -> Path:
+    for entry in read_registry(registry):
+        if entry.get("name") == name:
+            if "path" in entry:
+                return (registry.parent / entry["path"]).resolve()
+            cache = Path(os.environ.get("BRAINMETSEG_CACHE", Path.home() / ".cache" / "brainmetseg"))
+            folder = cache / "models" / name
+            if (folder / CARD_NAME).is_file():
+                return folder
+            raise ModelError(f"model {name!r} is not downloaded yet (expected in {folder}); "
+                             f"download {entry.get('url')} there, or pass a model folder.")
+    names = [e.get("name") for e in read_registry(registry)]
+    raise ModelError(f"unknown model {name!r}: not a folder and not in {registry} "
+                     f"(known: {', '.join(map(str, names)) or 'none'}).")
+
+
+def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
+                 registry: Path = REGISTRY_FILE) -> ModelPackage:
+    """Find a model package by folder path or registry name and read its card."""
+    candidate = Path(name_or_path)
+    folder = candidate if candidate.is_dir() else _registry_folder(str(name_or_path), registry)
+    card_path = folder / CARD_NAME
+    if not card_path.is_file():
+        raise ModelError(f"{folder}: not a model package ({CARD_NAME} is missing).")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{card_path}: model card is not valid JSON ({exc}).") from None
+    card = ModelCard.from_dict(data, str(card_path))
+    from .architectures import ARCHITECTURES
+
+    if card.architecture not in ARCHITECTURES:
+        raise ModelError(f"{card_path}: unknown architecture {card.architecture!r} "
+                         f"(known: {', '.join(ARCHITECTURES)}).")
+    return ModelPackage(card, folder)
+
+
+def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: bool = False) -> ModelPackage:
+    """Write ``net``'s weights (safetensors) and the card with their sha256 into ``folder``."""
+    from safetensors.torch import save_file
+
+    from .io import write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / card.weights
+    if weights.exists() and not overwrite:
+        raise ModelError(f"{weights}: already exists; pass overwrite to replace the package.")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = weights.with_name(weights.name + ".part")
+    save_file(state, str(tmp), metadata={"name": card.name, "version": card.version})
+    os.replace(tmp, weights)
+    card = dataclasses.replace(card, sha256=sha256_file(weights))
+    write_text(json.dumps(card.to_dict(), indent=2) + "\n", folder / CARD_NAME, overwrite=True)
+    return ModelPackage(card, folder)

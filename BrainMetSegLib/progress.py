@@ -1,0 +1,99 @@
+"""Progress events: a stream of (stage, fraction, message) from long work.
+
+The pipeline calls a ``ProgressCallback``; the CLI renders events as a tqdm bar or
+as JSON lines (``--progress json``) that the Slicer module parses with
+:func:`parse_progress_line`. Cancellation is a ``threading.Event`` checked between
+stages and between sliding windows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from .errors import CancelledError
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report.
+
+    stage: short machine name of the stage (``read``, ``preprocess``, ``inference``...).
+    fraction: overall completion of the stage in [0, 1].
+    message: human-readable text.
+    """
+
+    stage: str
+    fraction: float
+    message: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"type": "progress", **asdict(self)})
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def no_progress(event: ProgressEvent) -> None:
+    """A callback that ignores every event."""
+
+
+def json_lines(stream=None) -> ProgressCallback:
+    """Callback that writes one JSON object per line and flushes (for subprocess readers)."""
+
+    def emit(event: ProgressEvent) -> None:
+        out = stream or sys.stdout
+        out.write(event.to_json() + "\n")
+        out.flush()
+
+    return emit
+
+
+def tqdm_bar() -> ProgressCallback:
+    """Callback that renders events as one tqdm bar per stage on stderr."""
+    from tqdm import tqdm
+
+    state: dict = {"stage": None, "bar": None}
+
+    def emit(event: ProgressEvent) -> None:
+        if event.stage != state["stage"]:
+            if state["bar"] is not None:
+                state["bar"].close()
+            state["stage"] = event.stage
+            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False,
+                                bar_format="{desc:>12}: {percentage:3.0f}%|{bar}| {postfix}")
+        bar = state["bar"]
+        bar.n = round(100 * min(max(event.fraction, 0.0), 1.0))
+        bar.set_postfix_str(event.message, refresh=False)
+        bar.refresh()
+        if event.fraction >= 1.0:
+            bar.close()
+            state["stage"], state["bar"] = None, None
+
+    return emit
+
+
+def parse_progress_line(line: str) -> ProgressEvent | None:
+    """Parse one line printed with ``--progress json``; None for any other line."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or obj.get("type") != "progress":
+        return None
+    try:
+        return ProgressEvent(str(obj["stage"]), float(obj["fraction"]), str(obj.get("message", "")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_cancelled(cancel: threading.Event | None) -> None:
+    """Raise :class:`CancelledError` when ``cancel`` is set."""
+    if cancel is not None and cancel.is_set():
+        raise CancelledError("Cancelled by the user.")
