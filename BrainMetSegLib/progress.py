@@ -56,9 +56,11 @@ def tqdm_bar() -> ProgressCallback:
     """Callback that renders events as one tqdm bar per stage on stderr."""
     from tqdm import tqdm
 
-    state: dict = {"stage": None, "bar": None}
+    state: dict = {"stage": None, "bar": None, "closed": None}
 
     def emit(event: ProgressEvent) -> None:
+        if event.stage == state["closed"] and event.fraction >= 1.0:
+            return  # the stage's own "done" after its last step already closed the bar
         if event.stage != state["stage"]:
             if state["bar"] is not None:
                 state["bar"].close()
@@ -71,7 +73,7 @@ def tqdm_bar() -> ProgressCallback:
         bar.refresh()
         if event.fraction >= 1.0:
             bar.close()
-            state["stage"], state["bar"] = None, None
+            state["stage"], state["bar"], state["closed"] = None, None, event.stage
 
     return emit
 

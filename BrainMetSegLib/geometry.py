@@ -1,0 +1,104 @@
+"""The model grid and the way back to the input's geometry.
+
+Inputs arrive in any orientation, spacing and direction (oblique included). The
+network works on an axis-aligned grid in LPS (identity direction) at the model's
+spacing that covers the input's physical extent. One linear resampling brings an
+image there; :class:`Geometry` records the input geometry, the grid and the crop,
+so probabilities can be resampled back onto the input voxels.
+
+Arrays are (k, j, i) = (Z, Y, X); sizes and indices in ``*_xyz`` names are (x, y, z).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An image grid: size (x, y, z voxels), spacing (mm), origin (LPS mm), direction (row-major 3x3)."""
+
+    size_xyz: tuple[int, int, int]
+    spacing_xyz: tuple[float, float, float]
+    origin_lps: tuple[float, float, float]
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Grid:
+        return cls(tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()),
+                   tuple(image.GetDirection()))
+
+    def apply_to(self, image: sitk.Image) -> sitk.Image:
+        image.SetSpacing(self.spacing_xyz)
+        image.SetOrigin(self.origin_lps)
+        image.SetDirection(self.direction)
+        return image
+
+    def image_from_array(self, array_zyx: np.ndarray) -> sitk.Image:
+        """Wrap a (Z, Y, X) array as an image on this grid."""
+        assert array_zyx.shape == self.size_xyz[::-1], (array_zyx.shape, self.size_xyz)
+        return self.apply_to(sitk.GetImageFromArray(array_zyx))
+
+    def corners_lps(self) -> np.ndarray:
+        """The 8 outer corners of the voxel extent (half a voxel beyond the centres), LPS mm, (8, 3)."""
+        d = np.reshape(self.direction, (3, 3))
+        sp, size = np.asarray(self.spacing_xyz), np.asarray(self.size_xyz)
+        idx = np.array(list(itertools.product(*[(-0.5, s - 0.5) for s in size])))
+        return np.asarray(self.origin_lps) + (idx * sp) @ d.T
+
+    def crop(self, start_xyz, size_xyz) -> Grid:
+        """The sub-grid starting at voxel ``start_xyz`` with ``size_xyz`` voxels."""
+        d = np.reshape(self.direction, (3, 3))
+        origin = np.asarray(self.origin_lps) + d @ (np.asarray(start_xyz) * np.asarray(self.spacing_xyz))
+        return Grid(tuple(int(s) for s in size_xyz), self.spacing_xyz, tuple(origin.tolist()), self.direction)
+
+
+def axis_aligned_grid(image: sitk.Image, spacing_xyz) -> Grid:
+    """Identity-direction LPS grid at ``spacing_xyz`` (mm) covering ``image``'s physical extent."""
+    corners = Grid.of(image).corners_lps()
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    spacing = np.asarray(spacing_xyz, dtype=float)
+    size = np.maximum(np.round((high - low) / spacing).astype(int), 1)
+    origin = low + spacing / 2
+    return Grid(tuple(int(s) for s in size), tuple(spacing.tolist()), tuple(origin.tolist()))
+
+
+def resample(image: sitk.Image, grid: Grid, linear: bool = True, default: float = 0.0,
+             pixel_type: int | None = None) -> sitk.Image:
+    """Resample ``image`` onto ``grid``: linear for intensities, nearest for labels."""
+    f = sitk.ResampleImageFilter()
+    f.SetSize(grid.size_xyz)
+    f.SetOutputSpacing(grid.spacing_xyz)
+    f.SetOutputOrigin(grid.origin_lps)
+    f.SetOutputDirection(grid.direction)
+    f.SetInterpolator(sitk.sitkLinear if linear else sitk.sitkNearestNeighbor)
+    f.SetDefaultPixelValue(default)
+    f.SetOutputPixelType(image.GetPixelID() if pixel_type is None else pixel_type)
+    return f.Execute(image)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a case went from the input grid to the network's cropped grid, and back.
+
+    input_grid: the CE-T1's own grid (outputs are written on it).
+    model_grid: the cropped, axis-aligned grid at the model's spacing the arrays live on.
+    """
+
+    input_grid: Grid
+    model_grid: Grid
+
+    def to_model_grid(self, image: sitk.Image, label: bool = True) -> np.ndarray:
+        """``image`` (in physical space, e.g. a label map on the input grid) as a (Z, Y, X)
+        array on the model grid; nearest for labels, linear otherwise."""
+        out = resample(image, self.model_grid, linear=not label)
+        return sitk.GetArrayFromImage(out)
+
+    def to_input(self, array_zyx: np.ndarray, linear: bool = True) -> sitk.Image:
+        """A (Z, Y, X) array on the model grid resampled onto the input grid (0 outside)."""
+        image = self.model_grid.image_from_array(np.ascontiguousarray(array_zyx))
+        return resample(image, self.input_grid, linear=linear)

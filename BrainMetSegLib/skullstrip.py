@@ -1,0 +1,39 @@
+"""Brain extraction with deepbet (MIT, TorchScript weights inside its wheel; nothing downloaded).
+
+deepbet can carve part of a ring-enhancing lesion at the brain surface out of its
+mask (SPEC.md), so callers dilate the mask before it gates anything.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .errors import InputError
+
+
+@functools.lru_cache(maxsize=1)
+def _deepbet(device: str):
+    from deepbet.bet import BrainExtraction
+
+    return BrainExtraction(no_gpu=device == "cpu")
+
+
+def deepbet_mask(array_zyx_lps: np.ndarray, device: str = "cpu", threshold: float = 0.5) -> np.ndarray:
+    """Brain mask of a T1-like volume on an identity-direction LPS grid.
+
+    array_zyx_lps: (Z, Y, X) float array, axes increasing towards S, P, L.
+    Returns a bool (Z, Y, X) mask: largest component, holes filled.
+    """
+    # deepbet works on RAS-canonical (X, Y, Z) arrays as nibabel gives them.
+    ras = np.ascontiguousarray(array_zyx_lps.transpose(2, 1, 0)[::-1, ::-1, :], dtype=np.float32)
+    bet = _deepbet(device)
+    try:
+        prob = bet.run_model(ras.copy())
+        mask = bet.postprocess(prob > threshold)
+    except (AssertionError, ValueError) as exc:
+        raise InputError(f"brain extraction found no brain in the image ({exc}); "
+                         "pass --brain-mask none for an already skull-stripped image "
+                         "or --brain-mask PATH with a mask.") from None
+    return np.ascontiguousarray(np.asarray(mask, bool)[::-1, ::-1, :].transpose(2, 1, 0))

@@ -1,0 +1,47 @@
+"""Shared fixtures: small volumes and a tiny model package (CPU, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+torch.set_num_threads(2)
+
+
+def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=None,
+                origin=(0.0, 0.0, 0.0), seed=0) -> sitk.Image:
+    """A noisy 'brain-like' block (float32): values ~100 inside an ellipsoid, 0 outside."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape_zyx, dtype=float)
+    c = [(s - 1) / 2 for s in shape_zyx]
+    inside = sum(((g - ci) / (0.45 * s)) ** 2 for g, ci, s in zip((z, y, x), c, shape_zyx)) <= 1
+    arr = np.where(inside, rng.normal(100, 5, shape_zyx), 0).astype(np.float32)
+    image = sitk.GetImageFromArray(arr)
+    image.SetSpacing(spacing_xyz)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """An untrained BasicUNet package at 2 mm with 32^3 windows (valid card, real sha256)."""
+    from BrainMetSegLib.architectures import build_network
+    from BrainMetSegLib.models import ModelCard, save_package
+
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-test", version="0.0", architecture="BasicUNet",
+                     architecture_args={"features": [4, 4, 8, 8, 16, 4]},
+                     spacing_mm=[2.0, 2.0, 2.0], patch_size=[32, 32, 32], trained=False)
+    net = build_network(card.architecture, 1, 1, card.architecture_args)
+    return save_package(net, card, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def volume_file(tmp_path):
+    path = tmp_path / "ce_t1.nii.gz"
+    sitk.WriteImage(make_volume(), str(path))
+    return path
