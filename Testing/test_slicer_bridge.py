@@ -1,0 +1,350 @@
+"""The Slicer module's non-Slicer logic (BrainMetSegLib.slicer_bridge), tested headless."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BrainMetSegLib import slicer_bridge as sb
+from BrainMetSegLib.progress import ProgressEvent
+
+# ---------------------------------------------------------------- segments
+
+
+def test_segment_names_ids_roundtrip():
+    assert sb.segment_name(1) == "Metastasis 1"
+    assert sb.segment_id(12) == "Metastasis_12"
+    for i in (1, 7, 120):
+        assert sb.lesion_id_from_segment_name(sb.segment_name(i)) == i
+        assert sb.lesion_id_from_segment_name(sb.segment_id(i)) == i
+    for other in ("Segment_1", "Metastasis", "Metastasis 0", "Metastasis 2b", "Tumor 3"):
+        assert sb.lesion_id_from_segment_name(other) is None
+    with pytest.raises(ValueError):
+        sb.segment_name(0)
+
+
+def test_palette_is_distinct_and_stable():
+    colors = [sb.segment_color(i) for i in range(1, len(sb.PALETTE) + 1)]
+    assert len(set(colors)) == len(sb.PALETTE) == 20
+    for c in colors:
+        assert all(0.0 <= v <= 1.0 for v in c)
+        assert max(c) - min(c) > 0.1, f"{c} is (nearly) grey"
+        assert max(c) > 0.4, f"{c} is too dark over MRI background"
+    dist = min(np.linalg.norm(np.subtract(a, b)) for a, b in itertools.combinations(colors, 2))
+    assert dist > 0.15
+    assert sb.segment_color(21) == sb.segment_color(1)  # cycles, same id -> same colour
+    specs = sb.segment_specs(3)
+    assert [s.segment_id for s in specs] == ["Metastasis_1", "Metastasis_2", "Metastasis_3"]
+    assert specs[1].color == sb.segment_color(2)
+
+
+def test_terminology_entry_format():
+    entry = sb.METASTASIS_TERMINOLOGY
+    assert entry.count("~") == 6
+    parts = sb.parse_terminology_entry(entry)
+    assert parts["context"] == "Segmentation category and type - DICOM master list"
+    assert parts["category"] == ("SCT", "49755003", "Morphologically Altered Structure")
+    assert parts["type"] == ("SCT", "14799000", "Neoplasm, Secondary")
+    assert parts["type_modifier"] == ("", "", "")
+    assert parts["anatomic_context"] == "Anatomic codes - DICOM master list"
+    assert parts["region"] == ("SCT", "12738006", "Brain")
+    assert entry.split("~")[3] == "^^"
+    with pytest.raises(ValueError):
+        sb.parse_terminology_entry("a~b")
+
+
+# ---------------------------------------------------------------- table
+
+
+def test_table_columns_match_library():
+    from BrainMetSegLib.lesions import COLUMNS
+
+    assert tuple(c.name for c in sb.LESION_COLUMNS) == tuple(COLUMNS)
+    assert sb.TABLE_COLUMNS[0].name == "segment"
+    assert {c.kind for c in sb.TABLE_COLUMNS} <= {"int", "double", "bool", "string"}
+
+
+def _probability_image():
+    """Three blobs with known peak probabilities on an anisotropic, oblique-free grid."""
+    z, y, x = np.mgrid[:32, :40, :40]
+    prob = np.zeros((32, 40, 40), np.float32)
+    for (cz, cy, cx), r, peak in (((10, 10, 10), 5, 0.95), ((20, 28, 28), 3.5, 0.8),
+                                  ((22, 10, 30), 2.5, 0.6)):
+        d = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)
+        prob = np.maximum(prob, peak * np.clip(1.5 - d / r, 0, 1))
+    img = sitk.GetImageFromArray(prob)
+    img.SetSpacing((1.0, 1.0, 1.5))
+    img.SetOrigin((-20.0, -20.0, -24.0))
+    return img
+
+
+def test_rethreshold_and_edited_table_recomputation():
+    """The module's editing loop: re-threshold, edit the label map, recompute the table."""
+    from BrainMetSegLib.lesions import lesion_table, rethreshold
+
+    prob = _probability_image()
+    labels = rethreshold(prob, 0.5, 0.0)
+    rows = lesion_table(labels, prob)
+    assert [r["lesion_id"] for r in rows] == [1, 2, 3]
+    assert rows[0]["volume_mm3"] > rows[1]["volume_mm3"] > rows[2]["volume_mm3"]
+    # a higher threshold drops the faint lesion, a size limit drops the small one
+    assert len(lesion_table(rethreshold(prob, 0.62, 0.0), prob)) == 2
+    small = rows[2]["volume_mm3"]
+    assert len(lesion_table(rethreshold(prob, 0.5, small + 1.0), prob)) == 2
+
+    # Segment Editor edits, exported in segment order (label value = row order + 1):
+    lab = sitk.GetArrayFromImage(labels).astype(np.uint16)
+    edited = np.zeros_like(lab)
+    edited[lab == 1] = 1                     # lesion 1 kept
+    part = (lab == 2) & (np.arange(40)[None, None, :] < 28)
+    edited[part] = 2                         # lesion 2 split into two segments
+    edited[(lab == 2) & ~part] = 3
+    # lesion 3 erased; a new lesion drawn by hand
+    edited[2:5, 30:34, 2:6] = 4
+    out = sitk.GetImageFromArray(edited)
+    out.CopyInformation(labels)
+    new_rows = lesion_table(out, prob)
+    assert [r["lesion_id"] for r in new_rows] == [1, 2, 3, 4]
+    assert new_rows[0]["voxels"] == rows[0]["voxels"]
+    assert new_rows[1]["voxels"] + new_rows[2]["voxels"] == rows[1]["voxels"]
+    assert new_rows[3]["voxels"] == 3 * 4 * 4
+    assert new_rows[3]["volume_mm3"] == pytest.approx(48 * 1.5)
+    assert new_rows[3]["max_probability"] == pytest.approx(0.0)
+    # centroid RAS of the hand-drawn box: LPS origin + index * spacing, x/y negated
+    k, j, i = 3.0, 31.5, 3.5
+    assert new_rows[3]["centroid_r"] == pytest.approx(-(-20.0 + i))
+    assert new_rows[3]["centroid_a"] == pytest.approx(-(-20.0 + j))
+    assert new_rows[3]["centroid_s"] == pytest.approx(-24.0 + 1.5 * k)
+
+    names = ["Metastasis 1", "Metastasis 2", "Segment_5", "my lesion"]
+    cols = dict((c.name, v) for c, v in sb.table_columns(new_rows, names))
+    assert cols["segment"] == names
+    assert cols["lesion_id"] == [1, 2, 3, 4]
+    assert all(v in (0, 1) for v in cols["rano_bm_measurable"])
+    assert isinstance(cols["volume_mm3"][0], float)
+    default = dict((c.name, v) for c, v in sb.table_columns(rows))
+    assert default["segment"] == ["Metastasis 1", "Metastasis 2", "Metastasis 3"]
+    with pytest.raises(ValueError):
+        sb.table_columns(rows, ["only one"])
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+def test_missing_requirements_never_touches_protected():
+    installed = {r.distribution: "999" for r in sb.REQUIREMENTS}
+    assert sb.missing_requirements(installed) == []
+    installed["monai"] = None
+    installed["connected_components_3d"] = "3.1"   # too old, name spelled differently
+    installed.pop("deepbet")
+    missing = {r.distribution for r in sb.missing_requirements(installed)}
+    assert missing == {"monai", "deepbet"} | ({"connected-components-3d"})
+    extra = (*sb.REQUIREMENTS, sb.Requirement("torch", "torch", ">=9"),
+             sb.Requirement("simpleitk", "SimpleITK", ">=9"))
+    got = {r.distribution for r in sb.missing_requirements({"torch": None, "SimpleITK": "2.0"}, extra)}
+    assert "torch" not in got and "simpleitk" not in got
+
+
+def test_constraints_and_pip_commands(tmp_path):
+    text = sb.constraints_text({"torch": "2.4.1+cu121", "simpleitk": "2.4.0"})
+    assert text.splitlines() == ["torch==2.4.1+cu121", "SimpleITK==2.4.0"]
+    assert "torch<0" in sb.constraints_text({"SimpleITK": "2.4.0"})
+    missing = [r for r in sb.REQUIREMENTS if r.distribution in ("monai", "deepbet", "scipy")]
+    cmds = sb.pip_install_commands(missing, tmp_path / "c.txt")
+    assert cmds[0] == ["monai>=1.4", "scipy>=1.11", "-c", str(tmp_path / "c.txt")]
+    assert cmds[1] == ["--no-deps", "deepbet>=1.0.2", "-c", str(tmp_path / "c.txt")]
+    assert sb.pip_install_commands([], "c.txt") == []
+    for cmd in cmds:  # never installs torch or SimpleITK
+        assert not any(a.lower().startswith(("torch", "simpleitk")) for a in cmd)
+
+
+def test_torch_problem_and_installed_versions():
+    assert sb.torch_problem(None) == "PyTorch is not installed"
+    assert "older" in sb.torch_problem("2.0.1")
+    assert sb.torch_problem("2.4.1+cu121") is None
+    versions = sb.installed_versions(["numpy", "surely-not-installed-xyz"])
+    assert versions["numpy"] == np.__version__
+    assert versions["surely-not-installed-xyz"] is None
+    assert sb._satisfies_simple("2.4.1+cu121", ">=2.2,<3")
+    assert not sb._satisfies_simple("1.13.0", ">=2.2")
+
+
+# ---------------------------------------------------------------- one run
+
+
+def test_run_folder_lifecycle(tmp_path):
+    with sb.RunFolder(tmp_path) as run:
+        assert run.path.parent == tmp_path and run.inputs.is_dir()
+        p = run.input_path("t1ce")
+        assert p == run.inputs / "t1ce.nrrd"
+        with pytest.raises(ValueError):
+            run.input_path("pd")
+        run.outputs.mkdir()
+        (run.outputs / "lesion_labels.nrrd").write_bytes(b"x")
+        found = run.collect_outputs({"labels": str(run.outputs / "lesion_labels.nrrd")})
+        assert found["labels"].read_bytes() == b"x"
+        assert run.collect_outputs({"labels": "lesion_labels.nrrd"})["labels"] == found["labels"]
+        with pytest.raises(FileNotFoundError, match="probability"):
+            run.collect_outputs({"probability": str(run.outputs / "probability.nrrd")})
+        outside = tmp_path / "elsewhere.nrrd"
+        outside.write_bytes(b"y")
+        with pytest.raises(ValueError, match="outside"):
+            run.collect_outputs({"labels": str(outside)})
+        path = run.path
+    assert not path.exists()
+    assert outside.exists()
+    kept = sb.RunFolder(tmp_path, keep=True)
+    kept.cleanup()
+    assert kept.path.exists()
+
+
+def test_segment_command():
+    opts = sb.RunOptions(model="brainmetseg-demo", device="cpu", threshold=0.45, min_volume_mm3=5,
+                         brain_mask="none")
+    cmd = sb.segment_command("/opt/PythonSlicer", {"t1ce": "/t/in.nrrd", "flair": "/t/f.nrrd",
+                                                   "t2": None}, "/t/out", opts)
+    assert cmd[:5] == ["/opt/PythonSlicer", "-m", "BrainMetSegLib", "segment", "/t/in.nrrd"]
+    pairs = dict(zip(cmd[5::2], cmd[6::2], strict=False))
+    assert pairs["-o"] == "/t/out" and pairs["--progress"] == "json"
+    assert pairs["--device"] == "cpu" and pairs["--brain-mask"] == "none"
+    assert pairs["--threshold"] == "0.45" and pairs["--min-volume"] == "5"
+    assert pairs["--flair"] == "/t/f.nrrd" and "--t2" not in cmd and "--t1" not in cmd
+    assert pairs["--model"] == "brainmetseg-demo" and pairs["--format"] == "nrrd"
+    default = sb.segment_command("py", {"t1ce": "a.nrrd"}, "o", sb.RunOptions())
+    assert "--threshold" not in default and "--model" not in default
+    for bad in (sb.RunOptions(device="gpu"), sb.RunOptions(threshold=1.0),
+                sb.RunOptions(min_volume_mm3=-1), sb.RunOptions(brain_mask="bet")):
+        with pytest.raises(ValueError):
+            sb.segment_command("py", {"t1ce": "a.nrrd"}, "o", bad)
+    with pytest.raises(ValueError, match="CE-T1"):
+        sb.segment_command("py", {"flair": "a.nrrd"}, "o", sb.RunOptions())
+    # the CLI parser accepts every option the module passes
+    from BrainMetSegLib.cli import build_parser
+
+    args = build_parser(("segment",)).parse_args(cmd[3:])
+    assert args.threshold == 0.45 and args.min_volume == 5 and args.flair == "/t/f.nrrd"
+
+
+def test_subprocess_environment():
+    env = sb.subprocess_environment({"PYTHONPATH": os.pathsep.join(["/a", "/b"])}, "/lib")
+    assert env["PYTHONPATH"].split(os.pathsep) == ["/lib", "/a", "/b"]
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert (sb.library_parent() / "BrainMetSegLib" / "__init__.py").is_file()
+    assert sb.python_slicer_executable(lambda name: None) == sys.executable
+    assert sb.python_slicer_executable(lambda name: "/x/" + name) == "/x/PythonSlicer"
+
+
+# ---------------------------------------------------------------- output parsing
+
+
+def test_parse_result_line():
+    line = json.dumps({"type": "result", "case": "c1", "lesions": 3,
+                       "outputs": {"labels": "/o/lesion_labels.nrrd", "probability": "/o/p.nrrd"}})
+    res = sb.parse_result_line(line + "\n")
+    assert res == sb.RunResult("c1", {"labels": "/o/lesion_labels.nrrd", "probability": "/o/p.nrrd"}, 3)
+    for other in ("", "hello", "{not json", json.dumps({"type": "progress", "stage": "x"}),
+                  json.dumps({"type": "result", "outputs": ["a"]}),
+                  json.dumps({"type": "result", "outputs": {}, "lesions": "many"}), "[1, 2]"):
+        assert sb.parse_result_line(other) is None
+
+
+def test_output_monitor_progress_result_and_errors():
+    mon = sb.OutputMonitor()
+    assert mon.status_text == "Starting..."
+    seen = []
+    for stage in ("read", "preprocess", "load_model", "inference", "postprocess"):
+        for f in (0.0, 0.5, 1.0):
+            ev = mon.feed_stdout(ProgressEvent(stage, f, f"{stage} {f}").to_json() + "\n")
+            assert isinstance(ev, ProgressEvent)
+            seen.append(mon.overall_fraction)
+    assert seen == sorted(seen) and 0.5 < seen[-1] < 1.0
+    assert mon.status_text == "postprocess: postprocess 1.0"
+    mon.feed_stdout(ProgressEvent("inference", 0.2).to_json())  # late / repeated event: no going back
+    assert mon.overall_fraction == seen[-1]
+    assert mon.feed_stdout("some library warning") is None
+    res = mon.feed_stdout(json.dumps({"type": "result", "case": "c", "lesions": 2, "outputs": {}}))
+    assert isinstance(res, sb.RunResult) and mon.result is res
+    assert mon.overall_fraction == 1.0 and "2 lesion" in mon.status_text
+    assert mon.log == ["some library warning"]
+
+    bad = sb.OutputMonitor()
+    bad.feed_stderr("/usr/lib/python3/warnings.py:1: UserWarning: something\n")
+    bad.feed_stderr("brainmetseg segment: error: /t/in.nrrd: image is 2D; a 3D CE-T1 is needed.\n")
+    assert bad.error_message(2) == "/t/in.nrrd: image is 2D; a 3D CE-T1 is needed."
+    crash = sb.OutputMonitor()
+    crash.feed_stderr("Traceback (most recent call last):")
+    crash.feed_stderr("MemoryError: cannot allocate")
+    assert crash.error_message(1) == "MemoryError: cannot allocate"
+    assert "exit code 5 (out of memory)" in sb.OutputMonitor().error_message(5)
+    assert "without reporting" in sb.OutputMonitor().error_message(0)
+
+
+# ---------------------------------------------------------------- process control
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
+def test_kill_process_tree_ends_children(tmp_path):
+    """Cancel must end the launcher and the Python process it started."""
+    pidfile = tmp_path / "child.pid"
+    script = textwrap.dedent(f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], **sb.popen_kwargs())
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    sb.kill_process_tree(proc.pid, timeout=2)
+    assert proc.wait(timeout=5) != 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        # reaped by init once orphaned; a zombie counts as ended
+        try:
+            with open(f"/proc/{child}/stat") as fh:
+                if fh.read().split()[2] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("grandchild process survived kill_process_tree")
+    sb.kill_process_tree(proc.pid)  # already gone: no error
+
+
+# ---------------------------------------------------------------- GPUs and models
+
+
+def test_parse_nvidia_smi():
+    text = "NVIDIA GeForce RTX 3090, 24576\nTesla T4, 15360\n\ngarbage line\nbad, mem\n"
+    gpus = sb.parse_nvidia_smi(text)
+    assert gpus == [sb.GpuInfo("NVIDIA GeForce RTX 3090", 24576), sb.GpuInfo("Tesla T4", 15360)]
+    assert str(gpus[0]) == "NVIDIA GeForce RTX 3090 (24.0 GB)"
+    assert sb.detect_gpus(lambda name: None) == []
+
+
+def test_model_choices_and_card(tmp_path):
+    entries = [{"name": "brainmetseg-demo", "path": "Models/demo"},
+               {"name": "big", "url": "https://x", "sha256": "0"}, {"name": "brainmetseg-demo"}]
+    choices = sb.model_choices(entries, [str(tmp_path / "mine"), str(tmp_path / "mine")])
+    assert choices == [("brainmetseg-demo", "brainmetseg-demo"), ("big (download)", "big"),
+                       (f"mine ({tmp_path / 'mine'})", str(tmp_path / "mine"))]
+    with pytest.raises(FileNotFoundError):
+        sb.read_model_card(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"name": "m", "version": "1", "architecture": "basicunet"}))
+    assert sb.read_model_card(tmp_path)["name"] == "m"
