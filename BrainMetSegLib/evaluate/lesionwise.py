@@ -1,0 +1,355 @@
+"""Lesion-wise matching of predicted and ground-truth lesions, and per-lesion metrics.
+
+Three matching rules, as in the literature (see SPEC.md, "Evaluation conventions"):
+
+``overlap``
+    Lesions are 26-connected components. A GT lesion is detected when any
+    predicted lesion shares a voxel with it; a predicted lesion is a true
+    positive when it shares a voxel with any GT lesion, otherwise a false
+    positive. Split predictions (two predicted lesions on one GT lesion) give
+    one detection and two true-positive predictions; a merged prediction (one
+    predicted lesion over two GT lesions) detects both.
+``dice0.1`` (Wald et al. 2025)
+    As ``overlap``, but a GT lesion is detected only when the Dice between it
+    and the union of the predicted lesions touching it is > 0.1. A predicted
+    lesion is a true positive only when it belongs to a detected GT lesion's
+    match; otherwise it is a false positive.
+``brats`` (BraTS-METS 2023, the published ``brats_metrics.py``)
+    GT components (26-connected) that join after one dilation with the
+    18-neighbourhood (``generate_binary_structure(3, 2)``) are merged into one
+    lesion; a predicted component belongs to a GT lesion when it touches the GT
+    lesion dilated once (same structure); predicted components touching no
+    dilated GT lesion are false positives. GT lesions with volume <= 2 mm^3
+    (the challenge's ``lesion_volume_thresh`` for BraTS-MET, compared against
+    volume in mm^3 as the published code does) are dropped from the counts and
+    from the lesion-wise scores; predictions touching them are not false
+    positives.
+
+Per-lesion Dice and HD95 are between a GT lesion and the union of its matched
+predicted lesions (the BraTS definition). HD95 (mm) is the larger of the two
+directed 95th percentiles of distances between the surface voxels of the two
+masks (6-connected erosion boundary), in physical mm (anisotropic spacing
+respected); it is NaN for a missed lesion (BraTS scores a miss as 374 mm in its
+lesion-wise HD95, reproduced in :func:`summarise`).
+
+Arrays are (Z, Y, X) = (k, j, i); ``spacing_xyz`` is (x, y, z) mm as SimpleITK gives it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+
+from ..lesions import _Frame, longest_diameter_mm
+
+RULES = ("overlap", "dice0.1", "brats")
+
+# BraTS-METS 2023 parameters (get_challenge_parameters("BraTS-MET") in the published code).
+BRATS_DILATION_ITERATIONS = 1
+BRATS_MIN_VOLUME_MM3 = 2.0
+BRATS_HD95_MISS_MM = 374.0  # the published penalty for a missed or false-positive lesion
+WALD_DICE_THRESHOLD = 0.1
+
+# Size bins on the longest 3D diameter (mm): < 3, 3-10, >= 10 (Topff et al. / SPEC.md).
+SIZE_BINS_MM = (3.0, 10.0)
+SIZE_BIN_NAMES = ("<3 mm", "3-10 mm", ">=10 mm")
+FP_SIZE_LIMIT_MM = 10.0
+
+_DILATION_STRUCTURE = ndimage.generate_binary_structure(3, 2)
+
+
+def size_bin(diameter_mm: float) -> str:
+    """Name of the size bin for a longest diameter in mm."""
+    if diameter_mm < SIZE_BINS_MM[0]:
+        return SIZE_BIN_NAMES[0]
+    if diameter_mm < SIZE_BINS_MM[1]:
+        return SIZE_BIN_NAMES[1]
+    return SIZE_BIN_NAMES[2]
+
+
+@dataclass
+class GTLesion:
+    """One ground-truth lesion and how the prediction met it."""
+
+    gt_id: int
+    voxels: int
+    volume_mm3: float
+    longest_diameter_mm: float
+    size_bin: str
+    matched_pred_ids: list[int]
+    detected: bool
+    dice: float
+    hd95_mm: float
+    excluded: bool = False  # BraTS: too small to count (volume <= 2 mm^3)
+    centroid_kji: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class PredLesion:
+    """One predicted lesion (26-connected component of the prediction)."""
+
+    pred_id: int
+    voxels: int
+    volume_mm3: float
+    longest_diameter_mm: float
+    true_positive: bool
+    matched_gt_ids: list[int]
+    max_probability: float = math.nan
+    centroid_kji: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class LesionMatch:
+    """All lesions of one case under one matching rule."""
+
+    rule: str
+    gt: list[GTLesion] = field(default_factory=list)
+    pred: list[PredLesion] = field(default_factory=list)
+
+
+def _frame(spacing_xyz, direction) -> _Frame:
+    d = np.reshape(direction, (3, 3)) if direction is not None else np.eye(3)
+    return _Frame(np.zeros(3), d * np.asarray(spacing_xyz, float))
+
+
+def gt_components(gt: np.ndarray, rule: str) -> np.ndarray:
+    """GT lesion ids (int32, 0 = background) for a rule: 26-connected components,
+    merged by one 18-neighbourhood dilation for ``brats``."""
+    gt = np.asarray(gt, bool)
+    cc = cc3d.connected_components(gt, connectivity=26).astype(np.int32)
+    if rule != "brats" or cc.max() == 0:
+        return cc
+    dilated = ndimage.binary_dilation(gt, _DILATION_STRUCTURE, iterations=BRATS_DILATION_ITERATIONS)
+    merged = cc3d.connected_components(dilated, connectivity=26).astype(np.int32)
+    merged[~gt] = 0
+    # renumber 1..N in order of first appearance (dilated components without GT cannot exist)
+    ids = np.unique(merged[merged > 0])
+    lut = np.zeros(int(merged.max()) + 1, np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    return lut[merged]
+
+
+def hd95_mm(a: np.ndarray, b: np.ndarray, spacing_xyz) -> float:
+    """Symmetric 95th-percentile Hausdorff distance (mm) between two masks' surface voxels.
+
+    max(P95 of distances from a's surface to b's surface, P95 the other way). NaN if a
+    mask is empty. Works on the bounding box of both masks (padded by one voxel) for speed.
+    """
+    a = np.asarray(a, bool)
+    b = np.asarray(b, bool)
+    if not a.any() or not b.any():
+        return math.nan
+    box = ndimage.find_objects((a | b).astype(np.uint8))[0]
+    a = np.pad(a[box], 1)
+    b = np.pad(b[box], 1)
+    sampling = tuple(float(s) for s in spacing_xyz[::-1])
+    surf_a = a & ~ndimage.binary_erosion(a)
+    surf_b = b & ~ndimage.binary_erosion(b)
+    d_to_b = ndimage.distance_transform_edt(~surf_b, sampling=sampling)
+    d_to_a = ndimage.distance_transform_edt(~surf_a, sampling=sampling)
+    return float(max(np.percentile(d_to_b[surf_a], 95), np.percentile(d_to_a[surf_b], 95)))
+
+
+def _pad_box(box: tuple[slice, ...], shape, margin: int) -> tuple[slice, ...]:
+    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape, strict=True))
+
+
+def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "overlap",
+                  direction=None, probability: np.ndarray | None = None) -> LesionMatch:
+    """Match GT and predicted lesions of one case under ``rule`` (see module docstring).
+
+    gt, pred: (Z, Y, X) masks (any non-zero voxel is lesion; instance ids in the
+    inputs are ignored, components are recomputed). spacing_xyz: voxel size (mm).
+    direction: row-major 3x3 direction cosines (diameters on oblique grids).
+    probability: optional (Z, Y, X) map for the predicted lesions' max probability.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown matching rule {rule!r}; choose one of {', '.join(RULES)}")
+    gt = np.asarray(gt) > 0
+    pred = np.asarray(pred) > 0
+    if gt.shape != pred.shape:
+        raise ValueError(f"GT shape {gt.shape} != prediction shape {pred.shape}")
+    frame = _frame(spacing_xyz, direction)
+    vvol = float(np.prod(spacing_xyz))
+
+    gt_lab = gt_components(gt, rule)
+    pred_lab = cc3d.connected_components(pred, connectivity=26).astype(np.int32)
+    n_gt, n_pred = int(gt_lab.max()), int(pred_lab.max())
+    gt_boxes = ndimage.find_objects(gt_lab)
+    pred_boxes = ndimage.find_objects(pred_lab)
+    gt_sizes = np.bincount(gt_lab.ravel(), minlength=n_gt + 1)
+    pred_sizes = np.bincount(pred_lab.ravel(), minlength=n_pred + 1)
+
+    # Voxel overlaps between every GT and predicted lesion: inter[g, p].
+    both = (gt_lab > 0) & (pred_lab > 0)
+    inter = np.zeros((n_gt + 1, n_pred + 1), np.int64)
+    if both.any():
+        np.add.at(inter, (gt_lab[both], pred_lab[both]), 1)
+
+    # Candidate predicted lesions per GT lesion.
+    candidates: dict[int, list[int]] = {}
+    for g in range(1, n_gt + 1):
+        if rule == "brats":
+            box = _pad_box(gt_boxes[g - 1], gt.shape, BRATS_DILATION_ITERATIONS + 1)
+            region = ndimage.binary_dilation(gt_lab[box] == g, _DILATION_STRUCTURE,
+                                             iterations=BRATS_DILATION_ITERATIONS)
+            ids = np.unique(pred_lab[box][region])
+            candidates[g] = [int(p) for p in ids if p > 0]
+        else:
+            candidates[g] = [int(p) for p in np.nonzero(inter[g, 1:])[0] + 1]
+
+    gt_rows: list[GTLesion] = []
+    tp_preds: set[int] = set()
+    matched_gt: dict[int, list[int]] = {p: [] for p in range(1, n_pred + 1)}
+    for g in range(1, n_gt + 1):
+        cand = candidates[g]
+        box = gt_boxes[g - 1]
+        g_mask_box = gt_lab[box] == g
+        offset = [s.start for s in box]
+        diameter = longest_diameter_mm(g_mask_box, frame, offset)
+        pred_vox = int(sum(pred_sizes[p] for p in cand))
+        overlap_vox = int(sum(inter[g, p] for p in cand))
+        dice = 2.0 * overlap_vox / (gt_sizes[g] + pred_vox)
+        if rule == "dice0.1":
+            detected = dice > WALD_DICE_THRESHOLD
+        else:
+            detected = len(cand) > 0
+        if cand:
+            union_box = box
+            for p in cand:
+                union_box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                                  for a, b in zip(union_box, pred_boxes[p - 1], strict=True))
+            hd = hd95_mm(gt_lab[union_box] == g, np.isin(pred_lab[union_box], cand), spacing_xyz)
+        else:
+            hd = math.nan
+        volume = float(gt_sizes[g] * vvol)
+        excluded = rule == "brats" and volume <= BRATS_MIN_VOLUME_MM3
+        # BraTS: every prediction touching a dilated GT lesion (kept or dropped) is no FP.
+        if detected or rule == "brats":
+            tp_preds.update(cand)
+        if detected:
+            for p in cand:
+                matched_gt[p].append(g)
+        centroid = tuple(float(c) for c in (np.argwhere(g_mask_box).mean(axis=0) + offset))
+        gt_rows.append(GTLesion(g, int(gt_sizes[g]), volume, diameter, size_bin(diameter), cand,
+                                bool(detected), float(dice), hd, bool(excluded), centroid))
+
+    pred_rows: list[PredLesion] = []
+    for p in range(1, n_pred + 1):
+        box = pred_boxes[p - 1]
+        mask = pred_lab[box] == p
+        offset = [s.start for s in box]
+        maxp = float(probability[box][mask].max()) if probability is not None else math.nan
+        centroid = tuple(float(c) for c in (np.argwhere(mask).mean(axis=0) + offset))
+        pred_rows.append(PredLesion(p, int(pred_sizes[p]), float(pred_sizes[p] * vvol),
+                                    longest_diameter_mm(mask, frame, offset), p in tp_preds,
+                                    matched_gt[p], maxp, centroid))
+    return LesionMatch(rule, gt_rows, pred_rows)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.nan
+
+
+def summarise(match: LesionMatch, fp_size_limit_mm: float = FP_SIZE_LIMIT_MM) -> dict:
+    """Per-case lesion-wise metrics from a :class:`LesionMatch`.
+
+    Conventions for empty cases (also stated in the report):
+    - no GT lesion: lesion sensitivity NaN (nothing to detect; excluded from medians);
+    - no predicted lesion: lesion PPV NaN;
+    - lesion F1 = harmonic mean of sensitivity and PPV; 0 when exactly one side is empty
+      (every lesion missed, or every prediction false); NaN when both are empty;
+    - BraTS lesion-wise Dice = sum of GT lesion Dice / (GT lesions + FPs), 1 when both are
+      empty (as published); lesion-wise HD95 likewise with 374 mm per miss / FP, 0 when empty.
+    """
+    gts = [g for g in match.gt if not g.excluded]
+    n_gt = len(gts)
+    n_det = sum(g.detected for g in gts)
+    n_pred = len(match.pred)
+    n_tp_pred = sum(p.true_positive for p in match.pred)
+    fps = [p for p in match.pred if not p.true_positive]
+    n_fp = len(fps)
+    sens = _ratio(n_det, n_gt)
+    ppv = _ratio(n_tp_pred, n_pred)
+    if n_gt == 0 and n_pred == 0:
+        f1 = math.nan
+    elif n_gt == 0 or n_pred == 0:
+        f1 = 0.0
+    else:
+        f1 = 2 * sens * ppv / (sens + ppv) if (sens + ppv) > 0 else 0.0
+    denom = n_gt + n_fp
+    if denom == 0:
+        lw_dice, lw_hd = 1.0, 0.0
+    else:
+        lw_dice = sum(g.dice for g in gts) / denom
+        hd_sum = sum(BRATS_HD95_MISS_MM if math.isnan(g.hd95_mm) else g.hd95_mm for g in gts)
+        lw_hd = (hd_sum + n_fp * BRATS_HD95_MISS_MM) / denom
+    detected_dice = [g.dice for g in gts if g.detected]
+    out = {
+        "gt_lesions": n_gt,
+        "gt_lesions_excluded": len(match.gt) - n_gt,
+        "detected_lesions": n_det,
+        "missed_lesions": n_gt - n_det,
+        "pred_lesions": n_pred,
+        "tp_pred_lesions": n_tp_pred,
+        "fp_lesions": n_fp,
+        f"fp_lesions_ge{fp_size_limit_mm:g}mm": sum(p.longest_diameter_mm >= fp_size_limit_mm for p in fps),
+        "lesion_sensitivity": sens,
+        "lesion_ppv": ppv,
+        "lesion_f1": f1,
+        "lesionwise_dice": lw_dice,
+        "lesionwise_hd95_mm": lw_hd,
+        "median_lesion_dice": float(np.median(detected_dice)) if detected_dice else math.nan,
+    }
+    for name in SIZE_BIN_NAMES:
+        in_bin = [g for g in gts if g.size_bin == name]
+        out[f"gt_lesions_{name}"] = len(in_bin)
+        out[f"detected_{name}"] = sum(g.detected for g in in_bin)
+        out[f"sensitivity_{name}"] = _ratio(sum(g.detected for g in in_bin), len(in_bin))
+    return out
+
+
+def detection_counts(gt: np.ndarray, pred: np.ndarray, rule: str, spacing_xyz) -> tuple[int, int, int]:
+    """(GT lesions counted, detected, false-positive predictions) without per-lesion geometry.
+
+    A cheap version of :func:`match_lesions` + :func:`summarise` for FROC sweeps.
+    """
+    gt = np.asarray(gt, bool)
+    pred = np.asarray(pred, bool)
+    gt_lab = gt_components(gt, rule)
+    pred_lab = cc3d.connected_components(pred, connectivity=26).astype(np.int32)
+    n_gt, n_pred = int(gt_lab.max()), int(pred_lab.max())
+    gt_sizes = np.bincount(gt_lab.ravel(), minlength=n_gt + 1)
+    pred_sizes = np.bincount(pred_lab.ravel(), minlength=n_pred + 1)
+    both = (gt_lab > 0) & (pred_lab > 0)
+    inter = np.zeros((n_gt + 1, n_pred + 1), np.int64)
+    if both.any():
+        np.add.at(inter, (gt_lab[both], pred_lab[both]), 1)
+    vvol = float(np.prod(spacing_xyz))
+    boxes = ndimage.find_objects(gt_lab)
+    tp: set[int] = set()
+    counted = detected = 0
+    for g in range(1, n_gt + 1):
+        if rule == "brats":
+            box = _pad_box(boxes[g - 1], gt.shape, BRATS_DILATION_ITERATIONS + 1)
+            region = ndimage.binary_dilation(gt_lab[box] == g, _DILATION_STRUCTURE,
+                                             iterations=BRATS_DILATION_ITERATIONS)
+            cand = [int(p) for p in np.unique(pred_lab[box][region]) if p > 0]
+        else:
+            cand = [int(p) for p in np.nonzero(inter[g, 1:])[0] + 1]
+        if rule == "dice0.1":
+            dice = 2.0 * inter[g, cand].sum() / (gt_sizes[g] + pred_sizes[cand].sum())
+            hit = dice > WALD_DICE_THRESHOLD
+        else:
+            hit = len(cand) > 0
+        if hit or rule == "brats":
+            tp.update(cand)
+        if rule == "brats" and gt_sizes[g] * vvol <= BRATS_MIN_VOLUME_MM3:
+            continue
+        counted += 1
+        detected += bool(hit)
+    return counted, detected, n_pred - len(tp)
