@@ -60,8 +60,10 @@ def read_manifest(path: str) -> list[CaseInputs]:
         if not image:
             raise InputError(f"{p}, line {n}: no t1ce (CE-T1 path) column value.")
 
-        def resolve(value):
-            return str((p.parent / value) if value and not Path(value).is_absolute() else value) or None
+        def resolve(value: str | None) -> str | None:
+            if not value:
+                return None
+            return value if Path(value).is_absolute() else str(p.parent / value)
 
         cases.append(CaseInputs(resolve(image), resolve(row.get("t1")), resolve(row.get("t2")),
                                 resolve(row.get("flair")), row.get("case_id") or None))
@@ -92,6 +94,10 @@ def _reporter(args):
 def run(args) -> int:
     cases = _cases(args)
     batch = len(cases) > 1 or bool(args.manifest)
+    if not batch:  # report a missing file before the model is loaded
+        for seq, path in cases[0].given().items():
+            if not Path(path).exists():
+                raise InputError(f"{path}: {seq} file not found.")
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
