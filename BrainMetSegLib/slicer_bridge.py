@@ -506,6 +506,57 @@ def segment_command(python: str | os.PathLike, inputs: Mapping[str, str | os.Pat
     return cmd
 
 
+MANIFEST_COLUMNS = ("case_id", "t1ce", "t1", "t2", "flair")
+
+
+def write_manifest(items: Sequence[str | os.PathLike | Mapping], path: str | os.PathLike) -> Path:
+    """Write a batch manifest CSV (columns :data:`MANIFEST_COLUMNS`, absolute paths).
+
+    items: CE-T1 paths, or mappings with ``t1ce`` and optional ``t1``, ``t2``,
+    ``flair``, ``case_id``. Raises ValueError for an item without a CE-T1.
+    """
+    import csv
+
+    path = Path(path)
+    rows = []
+    for n, item in enumerate(items, start=1):
+        row = dict(item) if isinstance(item, Mapping) else {"t1ce": item}
+        unknown = sorted(set(row) - set(MANIFEST_COLUMNS))
+        if unknown:
+            raise ValueError(f"item {n}: unknown keys {unknown} (expected {MANIFEST_COLUMNS})")
+        if not row.get("t1ce"):
+            raise ValueError(f"item {n}: no CE-T1 (t1ce) path")
+        rows.append({k: ("" if not row.get(k) else
+                         str(row[k]) if k == "case_id" else str(Path(row[k]).resolve()))
+                     for k in MANIFEST_COLUMNS})
+    if not rows:
+        raise ValueError("no input files given")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def batch_command(python: str | os.PathLike, manifest: str | os.PathLike,
+                  output_dir: str | os.PathLike, options: RunOptions, overwrite: bool = False
+                  ) -> list[str]:
+    """The CLI command for a cohort: ``segment --manifest CSV -o OUTDIR`` (one sub-folder per case)."""
+    options.validate()
+    cmd = [str(python), "-m", "BrainMetSegLib", "segment", "--manifest", str(manifest),
+           "-o", str(output_dir), "--progress", "json", "--format", options.output_format,
+           "--device", options.device, "--brain-mask", options.brain_mask]
+    if options.model:
+        cmd += ["--model", str(options.model)]
+    if options.threshold is not None:
+        cmd += ["--threshold", f"{options.threshold:g}"]
+    if options.min_volume_mm3 is not None:
+        cmd += ["--min-volume", f"{options.min_volume_mm3:g}"]
+    if overwrite:
+        cmd.append("--overwrite")
+    return cmd
+
+
 def library_parent() -> Path:
     """The folder that holds the ``BrainMetSegLib`` package (put on the subprocess' path)."""
     return Path(__file__).resolve().parent.parent

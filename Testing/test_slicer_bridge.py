@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -348,3 +349,25 @@ def test_model_choices_and_card(tmp_path):
         sb.read_model_card(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({"name": "m", "version": "1", "architecture": "basicunet"}))
     assert sb.read_model_card(tmp_path)["name"] == "m"
+
+
+def test_batch_manifest_and_command(tmp_path):
+    from BrainMetSegLib.cli import build_parser
+    from BrainMetSegLib.commands.segment import MANIFEST_COLUMNS, read_manifest
+
+    assert sb.MANIFEST_COLUMNS == MANIFEST_COLUMNS
+    (tmp_path / "a.nii.gz").write_bytes(b"")
+    items = [tmp_path / "a.nii.gz", {"t1ce": str(tmp_path / "b.nrrd"), "flair": "rel/f.nrrd",
+                                     "case_id": "patient-2"}]
+    manifest = sb.write_manifest(items, tmp_path / "m.csv")
+    cases = read_manifest(str(manifest))
+    assert cases[0].t1ce == str((tmp_path / "a.nii.gz").resolve())
+    assert cases[1].id == "patient-2"
+    assert cases[1].flair == str(Path("rel/f.nrrd").resolve())  # relative to the working folder
+    for bad in ([], [{"flair": "x"}], [{"t1ce": "x", "pd": "y"}]):
+        with pytest.raises(ValueError):
+            sb.write_manifest(bad, tmp_path / "bad.csv")
+    cmd = sb.batch_command("py", manifest, tmp_path / "out", sb.RunOptions(device="cpu"), overwrite=True)
+    args = build_parser(("segment",)).parse_args(cmd[3:])
+    assert args.manifest == str(manifest) and args.overwrite and args.inputs == []
+    assert args.progress == "json" and args.device == "cpu"
