@@ -146,6 +146,13 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{folder}: output folder is not writable.")
 
 
+def _default_mode() -> int:
+    """rw for everyone the umask allows (mkstemp's files are private, 0600, by default)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_target(path: Path) -> Path:
     """A temporary name in the same folder, keeping the suffix SimpleITK keys on."""
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
@@ -162,6 +169,7 @@ def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = Fa
     tmp = _atomic_target(path)
     try:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except (RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
@@ -177,6 +185,7 @@ def write_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> P
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
