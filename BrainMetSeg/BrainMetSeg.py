@@ -509,6 +509,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.keepTemporaryFiles = False
+        self.lastRun = None  # the last SegmentationRun started by process() (its monitor has the result)
         self._dependenciesChecked = False
 
     def getParameterNode(self):
@@ -702,6 +703,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                                      outputTable, outputProbability, model, device, brainExtraction,
                                      threshold, minLesionVolume,
                                      progressCallback=lambda f, text: logging.debug(f"{100 * f:.0f}% {text}"))
+        self.lastRun = run
         run.wait()
         if run.status != "done":
             raise RuntimeError(_("BrainMetSeg segmentation failed: {message}").format(
