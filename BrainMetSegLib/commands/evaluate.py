@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError, OutputError
+from ..errors import InputError
 from ..progress import json_lines, no_progress, tqdm_bar
 
 
@@ -85,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
               f"FP/case {by['fp_lesions']['mean']:.2f}; report: {written.get('report.html', outdir)}",
               file=sys.stderr)
     if result.failed:
-        raise OutputError(f"{len(result.failed)} case(s) failed (listed above and in the report); "
+        raise InputError(f"{len(result.failed)} case(s) failed (listed above and in the report); "
                           f"outputs for the others are in {outdir}.")
     return 0

@@ -24,6 +24,7 @@ GT_COLOUR = "#00d060"
 PRED_COLOUR = "#ff3399"
 BOX_METRICS = ("dice", "lesion_sensitivity", "lesion_ppv", "lesion_f1", "lesionwise_dice",
                "fp_lesions", "auc", "precision", "recall", "mcc")
+SUBGROUP_BOX_METRICS = ("dice", "lesion_sensitivity", "lesion_f1", "fp_lesions", "auc")
 WORST_CASES = 6
 
 CSS = """
@@ -89,23 +90,41 @@ def _plt():
 
 # ----------------------------------------------------------------------------- plots
 
-def _box_plot(groups: dict[str, list[float]], title: str, ylim=None) -> str:
+def _box_plots(panels: list[tuple[str, dict[str, list[float]], tuple | None]], cols: int = 5) -> str:
+    """One figure of box plots (with the per-patient points), one panel per metric.
+
+    panels: (title, {group name: values}, y limits or None).
+    """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(2.2 + 0.9 * len(groups), 3.0))
-    data = [np.asarray([v for v in vals if np.isfinite(v)], float) for vals in groups.values()]
-    names = [f"{k}\n(n={len(d)})" for k, d in zip(groups, data, strict=True)]
-    if any(len(d) for d in data):
-        ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False,
-                   medianprops={"color": "#1d2b45", "linewidth": 2})
-        rng = np.random.default_rng(0)
-        for i, d in enumerate(data, start=1):
-            ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=12, alpha=0.6, color="#3b7dd8", zorder=3)
-    ax.set_xticks(range(1, len(names) + 1), names, fontsize=8)
-    ax.set_title(title, fontsize=10)
-    if ylim:
-        ax.set_ylim(*ylim)
-    ax.grid(axis="y", alpha=0.3)
+    rows = math.ceil(len(panels) / cols)
+    n_groups = max(len(p[1]) for p in panels)
+    width = min(cols, len(panels)) * (1.5 + 0.7 * n_groups)
+    fig, axes = plt.subplots(rows, min(cols, len(panels)), figsize=(width, 2.9 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, groups, ylim) in zip(axes.ravel(), panels, strict=False):
+        data = [np.asarray([v for v in vals if np.isfinite(v)], float) for vals in groups.values()]
+        names = [f"{k}\n(n={len(d)})" if len(groups) > 1 else f"n={len(d)}" for k, d in zip(groups, data, strict=True)]
+        if any(len(d) for d in data):
+            ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False,
+                       medianprops={"color": "#1d2b45", "linewidth": 2})
+            for i, d in enumerate(data, start=1):
+                ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6, color="#3b7dd8", zorder=3)
+        ax.set_xticks(range(1, len(names) + 1), names, fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return _png(fig)
+
+
+def _ylim(metric: str):
+    if metric in ("fp_lesions", "fp_lesions_ge10mm", "lesionwise_hd95_mm", "seconds"):
+        return None
+    return (-1.05, 1.05) if metric == "mcc" else (-0.03, 1.03)
 
 
 def _size_plot(rows: list[dict]) -> str:
@@ -249,7 +268,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _med_iqr(d: dict) -> str:
-    return f"{_fmt(d['median'])} ({_fmt(d['q1'])}–{_fmt(d['q3'])})" if d["n"] else "–"
+    return f"{_fmt(d['median'])} ({_fmt(d['q1'])} to {_fmt(d['q3'])})" if d["n"] else "–"
 
 
 def _mean_sd(d: dict) -> str:
@@ -277,7 +296,7 @@ def _summary_section(result: CohortResult) -> str:
     extra = ""
     if result.pooled_auc:
         a = result.pooled_auc
-        extra = (f'<p class="note">Pooled voxel AUC {a["auc"]:.3f} (95 % CI {a["ci_low"]:.3f}–{a["ci_high"]:.3f}, '
+        extra = (f'<p class="note">Pooled voxel AUC {a["auc"]:.3f} (95 % CI {a["ci_low"]:.3f} to {a["ci_high"]:.3f}, '
                  f'{html.escape(a["method"])}).</p>')
     return (f'<section><h2>Summary (per patient, then over patients)</h2><div class="kpis">{k}</div>'
             f"{table}{extra}</section>")
@@ -295,17 +314,16 @@ def _strata_section(result: CohortResult) -> str:
 
 def _plots_section(result: CohortResult) -> str:
     rows = result.rows
-    figs = []
+    panels = []
     for m in BOX_METRICS:
         vals = [r.get(m, math.nan) for r in rows]
-        if not any(np.isfinite(v) for v in vals):
-            continue
-        ylim = None if m == "fp_lesions" else (-0.05 if m != "mcc" else -1.05, 1.05)
-        figs.append(_img(_box_plot({"all cases": vals}, cohort.LABELS[m], ylim)))
+        if any(np.isfinite(v) for v in vals):
+            panels.append((cohort.LABELS[m], {"all cases": vals}, _ylim(m)))
+    figs = [_img(_box_plots(panels))] if panels else []
     size_rows = result.size_sensitivity
     size_table = _table(["size", "GT lesions", "detected", "sensitivity (95 % CI)"],
                         [[r["size_bin"], str(r["lesions"]), str(r["detected"]),
-                          f"{_fmt(r['sensitivity'])} ({_fmt(r['ci_low'])}–{_fmt(r['ci_high'])})"]
+                          f"{_fmt(r['sensitivity'])} ({_fmt(r['ci_low'])} to {_fmt(r['ci_high'])})"]
                          for r in size_rows])
     parts = [f'<section><h2>Per-patient distributions</h2><div class="grid">{"".join(figs)}</div></section>',
              '<section><h2>Detection by lesion size and threshold</h2><div class="grid">',
@@ -323,13 +341,14 @@ def _subgroup_section(result: CohortResult) -> str:
     rows = result.rows
     for sg in result.subgroups:
         groups = sg["groups"]
-        figs = []
         spec = cohort.SubgroupSpec(sg["column"], sg["cut"])
         case_group, _ = cohort.assign_groups(spec, result.clinical, [r["case_id"] for r in rows])
-        for m in ("dice", "lesion_sensitivity", "lesion_f1", "fp_lesions", "auc"):
+        panels = []
+        for m in SUBGROUP_BOX_METRICS:
             lookup = {g: [r.get(m, math.nan) for r in rows if case_group.get(r["case_id"]) == g] for g in groups}
             if any(np.isfinite(v) for vals in lookup.values() for v in vals):
-                figs.append(_img(_box_plot(lookup, cohort.LABELS[m])))
+                panels.append((cohort.LABELS[m], lookup, _ylim(m)))
+        figs = [_img(_box_plots(panels, cols=3 if len(groups) > 2 else 5))] if panels else []
         header = ["metric"] + [f"{html.escape(g)} median (IQR)" for g in groups]
         two = len(groups) == 2
         header += ["Δ median (95 % CI)", "Mann-Whitney p"] if two else ["Kruskal-Wallis p"]
@@ -337,7 +356,7 @@ def _subgroup_section(result: CohortResult) -> str:
         for e in sg["metrics"]:
             row = [html.escape(e["label"])] + [f"{_med_iqr(e[g])} n={e[g]['n']}" for g in groups]
             if two:
-                row += [f"{_fmt(e.get('median_difference'))} ({_fmt(e.get('ci_low'))}–{_fmt(e.get('ci_high'))})",
+                row += [f"{_fmt(e.get('median_difference'))} ({_fmt(e.get('ci_low'))} to {_fmt(e.get('ci_high'))})",
                         _p(e.get("p"))]
             else:
                 row += [_p(e.get("p"))]
@@ -346,7 +365,7 @@ def _subgroup_section(result: CohortResult) -> str:
         if sg.get("delong_auc"):
             d = sg["delong_auc"]
             dl = (f"<p>Pooled voxel AUC: {html.escape(groups[0])} {_fmt(d['auc_a'])} vs {html.escape(groups[1])} "
-                  f"{_fmt(d['auc_b'])}; difference {_fmt(d['difference'])} (95 % CI {_fmt(d['ci_low'])}–"
+                  f"{_fmt(d['auc_b'])}; difference {_fmt(d['difference'])} (95 % CI {_fmt(d['ci_low'])} to "
                   f"{_fmt(d['ci_high'])}), {html.escape(d['test'])} p = {_p(d['p'])}.</p>")
         counts = ", ".join(f"{html.escape(g)}: {n}" for g, n in sg["cases"].items())
         missing = f" No value for {len(sg['unassigned'])} case(s)." if sg["unassigned"] else ""
