@@ -194,14 +194,18 @@ def test_slicer_python_names_exist(path, version):
         if "parameterNodeWrapper" in key:
             pnw |= set(entry.get("functions", [])) | set(entry.get("classes", {}))
     tree = _tree(path)
+    tables = {"slicer.util": util, "sitkUtils": sitk_utils, "slicer.ScriptedLoadableModule": slm}
+    for node in ast.walk(tree):  # import slicer.ScriptedLoadableModule as slm
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname and a.name in tables:
+                    tables[a.asname] = tables[a.name]
     used = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             dotted = _dotted(node.value)
-            if dotted == "slicer.util":
-                used.append(("slicer.util", node.attr, util))
-            elif dotted == "sitkUtils":
-                used.append(("sitkUtils", node.attr, sitk_utils))
+            if dotted in tables:
+                used.append((dotted, node.attr, tables[dotted]))
     for module, names, _, _ in _imports(tree):
         table = {"slicer.util": util, "slicer.ScriptedLoadableModule": slm,
                  "slicer.parameterNodeWrapper": pnw}.get(module)
@@ -271,3 +275,55 @@ def test_ui_parameter_names_match_parameter_node():
     used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"}
     assert used <= widgets, f"self.ui.<name> not in the .ui: {used - widgets}"
+
+
+# ---------------------------------------------------------------- extension packaging
+
+
+def _cmake_set(text: str, name: str) -> str:
+    import re
+
+    m = re.search(rf'set\({name}\s+(.*?)\)\s*(#.*)?$', text, re.M)
+    assert m, f"CMakeLists.txt does not set {name}"
+    return m.group(1).strip()
+
+
+def test_extension_cmake_and_index_entry():
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    for name in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS",
+                 "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
+                 "EXTENSION_DEPENDS"):
+        assert _cmake_set(top, name)
+    assert _cmake_set(top, "EXTENSION_CATEGORY") == '"Segmentation"'
+    assert _cmake_set(top, "EXTENSION_DEPENDS") == '"PyTorch"'
+    for needed in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                   "add_subdirectory(BrainMetSeg)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                   "include(${Slicer_EXTENSION_CPACK})", "BrainMetSegLib/*.py", "Resources/*",
+                   "slicer_add_python_unittest", "scripted_tests/test_BrainMetSeg.py"):
+        assert needed in top, needed
+    module = (REPO / "BrainMetSeg" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "slicerMacroBuildScriptedModule" in module and "WITH_GENERIC_TESTS" in module
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module
+    for rel in ("BrainMetSeg.py", "Resources/Icons/BrainMetSeg.png", "Resources/UI/BrainMetSeg.ui"):
+        assert (REPO / "BrainMetSeg" / rel).is_file(), rel
+    from PIL import Image
+
+    with Image.open(REPO / "BrainMetSeg" / "Resources" / "Icons" / "BrainMetSeg.png") as icon:
+        assert icon.size == (128, 128)
+    # what the installed extension needs beside BrainMetSegLib/: the model registry and packages
+    from BrainMetSegLib import models
+
+    assert models.REGISTRY_FILE == REPO / "Resources" / "Models.json"
+    for entry in models.read_registry():
+        if "path" in entry:
+            assert (models.REGISTRY_FILE.parent / entry["path"] / "model.json").is_file()
+
+    entry = json.loads((REPO / "BrainMetSeg.json").read_text(encoding="utf-8"))
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "build_subdirectory", "enabled", "tier"}  # schema v1.0.1, additionalProperties false
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert "slicer-extension-catalog-entry-schema" in entry["$schema"]
+    assert entry["category"] == "Segmentation"
+    assert entry["build_dependencies"] == ["PyTorch"]
+    assert 1 <= entry["tier"] <= 5
+    assert _cmake_set(top, "EXTENSION_HOMEPAGE").strip('"') == entry["scm_url"]

@@ -26,7 +26,7 @@ import unittest
 
 import numpy as np
 import slicer
-from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
+import slicer.ScriptedLoadableModule as slm  # module import: the base class is not collected as a test
 
 try:
     _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -89,7 +89,7 @@ def sceneNodeIds():
     return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
 
 
-class BrainMetSegEndToEndTest(ScriptedLoadableModuleTest):
+class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
         self.module = importModule()
