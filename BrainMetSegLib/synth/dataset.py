@@ -1,0 +1,112 @@
+"""Writing a synthetic dataset in the nnU-Net v2 raw layout (plus instance maps and lesion lists).
+
+OUTDIR/imagesTr/<case>_0000.nii.gz   CE-T1-like image (int16)
+OUTDIR/labelsTr/<case>.nii.gz        binary lesion mask (uint8: 0 background, 1 metastasis)
+OUTDIR/instancesTr/<case>.nii.gz     instance label map (uint16; ids match the JSON)
+OUTDIR/brainmasksTr/<case>.nii.gz    brain mask (uint8)
+OUTDIR/lesionsTr/<case>.json         lesions: id, centre_ras_mm, diameter_mm, pattern, volume_mm3, location...
+OUTDIR/dataset.json                  nnU-Net v2 dataset description + a "synthetic" block
+OUTDIR/preview/<case>.png            contact sheet (with preview=True)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OutputError
+from ..io import write_image, write_text
+from ..progress import ProgressCallback, ProgressEvent
+from . import config as C
+from .case import SynthCase, make_case
+
+
+def case_id(index: int) -> str:
+    return f"synth_{index:03d}"
+
+
+def case_seed(seed: int, index: int) -> int:
+    """Seed of case ``index``: depends only on (seed, index), so case k is the same whatever N is."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)) + "\n"
+
+
+def case_paths(outdir: Path, cid: str) -> dict[str, Path]:
+    return {
+        "image": outdir / "imagesTr" / f"{cid}_0000.nii.gz",
+        "label": outdir / "labelsTr" / f"{cid}.nii.gz",
+        "instances": outdir / "instancesTr" / f"{cid}.nii.gz",
+        "brain": outdir / "brainmasksTr" / f"{cid}.nii.gz",
+        "lesions": outdir / "lesionsTr" / f"{cid}.json",
+        "preview": outdir / "preview" / f"{cid}.png",
+    }
+
+
+def write_case(case: SynthCase, outdir: Path, cid: str, overwrite: bool = False,
+               preview: bool = False) -> dict[str, Path]:
+    """Write one case's files; returns their paths."""
+    paths = case_paths(outdir, cid)
+    write_image(case.image, paths["image"], overwrite=overwrite)
+    write_image(case.binary, paths["label"], overwrite=overwrite)
+    write_image(case.labels, paths["instances"], overwrite=overwrite)
+    write_image(case.brain, paths["brain"], overwrite=overwrite)
+    doc = {"case": cid, "lesions": case.lesions, "info": case.info}
+    write_text(_json(doc), paths["lesions"], overwrite=overwrite)
+    if preview:
+        from .preview import contact_sheet
+
+        contact_sheet(case, paths["preview"], title=cid, overwrite=overwrite)
+    else:
+        paths.pop("preview")
+    return paths
+
+
+def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = None,
+                  progress: ProgressCallback | None = None, overwrite: bool = False,
+                  preview: bool = False, start: int = 0) -> dict:
+    """Generate ``n`` cases (ids ``synth_<start>`` ...) into ``outdir``; returns the dataset.json dict.
+
+    Refuses to replace existing files unless ``overwrite``. Per-case seeds come from
+    :func:`case_seed` so a case does not depend on ``n``.
+    """
+    config = config or C.SynthConfig()
+    outdir = Path(outdir)
+    if n < 1:
+        raise OutputError(f"{outdir}: number of cases must be >= 1 (got {n}).")
+    if not overwrite:
+        existing = [p for k in range(start, start + n) for p in case_paths(outdir, case_id(k)).values() if p.exists()]
+        if existing or (outdir / "dataset.json").exists():
+            first = existing[0] if existing else outdir / "dataset.json"
+            raise OutputError(f"{first}: already exists; pass --overwrite to replace it or use another folder.")
+    times = []
+    for k in range(start, start + n):
+        cid = case_id(k)
+        if progress:
+            progress(ProgressEvent("synth", (k - start) / n, f"{cid}"))
+        t0 = time.perf_counter()
+        case = make_case(case_seed(seed, k), config)
+        write_case(case, outdir, cid, overwrite=overwrite, preview=preview)
+        times.append(time.perf_counter() - t0)
+    total = start + n
+    desc = {
+        "channel_names": {"0": "CE-T1"},
+        "labels": {"background": 0, "metastasis": 1},
+        "numTraining": total,
+        "file_ending": ".nii.gz",
+        "name": "BrainMetSeg synthetic CE-T1 metastasis phantoms",
+        "description": "Synthetic data (not patient scans): real anatomy (MNI152 2009 / Colin27) with "
+                       "simulated metastases, enhancing confounders and acquisition effects.",
+        "synthetic": {"generator": "BrainMetSegLib.synth", "version": C.GENERATOR_VERSION, "seed": int(seed),
+                      "cases": [case_id(k) for k in range(total)], "options": config.to_dict()},
+    }
+    write_text(_json(desc), outdir / "dataset.json", overwrite=True)
+    if progress:
+        progress(ProgressEvent("synth", 1.0, f"{n} cases, {np.mean(times):.1f} s per case"))
+    desc["seconds_per_case"] = float(np.mean(times))
+    return desc
