@@ -161,7 +161,6 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.updateTableButton.connect("clicked(bool)", self.onUpdateTable)
         self.ui.editSegmentsButton.connect("clicked(bool)", self.onEditSegments)
         self.ui.tableView.connect("selectionChanged()", self.onTableSelectionChanged)
-        self.ui.outputTableSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.tableView.setMRMLTableNode)
 
         # Re-threshold after the user stops moving the slider (each run measures every lesion).
         self._rethresholdTimer = qt.QTimer()
@@ -874,6 +873,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
     def _showResults(self, inputVolume, segmentation, probability):
         segmentation.CreateDefaultDisplayNodes()
+        segmentation.CreateClosedSurfaceRepresentation()  # lesions in the 3D view too
         probability.CreateDefaultDisplayNodes()
         displayNode = probability.GetDisplayNode()
         if displayNode:
