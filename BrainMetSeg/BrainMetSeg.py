@@ -12,11 +12,7 @@ import enum
 import json
 import logging
 import os
-import queue
-import subprocess
 import sys
-import threading
-import time
 from typing import Annotated
 
 import qt
@@ -316,7 +312,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 brainExtraction=p.brainExtraction, threshold=p.threshold,
                 minLesionVolume=p.minLesionVolume, progressCallback=self.onProgress,
                 completedCallback=self.onCompleted)
-            self._run.startTimer()
+            pollWithTimer(self._run)
         self._updateGui()
 
     def onProgress(self, fraction, text) -> None:
@@ -327,7 +323,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run = None
         self.ui.progressBar.hide()
         if run.status == "done":
-            seg, table, prob = run.outputNodes
+            seg, table, prob = run.value
             p = self._parameterNode
             if p is not None:
                 p.outputSegmentation, p.outputTable, p.outputProbability = seg, table, prob
@@ -338,7 +334,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
         else:
             self.ui.statusLabel.text = _("Failed.")
-            slicer.util.errorDisplay(_("Segmentation failed: {message}").format(message=run.errorMessage),
+            slicer.util.errorDisplay(_("Segmentation failed: {message}").format(message=run.error_message),
                                      detailedText="\n".join(run.monitor.log[-200:]))
         self._updateGui()
 
@@ -383,112 +379,19 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class SegmentationRun:
-    """One run of ``PythonSlicer -m BrainMetSegLib segment ... --progress json``.
+def pollWithTimer(run, intervalMs=200):
+    """Poll a :class:`BrainMetSegLib.slicer_bridge.CliRun` from the Qt event loop (GUI use)."""
+    timer = qt.QTimer()
+    timer.setInterval(intervalMs)
 
-    Reader threads queue the subprocess' stdout/stderr lines; :meth:`poll` (called by
-    a QTimer in the GUI, or in a loop for blocking calls) feeds them to an
-    :class:`~BrainMetSegLib.slicer_bridge.OutputMonitor` on the main thread and, when
-    the process has ended, imports the results or reports the error. ``status`` is
-    running / done / failed / cancelled.
-    """
+    def tick():
+        if not run.poll():
+            timer.stop()
 
-    POLL_INTERVAL_MS = 200
-
-    def __init__(self, command, environment, runFolder, onFinished, progressCallback=None,
-                 completedCallback=None):
-        self.command = command
-        self.runFolder = runFolder
-        self.monitor = bridge.OutputMonitor()
-        self.status = "running"
-        self.errorMessage = ""
-        self.outputNodes = None
-        self.returncode = None
-        self._onFinished = onFinished
-        self._progressCallback = progressCallback
-        self._completedCallback = completedCallback
-        self._queue = queue.Queue()
-        self._cancelled = False
-        self._timer = None
-        self._startTime = time.time()
-        self.elapsed = 0.0
-        logging.info("BrainMetSeg: running " + " ".join(command))
-        self.process = subprocess.Popen(
-            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace", bufsize=1,
-            **bridge.popen_kwargs())
-        self._threads = [threading.Thread(target=self._read, args=(stream, name), daemon=True)
-                         for stream, name in ((self.process.stdout, "stdout"),
-                                              (self.process.stderr, "stderr"))]
-        for t in self._threads:
-            t.start()
-
-    def _read(self, stream, name):
-        for line in iter(stream.readline, ""):
-            self._queue.put((name, line))
-        stream.close()
-
-    def startTimer(self):
-        """Poll from the Qt event loop (non-blocking GUI use)."""
-        self._timer = qt.QTimer()
-        self._timer.setInterval(self.POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self.poll)
-        self._timer.start()
-
-    def wait(self):
-        """Block until the run has finished (console / tests), keeping the GUI responsive."""
-        while self.status == "running":
-            self.poll()
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        return self
-
-    def cancel(self):
-        if self.status != "running":
-            return
-        self._cancelled = True
-        bridge.kill_process_tree(self.process.pid)
-
-    def poll(self):
-        if self.status != "running":
-            return
-        while True:
-            try:
-                name, line = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if name == "stdout":
-                self.monitor.feed_stdout(line)
-            else:
-                self.monitor.feed_stderr(line)
-                logging.debug("BrainMetSeg: " + line.rstrip())
-            if self._progressCallback:
-                self._progressCallback(self.monitor.overall_fraction, self.monitor.status_text)
-        if self.process.poll() is None or any(t.is_alive() for t in self._threads):
-            return
-        if not self._queue.empty():
-            return  # lines arrived after the last drain: read them on the next poll
-        self.returncode = self.process.returncode
-        self.elapsed = time.time() - self._startTime
-        if self._timer is not None:
-            self._timer.stop()
-        try:
-            if self._cancelled:
-                self.status = "cancelled"
-            elif self.returncode == 0 and self.monitor.result is not None:
-                self.outputNodes = self._onFinished(self)
-                self.status = "done"
-            else:
-                self.status = "failed"
-                self.errorMessage = self.monitor.error_message(self.returncode)
-        except Exception as exc:  # importing results failed: report, don't stay "running"
-            logging.exception("BrainMetSeg: importing results failed")
-            self.status = "failed"
-            self.errorMessage = str(exc)
-        finally:
-            self.runFolder.cleanup()
-        if self._completedCallback:
-            self._completedCallback(self)
+    timer.connect("timeout()", tick)
+    run.timer = timer  # keep it alive as long as the run
+    timer.start()
+    return timer
 
 
 #
@@ -508,7 +411,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.keepTemporaryFiles = False
-        self.lastRun = None  # the last SegmentationRun started by process() (its monitor has the result)
+        self.lastRun = None  # the last CliRun started by process(): run.monitor.result has the CLI's result
         self._dependenciesChecked = False
 
     def getParameterNode(self):
@@ -648,11 +551,11 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                           outputSegmentation=None, outputTable=None, outputProbability=None,
                           model=None, device="auto", brainExtraction=True, threshold=None,
                           minLesionVolume=None, progressCallback=None, completedCallback=None):
-        """Start the CLI on ``inputVolume`` and return a :class:`SegmentationRun` (non-blocking).
+        """Start the CLI on ``inputVolume``; returns a ``slicer_bridge.CliRun`` (non-blocking).
 
-        Call ``run.startTimer()`` (GUI) or ``run.wait()`` (console). When it succeeds the
-        output nodes (created when None) are in ``run.outputNodes``; on failure or cancel
-        nodes created for the run are removed again.
+        Poll it with :func:`pollWithTimer` (GUI) or ``run.wait(slicer.app.processEvents)``
+        (console). On success the output nodes (created when None) are in ``run.value``;
+        on failure or cancel the scene is left as it was.
         """
         if not inputVolume:
             raise ValueError(_("Select a CE-T1 input volume."))
@@ -681,11 +584,12 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
         requested = (outputSegmentation, outputTable, outputProbability)
 
-        def onFinished(run):  # called once, on success only
+        def onSuccess(run):
             return self._importResults(run, inputVolume, requested)
 
-        return SegmentationRun(command, environment, runFolder, onFinished,
-                               progressCallback=progressCallback, completedCallback=completedCallback)
+        logging.info("BrainMetSeg: running " + " ".join(command))
+        return bridge.CliRun(command, environment, runFolder, on_success=onSuccess,
+                             on_progress=progressCallback, on_complete=completedCallback)
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, outputProbability=None,
                 t1Volume=None, t2Volume=None, flairVolume=None, model=None, device="auto",
@@ -703,12 +607,12 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                                      threshold, minLesionVolume,
                                      progressCallback=lambda f, text: logging.debug(f"{100 * f:.0f}% {text}"))
         self.lastRun = run
-        run.wait()
+        run.wait(slicer.app.processEvents)
         if run.status != "done":
             raise RuntimeError(_("BrainMetSeg segmentation failed: {message}").format(
-                message=run.errorMessage or run.status))
+                message=run.error_message or run.status))
         logging.info(f"BrainMetSeg: {run.monitor.result.lesions} lesion(s) in {run.elapsed:.1f} s")
-        return run.outputNodes
+        return run.value
 
     def processFiles(self, paths, outputFolder, model=None, device="auto", brainExtraction=True,
                      threshold=None, minLesionVolume=None, outputFormat="nii.gz", overwrite=False):
@@ -736,20 +640,10 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                                    overwrite=overwrite)
         environment = slicer.util.startupEnvironment()
         environment.update(bridge.subprocess_environment(environment))
-        results = []
-
-        run = SegmentationRun(cmd, environment, runFolder, onFinished=lambda run: None)
-        # Collect every case's result line, not only the last one.
-        feed = run.monitor.feed_stdout
-
-        def collect(line):
-            item = feed(line)
-            if isinstance(item, bridge.RunResult):
-                results.append(item)
-            return item
-
-        run.monitor.feed_stdout = collect
-        run.wait()
+        run = bridge.CliRun(cmd, environment, runFolder)
+        self.lastRun = run
+        run.wait(slicer.app.processEvents)
+        results = run.monitor.results
         for line in run.monitor.stderr:
             if "failed" in line or "error" in line:
                 logging.warning(line)
@@ -761,7 +655,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- results into MRML
 
     def _importResults(self, run, inputVolume, requested):
-        outputs = run.runFolder.collect_outputs(run.monitor.result.outputs)
+        outputs = run.run_folder.collect_outputs(run.monitor.result.outputs)
         import SimpleITK as sitk
 
         labels = sitk.ReadImage(str(outputs["labels"]))

@@ -371,3 +371,80 @@ def test_batch_manifest_and_command(tmp_path):
     args = build_parser(("segment",)).parse_args(cmd[3:])
     assert args.manifest == str(manifest) and args.overwrite and args.inputs == []
     assert args.progress == "json" and args.device == "cpu"
+
+
+# ---------------------------------------------------------------- the real CLI, as the module runs it
+
+
+def _small_ce_t1(path):
+    rng = np.random.default_rng(0)
+    k, j, i = np.mgrid[:40, :48, :48]
+    arr = rng.normal(100, 5, (40, 48, 48)).astype(np.float32)
+    for (ck, cj, ci), r in (((16, 18, 18), 6), ((26, 32, 30), 4)):
+        arr[np.sqrt((k - ck) ** 2 + (j - cj) ** 2 + (i - ci) ** 2) < r] += 200
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((1.0, 1.0, 1.2))
+    img.SetOrigin((-24.0, -24.0, -24.0))
+    sitk.WriteImage(img, str(path))
+    return img
+
+
+def _cli_run(tmp_path, inputs=None, **kw):
+    run_folder = sb.RunFolder(tmp_path)
+    if inputs is None:
+        _small_ce_t1(run_folder.input_path("t1ce"))
+        inputs = {"t1ce": str(run_folder.input_path("t1ce"))}
+    cmd = sb.segment_command(sys.executable, inputs, run_folder.outputs,
+                             sb.RunOptions(device="cpu", brain_mask="none", threshold=0.5))
+    env = dict(os.environ)
+    env.update(sb.subprocess_environment(env))
+    return sb.CliRun(cmd, env, run_folder, cwd=tmp_path, **kw)
+
+
+def test_cli_run_end_to_end(tmp_path):
+    """The module's run: CLI subprocess, JSON progress, result line, outputs collected, folder removed."""
+    progress, completed = [], []
+
+    def on_success(run):
+        found = run.run_folder.collect_outputs(run.monitor.result.outputs)
+        labels = sitk.ReadImage(str(found["labels"]))
+        rows = json.loads(found["table_json"].read_text())["lesions"]
+        return labels, rows
+
+    run = _cli_run(tmp_path, on_success=on_success, on_progress=lambda f, t: progress.append((f, t)),
+                   on_complete=completed.append)
+    assert run.status == "running"
+    run.wait()
+    assert run.status == "done", run.error_message + "\n" + "\n".join(run.monitor.log[-20:])
+    assert completed == [run] and run.returncode == 0
+    labels, rows = run.value
+    n = run.monitor.result.lesions
+    assert len(rows) == n == int(sitk.GetArrayViewFromImage(labels).max())
+    assert labels.GetSize() == (48, 48, 40) and labels.GetSpacing() == (1.0, 1.0, 1.2)
+    assert all(set(r) == {c.name for c in sb.LESION_COLUMNS} for r in rows)
+    fractions = [f for f, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("inference" in t for _, t in progress)
+    assert not run.run_folder.path.exists()
+    assert not run.poll()
+
+
+def test_cli_run_cancel_kills_and_cleans_up(tmp_path):
+    run = _cli_run(tmp_path, on_success=lambda run: pytest.fail("cancelled run imported results"))
+    deadline = time.monotonic() + 60
+    while run.poll() and run.monitor.last_event is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.monitor.last_event is not None, "no progress before the deadline"
+    run.cancel()
+    run.wait()
+    assert run.status == "cancelled"
+    assert run.process.poll() is not None and run.monitor.result is None
+    assert not run.run_folder.path.exists()
+
+
+def test_cli_run_failure_reports_library_message(tmp_path):
+    missing = tmp_path / "nope.nrrd"
+    run = _cli_run(tmp_path, inputs={"t1ce": str(missing)}).wait()
+    assert run.status == "failed" and run.returncode != 0
+    assert "nope.nrrd" in run.error_message
+    assert "Traceback" not in run.error_message

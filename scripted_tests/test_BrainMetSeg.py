@@ -175,16 +175,15 @@ class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
         self.logic.ensureDependencies(askConfirmation=False)
         before = sceneNodeIds()
         run = self.logic.startSegmentation(self.volume, device="cpu", brainExtraction=False)
-        while run.status == "running" and run.monitor.last_event is None:
-            run.poll()
+        while run.poll() and run.monitor.last_event is None:
             slicer.app.processEvents()
             time.sleep(0.05)
         run.cancel()
-        run.wait()
+        run.wait(slicer.app.processEvents)
         self.assertEqual(run.status, "cancelled")
         self.assertIsNotNone(run.process.poll())
         self.assertEqual(sceneNodeIds(), before)
-        self.assertFalse(run.runFolder.path.exists())
+        self.assertFalse(run.run_folder.path.exists())
 
 
 def runTests():
