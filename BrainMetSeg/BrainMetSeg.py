@@ -593,12 +593,14 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, outputProbability=None,
                 t1Volume=None, t2Volume=None, flairVolume=None, model=None, device="auto",
-                brainExtraction=True, threshold=None, minLesionVolume=None, askConfirmation=False):
+                brainExtraction=True, threshold=None, minLesionVolume=None, askConfirmation=True):
         """Segment ``inputVolume`` and wait; returns (segmentationNode, tableNode, probabilityNode).
 
         model: registry name (default: the bundled model) or a model package folder.
         device: "auto", "cpu" or "cuda". threshold / minLesionVolume (mm^3): None for the
-        model card's. Raises RuntimeError with the library's message on failure.
+        model card's. askConfirmation: ask before installing missing Python packages (pass
+        False in scripts that must not show a dialog). Raises RuntimeError with the library's
+        message on failure.
         """
         if not self.ensureDependencies(askConfirmation=askConfirmation):
             raise RuntimeError(_("Python packages needed by BrainMetSeg are not installed."))
@@ -615,7 +617,8 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         return run.value
 
     def processFiles(self, paths, outputFolder, model=None, device="auto", brainExtraction=True,
-                     threshold=None, minLesionVolume=None, outputFormat="nii.gz", overwrite=False):
+                     threshold=None, minLesionVolume=None, outputFormat="nii.gz", overwrite=False,
+                     askConfirmation=True):
         """Segment image files without loading them into the scene (cohorts).
 
         paths: CE-T1 files (or DICOM folders), or dicts with keys t1ce and optional t1, t2,
@@ -624,7 +627,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         per-case results (``case``, ``outputs``, ``lesions``); a failed case is logged and
         the others continue; RuntimeError if the run could not start or no case succeeded.
         """
-        if not self.ensureDependencies(askConfirmation=False):
+        if not self.ensureDependencies(askConfirmation=askConfirmation):
             raise RuntimeError(_("Python packages needed by BrainMetSeg are not installed."))
         options = bridge.RunOptions(model=model or self.defaultModel(), device=device,
                                     threshold=threshold, min_volume_mm3=minLesionVolume,
