@@ -1,6 +1,6 @@
 """End-to-end test of the BrainMetSeg module inside 3D Slicer (5.10+).
 
-It builds a synthetic CE-T1 volume, runs ``BrainMetSegLogic().process`` with the
+It builds a synthetic CE-T1 volume with the library, runs ``BrainMetSegLogic().process`` with the
 bundled demo model on the CPU (the real CLI subprocess), and checks the segments,
 the lesion table, a table-row jump, re-thresholding, "Update table" after an edit,
 and that Cancel leaves the scene unchanged.
@@ -46,18 +46,23 @@ def importModule():
     return BrainMetSeg
 
 
-def syntheticCeT1(shape=(56, 64, 64), spacing=(1.0, 1.0, 1.2)):
-    """(volume array (k, j, i), spacing (i, j, k) mm): a head-sized blob with bright spheres.
+def syntheticVolume(name="synthetic CE-T1"):
+    """A synthetic, skull-stripped CE-T1 volume node with a few metastases.
 
-    Uses the library's phantom generator when it offers a small case, else numpy spheres.
+    Built with the library's phantom generator (``BrainMetSegLib.synth``: real anatomy,
+    3 lesions, 3 mm voxels) when its optional dependencies (nilearn) are installed in
+    Slicer's Python, else from numpy spheres in an ellipsoidal "brain".
     """
     try:
-        from BrainMetSegLib.synth import make_case
+        import sitkUtils
 
-        case = make_case(shape=shape, spacing_mm=spacing, seed=0)
-        return np.asarray(case.image_array, dtype=np.float32), spacing
-    except Exception:  # not available, or another signature: build it here
-        pass
+        from BrainMetSegLib.synth import SynthConfig, make_case
+
+        case = make_case(0, SynthConfig(spacing_mm=3.0, n_lesions=3, field_of_view="brain", skull=False))
+        return sitkUtils.PushVolumeToSlicer(case.image, name=name)
+    except Exception as exc:  # nilearn / templates missing in Slicer's Python: use spheres
+        print(f"BrainMetSeg test: library phantom unavailable ({exc}); using numpy spheres")
+    shape = (56, 64, 64)
     rng = np.random.default_rng(0)
     k, j, i = np.mgrid[: shape[0], : shape[1], : shape[2]]
     centre = np.array(shape) / 2
@@ -66,7 +71,10 @@ def syntheticCeT1(shape=(56, 64, 64), spacing=(1.0, 1.0, 1.2)):
     image = np.where(head, 400.0, 0.0) + rng.normal(0, 10, shape)
     for (ck, cj, ci), radius in (((22, 24, 24), 6), ((34, 42, 40), 4), ((28, 40, 20), 3)):
         image[np.sqrt((k - ck) ** 2 + (j - cj) ** 2 + (i - ci) ** 2) < radius] += 500
-    return image.astype(np.float32), spacing
+    node = slicer.util.addVolumeFromArray(image.astype(np.float32), name=name)
+    node.SetSpacing(1.0, 1.0, 1.2)
+    node.SetOrigin(-30.0, -35.0, -28.0)
+    return node
 
 
 def ensureSliceNodes():
@@ -94,10 +102,7 @@ class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
         self.module = importModule()
         self.logic = self.module.BrainMetSegLogic()
-        array, spacing = syntheticCeT1()
-        self.volume = slicer.util.addVolumeFromArray(array, name="synthetic CE-T1")
-        self.volume.SetSpacing(*spacing)
-        self.volume.SetOrigin(-30.0, -35.0, -28.0)
+        self.volume = syntheticVolume()
         # a study in the subject hierarchy, to check the outputs land under it
         sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
         patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Test patient")
