@@ -158,3 +158,13 @@ def test_threshold_sweep_youden_and_f1():
     assert sel["operating_points"]["voxel-f1"]["f1"] == 1
     fpr, tpr = threshold.roc_curve(pos, neg)
     assert tpr[-1] == 1 and fpr[-1] == 1
+
+
+def test_thumbnail_orientation_is_radiological():
+    from BrainMetSegLib.evaluate.report import radiological_slice
+
+    a = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)  # LPS: rows already A -> P, columns R -> L
+    assert np.array_equal(radiological_slice(a, identity, 0, 1), a[1])
+    ras_stored = (-1, 0, 0, 0, -1, 0, 0, 0, 1)  # NIfTI-style RAS storage: both in-plane axes flipped
+    assert np.array_equal(radiological_slice(a, ras_stored, 0, 1), a[1, ::-1, ::-1])

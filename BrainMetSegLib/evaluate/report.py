@@ -40,7 +40,7 @@ th{background:#eef1f6;text-align:center} td:first-child,th:first-child{text-alig
 .kpis{display:flex;gap:12px;flex-wrap:wrap}
 .kpi{flex:1;min-width:150px;background:#eef3fb;border-radius:8px;padding:10px 14px}
 .kpi b{display:block;font-size:24px;color:#1d2b45} .kpi span{font-size:12px;color:#55607a}
-.grid{display:flex;flex-wrap:wrap;gap:10px} .grid figure{margin:0}
+.grid{display:flex;flex-wrap:wrap;gap:10px} .grid figure{margin:0;max-width:100%} figure img{max-width:100%;height:auto}
 figcaption{font-size:12px;color:#55607a;max-width:520px}
 .note{font-size:12px;color:#55607a} .warn{color:#a03000}
 .sig{font-weight:bold;color:#a03000}
@@ -98,7 +98,7 @@ def _box_plots(panels: list[tuple[str, dict[str, list[float]], tuple | None]], c
     plt = _plt()
     rows = math.ceil(len(panels) / cols)
     n_groups = max(len(p[1]) for p in panels)
-    width = min(cols, len(panels)) * (1.5 + 0.7 * n_groups)
+    width = min(cols, len(panels)) * (1.2 + 0.6 * n_groups)
     fig, axes = plt.subplots(rows, min(cols, len(panels)), figsize=(width, 2.9 * rows), squeeze=False)
     rng = np.random.default_rng(0)
     for ax in axes.ravel()[len(panels):]:
@@ -205,6 +205,29 @@ def _focus(case) -> tuple[tuple[float, float, float] | None, str]:
     return item.centroid_kji, f"largest {what} ({item.longest_diameter_mm:.1f} mm)"
 
 
+def display_axes(direction, axis: int) -> tuple[int, int]:
+    """(row, column) array axes of a slice across ``axis``: rows run along LPS y (A -> P)."""
+    d = np.reshape(direction, (3, 3))
+    in_plane = [a for a in range(3) if a != axis]
+    row_axis = max(in_plane, key=lambda a: abs(d[1, 2 - a]))  # array axis a is image axis 2 - a
+    return row_axis, next(a for a in in_plane if a != row_axis)
+
+
+def radiological_slice(a: np.ndarray, direction, axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` across array ``axis`` of a (Z, Y, X) array, oriented for display:
+    anterior up, patient right on the screen's left (radiological convention)."""
+    d = np.reshape(direction, (3, 3))
+    row_axis, col_axis = display_axes(direction, axis)
+    plane = np.take(a, index, axis=axis)
+    if [x for x in range(3) if x != axis].index(row_axis) == 1:
+        plane = plane.T
+    if d[1, 2 - row_axis] < 0:
+        plane = plane[::-1]
+    if d[0, 2 - col_axis] < 0:
+        plane = plane[:, ::-1]
+    return plane
+
+
 def _thumbnail(case, files, config) -> str | None:
     plt = _plt()
     try:
@@ -232,18 +255,22 @@ def _thumbnail(case, files, config) -> str | None:
     if centre is None:
         centre = tuple(s / 2 for s in gt.shape)
     s = int(round(centre[axis]))
-
-    def sl(a):
-        return np.take(a, s, axis=axis)
-
-    g2, p2 = sl(gt), sl(pred)
-    bg = sl(background) if background is not None else np.zeros(g2.shape, np.float32)
-    in_plane = [a for a in range(3) if a != axis]
+    bg3 = background if background is not None else np.zeros(gt.shape, np.float32)
     spacing_zyx = loaded.gt.GetSpacing()[::-1]
-    aspect = spacing_zyx[in_plane[0]] / spacing_zyx[in_plane[1]]
+    direction = loaded.gt.GetDirection()
+    row_axis, col_axis = display_axes(direction, axis)
+
+    def view(a):
+        return radiological_slice(a, direction, axis, s)
+
+    g2, p2, bg = view(gt), view(pred), view(bg3)
+    marker = np.zeros(gt.shape, bool)
+    marker[tuple(int(round(c)) for c in centre)] = True
+    c = np.argwhere(view(marker))
+    c = c[0] if len(c) else np.array(g2.shape) // 2
+    aspect = spacing_zyx[row_axis] / spacing_zyx[col_axis]
     fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.7))
-    half = [max(8, int(round(25 / spacing_zyx[a]))) for a in in_plane]  # ~50 mm zoom window
-    c = [int(round(centre[a])) for a in in_plane]
+    half = [max(8, int(round(25 / spacing_zyx[a]))) for a in (row_axis, col_axis)]  # ~50 mm zoom window
     zoom = (slice(max(c[0] - half[0], 0), c[0] + half[0]), slice(max(c[1] - half[1], 0), c[1] + half[1]))
     lo, hi = np.percentile(bg, [1, 99.5]) if bg.any() else (0, 1)
     for ax, window in zip(axes, [(slice(None), slice(None)), zoom], strict=True):

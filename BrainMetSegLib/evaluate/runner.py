@@ -49,7 +49,7 @@ def _run_seconds(path: Path | None) -> float:
     for key in ("total_seconds", "total_s", "seconds", "elapsed_s", "wall_seconds"):
         if isinstance(data.get(key), (int, float)):
             return float(data[key])
-    for key in ("timings", "timing", "times", "time_s", "stage_seconds", "stages"):
+    for key in ("timings_s", "timings", "timing", "times", "time_s", "stage_seconds", "stages"):
         value = data.get(key)
         if isinstance(value, dict):
             if isinstance(value.get("total"), (int, float)):
