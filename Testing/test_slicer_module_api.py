@@ -57,6 +57,7 @@ TYPED = {
         "probability": "vtkMRMLScalarVolumeNode", "seg": "vtkSegmentation", "first": "vtkSegment",
         "sh": "vtkMRMLSubjectHierarchyNode", "node": "vtkMRMLSliceNode", "sliceNode": "vtkMRMLSliceNode",
         "red": "vtkMRMLSliceNode", "self.volume": "vtkMRMLScalarVolumeNode", "scene": "vtkMRMLScene",
+        "volumeNode": "vtkMRMLScalarVolumeNode",
     },
 }
 STATIC_RECEIVERS = {

@@ -71,10 +71,10 @@ def syntheticVolume(name="synthetic CE-T1"):
     image = np.where(head, 400.0, 0.0) + rng.normal(0, 10, shape)
     for (ck, cj, ci), radius in (((22, 24, 24), 6), ((34, 42, 40), 4), ((28, 40, 20), 3)):
         image[np.sqrt((k - ck) ** 2 + (j - cj) ** 2 + (i - ci) ** 2) < radius] += 500
-    node = slicer.util.addVolumeFromArray(image.astype(np.float32), name=name)
-    node.SetSpacing(1.0, 1.0, 1.2)
-    node.SetOrigin(-30.0, -35.0, -28.0)
-    return node
+    volumeNode = slicer.util.addVolumeFromArray(image.astype(np.float32), name=name)
+    volumeNode.SetSpacing(1.0, 1.0, 1.2)
+    volumeNode.SetOrigin(-30.0, -35.0, -28.0)
+    return volumeNode
 
 
 def ensureSliceNodes():
