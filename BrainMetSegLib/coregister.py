@@ -28,7 +28,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, seed: int = 0) -> sitk
     """Rigid transform mapping ``fixed`` physical points into ``moving`` (Mattes MI)."""
     fixed_f, moving_f = sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32)
     init = sitk.CenteredTransformInitializer(fixed_f, moving_f, sitk.Euler3DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.GEOMETRY)
+                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
