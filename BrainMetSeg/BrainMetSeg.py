@@ -873,22 +873,34 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             self.selectSegment(segmentation, ids[row])
         return r, a, s
 
-    @staticmethod
-    def selectSegment(segmentation, segmentId):
-        """Make ``segmentId`` the selected segment of every Segment Editor showing ``segmentation``."""
+    def segmentEditorNode(self, segmentation, sourceVolume=None):
+        """The Segment Editor module's parameter node (its "SegmentEditor" singleton, created
+        like the Segment Editor does when missing), showing ``segmentation`` with
+        ``sourceVolume`` (default: the run's input volume)."""
+        editorNode = slicer.mrmlScene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode")
+        if editorNode is None:
+            editorNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            editorNode.UnRegister(None)
+            editorNode.SetSingletonTag("SegmentEditor")
+            editorNode = slicer.mrmlScene.AddNode(editorNode)
+        if editorNode.GetSegmentationNode() is not segmentation:
+            editorNode.SetAndObserveSegmentationNode(segmentation)
+        sourceVolume = sourceVolume or self._node(segmentation.GetAttribute(ATTR_INPUT))
+        if sourceVolume:
+            editorNode.SetAndObserveSourceVolumeNode(sourceVolume)
+        return editorNode
+
+    def selectSegment(self, segmentation, segmentId):
+        """Make ``segmentId`` the Segment Editor's selected segment (on ``segmentation``)."""
         if segmentation.GetSegmentation().GetSegment(segmentId) is None:
             return
-        for editorNode in slicer.util.getNodesByClass("vtkMRMLSegmentEditorNode"):
-            if editorNode.GetSegmentationNode() is segmentation:
-                editorNode.SetSelectedSegmentID(segmentId)
+        editorNode = self.segmentEditorNode(segmentation)
+        editorNode.SetSelectedSegmentID(segmentId)
 
-    @staticmethod
-    def editInSegmentEditor(segmentation, inputVolume):
+    def editInSegmentEditor(self, segmentation, inputVolume=None):
         """Open the Segment Editor on the lesions, with the input as source volume."""
-        slicer.util.selectModule("SegmentEditor")
-        editorWidget = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-        editorWidget.setSegmentationNode(segmentation)
-        editorWidget.setSourceVolumeNode(inputVolume)
+        self.segmentEditorNode(segmentation, inputVolume)
+        slicer.util.selectModule("SegmentEditor")  # its enter() picks up the singleton node
 
 
 #

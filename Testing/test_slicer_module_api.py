@@ -46,7 +46,7 @@ HEAVY = ("torch", "monai", "cc3d", "skimage", "scipy", "deepbet", "nibabel", "sa
 TYPED = {
     MODULE_FILE: {
         "segmentation": "vtkMRMLSegmentationNode", "table": "vtkMRMLTableNode",
-        "seg": "vtkSegmentation", "segment": "vtkSegment", "shNode": "vtkMRMLSubjectHierarchyNode",
+        "seg": "vtkSegmentation", "segment": "vtkSegment", "sourceVolume": "vtkMRMLScalarVolumeNode", "shNode": "vtkMRMLSubjectHierarchyNode",
         "storageNode": "vtkMRMLVolumeArchetypeStorageNode", "editorNode": "vtkMRMLSegmentEditorNode",
         "inputVolume": "vtkMRMLScalarVolumeNode", "referenceVolume": "vtkMRMLScalarVolumeNode",
         "probabilityNode": "vtkMRMLScalarVolumeNode", "labelNode": "vtkMRMLLabelMapVolumeNode",
@@ -57,7 +57,7 @@ TYPED = {
         "probability": "vtkMRMLScalarVolumeNode", "seg": "vtkSegmentation", "first": "vtkSegment",
         "sh": "vtkMRMLSubjectHierarchyNode", "node": "vtkMRMLSliceNode", "sliceNode": "vtkMRMLSliceNode",
         "red": "vtkMRMLSliceNode", "self.volume": "vtkMRMLScalarVolumeNode", "scene": "vtkMRMLScene",
-        "volumeNode": "vtkMRMLScalarVolumeNode",
+        "volumeNode": "vtkMRMLScalarVolumeNode", "editorNode": "vtkMRMLSegmentEditorNode",
     },
 }
 STATIC_RECEIVERS = {

@@ -154,6 +154,9 @@ class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
         jumped = self.logic.jumpToLesion(table, 0, segmentation)  # what the row selection calls
         for a, b in zip(jumped, expected, strict=True):
             self.assertAlmostEqual(a, b, places=3)
+        editorNode = slicer.mrmlScene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode")
+        self.assertEqual(editorNode.GetSegmentationNode().GetID(), segmentation.GetID())
+        self.assertEqual(editorNode.GetSelectedSegmentID(), seg.GetNthSegmentID(0))
         for sliceNode in sliceNodes:
             sliceToRas = sliceNode.GetSliceToRAS()
             for axis in range(3):
