@@ -719,10 +719,10 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
         labelNode = sitkUtils.PushVolumeToSlicer(labels, className="vtkMRMLLabelMapVolumeNode",
                                                  name="BrainMetSeg temporary labels")
+        wasModified = segmentation.StartModify()
         try:
             labelNode.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
             seg = segmentation.GetSegmentation()
-            wasModified = segmentation.StartModify()
             seg.RemoveAllSegments()
             segmentIds = vtk.vtkStringArray()
             for spec in bridge.segment_specs(nLesions):
@@ -731,12 +731,13 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                 segment.SetTag(segment.GetTerminologyEntryTagName(), spec.terminology)
                 segmentIds.InsertNextValue(spec.segment_id)
             if nLesions:
+                # label value i + 1 -> i-th segment id (lesion ids are the label values)
                 ok = slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
                     labelNode, segmentation, segmentIds)
                 if not ok:
                     raise RuntimeError(_("Could not import the lesion label map into the segmentation."))
-            segmentation.EndModify(wasModified)
         finally:
+            segmentation.EndModify(wasModified)
             slicer.mrmlScene.RemoveNode(labelNode)
 
     def _fillTable(self, table, rows, segmentIds, segmentation):
@@ -747,26 +748,28 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             segment = seg.GetSegment(segmentId)
             names.append(segment.GetName() if segment else segmentId)
         wasModified = table.StartModify()
-        table.RemoveAllColumns()
-        for column, values in bridge.table_columns(rows, names):
-            if column.kind == "string":
-                array = vtk.vtkStringArray()
-            elif column.kind in ("int", "bool"):
-                array = vtk.vtkIntArray()
-            else:
-                array = vtk.vtkDoubleArray()
-            array.SetName(column.name)
-            for value in values:
-                array.InsertNextValue(value)
-            table.AddColumn(array)
-            if column.unit:
-                table.SetColumnUnitLabel(column.name, column.unit)
-            table.SetColumnDescription(column.name, column.description)
-        table.SetUseColumnNameAsColumnHeader(True)
-        table.SetAttribute(ATTR_SEGMENT_IDS, json.dumps(list(segmentIds)))
-        table.SetAttribute(ATTR_SEGMENTATION, segmentation.GetID())
-        table.SetLocked(True)  # measurements are computed, not typed in
-        table.EndModify(wasModified)
+        try:
+            table.RemoveAllColumns()
+            for column, values in bridge.table_columns(rows, names):
+                if column.kind == "string":
+                    array = vtk.vtkStringArray()
+                elif column.kind in ("int", "bool"):
+                    array = vtk.vtkIntArray()
+                else:
+                    array = vtk.vtkDoubleArray()
+                array.SetName(column.name)
+                for value in values:
+                    array.InsertNextValue(value)
+                table.AddColumn(array)
+                if column.unit:
+                    table.SetColumnUnitLabel(column.name, column.unit)
+                table.SetColumnDescription(column.name, column.description)
+            table.SetUseColumnNameAsColumnHeader(True)
+            table.SetAttribute(ATTR_SEGMENT_IDS, json.dumps(list(segmentIds)))
+            table.SetAttribute(ATTR_SEGMENTATION, segmentation.GetID())
+            table.SetLocked(True)  # measurements are computed, not typed in
+        finally:
+            table.EndModify(wasModified)
 
     def _showResults(self, inputVolume, segmentation, probability):
         segmentation.CreateDefaultDisplayNodes()
