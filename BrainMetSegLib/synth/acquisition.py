@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .fields import random_smooth
+
 ANISOTROPIC_CHOICES = ((1.0, 1.0, 3.0), (1.0, 1.0, 2.0), (1.0, 3.0, 1.0), (3.0, 1.0, 1.0))
 
 
@@ -44,16 +46,10 @@ def simulate_thick_slices(image: np.ndarray, spacing, acquired) -> np.ndarray:
     return result
 
 
-def bias_field(rng: np.random.Generator, shape, strength: float) -> np.ndarray:
-    """Smooth multiplicative field exp(quadratic polynomial), about +-``strength`` over the FOV."""
-    nz, ny, nx = shape
-    z = np.linspace(-1, 1, nz, dtype=np.float32)[:, None, None]
-    y = np.linspace(-1, 1, ny, dtype=np.float32)[None, :, None]
-    x = np.linspace(-1, 1, nx, dtype=np.float32)[None, None, :]
-    c = rng.normal(0, 1, 9) * strength / 2
-    log = (c[0] * x + c[1] * y + c[2] * z + c[3] * x * x + c[4] * y * y + c[5] * z * z
-           + c[6] * x * y + c[7] * y * z + c[8] * x * z)
-    return np.exp(log).astype(np.float32)
+def bias_field(rng: np.random.Generator, shape, spacing, strength: float) -> np.ndarray:
+    """Smooth multiplicative field exp(f), f a smooth random field (control points every 60 mm)
+    of about +-``strength``."""
+    return np.exp(random_smooth(rng, shape, 60.0, spacing, -strength, strength) * np.float32(1.6))
 
 
 def rician_noise(rng: np.random.Generator, image: np.ndarray, sigma: float) -> np.ndarray:
@@ -76,7 +72,7 @@ def acquire(rng: np.random.Generator, image: np.ndarray, spacing, anisotropic) -
         image = ndimage.gaussian_filter(image, blur / np.asarray(spacing)[::-1] * min(spacing))
     info["blur_sigma_voxels"] = round(blur, 3)
     strength = float(rng.uniform(0.1, 0.45))
-    image = image * bias_field(rng, image.shape, strength)
+    image = image * bias_field(rng, image.shape, spacing, strength)
     info["bias_strength"] = round(strength, 3)
     sigma = float(rng.uniform(0.01, 0.05))
     image = rician_noise(rng, image, sigma)

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from . import config as C
 from .acquisition import acquire
 from .anatomy import Anatomy, make_anatomy
-from .confounders import convexity_dura, cortical_veins, synthetic_skull
+from .confounders import convexity_dura, cortical_veins
 from .deform import OutputGrid
 from .lesions import draw_count, paint_lesion, paint_oedema, plan_lesions
 from .templates import CONFOUNDER_REGIONS, available_anatomies, load_template
@@ -29,7 +29,8 @@ class SynthCase:
     (id, centre_ras_mm, diameter_mm, pattern, volume_mm3, location, ...);
     confounders: uint8 masks of enhancing non-lesion structures ("vessels", "dura",
     "choroid"); info: everything drawn for the case (anatomy, stratum, contrasts...);
-    wm_level: the image value of normal white matter before bias and noise.
+    wm_level: the image value of normal white matter before bias and noise; tissue: the
+    warped template's hard tissue classes (uint8: 1 CSF, 2 GM, 3 WM, 0 outside the brain).
     """
 
     image: sitk.Image
@@ -39,6 +40,7 @@ class SynthCase:
     confounders: dict[str, sitk.Image]
     info: dict = field(default_factory=dict)
     wm_level: float = 1.0
+    tissue: sitk.Image | None = None
 
     @property
     def binary(self) -> sitk.Image:
@@ -111,8 +113,6 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     brain = anat.brain
     region = anat.region
     masks = {name: region == reg for name, reg in CONFOUNDER_REGIONS.items()}
-    if skull and not template.has_skull:
-        synthetic_skull(rng, anat, image)
     if config.confounders:
         veins, _ = cortical_veins(rng, anat, int(rng.integers(6, 16)))
         vessel_value = float(rng.uniform(*C.VESSEL_RANGE))
@@ -153,4 +153,5 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
         confounders={k: to_sitk(v.astype(np.uint8), grid) for k, v in masks.items()},
         info=info,
         wm_level=wm_level,
+        tissue=to_sitk(anat.tissue.astype(np.uint8), grid),
     )

@@ -3,8 +3,7 @@
 The dural sinuses, falx and choroid plexus come with the template (see
 ``templates.py``); here the case gets its own cortical veins (bright tubes running
 on the brain surface up towards the superior sagittal sinus), patchy enhancing
-dura over the convexity and, for the skull-stripped MNI152, a synthetic skull and
-scalp. None of them is ever labelled as lesion.
+dura over the convexity. None of them is ever labelled as lesion.
 """
 
 from __future__ import annotations
@@ -13,17 +12,9 @@ import numpy as np
 
 from . import config as C
 from .anatomy import Anatomy
+from .fields import random_smooth
 from .painting import paint_tube
 from .templates import REGION_BRAINSTEM, REGION_CEREBELLUM
-
-
-def _smooth_field(rng: np.random.Generator, shape, coarse=(5, 6, 5)) -> np.ndarray:
-    """Smooth random field in [-1, 1]-ish (trilinear upsampling of a coarse grid)."""
-    import torch
-    import torch.nn.functional as F
-
-    c = torch.from_numpy(rng.uniform(-1, 1, (1, 1, *coarse)).astype(np.float32))
-    return F.interpolate(c, size=tuple(shape), mode="trilinear", align_corners=True)[0, 0].numpy()
 
 
 def _sample(arr: np.ndarray, grid, ras: np.ndarray) -> float:
@@ -84,33 +75,8 @@ def convexity_dura(rng: np.random.Generator, anatomy: Anatomy) -> np.ndarray:
     """Occupancy of a thin, patchy dural layer 0.7-2.2 mm outside the brain surface."""
     sd = anatomy.sdist
     shell = np.clip(1 - np.abs(sd + 1.4) / 0.9, 0, 1)
-    patch = np.clip(_smooth_field(rng, sd.shape) * 1.5 + 0.6, 0, 1)
+    patch = np.clip(random_smooth(rng, sd.shape, 35.0, anatomy.grid.spacing) * 1.5 + 0.6, 0, 1)
     return (shell * patch).astype(np.float32)
-
-
-def synthetic_skull(rng: np.random.Generator, anatomy: Anatomy, image: np.ndarray) -> None:
-    """Paint a plausible CSF / bone / marrow / scalp / fat shell outside the brain, in place."""
-    d = -anatomy.sdist  # mm outside the brain
-    wobble = _smooth_field(rng, d.shape)
-    csf = 2.5 + 1.0 * wobble
-    inner = csf + rng.uniform(1.5, 2.5)
-    diploe = inner + rng.uniform(2.5, 4.5) + 1.0 * wobble
-    outer = diploe + rng.uniform(1.2, 2.0)
-    scalp = outer + rng.uniform(2.0, 3.5)
-    fat = scalp + rng.uniform(2.0, 3.5) + 0.8 * wobble
-    skin = fat + rng.uniform(1.0, 2.0)
-    levels = [(csf, 0.2), (inner, 0.05), (diploe, rng.uniform(0.6, 0.95)), (outer, 0.05),
-              (scalp, rng.uniform(0.45, 0.65)), (fat, rng.uniform(1.0, 1.4)), (skin, rng.uniform(0.5, 0.7))]
-    out = np.zeros_like(image)
-    prev = 0.0
-    for edge, value in levels:
-        # Soft step from the previous layer to this one over ~1 mm.
-        band = np.clip(edge - d + 0.5, 0, 1) * np.clip(d - prev + 0.5, 0, 1) if np.isscalar(prev) else \
-            np.clip(edge - d + 0.5, 0, 1) * np.clip(d - prev + 0.5, 0, 1)
-        out += band * (value - out)
-        prev = edge
-    outside = d > 0
-    image[outside] = out[outside]
 
 
 def vessel_intensity(rng: np.random.Generator) -> float:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from .fields import smooth_field
 from .templates import Template
 
 
@@ -54,13 +54,11 @@ class Warp:
 def output_grid(template: Template, spacing, field_of_view: str, margin_mm: float,
                 skull: bool) -> OutputGrid:
     """Grid covering the template's head (or brain + margin), centred on the brain."""
-    if field_of_view == "brain" or not (skull or template.has_skull):
+    if field_of_view == "brain" or not skull:
         lo, hi = template.brain_box_ras
         lo, hi = lo - margin_mm, hi + margin_mm
     else:
         lo, hi = template.head_box_ras
-        if not template.has_skull:
-            lo, hi = lo - 14.0, hi + 14.0  # room for the synthetic skull and scalp
     centre = template.brain_centre_ras
     half = np.maximum(centre - lo, hi - centre)
     sp = np.asarray(spacing, float)
@@ -91,48 +89,40 @@ def random_warp(rng: np.random.Generator, template: Template, strength: float = 
     matrix = mirror @ rot @ shear @ np.diag(1.0 / scale)
     shift = rng.uniform(-5, 5, 3) * s
     lo, hi = template.head_box_ras
-    cshape = np.maximum(np.ceil((hi - lo + 80) / 16.0).astype(int), 3)[::-1]
-    coarse = rng.normal(0.0, 2.5 * s, (3, *cshape))
-    coarse = np.stack([ndimage.gaussian_filter(c, 0.7, mode="nearest") for c in coarse])
-    # Gaussian smoothing lowers the spread: bring the displacement back to ~2.5 mm RMS.
-    if s > 0:
-        coarse *= 2.5 * s / max(float(coarse.std()), 1e-6)
+    # One control point every ~20 mm; cubic B-spline smoothing divides the spread by ~2.8.
+    cshape = np.maximum(np.ceil((hi - lo + 40) / 20.0).astype(int), 4)[::-1]
+    coarse = rng.normal(0.0, 2.5 * s * 2.8, (3, *cshape))
     return Warp(matrix=matrix, centre=template.brain_centre_ras.copy(), shift=shift,
                 elastic_mm=coarse.astype(np.float32), flipped=flipped)
 
 
-def warp_maps(template: Template, grid: OutputGrid, warp: Warp, linear: list[np.ndarray],
-              nearest: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Sample template-space maps on the output grid (trilinear / nearest), zeros outside."""
+def dense_grid(template: Template, grid: OutputGrid, warp: Warp):
+    """Template position of every output voxel, as a torch grid (1, z, y, x, 3) for ``grid_sample``
+    (x, y, z components normalised to [-1, 1] over the template, align_corners=True)."""
     import torch
-    import torch.nn.functional as F
 
     nz, ny, nx = grid.shape
     xr, yr, zr = grid.ras_axes()
-    c = warp.centre
-    m = warp.matrix
-    # Template voxel index along each RAS axis, built by broadcasting (affine part) ...
+    c, m = warp.centre, warp.matrix
     tshape = np.array(template.shape)[::-1]  # (nx, ny, nz) of the template
-    rel = (xr - c[0])[None, None, :], (yr - c[1])[None, :, None], (zr - c[2])[:, None, None]
-    comps = []
+    out = np.empty((1, nz, ny, nx, 3), np.float32)
+    rel = ((xr - c[0])[None, None, :], (yr - c[1])[None, :, None], (zr - c[2])[:, None, None])
     for a in range(3):
-        comp = (m[a, 0] * rel[0] + m[a, 1] * rel[1]).astype(np.float32) + (m[a, 2] * rel[2]).astype(np.float32)
-        comps.append(comp + np.float32(c[a] + warp.shift[a] - template.origin_ras[a]))
-    grid_t = torch.from_numpy(np.stack(np.broadcast_arrays(*comps), axis=-1)[None].copy())
-    # ... plus the elastic displacement, upsampled from its coarse grid.
-    elastic = torch.from_numpy(warp.elastic_mm[None])
-    elastic = F.interpolate(elastic, size=(nz, ny, nx), mode="trilinear", align_corners=True)
-    grid_t += elastic[0].permute(1, 2, 3, 0)
-    # grid_sample wants (x, y, z) in [-1, 1] (align_corners=True: -1 and 1 are the end voxels).
-    scale = torch.tensor(2.0 / (tshape - 1), dtype=torch.float32)
-    grid_t.mul_(scale).sub_(1.0)
-    out_lin, out_near = [], []
-    if linear:
-        src = torch.from_numpy(np.stack(linear)[None])
-        res = F.grid_sample(src, grid_t, mode="bilinear", padding_mode="zeros", align_corners=True)
-        out_lin = [r.numpy() for r in res[0]]
-    if nearest:
-        src = torch.from_numpy(np.stack([n.astype(np.float32) for n in nearest])[None])
-        res = F.grid_sample(src, grid_t, mode="nearest", padding_mode="zeros", align_corners=True)
-        out_near = [r.numpy() for r in res[0]]
-    return out_lin, out_near
+        # Affine part by broadcasting, elastic part from the coarse control grid; then to [-1, 1].
+        comp = smooth_field(warp.elastic_mm[a], (nz, ny, nx))
+        comp += (m[a, 0] * rel[0] + m[a, 1] * rel[1]).astype(np.float32)
+        comp += (m[a, 2] * rel[2]).astype(np.float32)
+        offset = c[a] + warp.shift[a] - template.origin_ras[a]
+        scale = 2.0 / (tshape[a] - 1)
+        out[0, ..., a] = comp * np.float32(scale) + np.float32(offset * scale - 1.0)
+    return torch.from_numpy(out)
+
+
+def sample(maps: list[np.ndarray], grid_t, mode: str = "bilinear") -> list[np.ndarray]:
+    """Sample template-space maps (z, y, x) at a torch grid (zeros outside the template)."""
+    import torch
+    import torch.nn.functional as F
+
+    src = torch.from_numpy(np.stack([np.asarray(m, np.float32) for m in maps])[None])
+    res = F.grid_sample(src, grid_t, mode=mode, padding_mode="zeros", align_corners=True)
+    return [r.numpy() for r in res[0]]

@@ -183,7 +183,7 @@ def paint_oedema(image: np.ndarray, anatomy: Anatomy, spec: LesionSpec) -> None:
     sd = _signed_distance(rel, radius, spec.shape["oedema"])
     w = np.clip(-sd / (0.35 * radius), 0, 1) ** 0.7
     # Oedema spreads along white matter and spares the cortex.
-    w *= np.clip(anatomy.wm[box] * 1.3, 0, 1) * (anatomy.sdist[box] > 0)
+    w *= np.clip(anatomy.local("wm", box) * 1.3, 0, 1) * (anatomy.sdist[box] > 0)
     sub = image[box]
     sub *= (1 - w * (1 - spec.oedema)).astype(np.float32)
 

@@ -38,6 +38,7 @@ REGION_OTHER, REGION_JUNCTION, REGION_CORTEX, REGION_CEREBELLUM = 0, 1, 2, 3
 REGION_DEEP, REGION_VENTRICLE, REGION_BRAINSTEM = 4, 5, 6
 #: Enhancing non-lesion structures (never labelled as lesion).
 REGION_CHOROID, REGION_FALX, REGION_SINUS = 7, 8, 9
+HULL_CLOSING_MM = 18.0
 CONFOUNDER_REGIONS = {"choroid": REGION_CHOROID, "dura": REGION_FALX, "vessels": REGION_SINUS}
 
 
@@ -61,6 +62,10 @@ class Template:
     brain_centre_ras: np.ndarray
     head_box_ras: tuple[np.ndarray, np.ndarray]  # (min, max) RAS of the head (or brain)
     brain_box_ras: tuple[np.ndarray, np.ndarray]
+    # Skull-stripped templates: voxels of a 22 mm shell around the closed brain outline
+    # (flat indices) and their distance outside it (mm), for a synthetic skull and scalp.
+    shell_index: np.ndarray | None = None
+    shell_depth: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -71,6 +76,31 @@ class Template:
         nz, ny, nx = self.shape
         o = self.origin_ras
         return o[0] + np.arange(nx), o[1] + np.arange(ny), o[2] + np.arange(nz)
+
+
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Signed distance (mm, 1 mm voxels) to a mask's surface: > 0 inside, < 0 outside, the
+    surface half-way between voxels (SimpleITK's Maurer transform, multi-threaded)."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    d = sitk.SignedMaurerDistanceMap(img, insideIsPositive=True, squaredDistance=False, useImageSpacing=True)
+    return sitk.GetArrayFromImage(d).astype(np.float32) + np.float32(0.5)
+
+
+def _hull_depth(sdist: np.ndarray) -> np.ndarray:
+    """Signed distance (mm, > 0 outside) to the brain outline closed by ``HULL_CLOSING_MM``,
+    computed on a 2 mm grid (it only places the synthetic skull) and interpolated back."""
+    import torch
+    import torch.nn.functional as F
+
+    coarse = sdist[::2, ::2, ::2] > -HULL_CLOSING_MM
+    dil = signed_distance(coarse) * 2.0  # 2 mm voxels
+    hull = dil > HULL_CLOSING_MM
+    depth = -signed_distance(hull) * 2.0
+    t = torch.from_numpy(depth)[None, None]
+    up = F.interpolate(t, size=tuple(2 * n for n in depth.shape), mode="trilinear", align_corners=False)
+    return up[0, 0, : sdist.shape[0], : sdist.shape[1], : sdist.shape[2]].numpy()
 
 
 def colin27_available() -> bool:
@@ -260,7 +290,7 @@ def load_template(name: str) -> Template:
     means, *_ = np.linalg.lstsq(design, t1[sel], rcond=None)
     residual = np.where(brain, t1 - (csf * means[0] + gm * means[1] + wm * means[2]), 0)
     residual = np.clip(residual, -0.35, 0.35).astype(np.float32)
-    sdist = (ndimage.distance_transform_edt(brain) - ndimage.distance_transform_edt(~brain)).astype(np.float32)
+    sdist = signed_distance(brain)
     tissue, region = _region_code(t1.shape, origin, gm, wm, csf, brain, sdist)
     sinus = np.zeros(t1.shape, np.float32)
     for pts, radii in _sinus_paths(brain, origin):
@@ -277,13 +307,22 @@ def load_template(name: str) -> Template:
     hidx = np.argwhere(head)
     hmin, hmax = origin + hidx.min(0)[::-1], origin + hidx.max(0)[::-1]
     centre = origin + idx.mean(0)[::-1]
+    shell_index = shell_depth = None
     if not has_skull:
         t1 = np.where(brain, t1, 0).astype(np.float32)
+        # Close the brain outline so the skull spans the gaps between lobes.
+        depth = _hull_depth(sdist)
+        shell = (depth <= 22.0) & ~brain
+        shell_index = np.flatnonzero(shell)
+        shell_depth = depth.ravel()[shell_index].astype(np.float32)
+        hidx = np.argwhere(depth <= 20.0)
+        hmin, hmax = origin + hidx.min(0)[::-1], origin + hidx.max(0)[::-1]
     return Template(
         name=name, origin_ras=origin, t1=t1.astype(np.float32), gm=gm.astype(np.float32),
         wm=wm.astype(np.float32), csf=csf.astype(np.float32), residual=residual, sdist=sdist,
         code=code, sinus=sinus, falx=falx, choroid=choroid, has_skull=has_skull,
         brain_centre_ras=centre, head_box_ras=(hmin, hmax), brain_box_ras=(bmin, bmax),
+        shell_index=shell_index, shell_depth=shell_depth,
     )
 
 
