@@ -317,3 +317,20 @@ def test_documented_difference_from_panoptica_on_merged_prediction():
     _, s = run(gt, pred, "overlap")
     assert res.tp == 1 and res.fn == 1
     assert s["detected_lesions"] == 2 and s["missed_lesions"] == 0
+
+
+@pytest.mark.parametrize("spacing,direction", [((1.0, 1.0, 1.0), None), ((0.6, 0.9, 2.5), None),
+                                               ((0.8, 0.8, 1.2), (0, 1, 0, -1, 0, 0, 0, 0, 1))])
+def test_vectorised_diameters_equal_lesion_table_definition(spacing, direction):
+    from BrainMetSegLib.lesions import longest_diameter_mm
+
+    gt, pred = blobs(3)
+    lab = cc3d.connected_components(gt | pred, connectivity=26)
+    lab[5, 5, 5], lab[5, 5, 6] = 0, 0
+    lab[2, 2, 2] = lab.max() + 1  # a single voxel
+    n = int(lab.max())
+    frame = lw._frame(spacing, direction)
+    fast = lw.component_diameters_mm(lab, n, frame)
+    boxes = ndimage.find_objects(lab)
+    slow = [longest_diameter_mm(lab[b] == i, frame, [s.start for s in b]) for i, b in enumerate(boxes, 1)]
+    assert fast == pytest.approx(np.array(slow), abs=1e-9)

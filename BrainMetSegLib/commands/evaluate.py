@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-missing", action="store_true",
                         help="evaluate the cases that pair up even if some prediction or GT is missing")
     parser.add_argument("--no-report", action="store_true", help="write the tables only")
+    parser.add_argument("--title", default="BrainMetSeg evaluation", help="heading of report.html")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
 
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     progress = {"bar": tqdm_bar, "json": json_lines, "none": lambda: no_progress}[args.progress]()
     result = evaluate_cohort(cases, config, clinical, subgroups, args.select_threshold, progress)
     result.problems = problems
-    written = write_outputs(result, outdir, overwrite=args.overwrite, report=not args.no_report)
+    written = write_outputs(result, outdir, overwrite=args.overwrite, report=not args.no_report,
+                            title=args.title)
     for line in result.failed:
         print(f"brainmetseg evaluate: case failed: {line}", file=sys.stderr)
     if args.progress == "json":

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 import cc3d
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
-from ..lesions import _Frame, longest_diameter_mm
+from ..lesions import _Frame
 
 RULES = ("overlap", "dice0.1", "brats")
 
@@ -114,6 +115,56 @@ class LesionMatch:
 def _frame(spacing_xyz, direction) -> _Frame:
     d = np.reshape(direction, (3, 3)) if direction is not None else np.eye(3)
     return _Frame(np.zeros(3), d * np.asarray(spacing_xyz, float))
+
+
+def _max_pairwise(points: np.ndarray) -> float:
+    """Largest pairwise distance of (N, 3) points (convex hull vertices first for big sets)."""
+    if len(points) < 2:
+        return 0.0
+    if len(points) > 64:
+        try:
+            points = points[ConvexHull(points).vertices]
+        except QhullError:  # flat point sets: all points
+            pass
+    if len(points) > 4000:  # huge flat sets: blockwise to bound memory
+        return max(float(np.sqrt(((points[i:i + 1000, None] - points[None]) ** 2).sum(-1).max()))
+                   for i in range(0, len(points), 1000))
+    return float(np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1).max()))
+
+
+def component_diameters_mm(labels: np.ndarray, n: int, frame: _Frame) -> np.ndarray:
+    """Longest 3D diameter (mm) of components 1..n of a (Z, Y, X) label map, all at once.
+
+    Same value as :func:`BrainMetSegLib.lesions.longest_diameter_mm` (the marching-cubes
+    surface at level 0.5): on a binary mask those vertices are exactly the midpoints between
+    each lesion voxel and its 6-neighbours outside the lesion, so they are collected for
+    every component in one pass instead of one marching-cubes call per lesion (an untrained
+    model can produce tens of thousands of specks).
+    """
+    out = np.zeros(n + 1)
+    if n == 0:
+        return out[1:]
+    padded = np.pad(np.asarray(labels), 1)
+    points, ids = [], []
+    for axis in range(3):
+        for step in (1, -1):
+            neighbour = np.roll(padded, -step, axis=axis)  # value at p + step along axis
+            face = (padded > 0) & (neighbour != padded)  # 26-CCs never touch: neighbour is background
+            kji = np.argwhere(face).astype(np.float64) - 1.0
+            kji[:, axis] += 0.5 * step
+            points.append(kji)
+            ids.append(padded[face])
+    pts = np.concatenate(points)
+    lab = np.concatenate(ids)
+    order = np.argsort(lab, kind="stable")
+    pts, lab = frame.lps(pts[order]), lab[order]
+    bounds = np.searchsorted(lab, np.arange(1, n + 2))
+    counts = np.diff(bounds)
+    # a single voxel has 6 face midpoints: its diameter is the largest voxel edge
+    out[1:][counts == 6] = float(np.linalg.norm(frame.matrix, axis=0).max())
+    for c in np.nonzero(counts > 6)[0] + 1:
+        out[c] = _max_pairwise(pts[bounds[c - 1]:bounds[c]])
+    return out[1:]
 
 
 def gt_components(gt: np.ndarray, rule: str) -> np.ndarray:
@@ -190,6 +241,13 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
     if both.any():
         np.add.at(inter, (gt_lab[both], pred_lab[both]), 1)
 
+    gt_diam = component_diameters_mm(gt_lab, n_gt, frame)
+    pred_diam = component_diameters_mm(pred_lab, n_pred, frame)
+    gt_centroids = ndimage.center_of_mass(gt, gt_lab, range(1, n_gt + 1)) if n_gt else []
+    pred_centroids = ndimage.center_of_mass(pred, pred_lab, range(1, n_pred + 1)) if n_pred else []
+    pred_maxp = (ndimage.maximum(probability, pred_lab, range(1, n_pred + 1))
+                 if probability is not None and n_pred else [math.nan] * n_pred)
+
     # Candidate predicted lesions per GT lesion.
     candidates: dict[int, list[int]] = {}
     for g in range(1, n_gt + 1):
@@ -208,9 +266,7 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
     for g in range(1, n_gt + 1):
         cand = candidates[g]
         box = gt_boxes[g - 1]
-        g_mask_box = gt_lab[box] == g
-        offset = [s.start for s in box]
-        diameter = longest_diameter_mm(g_mask_box, frame, offset)
+        diameter = float(gt_diam[g - 1])
         pred_vox = int(sum(pred_sizes[p] for p in cand))
         overlap_vox = int(sum(inter[g, p] for p in cand))
         dice = 2.0 * overlap_vox / (gt_sizes[g] + pred_vox)
@@ -234,20 +290,15 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
         if detected:
             for p in cand:
                 matched_gt[p].append(g)
-        centroid = tuple(float(c) for c in (np.argwhere(g_mask_box).mean(axis=0) + offset))
+        centroid = tuple(float(c) for c in gt_centroids[g - 1])
         gt_rows.append(GTLesion(g, int(gt_sizes[g]), volume, diameter, size_bin(diameter), cand,
                                 bool(detected), float(dice), hd, bool(excluded), centroid))
 
     pred_rows: list[PredLesion] = []
     for p in range(1, n_pred + 1):
-        box = pred_boxes[p - 1]
-        mask = pred_lab[box] == p
-        offset = [s.start for s in box]
-        maxp = float(probability[box][mask].max()) if probability is not None else math.nan
-        centroid = tuple(float(c) for c in (np.argwhere(mask).mean(axis=0) + offset))
-        pred_rows.append(PredLesion(p, int(pred_sizes[p]), float(pred_sizes[p] * vvol),
-                                    longest_diameter_mm(mask, frame, offset), p in tp_preds,
-                                    matched_gt[p], maxp, centroid))
+        centroid = tuple(float(c) for c in pred_centroids[p - 1])
+        pred_rows.append(PredLesion(p, int(pred_sizes[p]), float(pred_sizes[p] * vvol), float(pred_diam[p - 1]),
+                                    p in tp_preds, matched_gt[p], float(pred_maxp[p - 1]), centroid))
     return LesionMatch(rule, gt_rows, pred_rows)
 
 

@@ -271,7 +271,8 @@ def summary_json(result: CohortResult) -> dict:
     })
 
 
-def write_outputs(result: CohortResult, outdir, overwrite: bool = False, report: bool = True) -> dict[str, Path]:
+def write_outputs(result: CohortResult, outdir, overwrite: bool = False, report: bool = True,
+                  title: str = "BrainMetSeg evaluation") -> dict[str, Path]:
     """Write the CSV/JSON tables (and report.html) atomically into ``outdir``."""
     outdir = Path(outdir)
     written: dict[str, Path] = {}
@@ -291,5 +292,5 @@ def write_outputs(result: CohortResult, outdir, overwrite: bool = False, report:
         written[name] = io.write_text(text, outdir / name, overwrite=overwrite)
     if report:
         from .report import render_report
-        written["report.html"] = io.write_text(render_report(result), outdir / "report.html", overwrite=overwrite)
+        written["report.html"] = io.write_text(render_report(result, title), outdir / "report.html", overwrite=overwrite)
     return written
