@@ -1,0 +1,93 @@
+"""Training batches: half of each batch centred on lesion voxels, the rest on other brain voxels.
+
+Item ``b`` of :class:`PatchBatches` is a whole batch, drawn from a generator seeded by
+(seed, epoch, b): batches are reproducible whatever the number of data-loader
+workers or DDP ranks (a ``DistributedSampler`` hands each rank its own batch
+indices), and a resumed run draws the batches it would have drawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .augment import AugmentConfig, augment_transform, crop_transform
+
+
+def pad_case(case: dict[str, np.ndarray], patch_zyx) -> dict[str, np.ndarray]:
+    """Zero-pad a cached case (image, label, brain and centre indices) to at least ``patch_zyx``."""
+    shape = case["label"].shape
+    extra = [max(p - s, 0) for p, s in zip(patch_zyx, shape, strict=True)]
+    if not any(extra):
+        return case
+    before = [e // 2 for e in extra]
+    pads = [(b, e - b) for b, e in zip(before, extra, strict=True)]
+    out = dict(case)
+    out["image"] = np.pad(case["image"], [(0, 0), *pads])
+    out["label"] = np.pad(case["label"], pads)
+    out["brain"] = np.pad(case["brain"], pads)
+    new_shape = out["label"].shape
+    for key in ("fg", "bg"):
+        idx = np.unravel_index(case[key], shape)
+        out[key] = np.ravel_multi_index(tuple(i + b for i, b in zip(idx, before, strict=True)), new_shape)
+    return out
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class PatchBatches(torch.utils.data.Dataset):
+    """``batches_per_epoch`` batches of ``batch_size`` augmented patches.
+
+    cases: cached cases (dicts from :class:`~.cache.CaseCache`), padded to the patch.
+    patch_zyx: patch size (Z, Y, X) voxels.
+    pos_fraction: share of each batch centred on a lesion voxel (the first items).
+    Each batch is ``(image (B, C, Z, Y, X) float32, label (B, 1, Z, Y, X) float32)``.
+    """
+
+    def __init__(self, cases: list[dict], patch_zyx, batch_size: int, batches_per_epoch: int,
+                 pos_fraction: float = 0.5, augment: AugmentConfig | None = None,
+                 seed: int = 0):
+        self.cases = [pad_case(c, patch_zyx) for c in cases]
+        self.patch = tuple(int(p) for p in patch_zyx)
+        self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.n_pos = int(round(pos_fraction * batch_size))
+        self.seed = seed
+        self.epoch = 0
+        self.crop = {True: crop_transform(self.patch, True), False: crop_transform(self.patch, False)}
+        # None = the default augmentation; pass AugmentConfig(0, 0, gamma_prob=0) for none.
+        self.augment = augment_transform(augment or AugmentConfig())
+        with_lesions = [i for i, c in enumerate(self.cases) if c["fg"].size]
+        # Lesion-centred patches come from cases that have lesions.
+        self.positive_cases = with_lesions or list(range(len(self.cases)))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def _patch(self, rng: np.random.Generator, positive: bool) -> tuple[np.ndarray, np.ndarray]:
+        pool = self.positive_cases if positive else range(len(self.cases))
+        case = self.cases[int(rng.choice(list(pool)))]
+        positive = positive and case["fg"].size > 0
+        data = {"image": case["image"], "label": case["label"][None], "fg": case["fg"],
+                "bg": case["bg"] if case["bg"].size else np.arange(case["label"].size)}
+        crop = self.crop[positive]
+        crop.set_random_state(seed=int(rng.integers(2**31)))
+        sample = crop(data)[0]
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(rng.integers(2**31)))
+            sample = self.augment({"image": sample["image"], "label": sample["label"]})
+        image = np.asarray(sample["image"], np.float32)
+        label = (np.asarray(sample["label"]) > 0.5).astype(np.float32)
+        return image, label
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng(item_seed(self.seed, self.epoch, index))
+        pairs = [self._patch(rng, i < self.n_pos) for i in range(self.batch_size)]
+        images = torch.from_numpy(np.stack([p[0] for p in pairs]))
+        labels = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        return images, labels

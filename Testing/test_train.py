@@ -1,0 +1,201 @@
+"""Training pipeline: datasets, geometry check, cache, QC, loop, resume, DDP, package round trip.
+
+Tiny phantoms (40^3 voxels at 1.5 mm: a noisy ellipsoid "brain" with bright spheres)
+and a tiny BasicUNet keep the whole file well under two minutes on one CPU core.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from BrainMetSegLib.errors import InputError, ModelError, OutputError
+from BrainMetSegLib.train.dataset import check_geometry, kfold_split, load_dataset
+
+TINY_NET = ["--architecture", "BasicUNet", "--arch-args", '{"features": [4, 4, 8, 16, 32, 4], "dropout": 0.5}']
+FAST = ["--spacing", "1.5", "--patch", "32", "--batch-size", "2", "--brain-mask", "none", "--threads", "1",
+        "--seed", "3"]
+
+
+def _phantom(rng: np.random.Generator, shape=(40, 40, 40)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    zz, yy, xx = np.indices(shape)
+    c = np.array(shape) / 2
+    brain = ((zz - c[0]) / 17) ** 2 + ((yy - c[1]) / 18) ** 2 + ((xx - c[2]) / 16) ** 2 <= 1
+    image = np.where(brain, 100.0, 0.0) + rng.normal(0, 8, shape) * brain
+    label = np.zeros(shape, np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        r = rng.uniform(2.5, 5)
+        p = c + rng.uniform(-8, 8, 3)
+        ball = (zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2 <= r * r
+        label[ball & brain] = 1
+    image[label > 0] += 90
+    return image.astype(np.float32), label, brain.astype(np.uint8)
+
+
+def _write(array, path: Path, spacing=1.5, origin=(0.0, 0.0, 0.0)) -> None:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((spacing,) * 3)
+    image.SetOrigin(origin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+
+
+def make_dataset(root: Path, n: int = 6, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        image, label, brain = _phantom(rng)
+        _write(image, root / "imagesTr" / f"case{i}_0000.nii.gz")
+        _write(label, root / "labelsTr" / f"case{i}.nii.gz")
+        _write(brain, root / "brainmasksTr" / f"case{i}.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CE-T1"}, "labels": {"background": 0, "metastasis": 1},
+        "numTraining": n, "file_ending": ".nii.gz", "name": "tiny test phantoms"}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def run_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "BrainMetSegLib", *argv], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+
+
+def test_nnunet_and_manifest_reading(data, tmp_path):
+    ds = load_dataset(data)
+    assert ds.sequences == ["t1ce"] and len(ds.cases) == 6
+    assert ds.cases[0].brain_mask is not None
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "t1ce", "label", "split"])
+        for c in ds.cases:
+            w.writerow([c.case_id, c.images[0], c.label, "val" if c.case_id == "case0" else "train"])
+    m = load_dataset(manifest)
+    assert [c.case_id for c in m.cases] == [c.case_id for c in ds.cases]
+    assert m.cases[0].split == "val"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("case_id,t1ce,label\nx,missing.nii.gz,missing.nii.gz\n")
+    with pytest.raises(InputError, match="not found"):
+        load_dataset(bad)
+
+
+def test_kfold_is_a_partition():
+    ids = [f"c{i}" for i in range(11)]
+    vals = [kfold_split(ids, 5, k, seed=1)[1] for k in range(5)]
+    assert sorted(sum(vals, [])) == sorted(ids)
+    assert kfold_split(ids, 5, 2, seed=1) == kfold_split(list(reversed(ids)), 5, 2, seed=1)
+
+
+def test_geometry_check_catches_shifted_label(data, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(data, tmp_path / "copy")
+    label = sitk.ReadImage(str(copy / "labelsTr" / "case2.nii.gz"))
+    label.SetOrigin((3.0, 0.0, 0.0))
+    sitk.WriteImage(label, str(copy / "labelsTr" / "case2.nii.gz"))
+    issues = check_geometry(load_dataset(copy).cases)
+    assert [i.case_id for i in issues] == ["case2"]
+    assert "origin shifted by 3 mm" in str(issues[0])
+
+
+def test_inflation_of_torchvision_resnet34():
+    from BrainMetSegLib.architectures import build_network
+    from BrainMetSegLib.train.init import inflate_conv, inflate_into
+
+    # A fake torchvision ResNet-34 state dict: right names and shapes, random values.
+    g = torch.Generator().manual_seed(0)
+    state = {"conv1.weight": torch.randn(64, 3, 7, 7, generator=g), "fc.weight": torch.randn(1000, 512)}
+    for name, n in (("bn1", 64),):
+        state.update({f"{name}.weight": torch.rand(n), f"{name}.bias": torch.rand(n),
+                      f"{name}.running_mean": torch.rand(n), f"{name}.running_var": torch.rand(n)})
+    widths, cin = (64, 128, 256, 512), 64
+    for li, (blocks, w) in enumerate(zip((3, 4, 6, 3), widths, strict=True), start=1):
+        for b in range(blocks):
+            p = f"layer{li}.{b}."
+            state[p + "conv1.weight"] = torch.randn(w, cin if b == 0 else w, 3, 3, generator=g)
+            state[p + "conv2.weight"] = torch.randn(w, w, 3, 3, generator=g)
+            for bn in ("bn1", "bn2"):
+                state.update({f"{p}{bn}.weight": torch.rand(w), f"{p}{bn}.bias": torch.rand(w)})
+            if b == 0 and li > 1:
+                state[p + "downsample.0.weight"] = torch.randn(w, cin, 1, 1)
+        cin = w
+    net = build_network("FlexibleUNet", 2, 1, {"backbone": "resnet34", "dropout": 0.5})
+    report = inflate_into(net, state)
+    sd = net.state_dict()
+    assert sd["encoder.conv1.weight"].shape == (64, 2, 7, 7, 7)
+    # A volume of identical slices gives the 2D response: depth-sum of the 3D kernel = 2D kernel.
+    torch.testing.assert_close(sd["encoder.layer2.0.conv1.weight"].sum(2), state["layer2.0.conv1.weight"])
+    torch.testing.assert_close(sd["encoder.conv1.weight"].sum(dim=(1, 2)), state["conv1.weight"].sum(1))
+    torch.testing.assert_close(sd["encoder.layer4.2.bn2.bias"], state["layer4.2.bn2.bias"])
+    assert "fc.weight" in report.skipped and "layer2.0.downsample.0.weight" in report.skipped
+    assert inflate_conv(torch.ones(1, 1, 3, 3)).shape == (1, 1, 3, 3, 3)
+    slim = build_network("FlexibleUNet", 1, 1, {"backbone": "resnet34_w16"})
+    with pytest.raises(ModelError, match="do not fit"):
+        inflate_into(slim, state)
+
+
+def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", str(data), "-o", str(out), *TINY_NET, *FAST, "--iters-per-epoch", "6",
+            "--val-every", "2", "--lr", "3e-3", "--no-augment", "--infer-patch", "48"]
+    r = run_cli(*args, "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert "val_sensitivity" in rows[1] and "val_fp_per_case" in rows[1]
+    assert (out / "curves.png").stat().st_size > 0 and (out / "qc" / "histograms.png").is_file()
+    assert (out / "qc" / "case0_ch0.png").is_file()
+    # A second run into the same folder needs --resume; resume continues at epoch 3.
+    again = run_cli(*args, "--epochs", "2")
+    assert again.returncode == OutputError.exit_code and "--resume" in again.stderr
+    r = run_cli(*args, "--epochs", "3", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stdout
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert int(rows[2]["step"]) == 18
+    # The package loads as is and segments a case through the inference pipeline.
+    from BrainMetSegLib.models import load_package
+
+    package = load_package(out / "model")
+    card = package.card
+    assert card.trained and card.recipe["lr"] == 3e-3 and card.validation["cases"]
+    assert 0 < card.threshold < 1 and card.spacing_mm == [1.5, 1.5, 1.5]
+    package.load_network()
+    seg = run_cli("segment", str(data / "imagesTr" / "case0_0000.nii.gz"), "-o", str(tmp_path / "seg"),
+                  "--model", str(out / "model"), "--brain-mask", "none", "--device", "cpu",
+                  "--progress", "none")
+    assert seg.returncode == 0, seg.stderr
+    labels = sitk.ReadImage(str(tmp_path / "seg" / "lesion_labels.nii.gz"))
+    assert labels.GetSize() == (40, 40, 40)
+
+
+def test_ddp_two_gloo_processes_agree(data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29500 + os.getpid() % 1000), "-m", "BrainMetSegLib", "train", str(data), "-o", str(out),
+           *TINY_NET, *FAST, "--iters-per-epoch", "2", "--epochs", "1", "--fold", "all", "--threshold", "0.5",
+           "--min-volume", "0"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    hashes = [(out / f"weights_rank{k}.sha256").read_text().strip() for k in (0, 1)]
+    assert hashes[0] == hashes[1]
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert rows[0]["iterations"] == "2"
+    from BrainMetSegLib.models import load_package
+
+    load_package(out / "model").load_network()
