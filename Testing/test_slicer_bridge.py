@@ -1,4 +1,4 @@
-"""The Slicer module's non-Slicer logic (BrainMetSegLib.slicer_bridge), tested headless."""
+"""The Slicer module's non-Slicer logic (BrainMetSegLib.slicer_bridge package), tested headless."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from BrainMetSegLib import slicer_bridge as sb
 from BrainMetSegLib.progress import ProgressEvent
+from BrainMetSegLib.slicer_bridge import requirements as sb_requirements
 
 # ---------------------------------------------------------------- segments
 
@@ -175,8 +176,8 @@ def test_torch_problem_and_installed_versions():
     versions = sb.installed_versions(["numpy", "surely-not-installed-xyz"])
     assert versions["numpy"] == np.__version__
     assert versions["surely-not-installed-xyz"] is None
-    assert sb._satisfies_simple("2.4.1+cu121", ">=2.2,<3")
-    assert not sb._satisfies_simple("1.13.0", ">=2.2")
+    assert sb_requirements._satisfies_simple("2.4.1+cu121", ">=2.2,<3")
+    assert not sb_requirements._satisfies_simple("1.13.0", ">=2.2")
 
 
 # ---------------------------------------------------------------- one run

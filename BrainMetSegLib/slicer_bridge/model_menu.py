@@ -1,0 +1,40 @@
+"""The models offered in the GUI's model selector."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def model_choices(registry_entries: Sequence[Mapping], extra_folders: Sequence[str] = ()
+                  ) -> list[tuple[str, str]]:
+    """(label, value) pairs for the model selector: bundled/registered models by
+    name, then user-added folders by path (duplicates dropped, order kept)."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for entry in registry_entries:
+        name = str(entry.get("name", ""))
+        if name and name not in seen:
+            seen.add(name)
+            label = name if "path" in entry else f"{name} (download)"
+            out.append((label, name))
+    for folder in extra_folders:
+        value = str(Path(folder))
+        if value and value not in seen:
+            seen.add(value)
+            out.append((f"{Path(folder).name} ({value})", value))
+    return out
+
+
+def read_model_card(folder: str | os.PathLike) -> dict:
+    """The model card of a package folder (validated like ``models.load_package``
+    but without importing torch), for the "Add model folder..." action."""
+    from ..models import CARD_NAME, ModelCard
+
+    card_path = Path(folder) / CARD_NAME
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a model package ({CARD_NAME} is missing).")
+    data = json.loads(card_path.read_text(encoding="utf-8"))
+    return ModelCard.from_dict(data, str(card_path)).to_dict()
