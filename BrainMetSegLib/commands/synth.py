@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anatomy", choices=("auto", "mni152", "colin27"), default="auto")
     p.add_argument("--spacing", type=_triple, default=(1.0, 1.0, 1.0), metavar="MM",
                    help="output spacing in mm: one number or x,y,z (default 1)")
+    p.add_argument("--spacing-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="draw each case's in-plane and slice spacing in [MIN, MAX] mm (overrides --spacing)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--lesions", type=int, default=None, help="fixed number of lesions per case")
     g.add_argument("--stratum", choices=("1-3", "4-10", ">10"), default=None,
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cases < 1:
         raise InputError(f"-n {args.cases}: the number of cases must be at least 1.")
     config = SynthConfig(
-        anatomy=args.anatomy, spacing_mm=args.spacing, n_lesions=args.lesions, stratum=args.stratum,
+        anatomy=args.anatomy, spacing_mm=args.spacing,
+        spacing_range_mm=None if args.spacing_range is None else tuple(args.spacing_range), n_lesions=args.lesions, stratum=args.stratum,
         diameter_range_mm=tuple(args.diameter), patterns=patterns, confounders=not args.no_confounders,
         skull=not args.no_skull, anisotropic_acquisition=aniso, acquisition=not args.no_acquisition,
         field_of_view=args.field_of_view, deformation=args.deformation,

@@ -13,37 +13,36 @@ from .fields import random_smooth
 ANISOTROPIC_CHOICES = ((1.0, 1.0, 3.0), (1.0, 1.0, 2.0), (1.0, 3.0, 1.0), (3.0, 1.0, 1.0))
 
 
-def simulate_thick_slices(image: np.ndarray, spacing, acquired) -> np.ndarray:
-    """Acquire at ``acquired`` spacing (x, y, z mm; slice profile = Gaussian of FWHM the
-    thickness) and interpolate back (trilinear) to the image's ``spacing``."""
-    import torch
-    import torch.nn.functional as F
-
+def thick_slices(image: np.ndarray, spacing, acquired) -> tuple[np.ndarray, dict]:
+    """Acquire at ``acquired`` spacing (x, y, z mm): slice profile = Gaussian with FWHM of the
+    thickness, then keep every n-th slice. Returns the low-resolution array and the steps
+    (array axis -> n) needed by :func:`back_to_grid`."""
     out = image
-    steps = []
+    steps = {}
     for axis_xyz in range(3):
         ratio = acquired[axis_xyz] / spacing[axis_xyz]
         axis = 2 - axis_xyz
         if ratio > 1.2:
             out = ndimage.gaussian_filter1d(out, ratio / 2.355, axis=axis, mode="nearest")
-            steps.append((axis, int(round(ratio))))
+            steps[axis] = int(round(ratio))
+    sl = tuple(slice(0, None, steps.get(a, 1)) for a in range(3))
+    return np.ascontiguousarray(out[sl]), steps
+
+
+def back_to_grid(low: np.ndarray, steps: dict, shape) -> np.ndarray:
+    """Interpolate (trilinear) acquired slices back onto the output grid of ``shape``."""
+    import torch
+    import torch.nn.functional as F
+
     if not steps:
-        return image
-    sl = [slice(None)] * 3
-    for axis, step in steps:
-        sl[axis] = slice(0, None, step)
-    low = np.ascontiguousarray(out[tuple(sl)])
-    # Sampled positions are 0, step, 2 step...: map back with align_corners on the covered part.
+        return low
+    # Acquired slice k sits at output index k * step: interpolate over the covered range ...
+    covered = [(low.shape[a] - 1) * steps.get(a, 1) + 1 for a in range(3)]
     t = torch.from_numpy(low)[None, None]
-    covered = [(low.shape[a] - 1) * (dict(steps).get(a, 1)) + 1 for a in range(3)]
     up = F.interpolate(t, size=tuple(covered), mode="trilinear", align_corners=True)[0, 0].numpy()
-    result = np.empty_like(image)
-    result[: covered[0], : covered[1], : covered[2]] = up
-    # Edge slices beyond the last acquired one repeat it.
-    result[covered[0]:] = result[covered[0] - 1: covered[0]]
-    result[:, covered[1]:] = result[:, covered[1] - 1: covered[1]]
-    result[:, :, covered[2]:] = result[:, :, covered[2] - 1: covered[2]]
-    return result
+    # ... and repeat the last acquired slice beyond it.
+    idx = [np.minimum(np.arange(n), c - 1) for n, c in zip(shape, covered, strict=True)]
+    return up[np.ix_(*idx)]
 
 
 def bias_field(rng: np.random.Generator, shape, spacing, strength: float) -> np.ndarray:
@@ -60,21 +59,29 @@ def rician_noise(rng: np.random.Generator, image: np.ndarray, sigma: float) -> n
 
 
 def acquire(rng: np.random.Generator, image: np.ndarray, spacing, anisotropic) -> tuple[np.ndarray, dict]:
-    """Apply the acquisition chain; returns the image (WM units) and what was drawn."""
+    """Apply the acquisition chain; returns the image (WM units) and what was drawn.
+
+    Order as in a scanner: the object is blurred (point spread), sampled on the acquisition
+    grid (thick slices when anisotropic), multiplied by the coil bias field and given
+    Rician noise there, then interpolated onto the output grid.
+    """
     info: dict = {}
+    shape = image.shape
     if anisotropic is None:
         anisotropic = ANISOTROPIC_CHOICES[rng.integers(len(ANISOTROPIC_CHOICES))] if rng.random() < 0.25 else False
-    if anisotropic:
-        image = simulate_thick_slices(image, spacing, anisotropic)
-        info["acquired_spacing_mm"] = list(anisotropic)
     blur = float(rng.uniform(0.0, 0.7))
     if blur > 0.2:
         image = ndimage.gaussian_filter(image, blur / np.asarray(spacing)[::-1] * min(spacing))
     info["blur_sigma_voxels"] = round(blur, 3)
+    steps: dict = {}
+    if anisotropic:
+        image, steps = thick_slices(image, spacing, anisotropic)
+        info["acquired_spacing_mm"] = [float(v) for v in anisotropic]
     strength = float(rng.uniform(0.1, 0.45))
-    image = image * bias_field(rng, image.shape, spacing, strength)
+    acq_spacing = [s * steps.get(2 - a, 1) for a, s in enumerate(spacing)]
+    image = image * bias_field(rng, image.shape, acq_spacing, strength)
     info["bias_strength"] = round(strength, 3)
     sigma = float(rng.uniform(0.01, 0.05))
     image = rician_noise(rng, image, sigma)
     info["noise_sigma_wm"] = round(sigma, 4)
-    return image, info
+    return back_to_grid(image, steps, shape), info

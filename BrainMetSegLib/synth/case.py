@@ -106,7 +106,11 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     anatomy_name = _choose_anatomy(rng, config.anatomy)
     template = load_template(anatomy_name)
     skull = config.skull
-    anat: Anatomy = make_anatomy(rng, template, config.spacing, config.field_of_view, config.margin_mm,
+    spacing = config.spacing
+    if config.spacing_range_mm is not None:
+        in_plane, slice_ = (round(float(rng.uniform(*config.spacing_range_mm)), 3) for _ in range(2))
+        spacing = (in_plane, in_plane, slice_)
+    anat: Anatomy = make_anatomy(rng, template, spacing, config.field_of_view, config.margin_mm,
                                  skull, config.confounders, config.deformation)
     grid = anat.grid
     image = anat.image
@@ -136,7 +140,7 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     labels, records = _lesion_records(labels, grid, specs, counts)
     info = {"anatomy": anatomy_name, "stratum": stratum, "requested_lesions": n, "lesions": len(records),
             "contrasts": {k: round(v, 4) for k, v in anat.contrasts.items()},
-            "mirrored": anat.warp.flipped, "spacing_mm": list(grid.spacing)}
+            "mirrored": anat.warp.flipped, "spacing_mm": [float(v) for v in grid.spacing]}
     if config.acquisition:
         image, acq = acquire(rng, image, grid.spacing, config.anisotropic_acquisition)
         info["acquisition"] = acq

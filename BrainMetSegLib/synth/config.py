@@ -8,7 +8,7 @@ random global scaling and the acquisition effects.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import InputError
 
@@ -34,9 +34,11 @@ ENHANCEMENT_RANGE = (1.35, 1.9)
 NECROSIS_RANGE = (0.25, 0.55)
 #: Mean over the whole labelled lesion, per pattern, relative to white matter, as
 #: rendered before noise/bias (partial volume at the edge included). Checked by tests.
-LESION_MEAN_CONTRAST = {"nodular": (1.15, 1.95), "ring": (0.7, 1.6), "irregular": (0.9, 1.8)}
+LESION_MEAN_CONTRAST = {"nodular": (1.15, 1.95), "ring": (0.7, 1.6), "irregular": (0.75, 1.8)}
+#: Non-enhancing parts of irregular/heterogeneous lesions, relative to white matter.
+IRREGULAR_LOW_RANGE = (0.4, 0.85)
 #: Peritumoral oedema (T1-hypointense) in white matter, relative to white matter.
-OEDEMA_RANGE = (0.62, 0.85)
+OEDEMA_RANGE = (0.55, 0.8)
 OEDEMA_MIN_DIAMETER_MM = 9.0
 
 #: Normal tissue means relative to white matter (CE-T1-like: WM > GM > CSF).
@@ -61,6 +63,8 @@ class SynthConfig:
         mricron-data, with skull) or ``"auto"`` (either, drawn per case; MNI152 only when
         Colin27 is not installed).
     spacing_mm: output voxel spacing (x, y, z) in mm, or one number for isotropic.
+    spacing_range_mm: ``None`` or (min, max): each case draws its own in-plane (x = y) and
+        slice (z) spacing in this range instead of ``spacing_mm`` (scanner variety).
     n_lesions: fixed lesion count; ``None`` draws it from ``stratum`` or the strata.
     stratum: ``"1-3"``, ``"4-10"`` or ``">10"``; ``None`` draws one (41/30/29 %).
     diameter_range_mm: (min, max) lesion diameter in mm.
@@ -78,6 +82,7 @@ class SynthConfig:
 
     anatomy: str = "auto"
     spacing_mm: float | tuple[float, float, float] = 1.0
+    spacing_range_mm: tuple[float, float] | None = None
     n_lesions: int | None = None
     stratum: str | None = None
     diameter_range_mm: tuple[float, float] = (2.0, 30.0)
@@ -89,7 +94,6 @@ class SynthConfig:
     field_of_view: str = "head"
     margin_mm: float = 12.0
     deformation: float = 1.0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.anatomy not in ("auto", "mni152", "colin27"):
@@ -97,6 +101,9 @@ class SynthConfig:
         sp = self.spacing
         if any(s <= 0 or s > 8 for s in sp):
             raise InputError(f"spacing_mm {self.spacing_mm}: each spacing must be in (0, 8] mm.")
+        rng_ = self.spacing_range_mm
+        if rng_ is not None and not (len(rng_) == 2 and 0.3 <= rng_[0] <= rng_[1] <= 8):
+            raise InputError(f"spacing_range_mm {rng_}: need 0.3 <= min <= max <= 8 mm.")
         if self.stratum is not None and self.stratum not in STRATA:
             raise InputError(f"stratum {self.stratum!r}: use one of {', '.join(STRATA)}.")
         if self.n_lesions is not None and not 0 <= self.n_lesions <= 60:
@@ -124,4 +131,5 @@ class SynthConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["spacing_mm"] = list(self.spacing)
+        d["spacing_range_mm"] = None if self.spacing_range_mm is None else list(self.spacing_range_mm)
         return d

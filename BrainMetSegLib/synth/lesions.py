@@ -90,13 +90,24 @@ def _choose_pattern(rng, diameter: float, allowed: tuple[str, ...]) -> str:
     return ok[rng.choice(len(ok), p=w / w.sum())]
 
 
+#: Outline perturbation per pattern: (relative amplitude, highest angular frequency).
+SHAPE_ROUGHNESS = {"nodular": (0.06, 2), "ring": (0.1, 2), "irregular": (0.2, 3), "oedema": (0.3, 3)}
+
+
 def _draw_shape(rng, pattern: str) -> dict:
-    amp = {"nodular": 0.06, "ring": 0.1, "irregular": 0.22}[pattern]
+    """Random low-order outline perturbation (a lobulated sphere)."""
+    amp, fmax = SHAPE_ROUGHNESS[pattern]
     k = 4
     v = rng.standard_normal((k, 3))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return {"dirs": v, "freq": rng.integers(1, 4, k).astype(float), "phase": rng.uniform(0, 2 * np.pi, k),
-            "amp": amp * rng.uniform(0.4, 1.0, k) / np.sqrt(k) * 1.6}
+    return {"dirs": v, "freq": rng.integers(1, fmax + 1, k).astype(float), "phase": rng.uniform(0, 2 * np.pi, k),
+            "amp": amp * rng.uniform(0.5, 1.0, k) / np.sqrt(k) * 1.4}
+
+
+def _texture(seed: int, shape, sigma_vox: float) -> np.ndarray:
+    """Smooth zero-mean, unit-variance noise for lesion texture."""
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma_vox)
+    return (noise - noise.mean()) / max(float(noise.std()), 1e-6)
 
 
 def _box(grid, centre_ras, reach_mm):
@@ -163,12 +174,13 @@ def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, n: int, diameter_ra
                 spec.necrosis = float(rng.uniform(*C.NECROSIS_RANGE))
                 spec.shape["rim_mm"] = float(np.clip(radius * rng.uniform(0.25, 0.45), 1.0, 4.0))
             if pattern == "irregular":
-                spec.shape["low"] = float(rng.uniform(0.55, 0.95))
-                spec.shape["seed"] = int(rng.integers(2**31))
+                spec.shape["low"] = float(rng.uniform(*C.IRREGULAR_LOW_RANGE))
+                spec.shape["rim_mm"] = float(np.clip(radius * rng.uniform(0.2, 0.35), 1.0, 4.0))
+            spec.shape["seed"] = int(rng.integers(2**31))
             if diam >= C.OEDEMA_MIN_DIAMETER_MM and rng.random() < 0.85:
                 spec.oedema = float(rng.uniform(*C.OEDEMA_RANGE))
                 spec.oedema_extent = float(rng.uniform(1.6, 3.2))
-                spec.shape["oedema"] = _draw_shape(rng, "irregular")
+                spec.shape["oedema"] = _draw_shape(rng, "oedema")
             specs.append(spec)
             break
     return specs
@@ -204,16 +216,20 @@ def paint_lesion(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, anato
         local = tuple(int(i - s.start) for i, s in zip(idx, box, strict=True))
         inside[local] = bool(brain[tuple(idx)])
         occ[local] = max(occ[local], 0.5)
+    texture = _texture(spec.shape["seed"], sd.shape, 1.5 / h)
     if spec.pattern == "nodular":
-        value = np.full(sd.shape, spec.enhancement, np.float32)
+        value = spec.enhancement * (1 + 0.04 * texture)
     elif spec.pattern == "ring":
         inner = np.clip(0.5 - (sd + spec.shape["rim_mm"]) / h, 0, 1)
-        value = spec.enhancement * (1 - inner) + spec.necrosis * inner
+        rim = spec.enhancement * (1 + 0.05 * texture)
+        value = rim * (1 - inner) + spec.necrosis * inner
     else:
-        rng = np.random.default_rng(spec.shape["seed"])
-        noise = ndimage.gaussian_filter(rng.standard_normal(sd.shape), 1.6 / h)
-        noise = (noise - noise.min()) / max(float(np.ptp(noise)), 1e-6)
-        value = spec.shape["low"] + (spec.enhancement - spec.shape["low"]) * noise ** 0.8
+        # Heterogeneous: patchy enhancement over a non-enhancing/necrotic background, with an
+        # irregular, thicker enhancing margin.
+        patchy = np.clip(0.5 + 0.4 * texture, 0, 1)
+        margin = np.clip(1 + sd / spec.shape["rim_mm"], 0, 1)
+        weight = np.maximum(patchy, 0.85 * margin)
+        value = spec.shape["low"] + (spec.enhancement - spec.shape["low"]) * weight
     sub = image[box]
     sub += (occ * (value - sub)).astype(np.float32)
     lab = labels[box]

@@ -14,8 +14,9 @@ from ..io import check_writable
 
 
 def _slices_through_lesions(labels: np.ndarray, lesions: list[dict], n: int) -> list[int]:
-    """Axial slice indices (z) through the largest lesions, then evenly spread ones."""
-    zs = []
+    """Axial slice indices (z) through the largest lesions (one per lesion, at least 3 slices
+    apart), topped up with evenly spread slices through the brain."""
+    zs: list[int] = []
     for lesion in lesions:
         pts = np.argwhere(labels == lesion["id"])
         if len(pts):
@@ -24,19 +25,19 @@ def _slices_through_lesions(labels: np.ndarray, lesions: list[dict], n: int) -> 
                 zs.append(z)
         if len(zs) >= n:
             break
-    if len(zs) < n:
-        nz = labels.shape[0]
-        for z in np.linspace(nz * 0.3, nz * 0.75, n - len(zs) + 2)[1:-1]:
+    nz = labels.shape[0]
+    for z in np.linspace(nz * 0.25, nz * 0.8, 2 * n):
+        if len(zs) >= n:
+            break
+        if all(abs(int(z) - q) > 2 for q in zs):
             zs.append(int(z))
     return sorted(zs[:n])
 
 
-def contact_sheet(case, path, title: str = "", n_slices: int = 8, overwrite: bool = False,
-                  dpi: int = 72) -> Path:
-    """Write a PNG with ``n_slices`` axial slices (radiological display: patient left on the right).
-
-    Lesion outlines: red; enhancing confounders (vessels, dura, choroid): thin cyan.
-    """
+def contact_sheet(case, path, title: str = "", n_slices: int = 4, overwrite: bool = False,
+                  dpi: int = 80) -> Path:
+    """Write a PNG of ``n_slices`` axial slices, each shown plain and with the ground truth
+    outlined in red (patient right on the image left, anterior up)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -47,34 +48,37 @@ def contact_sheet(case, path, title: str = "", n_slices: int = 8, overwrite: boo
     check_writable(path, overwrite)
     img = sitk.GetArrayFromImage(case.image).astype(np.float32)
     lab = sitk.GetArrayFromImage(case.labels)
-    conf = np.zeros(lab.shape, bool)
-    for m in case.confounders.values():
-        conf |= sitk.GetArrayFromImage(m) > 0
     zs = _slices_through_lesions(lab, case.lesions, n_slices)
-    vmax = float(np.percentile(img[img > 0], 99.7)) if (img > 0).any() else 1.0
-    cols = 4
-    rows = int(np.ceil(len(zs) / cols))
+    vmax = float(np.percentile(img[img > 0], 99.8)) if (img > 0).any() else 1.0
     sp = case.image.GetSpacing()
     aspect = sp[1] / sp[0]
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 2.9), squeeze=False)
+    cols = 4
+    rows = int(np.ceil(2 * len(zs) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.0, rows * 3.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, z in zip(axes.ravel(), zs, strict=False):
-        # Array rows run anterior->posterior? Our grid is RAS-aligned: row j grows to anterior,
-        # column i to the right; flip rows so anterior is up, keep columns (patient right on the left).
-        sl = img[z][::-1]
-        ax.imshow(sl, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest", aspect=aspect)
-        edges = segmentation.find_boundaries(lab[z][::-1] > 0, mode="outer")
-        cedges = segmentation.find_boundaries(conf[z][::-1], mode="inner")
-        overlay = np.zeros((*sl.shape, 4), np.float32)
-        overlay[cedges] = (0.0, 0.8, 1.0, 0.35)
-        overlay[edges] = (1.0, 0.1, 0.1, 1.0)
-        ax.imshow(overlay, interpolation="nearest", aspect=aspect)
-        n_here = len(np.unique(lab[z][lab[z] > 0]))
-        ax.set_title(f"z={z}  lesions: {n_here}", fontsize=7)
+    tiles = axes.ravel()
+    for k, z in enumerate(zs):
+        # RAS-aligned grid: rows grow anterior and columns grow right; flip rows for anterior up,
+        # flip columns for the radiological convention (patient right on the left).
+        sl = img[z][::-1, ::-1]
+        edges = segmentation.find_boundaries(lab[z][::-1, ::-1] > 0, mode="outer")
+        ids = np.unique(lab[z][lab[z] > 0])
+        for j, ax in enumerate(tiles[2 * k:2 * k + 2]):
+            ax.imshow(sl, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest", aspect=aspect)
+            if j == 1:
+                overlay = np.zeros((*sl.shape, 4), np.float32)
+                overlay[edges] = (1.0, 0.15, 0.1, 1.0)
+                ax.imshow(overlay, interpolation="nearest", aspect=aspect)
+                kinds = ", ".join(sorted({les["pattern"] for les in case.lesions if les["id"] in ids}))
+                ax.set_title(f"ground truth: {len(ids)} ({kinds})" if len(ids) else "no lesion", fontsize=8)
+            else:
+                ax.set_title(f"axial slice {z}", fontsize=8)
     info = case.info
-    fig.suptitle(f"{title}  {info.get('anatomy', '')}, {len(case.lesions)} lesions (stratum {info.get('stratum')}), "
-                 "synthetic", fontsize=8)
+    sizes = [les["diameter_mm"] for les in case.lesions]
+    size_text = f", diameters {min(sizes):.0f}-{max(sizes):.0f} mm" if sizes else ""
+    fig.suptitle(f"{title} SYNTHETIC - {info.get('anatomy', '')}, {len(case.lesions)} lesions "
+                 f"(stratum {info.get('stratum')}){size_text}", fontsize=9)
     fig.tight_layout()
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})

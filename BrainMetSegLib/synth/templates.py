@@ -38,7 +38,7 @@ REGION_OTHER, REGION_JUNCTION, REGION_CORTEX, REGION_CEREBELLUM = 0, 1, 2, 3
 REGION_DEEP, REGION_VENTRICLE, REGION_BRAINSTEM = 4, 5, 6
 #: Enhancing non-lesion structures (never labelled as lesion).
 REGION_CHOROID, REGION_FALX, REGION_SINUS = 7, 8, 9
-HULL_CLOSING_MM = 18.0
+HULL_CLOSING_MM = 30.0
 CONFOUNDER_REGIONS = {"choroid": REGION_CHOROID, "dura": REGION_FALX, "vessels": REGION_SINUS}
 
 
@@ -94,10 +94,11 @@ def _hull_depth(sdist: np.ndarray) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    coarse = sdist[::2, ::2, ::2] > -HULL_CLOSING_MM
+    pad = int(HULL_CLOSING_MM / 2) + 2  # room so the closing is not cut by the field of view
+    coarse = np.pad(sdist[::2, ::2, ::2] > -HULL_CLOSING_MM, pad)
     dil = signed_distance(coarse) * 2.0  # 2 mm voxels
     hull = dil > HULL_CLOSING_MM
-    depth = -signed_distance(hull) * 2.0
+    depth = (-signed_distance(hull) * 2.0)[pad:-pad, pad:-pad, pad:-pad]
     t = torch.from_numpy(depth)[None, None]
     up = F.interpolate(t, size=tuple(2 * n for n in depth.shape), mode="trilinear", align_corners=False)
     return up[0, 0, : sdist.shape[0], : sdist.shape[1], : sdist.shape[2]].numpy()
