@@ -102,7 +102,7 @@ def test_outputs_and_report(full_run):
     assert {g["column"] for g in summary["subgroups"]} == {"sex", "age"}
     assert "delong_auc" in summary["subgroups"][0]
     sel = json.loads((full_run / "suggested_threshold.json").read_text())
-    assert 0 <= sel["suggested_threshold"] < 1 and sel["criterion"] == "youden"
+    assert 0 <= sel["suggested_threshold"] < 1 and sel["criterion"] == "lesion-f1"
     html = (full_run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 8
     assert "http://" not in html and "https://" not in html and "<script" not in html

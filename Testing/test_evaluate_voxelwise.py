@@ -168,3 +168,13 @@ def test_thumbnail_orientation_is_radiological():
     assert np.array_equal(radiological_slice(a, identity, 0, 1), a[1])
     ras_stored = (-1, 0, 0, 0, -1, 0, 0, 0, 1)  # NIfTI-style RAS storage: both in-plane axes flipped
     assert np.array_equal(radiological_slice(a, ras_stored, 0, 1), a[1, ::-1, ::-1])
+
+
+def test_size_plot_with_empty_and_undetected_bins():
+    from BrainMetSegLib.evaluate.cohort import sensitivity_by_size
+    from BrainMetSegLib.evaluate.report import _size_plot
+
+    rows = sensitivity_by_size([{"size_bin": "<3 mm", "detected": False}] * 4
+                               + [{"size_bin": ">=10 mm", "detected": True}] * 3)
+    assert rows[0]["sensitivity"] == 0 and math.isnan(rows[1]["sensitivity"]) and rows[2]["sensitivity"] == 1
+    assert _size_plot(rows).startswith("data:image/png;base64,")

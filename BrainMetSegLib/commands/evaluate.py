@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-threshold probability maps at F (probability > F) instead of using the label maps")
     parser.add_argument("--min-volume", type=float, default=0.0, metavar="MM3",
                         help="with --threshold: drop predicted lesions smaller than this (mm^3)")
-    parser.add_argument("--select-threshold", nargs="?", const="youden", default=None,
+    parser.add_argument("--select-threshold", nargs="?", const="lesion-f1", default=None,
                         choices=("youden", "voxel-f1", "lesion-f1"),
                         help="treat the cohort as a development set and write suggested_threshold.json "
-                             "(criterion, default youden)")
+                             "(criterion: lesion-f1 (default), voxel-f1 or youden)")
     parser.add_argument("--skip-missing", action="store_true",
                         help="evaluate the cases that pair up even if some prediction or GT is missing")
     parser.add_argument("--no-report", action="store_true", help="write the tables only")

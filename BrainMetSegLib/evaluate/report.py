@@ -134,7 +134,8 @@ def _size_plot(rows: list[dict]) -> str:
     sens = np.array([r["sensitivity"] if np.isfinite(r["sensitivity"]) else 0 for r in rows])
     lo = np.array([r["ci_low"] if np.isfinite(r["ci_low"]) else 0 for r in rows])
     hi = np.array([r["ci_high"] if np.isfinite(r["ci_high"]) else 0 for r in rows])
-    ax.bar(names, sens, color=["#8fb3e8", "#3b7dd8", "#1d4f9a"], yerr=[sens - lo, hi - sens], capsize=4)
+    yerr = np.clip([sens - lo, hi - sens], 0, None)  # Wilson bounds can sit 1e-17 inside [0, 1]
+    ax.bar(names, sens, color=["#8fb3e8", "#3b7dd8", "#1d4f9a"], yerr=yerr, capsize=4)
     for i, r in enumerate(rows):
         ax.text(i, 0.02, f"{r['detected']}/{r['lesions']}", ha="center", va="bottom", fontsize=8, color="white")
     ax.set_ylim(0, 1.05)
@@ -363,6 +364,12 @@ def _plots_section(result: CohortResult) -> str:
     return "".join(parts)
 
 
+def _short(group: str, column: str) -> str:
+    """'age < 60' -> '< 60', 'sex = F' -> 'F' for plot ticks (the column is the section title)."""
+    rest = group[len(column):].strip() if group.startswith(column) else group
+    return rest[2:] if rest.startswith("= ") else rest
+
+
 def _subgroup_section(result: CohortResult) -> str:
     out = []
     rows = result.rows
@@ -372,7 +379,8 @@ def _subgroup_section(result: CohortResult) -> str:
         case_group, _ = cohort.assign_groups(spec, result.clinical, [r["case_id"] for r in rows])
         panels = []
         for m in SUBGROUP_BOX_METRICS:
-            lookup = {g: [r.get(m, math.nan) for r in rows if case_group.get(r["case_id"]) == g] for g in groups}
+            lookup = {_short(g, sg["column"]): [r.get(m, math.nan) for r in rows if case_group.get(r["case_id"]) == g]
+                      for g in groups}
             if any(np.isfinite(v) for vals in lookup.values() for v in vals):
                 panels.append((cohort.LABELS[m], lookup, _ylim(m)))
         figs = [_img(_box_plots(panels, cols=3 if len(groups) > 2 else 5))] if panels else []
@@ -418,7 +426,10 @@ def _threshold_section(result: CohortResult) -> str:
                              f"{_fmt(p['specificity'], 5)}, precision {_fmt(p['precision'])}, F1 {_fmt(p['f1'])}"])
         table = (_table(["criterion", "threshold", "at this threshold"], rows)
                  + f"<p>Suggested ({html.escape(sel['criterion'])}): <b>{_fmt(sel['suggested_threshold'], 2)}</b> — "
-                 f"<code>{html.escape(sel['usage'])}</code> (written to suggested_threshold.json).</p>")
+                 f"<code>{html.escape(sel['usage'])}</code> (written to suggested_threshold.json).</p>"
+                 '<p class="note">Voxel-wise Youden tends to very low thresholds: background voxels outnumber '
+                 "lesion voxels ~1000:1, so specificity hardly changes while sensitivity rises. Lesion F1 "
+                 "(FROC sweep) is the default criterion.</p>")
     return f'<section><h2>Threshold selection (development set)</h2><div class="grid">{body}</div>{table}</section>'
 
 

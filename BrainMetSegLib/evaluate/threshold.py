@@ -56,8 +56,13 @@ def _best(rows: list[dict], key: str) -> dict | None:
     return max(good, key=lambda r: (r[key], r["threshold"])) if good else None
 
 
-def select_thresholds(voxel_rows: list[dict], froc_rows: list[dict], criterion: str = "youden") -> dict:
-    """Operating points by each criterion and the suggested threshold by ``criterion``."""
+def select_thresholds(voxel_rows: list[dict], froc_rows: list[dict], criterion: str = "lesion-f1") -> dict:
+    """Operating points by each criterion and the suggested threshold by ``criterion``.
+
+    Lesion F1 is the default: voxel-wise Youden favours very low thresholds because
+    background voxels outnumber lesion voxels by ~1000:1, so specificity hardly moves
+    while sensitivity rises (it is reported for comparison with Grøvik et al.).
+    """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
     points = {
@@ -65,6 +70,8 @@ def select_thresholds(voxel_rows: list[dict], froc_rows: list[dict], criterion: 
         "voxel-f1": _best(voxel_rows, "f1"),
         "lesion-f1": _best(froc_rows, "lesion_f1"),
     }
+    if points[criterion] is None and criterion == "lesion-f1":
+        criterion = "voxel-f1"  # no FROC sweep (no probability maps with lesions)
     chosen = points[criterion]
     return {
         "criterion": criterion,
