@@ -166,16 +166,19 @@ def _tube_occupancy(shape, origin, points_ras, radii_mm) -> np.ndarray:
 def _outline_point(brain, origin, start, direction, offset_mm) -> np.ndarray | None:
     """Last brain point along a ray from ``start`` (RAS), pushed ``offset_mm`` outward."""
     direction = np.asarray(direction, float) / np.linalg.norm(direction)
-    last = None
-    for step in np.arange(0, 140, 0.5):
-        p = start + step * direction
-        idx = np.round((p - origin)[::-1]).astype(int)
-        if np.any(idx < 0) or np.any(idx >= brain.shape):
-            break
-        # A 5 mm wide column so the interhemispheric fissure does not stop the ray early.
-        if brain[idx[0], idx[1], max(idx[2] - 2, 0):idx[2] + 3].any():
-            last = p
-    return None if last is None else last + offset_mm * direction
+    pts = start + np.arange(0, 140, 0.5)[:, None] * direction
+    idx = np.round((pts - origin)[:, ::-1]).astype(int)  # (z, y, x)
+    ok = np.all((idx >= 0) & (idx < brain.shape), axis=1)
+    ok = np.cumprod(ok).astype(bool)  # stop at the first step outside the volume
+    idx = idx[ok]
+    # A 5 mm wide column (x +-2) so the interhemispheric fissure does not stop the ray early.
+    hit = np.zeros(len(idx), bool)
+    for dx in range(-2, 3):
+        x = np.clip(idx[:, 2] + dx, 0, brain.shape[2] - 1)
+        hit |= brain[idx[:, 0], idx[:, 1], x]
+    if not hit.any():
+        return None
+    return pts[ok][np.flatnonzero(hit)[-1]] + offset_mm * direction
 
 
 def _sinus_paths(brain, origin) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -236,20 +239,26 @@ def _region_code(t1_shape, origin, gm, wm, csf, brain, sdist) -> np.ndarray:
 def _choroid(shape, origin, csf, brain, sdist) -> np.ndarray:
     """Choroid plexus glomus in each atrium: a ball of ventricle voxels around the atrium centre."""
     nz, ny, nx = shape
-    x = (origin[0] + np.arange(nx))[None, None, :]
-    y = (origin[1] + np.arange(ny))[None, :, None]
-    z = (origin[2] + np.arange(nz))[:, None, None]
-    vent = brain & (csf > 0.5) & (sdist > 10)
     occ = np.zeros(shape, np.float32)
+    # Search box around the atria in MNI space (x 12-40 mm either side, y -52..-22, z -2..28).
+    zr = slice(max(int(-2 - origin[2]), 0), min(int(28 - origin[2]), nz))
+    yr = slice(max(int(-52 - origin[1]), 0), min(int(-22 - origin[1]), ny))
     for side in (-1, 1):
-        box = vent & (side * x > 12) & (side * x < 40) & (y > -52) & (y < -22) & (z > -2) & (z < 28)
-        idx = np.argwhere(box)
+        x0, x1 = sorted((int(side * 12 - origin[0]), int(side * 40 - origin[0])))
+        xr = slice(max(x0, 0), min(x1, nx))
+        box = (zr, yr, xr)
+        vent = brain[box] & (csf[box] > 0.5) & (sdist[box] > 10)
+        idx = np.argwhere(vent)
         if len(idx) < 20:
             continue
-        c = idx.mean(0)
-        zz, yy, xx = np.ogrid[:nz, :ny, :nx]
+        c = idx.mean(0) + [zr.start, yr.start, xr.start]
+        lo = np.maximum(np.floor(c - 8).astype(int), 0)
+        hi = np.minimum(np.ceil(c + 9).astype(int), shape)
+        ball = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        zz, yy, xx = np.ogrid[ball]
         d = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
-        occ = np.maximum(occ, np.clip(6.5 - d, 0, 1) * np.clip((csf - 0.3) / 0.4, 0, 1))
+        sub = np.clip(6.5 - d, 0, 1) * np.clip((csf[ball] - 0.3) / 0.4, 0, 1) * brain[ball]
+        occ[ball] = np.maximum(occ[ball], sub)
     return occ
 
 
