@@ -51,7 +51,8 @@ def make_cohort(root, n=6, seed=0):
         (root / "pred" / cid).mkdir()
         _write((prob > 0.5).astype(np.uint16), root / "pred" / cid / "lesion_labels.nii.gz")
         _write(prob, root / "pred" / cid / "probability.nii.gz")
-        (root / "pred" / cid / "run.json").write_text(json.dumps({"timings": {"read": 1.0, "inference": 2.0 + i}}))
+        (root / "pred" / cid / "run.json").write_text(json.dumps(
+            {"model": {"name": "toy", "version": "1.0"}, "timings_s": {"read": 1.0, "inference": 2.0 + i}}))
         _write(gt, root / "gt" / f"{cid}.nii.gz")
         _write(brain.astype(np.uint8), root / "brain" / f"{cid}.nii.gz")
         _write((100 * brain + 80 * gt + rng.normal(0, 5, SHAPE)).astype(np.float32), root / "img" / f"{cid}_0000.nii.gz")
@@ -94,6 +95,7 @@ def test_outputs_and_report(full_run):
     cases = read_csv(full_run / "per_case.csv")
     assert [r["case_id"] for r in cases] == [f"case{i:02d}" for i in range(6)]
     assert float(cases[3]["seconds"]) == pytest.approx(6.0)  # run.json timings summed
+    assert cases[3]["model"] == "toy 1.0"
     empty_case = cases[0]
     assert empty_case["gt_lesions"] == "0" and empty_case["lesion_sensitivity"] == ""  # NaN -> blank
     summary = json.loads((full_run / "cohort_summary.json").read_text())
@@ -106,7 +108,7 @@ def test_outputs_and_report(full_run):
     html = (full_run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 8
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    for text in ("median (IQR)", "Detection by lesion size", "FROC", "Worst cases", "Conventions",
+    for text in ("model toy 1.0", "median (IQR)", "Detection by lesion size", "FROC", "Worst cases", "Conventions",
                  "Mann-Whitney", "DeLong"):
         assert text in html
     lesions = read_csv(full_run / "per_lesion.csv")

@@ -52,7 +52,8 @@ brainmetseg segment --manifest "$WORK/segment_manifest.csv" -o "$WORK/pred" --mo
 brainmetseg evaluate --pred "$WORK/pred" --gt "$WORK/synth/labelsTr" \
   --brain-masks "$WORK/synth/brainmasksTr" --images "$WORK/synth/imagesTr" \
   --clinical "$WORK/clinical.csv" --subgroup acquisition --subgroup anatomy \
-  --match "$MATCH" --select-threshold -o "$WORK/eval" --overwrite --progress none
+  --match "$MATCH" --select-threshold -o "$WORK/eval" --overwrite --progress none \
+  --title "Demo model ($MODEL) on $N synthetic cases (seed $SEED)"
 
 CHROME="$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)"
 if [ -n "$CHROME" ]; then

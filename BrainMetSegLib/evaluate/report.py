@@ -386,14 +386,14 @@ def _subgroup_section(result: CohortResult) -> str:
         figs = [_img(_box_plots(panels, cols=3 if len(groups) > 2 else 5))] if panels else []
         header = ["metric"] + [f"{html.escape(g)} median (IQR)" for g in groups]
         two = len(groups) == 2
-        header += ["Δ median (95 % CI)", "Mann-Whitney p"] if two else ["Kruskal-Wallis p"]
+        header += ["Δ median (95 % CI)", "Mann-Whitney p"] if two else (["Kruskal-Wallis p"] if len(groups) > 2 else [])
         trs = []
         for e in sg["metrics"]:
             row = [html.escape(e["label"])] + [f"{_med_iqr(e[g])} n={e[g]['n']}" for g in groups]
             if two:
                 row += [f"{_fmt(e.get('median_difference'))} ({_fmt(e.get('ci_low'))} to {_fmt(e.get('ci_high'))})",
                         _p(e.get("p"))]
-            else:
+            elif len(groups) > 2:
                 row += [_p(e.get("p"))]
             trs.append(row)
         dl = ""
@@ -404,6 +404,8 @@ def _subgroup_section(result: CohortResult) -> str:
                   f"{_fmt(d['ci_high'])}), {html.escape(d['test'])} p = {_p(d['p'])}.</p>")
         counts = ", ".join(f"{html.escape(g)}: {n}" for g, n in sg["cases"].items())
         missing = f" No value for {len(sg['unassigned'])} case(s)." if sg["unassigned"] else ""
+        if len(groups) < 2:
+            missing += " Only one group: nothing to compare."
         out.append(f"<section><h2>Subgroups: {html.escape(sg['column'])}</h2><p class=\"note\">Cases — {counts}."
                    f"{missing}</p><div class=\"grid\">{''.join(figs)}</div>{_table(header, trs)}{dl}</section>")
     return "".join(out)
@@ -485,7 +487,9 @@ def render_report(result: CohortResult, title: str = "BrainMetSeg evaluation") -
     """The whole report as one HTML string."""
     cfg = result.config
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    sub = (f"{len(result.cases)} cases · matching '{cfg.match}' · prediction "
+    models = sorted({r.get("model", "") for r in result.rows} - {""})
+    model = f"model {', '.join(models)} · " if models else ""
+    sub = (f"{len(result.cases)} cases · {model}matching '{cfg.match}' · prediction "
            f"{cfg.prediction_label()} · "
            f"brainmetseg {__version__} · {when}")
     warn = ""

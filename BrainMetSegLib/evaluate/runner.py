@@ -38,14 +38,26 @@ CONVENTIONS = (
 )
 
 
-def _run_seconds(path: Path | None) -> float:
-    """Total processing time recorded in a run.json (NaN when absent or not found)."""
+def _read_run(path: Path | None) -> dict:
     if path is None:
-        return math.nan
+        return {}
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return math.nan
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _run_model(data: dict) -> str:
+    """'name version' of the model recorded in a run.json ('' when absent)."""
+    model = data.get("model")
+    if isinstance(model, dict):
+        return " ".join(str(model[k]) for k in ("name", "version") if model.get(k)).strip()
+    return str(model) if isinstance(model, str) else ""
+
+
+def _run_seconds(data: dict) -> float:
+    """Total processing time recorded in a run.json (NaN when absent or not found)."""
     for key in ("total_seconds", "total_s", "seconds", "elapsed_s", "wall_seconds"):
         if isinstance(data.get(key), (int, float)):
             return float(data[key])
@@ -180,7 +192,9 @@ def evaluate_cohort(cases: list[CaseFiles], config: EvaluationConfig | None = No
         except BrainMetSegError as exc:
             failed.append(f"case {files.case_id}: {exc}")
             continue
-        res.metrics["seconds"] = _run_seconds(files.run_json)
+        run = _read_run(files.run_json)
+        res.metrics["seconds"] = _run_seconds(run)
+        res.metrics["model"] = _run_model(run)
         for key, value in clinical.get(files.case_id, {}).items():
             res.metrics.setdefault(f"clinical_{key}", value)
         results.append(res)
