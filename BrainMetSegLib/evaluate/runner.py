@@ -73,13 +73,13 @@ def _run_seconds(data: dict) -> float:
 
 
 def read_mask(path: Path, role: str) -> sitk.Image:
-    """Read a label/mask image without the constant-image check (an empty mask is valid)."""
+    """Read a 3D label/mask image; an empty (constant) mask is valid here, unlike an image."""
     try:
-        return io.read_image(path, role)
+        image = io.read_image(path, role)
     except InputError as exc:
         if "is constant" not in str(exc):
             raise
-    image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     return image[:, :, :, 0] if image.GetDimension() == 4 else image
 
 
