@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"type": "result", "output": str(args.output), "cases": args.cases,
                           "seconds": round(elapsed, 2)}))
     else:
-        print(f"wrote {args.cases} cases to {args.output} in {elapsed:.1f} s "
-              f"({desc['seconds_per_case']:.1f} s per case after setup)")
+        times = desc["seconds_per_case"]
+        later = f", then {sum(times[1:]) / len(times[1:]):.1f} s per case" if len(times) > 1 else ""
+        print(f"wrote {args.cases} cases to {args.output} in {elapsed:.1f} s (first case {times[0]:.1f} s "
+              f"including template preparation{later})")
     return 0

@@ -123,7 +123,7 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
         image += veins * (vessel_value - image)
         masks["vessels"] |= veins >= 0.5
         if skull or template.has_skull:
-            dura = convexity_dura(rng, anat) * float(rng.random() < 0.8)
+            dura = convexity_dura(rng, anat) * float(rng.random() < 0.7)
             dura_value = float(rng.uniform(*C.DURA_RANGE))
             image += dura * (dura_value - image)
             masks["dura"] |= dura >= 0.5

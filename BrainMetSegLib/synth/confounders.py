@@ -72,11 +72,15 @@ def cortical_veins(rng: np.random.Generator, anatomy: Anatomy, n_veins: int) -> 
 
 
 def convexity_dura(rng: np.random.Generator, anatomy: Anatomy) -> np.ndarray:
-    """Occupancy of a thin, patchy dural layer 0.7-2.2 mm outside the brain surface."""
+    """Occupancy of thin, patchy enhancing dura 0.7-2.0 mm outside the brain surface,
+    over the upper convexity (thickened pachymeningeal segments, not a continuous line)."""
     sd = anatomy.sdist
-    shell = np.clip(1 - np.abs(sd + 1.4) / 0.9, 0, 1)
-    patch = np.clip(random_smooth(rng, sd.shape, 35.0, anatomy.grid.spacing) * 1.5 + 0.6, 0, 1)
-    return (shell * patch).astype(np.float32)
+    shell = np.clip(1 - np.abs(sd + 1.35) / 0.7, 0, 1)
+    patch = np.clip(random_smooth(rng, sd.shape, 25.0, anatomy.grid.spacing) * 3.0 - rng.uniform(0.6, 1.6), 0, 1)
+    # Fade out below the level of the brain centre (the skull base is busy enough).
+    z = anatomy.grid.ras_axes()[2] - anatomy.warp.centre[2]
+    upper = np.clip((z + 10.0) / 20.0, 0, 1).astype(np.float32)[:, None, None]
+    return (shell * patch * upper).astype(np.float32)
 
 
 def vessel_intensity(rng: np.random.Generator) -> float:

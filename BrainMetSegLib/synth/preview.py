@@ -86,5 +86,8 @@ def contact_sheet(case, path, title: str = "", n_slices: int = 4, overwrite: boo
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     with os.fdopen(fd, "wb") as fh:
         fh.write(buf.getvalue())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
     os.replace(tmp, path)
     return path
