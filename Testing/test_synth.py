@@ -17,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 from BrainMetSegLib.cli import main as cli_main
+from BrainMetSegLib.errors import OutputError
 from BrainMetSegLib.synth import SynthConfig, case_seed, make_case, write_dataset
 from BrainMetSegLib.synth import config as C
 from BrainMetSegLib.synth.lesions import draw_count, draw_diameters
@@ -176,6 +177,11 @@ def test_written_dataset_layout_geometry_and_determinism(tmp_path: Path):
     assert desc["labels"] == {"background": 0, "metastasis": 1}
     assert desc["numTraining"] == 2 and desc["file_ending"] == ".nii.gz"
     assert desc["synthetic"]["seed"] == 7 and desc["synthetic"]["options"]["n_lesions"] == 4
+    # Extending the dataset (start=2) keeps the old cases and counts them all.
+    write_dataset(c, 1, seed=7, config=cfg, start=2)
+    assert json.loads((c / "dataset.json").read_text())["numTraining"] == 2
+    with pytest.raises(OutputError, match="already exists"):
+        write_dataset(c, 1, seed=7, config=cfg, start=2)
     # Binary labels for nnU-Net, instances matching the JSON, RAS centres through the NIfTI affine.
     binary = nib.load(a / "labelsTr/synth_000.nii.gz")
     inst = nib.load(a / "instancesTr/synth_000.nii.gz")

@@ -49,14 +49,15 @@ def case_paths(outdir: Path, cid: str) -> dict[str, Path]:
 
 
 def write_case(case: SynthCase, outdir: Path, cid: str, overwrite: bool = False,
-               preview: bool = False) -> dict[str, Path]:
-    """Write one case's files; returns their paths."""
+               preview: bool = False, provenance: dict | None = None) -> dict[str, Path]:
+    """Write one case's files; returns their paths. ``provenance`` (seed, options) goes into
+    the case's lesion JSON."""
     paths = case_paths(outdir, cid)
     write_image(case.image, paths["image"], overwrite=overwrite)
     write_image(case.binary, paths["label"], overwrite=overwrite)
     write_image(case.labels, paths["instances"], overwrite=overwrite)
     write_image(case.brain, paths["brain"], overwrite=overwrite)
-    doc = {"case": cid, "lesions": case.lesions, "info": case.info}
+    doc = {"case": cid, "synthetic": True, "lesions": case.lesions, "info": case.info, **(provenance or {})}
     write_text(_json(doc), paths["lesions"], overwrite=overwrite)
     if preview:
         from .preview import contact_sheet
@@ -72,8 +73,9 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
                   preview: bool = False, start: int = 0) -> dict:
     """Generate ``n`` cases (ids ``synth_<start>`` ...) into ``outdir``; returns the dataset.json dict.
 
-    Refuses to replace existing files unless ``overwrite``. Per-case seeds come from
-    :func:`case_seed` so a case does not depend on ``n``.
+    Refuses to replace existing case files unless ``overwrite``; with ``start`` > 0 an
+    existing dataset is extended (its dataset.json is rewritten to count every image).
+    Per-case seeds come from :func:`case_seed` so a case does not depend on ``n``.
     """
     config = config or C.SynthConfig()
     outdir = Path(outdir)
@@ -81,7 +83,7 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
         raise OutputError(f"{outdir}: number of cases must be >= 1 (got {n}).")
     if not overwrite:
         existing = [p for k in range(start, start + n) for p in case_paths(outdir, case_id(k)).values() if p.exists()]
-        if existing or (outdir / "dataset.json").exists():
+        if existing or (start == 0 and (outdir / "dataset.json").exists()):
             first = existing[0] if existing else outdir / "dataset.json"
             raise OutputError(f"{first}: already exists; pass --overwrite to replace it or use another folder.")
     times = []
@@ -90,10 +92,14 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
         if progress:
             progress(ProgressEvent("synth", (k - start) / n, f"{cid}"))
         t0 = time.perf_counter()
-        case = make_case(case_seed(seed, k), config)
-        write_case(case, outdir, cid, overwrite=overwrite, preview=preview)
+        cseed = case_seed(seed, k)
+        case = make_case(cseed, config)
+        provenance = {"generator_version": C.GENERATOR_VERSION, "dataset_seed": int(seed), "case_seed": cseed,
+                      "options": config.to_dict()}
+        write_case(case, outdir, cid, overwrite=overwrite, preview=preview, provenance=provenance)
         times.append(time.perf_counter() - t0)
-    total = start + n
+    images = sorted((outdir / "imagesTr").glob("*_0000.nii.gz"))
+    total = len(images)
     desc = {
         "channel_names": {"0": "CE-T1"},
         "labels": {"background": 0, "metastasis": 1},
@@ -103,7 +109,7 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
         "description": "Synthetic data (not patient scans): real anatomy (MNI152 2009 / Colin27) with "
                        "simulated metastases, enhancing confounders and acquisition effects.",
         "synthetic": {"generator": "BrainMetSegLib.synth", "version": C.GENERATOR_VERSION, "seed": int(seed),
-                      "cases": [case_id(k) for k in range(total)], "options": config.to_dict()},
+                      "cases": [p.name[: -len("_0000.nii.gz")] for p in images], "options": config.to_dict()},
     }
     write_text(_json(desc), outdir / "dataset.json", overwrite=True)
     if progress:
