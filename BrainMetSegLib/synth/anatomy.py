@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from . import config as C
 from .deform import OutputGrid, Warp, dense_grid, output_grid, random_warp, sample
@@ -112,6 +113,11 @@ def make_anatomy(rng: np.random.Generator, template: Template, spacing, field_of
     warp = random_warp(rng, template, deformation)
     grid = output_grid(template, spacing, field_of_view, margin_mm, skull)
     img_t = render_template(rng, template, contrasts, confounders, skull)
+    if max(grid.spacing) > 1.25:
+        # Coarser than the 1 mm template: low-pass first so the sampling does not alias
+        # (Gaussian with the FWHM of the extra voxel size, template axes ~ output axes).
+        sigma = [np.sqrt(max(s * s - 1.0, 0.0)) / 2.355 for s in grid.spacing[::-1]]
+        img_t = ndimage.gaussian_filter(img_t, sigma, truncate=3.0)
     code_t = template.code
     if not confounders:
         # Without confounders the static structures are ordinary tissue (drop their region).

@@ -138,6 +138,7 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     labels = np.zeros(grid.shape, np.uint16)
     counts = [paint_lesion(image, labels, brain, anat, spec, i + 1) for i, spec in enumerate(specs)]
     labels, records = _lesion_records(labels, grid, specs, counts)
+    brain = brain | (labels > 0)
     info = {"anatomy": anatomy_name, "stratum": stratum, "requested_lesions": n, "lesions": len(records),
             "contrasts": {k: round(v, 4) for k, v in anat.contrasts.items()},
             "mirrored": anat.warp.flipped, "spacing_mm": [float(v) for v in grid.spacing]}

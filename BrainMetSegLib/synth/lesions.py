@@ -156,7 +156,8 @@ def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, n: int, diameter_ra
             pattern = _choose_pattern(rng, diam, patterns)
             reach = radius * (1.35 if pattern == "irregular" else 1.15) + 1.0
             depth = float(sdist[tuple(np.clip(np.round(zyx).astype(int), 0, np.array(grid.shape) - 1))])
-            need = 0.6 * reach if loc == "cortical" else reach
+            # Cortical lesions may reach the pial surface (at most 1.5 mm beyond it).
+            need = reach - 1.5 if loc == "cortical" else reach
             if depth < need:
                 continue
             if any(np.linalg.norm(centre - s.centre_ras) < reach + s.diameter_mm / 2 * 1.35 + 3.0
@@ -209,7 +210,9 @@ def paint_lesion(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, anato
     box, rel = _box(grid, spec.centre_ras, radius * 1.6 + 2 * h)
     sd = _signed_distance(rel, radius, spec.shape)
     occ = np.clip(0.5 - sd / h, 0, 1)
-    inside = (sd < 0) & brain[box]
+    # The brain mask is extended by the lesion afterwards (a cortical lesion may reach the
+    # surface); only voxels well outside the brain (skull, scalp) are never labelled.
+    inside = (sd < 0) & (anatomy.sdist[box] > -2.0)
     if not inside.any():
         # A lesion smaller than a voxel still marks the voxel holding its centre.
         idx = np.clip(np.round(grid.ras_to_index(spec.centre_ras)).astype(int), 0, np.array(grid.shape) - 1)
