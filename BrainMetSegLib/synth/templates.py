@@ -132,21 +132,41 @@ def _load_mni152():
     return t1, gm, wm, brain > 0.5, origin
 
 
+def histogram_gmm(values: np.ndarray, n_classes: int = 3, iterations: int = 200) -> np.ndarray:
+    """Posterior class probabilities (len(values), n_classes), classes by increasing mean, from a
+    1D Gaussian mixture fitted by EM on the exact histogram of integer intensities.
+
+    Working on the histogram (and a look-up table for the posteriors) keeps the result
+    independent of thread counts and BLAS, so phantoms are byte-identical everywhere.
+    """
+    v = np.asarray(values).astype(np.int64)
+    lo = int(v.min())
+    counts = np.bincount(v - lo).astype(np.float64)
+    x = np.arange(counts.size, dtype=np.float64) + lo
+    cdf = np.cumsum(counts) / counts.sum()
+    mu = np.array([x[np.searchsorted(cdf, q)] for q in np.linspace(0.1, 0.9, n_classes)], float)
+    var = np.full(n_classes, np.var(v.astype(np.float64)) / n_classes**2)
+    pi = np.full(n_classes, 1.0 / n_classes)
+    for _ in range(iterations):
+        like = pi / np.sqrt(2 * np.pi * var) * np.exp(-0.5 * (x[:, None] - mu) ** 2 / var)
+        resp = like / np.maximum(like.sum(1, keepdims=True), 1e-300)
+        w = resp * counts[:, None]
+        nk = np.maximum(w.sum(0), 1e-9)
+        mu = (w * x[:, None]).sum(0) / nk
+        var = np.maximum((w * (x[:, None] - mu) ** 2).sum(0) / nk, 1.0)
+        pi = nk / nk.sum()
+    order = np.argsort(mu)
+    return resp[:, order][v - lo]
+
+
 def _load_colin27():
     import nibabel as nib
-    from sklearn.mixture import GaussianMixture
 
     head, origin = _as_zyx(nib.load(str(COLIN_DIR / "ch2.nii.gz")))
     bet, _ = _as_zyx(nib.load(str(COLIN_DIR / "ch2bet.nii.gz")))
     brain = ndimage.binary_fill_holes(ndimage.binary_closing(bet > 0, iterations=2))
-    values = head[brain]
     # Three-class intensity model (CSF, GM, WM) gives soft tissue maps for Colin27.
-    rng = np.random.default_rng(0)
-    sample = values[rng.choice(values.size, size=min(values.size, 200_000), replace=False)]
-    gmm = GaussianMixture(3, random_state=0, means_init=np.percentile(sample, [10, 55, 90])[:, None])
-    gmm.fit(sample[:, None])
-    order = np.argsort(gmm.means_[:, 0])
-    post = gmm.predict_proba(values[:, None])[:, order]
+    post = histogram_gmm(head[brain], 3).astype(np.float32)
     maps = []
     for c in range(3):
         m = np.zeros(head.shape, np.float32)
@@ -296,8 +316,11 @@ def load_template(name: str) -> Template:
     t1 = t1 / wm_level
     # Least-squares tissue means; the residual keeps the anatomy's own detail.
     sel = brain & (ndimage.binary_erosion(brain, iterations=2))
-    design = np.stack([csf[sel], gm[sel], wm[sel]], 1)
-    means, *_ = np.linalg.lstsq(design, t1[sel], rcond=None)
+    # Normal equations from plain (pairwise, thread-independent) sums rather than LAPACK.
+    cols = [csf[sel].astype(np.float64), gm[sel].astype(np.float64), wm[sel].astype(np.float64)]
+    target = t1[sel].astype(np.float64)
+    gram = np.array([[np.sum(a * b) for b in cols] for a in cols])
+    means = np.linalg.solve(gram, np.array([np.sum(a * target) for a in cols]))
     residual = np.where(brain, t1 - (csf * means[0] + gm * means[1] + wm * means[2]), 0)
     residual = np.clip(residual, -0.35, 0.35).astype(np.float32)
     sdist = signed_distance(brain)
