@@ -257,3 +257,29 @@ def test_bad_options_are_clear_errors():
         SynthConfig(patterns=("spiky",))
     with pytest.raises(InputError, match="diameter_range_mm"):
         SynthConfig(diameter_range_mm=(10, 5))
+
+
+def test_same_case_whatever_the_thread_count():
+    """Byte-identical arrays with one thread (torch, BLAS, ITK) and with the defaults."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    cfg = SynthConfig(**SMALL, n_lesions=3, anisotropic_acquisition=(3.0, 3.0, 6.0))
+
+    def digest(case) -> str:
+        h = hashlib.sha256()
+        for img in (case.image, case.labels, case.brain):
+            h.update(arr(img).tobytes())
+        return h.hexdigest()
+
+    reference = digest(make_case(9, cfg))
+    torch_threads, itk_threads = torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        torch.set_num_threads(1)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        with threadpool_limits(1):
+            single = digest(make_case(9, cfg))
+    finally:
+        torch.set_num_threads(torch_threads)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
+    assert single == reference
