@@ -127,9 +127,10 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
             dura_value = float(rng.uniform(*C.DURA_RANGE))
             image += dura * (dura_value - image)
             masks["dura"] |= dura >= 0.5
-    if not skull:
-        # Skull-stripped look: keep the brain and a 1.5 mm rim (CSF, dura, sinus edges).
-        image[anat.sdist < -1.5] = 0
+    # Skull-stripped look: keep the brain and a 1.5 mm rim (CSF, dura, sinus edges).
+    stripped = (anat.sdist < -1.5) if not skull else None
+    if stripped is not None:
+        image[stripped] = 0
     n, stratum = draw_count(rng, config.n_lesions, config.stratum)
     avoid = masks["vessels"] | masks["dura"] | masks["choroid"]
     specs = plan_lesions(rng, anat, n, config.diameter_range_mm, tuple(config.patterns), avoid)
@@ -149,6 +150,8 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     else:
         wm_level = 1000.0
     info["wm_level"] = round(wm_level, 3)
+    if stripped is not None:
+        image[stripped & (labels == 0)] = 0  # stripping happens after acquisition: exact zeros
     out = np.clip(np.round(image * wm_level), 0, 32767).astype(np.int16)
     return SynthCase(
         image=to_sitk(out, grid),

@@ -231,6 +231,10 @@ def _sinus_paths(brain, origin) -> list[tuple[np.ndarray, np.ndarray]]:
         # Straight sinus: torcular to the vein of Galen behind the splenium.
         galen = np.array([0.0, -48.0, 6.0])
         paths.append((np.array([torcular, galen]), np.array([2.5, 2.0])))
+        # Internal cerebral veins: paired, in the roof of the third ventricle, joining at Galen.
+        for side in (-1.0, 1.0):
+            icv = np.array([[side * 3.0, -2.0, 14.0], [side * 3.0, -20.0, 14.0], [side * 2.5, -38.0, 10.0], galen])
+            paths.append((icv, np.array([1.0, 1.2, 1.4, 1.8])))
     return paths
 
 
