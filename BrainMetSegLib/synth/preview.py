@@ -14,14 +14,14 @@ from ..io import check_writable
 
 
 def _slices_through_lesions(labels: np.ndarray, lesions: list[dict], n: int) -> list[int]:
-    """Axial slice indices (z) through the largest lesions (one per lesion, at least 3 slices
-    apart), topped up with evenly spread slices through the brain."""
+    """Axial slice indices (z) through the largest lesions (one per lesion, at least
+    5 slices apart), topped up with evenly spread slices through the brain."""
     zs: list[int] = []
     for lesion in lesions:
         pts = np.argwhere(labels == lesion["id"])
         if len(pts):
             z = int(np.round(np.median(pts[:, 0])))
-            if all(abs(z - q) > 2 for q in zs):
+            if all(abs(z - q) > 4 for q in zs):
                 zs.append(z)
         if len(zs) >= n:
             break
@@ -29,7 +29,7 @@ def _slices_through_lesions(labels: np.ndarray, lesions: list[dict], n: int) -> 
     for z in np.linspace(nz * 0.25, nz * 0.8, 2 * n):
         if len(zs) >= n:
             break
-        if all(abs(int(z) - q) > 2 for q in zs):
+        if all(abs(int(z) - q) > 4 for q in zs):
             zs.append(int(z))
     return sorted(zs[:n])
 
