@@ -78,8 +78,8 @@ def tqdm_bar() -> ProgressCallback:
     return emit
 
 
-def parse_progress_line(line: str) -> ProgressEvent | None:
-    """Parse one line printed with ``--progress json``; None for any other line."""
+def parse_json_line(line: str, kind: str) -> dict | None:
+    """The JSON object of a ``--progress json`` line whose ``type`` is ``kind``; None otherwise."""
     line = line.strip()
     if not line.startswith("{"):
         return None
@@ -87,7 +87,13 @@ def parse_progress_line(line: str) -> ProgressEvent | None:
         obj = json.loads(line)
     except json.JSONDecodeError:
         return None
-    if not isinstance(obj, dict) or obj.get("type") != "progress":
+    return obj if isinstance(obj, dict) and obj.get("type") == kind else None
+
+
+def parse_progress_line(line: str) -> ProgressEvent | None:
+    """Parse one line printed with ``--progress json``; None for any other line."""
+    obj = parse_json_line(line, "progress")
+    if obj is None:
         return None
     try:
         return ProgressEvent(str(obj["stage"]), float(obj["fraction"]), str(obj.get("message", "")))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
-from ..progress import ProgressEvent, parse_progress_line
+from ..progress import ProgressEvent, parse_json_line, parse_progress_line
 
 
 @dataclass(frozen=True)
@@ -20,14 +19,8 @@ class RunResult:
 
 def parse_result_line(line: str) -> RunResult | None:
     """Parse the final result line printed with ``--progress json``; None for other lines."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or obj.get("type") != "result":
+    obj = parse_json_line(line, "result")
+    if obj is None:
         return None
     outputs = obj.get("outputs")
     if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
