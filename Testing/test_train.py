@@ -67,9 +67,13 @@ def data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
-def run_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "BrainMetSegLib", *argv], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``brainmetseg`` in this process (no interpreter start-up, torch already imported)."""
+    from BrainMetSegLib.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def test_nnunet_and_manifest_reading(data, tmp_path):
@@ -146,12 +150,12 @@ def test_inflation_of_torchvision_resnet34():
         inflate_into(slim, state)
 
 
-def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path):
+def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", str(data), "-o", str(out), *TINY_NET, *FAST, "--iters-per-epoch", "6",
             "--val-every", "2", "--lr", "3e-3", "--no-augment", "--infer-patch", "48"]
-    r = run_cli(*args, "--epochs", "2")
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(capsys, *args, "--epochs", "2")
+    assert code == 0, err
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -159,11 +163,11 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path):
     assert (out / "curves.png").stat().st_size > 0 and (out / "qc" / "histograms.png").is_file()
     assert (out / "qc" / "case0_ch0.png").is_file()
     # A second run into the same folder needs --resume; resume continues at epoch 3.
-    again = run_cli(*args, "--epochs", "2")
-    assert again.returncode == OutputError.exit_code and "--resume" in again.stderr
-    r = run_cli(*args, "--epochs", "3", "--resume")
-    assert r.returncode == 0, r.stderr
-    assert "resumed from" in r.stdout
+    code, _, err = run_cli(capsys, *args, "--epochs", "2")
+    assert code == OutputError.exit_code and "--resume" in err
+    code, out_text, err = run_cli(capsys, *args, "--epochs", "3", "--resume")
+    assert code == 0, err
+    assert "resumed from" in out_text and "val Dice" in out_text
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert int(rows[2]["step"]) == 18
@@ -175,10 +179,10 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path):
     assert card.trained and card.recipe["lr"] == 3e-3 and card.validation["cases"]
     assert 0 < card.threshold < 1 and card.spacing_mm == [1.5, 1.5, 1.5]
     package.load_network()
-    seg = run_cli("segment", str(data / "imagesTr" / "case0_0000.nii.gz"), "-o", str(tmp_path / "seg"),
-                  "--model", str(out / "model"), "--brain-mask", "none", "--device", "cpu",
-                  "--progress", "none")
-    assert seg.returncode == 0, seg.stderr
+    code, _, err = run_cli(capsys, "segment", str(data / "imagesTr" / "case0_0000.nii.gz"), "-o",
+                           str(tmp_path / "seg"), "--model", str(out / "model"), "--brain-mask", "none",
+                           "--device", "cpu", "--progress", "none")
+    assert code == 0, err
     labels = sitk.ReadImage(str(tmp_path / "seg" / "lesion_labels.nii.gz"))
     assert labels.GetSize() == (40, 40, 40)
 

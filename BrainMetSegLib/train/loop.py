@@ -249,18 +249,18 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    epochs = [r["epoch"] for r in rows]
-    axes[0].plot(epochs, [r["train_loss"] for r in rows], "-o", ms=3)
+    epochs = [int(r["epoch"]) for r in rows]
+    axes[0].plot(epochs, [float(r["train_loss"]) for r in rows], "-o", ms=3)
     axes[0].set_title("training loss (Dice + BCE)")
-    val = [r for r in rows if "val_dice" in r]
+    val = [r for r in rows if r.get("val_dice_mean") not in (None, "")]
     if val:
-        ve = [r["epoch"] for r in val]
-        axes[1].plot(ve, [r["val_dice"] for r in val], "-o", ms=3, label="voxel Dice (mean)")
-        axes[1].plot(ve, [r["val_sensitivity"] for r in val], "-s", ms=3, label="lesion sensitivity")
-        axes[1].plot(ve, [r["val_lesion_f1"] for r in val], "-^", ms=3, label="lesion F1")
+        ve = [int(r["epoch"]) for r in val]
+        axes[1].plot(ve, [float(r["val_dice_mean"]) for r in val], "-o", ms=3, label="voxel Dice (mean)")
+        axes[1].plot(ve, [float(r["val_sensitivity"]) for r in val], "-s", ms=3, label="lesion sensitivity")
+        axes[1].plot(ve, [float(r["val_lesion_f1"]) for r in val], "-^", ms=3, label="lesion F1")
         axes[1].set_ylim(0, 1)
         axes[1].legend(fontsize=8)
-        axes[2].plot(ve, [r["val_fp_per_case"] for r in val], "-o", ms=3, color="tab:red")
+        axes[2].plot(ve, [float(r["val_fp_per_case"]) for r in val], "-o", ms=3, color="tab:red")
     axes[1].set_title("validation (threshold 0.5)")
     axes[2].set_title("validation false positives per case")
     for ax in axes:
@@ -445,7 +445,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
             _write_log(outdir / "train_log.csv", history)
             plot_curves(history, outdir / "curves.png")
             say("epoch {epoch}: loss {train_loss:.4f}, {seconds_per_iteration:.2f} s/it".format(**row)
-                + ("" if "val_dice" not in row else
+                + ("" if "val_dice_mean" not in row else
                    ", val Dice {val_dice_mean:.3f}, sensitivity {val_sensitivity:.3f}, "
                    "FP/case {val_fp_per_case:.2f}".format(**row)))
         dist.barrier()
