@@ -176,7 +176,7 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
 
     package = load_package(out / "model")
     card = package.card
-    assert card.trained and card.recipe["lr"] == 3e-3 and card.validation["cases"]
+    assert card.trained and card.recipe["lr"] == 3e-3 and card.validation["case_ids"]
     assert 0 < card.threshold < 1 and card.spacing_mm == [1.5, 1.5, 1.5]
     package.load_network()
     code, _, err = run_cli(capsys, "segment", str(data / "imagesTr" / "case0_0000.nii.gz"), "-o",

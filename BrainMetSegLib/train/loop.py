@@ -223,6 +223,7 @@ def validate(net, cases: list[dict], config: TrainConfig, device: str, threshold
     probs, results = [], []
     for case in cases:
         prob = predict(net, case["image"], infer)
+        prob[~case["brain"]] = 0.0  # gated by the dilated brain mask, as the pipeline does
         probs.append(prob)
         results.append(case_metrics(prob, case["label"], case["spacing_xyz"], threshold, min_volume))
     net.train()
@@ -432,7 +433,8 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
             summary, probs = validate(net, val_data, config, device, threshold, min_volume)
             row.update({f"val_{k}": v for k, v in summary.items() if k != "cases"})
             row["val_seconds"] = time.perf_counter() - t_val
-            if summary["lesion_f1"] + summary["dice_mean"] > meta["best"]:
+            # ">=": among equal scores the later (longer trained) weights win.
+            if summary["lesion_f1"] + summary["dice_mean"] >= meta["best"]:
                 meta["best"] = summary["lesion_f1"] + summary["dice_mean"]
                 meta["best_epoch"] = epoch
                 best_probs = probs
@@ -478,7 +480,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
                    for p, d in zip(best_probs, val_data, strict=True)]
         validation = {"split": f"fold {config.fold} of {config.n_folds}" if not any(c.split for c in dataset.cases)
                       else "manifest split 'val'",
-                      "cases": [c.case_id for c in val_cases], "epoch": meta.get("best_epoch"),
+                      "case_ids": [c.case_id for c in val_cases], "epoch": meta.get("best_epoch"),
                       "threshold": threshold, "min_lesion_volume_mm3": min_volume,
                       "matching": "any overlap, 26-connected components, on the model grid",
                       **summarise(results)}
