@@ -1,6 +1,8 @@
 """`brainmetseg segment` end to end, and every bad input with its message and exit code."""
 
+import contextlib
 import json
+import locale
 import subprocess
 import sys
 
@@ -64,11 +66,33 @@ def test_output_format_follows_input(tiny_model, tmp_path, capsys):
 
 
 def test_dicom_series_folder(tiny_model, tmp_path, capsys):
+    encoding_before = locale.getpreferredencoding(False).lower().replace("-", "")
     image = sitk.Cast(make_volume((12, 40, 40)), sitk.sitkInt16)
     folder = tmp_path / "dicom"
     folder.mkdir()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    with keep_locale():  # GDCM switches the process locale to "C"
+        _write_slices(image, writer, folder)
+    code, _, err = run_cli(folder, "-o", tmp_path / "o", "--model", tiny_model.folder, "--brain-mask",
+                           "none", "--quiet", capsys=capsys)
+    assert code == 0, err
+    assert sitk.ReadImage(str(tmp_path / "o" / "lesion_labels.nii.gz")).GetSize() == image.GetSize()
+    assert locale.getpreferredencoding(False).lower().replace("-", "") == encoding_before
+
+
+@contextlib.contextmanager
+def keep_locale():
+    """GDCM's DICOM writer switches the process to the "C" locale, which turns Python's
+    default text encoding into ASCII for every later test; put it back."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(image, writer, folder):
     for k in range(image.GetDepth()):
         sl = image[:, :, k]
         sl.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
@@ -78,10 +102,6 @@ def test_dicom_series_folder(tiny_model, tmp_path, capsys):
         sl.SetMetaData("0008|0060", "MR")
         writer.SetFileName(str(folder / f"{k:03d}.dcm"))
         writer.Execute(sl)
-    code, _, err = run_cli(folder, "-o", tmp_path / "o", "--model", tiny_model.folder, "--brain-mask",
-                           "none", "--quiet", capsys=capsys)
-    assert code == 0, err
-    assert sitk.ReadImage(str(tmp_path / "o" / "lesion_labels.nii.gz")).GetSize() == image.GetSize()
 
 
 def test_batch_continues_after_a_failed_case(tiny_model, volume_file, tmp_path, capsys):
