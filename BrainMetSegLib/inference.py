@@ -64,7 +64,8 @@ def count_windows(shape_zyx, roi_zyx, overlap: float) -> int:
     return n
 
 
-def _autocast(device: str, precision: str):
+def autocast(device: str, precision: str):
+    """Mixed-precision context: bf16 when asked, fp16 for ``auto`` on CUDA, else none."""
     import contextlib
 
     import torch
@@ -95,7 +96,7 @@ def _run(net, array: np.ndarray, config: InferenceConfig, device: str, sw_batch:
 
     net = net.to(device).eval()
     x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
-    with torch.inference_mode(), _autocast(device, config.precision):
+    with torch.inference_mode(), autocast(device, config.precision):
         logits = sliding_window_inference(x, roi, sw_batch, predictor, overlap=config.overlap,
                                           mode=config.blend_mode, padding_mode="constant", cval=0.0)
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError
+from ..inference import autocast
 from ..io import write_text
 from ..preprocess import PreprocessConfig
 from .augment import AugmentConfig
@@ -128,16 +129,6 @@ def setup_distributed(device: str) -> Distributed:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device == "cuda" else "gloo", init_method="env://")
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _autocast(device: str, precision: str):
-    import contextlib
-
-    if precision == "bf16":
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision == "auto" and device == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
 
 
 def state_hash(net: torch.nn.Module) -> str:
@@ -402,7 +393,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
         t_epoch, losses = time.perf_counter(), []
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
-            with _autocast(device, config.precision):
+            with autocast(device, config.precision):
                 logits = model(images)
             loss = loss_fn(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
