@@ -227,19 +227,10 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
     frame = _frame(spacing_xyz, direction)
     vvol = float(np.prod(spacing_xyz))
 
-    gt_lab = gt_components(gt, rule)
-    pred_lab = cc3d.connected_components(pred, connectivity=26).astype(np.int32)
-    n_gt, n_pred = int(gt_lab.max()), int(pred_lab.max())
+    gt_lab, pred_lab, gt_sizes, pred_sizes, inter = _components_and_overlaps(gt, pred, rule)
+    n_gt, n_pred = len(gt_sizes) - 1, len(pred_sizes) - 1
     gt_boxes = ndimage.find_objects(gt_lab)
     pred_boxes = ndimage.find_objects(pred_lab)
-    gt_sizes = np.bincount(gt_lab.ravel(), minlength=n_gt + 1)
-    pred_sizes = np.bincount(pred_lab.ravel(), minlength=n_pred + 1)
-
-    # Voxel overlaps between every GT and predicted lesion: inter[g, p].
-    both = (gt_lab > 0) & (pred_lab > 0)
-    inter = np.zeros((n_gt + 1, n_pred + 1), np.int64)
-    if both.any():
-        np.add.at(inter, (gt_lab[both], pred_lab[both]), 1)
 
     gt_diam = component_diameters_mm(gt_lab, n_gt, frame)
     pred_diam = component_diameters_mm(pred_lab, n_pred, frame)
@@ -364,13 +355,9 @@ def summarise(match: LesionMatch, fp_size_limit_mm: float = FP_SIZE_LIMIT_MM) ->
     return out
 
 
-def detection_counts(gt: np.ndarray, pred: np.ndarray, rule: str, spacing_xyz) -> tuple[int, int, int]:
-    """(GT lesions counted, detected, false-positive predictions) without per-lesion geometry.
-
-    A cheap version of :func:`match_lesions` + :func:`summarise` for FROC sweeps.
-    """
-    gt = np.asarray(gt, bool)
-    pred = np.asarray(pred, bool)
+def _components_and_overlaps(gt: np.ndarray, pred: np.ndarray, rule: str):
+    """GT components (per ``rule``), 26-connected prediction components, their sizes
+    (index 0 = background) and the voxel overlap of every pair: ``inter[g, p]``."""
     gt_lab = gt_components(gt, rule)
     pred_lab = cc3d.connected_components(pred, connectivity=26).astype(np.int32)
     n_gt, n_pred = int(gt_lab.max()), int(pred_lab.max())
@@ -380,6 +367,18 @@ def detection_counts(gt: np.ndarray, pred: np.ndarray, rule: str, spacing_xyz) -
     inter = np.zeros((n_gt + 1, n_pred + 1), np.int64)
     if both.any():
         np.add.at(inter, (gt_lab[both], pred_lab[both]), 1)
+    return gt_lab, pred_lab, gt_sizes, pred_sizes, inter
+
+
+def detection_counts(gt: np.ndarray, pred: np.ndarray, rule: str, spacing_xyz) -> tuple[int, int, int]:
+    """(GT lesions counted, detected, false-positive predictions) without per-lesion geometry.
+
+    A cheap version of :func:`match_lesions` + :func:`summarise` for FROC sweeps.
+    """
+    gt = np.asarray(gt, bool)
+    pred = np.asarray(pred, bool)
+    gt_lab, pred_lab, gt_sizes, pred_sizes, inter = _components_and_overlaps(gt, pred, rule)
+    n_gt, n_pred = len(gt_sizes) - 1, len(pred_sizes) - 1
     vvol = float(np.prod(spacing_xyz))
     boxes = ndimage.find_objects(gt_lab)
     tp: set[int] = set()
