@@ -8,6 +8,7 @@ index order; that is the axis order of every array in this library.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import tempfile
@@ -109,6 +110,19 @@ def read_scalar_volume(path: str | os.PathLike, role: str = "image") -> sitk.Ima
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def read_csv_rows(path: str | os.PathLike, what: str = "manifest") -> list[dict[str, str]]:
+    """Rows of a CSV file with a header (UTF-8, BOM allowed); :class:`InputError` naming the
+    file when it is missing or has no rows. ``what`` names the file in messages."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: {what} not found.")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise InputError(f"{p}: {what} has no rows.")
+    return rows
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image, tol_mm: float = 1e-3, tol_dir: float = 1e-4) -> bool:

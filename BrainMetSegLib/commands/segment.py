@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import BrainMetSegError, InputError
-from ..io import format_family
+from ..io import format_family, read_csv_rows
 from ..outputs import FORMATS, check_outputs, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import json_lines, no_progress, tqdm_bar
@@ -47,12 +47,7 @@ def add_arguments(p) -> None:
 def read_manifest(path: str) -> list[CaseInputs]:
     """Cases from a manifest CSV (columns :data:`MANIFEST_COLUMNS`; ``image`` is taken for ``t1ce``)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: manifest not found.")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise InputError(f"{p}: manifest has no rows.")
+    rows = read_csv_rows(p, "manifest")
     cases = []
     for n, row in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}

@@ -15,11 +15,11 @@ Layouts understood (case ids are the names without the image suffix):
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import read_csv_rows
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -130,12 +130,7 @@ def find_cases(pred_dir=None, gt_dir=None, manifest=None, brain_dir=None, images
 
 
 def _from_manifest(manifest: Path, brain_dir, images_dir) -> tuple[list[CaseFiles], list[str]]:
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: manifest not found.")
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise InputError(f"{manifest}: manifest has no rows.")
+    rows = read_csv_rows(manifest, "manifest")
     missing = {"case_id", "pred", "gt"} - set(rows[0])
     if missing:
         raise InputError(f"{manifest}: manifest lacks column(s) {', '.join(sorted(missing))}; "
