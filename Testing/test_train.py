@@ -165,9 +165,10 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
     # A second run into the same folder needs --resume; resume continues at epoch 3.
     code, _, err = run_cli(capsys, *args, "--epochs", "2")
     assert code == OutputError.exit_code and "--resume" in err
-    code, out_text, err = run_cli(capsys, *args, "--epochs", "3", "--resume")
+    code, out_text, err = run_cli(capsys, *args, "--epochs", "3", "--resume", "--lr", "1e-3")
     assert code == 0, err
     assert "resumed from" in out_text and "val Dice" in out_text
+    assert "learning rate 0.003 -> 0.001" in out_text
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert int(rows[2]["step"]) == 18
@@ -176,7 +177,7 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
 
     package = load_package(out / "model")
     card = package.card
-    assert card.trained and card.recipe["lr"] == 3e-3 and card.validation["case_ids"]
+    assert card.trained and card.recipe["lr"] == 1e-3 and card.validation["case_ids"]
     assert 0 < card.threshold < 1 and card.spacing_mm == [1.5, 1.5, 1.5]
     package.load_network()
     code, _, err = run_cli(capsys, "segment", str(data / "imagesTr" / "case0_0000.nii.gz"), "-o",
@@ -203,3 +204,28 @@ def test_ddp_two_gloo_processes_agree(data, tmp_path):
     from BrainMetSegLib.models import load_package
 
     load_package(out / "model").load_network()
+
+
+def _two_lesion_case() -> dict:
+    """A 64^3 case with a large (r 8) and a tiny (r 1.5) lesion far apart; image 1 / 2 inside them."""
+    zz, yy, xx = np.indices((64, 64, 64))
+    big = (zz - 16) ** 2 + (yy - 16) ** 2 + (xx - 16) ** 2 <= 64
+    small = (zz - 48) ** 2 + (yy - 48) ** 2 + (xx - 48) ** 2 <= 2.25
+    label = (big | small).astype(np.uint8)
+    image = (big + 2.0 * small).astype(np.float32)[None]
+    return {"image": image, "label": label, "brain": np.ones_like(label), "fg": np.flatnonzero(label),
+            "bg": np.flatnonzero(label == 0)}
+
+
+@pytest.mark.parametrize("mode, low, high", [("voxel", 0.0, 0.1), ("lesion", 0.35, 0.65)])
+def test_lesion_balanced_sampling(mode, low, high):
+    from BrainMetSegLib.train.augment import AugmentConfig
+    from BrainMetSegLib.train.sampling import PatchBatches, lesion_centres
+
+    case = _two_lesion_case()
+    assert sorted(len(c) for c in lesion_centres(case)) == [int((case["image"][0] == 2).sum()),
+                                                             int((case["image"][0] == 1).sum())]
+    batches = PatchBatches([case], (16, 16, 16), batch_size=1, batches_per_epoch=200, pos_fraction=1.0,
+                           augment=AugmentConfig(0, 0, gamma_prob=0), seed=0, pos_sampling=mode)
+    small = [float(batches[i][0].max()) == 2.0 for i in range(len(batches))]
+    assert low <= np.mean(small) <= high

@@ -65,7 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--pos-fraction", type=float, default=0.5,
                    help="share of each batch centred on lesion voxels (default 0.5)")
-    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--pos-sampling", default="voxel", choices=("voxel", "lesion"),
+                   help="lesion centres: every lesion voxel equally likely (default, the paper) "
+                        "or every lesion equally likely (more patches on small lesions)")
+    g.add_argument("--lr", type=float, default=1e-4,
+                   help="Adam learning rate (default 1e-4); with --resume it replaces the saved one")
     g.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
     g.add_argument("--eps", type=float, default=1e-7)
     g.add_argument("--epochs", type=int, default=100)
@@ -121,7 +125,8 @@ def config_from_args(args: argparse.Namespace):
                AugmentConfig(flip_prob=args.flip_prob, elastic_prob=args.elastic_prob, gamma_prob=args.gamma_prob))
     return TrainConfig(
         architecture=args.architecture, architecture_args=arch_args, spacing_mm=args.spacing,
-        patch_size=args.patch, batch_size=args.batch_size, pos_fraction=args.pos_fraction, lr=args.lr,
+        patch_size=args.patch, batch_size=args.batch_size, pos_fraction=args.pos_fraction,
+        pos_sampling=args.pos_sampling, lr=args.lr,
         betas=tuple(args.betas), eps=args.eps, epochs=args.epochs, iters_per_epoch=args.iters_per_epoch,
         val_every=args.val_every, infer_patch_size=args.infer_patch, overlap=args.overlap,
         fold=str(args.fold), n_folds=args.folds, seed=args.seed, device=args.device,

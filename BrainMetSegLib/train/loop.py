@@ -66,6 +66,10 @@ class TrainConfig:
         validation split (best lesion-wise F1).
     max_minutes: stop after this much training time (checked every iteration), then
         validate and package as usual; ``None`` = no limit.
+    pos_sampling: how lesion centres are drawn, ``"voxel"`` (the paper) or ``"lesion"``
+        (each lesion equally likely; see :mod:`.sampling`).
+    lr: learning rate; a resumed run takes the one given now (a step decay is a resume
+        with a smaller ``lr``).
     """
 
     architecture: str = "FlexibleUNet"
@@ -74,6 +78,7 @@ class TrainConfig:
     patch_size: tuple[int, int, int] = (128, 128, 128)
     batch_size: int = 4
     pos_fraction: float = 0.5
+    pos_sampling: str = "voxel"
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-7
@@ -367,6 +372,10 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
     if resume:
         meta = load_checkpoint(ckpt_dir, "last", net, optimizer)
         say(f"resumed from {ckpt_dir / 'last.safetensors'} after epoch {meta['epoch']}")
+        for group in optimizer.param_groups:
+            if group["lr"] != config.lr:
+                say(f"learning rate {group['lr']:g} -> {config.lr:g}")
+                group["lr"] = config.lr
     model = net
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -374,7 +383,8 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
 
     patch_zyx = tuple(config.patch_size[::-1])
     batches = PatchBatches(train_data, patch_zyx, config.batch_size, config.iters_per_epoch * dist.world,
-                           config.pos_fraction, config.augment, seed=config.seed)
+                           config.pos_fraction, config.augment, seed=config.seed,
+                           pos_sampling=config.pos_sampling)
     sampler = torch.utils.data.distributed.DistributedSampler(
         batches, num_replicas=dist.world, rank=dist.rank, shuffle=False)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler,
@@ -482,7 +492,9 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
     recipe = {**config.to_dict(), "world_size": dist.world, "epochs_run": meta["epoch"],
               "steps": meta["step"], "train_minutes": round(meta["train_seconds"] / 60, 1),
               "loss": "Dice + BCE (monai DiceCELoss, sigmoid)", "optimizer": "Adam",
-              "sampling": f"{config.pos_fraction:.0%} of each batch centred on lesion voxels"}
+              "sampling": f"{config.pos_fraction:.0%} of each batch centred on lesion voxels "
+                          + ("(each lesion equally likely)" if config.pos_sampling == "lesion"
+                             else "(each lesion voxel equally likely)")}
     extra = dict(card_extra or {})
     card = ModelCard(
         name=name, version=version, architecture=config.architecture,

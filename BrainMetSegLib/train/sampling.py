@@ -1,5 +1,11 @@
 """Training batches: half of each batch centred on lesion voxels, the rest on other brain voxels.
 
+Lesion centres are drawn in one of two ways. ``"voxel"`` (the paper): a lesion voxel
+uniformly from all of them, so a 15 mm lesion is picked ~27 times as often as a 5 mm
+one. ``"lesion"``: a lesion uniformly from all lesions of the training set (26-connected
+components), then a voxel of it, so small lesions get as many centred patches as large
+ones.
+
 Item ``b`` of :class:`PatchBatches` is a whole batch, drawn from a generator seeded by
 (seed, epoch, b): batches are reproducible whatever the number of data-loader
 workers or DDP ranks (a ``DistributedSampler`` hands each rank its own batch
@@ -8,6 +14,7 @@ indices), and a resumed run draws the batches it would have drawn.
 
 from __future__ import annotations
 
+import cc3d
 import numpy as np
 import torch
 
@@ -33,6 +40,17 @@ def pad_case(case: dict[str, np.ndarray], patch_zyx) -> dict[str, np.ndarray]:
     return out
 
 
+POS_SAMPLING = ("voxel", "lesion")
+
+
+def lesion_centres(case: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The case's lesion voxels (flat ``fg`` indices) split by 26-connected lesion."""
+    components = cc3d.connected_components(case["label"] > 0, connectivity=26).ravel()[case["fg"]]
+    order = np.argsort(components, kind="stable")
+    _, starts = np.unique(components[order], return_index=True)
+    return [case["fg"][order[a:b]] for a, b in zip(starts, [*starts[1:], order.size], strict=True)]
+
+
 def item_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
@@ -43,12 +61,16 @@ class PatchBatches(torch.utils.data.Dataset):
     cases: cached cases (dicts from :class:`~.cache.CaseCache`), padded to the patch.
     patch_zyx: patch size (Z, Y, X) voxels.
     pos_fraction: share of each batch centred on a lesion voxel (the first items).
+    pos_sampling: ``"voxel"`` (every lesion voxel equally likely) or ``"lesion"`` (every
+        lesion equally likely); see the module docstring.
     Each batch is ``(image (B, C, Z, Y, X) float32, label (B, 1, Z, Y, X) float32)``.
     """
 
     def __init__(self, cases: list[dict], patch_zyx, batch_size: int, batches_per_epoch: int,
                  pos_fraction: float = 0.5, augment: AugmentConfig | None = None,
-                 seed: int = 0):
+                 seed: int = 0, pos_sampling: str = "voxel"):
+        if pos_sampling not in POS_SAMPLING:
+            raise ValueError(f"pos_sampling {pos_sampling!r}: expected one of {POS_SAMPLING}")
         self.cases = [pad_case(c, patch_zyx) for c in cases]
         self.patch = tuple(int(p) for p in patch_zyx)
         self.batch_size = batch_size
@@ -62,6 +84,9 @@ class PatchBatches(torch.utils.data.Dataset):
         with_lesions = [i for i, c in enumerate(self.cases) if c["fg"].size]
         # Lesion-centred patches come from cases that have lesions.
         self.positive_cases = with_lesions or list(range(len(self.cases)))
+        self.pos_sampling = pos_sampling
+        self.lesions = ([(i, fg) for i in with_lesions for fg in lesion_centres(self.cases[i])]
+                        if pos_sampling == "lesion" else [])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -70,10 +95,15 @@ class PatchBatches(torch.utils.data.Dataset):
         return self.batches_per_epoch
 
     def _patch(self, rng: np.random.Generator, positive: bool) -> tuple[np.ndarray, np.ndarray]:
-        pool = self.positive_cases if positive else range(len(self.cases))
-        case = self.cases[int(rng.choice(list(pool)))]
-        positive = positive and case["fg"].size > 0
-        data = {"image": case["image"], "label": case["label"][None], "fg": case["fg"],
+        if positive and self.lesions:
+            index, fg = self.lesions[int(rng.integers(len(self.lesions)))]
+            case = self.cases[index]
+        else:
+            pool = self.positive_cases if positive else range(len(self.cases))
+            case = self.cases[int(rng.choice(list(pool)))]
+            fg = case["fg"]
+        positive = positive and fg.size > 0
+        data = {"image": case["image"], "label": case["label"][None], "fg": fg,
                 "bg": case["bg"] if case["bg"].size else np.arange(case["label"].size)}
         crop = self.crop[positive]
         crop.set_random_state(seed=int(rng.integers(2**31)))
