@@ -168,16 +168,20 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
     code, out_text, err = run_cli(capsys, *args, "--epochs", "3", "--resume", "--lr", "1e-3")
     assert code == 0, err
     assert "resumed from" in out_text and "val Dice" in out_text
-    assert "learning rate 0.003 -> 0.001" in out_text
+    assert "learning rate 0.003 -> 0.001" in out_text and "chosen again" not in out_text
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert int(rows[2]["step"]) == 18
+    # Another validation split: its scores do not compare with the old best.
+    code, out_text, err = run_cli(capsys, *args, "--epochs", "4", "--resume", "--lr", "1e-3", "--fold", "1")
+    assert code == 0, err
+    assert "chosen again" in out_text
     # The package loads as is and segments a case through the inference pipeline.
     from BrainMetSegLib.models import load_package
 
     package = load_package(out / "model")
     card = package.card
-    assert card.trained and card.recipe["lr"] == 1e-3 and card.validation["case_ids"]
+    assert card.trained and card.recipe["lr"] == 1e-3 and card.validation["epoch"] == 4
     assert 0 < card.threshold < 1 and card.spacing_mm == [1.5, 1.5, 1.5]
     package.load_network()
     code, _, err = run_cli(capsys, "segment", str(data / "imagesTr" / "case0_0000.nii.gz"), "-o",

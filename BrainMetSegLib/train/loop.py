@@ -367,8 +367,9 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
                          batch=config.batch_dice)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=tuple(config.betas), eps=config.eps)
     scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda" and config.precision == "auto")
+    val_ids = [c.case_id for c in val_cases]
     meta = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "history": [],
-            "train_seconds": 0.0}
+            "train_seconds": 0.0, "val_case_ids": val_ids}
     if resume:
         meta = load_checkpoint(ckpt_dir, "last", net, optimizer)
         say(f"resumed from {ckpt_dir / 'last.safetensors'} after epoch {meta['epoch']}")
@@ -376,6 +377,10 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
             if group["lr"] != config.lr:
                 say(f"learning rate {group['lr']:g} -> {config.lr:g}")
                 group["lr"] = config.lr
+        if meta.get("val_case_ids") != val_ids:
+            # Scores on another validation set do not compare: the best is chosen afresh.
+            say("validation cases differ from the run's: the best checkpoint is chosen again from now on")
+            meta.update(best=-math.inf, best_epoch=None, val_case_ids=val_ids)
     model = net
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -481,7 +486,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
                    for p, d in zip(best_probs, val_data, strict=True)]
         validation = {"split": f"fold {config.fold} of {config.n_folds}" if not any(c.split for c in dataset.cases)
                       else "manifest split 'val'",
-                      "case_ids": [c.case_id for c in val_cases], "epoch": meta.get("best_epoch"),
+                      "case_ids": val_ids, "epoch": meta.get("best_epoch"),
                       "threshold": threshold, "min_lesion_volume_mm3": min_volume,
                       "matching": "any overlap, 26-connected components, on the model grid",
                       **summarise(results)}
