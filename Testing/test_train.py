@@ -233,3 +233,31 @@ def test_lesion_balanced_sampling(mode, low, high):
                            augment=AugmentConfig(0, 0, gamma_prob=0), seed=0, pos_sampling=mode)
     small = [float(batches[i][0].max()) == 2.0 for i in range(len(batches))]
     assert low <= np.mean(small) <= high
+
+
+def test_init_from_package_and_checkpoint(tiny_model, tmp_path):
+    """3D initialisation takes tensors by name and shape, optionally filtered by a regex."""
+    from BrainMetSegLib.architectures import build_network
+    from BrainMetSegLib.train.init import init_from_weights
+    from BrainMetSegLib.train.loop import save_checkpoint
+
+    source = tiny_model.load_network()
+    torch.manual_seed(1)
+    net = build_network("BasicUNet", 1, 1, {"features": [4, 4, 8, 8, 16, 4]})
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    report = init_from_weights(net, tiny_model.folder, select=r"^conv_0\.")
+    state = net.state_dict()
+    assert report.loaded and all(k.startswith("conv_0.") for k in report.loaded)
+    for key, value in state.items():
+        expected = source.state_dict()[key] if key in report.loaded else fresh[key]
+        assert torch.equal(value, expected), key
+    # A training checkpoint (model.* and optim.* tensors) into a wider network: shapes decide.
+    save_checkpoint(tmp_path / "ckpt", "last", source, None, {"epoch": 1})
+    wider = build_network("BasicUNet", 1, 1, {"features": [4, 4, 8, 8, 32, 4]})
+    report = init_from_weights(wider, tmp_path / "ckpt" / "last.safetensors")
+    assert "conv_0.conv_0.conv.weight" in report.loaded and report.missing and report.skipped
+    with pytest.raises(ModelError, match="no tensor fits"):
+        init_from_weights(wider, tiny_model.folder, select="^nothing")
+    (tmp_path / "x.pt").write_bytes(b"")
+    with pytest.raises(InputError, match="model package folder or a .safetensors"):
+        init_from_weights(wider, tmp_path / "x.pt")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from ..errors import InputError
 
@@ -55,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder-weights", default=None, metavar="FILE",
                    help="local 2D ImageNet ResNet-34 weights (torchvision state dict, .pth or .safetensors), "
                         "inflated to 3D for the encoder; nothing is downloaded")
+    g.add_argument("--init-weights", default=None, metavar="PATH",
+                   help="start from 3D weights: a model package folder, a training checkpoint or a "
+                        ".safetensors state dict (tensors taken by name where the shapes fit)")
+    g.add_argument("--init-select", default=None, metavar="REGEX",
+                   help="with --init-weights: take only tensors whose names match, e.g. '^encoder\\.'")
     g = p.add_argument_group("recipe (defaults: the paper)")
     g.add_argument("--spacing", type=_floats, default=(0.833, 0.833, 0.833), metavar="MM",
                    help="model grid spacing in mm (default 0.833)")
@@ -119,6 +125,13 @@ def config_from_args(args: argparse.Namespace):
         arch_args = {"backbone": args.backbone, "dropout": args.dropout}
     else:
         arch_args = {"dropout": args.dropout}
+    if args.init_weights and args.encoder_weights:
+        raise InputError("--init-weights and --encoder-weights: give one of them.")
+    if args.init_select:
+        try:
+            re.compile(args.init_select)
+        except re.error as exc:
+            raise InputError(f"--init-select {args.init_select!r}: not a regular expression ({exc}).") from None
     if not 0 <= args.pos_fraction <= 1:
         raise InputError(f"--pos-fraction {args.pos_fraction}: must be between 0 and 1.")
     augment = (AugmentConfig(0, 0, gamma_prob=0) if args.no_augment else
@@ -131,7 +144,8 @@ def config_from_args(args: argparse.Namespace):
         val_every=args.val_every, infer_patch_size=args.infer_patch, overlap=args.overlap,
         fold=str(args.fold), n_folds=args.folds, seed=args.seed, device=args.device,
         precision=args.precision, threads=args.threads, workers=args.workers, augment=augment,
-        brain_mask=args.brain_mask, encoder_weights=args.encoder_weights, threshold=args.threshold,
+        brain_mask=args.brain_mask, encoder_weights=args.encoder_weights,
+        init_weights=args.init_weights, init_select=args.init_select, threshold=args.threshold,
         min_lesion_volume_mm3=args.min_volume, max_minutes=args.max_minutes,
         max_val_cases=args.max_val_cases,
     )

@@ -1,4 +1,9 @@
-"""Encoder initialisation from 2D ImageNet ResNet weights, inflated to 3D (as the paper did).
+r"""Initialisation: 2D ImageNet ResNet weights inflated to 3D (as the paper did), or 3D weights.
+
+:func:`init_from_weights` starts from trained 3D weights instead (fine-tuning, or keeping
+part of an earlier run): a model package, a training checkpoint or a safetensors state
+dict; tensors are taken by name where the shapes fit, optionally only those whose names
+match a pattern (e.g. ``^encoder\.`` keeps the encoder and starts the decoder afresh).
 
 The source is a local file holding a torchvision ResNet state dict (``conv1.weight``
 (64, 3, 7, 7), ``bn1.*``, ``layer1.0.conv1.weight`` ...), either a plain PyTorch file
@@ -16,6 +21,7 @@ both are reported as skipped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,3 +101,47 @@ def inflate_into(net: torch.nn.Module, state_2d: dict[str, torch.Tensor], prefix
 def init_encoder(net: torch.nn.Module, path: str | Path) -> InflationReport:
     """Initialise ``net``'s encoder from a local 2D torchvision ResNet weights file."""
     return inflate_into(net, read_state_dict(path))
+
+
+def read_3d_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Network tensors from a model package folder (sha256 checked), a training checkpoint
+    (``model.*`` tensors; the optimiser's are dropped) or a safetensors state dict."""
+    from safetensors.torch import load_file
+
+    from ..models import load_package, verify_weights
+
+    path = Path(path)
+    if path.is_dir():
+        package = load_package(path)
+        verify_weights(package)
+        path = package.weights_path
+    elif not path.is_file() or path.suffix != ".safetensors":
+        raise InputError(f"{path}: initial weights must be a model package folder or a .safetensors file.")
+    tensors = load_file(str(path))
+    if any(k.startswith("model.") for k in tensors):
+        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    return tensors
+
+
+def init_from_weights(net: torch.nn.Module, path: str | Path, select: str | None = None) -> InflationReport:
+    """Copy the tensors of ``path`` (see :func:`read_3d_weights`) into ``net`` (in place) where
+    the name exists, matches the regular expression ``select`` (all when None) and the
+    shape fits; everything else keeps its fresh initialisation and is reported."""
+    pattern = re.compile(select) if select else None
+    source = read_3d_weights(path)
+    target = net.state_dict()
+    report = InflationReport()
+    new = {}
+    for key, value in source.items():
+        if (key not in target or (pattern and not pattern.search(key))
+                or tuple(value.shape) != tuple(target[key].shape)):
+            report.skipped.append(key)
+            continue
+        new[key] = value.to(target[key].dtype)
+        report.loaded.append(key)
+    report.missing = sorted(k for k in target if k not in new)
+    if not report.loaded:
+        raise ModelError(f"{path}: no tensor fits the network (names or shapes differ"
+                         + (f", or none matches {select!r}" if select else "") + ").")
+    net.load_state_dict({**target, **new}, strict=True)
+    return report

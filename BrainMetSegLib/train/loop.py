@@ -64,6 +64,8 @@ class TrainConfig:
     precision: ``auto`` (fp16 autocast + grad scaling on CUDA, fp32 on CPU), ``fp32``, ``bf16``.
     threshold / min_lesion_volume_mm3: a number, or ``None`` to choose them on the
         validation split (best lesion-wise F1).
+    init_weights / init_select: start from 3D weights (model package, checkpoint or
+        safetensors), optionally only the tensors whose names match the regex ``init_select``.
     max_minutes: stop after this much training time (checked every iteration), then
         validate and package as usual; ``None`` = no limit.
     pos_sampling: how lesion centres are drawn, ``"voxel"`` (the paper) or ``"lesion"``
@@ -100,6 +102,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     brain_mask: str = "deepbet"
     encoder_weights: str | None = None
+    init_weights: str | None = None
+    init_select: str | None = None
     threshold: float | None = None
     min_lesion_volume_mm3: float | None = None
     max_minutes: float | None = None
@@ -361,6 +365,12 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
         report = init_encoder(net, config.encoder_weights)
         say(f"encoder initialised from {config.encoder_weights}: {len(report.loaded)} tensors inflated, "
             f"{len(report.skipped)} skipped")
+    if config.init_weights and not resume:
+        from .init import init_from_weights
+
+        report = init_from_weights(net, config.init_weights, config.init_select)
+        say(f"initialised from {config.init_weights}: {len(report.loaded)} tensors taken, "
+            f"{len(report.missing)} start afresh")
     from monai.losses import DiceCELoss
 
     loss_fn = DiceCELoss(sigmoid=True, lambda_dice=config.lambda_dice, lambda_ce=config.lambda_bce,
