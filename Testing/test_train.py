@@ -261,3 +261,20 @@ def test_init_from_package_and_checkpoint(tiny_model, tmp_path):
     (tmp_path / "x.pt").write_bytes(b"")
     with pytest.raises(InputError, match="model package folder or a .safetensors"):
         init_from_weights(wider, tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("name, args", [
+    ("BasicUNet", {"features": [4, 4, 8, 8, 16, 4]}),
+    ("FlexibleUNet", {"backbone": "resnet10_w16", "decoder_channels": [32, 16, 16, 8, 8]}),
+])
+def test_output_prior_starts_at_the_prior(name, args):
+    from BrainMetSegLib.architectures import build_network, init_output_prior
+
+    torch.manual_seed(0)
+    net = build_network(name, 1, 1, args).eval()
+    init_output_prior(net, 0.01)
+    with torch.no_grad():
+        p = torch.sigmoid(net(torch.randn(1, 1, 32, 32, 32)))
+    assert 0.005 < float(p.min()) and float(p.max()) < 0.02
+    with pytest.raises(ValueError):
+        init_output_prior(net, 1.0)

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder-weights", default=None, metavar="FILE",
                    help="local 2D ImageNet ResNet-34 weights (torchvision state dict, .pth or .safetensors), "
                         "inflated to 3D for the encoder; nothing is downloaded")
+    g.add_argument("--output-prior", type=float, default=0.01, metavar="P",
+                   help="initial output probability everywhere (bias = logit(P), default 0.01); "
+                        "0 = PyTorch's default initialisation")
     g.add_argument("--init-weights", default=None, metavar="PATH",
                    help="start from 3D weights: a model package folder, a training checkpoint or a "
                         ".safetensors state dict (tensors taken by name where the shapes fit)")
@@ -125,6 +128,8 @@ def config_from_args(args: argparse.Namespace):
         arch_args = {"backbone": args.backbone, "dropout": args.dropout}
     else:
         arch_args = {"dropout": args.dropout}
+    if not 0 <= args.output_prior < 1:
+        raise InputError(f"--output-prior {args.output_prior}: must be 0 (off) or between 0 and 1.")
     if args.init_weights and args.encoder_weights:
         raise InputError("--init-weights and --encoder-weights: give one of them.")
     if args.init_select:
@@ -145,7 +150,7 @@ def config_from_args(args: argparse.Namespace):
         fold=str(args.fold), n_folds=args.folds, seed=args.seed, device=args.device,
         precision=args.precision, threads=args.threads, workers=args.workers, augment=augment,
         brain_mask=args.brain_mask, encoder_weights=args.encoder_weights,
-        init_weights=args.init_weights, init_select=args.init_select, threshold=args.threshold,
+        init_weights=args.init_weights, init_select=args.init_select, output_prior=args.output_prior, threshold=args.threshold,
         min_lesion_volume_mm3=args.min_volume, max_minutes=args.max_minutes,
         max_val_cases=args.max_val_cases,
     )

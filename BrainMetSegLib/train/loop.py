@@ -64,6 +64,8 @@ class TrainConfig:
     precision: ``auto`` (fp16 autocast + grad scaling on CUDA, fp32 on CPU), ``fp32``, ``bf16``.
     threshold / min_lesion_volume_mm3: a number, or ``None`` to choose them on the
         validation split (best lesion-wise F1).
+    output_prior: initial output probability (bias = logit(prior), see
+        :func:`~BrainMetSegLib.architectures.init_output_prior`); None or 0 = PyTorch's default.
     init_weights / init_select: start from 3D weights (model package, checkpoint or
         safetensors), optionally only the tensors whose names match the regex ``init_select``.
     max_minutes: stop after this much training time (checked every iteration), then
@@ -103,6 +105,7 @@ class TrainConfig:
     brain_mask: str = "deepbet"
     encoder_weights: str | None = None
     init_weights: str | None = None
+    output_prior: float | None = 0.01
     init_select: str | None = None
     threshold: float | None = None
     min_lesion_volume_mm3: float | None = None
@@ -227,7 +230,9 @@ def validate(net, cases: list[dict], config: TrainConfig, device: str, threshold
         probs.append(prob)
         results.append(case_metrics(prob, case["label"], case["spacing_xyz"], threshold, min_volume))
     net.train()
-    return summarise(results), probs
+    # A ceiling well under 1 means the head cannot say "lesion" with confidence (e.g. lesions
+    # encoded as all-zero features under heavy dropout: the logit is then capped at the bias).
+    return {**summarise(results), "max_probability": max((float(p.max()) for p in probs), default=0.0)}, probs
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -292,7 +297,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
           cache_dir: str | Path | None = None, card_extra: dict | None = None,
           log: Callable[[str], None] = print) -> Path | None:
     """Train a model package on a labelled dataset; returns the package folder (rank 0) or None."""
-    from ..architectures import build_network
+    from ..architectures import build_network, init_output_prior
     from ..inference import resolve_device
     from ..models import ModelCard, save_package
 
@@ -359,6 +364,8 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
     torch.manual_seed(config.seed)
     in_channels = len(dataset.sequences)
     net = build_network(config.architecture, in_channels, 1, config.architecture_args).to(device)
+    if config.output_prior:
+        init_output_prior(net, config.output_prior)
     if config.encoder_weights and not resume:
         from .init import init_encoder
 
@@ -465,7 +472,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
             say("epoch {epoch}: loss {train_loss:.4f}, {seconds_per_iteration:.2f} s/it".format(**row)
                 + ("" if "val_dice_mean" not in row else
                    ", val Dice {val_dice_mean:.3f}, sensitivity {val_sensitivity:.3f}, "
-                   "FP/case {val_fp_per_case:.2f}".format(**row)))
+                   "FP/case {val_fp_per_case:.2f}, max p {val_max_probability:.2f}".format(**row)))
         dist.barrier()
         if out_of_time:
             say(f"time limit of {config.max_minutes} min reached after epoch {epoch}.")
