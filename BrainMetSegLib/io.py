@@ -160,7 +160,7 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{folder}: output folder is not writable.")
 
 
-def _default_mode() -> int:
+def default_file_mode() -> int:
     """rw for everyone the umask allows (mkstemp's files are private, 0600, by default)."""
     umask = os.umask(0)
     os.umask(umask)
@@ -183,7 +183,7 @@ def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = Fa
     tmp = _atomic_target(path)
     try:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except (RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
@@ -199,7 +199,7 @@ def write_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> P
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

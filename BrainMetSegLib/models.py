@@ -168,7 +168,7 @@ def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: boo
     """Write ``net``'s weights (safetensors) and the card with their sha256 into ``folder``."""
     from safetensors.torch import save_file
 
-    from .io import write_text
+    from .io import default_file_mode, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +178,7 @@ def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: boo
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     tmp = weights.with_name(weights.name + ".part")
     save_file(state, str(tmp), metadata={"name": card.name, "version": card.version})
+    os.chmod(tmp, default_file_mode())  # safetensors writes 0600
     os.replace(tmp, weights)
     card = dataclasses.replace(card, sha256=sha256_file(weights))
     write_text(json.dumps(card.to_dict(), indent=2) + "\n", folder / CARD_NAME, overwrite=True)

@@ -177,9 +177,11 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
     assert code == 0, err
     assert "chosen again" in out_text
     # The package loads as is and segments a case through the inference pipeline.
+    from BrainMetSegLib.io import default_file_mode
     from BrainMetSegLib.models import load_package
 
     package = load_package(out / "model")
+    assert (package.weights_path.stat().st_mode & 0o777) == default_file_mode()  # not private 0600
     card = package.card
     assert card.trained and card.recipe["lr"] == 1e-3 and card.validation["epoch"] == 4
     assert 0 < card.threshold < 1 and card.spacing_mm == [1.5, 1.5, 1.5]
