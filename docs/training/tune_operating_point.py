@@ -1,0 +1,88 @@
+"""Choose a model's threshold and minimum lesion volume on a tuning set of synthetic cases.
+
+Usage (how the demo model's operating point was chosen; see demo_model.md)::
+
+    brainmetseg synth -n 20 --start 60 --seed 1000 -o TUNE     # never trained on, not the test set
+    python docs/training/evaluate_demo_model.py TUNE -o TUNESEG --model MODEL
+    python docs/training/tune_operating_point.py TUNE TUNESEG -o operating_point.json --max-fp 0.5
+
+Every (threshold, minimum volume) pair of the grid is applied to the saved probability maps
+on the input grid exactly as ``brainmetseg segment`` applies them (``lesions.rethreshold``);
+lesions are matched by any overlap with the generator's instance map, sizes are the
+generator's diameters. Without ``--max-fp`` the chosen pair has the best lesion-wise F1
+over all lesions (ties: the higher threshold, then the smaller volume), the rule training
+uses on its validation split; with ``--max-fp F`` it has the highest sensitivity for
+lesions >= 5 mm among pairs with at most F false positives per case (ties: best F1).
+Writes the whole grid and the choice as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from BrainMetSegLib.lesions import rethreshold
+from BrainMetSegLib.train.metrics import lesion_matches, summarise
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+MIN_VOLUMES_MM3 = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0)
+
+
+def load_cases(synth: Path, seg: Path) -> list[dict]:
+    cases = []
+    for image in sorted((synth / "imagesTr").glob("*_0000.nii.gz")):
+        cid = image.name[: -len("_0000.nii.gz")]
+        doc = json.loads((synth / "lesionsTr" / f"{cid}.json").read_text())
+        gt_image = sitk.ReadImage(str(synth / "instancesTr" / f"{cid}.nii.gz"))
+        cases.append({"id": cid, "gt": sitk.GetArrayFromImage(gt_image), "spacing": gt_image.GetSpacing(),
+                      "prob": sitk.ReadImage(str(seg / cid / "probability.nii.gz")),
+                      "diameters": {int(les["id"]): float(les["diameter_mm"]) for les in doc["lesions"]}})
+    return cases
+
+
+def score(cases: list[dict], threshold: float, min_volume: float) -> dict:
+    results = []
+    for c in cases:
+        pred = sitk.GetArrayFromImage(rethreshold(c["prob"], threshold, min_volume)) > 0
+        results.append(lesion_matches(pred, c["gt"], c["spacing"], c["diameters"]))
+        results[-1]["dice"] = float("nan")  # not used for the choice
+    summary = summarise(results)
+    ge5 = [les for r in results for les in r["lesions"] if les["diameter_mm"] >= 5]
+    summary["sensitivity_>=5mm"] = float(np.mean([les["detected"] for les in ge5])) if ge5 else float("nan")
+    return {"threshold": threshold, "min_volume_mm3": min_volume,
+            **{k: summary[k] for k in ("sensitivity", "sensitivity_>=5mm", "fp_per_case", "lesion_f1")}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("synth", type=Path, help="synthetic set (brainmetseg synth output)")
+    p.add_argument("seg", type=Path, help="segmentations of it (one folder per case with probability.nii.gz)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--max-fp", type=float, default=None, metavar="F",
+                   help="choose the best sensitivity for lesions >= 5 mm with at most F FP per case")
+    args = p.parse_args()
+    cases = load_cases(args.synth, args.seg)
+    grid = [score(cases, t, v) for t in THRESHOLDS for v in MIN_VOLUMES_MM3]
+    best_f1 = max(grid, key=lambda g: (round(g["lesion_f1"], 6), g["threshold"], -g["min_volume_mm3"]))
+    allowed = [g for g in grid if args.max_fp is None or g["fp_per_case"] <= args.max_fp]
+    if not allowed:
+        print(f"no pair has at most {args.max_fp} FP per case", file=sys.stderr)
+        return 1
+    best = best_f1 if args.max_fp is None else max(
+        allowed, key=lambda g: (g["sensitivity_>=5mm"], round(g["lesion_f1"], 6)))
+    for g in grid:
+        print("t {threshold:.2f} v {min_volume_mm3:4.0f}: sens {sensitivity:.3f} >=5mm {sensitivity_>=5mm:.3f} "
+              "FP {fp_per_case:.2f} F1 {lesion_f1:.3f}".format(**g))
+    print("chosen:", json.dumps(best))
+    args.output.write_text(json.dumps({"cases": [c["id"] for c in cases], "max_fp": args.max_fp, "chosen": best,
+                                       "best_f1": best_f1, "grid": grid}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
