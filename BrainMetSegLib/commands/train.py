@@ -149,8 +149,8 @@ def config_from_args(args: argparse.Namespace):
         val_every=args.val_every, infer_patch_size=args.infer_patch, overlap=args.overlap,
         fold=str(args.fold), n_folds=args.folds, seed=args.seed, device=args.device,
         precision=args.precision, threads=args.threads, workers=args.workers, augment=augment,
-        brain_mask=args.brain_mask, encoder_weights=args.encoder_weights,
-        init_weights=args.init_weights, init_select=args.init_select, output_prior=args.output_prior, threshold=args.threshold,
+        brain_mask=args.brain_mask, encoder_weights=args.encoder_weights, init_weights=args.init_weights,
+        init_select=args.init_select, output_prior=args.output_prior, threshold=args.threshold,
         min_lesion_volume_mm3=args.min_volume, max_minutes=args.max_minutes,
         max_val_cases=args.max_val_cases,
     )

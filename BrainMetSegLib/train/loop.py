@@ -231,7 +231,7 @@ def validate(net, cases: list[dict], config: TrainConfig, device: str, threshold
         results.append(case_metrics(prob, case["label"], case["spacing_xyz"], threshold, min_volume))
     net.train()
     # A ceiling well under 1 means the head cannot say "lesion" with confidence (e.g. lesions
-    # encoded as all-zero features under heavy dropout: the logit is then capped at the bias).
+    # encoded as all-zero features: the logit is then capped at the head's bias).
     return {**summarise(results), "max_probability": max((float(p.max()) for p in probs), default=0.0)}, probs
 
 
