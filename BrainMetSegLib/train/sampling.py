@@ -84,7 +84,6 @@ class PatchBatches(torch.utils.data.Dataset):
         with_lesions = [i for i, c in enumerate(self.cases) if c["fg"].size]
         # Lesion-centred patches come from cases that have lesions.
         self.positive_cases = with_lesions or list(range(len(self.cases)))
-        self.pos_sampling = pos_sampling
         self.lesions = ([(i, fg) for i in with_lesions for fg in lesion_centres(self.cases[i])]
                         if pos_sampling == "lesion" else [])
 

@@ -1,8 +1,8 @@
 """Held-out evaluation of a model package on a synthetic set written by ``brainmetseg synth``.
 
-Usage (the figures in docs/training/README.md came from these commands)::
+Usage (the figures in docs/training/demo_model.md came from these commands)::
 
-    brainmetseg synth -n 30 --seed 2000 -o HELDOUT
+    brainmetseg synth -n 30 --seed 3000 -o HELDOUT
     python docs/training/evaluate_demo_model.py HELDOUT -o SEGDIR [--model brainmetseg-demo] [--brain-mask deepbet]
 
 All cases go through one ``brainmetseg segment --manifest`` run (the batch mode a researcher
@@ -28,6 +28,20 @@ import numpy as np
 import SimpleITK as sitk
 
 from BrainMetSegLib.train.metrics import dice, lesion_matches, summarise
+
+
+def read_ground_truth(synth: Path, cid: str) -> tuple[np.ndarray, tuple, dict[int, float]]:
+    """Instance map (Z, Y, X), its spacing (x, y, z) mm and the generator's diameter per lesion id."""
+    image = sitk.ReadImage(str(synth / "instancesTr" / f"{cid}.nii.gz"))
+    doc = json.loads((synth / "lesionsTr" / f"{cid}.json").read_text())
+    diameters = {int(les["id"]): float(les["diameter_mm"]) for les in doc["lesions"]}
+    return sitk.GetArrayFromImage(image), image.GetSpacing(), diameters
+
+
+def sensitivity_ge5mm(results: list[dict]) -> tuple[float, int]:
+    """Pooled sensitivity and count of lesions whose (generator) diameter is >= 5 mm."""
+    ge5 = [les for r in results for les in r["lesions"] if les["diameter_mm"] >= 5]
+    return (float(np.mean([les["detected"] for les in ge5])) if ge5 else float("nan")), len(ge5)
 
 
 def main() -> int:
@@ -56,11 +70,8 @@ def main() -> int:
         timings = json.loads((out / "run.json").read_text())["timings_s"]
         seconds.append(sum(v for k, v in timings.items() if k != "load_model"))
         pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "lesion_labels.nii.gz"))) > 0
-        gt_image = sitk.ReadImage(str(args.heldout / "instancesTr" / f"{cid}.nii.gz"))
-        gt = sitk.GetArrayFromImage(gt_image)
-        doc = json.loads((args.heldout / "lesionsTr" / f"{cid}.json").read_text())
-        diameters = {int(les["id"]): float(les["diameter_mm"]) for les in doc["lesions"]}
-        r = lesion_matches(pred, gt, gt_image.GetSpacing(), diameters)
+        gt, spacing, diameters = read_ground_truth(args.heldout, cid)
+        r = lesion_matches(pred, gt, spacing, diameters)
         r["dice"] = dice(pred, gt > 0)
         r["case"] = cid
         results.append(r)
@@ -68,9 +79,7 @@ def main() -> int:
               f"FP {r['fp']}, Dice {r['dice']:.3f}", flush=True)
     summary = summarise(results)
     lesions = [les for r in results for les in r["lesions"]]
-    ge5 = [les for les in lesions if les["diameter_mm"] >= 5]
-    summary["sensitivity_>=5mm"] = sum(les["detected"] for les in ge5) / len(ge5) if ge5 else float("nan")
-    summary["lesions_>=5mm"] = len(ge5)
+    summary["sensitivity_>=5mm"], summary["lesions_>=5mm"] = sensitivity_ge5mm(results)
     summary["median_lesion_dice_all_gt"] = float(np.median([les["dice"] for les in lesions])) if lesions else 0.0
     summary["seconds_per_case_median"] = float(np.median(seconds))
     summary["seconds_per_case_mean"] = float(np.mean(seconds))

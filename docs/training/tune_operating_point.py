@@ -23,8 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
+from evaluate_demo_model import read_ground_truth, sensitivity_ge5mm  # same folder
 
 from BrainMetSegLib.lesions import rethreshold
 from BrainMetSegLib.train.metrics import lesion_matches, summarise
@@ -37,11 +37,9 @@ def load_cases(synth: Path, seg: Path) -> list[dict]:
     cases = []
     for image in sorted((synth / "imagesTr").glob("*_0000.nii.gz")):
         cid = image.name[: -len("_0000.nii.gz")]
-        doc = json.loads((synth / "lesionsTr" / f"{cid}.json").read_text())
-        gt_image = sitk.ReadImage(str(synth / "instancesTr" / f"{cid}.nii.gz"))
-        cases.append({"id": cid, "gt": sitk.GetArrayFromImage(gt_image), "spacing": gt_image.GetSpacing(),
-                      "prob": sitk.ReadImage(str(seg / cid / "probability.nii.gz")),
-                      "diameters": {int(les["id"]): float(les["diameter_mm"]) for les in doc["lesions"]}})
+        gt, spacing, diameters = read_ground_truth(synth, cid)
+        cases.append({"id": cid, "gt": gt, "spacing": spacing, "diameters": diameters,
+                      "prob": sitk.ReadImage(str(seg / cid / "probability.nii.gz"))})
     return cases
 
 
@@ -52,8 +50,7 @@ def score(cases: list[dict], threshold: float, min_volume: float) -> dict:
         results.append(lesion_matches(pred, c["gt"], c["spacing"], c["diameters"]))
         results[-1]["dice"] = float("nan")  # not used for the choice
     summary = summarise(results)
-    ge5 = [les for r in results for les in r["lesions"] if les["diameter_mm"] >= 5]
-    summary["sensitivity_>=5mm"] = float(np.mean([les["detected"] for les in ge5])) if ge5 else float("nan")
+    summary["sensitivity_>=5mm"], _ = sensitivity_ge5mm(results)
     return {"threshold": threshold, "min_volume_mm3": min_volume,
             **{k: summary[k] for k in ("sensitivity", "sensitivity_>=5mm", "fp_per_case", "lesion_f1")}}
 
