@@ -40,6 +40,10 @@ def add_arguments(p) -> None:
     p.add_argument("--blend", choices=("constant", "gaussian"), help="how overlapping windows combine")
     p.add_argument("--format", choices=tuple(FORMATS), help="image output format (default: like the input)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--dicom", metavar="seg,sr,rtstruct|all",
+                   help="also write DICOM SEG / SR (TID 1500) / RTSTRUCT on the CE-T1's DICOM series")
+    p.add_argument("--dicom-reference", metavar="FOLDER",
+                   help="the CE-T1's DICOM series folder, when the CE-T1 is given as another format")
     p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
@@ -80,6 +84,21 @@ def _cases(args) -> list[CaseInputs]:
     return cases
 
 
+def _dicom_export(args, case: CaseInputs, folder: Path, batch: bool):
+    """The DICOM export ``--dicom`` asks for (``BrainMetSegLib.dicom``, imported only then)."""
+    if not (args.dicom or args.dicom_reference):
+        return None
+    if args.dicom_reference and batch:
+        raise InputError("--dicom-reference names one case's series; in batch mode give DICOM folders "
+                         "as the CE-T1 inputs.")
+    try:
+        from ..dicom import plan_export
+    except ImportError as exc:
+        raise InputError(f"--dicom needs the dicom extra ({exc.name} is missing): "
+                         "pip install 'BrainMetSegLib[dicom]'.") from None
+    return plan_export(args.dicom, args.dicom_reference, case.t1ce, folder, args.overwrite)
+
+
 def _reporter(args):
     if args.quiet or args.progress == "none":
         return no_progress
@@ -105,15 +124,20 @@ def run(args) -> int:
     for case in cases:
         ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
         folder = out / case.id if batch else out
+        dicom = _dicom_export(args, case, folder, batch)
         if not batch:  # single case: fail before any work
             check_outputs(folder, ext, args.overwrite)
-        plans.append((case, folder, ext))
+            if dicom:
+                dicom.check()
+        plans.append((case, folder, ext, dicom))
     summary = []
-    for case, folder, ext in plans:
+    for case, folder, ext, dicom in plans:
         t0 = time.perf_counter()
         try:
             result = segmenter.run(case, progress)
             paths = write_result(result, folder, ext, args.overwrite)
+            if dicom:
+                paths |= dicom.write(result)
         except BrainMetSegError as exc:
             if not batch:
                 raise
