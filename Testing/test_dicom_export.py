@@ -232,6 +232,10 @@ def test_reference_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="does not match"):
         export_dicom(coarse, lesion_table(coarse), tmp_path / "s", tmp_path / "o", ("seg",), MODEL)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    # the series as a list of files (as Slicer's DICOM database gives it) reads the same
+    assert read_reference_series(files[::-1]).files == read_reference_series(tmp_path / "s").files
+    with pytest.raises(InputError, match="IM0099.dcm: DICOM reference file not found"):
+        read_reference_series([*files, tmp_path / "s" / "IM0099.dcm"])
     # a missing slice in the middle
     files[3].unlink()
     with pytest.raises(InputError, match=r"1 slice\(s\) missing between IM0003.dcm and IM0005.dcm"):
@@ -297,6 +301,11 @@ def test_cli_dicom_outputs(tiny_model, tmp_path, capsys):
     assert seg.number_of_segments == n
     assert seg.get_segment_description(1).SegmentationAlgorithmIdentificationSequence[0].AlgorithmName \
         == "tiny-test"
+    # no lesion: said, and nothing written
+    code, err = run_cli(tmp_path / "s", "-o", tmp_path / "o0", "--dicom", "all", *common[:-5],
+                        "--threshold", "0.999", "--progress", "none", capsys=capsys)
+    assert code == 0 and "no lesion, so no DICOM object written" in err
+    assert not list((tmp_path / "o0").glob("*.dcm"))
     # NIfTI input + --dicom-reference; a mismatched reference fails before inference
     nifti = tmp_path / "ce_t1.nii.gz"
     sitk.WriteImage(read_image(tmp_path / "s"), str(nifti))

@@ -138,6 +138,9 @@ def run(args) -> int:
             paths = write_result(result, folder, ext, args.overwrite)
             if dicom:
                 paths |= dicom.write(result)
+                if not result.n_lesions and not args.quiet:
+                    print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
+                          file=sys.stderr)
         except BrainMetSegError as exc:
             if not batch:
                 raise

@@ -24,6 +24,9 @@ from ..errors import InputError, OutputError
 from ..io import check_writable, default_file_mode
 from .identity import ModelIdentity
 from .reference import ReferenceSeries, check_lattice, labels_on_reference, read_reference_series
+from .rtstruct import build_rtstruct
+from .seg import build_seg
+from .sr import build_sr
 
 DICOM_KINDS = ("seg", "sr", "rtstruct")
 OUTPUT_NAMES = {"seg": "lesions_seg.dcm", "sr": "lesions_sr.dcm", "rtstruct": "lesions_rtstruct.dcm"}
@@ -61,12 +64,13 @@ def write_dataset(ds: pydicom.Dataset, path: Path, overwrite: bool = False) -> P
     return path
 
 
-def export_dicom(labels: sitk.Image, table: list[dict], reference: ReferenceSeries | str | os.PathLike,
-                 outdir: str | os.PathLike, kinds=DICOM_KINDS, model: ModelIdentity | None = None,
+def export_dicom(labels: sitk.Image, table: list[dict],
+                 reference: ReferenceSeries | str | os.PathLike | list[str | os.PathLike], outdir: str | os.PathLike, kinds=DICOM_KINDS, model: ModelIdentity | None = None,
                  overwrite: bool = False, labels_name: str = "label map") -> dict[str, Path]:
     """Write the requested objects (``kinds`` from :data:`DICOM_KINDS`) into ``outdir``.
 
     labels: lesion ids 1..N on a grid that is the reference series' voxel lattice.
+    reference: the series, its folder, or the list of its files.
     Returns ``{"dicom_seg": path, ...}``; empty when there is no lesion (a SEG needs a
     segment, an RTSTRUCT a ROI: nothing is written rather than an empty object).
     """
@@ -86,13 +90,10 @@ def export_dicom(labels: sitk.Image, table: list[dict], reference: ReferenceSeri
                          f"and the lesion table ({len(ids)} rows) disagree; re-measure the label map.")
     objects = {}
     if "seg" in kinds:
-        from .seg import build_seg
         objects["dicom_seg"] = build_seg(reference, frames, model)
     if "sr" in kinds:
-        from .sr import build_sr
         objects["dicom_sr"] = build_sr(reference, objects["dicom_seg"], frames, table, model)
     if "rtstruct" in kinds:
-        from .rtstruct import build_rtstruct
         objects["dicom_rtstruct"] = build_rtstruct(reference, frames, model)
     return {key: write_dataset(ds, paths[key], overwrite) for key, ds in objects.items()}
 

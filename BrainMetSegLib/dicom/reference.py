@@ -9,6 +9,7 @@ directions of ``ImageOrientationPatient``), so frame ``f`` of every exported obj
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +65,10 @@ class ReferenceSeries:
         return image
 
 
-def _dicom_files(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
-    """Every readable DICOM image file directly in ``folder`` (other files are skipped)."""
+def _dicom_files(paths: list[Path]) -> list[tuple[Path, pydicom.Dataset]]:
+    """Every readable DICOM image among ``paths`` (other files are skipped)."""
     out = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(paths):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):
@@ -77,14 +78,25 @@ def _dicom_files(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
     return out
 
 
-def read_reference_series(folder: str | os.PathLike) -> ReferenceSeries:
-    """Read and check the image series in ``folder``; :class:`InputError` naming the file if
-    it is missing, holds no or several series, is multi-frame, lacks geometry attributes,
-    has inconsistent slices or a missing slice (a gap in the slice positions)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: DICOM reference series folder not found.")
-    found = _dicom_files(folder)
+def read_reference_series(source: str | os.PathLike | Sequence[str | os.PathLike]) -> ReferenceSeries:
+    """Read and check the image series in a folder (or given as a list of its files, e.g.
+    from Slicer's DICOM database); :class:`InputError` naming the file if it is missing,
+    holds no or several series, is multi-frame, lacks geometry attributes, has
+    inconsistent slices or a missing slice (a gap in the slice positions)."""
+    if isinstance(source, str | os.PathLike):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: DICOM reference series folder not found.")
+        paths = [p for p in folder.iterdir() if p.is_file()]
+    else:
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise InputError("no DICOM reference files given.")
+        folder = paths[0].parent
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: DICOM reference file not found.")
+    found = _dicom_files(paths)
     if not found:
         raise InputError(f"{folder}: folder holds no DICOM image files (the reference series is missing).")
     series = {str(ds.get("SeriesInstanceUID", "")) for _, ds in found}
