@@ -83,7 +83,7 @@ def keep_locale():
 
 def _ds(values) -> str:
     """DICOM DS values: at most 16 characters each."""
-    return "\\".join(f"{float(v):.6g}" if abs(float(v)) >= 1e-6 else "0" for v in values)
+    return "\\".join(f"{float(v):.9g}" if abs(float(v)) >= 1e-6 else "0" for v in values)
 
 
 def write_series(image: sitk.Image, folder: Path, series_uid: str = SERIES_UID) -> list[Path]:

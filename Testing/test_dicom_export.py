@@ -77,6 +77,21 @@ def test_identity_copied_and_uids_new(exported):
     assert len(uids) == 3
 
 
+def test_non_ascii_identity_kept(tmp_path):
+    """A UTF-8 patient name (Specific Character Set ISO_IR 192) reads back the same."""
+    image = phantom_image("axial", size_xyz=(12, 14, 8))
+    for f in write_series(image, tmp_path / "s"):
+        ds = pydicom.dcmread(f)
+        ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 192", "Müller^Jörg"
+        ds.save_as(f)
+    labels = lesion_labels(image, [((3.0, -7.5, 12.0), 3.0, 0.0)])
+    out = export_dicom(labels, lesion_table(labels), tmp_path / "s", tmp_path / "o", ("seg", "sr", "rtstruct"),
+                       MODEL)
+    for path in out.values():
+        ds = pydicom.dcmread(path)
+        assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == "Müller^Jörg"
+
+
 def test_seg_read_back_by_highdicom(exported):
     seg = hd.seg.segread(exported["paths"]["dicom_seg"])
     assert seg.number_of_segments == len(exported["table"]) == len(LESIONS)

@@ -88,13 +88,20 @@ def export_dicom(labels: sitk.Image, table: list[dict],
     if ids != list(range(1, int(frames.max()) + 1)) or not np.array_equal(np.unique(frames)[1:], ids):
         raise InputError(f"{labels_name}: lesion ids of the label map ({int(frames.max())} lesions) "
                          f"and the lesion table ({len(ids)} rows) disagree; re-measure the label map.")
+    builders = {
+        "seg": lambda: build_seg(reference, frames, model),
+        "sr": lambda: build_sr(reference, objects["dicom_seg"], frames, table, model),
+        "rtstruct": lambda: build_rtstruct(reference, frames, model),
+    }
     objects = {}
-    if "seg" in kinds:
-        objects["dicom_seg"] = build_seg(reference, frames, model)
-    if "sr" in kinds:
-        objects["dicom_sr"] = build_sr(reference, objects["dicom_seg"], frames, table, model)
-    if "rtstruct" in kinds:
-        objects["dicom_rtstruct"] = build_rtstruct(reference, frames, model)
+    for kind in kinds:
+        try:
+            objects[f"dicom_{kind}"] = builders[kind]()
+        except (ValueError, AttributeError, TypeError) as exc:
+            # highdicom checks the source attributes it copies (e.g. a malformed value)
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise InputError(f"{reference.files[0]}: cannot build the DICOM {kind.upper()} from this "
+                             f"series ({detail}).") from None
     return {key: write_dataset(ds, paths[key], overwrite) for key, ds in objects.items()}
 
 
