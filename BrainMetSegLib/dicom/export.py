@@ -65,7 +65,8 @@ def write_dataset(ds: pydicom.Dataset, path: Path, overwrite: bool = False) -> P
 
 
 def export_dicom(labels: sitk.Image, table: list[dict],
-                 reference: ReferenceSeries | str | os.PathLike | list[str | os.PathLike], outdir: str | os.PathLike, kinds=DICOM_KINDS, model: ModelIdentity | None = None,
+                 reference: ReferenceSeries | str | os.PathLike | list[str | os.PathLike],
+                 outdir: str | os.PathLike, kinds=DICOM_KINDS, model: ModelIdentity | None = None,
                  overwrite: bool = False, labels_name: str = "label map") -> dict[str, Path]:
     """Write the requested objects (``kinds`` from :data:`DICOM_KINDS`) into ``outdir``.
 
