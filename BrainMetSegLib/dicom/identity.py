@@ -9,6 +9,12 @@ from .. import __version__
 # Series numbers of the new series (SEG, SR, RTSTRUCT): high, so they sort after the scanner's.
 SERIES_NUMBERS = {"seg": 9901, "sr": 9902, "rtstruct": 9903}
 MANUFACTURER = "BrainMetSeg"
+LO_MAX = 64  # characters of a DICOM LO (Long String) value
+
+
+def lo(text: str) -> str:
+    """``text`` cut to a DICOM LO value's 64 characters."""
+    return text[:LO_MAX]
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class ModelIdentity:
         return cls(model["name"], model["version"], model.get("sha256", ""), params)
 
     @property
+    def label(self) -> str:
+        """"name version", as a DICOM LO value."""
+        return lo(f"{self.name} {self.version}")
+
+    @property
     def software_versions(self) -> str:
         return f"BrainMetSegLib {__version__}"
 
@@ -46,5 +57,5 @@ class ModelIdentity:
         from pydicom.sr.codedict import codes
 
         return hd.AlgorithmIdentificationSequence(
-            name=self.name, family=codes.cid7162.ArtificialIntelligence, version=self.version,
+            name=lo(self.name), family=codes.cid7162.ArtificialIntelligence, version=lo(self.version),
             source=MANUFACTURER, parameters=self.parameters or None)

@@ -27,7 +27,7 @@ from scipy import ndimage
 from skimage import measure
 
 from ..slicer_bridge.naming import segment_color, segment_name
-from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity
+from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity, lo
 from .reference import ReferenceSeries
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -108,10 +108,10 @@ def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = SERIES_NUMBERS["rtstruct"]
-    ds.SeriesDescription = f"Metastases ({model.name} {model.version})"
+    ds.SeriesDescription = lo(f"Metastases ({model.label})")
     ds.OperatorsName = ""
     ds.Manufacturer = MANUFACTURER
-    ds.ManufacturerModelName = model.name
+    ds.ManufacturerModelName = lo(model.name)
     ds.SoftwareVersions = model.software_versions
     ds.DeviceSerialNumber = model.device_serial_number
     ds.InstanceNumber = 1
@@ -119,7 +119,7 @@ def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
     ds.StructureSetTime = ds.InstanceCreationTime = now.strftime("%H%M%S")
     ds.StructureSetLabel = "METASTASES"
     ds.StructureSetName = "Brain metastases"
-    ds.StructureSetDescription = f"Automatic segmentation, {model.name} {model.version}; review before use"
+    ds.StructureSetDescription = f"Automatic segmentation, {model.label}; review before use"
     ds.ApprovalStatus = "UNAPPROVED"
 
     frame_uid = source.FrameOfReferenceUID
@@ -149,7 +149,7 @@ def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
         roi.ROIName = segment_name(lesion_id)
         roi.ROIDescription = "Brain metastasis (automatic)"
         roi.ROIGenerationAlgorithm = "AUTOMATIC"
-        roi.ROIGenerationDescription = f"{model.name} {model.version}"[:64]
+        roi.ROIGenerationDescription = model.label
         rois.append(roi)
         contour = Dataset()
         contour.ReferencedROINumber = lesion_id

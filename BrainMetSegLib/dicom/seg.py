@@ -23,7 +23,7 @@ from ..slicer_bridge.naming import (
     segment_color,
     segment_name,
 )
-from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity
+from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity, lo
 from .reference import ReferenceSeries
 
 CATEGORY = Code(CATEGORY_CODE[1], CATEGORY_CODE[0], CATEGORY_CODE[2])
@@ -62,9 +62,9 @@ def build_seg(reference: ReferenceSeries, labels_frames: np.ndarray,
         segment_descriptions=segment_descriptions(list(range(1, n + 1)), model),
         series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["seg"],
         sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer=MANUFACTURER, manufacturer_model_name=model.name,
+        manufacturer=MANUFACTURER, manufacturer_model_name=lo(model.name),
         software_versions=model.software_versions, device_serial_number=model.device_serial_number,
-        series_description=f"Metastases ({model.name} {model.version})",
+        series_description=lo(f"Metastases ({model.label})"),
         content_label="METASTASES", content_description="Brain metastases, automatic",
         transfer_syntax_uid=ExplicitVRLittleEndian,
         pixel_measures=pixel_measures(reference),

@@ -18,7 +18,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from scipy import ndimage
 
-from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity
+from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity, lo
 from .reference import ReferenceSeries
 from .seg import REGION, TYPE
 
@@ -66,13 +66,13 @@ def build_sr(reference: ReferenceSeries, seg: hd.seg.Segmentation, labels_frames
     ``seg``, values of ``labels_frames``, (slice, row, column) on ``reference``)."""
     boxes = ndimage.find_objects(labels_frames.astype(np.int32, copy=False))
     algorithm = hd.sr.AlgorithmIdentification(
-        name=model.name, version=model.version,
+        name=lo(model.name), version=lo(model.version),
         parameters=[f"{k}={v}" for k, v in model.parameters.items()] or None)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=hd.UID(), name=MANUFACTURER, manufacturer_name=MANUFACTURER,
-            model_name=f"{model.name} {model.version}"))
+            model_name=model.label))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PROCEDURE,
@@ -82,7 +82,7 @@ def build_sr(reference: ReferenceSeries, seg: hd.seg.Segmentation, labels_frames
         evidence=[*reference.datasets, seg], content=report,
         series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["sr"], sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer=MANUFACTURER,
-        series_description=f"Metastasis measurements ({model.name} {model.version})",
+        series_description=lo(f"Metastasis measurements ({model.label})"),
         is_complete=True, is_final=False, is_verified=False)
 
 
