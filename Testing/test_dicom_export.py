@@ -344,3 +344,18 @@ def test_cli_dicom_outputs(tiny_model, tmp_path, capsys):
     code, err = run_cli(nifti, "-o", tmp_path / "o5", "--dicom", "sr", "--dicom-reference", tmp_path / "s",
                         *common, capsys=capsys)
     assert code == 2 and "needs seg" in err
+
+
+def test_cli_batch_dicom_folders(tiny_model, tmp_path, capsys):
+    """Batch of DICOM folders: each case gets its objects; an incomplete series fails only its case."""
+    for name in ("good", "gap"):
+        files = write_series(phantom_image("axial", size_xyz=(20, 24, 12)), tmp_path / name)
+    files[5].unlink()
+    code, err = run_cli(tmp_path / "good", tmp_path / "gap", "-o", tmp_path / "o", "--dicom", "seg,rtstruct",
+                        "--model", tiny_model.folder, "--brain-mask", "none", "--device", "cpu",
+                        "--threshold", "0.2", "--min-volume", "0", "--progress", "none", capsys=capsys)
+    assert code == 1
+    assert "case gap failed" in err and "1 slice(s) missing between IM0005.dcm and IM0007.dcm" in err
+    assert {p.name for p in (tmp_path / "o" / "good").glob("*.dcm")} == {"lesions_seg.dcm",
+                                                                       "lesions_rtstruct.dcm"}
+    assert not list((tmp_path / "o" / "gap").glob("*.dcm"))
