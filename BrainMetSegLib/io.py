@@ -147,17 +147,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def check_writable(path: Path, overwrite: bool) -> None:
-    """Raise :class:`OutputError` if ``path`` exists (without ``overwrite``) or its folder is not writable."""
+def check_writable(path: Path, overwrite: bool, create: bool = True) -> None:
+    """Raise :class:`OutputError` if ``path`` exists (without ``overwrite``) or is a folder, or
+    its folder cannot be written. ``create`` makes the folder; otherwise the nearest existing
+    parent must be a writable folder (a run that fails later then leaves no empty folder)."""
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists; pass --overwrite to replace it.")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder where an output file goes.")
     folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}).") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{folder}: output folder is not writable.")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}).") from None
+    existing = next(f for f in (folder, *folder.parents) if f.exists() or f == f.parent)
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: cannot create the output folder {folder} (a file is in the way).")
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"{existing}: output folder is not writable.")
 
 
 def default_file_mode() -> int:

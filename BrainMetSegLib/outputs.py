@@ -5,10 +5,15 @@ Every file is written atomically; an existing file is replaced only with ``overw
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io as _io
 import json
 import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -17,6 +22,7 @@ from .errors import OutputError
 from .io import check_writable, write_image, write_text
 from .lesions import COLUMNS
 
+LOCK_NAME = ".brainmetseg.lock"
 OUTPUT_NAMES = {"labels": "lesion_labels", "probability": "probability"}
 FORMATS = {"nii.gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha"}
 
@@ -55,7 +61,7 @@ def check_outputs(outdir: Path, ext: str, overwrite: bool) -> dict[str, Path]:
     """Fail before any work if an output exists (without overwrite) or the folder is not writable."""
     paths = planned_paths(outdir, ext)
     for path in paths.values():
-        check_writable(path, overwrite)
+        check_writable(path, overwrite, create=False)
     return paths
 
 
@@ -73,3 +79,72 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False) -> dic
            "lesions": result.n_lesions, "outputs": {k: p.name for k, p in paths.items()}}
     write_text(json.dumps(_json_safe(run), indent=2) + "\n", paths["run"], overwrite)
     return paths
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and missing parents; return the folders created (deepest last)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}).") from None
+    return missing[::-1]
+
+
+@contextlib.contextmanager
+def output_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the duration of a run.
+
+    The lock is ``fcntl.flock`` on ``folder/.brainmetseg.lock`` (non-blocking): a second run
+    into the same folder fails at once with :class:`OutputError` instead of mixing its outputs
+    with the first run's. The folder (and missing parents) is created if needed; if the run
+    fails and a folder created here is left empty, it is removed again, so a failed run leaves
+    nothing behind. The lock file is removed on exit. Yields the folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: output path exists and is not a folder.")
+    created = _make_folders(folder)
+    lock_path = folder / LOCK_NAME
+    fd = -1
+    ok = False
+    try:
+        while True:  # the file may be unlinked by the holder between our open and flock: retry
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot create a lock file in the output folder "
+                                  f"({exc.strerror}).") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                fd = -1
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OutputError(f"{folder}: another brainmetseg run is writing into this folder "
+                                      f"(locked by {lock_path.name}); wait for it or choose another "
+                                      "output folder.") from None
+                raise OutputError(f"{folder}: cannot lock the output folder ({exc.strerror}).") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+            fd = -1
+        yield folder
+        ok = True
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+            os.close(fd)
+        if not ok:
+            for made in reversed(created):
+                with contextlib.suppress(OSError):
+                    made.rmdir()  # only succeeds when empty

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import BrainMetSegError, InputError
 from ..io import format_family, read_csv_rows
-from ..outputs import FORMATS, check_outputs, write_result
+from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import json_lines, no_progress, tqdm_bar
 
@@ -101,6 +101,11 @@ def run(args) -> int:
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
+    with output_folder_lock(out):  # a second run into the same folder fails here, before any work
+        return _run_cases(cases, segmenter, out, batch, progress, args)
+
+
+def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
     plans = []
     for case in cases:
         ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
