@@ -21,10 +21,11 @@ import SimpleITK as sitk
 from .errors import OutputError
 from .io import check_writable, write_image, write_text
 from .lesions import COLUMNS
+from .options import OutputFormat
 
 LOCK_NAME = ".brainmetseg.lock"
 OUTPUT_NAMES = {"labels": "lesion_labels", "probability": "probability"}
-FORMATS = {"nii.gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha"}
+FORMATS = {f.value: f.suffix for f in OutputFormat}
 
 
 def table_csv(rows: list[dict]) -> str:

@@ -25,6 +25,7 @@ from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
+from .options import check_segment_config
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
@@ -40,6 +41,10 @@ class SegmentConfig:
     min_volume_mm3: smaller predicted components are removed (mm^3).
     brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
+    trust_header: use an input's geometry even where its header makes orientation or spacing
+        untrustworthy (NIfTI pixdim <= 0 or no qform/sform code, MetaImage/NRRD spacing <= 0);
+        refused by default, since a wrong orientation silently mirrors every lesion.
+    Every value is checked on creation (:func:`options.check_segment_config`).
     """
 
     model: str = DEFAULT_MODEL
@@ -53,6 +58,10 @@ class SegmentConfig:
     patch_size: tuple[int, int, int] | None = None
     overlap: float | None = None
     blend_mode: str | None = None
+    trust_header: bool = False
+
+    def __post_init__(self):
+        check_segment_config(self)
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,6 @@ class Segmenter:
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
             precision=config.precision)
-        if not 0.0 < self.threshold < 1.0:
-            raise InputError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
         self._net = None
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import BrainMetSegError, InputError
 from ..io import format_family, read_csv_rows
+from ..options import BlendMode, Device, OutputFormat, Precision, ProgressMode, cli_float, values
 from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import json_lines, no_progress, tqdm_bar
@@ -28,19 +29,23 @@ def add_arguments(p) -> None:
     p.add_argument("--manifest", metavar="CSV",
                    help="CSV with one case per row: columns case_id, t1ce, and optional t1, t2, flair")
     p.add_argument("--model", default=SegmentConfig.model, help="model name (see `brainmetseg models`) or folder")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    p.add_argument("--device", default="auto", choices=values(Device))
+    p.add_argument("--precision", default="auto", choices=values(Precision),
                    help="bf16 autocast speeds up CPUs with bf16 support; auto = fp16 on CUDA, fp32 on CPU")
-    p.add_argument("--threshold", type=float, help="probability threshold (default: the model card's)")
-    p.add_argument("--min-volume", type=float, metavar="MM3",
+    p.add_argument("--threshold", type=cli_float, help="probability threshold (default: the model card's)")
+    p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
     p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
                    help="brain extraction: deepbet (default), none for skull-stripped input, or a mask file")
-    p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the card's)")
-    p.add_argument("--blend", choices=("constant", "gaussian"), help="how overlapping windows combine")
-    p.add_argument("--format", choices=tuple(FORMATS), help="image output format (default: like the input)")
+    p.add_argument("--overlap", type=cli_float, help="sliding-window overlap in [0, 1) (default: the card's)")
+    p.add_argument("--blend", choices=values(BlendMode), help="how overlapping windows combine")
+    p.add_argument("--format", choices=values(OutputFormat), help="image output format (default: like the input)")
+    p.add_argument("--trust-header", action="store_true",
+                   help="use an image whose header makes orientation or spacing untrustworthy (NIfTI pixdim "
+                        "<= 0 or qform_code = sform_code = 0; MetaImage/NRRD spacing <= 0) as ITK reads it; "
+                        "refused by default because a wrong orientation mirrors every lesion silently")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
+    p.add_argument("--progress", default="bar", choices=values(ProgressMode))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -96,7 +101,8 @@ def run(args) -> int:
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
-                           brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend)
+                           brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
+                           trust_header=args.trust_header)
     segmenter = Segmenter(config)
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
