@@ -20,12 +20,13 @@ import SimpleITK as sitk
 
 from . import __version__
 from .coregister import onto_ce_t1
-from .errors import InputError
+from .errors import BrainMetSegError, InputError, ModelError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .options import check_segment_config
+from .plausibility import brain_volume_note, image_notes
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
@@ -98,6 +99,7 @@ class Result:
     table: list[dict]
     timings_s: dict[str, float]
     provenance: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_lesions(self) -> int:
@@ -160,10 +162,12 @@ class Segmenter:
             self._net = self.package.load_network(self.device)
         return self._net
 
-    def _read(self, inputs: CaseInputs, timer: _Timer) -> list[sitk.Image]:
+    def _read(self, inputs: CaseInputs, timer: _Timer, warnings: list[str]) -> list[sitk.Image]:
         order = _check_sequences(inputs, self.package)
         with timer.stage("read", "reading images"):
-            images = {s: read_scalar_volume(p, SEQUENCE_LABELS[s]) for s, p in inputs.given().items()}
+            images = {s: read_scalar_volume(p, SEQUENCE_LABELS[s], self.config.trust_header, warnings)
+                      for s, p in inputs.given().items()}
+            warnings += [f"{inputs.t1ce}: {note}" for note in image_notes(images["t1ce"])]
         if len(order) > 1:
             with timer.stage("coregister", "co-registering extra sequences to the CE-T1"):
                 for s in order[1:]:
@@ -175,8 +179,15 @@ class Segmenter:
         """Segment one case (paths in ``inputs``); see :func:`segment`."""
         inputs = CaseInputs(inputs) if isinstance(inputs, str | Path) else inputs
         timer = _Timer(progress or no_progress, cancel)
-        images = self._read(inputs, timer)
-        result = self.run_images(images, timer, inputs.id, cancel)
+        warnings: list[str] = []
+        images = self._read(inputs, timer, warnings)
+        try:
+            result = self.run_images(images, timer, inputs.id, cancel)
+        except BrainMetSegError as exc:  # name the case's file in errors from later stages
+            if str(inputs.t1ce) in str(exc):
+                raise
+            raise type(exc)(f"{inputs.t1ce}: {exc}") from None
+        result.warnings[:0] = warnings
         result.provenance["inputs"] = {s: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
                                        for s, p in inputs.given().items()}
         return result
@@ -186,16 +197,23 @@ class Segmenter:
         """Segment images already read (CE-T1 first, extras on its grid)."""
         with timer.stage("preprocess", f"resampling, brain mask ({self.config.brain_mask}), normalising"):
             pre = preprocess(images, self.preprocess_config)
+            if not np.isfinite(pre.array).all():
+                raise InputError("intensities became non-finite during preprocessing (values too large?); "
+                                 "rescale the image.")
+            note = brain_volume_note(pre.brain_ml, self.config.brain_mask)
         with timer.stage("load_model", f"loading model {self.package.card.name}"):
             net = self.net
         with timer.stage("inference", "sliding-window inference"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel)
+            if not np.isfinite(prob).all():
+                raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage("postprocess", "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
             labels = rethreshold(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)
-        return Result(case_id, labels, probability, table, timer.timings, self.provenance())
+        return Result(case_id, labels, probability, table, timer.timings, self.provenance(),
+                      [note] if note else [])
 
     def provenance(self) -> dict:
         card = self.package.card

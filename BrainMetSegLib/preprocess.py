@@ -47,11 +47,13 @@ class PreprocessConfig:
 
 @dataclass
 class Preprocessed:
-    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask."""
+    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask;
+    brain_ml: volume of the brain mask before dilation (mL)."""
 
     array: np.ndarray
     brain: np.ndarray
     geometry: Geometry
+    brain_ml: float = float("nan")
 
 
 def _ball(radius_mm: float, spacing_xyz) -> np.ndarray:
@@ -148,4 +150,5 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     start_xyz = [s.start for s in box[::-1]]
     size_xyz = [s.stop - s.start for s in box[::-1]]
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
-    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry)
+    brain_ml = float(brain.sum()) * float(np.prod(grid.spacing_xyz)) / 1000.0
+    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry, brain_ml)

@@ -10,7 +10,16 @@ from pathlib import Path
 
 from ..errors import BrainMetSegError, InputError
 from ..io import format_family, read_csv_rows
-from ..options import BlendMode, Device, OutputFormat, Precision, ProgressMode, cli_float, values
+from ..options import (
+    BlendMode,
+    Device,
+    MaskMethod,
+    OutputFormat,
+    Precision,
+    ProgressMode,
+    cli_float,
+    values,
+)
 from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import json_lines, no_progress, tqdm_bar
@@ -65,9 +74,22 @@ def read_manifest(path: str) -> list[CaseInputs]:
                 return None
             return value if Path(value).is_absolute() else str(p.parent / value)
 
+        case_id = row.get("case_id") or None
+        if case_id is not None:
+            check_case_id(case_id, f"{p}, line {n}")
         cases.append(CaseInputs(resolve(image), resolve(row.get("t1")), resolve(row.get("t2")),
-                                resolve(row.get("flair")), row.get("case_id") or None))
+                                resolve(row.get("flair")), case_id))
     return cases
+
+
+def check_case_id(case_id: str, where: str) -> None:
+    """A case id names one sub-folder of the output folder: refuse anything that could leave it
+    (``..``, an absolute path, a path separator, control characters)."""
+    bad = (case_id in (".", "..") or "/" in case_id or "\\" in case_id or Path(case_id).is_absolute()
+           or any(ord(c) < 32 for c in case_id) or len(case_id) > 200)
+    if bad:
+        raise InputError(f"{where}: case_id {case_id!r} is not a plain folder name (no '/', '\\', '..', "
+                         "control characters; at most 200 characters); outputs must stay inside -o.")
 
 
 def _cases(args) -> list[CaseInputs]:
@@ -83,6 +105,14 @@ def _cases(args) -> list[CaseInputs]:
     if dupes:
         raise InputError(f"case ids are not unique ({', '.join(dupes)}); set case_id in a manifest.")
     return cases
+
+
+def _protected(case: CaseInputs, args) -> list[str]:
+    """Files the run reads, which no output may replace."""
+    extra = [args.manifest] if args.manifest else []
+    if args.brain_mask not in values(MaskMethod):
+        extra.append(args.brain_mask)
+    return [*case.given().values(), *extra]
 
 
 def _reporter(args):
@@ -117,14 +147,14 @@ def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
         ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
         folder = out / case.id if batch else out
         if not batch:  # single case: fail before any work
-            check_outputs(folder, ext, args.overwrite)
+            check_outputs(folder, ext, args.overwrite, _protected(case, args))
         plans.append((case, folder, ext))
     summary = []
     for case, folder, ext in plans:
         t0 = time.perf_counter()
         try:
             result = segmenter.run(case, progress)
-            paths = write_result(result, folder, ext, args.overwrite)
+            paths = write_result(result, folder, ext, args.overwrite, _protected(case, args))
         except BrainMetSegError as exc:
             if not batch:
                 raise
@@ -132,13 +162,17 @@ def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
             summary.append({"case_id": case.id, "status": "failed", "lesions": "", "total_volume_mm3": "",
                             "seconds": f"{time.perf_counter() - t0:.1f}", "message": str(exc)})
             continue
+        if not args.quiet:
+            for note in result.warnings:
+                print(f"brainmetseg segment: warning: {note}", file=sys.stderr)
         volume = sum(r["volume_mm3"] for r in result.table)
         summary.append({"case_id": case.id, "status": "ok", "lesions": result.n_lesions,
                         "total_volume_mm3": f"{volume:.1f}", "seconds": f"{time.perf_counter() - t0:.1f}",
                         "message": ""})
         if args.progress == "json" and not args.quiet:
             print(json.dumps({"type": "result", "case": case.id, "lesions": result.n_lesions,
-                              "outputs": {k: str(p) for k, p in paths.items()}}), flush=True)
+                              "outputs": {k: str(p) for k, p in paths.items()},
+                              "warnings": result.warnings}), flush=True)
         elif not args.quiet:
             print(f"{case.id}: {result.n_lesions} lesion(s), {volume:.1f} mm^3 -> {folder}", file=sys.stderr)
     failed = [s for s in summary if s["status"] == "failed"]
