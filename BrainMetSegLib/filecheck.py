@@ -138,7 +138,7 @@ def _BytesIO(b: bytes):
     return io.BytesIO(b)
 
 
-def check_nifti(path: Path, findings: HeaderFindings) -> None:
+def check_nifti(path: Path, findings: HeaderFindings, values: bool = True) -> None:
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"  # by content: ITK reads either whatever the name says
     data = _read_stream(path, "gzip" if gz else "raw")
@@ -163,7 +163,7 @@ def check_nifti(path: Path, findings: HeaderFindings) -> None:
         present = max(len(data) - offset, 0)
         if present < declared:
             raise _short(declared, present, f"voxel data ({'x'.join(map(str, dim[1:ndim + 1]))} {dtype})")
-        if dtype.kind == "f":
+        if values and dtype.kind == "f":
             voxels = np.frombuffer(data, dtype, count, offset)
             bad = int(np.count_nonzero(~np.isfinite(voxels)))
             if bad:
@@ -344,14 +344,14 @@ def check_nrrd(path: Path, findings: HeaderFindings) -> None:
         raise _short(declared, max(present, 0), f"voxel data{where}")
 
 
-def check_image_file(path: Path) -> HeaderFindings:
+def check_image_file(path: Path, values: bool = True) -> HeaderFindings:
     """Check an image file (not a DICOM folder) before ITK reads it; :class:`FileProblem` if
-    damaged, findings for untrusted geometry."""
+    damaged (or, with ``values``, holding NaN/Inf NIfTI voxels), findings for untrusted geometry."""
     require_regular(path, "image file")
     findings = HeaderFindings()
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        check_nifti(path, findings)
+        check_nifti(path, findings, values)
     elif name.endswith((".mha", ".mhd")):
         check_metaimage(path, findings)
     elif name.endswith((".nrrd", ".nhdr")):

@@ -123,7 +123,13 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
     warnings = [] if warnings is None else warnings
     kind = _check_file(p, role, trust_header, warnings)
     try:
-        image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+        with tempfile.TemporaryFile() as chatter:
+            with _stderr_to(chatter):  # ITK prints warnings on stderr; they become our warnings
+                image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+            chatter.seek(0)
+            said = [ln.strip() for ln in chatter.read().decode("utf-8", "replace").splitlines()
+                    if ln.strip() and not ln.startswith("WARNING: In ")]
+        warnings.extend(f"{p}: ITK reported while reading: {line[:300]}" for line in dict.fromkeys(said))
     except InputError:
         raise
     except RuntimeError as exc:
@@ -292,7 +298,7 @@ def verify_image_file(path: Path, image: sitk.Image) -> None:
     """Check that ``path`` holds all of ``image``: the file is complete
     (declared data size present, compressed stream intact) and its header has the image's
     size and spacing. Raises :class:`FileProblem`."""
-    check_image_file(path)
+    check_image_file(path, values=False)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
