@@ -14,8 +14,9 @@ ITK does, and reports:
 
 Special files (named pipes, devices) are refused before anything opens them: reading a
 FIFO blocks forever. The same completeness check verifies files this library writes.
-Formats covered: NIfTI-1/2 (.nii, .nii.gz), MetaImage (.mha, .mhd + data file), NRRD
-(.nrrd, .nhdr + data file); DICOM folders are checked for special files.
+Formats covered: NIfTI-1/2 (.nii, .nii.gz, .hdr/.img pairs), Analyze 7.5 (orientation
+untrusted), MetaImage (.mha, .mhd + data file), NRRD (.nrrd, .nhdr + data file); DICOM
+folders are checked for special files.
 """
 
 from __future__ import annotations
@@ -344,6 +345,37 @@ def check_nrrd(path: Path, findings: HeaderFindings) -> None:
         raise _short(declared, max(present, 0), f"voxel data{where}")
 
 
+def check_analyze_pair(path: Path, findings: HeaderFindings) -> None:
+    """A .hdr/.img pair: NIfTI-1 pair (magic ``ni1``) fields as :func:`check_nifti`; plain
+    Analyze 7.5 stores no orientation at all; the .img must hold the declared data."""
+    name = path.name
+    stem = name[: -len(".gz")] if name.lower().endswith(".gz") else name
+    gz = stem != name
+    header = path.with_name(stem[:-4] + ".hdr" + (".gz" if gz else ""))
+    image = path.with_name(stem[:-4] + ".img" + (".gz" if gz else ""))
+    require_regular(header, f"header file {header}")
+    require_regular(image, f"data file {image}")
+    head = _read_stream(header, "gzip" if gz else "raw")
+    hdr = _nifti_header(head)
+    if hdr is None:
+        return
+    if hdr["magic"] not in (b"ni1", b"ni2"):
+        findings.untrusted.append("Analyze 7.5 header (.hdr/.img without NIfTI magic): no orientation is "
+                                  "stored, so left/right is a guess")
+    else:
+        check_nifti(header, findings, values=False)
+    dim = [int(d) for d in hdr["dim"]]
+    try:
+        itemsize = hdr.get_data_dtype().itemsize
+    except Exception:  # noqa: BLE001 - unknown datatype: ITK decides
+        return
+    if 1 <= dim[0] <= 7:
+        declared = math.prod(dim[1:dim[0] + 1]) * itemsize
+        present = len(_read_stream(image, "gzip" if gz else "raw")) - max(int(hdr["vox_offset"]), 0)
+        if present < declared:
+            raise _short(declared, max(present, 0), f"voxel data in {image.name}")
+
+
 def check_image_file(path: Path, values: bool = True) -> HeaderFindings:
     """Check an image file (not a DICOM folder) before ITK reads it; :class:`FileProblem` if
     damaged (or, with ``values``, holding NaN/Inf NIfTI voxels), findings for untrusted geometry."""
@@ -356,4 +388,6 @@ def check_image_file(path: Path, values: bool = True) -> HeaderFindings:
         check_metaimage(path, findings)
     elif name.endswith((".nrrd", ".nhdr")):
         check_nrrd(path, findings)
+    elif name.endswith((".hdr", ".img", ".hdr.gz", ".img.gz")):
+        check_analyze_pair(path, findings)
     return findings

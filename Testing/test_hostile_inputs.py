@@ -171,6 +171,14 @@ def _(d):
     return Hostile([p], 2, "det.raw", "truncated")
 
 
+@case("nifti pair with a short .img")
+def _(d):
+    arr = sitk.GetArrayFromImage(make_volume()).transpose(2, 1, 0)
+    nib.save(nib.Nifti1Pair(arr, np.eye(4)), str(d / "pair.hdr"))
+    _cut(d / "pair.img", 0.5)
+    return Hostile([d / "pair.hdr"], 2, "pair.img", "truncated")
+
+
 # ---- 2. orientation that cannot be trusted ----------------------------------------------------
 
 @case("nifti pixdim[1] = -1")
@@ -206,6 +214,13 @@ def _(d):
               "spacings: 1 1 1\nendian: little\nencoding: raw\n\n")
     p.write_bytes(header.encode() + arr.astype("<f4").tobytes())
     return Hostile([p], 2, str(p), "space directions")
+
+
+@case("analyze 7.5 without orientation")
+def _(d):
+    arr = sitk.GetArrayFromImage(make_volume()).transpose(2, 1, 0)
+    nib.save(nib.AnalyzeImage(arr, np.eye(4)), str(d / "old.hdr"))
+    return Hostile([d / "old.hdr"], 2, str(d / "old.hdr"), "Analyze 7.5")
 
 
 # ---- 3. values the pipeline cannot represent --------------------------------------------------
@@ -311,6 +326,22 @@ def _manifest(d, case_id):
 case("manifest case_id ../x")(lambda d: _manifest(d, "../escaped"))
 case("manifest case_id absolute")(lambda d: _manifest(d, str(d / "abs")))
 case("manifest case_id with a separator")(lambda d: _manifest(d, "a/b"))
+
+
+@case("batch input whose name makes the case id '..'")
+def _(d):
+    (d / "sub").mkdir()
+    escaping = d / "sub" / ".."
+    return Hostile([_image(d / "ok.nii.gz"), escaping], 2, str(escaping), "case_id '..'")
+
+
+@case("manifest written where summary.csv goes")
+def _(d):
+    out = d / "out"
+    out.mkdir()
+    m = out / "summary.csv"
+    m.write_text(f"case_id,t1ce\nc1,{_image(d / 'ok.nii.gz')}\n")
+    return Hostile(["--manifest", m], 4, str(m), "input", extra=["-o", out, "--overwrite"])
 
 
 # ---- 9. special files and unreadable manifests ------------------------------------------------

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from ..errors import BrainMetSegError, InputError
+from ..errors import BrainMetSegError, InputError, OutputError
 from ..io import format_family, read_csv_rows
 from ..options import (
     BlendMode,
@@ -107,6 +108,22 @@ def _cases(args) -> list[CaseInputs]:
     return cases
 
 
+def _summary_target(out: Path, args) -> Path:
+    """``out/summary.csv``, unless that file is one of the run's inputs."""
+    target = out / "summary.csv"
+    if target.exists() and any(Path(f).exists() and os.path.samefile(target, f) for f in _inputs_of(args)):
+        raise OutputError(f"{target}: is an input of this run; choose another output folder "
+                          "(inputs are never overwritten).")
+    return target
+
+
+def _inputs_of(args) -> list[str]:
+    files = [*args.inputs, *(p for p in (args.t1, args.t2, args.flair, args.manifest) if p)]
+    if args.manifest:
+        files += [p for c in read_manifest(args.manifest) for p in c.given().values()]
+    return files
+
+
 def _protected(case: CaseInputs, args) -> list[str]:
     """Files the run reads, which no output may replace."""
     extra = [args.manifest] if args.manifest else []
@@ -124,6 +141,11 @@ def _reporter(args):
 def run(args) -> int:
     cases = _cases(args)
     batch = len(cases) > 1 or bool(args.manifest)
+    if batch:  # each case gets a sub-folder named by its id (manifest ids were checked per line)
+        for c in cases:
+            if not c.case_id:
+                check_case_id(c.id, str(c.t1ce))
+        _summary_target(Path(args.output), args)
     if not batch:  # report a missing file before the model is loaded
         for seq, path in cases[0].given().items():
             if not Path(path).exists():
@@ -189,7 +211,7 @@ def _write_summary(summary: list[dict], out: Path, args) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(summary[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(summary)
-    write_text(buf.getvalue(), out / "summary.csv", overwrite=True)
+    write_text(buf.getvalue(), _summary_target(out, args), overwrite=True)
     if args.quiet:
         return
     ok = sum(s["status"] == "ok" for s in summary)
