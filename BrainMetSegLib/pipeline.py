@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .coregister import onto_ce_t1
-from .errors import BrainMetSegError, InputError, ModelError
+from .errors import InputError, ModelError, OutOfMemoryError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
@@ -183,7 +183,7 @@ class Segmenter:
         images = self._read(inputs, timer, warnings)
         try:
             result = self.run_images(images, timer, inputs.id, cancel)
-        except BrainMetSegError as exc:  # name the case's file in errors from later stages
+        except (InputError, OutOfMemoryError) as exc:  # name the case's file (model errors name theirs)
             if str(inputs.t1ce) in str(exc):
                 raise
             raise type(exc)(f"{inputs.t1ce}: {exc}") from None

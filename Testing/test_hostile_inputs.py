@@ -300,6 +300,52 @@ for _name, _changes in CARD_FAULTS.items():
     case(f"card {_name}")(lambda d, tiny, c=_changes: _card(d, tiny, **c))
 
 
+def _model_copy(d, tiny):
+    folder = d / "model"
+    shutil.copytree(tiny.folder, folder)
+    return folder
+
+
+@case("model card is a named pipe")
+def _(d, tiny):
+    folder = _model_copy(d, tiny)
+    (folder / "model.json").unlink()
+    os.mkfifo(folder / "model.json")
+    return Hostile([_image(d / "ok.nii.gz")], 3, str(folder / "model.json"), "named pipe", model=folder)
+
+
+@case("weights symlinked out of the package")
+def _(d, tiny):
+    folder = _model_copy(d, tiny)
+    outside = d / "outside.safetensors"
+    (folder / "model.safetensors").rename(outside)
+    (folder / "model.safetensors").symlink_to(outside)
+    return Hostile([_image(d / "ok.nii.gz")], 3, "weights", "outside the package folder", model=folder)
+
+
+@case("weights file is a named pipe")
+def _(d, tiny):
+    folder = _model_copy(d, tiny)
+    (folder / "model.safetensors").unlink()
+    os.mkfifo(folder / "model.safetensors")
+    return Hostile([_image(d / "ok.nii.gz")], 3, str(folder / "model.safetensors"), "named pipe", model=folder)
+
+
+@case("mhd whose data file is a named pipe")
+def _(d):
+    p = _image(d / "piped.mhd")
+    (d / "piped.raw").unlink()
+    os.mkfifo(d / "piped.raw")
+    return Hostile([p], 2, str(d / "piped.raw"), "named pipe")
+
+
+@case("-o is an existing file")
+def _(d):
+    blocker = d / "taken.txt"
+    blocker.write_text("mine")
+    return Hostile([_image(d / "ok.nii.gz")], 4, str(blocker), "not a folder", extra=["-o", blocker])
+
+
 # ---- 5./6. outputs: never over an input, never outside -o -------------------------------------
 
 @case("input named like an output, --overwrite")

@@ -159,8 +159,11 @@ def run(args) -> int:
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
-    with output_folder_lock(out):  # a second run into the same folder fails here, before any work
-        return _run_cases(cases, segmenter, out, batch, progress, args)
+    try:
+        with output_folder_lock(out):  # a second run into the same folder fails here, before any work
+            return _run_cases(cases, segmenter, out, batch, progress, args)
+    finally:
+        getattr(progress, "close", lambda: None)()
 
 
 def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
@@ -180,6 +183,7 @@ def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
         except BrainMetSegError as exc:
             if not batch:
                 raise
+            getattr(progress, "close", lambda: None)()
             print(f"brainmetseg segment: case {case.id} failed: {exc}", file=sys.stderr)
             summary.append({"case_id": case.id, "status": "failed", "lesions": "", "total_volume_mm3": "",
                             "seconds": f"{time.perf_counter() - t0:.1f}", "message": str(exc)})
