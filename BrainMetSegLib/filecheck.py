@@ -174,7 +174,7 @@ def check_nifti(path: Path, findings: HeaderFindings, values: bool = True) -> No
     for i in range(1, min(ndim, 3) + 1):
         if not (math.isfinite(pixdim[i]) and pixdim[i] > 0):
             findings.untrusted.append(f"NIfTI header field pixdim[{i}] = {pixdim[i]:g} (a voxel size "
-                                      "must be > 0; ITK would use its absolute value or 1 mm)")
+                                      "must be > 0; ITK would flip that axis for a negative one and use 1 mm for 0)")
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     if qcode == 0 and scode == 0:
         findings.untrusted.append("NIfTI header fields qform_code = sform_code = 0: no orientation is "
