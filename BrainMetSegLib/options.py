@@ -65,6 +65,7 @@ class ProgressMode(StrEnum):
     NONE = "none"
 
 
+# Input sequences a model can take, in the order of a card's input_sequences; t1ce comes first.
 SEQUENCES = ("t1ce", "t1", "t2", "flair")
 
 

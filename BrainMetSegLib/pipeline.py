@@ -25,12 +25,11 @@ from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
-from .options import check_segment_config
+from .options import SEQUENCES, check_segment_config
 from .plausibility import brain_volume_note, image_notes
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
-SEQUENCES = ("t1ce", "t1", "t2", "flair")
 SEQUENCE_LABELS = {"t1ce": "CE-T1", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
 
 
