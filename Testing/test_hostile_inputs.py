@@ -627,6 +627,22 @@ def test_second_run_into_a_locked_folder_fails(tiny_model, volume_file, tmp_path
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_batch_locks_each_case_folder(tiny_model, volume_file, tmp_path, capfd):
+    """A batch locks case folders, not the whole -o (shards of a cohort may share it): a case
+    whose folder another run holds fails, the others are written."""
+    other = _image(tmp_path / "other.nii.gz", make_volume(seed=3))
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,t1ce\nbusy,{volume_file}\nfree,{other}\n")
+    out = tmp_path / "o"
+    with output_folder_lock(out / "busy"):
+        code, _, err = run_segment(["--manifest", manifest, "-o", out, "--model", tiny_model.folder,
+                                    "--brain-mask", "none", "--device", "cpu", "--progress", "none"], capfd)
+    assert code == 1, err
+    assert "case busy failed" in err and "another brainmetseg run" in err
+    assert (out / "free" / "run.json").is_file() and not any((out / "busy").iterdir())
+    assert "busy,failed" in (out / "summary.csv").read_text()
+
+
 def test_lock_is_seen_by_another_process(tiny_model, volume_file, tmp_path):
     """The lock holds across processes (flock), so two concurrent runs cannot mix outputs."""
     out = tmp_path / "o"

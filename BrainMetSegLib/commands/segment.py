@@ -160,26 +160,28 @@ def run(args) -> int:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
     try:
-        with output_folder_lock(out):  # a second run into the same folder fails here, before any work
-            return _run_cases(cases, segmenter, out, batch, progress, args)
+        return _run_cases(cases, segmenter, out, batch, progress, args)
     finally:
         getattr(progress, "close", lambda: None)()
 
 
+def _segment_case(case: CaseInputs, segmenter: Segmenter, folder: Path, progress, args):
+    """Segment one case into ``folder`` under the folder's lock (a second run into the same
+    folder fails before any work; batch runs lock each case folder, so shards can share -o)."""
+    ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
+    with output_folder_lock(folder):
+        check_outputs(folder, ext, args.overwrite, _protected(case, args))  # fail before any work
+        result = segmenter.run(case, progress)
+        return result, write_result(result, folder, ext, args.overwrite, _protected(case, args))
+
+
 def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
-    plans = []
-    for case in cases:
-        ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
-        folder = out / case.id if batch else out
-        if not batch:  # single case: fail before any work
-            check_outputs(folder, ext, args.overwrite, _protected(case, args))
-        plans.append((case, folder, ext))
     summary = []
-    for case, folder, ext in plans:
+    for case in cases:
+        folder = out / case.id if batch else out
         t0 = time.perf_counter()
         try:
-            result = segmenter.run(case, progress)
-            paths = write_result(result, folder, ext, args.overwrite, _protected(case, args))
+            result, paths = _segment_case(case, segmenter, folder, progress, args)
         except BrainMetSegError as exc:
             if not batch:
                 raise
