@@ -276,7 +276,7 @@ def _atomic_target(path: Path) -> Path:
 def _stderr_to(sink):
     """Send file descriptor 2 to ``sink`` for a while: ITK's NIfTI writer reports a short write
     (``** ERROR: NWAD``) on stderr and returns normally; the caller turns it into one error line."""
-    sys.stderr.flush()
+    getattr(sys.stderr, "flush", lambda: None)()
     saved = os.dup(2)
     try:
         os.dup2(sink.fileno(), 2)
@@ -363,8 +363,8 @@ def stage_text(text: str, path: str | os.PathLike) -> Path:
 def commit(staged: list[tuple[Path, Path]]) -> None:
     """Rename verified temporary files onto their final names, with SIGINT/SIGTERM held back
     until all are in place (a signal cannot leave a label map without its table)."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    mask = getattr(signal, "pthread_sigmask", None)  # POSIX only
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if mask else None
     done = 0
     try:
         for tmp, path in staged:
@@ -376,7 +376,8 @@ def commit(staged: list[tuple[Path, Path]]) -> None:
     finally:
         for tmp, _ in staged[done:]:
             tmp.unlink(missing_ok=True)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if mask:
+            mask(signal.SIG_SETMASK, previous)
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False,

@@ -147,7 +147,7 @@ class Segmenter:
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
-            normalisation=card.normalisation, device=self.device)
+            normalisation=card.normalisation, device=self.device, trust_header=config.trust_header)
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
