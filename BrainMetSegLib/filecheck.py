@@ -22,7 +22,6 @@ folders are checked for special files.
 from __future__ import annotations
 
 import bz2
-import gzip
 import math
 import os
 import re
@@ -100,7 +99,7 @@ def _read_stream(path: Path, codec: str, offset: int = 0, limit: int | None = No
         return raw
     try:
         if codec == "gzip":
-            return gzip.decompress(raw)
+            return _gunzip(raw)
         if codec == "bzip2":
             return bz2.decompress(raw)
         d = zlib.decompressobj(47)  # zlib or gzip header, as MetaIO writes
@@ -112,6 +111,21 @@ def _read_stream(path: Path, codec: str, offset: int = 0, limit: int | None = No
         raise FileProblem(f"the {codec} stream ends early: the file was cut short (truncated)") from None
     except (OSError, zlib.error, ValueError) as exc:
         raise FileProblem(f"the {codec} stream is corrupt ({exc})") from None
+
+
+def _gunzip(raw: bytes) -> bytes:
+    """Every member of a gzip file, CRC and length checked by zlib; trailing zero padding (left
+    by some copy tools, ignored by ITK's zlib reader) is accepted."""
+    out, data = [], raw
+    while data:
+        d = zlib.decompressobj(31)
+        out.append(d.decompress(data))
+        if not d.eof:
+            raise EOFError("gzip stream ended before the end-of-stream marker")
+        data = d.unused_data
+        if not data.strip(b"\0"):
+            break
+    return b"".join(out)
 
 
 def _short(declared: int, present: int, what: str) -> FileProblem:
