@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .filecheck import file_kind
 from .io import sha256_file
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
@@ -62,7 +63,15 @@ class ModelCard:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"{source}: model card has unknown fields {unknown}.")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+
+    def __post_init__(self):
+        from .options import check_card
+
+        check_card(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +86,13 @@ class ModelPackage:
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / self.card.weights
+        """The weights file; :class:`ModelError` if the card's ``weights`` leaves the package folder."""
+        folder = self.folder.resolve()
+        path = (folder / self.card.weights).resolve()
+        if Path(self.card.weights).is_absolute() or not path.is_relative_to(folder):
+            raise ModelError(f"{self.folder / CARD_NAME}: model card field 'weights' ({self.card.weights!r}) "
+                             "points outside the package folder; weights must be a file inside it.")
+        return path
 
     def build_network(self):
         """The untrained network the card describes (one output channel: metastasis logit)."""
@@ -110,8 +125,10 @@ class ModelPackage:
 def verify_weights(package: ModelPackage) -> None:
     """Raise :class:`ModelError` unless the weights exist and match the card's sha256."""
     path = package.weights_path
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file named by the model card is missing.")
+    kind = file_kind(path)
+    if kind != "file":
+        raise ModelError(f"{path}: weights file named by the model card is "
+                         f"{'missing' if kind == 'missing' else 'a ' + kind + ', not a regular file'}.")
     if not package.card.sha256:
         raise ModelError(f"{package.folder / CARD_NAME}: model card has no sha256 for its weights.")
     actual = sha256_file(path)
@@ -149,19 +166,20 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
     candidate = Path(name_or_path)
     folder = candidate if candidate.is_dir() else _registry_folder(str(name_or_path), registry)
     card_path = folder / CARD_NAME
-    if not card_path.is_file():
+    kind = file_kind(card_path)
+    if kind == "missing":
         raise ModelError(f"{folder}: not a model package ({CARD_NAME} is missing).")
+    if kind != "file":
+        raise ModelError(f"{card_path}: model card is a {kind}, not a regular file.")
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{card_path}: model card is not valid JSON ({exc}).") from None
-    card = ModelCard.from_dict(data, str(card_path))
-    from .architectures import ARCHITECTURES
-
-    if card.architecture not in ARCHITECTURES:
-        raise ModelError(f"{card_path}: unknown architecture {card.architecture!r} "
-                         f"(known: {', '.join(ARCHITECTURES)}).")
-    return ModelPackage(card, folder)
+    if not isinstance(data, dict):
+        raise ModelError(f"{card_path}: model card must be a JSON object.")
+    package = ModelPackage(ModelCard.from_dict(data, str(card_path)), folder)
+    package.weights_path  # noqa: B018 - refuses weights outside the folder before any use
+    return package
 
 
 def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: bool = False) -> ModelPackage:

@@ -53,7 +53,8 @@ def json_lines(stream=None) -> ProgressCallback:
 
 
 def tqdm_bar() -> ProgressCallback:
-    """Callback that renders events as one tqdm bar per stage on stderr."""
+    """Callback that renders events as one tqdm bar per stage on stderr (a terminal only: logs and
+    pipes get no carriage-return noise)."""
     from tqdm import tqdm
 
     state: dict = {"stage": None, "bar": None, "closed": None}
@@ -65,7 +66,7 @@ def tqdm_bar() -> ProgressCallback:
             if state["bar"] is not None:
                 state["bar"].close()
             state["stage"] = event.stage
-            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False,
+            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False, disable=None,
                                 bar_format="{desc:>12}: {percentage:3.0f}%|{bar}| {postfix}")
         bar = state["bar"]
         bar.n = round(100 * min(max(event.fraction, 0.0), 1.0))
@@ -75,6 +76,13 @@ def tqdm_bar() -> ProgressCallback:
             bar.close()
             state["stage"], state["bar"], state["closed"] = None, None, event.stage
 
+    def close() -> None:
+        """Clear an unfinished bar (a stage that failed), so an error starts a clean line."""
+        if state["bar"] is not None:
+            state["bar"].close()
+        state["stage"], state["bar"] = None, None
+
+    emit.close = close
     return emit
 
 
