@@ -1,0 +1,324 @@
+"""One review session: a result folder shown in a Slicer scene, re-thresholded, edited, saved.
+
+The session holds no user-interface code: the web application (:mod:`.app`) and the
+offscreen tests drive the same methods. Views (slice views Red/Green/Yellow = axial,
+coronal, sagittal, and the 3D view) must exist in ``slicer_app.view_manager`` before
+:meth:`ReviewSession.load` so their layers can be set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..io import format_family
+from ..lesions import lesion_table, rethreshold
+from ..slicer_bridge.naming import (
+    lesion_id_from_segment_name,
+    segment_color,
+    segment_id,
+    segment_name,
+)
+from . import scene as scene_layer
+from .result import ResultFolder
+from .review import save_review
+
+# Re-thresholding measures every lesion (marching cubes per lesion); far below the operating
+# point the map breaks into thousands of specks, so a cap keeps the server responsive.
+MAX_LESIONS = 300
+PROBABILITY_COLORMAP = "vtkMRMLColorTableNodeIron"
+# Probabilities below this are drawn transparent in the overlay (the map is ~0 almost everywhere).
+OVERLAY_FLOOR = 0.05
+EFFECTS = ("none", "paint", "erase", "islands")
+
+
+@dataclass
+class LesionRow:
+    """A row of the viewer's lesion table: the library's measures plus how it is shown."""
+
+    lesion_id: int
+    name: str
+    color_hex: str
+    visible: bool
+    measures: dict
+
+
+class ReviewError(InputError):
+    """A review action that cannot be done in the session's current state."""
+
+
+class ReviewSession:
+    def __init__(self, slicer_app, result: ResultFolder):
+        self.app = slicer_app
+        self.result = result
+        self.image, self.original_labels, self.probability = result.read_images()
+        self.table: list[dict] = result.read_table()
+        self.threshold = result.threshold
+        self.min_volume_mm3 = result.min_volume_mm3
+        self.base_labels = self.original_labels
+        self.operations: list[dict] = []
+        self.edited = False
+        self.saved: list[Path] = []
+        self.volume_node = self.probability_node = self.segmentation_node = None
+        self._loading = False
+
+    # ----------------------------------------------------------------- scene
+    @property
+    def scene(self):
+        return self.app.scene
+
+    @property
+    def editor(self):
+        return self.app.segmentation_editor
+
+    def load(self) -> None:
+        """Build the scene: CE-T1, probability overlay, one segment per lesion, views set up."""
+        self._loading = True
+        try:
+            self.volume_node = scene_layer.add_volume(self.scene, self.image, "CE-T1")
+            self.probability_node = scene_layer.add_volume(self.scene, self.probability, "Probability")
+            display = self.probability_node.GetDisplayNode()
+            display.SetAndObserveColorNodeID(PROBABILITY_COLORMAP)
+            display.SetAutoWindowLevel(0)
+            display.SetWindowLevelMinMax(0.0, 1.0)
+            display.SetApplyThreshold(1)
+            display.SetLowerThreshold(OVERLAY_FLOOR)
+            display.SetUpperThreshold(1.0)
+            self.segmentation_node = self.editor.create_empty_segmentation_node()
+            self.segmentation_node.SetName("Metastases")
+            self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
+            self._set_segments(self.base_labels)
+            self.editor.set_active_segmentation(self.segmentation_node, self.volume_node)
+            self.editor.set_surface_representation_enabled(True)
+            seg_display = self.segmentation_node.GetDisplayNode()
+            seg_display.SetOpacity2DFill(0.5)
+            seg_display.SetOpacity2DOutline(1.0)
+            for view in self.app.view_manager.get_slice_views():
+                view.set_background_volume_id(self.volume_node.GetID())
+                view.set_foreground_volume_id(self.probability_node.GetID())
+                view.set_foreground_opacity(0.0)
+                view.set_visible_in_3d(True)
+            self.reset_views()
+        finally:
+            self._loading = False
+        self.editor.segmentation_modified.connect(self._on_segmentation_modified)
+
+    def reset_views(self) -> None:
+        for view in self.app.view_manager.get_slice_views():
+            view.fit_view_to_content()
+            view.schedule_render()
+        for view in self.app.view_manager.get_threed_views():
+            view.reset_view()
+
+    def _set_segments(self, labels: sitk.Image) -> None:
+        scene_layer.set_segments_from_labels(self.scene, self.segmentation_node, labels, self.volume_node,
+                                             self.app.segmentations_logic)
+
+    def _on_segmentation_modified(self, *_):
+        if self._loading:
+            return
+        self.edited = True
+        effect = self.editor.active_effect_name
+        if effect and _effect_label(effect) not in ("", "notool"):
+            op = {"effect": _effect_label(effect), "segment": self.editor.get_active_segment_id()}
+            if not self.operations or self.operations[-1] != op:
+                self.operations.append(op)
+
+    # ----------------------------------------------------------------- lesions
+    def segments(self) -> list[tuple[str, int]]:
+        """(segment id, lesion id) of every lesion segment, in segment order."""
+        out = []
+        segmentation = self.segmentation_node.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            seg_id = segmentation.GetNthSegmentID(i)
+            lesion_id = lesion_id_from_segment_name(seg_id)
+            if lesion_id is not None:
+                out.append((seg_id, lesion_id))
+        return out
+
+    def rows(self) -> list[LesionRow]:
+        """The lesion table as shown: current measures, segment colour and visibility."""
+        display = self.segmentation_node.GetDisplayNode()
+        segmentation = self.segmentation_node.GetSegmentation()
+        by_id = {int(r["lesion_id"]): r for r in self.table}
+        rows = []
+        for seg_id, lesion_id in self.segments():
+            segment = segmentation.GetSegment(seg_id)
+            rgb = segment.GetColor()
+            rows.append(LesionRow(lesion_id, segment.GetName(), _hex(rgb),
+                                  bool(display.GetSegmentVisibility(seg_id)), by_id.get(lesion_id, {})))
+        return rows
+
+    def lesion_ras(self, lesion_id: int) -> tuple[float, float, float]:
+        for row in self.table:
+            if int(row["lesion_id"]) == int(lesion_id):
+                return float(row["centroid_r"]), float(row["centroid_a"]), float(row["centroid_s"])
+        raise ReviewError(f"lesion {lesion_id} is not in the current lesion table.")
+
+    def jump_to_lesion(self, lesion_id: int) -> tuple[float, float, float]:
+        """Centre all slice views on the lesion's centroid (RAS mm) and make it the edited segment."""
+        ras = self.lesion_ras(lesion_id)
+        scene_layer.jump_slices(self.scene, ras)
+        self.select_lesion(lesion_id)
+        return ras
+
+    def select_lesion(self, lesion_id: int) -> None:
+        seg_id = segment_id(lesion_id)
+        if self.segmentation_node.GetSegmentation().GetSegment(seg_id) is not None:
+            self.editor.set_active_segment_id(seg_id)
+
+    def set_lesion_visible(self, lesion_id: int, visible: bool) -> None:
+        self.segmentation_node.GetDisplayNode().SetSegmentVisibility(segment_id(lesion_id), bool(visible))
+
+    def set_lesion_color(self, lesion_id: int, color_hex: str) -> None:
+        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id(lesion_id))
+        if segment is None:
+            raise ReviewError(f"lesion {lesion_id} has no segment.")
+        segment.SetColor(*_rgb(color_hex))
+
+    def set_probability_overlay(self, opacity: float) -> None:
+        """Probability map over the CE-T1 in the slice views (0 hides it)."""
+        for view in self.app.view_manager.get_slice_views():
+            view.set_foreground_opacity(float(np.clip(opacity, 0.0, 1.0)))
+
+    def set_segment_opacity(self, opacity: float) -> None:
+        self.segmentation_node.GetDisplayNode().SetOpacity2DFill(float(np.clip(opacity, 0.0, 1.0)))
+
+    # ----------------------------------------------------------------- threshold
+    def apply_threshold(self, threshold: float, min_volume_mm3: float, discard_edits: bool = False) -> int:
+        """Re-threshold the probability map (no model run): new segments and table; lesion count.
+
+        Refused while there are unsaved edits, unless ``discard_edits``.
+        """
+        if not 0.0 < threshold < 1.0:
+            raise ReviewError(f"threshold {threshold} is outside (0, 1).")
+        if min_volume_mm3 < 0:
+            raise ReviewError(f"minimum volume {min_volume_mm3} mm3 is negative.")
+        if self.edited and not discard_edits:
+            raise ReviewError("unsaved edits: save them, or discard them to re-threshold.")
+        labels = rethreshold(self.probability, threshold, min_volume_mm3)
+        n = int(sitk.GetArrayViewFromImage(labels).max())
+        if n > MAX_LESIONS:
+            raise ReviewError(f"threshold {threshold:g} gives {n} lesions (more than {MAX_LESIONS}); "
+                              "raise the threshold or the minimum volume.")
+        self._replace_labels(labels, lesion_table(labels, self.probability))
+        self.threshold, self.min_volume_mm3 = float(threshold), float(min_volume_mm3)
+        return n
+
+    def discard_edits(self) -> None:
+        """Back to the label map the edits started from."""
+        self._replace_labels(self.base_labels, lesion_table(self.base_labels, self.probability))
+
+    def _replace_labels(self, labels: sitk.Image, table: list[dict]) -> None:
+        self.editor.deactivate_effect()
+        self._loading = True
+        try:
+            self._set_segments(labels)
+        finally:
+            self._loading = False
+        self.base_labels, self.table = labels, table
+        self.edited, self.operations = False, []
+        if self.segments():
+            self.editor.set_active_segment_id(self.segments()[0][0])
+
+    # ----------------------------------------------------------------- editing
+    def add_lesion(self) -> int:
+        """An empty segment for a lesion the model missed; returns its lesion id."""
+        lesion_id = max((lid for _, lid in self.segments()), default=0) + 1
+        seg = self.segmentation_node.GetSegmentation()
+        seg.AddEmptySegment(segment_id(lesion_id), segment_name(lesion_id), segment_color(lesion_id))
+        scene_layer.style_segment(seg.GetSegment(segment_id(lesion_id)), lesion_id)
+        self.editor.set_active_segment_id(segment_id(lesion_id))
+        self.operations.append({"effect": "add", "segment": segment_id(lesion_id)})
+        return lesion_id
+
+    def set_effect(self, name: str, brush_diameter_mm: float | None = None) -> None:
+        """Activate "paint", "erase", "islands" (click an island to keep it) or "none"."""
+        from trame_slicer.segmentation import (
+            SegmentationEffectErase,
+            SegmentationEffectIslands,
+            SegmentationEffectPaint,
+        )
+        from trame_slicer.segmentation.segmentation_effect_islands import SegmentationIslandsMode
+
+        if name == "none":
+            self.editor.deactivate_effect()
+            return
+        types = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase,
+                 "islands": SegmentationEffectIslands}
+        if name not in types:
+            raise ReviewError(f"unknown effect {name!r}; one of {', '.join(EFFECTS)}.")
+        effect = self.editor.set_active_effect_type(types[name])
+        if name == "islands":
+            effect.set_island_mode(SegmentationIslandsMode.KEEP_SELECTED)
+        elif brush_diameter_mm is not None:
+            self.set_brush_diameter(brush_diameter_mm)
+
+    def set_brush_diameter(self, diameter_mm: float) -> None:
+        """Brush diameter of paint / erase in mm (not relative to the screen)."""
+        from trame_slicer.segmentation.paint_effect_parameters import BrushDiameterMode
+
+        effect = self.editor.active_effect
+        if effect is not None and hasattr(effect, "set_brush_diameter"):
+            effect.set_brush_diameter(float(diameter_mm), BrushDiameterMode.Absolute)
+
+    def keep_largest_island(self) -> None:
+        """Keep only the largest 26-connected piece of the selected lesion's segment."""
+        from trame_slicer.segmentation import SegmentationEffectIslands
+
+        effect = self.editor.set_active_effect_type(SegmentationEffectIslands)
+        effect.keep_largest_island()
+        self.operations.append({"effect": "keep largest island", "segment": self.editor.get_active_segment_id()})
+        self.edited = True
+
+    def current_labels(self) -> sitk.Image:
+        """The segments as an instance label map on the CE-T1 grid (lesion id per voxel)."""
+        return scene_layer.labels_from_segments(self.scene, self.segmentation_node, self.volume_node,
+                                                self.segments(), self.app.segmentations_logic, self.probability)
+
+    # ----------------------------------------------------------------- save
+    def save(self) -> Path:
+        """Write the corrected label map and re-measured table as a new version; returns its folder."""
+        labels = self.current_labels()
+        source = {
+            "case": self.result.run.get("case"),
+            "result_folder": str(self.result.folder),
+            "labels": self.result.labels_path.name,
+            "probability": self.result.probability_path.name,
+            "table": self.result.table_path.name,
+            "threshold_original": self.result.threshold,
+            "min_volume_mm3_original": self.result.min_volume_mm3,
+            "threshold": self.threshold,
+            "min_volume_mm3": self.min_volume_mm3,
+            "rethresholded": (self.threshold, self.min_volume_mm3)
+            != (self.result.threshold, self.result.min_volume_mm3),
+        }
+        originals = [self.result.labels_path, self.result.probability_path, self.result.table_path,
+                     self.result.folder / "run.json"]
+        folder = save_review(self.result.folder, labels, self.probability, self.base_labels,
+                             ext=format_family(self.result.labels_path), source=source,
+                             operations=self.operations, originals=originals)
+        self.table = lesion_table(labels, self.probability)
+        self.saved.append(folder)
+        self.edited = False
+        return folder
+
+
+def _effect_label(effect_name: str) -> str:
+    """"paint" for trame-slicer's effect name (module path + class name)."""
+    return effect_name.rsplit(".", 1)[-1].replace("SegmentationEffect", "").lower() or effect_name
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in rgb[:3])
+
+
+def _rgb(color_hex: str) -> tuple[float, float, float]:
+    h = color_hex.lstrip("#")
+    if len(h) != 6:
+        raise ReviewError(f"colour {color_hex!r} is not #rrggbb.")
+    return tuple(int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4))

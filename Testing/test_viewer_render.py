@@ -1,0 +1,120 @@
+"""The web viewer's scene, rendered offscreen by Slicer's own views (no browser).
+
+One SlicerApp per module (Slicer's displayable-manager factories are process-wide), on
+the synthetic result of ``viewer_data`` (three lesions at threshold 0.8, four at 0.5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from viewer_data import make_result_folder
+
+from BrainMetSegLib.lesions import rethreshold
+
+pytest.importorskip("trame_slicer", reason="the [web] extra (trame-slicer) is part of the test extra")
+
+from BrainMetSegLib.viewer import render  # noqa: E402
+from BrainMetSegLib.viewer.result import ResultFolder  # noqa: E402
+from BrainMetSegLib.viewer.session import ReviewError, ReviewSession  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    folder = make_result_folder(tmp_path_factory.mktemp("viewer"))
+    app = render.offscreen_app((300, 300))
+    s = ReviewSession(app, ResultFolder.open(folder))
+    s.load()
+    return s
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_each_lesion_is_drawn_in_its_colour_at_its_centroid(session):
+    red = session.app.view_manager.get_view("Red")
+    session.set_segment_opacity(1.0)
+    rows = session.rows()
+    assert [r.lesion_id for r in rows] == [1, 2, 3]
+    colours = set()
+    for row in rows:
+        ras = session.jump_to_lesion(row.lesion_id)
+        assert red.get_slice_value() == pytest.approx(ras[2], abs=0.01)
+        x, y = render.ras_to_display_xy(red, ras)
+        pixel = render.capture(red)[int(round(y)), int(round(x))]
+        expected = np.array([int(row.color_hex[i:i + 2], 16) for i in (1, 3, 5)])
+        assert np.abs(pixel.astype(int) - expected).max() <= 2, (row.lesion_id, pixel, row.color_hex)
+        colours.add(row.color_hex)
+        # A lesion hidden in the table is not drawn: the pixel shows the CE-T1 instead.
+        session.set_lesion_visible(row.lesion_id, False)
+        hidden = render.capture(red)[int(round(y)), int(round(x))]
+        session.set_lesion_visible(row.lesion_id, True)
+        assert np.abs(hidden.astype(int) - expected).max() > 30
+    assert len(colours) == 3
+    session.set_segment_opacity(0.5)
+
+
+def test_all_four_views_draw(session):
+    for tag in render.VIEW_TAGS:
+        picture = render.capture(session.app.view_manager.get_view(tag))
+        assert picture.std() > 5, f"{tag} view is blank"
+
+
+def test_save_writes_a_new_version_and_leaves_the_originals_alone(session):
+    folder = session.result.folder
+    before = _digests(folder)
+    # Paint with Slicer's paint effect: a mouse click in the axial view at lesion 2.
+    red = session.app.view_manager.get_view("Red")
+    ras = session.jump_to_lesion(2)
+    session.set_effect("paint", brush_diameter_mm=12.0)
+    x, y = render.ras_to_display_xy(red, ras)
+    interactor = red.interactor()
+    interactor.SetEventPosition(int(round(x)), int(round(y)))
+    interactor.InvokeEvent("MouseMoveEvent")
+    interactor.InvokeEvent("LeftButtonPressEvent")
+    interactor.InvokeEvent("LeftButtonReleaseEvent")
+    session.set_effect("none")
+    assert session.edited
+    with pytest.raises(ReviewError, match="unsaved edits"):
+        session.apply_threshold(0.5, 0.0)
+
+    version = session.save()
+    assert version.parent == folder and version.name == "review_001"
+    assert _digests(folder) == before  # originals byte-identical, nothing added beside them
+    record = json.loads((version / "review.json").read_text())
+    changes = {c["lesion_id"]: c for c in record["changes"]}
+    assert changes[2]["status"] == "edited" and changes[2]["voxels_added"] > 0
+    assert changes[1]["status"] == changes[3]["status"] == "unchanged"
+    assert record["operations"] and record["operations"][0]["effect"] == "paint"
+    assert record["originals_sha256"]["lesion_labels.nii.gz"] == before["lesion_labels.nii.gz"]
+    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(version / "lesion_labels.nii.gz")))
+    original = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lesion_labels.nii.gz")))
+    grown = (saved == 2) & (original != 2)
+    assert grown.sum() == changes[2]["voxels_added"]
+    assert ((saved != original) == grown).all()  # painting changed nothing else
+    table = json.loads((version / "lesions.json").read_text())["lesions"]
+    assert {r["lesion_id"]: r["voxels"] for r in table}[2] == int((saved == 2).sum())
+    # A second save is another version; the first stays as it was.
+    first = _digests(version)
+    assert session.save().name == "review_002"
+    assert _digests(version) == first
+
+
+def test_threshold_change_matches_the_library_rethreshold(session):
+    probability = session.probability
+    for threshold, min_volume in ((0.5, 0.0), (0.5, 300.0), (0.8, 0.0)):
+        n = session.apply_threshold(threshold, min_volume)
+        expected = rethreshold(probability, threshold, min_volume)
+        assert n == int(sitk.GetArrayViewFromImage(expected).max())
+        assert len(session.segments()) == n == len(session.table) == len(session.rows())
+        # The segments hold exactly the library's label map.
+        assert (sitk.GetArrayFromImage(session.current_labels())
+                == sitk.GetArrayFromImage(expected)).all()
+    assert len(session.segments()) == 3
+    session.apply_threshold(0.5, 0.0)
+    assert len(session.segments()) == 4
