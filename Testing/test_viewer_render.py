@@ -15,12 +15,9 @@ import SimpleITK as sitk
 from viewer_data import make_result_folder
 
 from BrainMetSegLib.lesions import rethreshold
-
-pytest.importorskip("trame_slicer", reason="the [web] extra (trame-slicer) is part of the test extra")
-
-from BrainMetSegLib.viewer import render  # noqa: E402
-from BrainMetSegLib.viewer.result import ResultFolder  # noqa: E402
-from BrainMetSegLib.viewer.session import ReviewError, ReviewSession  # noqa: E402
+from BrainMetSegLib.viewer import render
+from BrainMetSegLib.viewer.result import ResultFolder
+from BrainMetSegLib.viewer.session import ReviewError, ReviewSession
 
 
 @pytest.fixture(scope="module")
