@@ -92,8 +92,9 @@ def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image,
         if not same_geometry(image, probability):
             raise OutputError(f"{folder}: the {name} label map is not on the probability map's grid.")
     labels = sitk.Cast(labels, sitk.sitkUInt16)
-    before = sitk.GetArrayViewFromImage(sitk.Cast(base_labels, sitk.sitkUInt16))
-    after = sitk.GetArrayViewFromImage(labels)
+    # Copies: a view of a temporary (the Cast) would point at freed memory.
+    before = sitk.GetArrayFromImage(sitk.Cast(base_labels, sitk.sitkUInt16))
+    after = sitk.GetArrayFromImage(labels)
     changes = lesion_changes(before, after)
     table = lesion_table(labels, probability)
     if not os.access(folder, os.W_OK):
