@@ -108,10 +108,57 @@ def test_threshold_change_matches_the_library_rethreshold(session):
         n = session.apply_threshold(threshold, min_volume)
         expected = rethreshold(probability, threshold, min_volume)
         assert n == int(sitk.GetArrayViewFromImage(expected).max())
-        assert len(session.segments()) == n == len(session.table) == len(session.rows())
+        assert len(session.segments()) == n == len(session.table_rows()) == len(session.rows())
         # The segments hold exactly the library's label map.
         assert (sitk.GetArrayFromImage(session.current_labels())
                 == sitk.GetArrayFromImage(expected)).all()
     assert len(session.segments()) == 3
     session.apply_threshold(0.5, 0.0)
     assert len(session.segments()) == 4
+
+
+def _click(view, ras):
+    x, y = render.ras_to_display_xy(view, ras)
+    interactor = view.interactor()
+    interactor.SetEventPosition(int(round(x)), int(round(y)))
+    interactor.InvokeEvent("MouseMoveEvent")
+    interactor.InvokeEvent("LeftButtonPressEvent")
+    interactor.InvokeEvent("LeftButtonReleaseEvent")
+
+
+def test_a_drawn_lesion_is_measured_saved_as_added_and_discard_restores(session):
+    session.apply_threshold(0.8, 0.0)
+    red = session.app.view_manager.get_view("Red")
+    start = sitk.GetArrayFromImage(session.current_labels())
+    # An empty spot inside the head, away from the lesions: voxel (28, 40, 14).
+    ras = tuple(float(v) for v in session.image.TransformIndexToPhysicalPoint((28, 40, 14)) * np.array([-1, -1, 1]))
+    from slicer import vtkMRMLSliceNode
+
+    vtkMRMLSliceNode.JumpAllSlices(session.scene, *ras, vtkMRMLSliceNode.CenteredJumpSlice)
+    new_id = session.add_lesion()
+    assert new_id == 4
+    session.set_effect("paint", brush_diameter_mm=6.0)
+    _click(red, ras)
+    session.set_effect("none")
+    rows = {r.lesion_id: r for r in session.rows()}
+    assert rows[4].measures == {}  # drawn, not measured yet
+    assert session.remeasure() == 4
+    rows = {r.lesion_id: r for r in session.rows()}
+    assert rows[4].measures["voxels"] > 0
+    assert session.lesion_ras(4)[2] == pytest.approx(ras[2], abs=1.6)  # within one slice (1.5 mm)
+    version = session.save()
+    record = json.loads((version / "review.json").read_text())
+    assert {c["lesion_id"]: c["status"] for c in record["changes"]}[4] == "added"
+    assert [op["effect"] for op in record["operations"]][:2] == ["add", "paint"]
+    # Erase part of lesion 1 and discard: back to the saved state of the segments.
+    session.jump_to_lesion(1)
+    session.set_effect("erase", brush_diameter_mm=4.0)
+    _click(red, session.lesion_ras(1))
+    session.set_effect("none")
+    assert session.edited
+    edited = sitk.GetArrayFromImage(session.current_labels())
+    assert (edited == 1).sum() < (start == 1).sum()
+    session.discard_edits()
+    assert not session.edited
+    restored = sitk.GetArrayFromImage(session.current_labels())
+    assert (restored == 1).sum() == (start == 1).sum() and (restored == 4).sum() > 0

@@ -181,9 +181,7 @@ class ViewerApp(TrameApp):
 
     def remeasure(self) -> None:
         def run():
-            from ..lesions import lesion_table
-
-            self.session.table = lesion_table(self.session.current_labels(), self.session.probability)
+            self.session.remeasure()
             self._refresh_rows()
             self._say("Table re-measured on the edited segments (not saved).")
         self._guard(run)

@@ -1,35 +1,40 @@
 """One review session: a result folder shown in a Slicer scene, re-thresholded, edited, saved.
 
 The session holds no user-interface code: the web application (:mod:`.app`) and the
-offscreen tests drive the same methods. Views (slice views Red/Green/Yellow = axial,
+offscreen tests drive the same methods. Scene content (volumes, one segment per lesion,
+the lesion table node and their links, re-threshold, re-measure, jump) is made by the
+library's MRML scene layer :mod:`BrainMetSegLib.mrml`, the code the Slicer module uses;
+this module adds only the viewer's presentation and the review bookkeeping. Views (slice views Red/Green/Yellow = axial,
 coronal, sagittal, and the 3D view) must exist in ``slicer_app.view_manager`` before
 :meth:`ReviewSession.load` so their layers can be set.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .. import mrml
 from ..errors import InputError
-from ..io import format_family
-from ..lesions import lesion_table, rethreshold
+from ..io import format_family, same_geometry
+from ..lesions import COLUMNS, lesion_table, rethreshold
 from ..slicer_bridge.naming import (
+    METASTASIS_TERMINOLOGY,
     lesion_id_from_segment_name,
     segment_color,
     segment_id,
     segment_name,
 )
-from . import scene as scene_layer
 from .result import ResultFolder
 from .review import save_review
 
-# Re-thresholding measures every lesion (marching cubes per lesion); far below the operating
-# point the map breaks into thousands of specks, so a cap keeps the server responsive.
-MAX_LESIONS = 300
+# Far below the operating point the map breaks into thousands of specks: a table of
+# thousands of rows is no review, so the viewer refuses and says why.
+MAX_LESIONS = 500
 PROBABILITY_COLORMAP = "vtkMRMLColorTableNodeIron"
 # Probabilities below this are drawn transparent in the overlay (the map is ~0 almost everywhere).
 OVERLAY_FLOOR = 0.05
@@ -56,14 +61,17 @@ class ReviewSession:
         self.app = slicer_app
         self.result = result
         self.image, self.original_labels, self.probability = result.read_images()
-        self.table: list[dict] = result.read_table()
+        # The lesion table the current segments started from (the original, or a re-threshold).
+        self.base_rows: list[dict] = result.read_table()
         self.threshold = result.threshold
         self.min_volume_mm3 = result.min_volume_mm3
         self.base_labels = self.original_labels
+        # What "discard edits" goes back to: the last saved version, else the start.
+        self._restore = (self.base_labels, self.base_rows)
         self.operations: list[dict] = []
         self.edited = False
         self.saved: list[Path] = []
-        self.volume_node = self.probability_node = self.segmentation_node = None
+        self.volume_node = self.probability_node = self.segmentation_node = self.table_node = None
         self._loading = False
 
     # ----------------------------------------------------------------- scene
@@ -79,19 +87,20 @@ class ReviewSession:
         """Build the scene: CE-T1, probability overlay, one segment per lesion, views set up."""
         self._loading = True
         try:
-            self.volume_node = scene_layer.add_volume(self.scene, self.image, "CE-T1")
-            self.probability_node = scene_layer.add_volume(self.scene, self.probability, "Probability")
+            self.volume_node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CE-T1")
+            mrml.set_volume(self.volume_node, *mrml.array_and_matrix(self.image))
+            self.volume_node.CreateDefaultDisplayNodes()
+            result = mrml.LesionResult.from_images(self.original_labels, self.probability, self.base_rows,
+                                                   self.threshold, self.min_volume_mm3)
+            nodes = mrml.import_result(self.scene, self.volume_node, result,
+                                       base_name=str(self.result.run.get("case") or "CE-T1"))
+            self.segmentation_node, self.table_node = nodes.segmentation, nodes.table
+            self.probability_node = nodes.probability
             display = self.probability_node.GetDisplayNode()
             display.SetAndObserveColorNodeID(PROBABILITY_COLORMAP)
-            display.SetAutoWindowLevel(0)
-            display.SetWindowLevelMinMax(0.0, 1.0)
             display.SetApplyThreshold(1)
             display.SetLowerThreshold(OVERLAY_FLOOR)
             display.SetUpperThreshold(1.0)
-            self.segmentation_node = self.editor.create_empty_segmentation_node()
-            self.segmentation_node.SetName("Metastases")
-            self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
-            self._set_segments(self.base_labels)
             self.editor.set_active_segmentation(self.segmentation_node, self.volume_node)
             self.editor.set_surface_representation_enabled(True)
             seg_display = self.segmentation_node.GetDisplayNode()
@@ -113,10 +122,6 @@ class ReviewSession:
             view.schedule_render()
         for view in self.app.view_manager.get_threed_views():
             view.reset_view()
-
-    def _set_segments(self, labels: sitk.Image) -> None:
-        scene_layer.set_segments_from_labels(self.scene, self.segmentation_node, labels, self.volume_node,
-                                             self.app.segmentations_logic)
 
     def _on_segmentation_modified(self, *_):
         if self._loading:
@@ -140,29 +145,45 @@ class ReviewSession:
                 out.append((seg_id, lesion_id))
         return out
 
+    def table_rows(self) -> list[tuple[str, dict]]:
+        """(segment id, measures) of each row of the scene's lesion table node."""
+        table = self.table_node.GetTable()
+        ids = json.loads(self.table_node.GetAttribute(mrml.ATTR_SEGMENT_IDS) or "[]")
+        columns = {name: table.GetColumnByName(name) for name in COLUMNS}
+        out = []
+        for row, seg_id in enumerate(ids):
+            out.append((seg_id, {name: col.GetValue(row) for name, col in columns.items() if col is not None}))
+        return out
+
     def rows(self) -> list[LesionRow]:
-        """The lesion table as shown: current measures, segment colour and visibility."""
+        """The lesion table as shown: one row per segment (measures from the table node,
+        empty for a lesion drawn since the last measurement), colour and visibility."""
         display = self.segmentation_node.GetDisplayNode()
         segmentation = self.segmentation_node.GetSegmentation()
-        by_id = {int(r["lesion_id"]): r for r in self.table}
+        measured = dict(self.table_rows())
         rows = []
         for seg_id, lesion_id in self.segments():
             segment = segmentation.GetSegment(seg_id)
-            rgb = segment.GetColor()
-            rows.append(LesionRow(lesion_id, segment.GetName(), _hex(rgb),
-                                  bool(display.GetSegmentVisibility(seg_id)), by_id.get(lesion_id, {})))
+            measures = dict(measured.get(seg_id, {}))
+            if measures:
+                measures["lesion_id"] = lesion_id
+            rows.append(LesionRow(lesion_id, segment.GetName(), _hex(segment.GetColor()),
+                                  bool(display.GetSegmentVisibility(seg_id)), measures))
         return rows
 
+    def _table_row_index(self, lesion_id: int) -> int:
+        for row, (seg_id, _) in enumerate(self.table_rows()):
+            if seg_id == segment_id(lesion_id):
+                return row
+        raise ReviewError(f"lesion {lesion_id} is not measured yet; re-measure the table first.")
+
     def lesion_ras(self, lesion_id: int) -> tuple[float, float, float]:
-        for row in self.table:
-            if int(row["lesion_id"]) == int(lesion_id):
-                return float(row["centroid_r"]), float(row["centroid_a"]), float(row["centroid_s"])
-        raise ReviewError(f"lesion {lesion_id} is not in the current lesion table.")
+        """World RAS (mm) of the lesion's centroid, from the scene's table node."""
+        return mrml.lesion_world_ras(self.table_node, self._table_row_index(lesion_id))
 
     def jump_to_lesion(self, lesion_id: int) -> tuple[float, float, float]:
         """Centre all slice views on the lesion's centroid (RAS mm) and make it the edited segment."""
-        ras = self.lesion_ras(lesion_id)
-        scene_layer.jump_slices(self.scene, ras)
+        ras = mrml.jump_to_lesion(self.table_node, self._table_row_index(lesion_id), select_segment=False)
         self.select_lesion(lesion_id)
         return ras
 
@@ -200,27 +221,47 @@ class ReviewSession:
             raise ReviewError(f"minimum volume {min_volume_mm3} mm3 is negative.")
         if self.edited and not discard_edits:
             raise ReviewError("unsaved edits: save them, or discard them to re-threshold.")
-        labels = rethreshold(self.probability, threshold, min_volume_mm3)
+        labels = rethreshold(self.probability, threshold, min_volume_mm3)  # kept alive for the view
         n = int(sitk.GetArrayViewFromImage(labels).max())
         if n > MAX_LESIONS:
             raise ReviewError(f"threshold {threshold:g} gives {n} lesions (more than {MAX_LESIONS}); "
                               "raise the threshold or the minimum volume.")
-        self._replace_labels(labels, lesion_table(labels, self.probability))
+        self._edits_off()
+        try:
+            n = mrml.rethreshold(self.segmentation_node, float(threshold), float(min_volume_mm3))
+        finally:
+            self._loading = False
         self.threshold, self.min_volume_mm3 = float(threshold), float(min_volume_mm3)
+        self._new_base()
         return n
 
     def discard_edits(self) -> None:
-        """Back to the label map the edits started from."""
-        self._replace_labels(self.base_labels, lesion_table(self.base_labels, self.probability))
-
-    def _replace_labels(self, labels: sitk.Image, table: list[dict]) -> None:
-        self.editor.deactivate_effect()
-        self._loading = True
+        """Back to the segments and table as last saved (or as loaded / re-thresholded)."""
+        self._edits_off()
+        labels, rows = self._restore
         try:
-            self._set_segments(labels)
+            ids = mrml.set_segments(self.segmentation_node, sitk.GetArrayFromImage(labels),
+                                    mrml.ijk_to_ras_of_image(labels), [int(r["lesion_id"]) for r in rows])
+            mrml.fill_table(self.table_node, rows, ids, self.segmentation_node, self.volume_node)
         finally:
             self._loading = False
-        self.base_labels, self.table = labels, table
+        self.edited = False
+        if self.segments():
+            self.editor.set_active_segment_id(self.segments()[0][0])
+
+    def remeasure(self) -> int:
+        """Re-measure the table from the segments as they are now (the scene layer's update)."""
+        return mrml.update_table(self.segmentation_node, self.volume_node)
+
+    def _edits_off(self) -> None:
+        self.editor.deactivate_effect()
+        self._loading = True
+
+    def _new_base(self) -> None:
+        """The segments as they are now become what a review is compared with (a new start)."""
+        self.base_labels = self.current_labels()
+        self.base_rows = [{**m, "lesion_id": lesion_id_from_segment_name(seg_id)} for seg_id, m in self.table_rows()]
+        self._restore = (self.base_labels, self.base_rows)
         self.edited, self.operations = False, []
         if self.segments():
             self.editor.set_active_segment_id(self.segments()[0][0])
@@ -231,7 +272,7 @@ class ReviewSession:
         lesion_id = max((lid for _, lid in self.segments()), default=0) + 1
         seg = self.segmentation_node.GetSegmentation()
         seg.AddEmptySegment(segment_id(lesion_id), segment_name(lesion_id), segment_color(lesion_id))
-        scene_layer.style_segment(seg.GetSegment(segment_id(lesion_id)), lesion_id)
+        seg.GetSegment(segment_id(lesion_id)).SetTerminology(METASTASIS_TERMINOLOGY)
         self.editor.set_active_segment_id(segment_id(lesion_id))
         self.operations.append({"effect": "add", "segment": segment_id(lesion_id)})
         return lesion_id
@@ -277,8 +318,15 @@ class ReviewSession:
 
     def current_labels(self) -> sitk.Image:
         """The segments as an instance label map on the CE-T1 grid (lesion id per voxel)."""
-        return scene_layer.labels_from_segments(self.scene, self.segmentation_node, self.volume_node,
-                                                self.segments(), self.app.segmentations_logic, self.probability)
+        merged, ijk_to_ras, seg_ids = mrml.segments_label_map(self.segmentation_node, self.volume_node)
+        lut = np.zeros(len(seg_ids) + 1, np.uint16)
+        for index, seg_id in enumerate(seg_ids, start=1):
+            lut[index] = lesion_id_from_segment_name(seg_id) or 0
+        image = mrml.image_from_array(lut[merged], ijk_to_ras)
+        if not same_geometry(image, self.probability):
+            raise ReviewError("the segmentation is not on the CE-T1's grid any more.")
+        image.CopyInformation(self.probability)  # the exact header of the originals
+        return image
 
     # ----------------------------------------------------------------- save
     def save(self) -> Path:
@@ -302,7 +350,10 @@ class ReviewSession:
         folder = save_review(self.result.folder, labels, self.probability, self.base_labels,
                              ext=format_family(self.result.labels_path), source=source,
                              operations=self.operations, originals=originals)
-        self.table = lesion_table(labels, self.probability)
+        rows = lesion_table(labels, self.probability)
+        mrml.fill_table(self.table_node, rows, [segment_id(int(r["lesion_id"])) for r in rows],
+                        self.segmentation_node, self.volume_node)
+        self._restore = (labels, rows)
         self.saved.append(folder)
         self.edited = False
         return folder
