@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import selectors
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from viewer_data import make_result_folder
 
 CHROMIUM = "/usr/bin/chromium"
-REPO = Path(__file__).resolve().parents[1]
 # Mean absolute deviation of a view's pixels above which it shows a picture, not a blank frame.
 DRAWN = 5.0
 
@@ -36,25 +31,6 @@ VIEW_STATS = """() => Array.from(document.querySelectorAll('img.image-display-ar
   for (let i = 0; i < d.length; i += 16) { dev += Math.abs(d[i] - mean) + Math.abs(d[i + 1] - mean) + Math.abs(d[i + 2] - mean); }
   return {w: img.naturalWidth, h: img.naturalHeight, dev: dev / n, src: img.src};
 })"""
-
-
-def start_viewer(result: Path, port: int, timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Run `python -m BrainMetSegLib view` and return (process, URL) once it prints the URL."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "BrainMetSegLib", "view", str(result), "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"viewer exited with code {proc.returncode} before serving")
-        if selector.select(timeout=1.0):
-            line = proc.stdout.readline()
-            if "http://" in line:
-                return proc, line[line.index("http://"):].split()[0]
-    proc.kill()
-    raise RuntimeError("viewer did not print its URL in time")
 
 
 async def _poll(page, script, done, timeout_s: float):
@@ -93,6 +69,7 @@ async def _drive(url: str, lesion: dict) -> dict:
 
 def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     from BrainMetSegLib.commands.view import free_port
+    from BrainMetSegLib.viewer.launch import start_viewer, stop_viewer
 
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run bash .ci/install-system-packages"
     result = make_result_folder(tmp_path)
@@ -104,11 +81,7 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
         assert url == f"http://127.0.0.1:{port}/"
         seen = asyncio.run(_drive(url, lesion))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_viewer(proc)
     assert seen["rows"] == len(lesions) == 3
     assert len(seen["views"]) == 4, seen["views"]
     assert all(v and v["dev"] > DRAWN for v in seen["views"]), seen["views"]

@@ -267,7 +267,7 @@ class ViewerApp(TrameApp):
             v3.VBtn("Apply", click=self.apply_threshold, size="small", variant="tonal", classes="ml-2",
                     disabled=("edited",), raw_attrs=['data-testid="apply-threshold"'])
         v3.VSlider(v_model=("overlay_opacity",), min=0, max=1, step=0.05, label="probability overlay",
-                   hide_details=True, density="compact")
+                   hide_details=True, density="compact", raw_attrs=['data-testid="overlay"'])
         v3.VSlider(v_model=("segment_opacity",), min=0, max=1, step=0.05, label="lesion fill",
                    hide_details=True, density="compact")
         with html.Div(classes="text-caption my-1"):

@@ -110,8 +110,11 @@ class ReviewSession:
                 view.set_background_volume_id(self.volume_node.GetID())
                 view.set_foreground_volume_id(self.probability_node.GetID())
                 view.set_foreground_opacity(0.0)
-                view.set_visible_in_3d(True)
+                # Only the axial plane in 3D: three opaque planes would hide most lesion surfaces.
+                view.set_visible_in_3d(view.get_orientation() == "Axial")
             self.reset_views()
+            if self.segments():  # open at the largest lesion (id 1 by the library's numbering)
+                self.jump_to_lesion(min(lesion_id for _, lesion_id in self.segments()))
         finally:
             self._loading = False
         self.editor.segmentation_modified.connect(self._on_segmentation_modified)
@@ -122,6 +125,12 @@ class ReviewSession:
             view.schedule_render()
         for view in self.app.view_manager.get_threed_views():
             view.reset_view()
+            camera = view.first_renderer().GetActiveCamera()
+            camera.Azimuth(35)  # from front-left-above, so lesions over and under the axial plane show
+            camera.Elevation(35)
+            camera.OrthogonalizeViewUp()
+            view.first_renderer().ResetCamera()
+            camera.Zoom(1.4)
 
     def _on_segmentation_modified(self, *_):
         if self._loading:
