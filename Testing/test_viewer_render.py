@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 from viewer_data import make_result_folder
 
-from BrainMetSegLib.lesions import rethreshold
+from BrainMetSegLib.lesions import lesion_table, rethreshold
 from BrainMetSegLib.viewer import render
 from BrainMetSegLib.viewer.result import ResultFolder
 from BrainMetSegLib.viewer.session import ReviewError, ReviewSession
@@ -109,9 +109,13 @@ def test_threshold_change_matches_the_library_rethreshold(session):
         expected = rethreshold(probability, threshold, min_volume)
         assert n == int(sitk.GetArrayViewFromImage(expected).max())
         assert len(session.segments()) == n == len(session.table_rows()) == len(session.rows())
-        # The segments hold exactly the library's label map.
+        # The segments hold exactly the library's label map, the table its measures.
         assert (sitk.GetArrayFromImage(session.current_labels())
                 == sitk.GetArrayFromImage(expected)).all()
+        shown = {r.lesion_id: r.measures for r in session.rows()}
+        for row in lesion_table(expected, probability):
+            for key in ("voxels", "volume_mm3", "axial_perpendicular_diameter_mm", "centroid_s"):
+                assert shown[row["lesion_id"]][key] == pytest.approx(row[key], abs=1e-6), key
     assert len(session.segments()) == 3
     session.apply_threshold(0.5, 0.0)
     assert len(session.segments()) == 4

@@ -241,6 +241,7 @@ class ReviewSession:
         finally:
             self._loading = False
         self.threshold, self.min_volume_mm3 = float(threshold), float(min_volume_mm3)
+        self._fill_table(self.current_labels())
         self._new_base()
         return n
 
@@ -259,8 +260,20 @@ class ReviewSession:
             self.editor.set_active_segment_id(self.segments()[0][0])
 
     def remeasure(self) -> int:
-        """Re-measure the table from the segments as they are now (the scene layer's update)."""
-        return mrml.update_table(self.segmentation_node, self.volume_node)
+        """Re-measure the table from the segments as they are now; returns the row count."""
+        return len(self._fill_table(self.current_labels()))
+
+    def _fill_table(self, labels: sitk.Image) -> list[dict]:
+        """The table node filled with :func:`~BrainMetSegLib.lesions.lesion_table` of ``labels``.
+
+        The scene layer's own measurement (vectorised, for speed in Slicer) may break ties
+        between equally long axial diameters differently, so a perpendicular diameter could
+        differ from the saved table's; the viewer shows exactly what Save writes.
+        """
+        rows = lesion_table(labels, self.probability)
+        mrml.fill_table(self.table_node, rows, [segment_id(int(r["lesion_id"])) for r in rows],
+                        self.segmentation_node, self.volume_node)
+        return rows
 
     def _edits_off(self) -> None:
         self.editor.deactivate_effect()
@@ -359,10 +372,7 @@ class ReviewSession:
         folder = save_review(self.result.folder, labels, self.probability, self.base_labels,
                              ext=format_family(self.result.labels_path), source=source,
                              operations=self.operations, originals=originals)
-        rows = lesion_table(labels, self.probability)
-        mrml.fill_table(self.table_node, rows, [segment_id(int(r["lesion_id"])) for r in rows],
-                        self.segmentation_node, self.volume_node)
-        self._restore = (labels, rows)
+        self._restore = (labels, self._fill_table(labels))
         self.saved.append(folder)
         self.edited = False
         return folder
