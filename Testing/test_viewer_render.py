@@ -166,3 +166,20 @@ def test_a_drawn_lesion_is_measured_saved_as_added_and_discard_restores(session)
     assert not session.edited
     restored = sitk.GetArrayFromImage(session.current_labels())
     assert (restored == 1).sum() == (start == 1).sum() and (restored == 4).sum() > 0
+
+
+def test_keep_largest_island_removes_a_stray_stroke(session):
+    red = session.app.view_manager.get_view("Red")
+    before = sitk.GetArrayFromImage(session.current_labels())
+    ras = session.jump_to_lesion(1)
+    stray = (ras[0] + 10.0, ras[1], ras[2])  # 10 mm to the side: not touching lesion 1
+    session.set_effect("paint", brush_diameter_mm=2.5)
+    _click(red, stray)
+    session.set_effect("none")
+    painted = sitk.GetArrayFromImage(session.current_labels())
+    assert 0 < (painted == 1).sum() - (before == 1).sum() < (before == 1).sum()
+    session.keep_largest_island()
+    kept = sitk.GetArrayFromImage(session.current_labels())
+    assert ((kept == 1) == (before == 1)).all()
+    assert session.operations[-1]["effect"] == "keep largest island"
+    session.discard_edits()

@@ -25,11 +25,12 @@ from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
 from .result import ResultFolder
-from .session import ReviewSession
+from .session import ReviewError, ReviewSession
 
 logger = logging.getLogger(__name__)
 
 LAYOUT_ID = "brainmetseg-review"
+THRESHOLD_DEBOUNCE_S = 0.5
 TABLE_HEADERS = (("", ""), ("", ""), ("id", ""), ("volume", "mm³"), ("longest", "mm"),
                  ("RANO-BM", "mm"), ("meas.", ""), ("p max", ""))
 
@@ -151,14 +152,25 @@ class ViewerApp(TrameApp):
         self._refresh_rows()
 
     def apply_threshold(self) -> None:
+        """Re-threshold with the panel's threshold and minimum volume."""
+        self._cancel_pending()
+        if (float(self.state.threshold), _number(self.state.min_volume)) == (
+                self.session.threshold, self.session.min_volume_mm3):
+            return
+
         def run():
-            n = self.session.apply_threshold(float(self.state.threshold), float(self.state.min_volume))
+            min_volume = _number(self.state.min_volume)
+            if min_volume is None:
+                raise ReviewError(f"minimum volume {self.state.min_volume!r} is not a number.")
+            n = self.session.apply_threshold(float(self.state.threshold), min_volume)
             self._refresh_rows()
             self.state.effect = "none"
             self.state.edited = False
             self._say(f"Threshold {self.session.threshold:g}, minimum {self.session.min_volume_mm3:g} mm³: "
                       f"{n} lesion(s) (model not re-run).")
         self._guard(run)
+        # Refused (unsaved edits, too many lesions, bad number): show what the segments are.
+        self.state.threshold, self.state.min_volume = self.session.threshold, self.session.min_volume_mm3
 
     def discard(self) -> None:
         self.session.discard_edits()
@@ -202,7 +214,31 @@ class ViewerApp(TrameApp):
             self._say(str(exc), error=True)
 
     # ----------------------------------------------------------------- reactive state
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+    def _apply_later(self) -> None:
+        """Re-threshold THRESHOLD_DEBOUNCE_S after the last change (a drag sends many values)."""
+        import asyncio
+
+        self._cancel_pending()
+
+        def fire():
+            self._pending = None
+            with self.state:
+                self.apply_threshold()
+
+        self._pending = asyncio.get_event_loop().call_later(THRESHOLD_DEBOUNCE_S, fire)
+
     def _bind(self) -> None:
+        self._pending = None
+
+        @self.state.change("threshold", "min_volume")
+        def _operating_point(**_):
+            self._apply_later()
+
         @self.state.change("effect")
         def _effect(effect, **_):
             self._guard(self.session.set_effect, effect, float(self.state.brush_mm))
@@ -260,10 +296,12 @@ class ViewerApp(TrameApp):
 
     def _lesions_tab(self) -> None:
         with html.Div(classes="d-flex align-center"):
+            # Live: a change of either re-thresholds once the control is still for a moment.
             v3.VSlider(v_model=("threshold",), min=0.05, max=0.99, step=0.01, label="threshold",
-                       hide_details=True, thumb_label=True, density="compact", classes="mr-2")
+                       hide_details=True, thumb_label=True, density="compact", classes="mr-2",
+                       disabled=("edited",), raw_attrs=['data-testid="threshold"'])
             v3.VTextField(v_model_number=("min_volume",), type="number", label="min mm³", hide_details=True,
-                          density="compact", style="max-width: 90px;")
+                          density="compact", style="max-width: 90px;", disabled=("edited",))
             v3.VBtn("Apply", click=self.apply_threshold, size="small", variant="tonal", classes="ml-2",
                     disabled=("edited",), raw_attrs=['data-testid="apply-threshold"'])
         v3.VSlider(v_model=("overlay_opacity",), min=0, max=1, step=0.05, label="probability overlay",
@@ -325,6 +363,13 @@ class ViewerApp(TrameApp):
                 html.Td("{{ r.section }}", classes="px-1 text-grey")
                 html.Td("{{ r.key }}", classes="px-1")
                 html.Td("{{ r.value }}", classes="px-1", style="word-break: break-all;")
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _fmt(value, digits: int) -> str:
