@@ -2,7 +2,8 @@
 
 The real command runs in a subprocess on a small synthetic result; the page must load,
 all four views (axial, coronal, sagittal, 3D) must draw a picture, and a click on a
-lesion row must move the axial slice to that lesion's S coordinate (lesions.json).
+lesion row must move the axial slice to that lesion's S coordinate (lesions.json), and a
+click on the threshold slider must re-threshold to the library's lesion count.
 Chromium comes from Debian (`.ci/apt-packages.txt`), never from a download.
 """
 
@@ -13,7 +14,10 @@ import json
 import time
 from pathlib import Path
 
+import SimpleITK as sitk
 from viewer_data import make_result_folder
+
+from BrainMetSegLib.lesions import rethreshold
 
 CHROMIUM = "/usr/bin/chromium"
 # Mean absolute deviation of a view's pixels above which it shows a picture, not a blank frame.
@@ -62,7 +66,14 @@ async def _drive(url: str, lesion: dict) -> dict:
             after = await _poll(page, "() => document.querySelector('[data-testid=\"axial-s\"]').innerText",
                                 lambda t: abs(float(t) - target) < 0.02, 30)
             rows = await page.locator('[data-testid="lesion-row"]').count()
-            return {"views": views, "before": before, "after": after, "rows": rows}
+            # Live threshold: a click on the slider's track re-thresholds (no model run).
+            track = await page.locator('[data-testid="threshold"] .v-slider-track').bounding_box()
+            await page.mouse.click(track["x"] + 0.45 * track["width"], track["y"] + track["height"] / 2)
+            message = await _poll(page, "() => document.querySelector('[data-testid=\"message\"]').innerText",
+                                  lambda t: t.startswith("Threshold"), 30)
+            rows_after = await page.locator('[data-testid="lesion-row"]').count()
+            return {"views": views, "before": before, "after": after, "rows": rows, "message": message,
+                    "rows_after_threshold": rows_after}
         finally:
             await browser.close()
 
@@ -87,3 +98,8 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     assert all(v and v["dev"] > DRAWN for v in seen["views"]), seen["views"]
     assert abs(float(seen["before"]) - float(lesion["centroid_s"])) > 1.0
     assert abs(float(seen["after"]) - float(lesion["centroid_s"])) < 0.02, seen
+    threshold = float(seen["message"].split()[1].rstrip(","))
+    assert 0.3 < threshold < 0.6, seen["message"]
+    probability = sitk.ReadImage(str(result / "probability.nii.gz"))
+    expected = int(sitk.GetArrayFromImage(rethreshold(probability, threshold, 0.0)).max())
+    assert seen["rows_after_threshold"] == expected == 4, seen

@@ -302,8 +302,6 @@ class ViewerApp(TrameApp):
                        disabled=("edited",), raw_attrs=['data-testid="threshold"'])
             v3.VTextField(v_model_number=("min_volume",), type="number", label="min mm³", hide_details=True,
                           density="compact", style="max-width: 90px;", disabled=("edited",))
-            v3.VBtn("Apply", click=self.apply_threshold, size="small", variant="tonal", classes="ml-2",
-                    disabled=("edited",), raw_attrs=['data-testid="apply-threshold"'])
         v3.VSlider(v_model=("overlay_opacity",), min=0, max=1, step=0.05, label="probability overlay",
                    hide_details=True, density="compact", raw_attrs=['data-testid="overlay"'])
         v3.VSlider(v_model=("segment_opacity",), min=0, max=1, step=0.05, label="lesion fill",
