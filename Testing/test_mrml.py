@@ -268,8 +268,8 @@ def test_rethreshold_matches_library_and_records_operating_point():
     volume, result = synthetic_result(scene)
     nodes = mrml.import_result(scene, volume, result)
     assert mrml.operating_point(nodes.segmentation) == (0.5, 0.0)
-    assert not mrml.rethreshold_needed(nodes.segmentation, 0.5, 0.0)  # a restore with the same values
-    assert mrml.rethreshold_needed(nodes.segmentation, 0.7, 0.0)
+    nodes.segmentation.CreateClosedSurfaceRepresentation()  # what the module shows in 3D: no edit
+    assert not mrml.segments_edited(nodes.segmentation)
     n = mrml.rethreshold(nodes.segmentation, 0.7, 20.0)
     prob_image = volumes.image_from_array(result.probability_kji, result.ijk_to_ras)
     expected = sitk.GetArrayFromImage(lesions.rethreshold(prob_image, 0.7, 20.0))
@@ -277,9 +277,53 @@ def test_rethreshold_matches_library_and_records_operating_point():
     np.testing.assert_array_equal(labels, expected)
     assert n == len(ids) == int(expected.max()) == nodes.table.GetNumberOfRows()
     assert mrml.operating_point(nodes.segmentation) == (0.7, 20.0)
-    assert not mrml.rethreshold_needed(nodes.segmentation, 0.7, 20.0)
     with pytest.raises(ValueError, match="threshold"):
         mrml.rethreshold(nodes.segmentation, 1.5)
+
+
+def test_slider_changes_never_replace_edited_segments_silently(tmp_path):
+    """Bug 5: a programmatic slider change (scene load, parameter-node restore) re-thresholded
+    and replaced every segment, losing manual edits."""
+    action = mrml.RethresholdAction
+    scene = new_scene()
+    volume, result = synthetic_result(scene)
+    nodes = mrml.import_result(scene, volume, result)
+    seg = nodes.segmentation
+    assert mrml.rethreshold_action(seg, 0.5, 0.0) is action.NOTHING  # restore of the same values
+    assert mrml.rethreshold_action(seg, 0.6, 0.0) is action.RETHRESHOLD  # user moved the slider
+    mrml.rethreshold(seg, 0.6, 0.0)
+    assert mrml.rethreshold_action(seg, 0.6, 0.0) is action.NOTHING
+    paint_edit(scene, nodes, volume, result.labels_kji, result.ijk_to_ras)
+    assert mrml.segments_edited(seg)
+    assert mrml.rethreshold_action(seg, 0.6, 0.0) is action.NOTHING  # never touch edits unasked
+    assert mrml.rethreshold_action(seg, 0.5, 0.0) is action.CONFIRM
+    seg.GetSegmentation().RemoveSegment(naming.segment_id(1))
+    assert mrml.rethreshold_action(seg, 0.5, 0.0) is action.CONFIRM
+    # a saved and reloaded scene: edits cannot be known, so a change asks first
+    mrml.rethreshold(seg, 0.5, 0.0)
+    loaded = new_scene()
+    loaded.SetURL(str(save_scene(scene, tmp_path / "saved")))
+    assert loaded.Import()
+    reloaded = loaded.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+    assert mrml.rethreshold_action(reloaded, 0.5, 0.0) is action.NOTHING
+    assert mrml.rethreshold_action(reloaded, 0.7, 0.0) is action.CONFIRM
+    unlinked = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    assert mrml.rethreshold_action(unlinked, 0.7, 0.0) is action.NOTHING
+
+
+def paint_edit(scene, nodes, volume, labels_kji, ijk_to_ras):
+    """Paint a 3x3x3 cube at the edge of lesion 2 into segment 2 with the Segment Editor's
+    own logic (its Add mode is what the paint brush does). Returns the paint mask."""
+    k, j, i = np.argwhere(labels_kji == 2).max(axis=0)
+    paint = np.zeros_like(labels_kji, dtype=np.uint8)
+    paint[k - 1:k + 2, j:j + 3, i:i + 3] = 1
+    editor = slicer.vtkSlicerSegmentEditorLogic()
+    editor.SetMRMLScene(scene)
+    editor.SetSegmentEditorNode(mrml.segment_editor_node(scene, nodes.segmentation, volume))
+    editor.ModifySegmentByLabelmap(nodes.segmentation, naming.segment_id(2),
+                                   volumes.oriented_image(paint, ijk_to_ras),
+                                   slicer.vtkSlicerSegmentEditorLogic.ModificationModeAdd, False, True)
+    return paint
 
 
 def test_update_table_after_painted_edit():
@@ -288,17 +332,8 @@ def test_update_table_after_painted_edit():
     nodes = mrml.import_result(scene, volume, result)
     volumes_before = table_column(nodes.table, "volume_mm3")
     voxel_mm3 = float(np.prod(np.linalg.norm(result.ijk_to_ras[:3, :3], axis=0)))
-    # paint a 3x3x3 cube next to lesion 2 into segment 2, as the Segment Editor's paint does
-    k, j, i = np.argwhere(result.labels_kji == 2).max(axis=0)
-    paint = np.zeros_like(result.labels_kji, dtype=np.uint8)
-    paint[k - 1:k + 2, j:j + 3, i:i + 3] = 1
+    paint = paint_edit(scene, nodes, volume, result.labels_kji, result.ijk_to_ras)
     added = int(((paint == 1) & (result.labels_kji != 2)).sum())
-    editor = slicer.vtkSlicerSegmentEditorLogic()  # the Segment Editor's own logic (Add = paint)
-    editor.SetMRMLScene(scene)
-    editor.SetSegmentEditorNode(mrml.segment_editor_node(scene, nodes.segmentation, volume))
-    editor.ModifySegmentByLabelmap(nodes.segmentation, naming.segment_id(2),
-                                   volumes.oriented_image(paint, result.ijk_to_ras),
-                                   slicer.vtkSlicerSegmentEditorLogic.ModificationModeAdd, False, True)
     # erase lesion 3
     nodes.segmentation.GetSegmentation().RemoveSegment(naming.segment_id(3))
     assert mrml.update_table(nodes.segmentation) == 2
