@@ -466,3 +466,12 @@ def test_import_rejects_a_result_on_another_grid():
     with pytest.raises(ValueError, match="lesion table ids"):
         mrml.import_result(scene, volume, wrong_rows)
     assert mrml.node_counts(scene) == before
+
+
+def test_module_self_test_on_a_bare_scene():
+    """The check behind the module's "Reload and Test" passes on slicer-core and leaves nothing."""
+    from BrainMetSegLib.mrml import selftest
+
+    scene = new_scene()
+    selftest.check_editing_loop(scene)
+    selftest.check_editing_loop(scene)  # twice: no name clash, no leftovers

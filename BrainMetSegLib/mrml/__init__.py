@@ -31,13 +31,16 @@ API:
   slider change should do), :func:`segments_edited`, :func:`can_rethreshold`,
   :func:`operating_point`; :func:`update_table` (re-measure edited segments);
 - :func:`lesion_world_ras`, :func:`jump_to_lesion` (parent transforms applied);
-- :func:`remove_result`; building blocks :func:`set_segments`,
+- :func:`start_segmentation` runs the library's CLI on volume nodes in a subprocess and
+  imports its outputs (:func:`read_run_outputs`) when it ends;
+- :func:`remove_result`; :mod:`.selftest` (the module's "Reload and Test" check); building blocks :func:`set_segments`,
   :func:`segments_label_map`, :func:`fill_table`, :func:`link_result`;
 - scene helpers: :func:`segmentations_logic` (registers Slicer's segmentation converters
   on a slicer-core scene), :func:`node_counts`, :func:`remove_nodes`, :func:`slice_nodes`,
   :func:`segment_editor_node`; volume helpers in :mod:`.volumes`.
 """
 
+from . import selftest
 from .results import (
     ATTR_CENTROID_FRAME,
     ATTR_MIN_VOLUME,
@@ -68,6 +71,7 @@ from .results import (
     set_segments,
     update_table,
 )
+from .run import read_run_outputs, start_segmentation
 from .scene import node_counts, remove_nodes, segment_editor_node, segmentations_logic, slice_nodes
 from .volumes import (
     array_and_matrix,
@@ -75,6 +79,7 @@ from .volumes import (
     image_from_array,
     set_volume,
     volume_array,
+    write_volume,
 )
 
 __all__ = [
@@ -85,5 +90,5 @@ __all__ = [
     "result_nodes", "rethreshold", "rethreshold_action", "RethresholdAction", "segments_edited", "segments_label_map", "set_segments",
     "update_table", "node_counts", "remove_nodes", "segment_editor_node", "segmentations_logic",
     "slice_nodes", "array_and_matrix", "ijk_to_ras_of_image", "image_from_array", "set_volume",
-    "volume_array",
+    "volume_array", "write_volume", "read_run_outputs", "start_segmentation", "selftest",
 ]

@@ -216,31 +216,31 @@ def link_result(nodes: ResultNodes) -> None:
     """References between the nodes, the input's parent transform on the outputs, the
     input as the segmentation's reference geometry, and the outputs placed under the
     input's subject-hierarchy parent (its study)."""
-    seg, table, prob, volume = nodes.segmentation, nodes.table, nodes.probability, nodes.input_volume
-    seg.SetNodeReferenceID(ROLE_INPUT, volume.GetID())
-    seg.SetNodeReferenceID(ROLE_TABLE, table.GetID() if table else None)
-    seg.SetNodeReferenceID(ROLE_PROBABILITY, prob.GetID() if prob else None)
+    segmentation, table, prob, volume = nodes.segmentation, nodes.table, nodes.probability, nodes.input_volume
+    segmentation.SetNodeReferenceID(ROLE_INPUT, volume.GetID())
+    segmentation.SetNodeReferenceID(ROLE_TABLE, table.GetID() if table else None)
+    segmentation.SetNodeReferenceID(ROLE_PROBABILITY, prob.GetID() if prob else None)
     if table is not None:
-        table.SetNodeReferenceID(ROLE_SEGMENTATION, seg.GetID())
+        table.SetNodeReferenceID(ROLE_SEGMENTATION, segmentation.GetID())
     transform_id = volume.GetTransformNodeID()
-    for node in (seg, prob):
-        if node is not None:
-            node.SetAndObserveTransformNodeID(transform_id)
-    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-    seg.SetNodeReferenceID(seg.GetReferenceImageGeometryReferenceRole(), volume.GetID())
+    for output in (segmentation, prob):
+        if output is not None:
+            output.SetAndObserveTransformNodeID(transform_id)
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    segmentation.SetNodeReferenceID(segmentation.GetReferenceImageGeometryReferenceRole(), volume.GetID())
     scene = volume.GetScene()
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     parent = sh.GetItemParent(sh.GetItemByDataNode(volume)) if sh.GetItemByDataNode(volume) else 0
     if not parent or parent == sh.GetSceneItemID():
         return
-    for node in (seg, table, prob):
-        if node is None:
+    for output in (segmentation, table, prob):
+        if output is None:
             continue
-        item = sh.GetItemByDataNode(node)
+        item = sh.GetItemByDataNode(output)
         if item:  # Slicer's subject-hierarchy plugins created it
             sh.SetItemParent(item, parent)
         else:  # slicer-core scene: no plugin logic creates items for new nodes
-            sh.CreateItem(parent, node)
+            sh.CreateItem(parent, output)
 
 
 def _show(nodes: ResultNodes) -> None:
