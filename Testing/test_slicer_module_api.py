@@ -341,7 +341,7 @@ def test_extension_cmake_and_index_entry():
     assert _cmake_set(top, "EXTENSION_DEPENDS") == '"PyTorch"'
     for needed in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
                    "add_subdirectory(BrainMetSeg)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
-                   "include(${Slicer_EXTENSION_CPACK})", "BrainMetSegLib/*.py", "Resources/*",
+                   "include(${Slicer_EXTENSION_CPACK})", "BrainMetSegLib/*.py", "Resources/Models/*",
                    "slicer_add_python_unittest", "scripted_tests/test_BrainMetSeg.py"):
         assert needed in top, needed
     module = (REPO / "BrainMetSeg" / "CMakeLists.txt").read_text(encoding="utf-8")

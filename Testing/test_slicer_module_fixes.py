@@ -115,3 +115,43 @@ def test_ensure_dependencies_asks_once_pins_and_reports(tmp_path):
                                    fake({**complete, "torch": "1.13.0"}))
     with pytest.raises(RuntimeError, match="could not be installed"):
         bridge.ensure_dependencies(lambda items: True, None, lambda args: None, temp_dir, fake(state))
+
+
+def cmake_glob(variable: str) -> list[Path]:
+    """Files selected by ``file(GLOB_RECURSE <variable> ...)`` in the top CMakeLists.txt."""
+    import re
+
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    block = re.search(rf"file\(GLOB_RECURSE {variable}(.*?)\)", text, re.S).group(1)
+    patterns = [p.replace("${CMAKE_CURRENT_SOURCE_DIR}/", "") for p in block.split()
+                if p.startswith("${CMAKE_CURRENT_SOURCE_DIR}/")]
+    files = [f for f in REPO.rglob("*") if f.is_file() and ".git" not in f.parts]
+    # GLOB_RECURSE: "*" in the last component matches files in every subfolder too
+    return sorted({f for f in files for p in patterns
+                   if f.relative_to(REPO).as_posix() == p
+                   or (p.endswith("/*") and f.relative_to(REPO).as_posix().startswith(p[:-1]))})
+
+
+def test_extension_package_carries_the_models_not_the_sample():
+    shipped = {f.relative_to(REPO).as_posix() for f in cmake_glob("BrainMetSegLib_RESOURCES")}
+    assert "Resources/Models.json" in shipped
+    for entry in models.read_registry():
+        if "path" in entry:  # bundled: the default model must work offline after install
+            folder = models.REGISTRY_FILE.parent / entry["path"]
+            assert {f"Resources/{entry['path']}/{f.name}" for f in folder.iterdir()} <= shipped
+    assert not any(f.startswith("Resources/Sample/") for f in shipped)
+    size_mb = sum((REPO / f).stat().st_size for f in shipped) / 2**20
+    print(f"Extension resources: {len(shipped)} files, {size_mb:.1f} MB")
+    assert size_mb < 30
+
+
+def test_tests_inside_slicer_never_install_packages():
+    """ctest on extension build machines must not pip-install: the scripted test and the
+    module's built-in test skip when dependencies are missing instead."""
+    test_class = next(n for n in MODULE.body if isinstance(n, ast.ClassDef) and n.name == "BrainMetSegTest")
+    for tree in (SCRIPTED, test_class):
+        names = calls(tree)
+        assert "ensureDependencies" not in names and "pip_install" not in names
+        assert "skipTest" in names
+    # the scripted test decides in setUp, before any process() call could reach the installer
+    assert "missingDependencies" in calls(function(SCRIPTED, "setUp"))
