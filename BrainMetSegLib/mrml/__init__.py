@@ -27,20 +27,25 @@ API:
   :class:`ResultNodes` (segmentation, table, probability, input_volume);
 - :func:`import_result` creates/updates the nodes and links them (rolls back on error);
   :func:`result_nodes` finds a result's nodes from its segmentation or table;
-- :func:`rethreshold`, :func:`rethreshold_needed`, :func:`can_rethreshold`,
+- :func:`rethreshold`, :func:`rethreshold_action` (:class:`RethresholdAction`: what a
+  slider change should do), :func:`segments_edited`, :func:`can_rethreshold`,
   :func:`operating_point`; :func:`update_table` (re-measure edited segments);
 - :func:`lesion_world_ras`, :func:`jump_to_lesion` (parent transforms applied);
-- :func:`remove_result`; building blocks :func:`set_segments`,
+- :func:`start_segmentation` runs the library's CLI on volume nodes in a subprocess and
+  imports its outputs (:func:`read_run_outputs`) when it ends;
+- :func:`remove_result`; :mod:`.selftest` (the module's "Reload and Test" check); building blocks :func:`set_segments`,
   :func:`segments_label_map`, :func:`fill_table`, :func:`link_result`;
 - scene helpers: :func:`segmentations_logic` (registers Slicer's segmentation converters
   on a slicer-core scene), :func:`node_counts`, :func:`remove_nodes`, :func:`slice_nodes`,
   :func:`segment_editor_node`; volume helpers in :mod:`.volumes`.
 """
 
+from . import selftest
 from .results import (
     ATTR_CENTROID_FRAME,
     ATTR_MIN_VOLUME,
     ATTR_SEGMENT_IDS,
+    ATTR_SEGMENTS_STATE,
     ATTR_THRESHOLD,
     ROLE_INPUT,
     ROLE_MEASURED_ON,
@@ -49,6 +54,7 @@ from .results import (
     ROLE_TABLE,
     LesionResult,
     ResultNodes,
+    RethresholdAction,
     can_rethreshold,
     fill_table,
     import_result,
@@ -59,11 +65,13 @@ from .results import (
     remove_result,
     result_nodes,
     rethreshold,
-    rethreshold_needed,
+    rethreshold_action,
+    segments_edited,
     segments_label_map,
     set_segments,
     update_table,
 )
+from .run import read_run_outputs, start_segmentation
 from .scene import node_counts, remove_nodes, segment_editor_node, segmentations_logic, slice_nodes
 from .volumes import (
     array_and_matrix,
@@ -71,15 +79,16 @@ from .volumes import (
     image_from_array,
     set_volume,
     volume_array,
+    write_volume,
 )
 
 __all__ = [
-    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_SEGMENT_IDS", "ATTR_THRESHOLD",
+    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE", "ATTR_THRESHOLD",
     "ROLE_INPUT", "ROLE_MEASURED_ON", "ROLE_PROBABILITY", "ROLE_SEGMENTATION", "ROLE_TABLE",
     "LesionResult", "ResultNodes", "can_rethreshold", "fill_table", "import_result",
     "jump_to_lesion", "lesion_world_ras", "link_result", "operating_point", "remove_result",
-    "result_nodes", "rethreshold", "rethreshold_needed", "segments_label_map", "set_segments",
+    "result_nodes", "rethreshold", "rethreshold_action", "RethresholdAction", "segments_edited", "segments_label_map", "set_segments",
     "update_table", "node_counts", "remove_nodes", "segment_editor_node", "segmentations_logic",
     "slice_nodes", "array_and_matrix", "ijk_to_ras_of_image", "image_from_array", "set_volume",
-    "volume_array",
+    "volume_array", "write_volume", "read_run_outputs", "start_segmentation", "selftest",
 ]

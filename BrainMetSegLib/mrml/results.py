@@ -16,7 +16,9 @@ parent transform; :func:`lesion_world_ras` maps them through the parent transfor
 
 from __future__ import annotations
 
+import enum
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,9 +43,13 @@ ROLE_MEASURED_ON = "brainmetsegMeasuredOn"  # table -> volume whose local RAS fr
 # Attributes
 ATTR_THRESHOLD = "BrainMetSeg.Threshold"  # segmentation: operating point of the segments (probability)
 ATTR_MIN_VOLUME = "BrainMetSeg.MinLesionVolumeMm3"  # segmentation: smallest lesion kept (mm^3)
+ATTR_SEGMENTS_STATE = "BrainMetSeg.SegmentsState"  # segmentation: segments as last thresholded
 ATTR_SEGMENT_IDS = "BrainMetSeg.SegmentIDs"  # table: JSON list, segment id of each row
 ATTR_CENTROID_FRAME = "BrainMetSeg.CentroidFrame"  # table: words saying which frame centroids are in
 
+# Segment states recorded by another process (a scene saved and loaded again) never match
+# this one's: there, whether the segments were edited is unknown and treated as edited.
+_SESSION = uuid.uuid4().hex
 PROBABILITY_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt",
                               "vtkMRMLColorTableNodeRainbow")
 
@@ -210,31 +216,31 @@ def link_result(nodes: ResultNodes) -> None:
     """References between the nodes, the input's parent transform on the outputs, the
     input as the segmentation's reference geometry, and the outputs placed under the
     input's subject-hierarchy parent (its study)."""
-    seg, table, prob, volume = nodes.segmentation, nodes.table, nodes.probability, nodes.input_volume
-    seg.SetNodeReferenceID(ROLE_INPUT, volume.GetID())
-    seg.SetNodeReferenceID(ROLE_TABLE, table.GetID() if table else None)
-    seg.SetNodeReferenceID(ROLE_PROBABILITY, prob.GetID() if prob else None)
+    segmentation, table, prob, volume = nodes.segmentation, nodes.table, nodes.probability, nodes.input_volume
+    segmentation.SetNodeReferenceID(ROLE_INPUT, volume.GetID())
+    segmentation.SetNodeReferenceID(ROLE_TABLE, table.GetID() if table else None)
+    segmentation.SetNodeReferenceID(ROLE_PROBABILITY, prob.GetID() if prob else None)
     if table is not None:
-        table.SetNodeReferenceID(ROLE_SEGMENTATION, seg.GetID())
+        table.SetNodeReferenceID(ROLE_SEGMENTATION, segmentation.GetID())
     transform_id = volume.GetTransformNodeID()
-    for node in (seg, prob):
-        if node is not None:
-            node.SetAndObserveTransformNodeID(transform_id)
-    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-    seg.SetNodeReferenceID(seg.GetReferenceImageGeometryReferenceRole(), volume.GetID())
+    for output in (segmentation, prob):
+        if output is not None:
+            output.SetAndObserveTransformNodeID(transform_id)
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    segmentation.SetNodeReferenceID(segmentation.GetReferenceImageGeometryReferenceRole(), volume.GetID())
     scene = volume.GetScene()
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     parent = sh.GetItemParent(sh.GetItemByDataNode(volume)) if sh.GetItemByDataNode(volume) else 0
     if not parent or parent == sh.GetSceneItemID():
         return
-    for node in (seg, table, prob):
-        if node is None:
+    for output in (segmentation, table, prob):
+        if output is None:
             continue
-        item = sh.GetItemByDataNode(node)
+        item = sh.GetItemByDataNode(output)
         if item:  # Slicer's subject-hierarchy plugins created it
             sh.SetItemParent(item, parent)
         else:  # slicer-core scene: no plugin logic creates items for new nodes
-            sh.CreateItem(parent, node)
+            sh.CreateItem(parent, output)
 
 
 def _show(nodes: ResultNodes) -> None:
@@ -294,8 +300,8 @@ def import_result(scene, input_volume, result: LesionResult, segmentation=None, 
         link_result(nodes)
         segment_ids = set_segments(segmentation, result.labels_kji, result.ijk_to_ras, ids_in_rows)
         fill_table(table, result.rows, segment_ids, segmentation, input_volume)
-        _record_operating_point(segmentation, result.threshold, result.min_volume_mm3)
         _show(nodes)
+        _record_operating_point(segmentation, result.threshold, result.min_volume_mm3)
     except Exception:
         scene_tools.remove_nodes(scene, created)
         raise
@@ -314,9 +320,20 @@ def result_nodes(node) -> ResultNodes:
                        segmentation.GetNodeReference(ROLE_INPUT))
 
 
+def _segments_state(segmentation) -> str:
+    """Segment ids and the newest modification time of their labelmaps (this process)."""
+    seg = segmentation.GetSegmentation()
+    ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+    name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    mtimes = [seg.GetSegment(i).GetRepresentation(name) for i in ids]
+    newest = max((m.GetMTime() for m in mtimes if m is not None), default=0)
+    return json.dumps([_SESSION, ids, newest])
+
+
 def _record_operating_point(segmentation, threshold, min_volume) -> None:
     for attr, value in ((ATTR_THRESHOLD, threshold), (ATTR_MIN_VOLUME, min_volume)):
         segmentation.SetAttribute(attr, "" if value is None else repr(float(value)))
+    segmentation.SetAttribute(ATTR_SEGMENTS_STATE, _segments_state(segmentation))
 
 
 def operating_point(segmentation) -> tuple[float | None, float | None]:
@@ -329,22 +346,38 @@ def operating_point(segmentation) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
+def segments_edited(segmentation) -> bool:
+    """True when the segments may differ from the last thresholding: painted, erased,
+    added or removed since, or loaded from a saved scene (where it cannot be known)."""
+    return segmentation.GetAttribute(ATTR_SEGMENTS_STATE) != _segments_state(segmentation)
+
+
 def can_rethreshold(segmentation) -> bool:
     """True when the segmentation is a result with its probability map still in the scene."""
     return bool(segmentation is not None and segmentation.GetNodeReference(ROLE_PROBABILITY) is not None
                 and segmentation.GetNodeReference(ROLE_INPUT) is not None)
 
 
-def rethreshold_needed(segmentation, threshold: float, min_volume_mm3: float) -> bool:
-    """Whether asking for (threshold, min_volume_mm3) would change the segments.
+class RethresholdAction(enum.Enum):
+    """What a front end does when the threshold or minimum volume it shows changes."""
 
-    False when the segments were made with exactly these values (a scene load or a
-    parameter-node restore that sets the slider to the same value must not replace the
-    segments and lose manual edits), or when there is no probability map.
+    NOTHING = "nothing"  # the segments already are that operating point, or no probability map
+    RETHRESHOLD = "rethreshold"  # replace the segments (they were not edited)
+    CONFIRM = "confirm"  # replacing would lose edits: ask the user first
+
+
+def rethreshold_action(segmentation, threshold: float, min_volume_mm3: float) -> RethresholdAction:
+    """Decide whether (threshold, min_volume_mm3) should replace the segments.
+
+    A scene load or parameter-node restore that sets the slider to the values the
+    segments were made with does nothing, edited or not; other values re-threshold
+    unedited segments and need confirmation for edited ones.
     """
     if not can_rethreshold(segmentation):
-        return False
-    return operating_point(segmentation) != (float(threshold), float(min_volume_mm3))
+        return RethresholdAction.NOTHING
+    if operating_point(segmentation) == (float(threshold), float(min_volume_mm3)):
+        return RethresholdAction.NOTHING
+    return RethresholdAction.CONFIRM if segments_edited(segmentation) else RethresholdAction.RETHRESHOLD
 
 
 def rethreshold(segmentation, threshold: float, min_volume_mm3: float = 0.0) -> int:

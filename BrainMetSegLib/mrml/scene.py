@@ -65,25 +65,25 @@ def slice_nodes(scene) -> list:
     if default is None or not default.HasSliceOrientationPreset("Axial"):
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)  # RAS: right on screen left
     for name, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
-        node = scene.AddNewNodeByClass("vtkMRMLSliceNode", name)  # gets the presets
-        node.SetLayoutName(name)
-        node.SetSingletonTag(name)
-        node.SetOrientation(orientation)
-        nodes.append(node)
+        slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode", name)  # gets the presets
+        slice_node.SetLayoutName(name)
+        slice_node.SetSingletonTag(name)
+        slice_node.SetOrientation(orientation)
+        nodes.append(slice_node)
     return nodes
 
 
 def segment_editor_node(scene, segmentation, source_volume=None):
     """The Segment Editor's parameter node (its "SegmentEditor" singleton, created as the
     Segment Editor does when missing), showing ``segmentation`` on ``source_volume``."""
-    node = scene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode")
-    if node is None:
-        node = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
-        node.UnRegister(None)
-        node.SetSingletonTag("SegmentEditor")
-        node = scene.AddNode(node)
-    if node.GetSegmentationNode() is not segmentation:
-        node.SetAndObserveSegmentationNode(segmentation)
-    if source_volume is not None and node.GetSourceVolumeNode() is not source_volume:
-        node.SetAndObserveSourceVolumeNode(source_volume)
-    return node
+    editor = scene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode")
+    if editor is None:
+        editor = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+        editor.UnRegister(None)
+        editor.SetSingletonTag("SegmentEditor")
+        editor = scene.AddNode(editor)
+    if editor.GetSegmentationNode() is not segmentation:
+        editor.SetAndObserveSegmentationNode(segmentation)
+    if source_volume is not None and editor.GetSourceVolumeNode() is not source_volume:
+        editor.SetAndObserveSourceVolumeNode(source_volume)
+    return editor

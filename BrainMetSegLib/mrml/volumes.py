@@ -73,23 +73,23 @@ def image_data(array_kji: np.ndarray) -> vtk.vtkImageData:
     return data
 
 
-def set_volume(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
+def set_volume(volume_node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
     """Replace the voxels and geometry of a volume node (scalar or label map)."""
-    node.SetIJKToRASMatrix(matrix_to_vtk(ijk_to_ras))
-    node.SetAndObserveImageData(image_data(array_kji))
+    volume_node.SetIJKToRASMatrix(matrix_to_vtk(ijk_to_ras))
+    volume_node.SetAndObserveImageData(image_data(array_kji))
 
 
-def volume_array(node) -> tuple[np.ndarray, np.ndarray]:
+def volume_array(volume_node) -> tuple[np.ndarray, np.ndarray]:
     """(K, J, I) array (a copy) and local IJK-to-RAS matrix of a volume node."""
-    data = node.GetImageData()
+    data = volume_node.GetImageData()
     if data is None or data.GetPointData().GetScalars() is None:
-        raise ValueError(f"volume {node.GetName()!r} has no voxels")
+        raise ValueError(f"volume {volume_node.GetName()!r} has no voxels")
     dims = data.GetDimensions()
     array = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars())
     if array.ndim != 1:
-        raise ValueError(f"volume {node.GetName()!r} has {array.shape[1]} components; expected a scalar volume")
+        raise ValueError(f"volume {volume_node.GetName()!r} has {array.shape[1]} components; expected a scalar volume")
     matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
+    volume_node.GetIJKToRASMatrix(matrix)
     return array.reshape(dims[::-1]).copy(), matrix_from_vtk(matrix)
 
 
@@ -109,3 +109,17 @@ def oriented_image_array(image) -> np.ndarray:
     """(K, J, I) copy of a ``vtkOrientedImageData``'s voxels."""
     dims = image.GetDimensions()
     return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
+
+
+def write_volume(volume_node, path) -> None:
+    """Write a volume node to ``path`` (format from the extension, uncompressed) without
+    touching the node's own storage node: the scene is left exactly as it was."""
+    scene = volume_node.GetScene()
+    storage = scene.CreateNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    try:
+        storage.SetFileName(str(path))
+        storage.UseCompressionOff()
+        if not storage.WriteData(volume_node):
+            raise OSError(f"could not write volume {volume_node.GetName()!r} to {path}")
+    finally:
+        storage.UnRegister(None)  # CreateNodeByClass hands over a reference; never added to the scene
