@@ -139,9 +139,12 @@ class ViewerApp(TrameApp):
 
     # ----------------------------------------------------------------- actions
     def jump(self, lesion_id: int) -> None:
-        ras = self.session.jump_to_lesion(int(lesion_id))
+        """Row click: centre the views on the lesion and make it the one the edit tools act on."""
+        def run():
+            ras = self.session.jump_to_lesion(int(lesion_id))
+            self._say(f"Lesion {lesion_id}: R {ras[0]:.1f}, A {ras[1]:.1f}, S {ras[2]:.1f} mm")
         self.state.selected_lesion = int(lesion_id)
-        self._say(f"Lesion {lesion_id}: R {ras[0]:.1f}, A {ras[1]:.1f}, S {ras[2]:.1f} mm")
+        self._guard(run)
 
     def set_visible(self, lesion_id: int, visible: bool) -> None:
         self.session.set_lesion_visible(int(lesion_id), bool(visible))

@@ -4,9 +4,11 @@ The session holds no user-interface code: the web application (:mod:`.app`) and 
 offscreen tests drive the same methods. Scene content (volumes, one segment per lesion,
 the lesion table node and their links, re-threshold, re-measure, jump) is made by the
 library's MRML scene layer :mod:`BrainMetSegLib.mrml`, the code the Slicer module uses;
-this module adds only the viewer's presentation and the review bookkeeping. Views (slice views Red/Green/Yellow = axial,
-coronal, sagittal, and the 3D view) must exist in ``slicer_app.view_manager`` before
-:meth:`ReviewSession.load` so their layers can be set.
+this module adds only the viewer's presentation and the review bookkeeping.
+
+Views (slice views Red / Green / Yellow = axial / coronal / sagittal, and the 3D view)
+must exist in ``slicer_app.view_manager`` before :meth:`ReviewSession.load` so their
+layers can be set. Coordinates are RAS mm; label maps are (K, J, I) = (Z, Y, X) arrays.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class ReviewError(InputError):
 
 
 class ReviewSession:
+    """A result folder in ``slicer_app``'s scene (a trame-slicer ``SlicerApp``)."""
+
     def __init__(self, slicer_app, result: ResultFolder):
         self.app = slicer_app
         self.result = result
