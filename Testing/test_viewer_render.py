@@ -183,3 +183,25 @@ def test_keep_largest_island_removes_a_stray_stroke(session):
     assert ((kept == 1) == (before == 1)).all()
     assert session.operations[-1]["effect"] == "keep largest island"
     session.discard_edits()
+
+
+def test_islands_click_keeps_the_clicked_piece_and_undo_redo(session):
+    red = session.app.view_manager.get_view("Red")
+    before = sitk.GetArrayFromImage(session.current_labels())
+    ras = session.jump_to_lesion(1)
+    stray = (ras[0] + 10.0, ras[1], ras[2])
+    session.set_effect("paint", brush_diameter_mm=2.5)
+    _click(red, stray)
+    painted = sitk.GetArrayFromImage(session.current_labels())
+    assert (painted == 1).sum() > (before == 1).sum()
+    session.set_effect("islands")  # click a piece to keep it
+    _click(red, ras)
+    session.set_effect("none")
+    kept = sitk.GetArrayFromImage(session.current_labels())
+    assert ((kept == 1) == (before == 1)).all()
+    assert session.undo()  # the island click undone: the stray piece is back
+    assert ((sitk.GetArrayFromImage(session.current_labels()) == 1) == (painted == 1)).all()
+    assert session.redo()
+    assert ((sitk.GetArrayFromImage(session.current_labels()) == 1) == (before == 1)).all()
+    session.discard_edits()
+    assert not session.undo()  # replaced segments: nothing to undo into

@@ -189,6 +189,16 @@ class ViewerApp(TrameApp):
         self._refresh_rows()
         self._say(f"Lesion {lesion_id} added: paint it in a slice view.")
 
+    def undo(self) -> None:
+        if not self.session.undo():
+            self._say("Nothing to undo.")
+        self.state.edited = self.session.edited
+
+    def redo(self) -> None:
+        if not self.session.redo():
+            self._say("Nothing to redo.")
+        self.state.edited = self.session.edited
+
     def keep_largest(self) -> None:
         self._guard(self.session.keep_largest_island)
         self.state.effect = "none"
@@ -347,6 +357,8 @@ class ViewerApp(TrameApp):
         html.Div("Paint / erase: drag in a slice view. Islands: click the piece of the lesion to keep.",
                  classes="text-caption my-2")
         with html.Div(classes="d-flex flex-wrap ga-2"):
+            v3.VBtn("Undo", click=self.undo, size="small", variant="tonal", prepend_icon="mdi-undo")
+            v3.VBtn("Redo", click=self.redo, size="small", variant="tonal", prepend_icon="mdi-redo")
             v3.VBtn("Keep largest island", click=self.keep_largest, size="small", variant="tonal")
             v3.VBtn("Add lesion", click=self.add_lesion, size="small", variant="tonal", prepend_icon="mdi-plus")
             v3.VBtn("Re-measure", click=self.remeasure, size="small", variant="tonal")

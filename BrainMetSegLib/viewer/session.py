@@ -41,6 +41,7 @@ PROBABILITY_COLORMAP = "vtkMRMLColorTableNodeIron"
 # Probabilities below this are drawn transparent in the overlay (the map is ~0 almost everywhere).
 OVERLAY_FLOOR = 0.05
 EFFECTS = ("none", "paint", "erase", "islands")
+UNDO_LIMIT = 20
 
 
 @dataclass
@@ -105,6 +106,10 @@ class ReviewSession:
             display.SetApplyThreshold(1)
             display.SetLowerThreshold(OVERLAY_FLOOR)
             display.SetUpperThreshold(1.0)
+            from undo_stack import UndoStack  # trame-slicer's dependency
+
+            # Undo / redo of single strokes (the segment editor records labelmap changes).
+            self.editor.set_undo_stack(UndoStack(undo_limit=UNDO_LIMIT))
             self.editor.set_active_segmentation(self.segmentation_node, self.volume_node)
             self.editor.set_surface_representation_enabled(True)
             seg_display = self.segmentation_node.GetDisplayNode()
@@ -280,8 +285,29 @@ class ReviewSession:
         return rows
 
     def _edits_off(self) -> None:
+        """Before the segments are replaced: no effect active, no undo into the old segments."""
         self.editor.deactivate_effect()
+        self.editor.undo_stack.clear()
         self._loading = True
+
+    def undo(self) -> bool:
+        """Undo the last edit (stroke, island operation); False when there is none."""
+        stack = self.editor.undo_stack
+        if not stack.can_undo():
+            return False
+        stack.undo()
+        self.edited = True
+        self.operations.append({"effect": "undo", "segment": self.editor.get_active_segment_id()})
+        return True
+
+    def redo(self) -> bool:
+        stack = self.editor.undo_stack
+        if not stack.can_redo():
+            return False
+        stack.redo()
+        self.edited = True
+        self.operations.append({"effect": "redo", "segment": self.editor.get_active_segment_id()})
+        return True
 
     def _new_base(self) -> None:
         """The segments as they are now become what a review is compared with (a new start)."""
