@@ -12,8 +12,6 @@ browser test reads carry ``data-testid`` attributes.
 
 from __future__ import annotations
 
-import logging
-
 from trame.app import TrameApp
 from trame.widgets import html
 from trame_slicer import module as trame_slicer_module
@@ -26,8 +24,6 @@ from trame_vuetify.widgets import vuetify3 as v3
 from ..errors import BrainMetSegError
 from .result import ResultFolder
 from .session import ReviewError, ReviewSession
-
-logger = logging.getLogger(__name__)
 
 LAYOUT_ID = "brainmetseg-review"
 THRESHOLD_DEBOUNCE_S = 0.5
