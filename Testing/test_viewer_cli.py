@@ -59,6 +59,12 @@ def test_bad_result_folders_fail_with_one_line(case, result, tmp_path, capsys):
     assert str(folder if case != "missing image" else tmp_path / "gone.nii.gz") in err[0]
 
 
+def test_a_batch_folder_points_to_its_cases(result, capsys):
+    assert main(["view", str(result.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "batch output folder" in err and "result" in err
+
+
 def test_an_image_on_another_grid_is_refused(result, tmp_path):
     other = sitk.GetImageFromArray(np.arange(1000, dtype=np.float32).reshape(10, 10, 10))
     sitk.WriteImage(other, str(tmp_path / "other.nii.gz"))

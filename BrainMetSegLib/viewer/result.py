@@ -40,6 +40,10 @@ class ResultFolder:
             raise InputError(f"{folder}: result folder not found (give the OUTDIR of `brainmetseg segment`).")
         run_path = folder / "run.json"
         if not run_path.is_file():
+            cases = sorted(p.parent.name for p in folder.glob("*/run.json"))
+            if cases:  # a batch output: one result folder per case
+                shown = ", ".join(cases[:3]) + (", ..." if len(cases) > 3 else "")
+                raise InputError(f"{folder}: a batch output folder; open one case's folder ({shown}).")
             raise InputError(f"{run_path}: not found; {folder} is not a `brainmetseg segment` result folder.")
         try:
             run = json.loads(run_path.read_text(encoding="utf-8"))
