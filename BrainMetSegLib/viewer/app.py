@@ -30,6 +30,7 @@ from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
+from ..slicer_bridge.naming import lesion_id_from_segment_name
 from .result import ResultFolder
 from .session import ReviewError, ReviewSession
 
@@ -126,7 +127,8 @@ class ViewerApp(TrameApp):
         s.segment_opacity = 0.5
         s.effect = "none"
         s.brush_mm = 5.0
-        s.selected_lesion = None
+        # The session opened at (and selected) the largest lesion.
+        s.selected_lesion = lesion_id_from_segment_name(self.session.editor.get_active_segment_id() or "")
         s.message = ""
         s.message_error = False
         s.edited = False
