@@ -278,6 +278,11 @@ def test_rethreshold_matches_library_and_records_operating_point():
     np.testing.assert_array_equal(labels, expected)
     assert n == len(ids) == int(expected.max()) == nodes.table.GetNumberOfRows()
     assert mrml.operating_point(nodes.segmentation) == (0.7, 20.0)
+    # the 3D surfaces shown before are shown for the new segments too; geometry kept
+    surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    assert nodes.segmentation.GetSegmentation().ContainsRepresentation(surface)
+    assert nodes.segmentation.GetNodeReferenceID(
+        nodes.segmentation.GetReferenceImageGeometryReferenceRole()) == volume.GetID()
     with pytest.raises(ValueError, match="threshold"):
         mrml.rethreshold(nodes.segmentation, 1.5)
 

@@ -75,7 +75,9 @@ TYPED_MRML = {
     "storage": "vtkMRMLVolumeArchetypeStorageNode", "default": "vtkMRMLSliceNode",
     "nodes.segmentation": "vtkMRMLSegmentationNode", "nodes.table": "vtkMRMLTableNode",
     "nodes.probability": "vtkMRMLScalarVolumeNode", "segmentation.GetSegmentation()": "vtkSegmentation",
-    "merged": "vtkOrientedImageData", "slice_node": "vtkMRMLSliceNode",
+    "merged": "vtkOrientedImageData", "slice_node": "vtkMRMLSliceNode", "image": "vtkOrientedImageData",
+    "segmentation_display": "vtkMRMLSegmentationDisplayNode", "old": "vtkSegmentation",
+    "fresh": "vtkSegmentation",
 }
 STATIC_RECEIVERS = {
     "slicer.mrmlScene": "vtkMRMLScene",
@@ -91,7 +93,7 @@ PLAIN_VTK_QT_SITK = {
     "CopyInformation", "SetElement", "GetPointData", "GetScalars", "SetScalars", "SetDimensions",
     "GetDirection", "SetDirection", "SetSpacing", "SetOrigin", "GetOrigin", "GetMTime", "IsA",
     "GetClassName", "GetAddressAsString", "TransformPoint", "GetColumn", "GetColumnByName",
-    "SetMRMLScene", "GetMRMLScene",  # vtkMRMLAbstractLogic (the lists stop at vtkSlicerModuleLogic)
+    "GetExtent", "SetMRMLScene", "GetMRMLScene",  # vtkImageData; vtkMRMLAbstractLogic (the lists stop at vtkSlicerModuleLogic)
 }
 
 
