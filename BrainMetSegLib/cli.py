@@ -26,6 +26,7 @@ COMMANDS = {
     "train": "train a model package on labelled scans (nnU-Net raw layout or CSV manifest)",
     "evaluate": "compare predictions with ground truth: voxel- and lesion-wise metrics, report",
     "models": "list the known model packages and their cards",
+    "view": "review and correct a result in a web browser (Slicer's views; needs the [web] extra)",
 }
 
 

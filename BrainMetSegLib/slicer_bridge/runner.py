@@ -7,7 +7,13 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from .commands import RunFolder
+from .commands import (
+    RunFolder,
+    batch_command,
+    python_slicer_executable,
+    subprocess_environment,
+    write_manifest,
+)
 from .monitor import OutputMonitor
 
 
@@ -168,3 +174,23 @@ class CliRun:
                 idle()
             time.sleep(interval)
         return self
+
+
+def start_batch(items, output_dir, options, temp_dir=None, python=None, environment=None,
+                overwrite: bool = False, keep_files: bool = False) -> CliRun:
+    """Start ``segment --manifest`` on files (a cohort, no scene); returns the running CliRun.
+
+    items: CE-T1 paths or dicts (see ``commands.write_manifest``). The manifest lives in a
+    temporary run folder under ``temp_dir`` that is removed when the run ends.
+    """
+    run_folder = RunFolder(temp_dir, keep=keep_files)
+    try:
+        manifest = write_manifest(items, run_folder.path / "manifest.csv")
+        command = batch_command(python or python_slicer_executable(), manifest, output_dir, options,
+                                overwrite=overwrite)
+    except Exception:
+        run_folder.cleanup()
+        raise
+    env = dict(os.environ if environment is None else environment)
+    env.update(subprocess_environment(env))
+    return CliRun(command, env, run_folder)
