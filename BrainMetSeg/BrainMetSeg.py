@@ -283,8 +283,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGui()
 
     def onProgress(self, fraction, text) -> None:
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = text
+        self.ui.progressBar.value, self.ui.statusLabel.text = int(round(100 * fraction)), text
 
     def onCompleted(self, run) -> None:
         self._run = None
@@ -329,6 +328,9 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if action == "confirm" and not slicer.util.confirmOkCancelDisplay(
                 _("The segments were edited (or loaded from a saved scene). Re-thresholding replaces "
                   "all of them. Continue?"), _("Replace the segments?")):
+            threshold, minVolume = _mrml().operating_point(p.outputSegmentation)
+            if threshold is not None:  # show the values the segments were made with again
+                p.threshold, p.minLesionVolume = threshold, minVolume
             return
         with slicer.util.tryWithErrorDisplay(_("Re-thresholding failed."), waitCursor=True):
             n = self.logic.rethreshold(p.outputSegmentation, p.threshold, p.minLesionVolume)
@@ -349,8 +351,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.jumpToLesion(p.outputTable, rows[0])
 
     def onEditSegments(self) -> None:
-        p = self._parameterNode
-        self.logic.editInSegmentEditor(p.outputSegmentation, p.inputVolume)
+        self.logic.editInSegmentEditor(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume)
 
 
 def pollWithTimer(run, intervalMs=200):

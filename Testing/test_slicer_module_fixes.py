@@ -155,3 +155,12 @@ def test_tests_inside_slicer_never_install_packages():
         assert "skipTest" in names
     # the scripted test decides in setUp, before any process() call could reach the installer
     assert "missingDependencies" in calls(function(SCRIPTED, "setUp"))
+
+
+def test_module_is_glue():
+    """The module keeps Qt, dialogs and dependency installation; the scene work is in
+    BrainMetSegLib.mrml (the module has no sitkUtils and no MRML node creation of its own)."""
+    source = (REPO / "BrainMetSeg" / "BrainMetSeg.py").read_text(encoding="utf-8")
+    assert len(source.splitlines()) < 600
+    assert "sitkUtils" not in source and "AddNewNodeByClass" not in source
+    assert "ImportLabelmapToSegmentationNode" not in source and "ExportSegmentsToLabelmapNode" not in source
