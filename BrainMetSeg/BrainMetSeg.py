@@ -54,21 +54,16 @@ extension) and the Python packages it needs. The model runs in a separate proces
 into <b>Cancel</b> while it runs.</li>
 <li>Every lesion becomes its own segment ("Metastasis 1" is the largest). Click a row of the
 lesion table to jump to that lesion.</li>
-<li>Move the <b>Threshold</b> slider to re-threshold the probability map without running the
-model again (this replaces the segments).</li>
+<li>Move the <b>Threshold</b> slider to re-threshold without running the model again.</li>
 <li>Correct segments in the Segment Editor (add, erase, split), then press <b>Update table</b>.</li>
 </ol>
-From the Python console: <code>BrainMetSeg.BrainMetSegLogic().process(volumeNode)</code> and
-<code>processFiles([...], outputFolder)</code> for cohorts.
+Console: <code>BrainMetSeg.BrainMetSegLogic().process(volumeNode)</code>; cohorts: <code>processFiles</code>.
 Research software, not a medical device: review every result.
 See the <a href="https://github.com/brainmetseg/BrainMetSeg">documentation</a>.
 """)
-        self.parent.acknowledgementText = _("""
-Implements the CE-T1 metastasis segmentation method of Shi et al. (Front. Oncol. 2025, 15:1657604)
-with MONAI networks and deepbet brain extraction. Module structure and dependency handling follow
-3D Slicer's scripted-module template and the TotalSegmentator, MONAIAuto3DSeg and nnU-Net
-extensions by Andras Lasso (PerkLab) and Kitware.
-""")
+        self.parent.acknowledgementText = _("""Implements the method of Shi et al. (Front. Oncol. 2025,
+15:1657604) with MONAI and deepbet. Structure and dependency handling follow Slicer's scripted-module
+template and the TotalSegmentator, MONAIAuto3DSeg and nnU-Net extensions (PerkLab, Kitware).""")
 
 
 class Device(enum.Enum):
@@ -292,12 +287,11 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             nodes, p = run.value, self._parameterNode
             if p is not None:
                 p.outputSegmentation, p.outputTable, p.outputProbability = nodes.segmentation, nodes.table, nodes.probability
-            self.ui.statusLabel.text = _("{n} lesion(s) found in {s:.0f} s.").format(
-                n=nodes.table.GetNumberOfRows(), s=run.elapsed)
+            warnings = run.monitor.result.warnings if run.monitor.result else ()  # doubtful input
+            self.ui.statusLabel.text = _("{n} lesion(s) found in {s:.0f} s, {k} warning(s).").format(
+                n=nodes.table.GetNumberOfRows(), s=run.elapsed, k=len(warnings))
             self.ui.tableView.setMRMLTableNode(nodes.table)
-            warnings = run.monitor.result.warnings if run.monitor.result else ()
-            if warnings:  # doubtful input (tiny field of view, noise, little brain, missing slice)
-                self.ui.statusLabel.text += " " + _("{k} warning(s).").format(k=len(warnings))
+            if warnings:
                 slicer.util.warningDisplay(_("The result may be unreliable:") + "\n\n" + "\n".join(warnings))
         elif run.status == "cancelled":
             self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
