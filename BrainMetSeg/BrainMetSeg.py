@@ -804,7 +804,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         if not probabilityNode or not inputVolume:
             raise ValueError(_("This segmentation has no BrainMetSeg probability map to re-threshold."))
         probability = sitkUtils.PullVolumeFromSlicer(probabilityNode)
-        labels = lesions.rethreshold(probability, float(threshold), float(minLesionVolume))
+        labels = lesions.threshold_lesions(probability, float(threshold), float(minLesionVolume))
         rows = lesions.lesion_table(labels, probability)
         self._setSegmentsFromLabels(segmentation, labels, len(rows), inputVolume)
         if table:

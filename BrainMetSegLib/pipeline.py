@@ -23,7 +23,7 @@ from .coregister import onto_ce_t1
 from .errors import InputError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
-from .lesions import lesion_table, rethreshold
+from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
@@ -186,7 +186,7 @@ class Segmenter:
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage("postprocess", "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-            labels = rethreshold(probability, self.threshold, self.min_volume)
+            labels = threshold_lesions(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)
         return Result(case_id, labels, probability, table, timer.timings, self.provenance())
 
