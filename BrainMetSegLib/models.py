@@ -1,6 +1,7 @@
 """Model packages: a folder with a model card (``model.json``) and safetensors weights.
 
-A package is found by path or by name in the registry ``Resources/Models.json``.
+A package is found by path or by name in the registry ``Resources/Models.json``
+(:mod:`BrainMetSegLib.resources` says where that is for each kind of install).
 Weights are loaded with safetensors (no pickle, no code from the file) after their
 sha256 is checked against the card.
 """
@@ -16,9 +17,8 @@ from typing import Any
 
 from .errors import ModelError
 from .io import sha256_file
+from .resources import REGISTRY_FILE
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
-REGISTRY_FILE = RESOURCES_DIR / "Models.json"
 DEFAULT_MODEL = "brainmetseg-demo"
 CARD_NAME = "model.json"
 
