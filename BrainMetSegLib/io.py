@@ -106,7 +106,11 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
 
 def read_scalar_volume(path: str | os.PathLike, role: str = "image") -> sitk.Image:
     """Read and validate an image and return it as 3D float32 (a 1-volume 4D file is squeezed)."""
-    image = read_image(path, role)
+    return as_scalar_volume(read_image(path, role))
+
+
+def as_scalar_volume(image: sitk.Image) -> sitk.Image:
+    """A validated image (:func:`validate_image`) as 3D float32; a 1-volume 4D image is squeezed."""
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
     return sitk.Cast(image, sitk.sitkFloat32)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from . import __version__
 from .coregister import onto_ce_t1
 from .errors import InputError
 from .inference import InferenceConfig, predict, resolve_device
-from .io import read_scalar_volume, sha256_file
+from .io import as_scalar_volume, read_scalar_volume, sha256_file, validate_image
 from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .preprocess import PreprocessConfig, preprocess
@@ -125,9 +126,17 @@ def _check_sequences(inputs: CaseInputs, package: ModelPackage) -> list[str]:
 
 
 class Segmenter:
-    """A loaded model plus settings; ``run`` segments one case. Reuse it for a cohort."""
+    """A loaded model plus settings; ``run`` segments one case from files, ``run_images`` from
+    images in memory. Reuse it for a cohort (the network is built and loaded once).
 
-    def __init__(self, config: SegmentConfig = SegmentConfig(), package: ModelPackage | None = None):
+    package: the model package (default: ``config.model`` looked up by name or folder).
+    network: an already-built ``torch.nn.Module`` taking the card's input sequences as channels
+        and giving one logit channel (e.g. a network being trained, or a stand-in in tests);
+        used as given instead of loading the package's weights.
+    """
+
+    def __init__(self, config: SegmentConfig = SegmentConfig(), package: ModelPackage | None = None,
+                 network=None):
         self.config = config
         self.package = package or load_package(config.model)
         self.device = resolve_device(config.device)
@@ -145,38 +154,58 @@ class Segmenter:
             precision=config.precision)
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
-        self._net = None
+        self._net = network
 
     @property
     def net(self):
+        """The network (built and loaded from the package on first use, unless one was given)."""
         if self._net is None:
             self._net = self.package.load_network(self.device)
         return self._net
-
-    def _read(self, inputs: CaseInputs, timer: _Timer) -> list[sitk.Image]:
-        order = _check_sequences(inputs, self.package)
-        with timer.stage("read", "reading images"):
-            images = {s: read_scalar_volume(p, SEQUENCE_LABELS[s]) for s, p in inputs.given().items()}
-        if len(order) > 1:
-            with timer.stage("coregister", "co-registering extra sequences to the CE-T1"):
-                for s in order[1:]:
-                    images[s] = onto_ce_t1(images["t1ce"], images[s], SEQUENCE_LABELS[s], getattr(inputs, s))
-        return [images[s] for s in order]
 
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:
         """Segment one case (paths in ``inputs``); see :func:`segment`."""
         inputs = CaseInputs(inputs) if isinstance(inputs, str | Path) else inputs
+        order = _check_sequences(inputs, self.package)
         timer = _Timer(progress or no_progress, cancel)
-        images = self._read(inputs, timer)
-        result = self.run_images(images, timer, inputs.id, cancel)
+        with timer.stage("read", "reading images"):
+            images = [read_scalar_volume(getattr(inputs, s), SEQUENCE_LABELS[s]) for s in order]
+        result = self._segment(images, inputs.id, timer, cancel, [getattr(inputs, s) for s in order])
         result.provenance["inputs"] = {s: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
                                        for s, p in inputs.given().items()}
         return result
 
-    def run_images(self, images: list[sitk.Image], timer: _Timer, case_id: str,
+    def run_images(self, images: Sequence[sitk.Image], case_id: str,
+                   progress: ProgressCallback | None = None,
                    cancel: threading.Event | None = None) -> Result:
-        """Segment images already read (CE-T1 first, extras on its grid)."""
+        """Segment images already in memory (a viewer's volumes, a DICOM reader's output).
+
+        images: one ``SimpleITK.Image`` per sequence of the card's ``input_sequences``, in that
+        order (CE-T1 first); checked as files are (3D, scalar, finite, not constant) and never
+        modified; extra sequences are co-registered onto the CE-T1 as in :meth:`run`.
+        case_id: names the case in the result and in error messages.
+        """
+        wanted = list(self.package.card.input_sequences)
+        if len(images) != len(wanted):
+            raise InputError(f"{case_id}: model {self.package.card.name} takes {len(wanted)} image(s) "
+                             f"({', '.join(SEQUENCE_LABELS.get(s, s) for s in wanted)}); {len(images)} given.")
+        for seq, image in zip(wanted, images, strict=True):
+            validate_image(image, case_id, SEQUENCE_LABELS.get(seq, seq))
+        images = [as_scalar_volume(image) for image in images]
+        return self._segment(images, case_id, _Timer(progress or no_progress, cancel), cancel,
+                             [case_id] * len(images))
+
+    def _segment(self, images: list[sitk.Image], case_id: str, timer: _Timer,
+                 cancel: threading.Event | None, sources: list[str]) -> Result:
+        """Co-register, preprocess, infer, threshold and measure; ``sources`` name the images
+        (file paths or the case id) in messages."""
+        order = list(self.package.card.input_sequences)
+        if len(order) > 1:
+            with timer.stage("coregister", "co-registering extra sequences to the CE-T1"):
+                images = [images[0]] + [onto_ce_t1(images[0], image, SEQUENCE_LABELS[s], source)
+                                        for s, image, source in zip(order[1:], images[1:], sources[1:],
+                                                                    strict=True)]
         with timer.stage("preprocess", f"resampling, brain mask ({self.config.brain_mask}), normalising"):
             pre = preprocess(images, self.preprocess_config)
         with timer.stage("load_model", f"loading model {self.package.card.name}"):
@@ -226,11 +255,6 @@ def segment(inputs: CaseInputs | str, config: SegmentConfig = SegmentConfig(),
     inputs: a CE-T1 path, or :class:`CaseInputs` with extra sequences for models that take them.
     """
     return Segmenter(config).run(inputs, progress, cancel)
-
-
-def with_overrides(config: SegmentConfig, **kw) -> SegmentConfig:
-    """``config`` with the given fields replaced where the value is not None."""
-    return replace(config, **{k: v for k, v in kw.items() if v is not None})
 
 
 def untrained_message(package: ModelPackage) -> str:

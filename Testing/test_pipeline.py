@@ -52,8 +52,8 @@ def test_lesion_comes_out_where_it_was_put(tiny_model, tmp_path, direction, spac
     path = tmp_path / "case.nii.gz"
     sitk.WriteImage(image, str(path))
 
-    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none"))
-    seg._net = BrightNet()
+    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none"),
+                    network=BrightNet())
     result = seg.run(str(path))
 
     assert result.n_lesions == 1
@@ -163,8 +163,32 @@ def test_brain_mask_gates_predictions_outside_the_dilated_mask(tiny_model, tmp_p
     sitk.WriteImage(image, str(tmp_path / "img.nii.gz"))
     sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
     seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu",
-                                  brain_mask=str(tmp_path / "mask.nii.gz"), mask_dilation_mm=3.0))
-    seg._net = BrightNet()
+                                  brain_mask=str(tmp_path / "mask.nii.gz"), mask_dilation_mm=3.0),
+                    network=BrightNet())
     result = seg.run(str(tmp_path / "img.nii.gz"))
     assert result.n_lesions == 1
     assert result.labels[inside] == 1 and result.labels[outside] == 0
+
+
+def test_run_images_segments_in_memory_like_run_from_a_file(tiny_model, tmp_path):
+    from BrainMetSegLib.errors import InputError
+    from BrainMetSegLib.progress import ProgressEvent
+
+    image = with_sphere(make_volume((40, 48, 56)), (28.0, 24.0, 20.0), 4.0)
+    before = sitk.GetArrayFromImage(image).copy()
+    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none"),
+                    network=BrightNet())
+    events: list[ProgressEvent] = []
+    result = seg.run_images([image], "memory-case", events.append)
+    assert result.case_id == "memory-case" and result.n_lesions == 1
+    assert {"preprocess", "inference", "postprocess"} <= set(result.timings_s)
+    assert {e.stage for e in events} >= {"preprocess", "inference", "postprocess"}
+    assert np.array_equal(sitk.GetArrayFromImage(image), before)  # input untouched
+    sitk.WriteImage(image, str(tmp_path / "case.nii.gz"))
+    from_file = seg.run(str(tmp_path / "case.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(from_file.labels), sitk.GetArrayFromImage(result.labels))
+    with pytest.raises(InputError, match="memory-case: model tiny-test takes 1 image"):
+        seg.run_images([image, image], "memory-case")
+    flat = sitk.Image(image.GetSize(), sitk.sitkFloat32)
+    with pytest.raises(InputError, match="memory-case: the CE-T1 image is constant"):
+        seg.run_images([flat], "memory-case")
