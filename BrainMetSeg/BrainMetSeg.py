@@ -647,9 +647,8 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         self.lastRun = run
         run.wait(slicer.app.processEvents)
         results = run.monitor.results
-        for line in run.monitor.stderr:
-            if "failed" in line or "error" in line:
-                logging.warning(line)
+        for error in run.monitor.errors:
+            logging.warning(f"{error.case}: {error.message}" if error.case else error.message)
         if not results:
             raise RuntimeError(_("BrainMetSeg batch failed: {message}").format(
                 message=run.monitor.error_message(run.returncode)))

@@ -14,7 +14,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import BrainMetSegError
+from .errors import BrainMetSegError, CancelledError
 
 COMMANDS = {
     "segment": "segment metastases on CE-T1 scans: label map, probability map, lesion table",
@@ -54,10 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except BrainMetSegError as exc:
         print(f"brainmetseg {args.command}: error: {exc}", file=sys.stderr)
+        _report_json(args, exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"brainmetseg {args.command}: cancelled.", file=sys.stderr)
-        return 130
+        _report_json(args, CancelledError("cancelled."))
+        return CancelledError.exit_code
+
+
+def _report_json(args, exc: BrainMetSegError) -> None:
+    """With ``--progress json`` the error is also a JSON ``error`` object on stdout, so a
+    reader (the Slicer module) gets its kind and message without parsing text."""
+    if getattr(args, "progress", None) == "json":
+        from .progress import error_json
+
+        print(error_json(exc), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError, OutputError
+from .errors import ConstantImageError, InputError, OutputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 READABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -98,7 +98,7 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
         bad = int((~np.isfinite(array)).sum())
         raise InputError(f"{path}: the {role} image has {bad} NaN/Inf voxels; fix or mask them first.")
     if array.min() == array.max():
-        raise InputError(
+        raise ConstantImageError(
             f"{path}: the {role} image is constant (every voxel = {array.min()}); "
             "it holds no image data."
         )

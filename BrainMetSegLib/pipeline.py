@@ -27,10 +27,8 @@ from .io import as_scalar_volume, read_scalar_volume, sha256_file, validate_imag
 from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .preprocess import PreprocessConfig, preprocess
-from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
-
-SEQUENCES = ("t1ce", "t1", "t2", "flair")
-SEQUENCE_LABELS = {"t1ce": "CE-T1", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
+from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
+from .sequences import SEQUENCE_LABELS, SEQUENCES
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ class _Timer:
         self.progress, self.cancel = progress, cancel
 
     @contextmanager
-    def stage(self, name: str, message: str):
+    def stage(self, name: Stage, message: str):
         check_cancelled(self.cancel)
         self.progress(ProgressEvent(name, 0.0, message))
         t0 = time.perf_counter()
@@ -169,7 +167,7 @@ class Segmenter:
         inputs = CaseInputs(inputs) if isinstance(inputs, str | Path) else inputs
         order = _check_sequences(inputs, self.package)
         timer = _Timer(progress or no_progress, cancel)
-        with timer.stage("read", "reading images"):
+        with timer.stage(Stage.READ, "reading images"):
             images = [read_scalar_volume(getattr(inputs, s), SEQUENCE_LABELS[s]) for s in order]
         result = self._segment(images, inputs.id, timer, cancel, [getattr(inputs, s) for s in order])
         result.provenance["inputs"] = {s: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
@@ -202,18 +200,18 @@ class Segmenter:
         (file paths or the case id) in messages."""
         order = list(self.package.card.input_sequences)
         if len(order) > 1:
-            with timer.stage("coregister", "co-registering extra sequences to the CE-T1"):
+            with timer.stage(Stage.COREGISTER, "co-registering extra sequences to the CE-T1"):
                 images = [images[0]] + [onto_ce_t1(images[0], image, SEQUENCE_LABELS[s], source)
                                         for s, image, source in zip(order[1:], images[1:], sources[1:],
                                                                     strict=True)]
-        with timer.stage("preprocess", f"resampling, brain mask ({self.config.brain_mask}), normalising"):
+        with timer.stage(Stage.PREPROCESS, f"resampling, brain mask ({self.config.brain_mask}), normalising"):
             pre = preprocess(images, self.preprocess_config)
-        with timer.stage("load_model", f"loading model {self.package.card.name}"):
+        with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
             net = self.net
-        with timer.stage("inference", "sliding-window inference"):
+        with timer.stage(Stage.INFERENCE, "sliding-window inference"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel)
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
-        with timer.stage("postprocess", "resampling back, thresholding, measuring lesions"):
+        with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
             labels = threshold_lesions(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)

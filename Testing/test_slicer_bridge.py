@@ -201,6 +201,8 @@ def test_run_folder_lifecycle(tmp_path):
         outside.write_bytes(b"y")
         with pytest.raises(ValueError, match="outside"):
             run.collect_outputs({"labels": str(outside)})
+        with pytest.raises(ValueError, match="outside"):  # a relative path climbing out
+            run.collect_outputs({"labels": "../../elsewhere.nrrd"})
         path = run.path
     assert not path.exists()
     assert outside.exists()
@@ -278,10 +280,17 @@ def test_output_monitor_progress_result_and_errors():
     assert mon.overall_fraction == 1.0 and "2 lesion" in mon.status_text
     assert mon.log == ["some library warning"]
 
+    from BrainMetSegLib.errors import InputError
+    from BrainMetSegLib.progress import error_json
+
     bad = sb.OutputMonitor()
-    bad.feed_stderr("/usr/lib/python3/warnings.py:1: UserWarning: something\n")
     bad.feed_stderr("brainmetseg segment: error: /t/in.nrrd: image is 2D; a 3D CE-T1 is needed.\n")
+    report = bad.feed_stdout(error_json(InputError("/t/in.nrrd: image is 2D; a 3D CE-T1 is needed."), "c1"))
+    bad.feed_stderr("/usr/lib/python3/warnings.py:1: UserWarning: error: not the library's\n")
+    assert (report.kind, report.exit_code, report.case) == ("InputError", 2, "c1")
+    assert bad.errors == [report]
     assert bad.error_message(2) == "/t/in.nrrd: image is 2D; a 3D CE-T1 is needed."
+    assert sb.OutputMonitor().feed_stdout('{"type": "error", "kind": "NoSuchKind"}') is None
     crash = sb.OutputMonitor()
     crash.feed_stderr("Traceback (most recent call last):")
     crash.feed_stderr("MemoryError: cannot allocate")
@@ -354,9 +363,8 @@ def test_model_choices_and_card(tmp_path):
 
 def test_batch_manifest_and_command(tmp_path):
     from BrainMetSegLib.cli import build_parser
-    from BrainMetSegLib.commands.segment import MANIFEST_COLUMNS, read_manifest
+    from BrainMetSegLib.commands.segment import read_manifest
 
-    assert sb.MANIFEST_COLUMNS == MANIFEST_COLUMNS
     (tmp_path / "a.nii.gz").write_bytes(b"")
     items = [tmp_path / "a.nii.gz", {"t1ce": str(tmp_path / "b.nrrd"), "flair": "rel/f.nrrd",
                                      "case_id": "patient-2"}]
@@ -443,9 +451,20 @@ def test_cli_run_cancel_kills_and_cleans_up(tmp_path):
     assert not run.run_folder.path.exists()
 
 
+def test_cli_run_wait_gives_up_at_its_deadline():
+    run = sb.CliRun([sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="still running"):
+        run.wait(timeout=0.5)
+    assert time.monotonic() - t0 < 20
+    assert run.status == "cancelled" and run.process.poll() is not None
+
+
 def test_cli_run_failure_reports_library_message(tmp_path):
     missing = tmp_path / "nope.nrrd"
     run = _cli_run(tmp_path, inputs={"t1ce": str(missing)}).wait()
     assert run.status == "failed" and run.returncode != 0
     assert "nope.nrrd" in run.error_message
     assert "Traceback" not in run.error_message
+    assert [e.kind for e in run.monitor.errors] == ["InputError"]
+    assert run.returncode == run.monitor.errors[0].exit_code == 2

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     for path in planned_outputs(outdir, bool(args.select_threshold)):  # fail before the work, not after
         check_writable(path, args.overwrite)
     cases, problems = find_cases(args.pred, args.gt, args.manifest, args.brain_masks, args.images)
-    hard = [p for p in problems if "no brain mask" not in p]
+    hard = [str(p) for p in problems if p.blocking]
     if hard and not args.skip_missing:
         raise InputError("some cases do not pair up (pass --skip-missing to evaluate the rest):\n  "
                          + "\n  ".join(hard))
