@@ -285,13 +285,14 @@ def _one_to_one(match: lw.LesionMatch) -> bool:
         len(p.matched_gt_ids) <= 1 for p in match.pred)
 
 
-@pytest.mark.parametrize("seed", range(6))
+# Blob sets whose matches are one-to-one under both rules (split/merge is a deliberate
+# difference from panoptica, tested below); panoptica is a test dependency (pyproject "test").
+@pytest.mark.parametrize("seed", [10, 11, 13, 14])
 def test_overlap_and_dice_rules_agree_with_panoptica(seed):
-    gt, pred = blobs(seed + 10)
+    gt, pred = blobs(seed)
     for rule, metric, thr in (("overlap", "IOU", 1e-9), ("dice0.1", "DSC", 0.1)):
         match, s = run(gt, pred, rule)
-        if not _one_to_one(match):
-            continue  # split/merge: deliberate difference, tested below
+        assert _one_to_one(match), "not a like-for-like case for panoptica"
         res = _panoptica(gt, pred, metric, thr)
         assert res.n_ref_instances == s["gt_lesions"]
         assert res.n_pred_instances == s["pred_lesions"]

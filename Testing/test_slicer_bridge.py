@@ -468,3 +468,21 @@ def test_cli_run_failure_reports_library_message(tmp_path):
     assert "Traceback" not in run.error_message
     assert [e.kind for e in run.monitor.errors] == ["InputError"]
     assert run.returncode == run.monitor.errors[0].exit_code == 2
+
+
+def test_bridge_and_test_fixtures_import_without_torch():
+    """What the Slicer module needs before its dependencies are installed imports without
+    torch, and so does the suite's conftest (pure-Python tests need no torch)."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["torch"] = None  # any 'import torch' now raises ImportError
+        sys.path.insert(0, "Testing")
+        import conftest
+        from BrainMetSegLib import slicer_bridge, progress, errors, sequences
+        assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
+    """)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
