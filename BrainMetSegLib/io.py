@@ -19,8 +19,17 @@ import SimpleITK as sitk
 
 from .errors import ConstantImageError, InputError, OutputError
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-READABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+# Image files the library reads (besides DICOM series folders), in the order they are looked for.
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def split_image_suffix(name: str) -> tuple[str, str] | None:
+    """(stem, suffix) of an image file name (case-insensitive suffix), None for anything else."""
+    low = name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if low.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return None
 
 
 def format_family(path: str | os.PathLike) -> str:

@@ -156,11 +156,14 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{card_path}: model card is not valid JSON ({exc}).") from None
     card = ModelCard.from_dict(data, str(card_path))
-    from .architectures import ARCHITECTURES
+    from .architectures import ARCHITECTURES, patch_size_problem
 
     if card.architecture not in ARCHITECTURES:
         raise ModelError(f"{card_path}: unknown architecture {card.architecture!r} "
                          f"(known: {', '.join(ARCHITECTURES)}).")
+    problem = patch_size_problem(card.architecture, card.patch_size, card.architecture_args)
+    if problem:
+        raise ModelError(f"{card_path}: patch_size: {problem}.")
     return ModelPackage(card, folder)
 
 

@@ -17,7 +17,6 @@ from .errors import OutputError
 from .io import check_writable, write_image, write_text
 from .lesions import COLUMNS
 
-OUTPUT_NAMES = {"labels": "lesion_labels", "probability": "probability"}
 FORMATS = {"nii.gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha"}
 
 

@@ -20,10 +20,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .architectures import patch_size_problem
 from .coregister import onto_ce_t1
 from .errors import InputError
 from .inference import InferenceConfig, predict, resolve_device
-from .io import as_scalar_volume, read_scalar_volume, sha256_file, validate_image
+from .io import (
+    as_scalar_volume,
+    read_scalar_volume,
+    sha256_file,
+    split_image_suffix,
+    validate_image,
+)
 from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .preprocess import PreprocessConfig, preprocess
@@ -69,10 +76,8 @@ class CaseInputs:
         if self.case_id:
             return self.case_id
         name = Path(self.t1ce).name
-        for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        parts = split_image_suffix(name)
+        return name if parts is None else parts[0]
 
     def given(self) -> dict[str, str]:
         return {s: getattr(self, s) for s in SEQUENCES if getattr(self, s)}
@@ -152,6 +157,9 @@ class Segmenter:
             precision=config.precision)
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
+        problem = patch_size_problem(card.architecture, self.inference_config.patch_size, card.architecture_args)
+        if problem:
+            raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
 
     @property

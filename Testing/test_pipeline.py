@@ -192,3 +192,32 @@ def test_run_images_segments_in_memory_like_run_from_a_file(tiny_model, tmp_path
     flat = sitk.Image(image.GetSize(), sitk.sitkFloat32)
     with pytest.raises(InputError, match="memory-case: the CE-T1 image is constant"):
         seg.run_images([flat], "memory-case")
+
+
+@pytest.mark.parametrize("name,args,good,bad", [
+    ("FlexibleUNet", {"backbone": "resnet10_w16"}, 32, 48),
+    ("SegResNet", {"init_filters": 8}, 16, 12),
+])
+def test_patch_sizes_must_suit_the_architecture(name, args, good, bad, tiny_model, tmp_path):
+    """architectures.SIZE_DIVISOR is what the networks need (a forward pass says so), and a card
+    or option with a patch they cannot take is refused before any work."""
+    import shutil
+
+    from BrainMetSegLib.architectures import build_network, patch_size_problem
+
+    net = build_network(name, 1, 1, args).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, good, good, good)).shape[-3:] == (good,) * 3
+        with pytest.raises(RuntimeError):
+            net(torch.zeros(1, 1, bad, bad, bad))
+    assert patch_size_problem(name, [good] * 3, args) is None
+    assert "multiple of" in patch_size_problem(name, [good, good, bad], args)
+    assert patch_size_problem("BasicUNet", [40, 41, 33]) is None  # it pads odd sizes itself
+
+    folder = tmp_path / "pkg"
+    shutil.copytree(tiny_model.folder, folder)
+    card = json.loads((folder / "model.json").read_text())
+    card.update(architecture=name, architecture_args=args, patch_size=[good, good, bad])
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=f"patch_size: {name} needs every patch dimension to be a multiple"):
+        load_package(folder)

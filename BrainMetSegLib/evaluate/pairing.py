@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import read_csv_rows
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+from ..io import IMAGE_SUFFIXES, read_csv_rows, split_image_suffix
 
 
 @dataclass(frozen=True)
@@ -51,21 +49,12 @@ class CaseFiles:
     run_json: Path | None = None
 
 
-def split_suffix(name: str) -> tuple[str, str] | None:
-    """(stem, suffix) for an image file name, None for anything else."""
-    low = name.lower()
-    for suf in IMAGE_SUFFIXES:
-        if low.endswith(suf):
-            return name[: -len(suf)], name[-len(suf):]
-    return None
-
-
 def _images_in(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
         if f.name.startswith(".") or not f.is_file():
             continue
-        parts = split_suffix(f.name)
+        parts = split_image_suffix(f.name)
         if parts is not None:
             out.setdefault(parts[0], f)
     return out
