@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subgroup", action="append", default=[], metavar="COL[:CUT]",
                         help="compare subgroups of a clinical column: sex, age:60 (< 60 vs >= 60), "
                              "primary:lung (lung vs other); repeatable")
-    parser.add_argument("--match", choices=("overlap", "dice0.1", "brats"), default="overlap",
+    from ..evaluate.lesionwise import RULES
+
+    parser.add_argument("--match", choices=RULES, default="overlap",
                         help="lesion matching rule (default: overlap)")
     parser.add_argument("--threshold", type=float, default=None, metavar="F",
                         help="re-threshold probability maps at F (probability > F) instead of using the label maps")
