@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
 from skimage import measure
 
 COLUMNS = (
@@ -99,15 +100,22 @@ def _farthest_pair(points: np.ndarray) -> tuple[float, np.ndarray]:
             points = points[ConvexHull(points).vertices]
         except QhullError:  # flat point sets (single-slice lesions)
             pass
-    best, i, j = 0.0, 0, 0
-    for start in range(0, len(points), 1024):  # blocks bound memory for huge flat sets
-        d2 = ((points[start:start + 1024, None] - points[None]) ** 2).sum(-1)
-        k = int(np.argmax(d2))
-        if d2.flat[k] > best:
-            best = float(d2.flat[k])
-            i, j = start + k // len(points), k % len(points)
+    n = len(points)
+    if n <= 4000:  # scipy's pdist; recover the pair from the condensed index
+        d = pdist(points)
+        k = int(np.argmax(d))
+        i = int(n - 2 - np.floor(np.sqrt(-8 * k + 4 * n * (n - 1) - 7) / 2 - 0.5))
+        j = int(k + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
+        best = float(d[k])
+    else:  # huge flat sets (no hull): blocks bound the memory
+        best, i, j = 0.0, 0, 0
+        for start in range(0, n, 1024):
+            d2 = ((points[start:start + 1024, None] - points[None]) ** 2).sum(-1)
+            k = int(np.argmax(d2))
+            if d2.flat[k] > best * best:
+                best, i, j = float(np.sqrt(d2.flat[k])), start + k // n, k % n
     vec = points[j] - points[i]
-    return float(np.sqrt(best)), vec / (np.linalg.norm(vec) or 1.0)
+    return best, vec / (np.linalg.norm(vec) or 1.0)
 
 
 # Components with at most this many surface points are measured together in one array
@@ -127,30 +135,32 @@ def component_diameters_mm(labels_kji: np.ndarray, n: int, frame: Frame) -> np.n
     """
     out = np.zeros(n + 1)
     labels_kji = np.asarray(labels_kji)
-    if n == 0 or not labels_kji.any():
+    voxels = np.nonzero(labels_kji)  # work on lesion voxels only: lesions fill a small part of a scan
+    if n == 0 or not len(voxels[0]):
         return out[1:]
-    box = ndimage.find_objects((labels_kji > 0).astype(np.uint8))[0]
-    padded = np.pad(labels_kji[box], 1).astype(np.int64, copy=False)
-    offset = np.array([s.start for s in box], float) - 1.0
-    inner = tuple(slice(1, -1) for _ in range(3))
+    own = labels_kji[voxels]
+    padded = np.pad(labels_kji, 1)
+    kji = np.stack(voxels, axis=1)
     points, ids = [], []
     for axis in range(3):
         for step in (1, -1):
-            shifted = list(inner)
-            shifted[axis] = slice(1 + step, padded.shape[axis] - 1 + step)
-            centre, neighbour = padded[inner], padded[tuple(shifted)]
-            face = (centre > 0) & (neighbour != centre)
-            kji = np.argwhere(face).astype(np.float64) + offset + 1.0
-            kji[:, axis] += 0.5 * step
-            points.append(kji)
-            ids.append(centre[face])
+            at = [v + 1 for v in voxels]
+            at[axis] = at[axis] + step
+            face = padded[tuple(at)] != own
+            mid = kji[face].astype(np.float64)
+            mid[:, axis] += 0.5 * step
+            points.append(mid)
+            ids.append(own[face])
     lab = np.concatenate(ids)
     order = np.argsort(lab, kind="stable")
     pts, lab = frame.lps(np.concatenate(points)[order]), lab[order]
     bounds = np.searchsorted(lab, np.arange(1, n + 2))
     starts, counts = bounds[:-1], np.diff(bounds)
-    small = np.nonzero((counts > 0) & (counts <= _BATCH_POINTS))[0]
-    for chunk in np.array_split(small, max(1, len(small) // 256)):
+    # A lone voxel has exactly 6 face midpoints; their farthest pair spans its largest edge.
+    out[1:][counts == 6] = float(np.linalg.norm(frame.matrix, axis=0).max())
+    small = np.nonzero((counts > 6) & (counts <= _BATCH_POINTS))[0]
+    small = small[np.argsort(counts[small], kind="stable")]  # similar sizes together: little padding
+    for chunk in np.array_split(small, max(1, len(small) // 512)):
         if not len(chunk):
             continue
         # pad each component's points by repeating its first one (no new distances)

@@ -86,3 +86,20 @@ def test_rethreshold_and_probability_columns():
     assert rows[0]["mean_probability"] == pytest.approx((63 * 0.9 + 0.99) / 64, rel=1e-5)
     assert len(lesion_table(threshold_lesions(image, 0.3), image)) == 2
     assert sitk.GetArrayFromImage(threshold_lesions(image, 0.95)).sum() == 1
+
+
+@pytest.mark.parametrize("n", [40, 300, 4500])
+def test_farthest_pair_of_flat_point_sets(n):
+    """Coplanar points (axial contours) defeat the convex hull; pdist and the blockwise path
+    for huge sets both give the brute-force answer and its direction."""
+    from scipy.spatial.distance import cdist
+
+    from BrainMetSegLib.lesions import _farthest_pair
+
+    rng = np.random.default_rng(n)
+    pts = np.c_[rng.normal(size=(n, 2)) * [3.0, 1.0], np.full(n, 2.0)]
+    d, vec = _farthest_pair(pts)
+    full = cdist(pts, pts)
+    assert d == pytest.approx(full.max())
+    i, j = np.unravel_index(np.argmax(full), full.shape)
+    assert abs(vec @ (pts[j] - pts[i])) == pytest.approx(full.max())
