@@ -534,9 +534,10 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                                  keep_files=self.keepTemporaryFiles)
         self.lastRun = run
         run.wait(slicer.app.processEvents)
-        for line in run.monitor.stderr:  # the CLI's one-line reports of failed cases
-            logging.warning(line.rstrip())
-        if not run.monitor.results:
+        results = run.monitor.results
+        for error in run.monitor.errors:
+            logging.warning(f"{error.case}: {error.message}" if error.case else error.message)
+        if not results:
             raise RuntimeError(_("BrainMetSeg batch failed: {message}").format(
                 message=run.monitor.error_message(run.returncode)))
         return run.monitor.results

@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             return int(args._run(args) or 0)
         except BrainMetSegError as exc:
             print(f"brainmetseg {args.command}: error: {exc}", file=sys.stderr)
+            _report_json(args, exc)
             return exc.exit_code
         except KeyboardInterrupt:
             print(f"brainmetseg {args.command}: cancelled.", file=sys.stderr)
-            return 130
+            _report_json(args, CancelledError("cancelled."))
+            return CancelledError.exit_code
         except Exception as exc:  # a bug, not a user error: one line, the traceback on request
             if os.environ.get("BRAINMETSEG_DEBUG"):
                 raise
@@ -90,6 +92,15 @@ def _sigterm_cancels():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _report_json(args, exc: BrainMetSegError) -> None:
+    """With ``--progress json`` the error is also a JSON ``error`` object on stdout, so a
+    reader (the Slicer module) gets its kind and message without parsing text."""
+    if getattr(args, "progress", None) == "json":
+        from .progress import error_json
+
+        print(error_json(exc), flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError, OutputError
+from .errors import ConstantImageError, InputError, OutputError
 from .filecheck import (
     FileProblem,
     check_folder_entries,
@@ -30,8 +30,17 @@ from .filecheck import (
     require_regular,
 )
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-READABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+# Image files the library reads (besides DICOM series folders), in the order they are looked for.
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def split_image_suffix(name: str) -> tuple[str, str] | None:
+    """(stem, suffix) of an image file name (case-insensitive suffix), None for anything else."""
+    low = name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if low.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return None
 
 
 def format_family(path: str | os.PathLike) -> str:
@@ -165,7 +174,7 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
         bad = int((~np.isfinite(array)).sum())
         raise InputError(f"{path}: the {role} image has {bad} NaN/Inf voxels; fix or mask them first.")
     if array.min() == array.max():
-        raise InputError(
+        raise ConstantImageError(
             f"{path}: the {role} image is constant (every voxel = {array.min()}); "
             "it holds no image data."
         )
@@ -176,13 +185,19 @@ def read_scalar_volume(path: str | os.PathLike, role: str = "image", trust_heade
     """Read and validate an image and return it as 3D float32 (a 1-volume 4D file is squeezed).
 
     :class:`InputError` when values do not fit float32 (e.g. float64 data near 1e300)."""
-    image = read_image(path, role, trust_header, warnings)
+    return as_scalar_volume(read_image(path, role, trust_header, warnings), f"{path}: the {role} image")
+
+
+def as_scalar_volume(image: sitk.Image, what: str = "the image") -> sitk.Image:
+    """A validated image (:func:`validate_image`) as 3D float32; a 1-volume 4D image is squeezed.
+
+    :class:`InputError` naming ``what`` when values do not fit float32."""
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
     out = sitk.Cast(image, sitk.sitkFloat32)
     if not np.isfinite(sitk.GetArrayViewFromImage(out)).all():
         peak = float(np.abs(sitk.GetArrayViewFromImage(image)).max())
-        raise InputError(f"{path}: the {role} image has values (up to {peak:.3g}) beyond the float32 "
+        raise InputError(f"{what} has values (up to {peak:.3g}) beyond the float32 "
                          "range the pipeline computes in; rescale the image.")
     return out
 

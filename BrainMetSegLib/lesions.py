@@ -59,8 +59,9 @@ def label_instances(binary: np.ndarray, spacing_xyz, min_volume_mm3: float = 0.0
     return lut[labels]
 
 
-def rethreshold(probability: sitk.Image, threshold: float, min_volume_mm3: float = 0.0) -> sitk.Image:
-    """Instance label map (uint16, same geometry) of ``probability > threshold``."""
+def threshold_lesions(probability: sitk.Image, threshold: float, min_volume_mm3: float = 0.0) -> sitk.Image:
+    """Instance label map (uint16, same geometry) of ``probability > threshold``: the one
+    thresholding rule of a run, used again unchanged when a user moves the threshold."""
     prob = sitk.GetArrayViewFromImage(probability)
     labels = label_instances(prob > threshold, probability.GetSpacing(), min_volume_mm3)
     out = sitk.GetImageFromArray(labels.astype(np.uint16))
@@ -69,44 +70,106 @@ def rethreshold(probability: sitk.Image, threshold: float, min_volume_mm3: float
 
 
 @dataclass(frozen=True)
-class _Frame:
+class Frame:
     """Maps (k, j, i) index coordinates of an image to LPS mm."""
 
     origin: np.ndarray
     matrix: np.ndarray  # 3x3: LPS = origin + matrix @ (i, j, k)
 
     @classmethod
-    def of(cls, image: sitk.Image) -> _Frame:
+    def of(cls, image: sitk.Image) -> Frame:
         d = np.reshape(image.GetDirection(), (3, 3))
         return cls(np.asarray(image.GetOrigin()), d * np.asarray(image.GetSpacing()))
+
+    @classmethod
+    def from_spacing(cls, spacing_xyz, direction=None) -> Frame:
+        """Frame at origin 0 from a voxel size (x, y, z) mm and row-major direction cosines."""
+        d = np.eye(3) if direction is None else np.reshape(direction, (3, 3))
+        return cls(np.zeros(3), d * np.asarray(spacing_xyz, float))
 
     def lps(self, kji: np.ndarray) -> np.ndarray:
         return self.origin + kji[:, ::-1] @ self.matrix.T
 
 
-def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
+def _farthest_pair(points: np.ndarray) -> tuple[float, np.ndarray]:
     """Largest pairwise distance of (N, 3) points and the unit vector along it."""
     if len(points) < 2:
         return 0.0, np.array([1.0, 0.0, 0.0])
-    try:
-        pts = points[ConvexHull(points).vertices] if len(points) > 50 else points
-    except QhullError:  # flat point sets (single-slice lesions)
-        pts = points
-    d = pdist(pts)
-    best = int(np.argmax(d))
-    # recover the pair from the condensed index
-    n = len(pts)
-    i = int(n - 2 - np.floor(np.sqrt(-8 * best + 4 * n * (n - 1) - 7) / 2 - 0.5))
-    j = int(best + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
-    vec = pts[j] - pts[i]
-    return float(d[best]), vec / (np.linalg.norm(vec) or 1.0)
+    if len(points) > 50:  # the farthest pair lies on the convex hull
+        try:
+            points = points[ConvexHull(points).vertices]
+        except QhullError:  # flat point sets (single-slice lesions)
+            pass
+    n = len(points)
+    if n <= 4000:  # scipy's pdist; recover the pair from the condensed index
+        d = pdist(points)
+        k = int(np.argmax(d))
+        i = int(n - 2 - np.floor(np.sqrt(-8 * k + 4 * n * (n - 1) - 7) / 2 - 0.5))
+        j = int(k + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
+        best = float(d[k])
+    else:  # huge flat sets (no hull): blocks bound the memory
+        best, i, j = 0.0, 0, 0
+        for start in range(0, n, 1024):
+            d2 = ((points[start:start + 1024, None] - points[None]) ** 2).sum(-1)
+            k = int(np.argmax(d2))
+            if d2.flat[k] > best * best:
+                best, i, j = float(np.sqrt(d2.flat[k])), start + k // n, k % n
+    vec = points[j] - points[i]
+    return best, vec / (np.linalg.norm(vec) or 1.0)
 
 
-def longest_diameter_mm(mask_kji: np.ndarray, frame: _Frame, offset_kji) -> float:
-    """Longest 3D diameter (mm) of a (Z, Y, X) mask from its marching-cubes surface."""
-    padded = np.pad(mask_kji.astype(np.uint8), 1)
-    verts = measure.marching_cubes(padded, 0.5)[0] - 1 + np.asarray(offset_kji)
-    return _max_distance(frame.lps(verts))[0]
+# Components with at most this many surface points are measured together in one array
+# operation (specks of an untrained or noisy model come by the thousand).
+_BATCH_POINTS = 64
+
+
+def component_diameters_mm(labels_kji: np.ndarray, n: int, frame: Frame) -> np.ndarray:
+    """Longest 3D diameter (mm) of components 1..n of a (Z, Y, X) label map: THE lesion size.
+
+    The diameter is the largest distance between two points of the lesion's surface at the
+    half-voxel boundary, i.e. the vertices of its marching-cubes surface at level 0.5. On a
+    label map those vertices are exactly the midpoints between each lesion voxel and its
+    6-neighbours not in the lesion, so they are collected for every component in one pass
+    (no marching-cubes call per lesion). Ids without voxels get 0. A single voxel measures
+    its largest edge; a sphere of radius r measures 2r to within one voxel.
+    """
+    out = np.zeros(n + 1)
+    labels_kji = np.asarray(labels_kji)
+    voxels = np.nonzero(labels_kji)  # work on lesion voxels only: lesions fill a small part of a scan
+    if n == 0 or not len(voxels[0]):
+        return out[1:]
+    own = labels_kji[voxels]
+    padded = np.pad(labels_kji, 1)
+    kji = np.stack(voxels, axis=1)
+    points, ids = [], []
+    for axis in range(3):
+        for step in (1, -1):
+            at = [v + 1 for v in voxels]
+            at[axis] = at[axis] + step
+            face = padded[tuple(at)] != own
+            mid = kji[face].astype(np.float64)
+            mid[:, axis] += 0.5 * step
+            points.append(mid)
+            ids.append(own[face])
+    lab = np.concatenate(ids)
+    order = np.argsort(lab, kind="stable")
+    pts, lab = frame.lps(np.concatenate(points)[order]), lab[order]
+    bounds = np.searchsorted(lab, np.arange(1, n + 2))
+    starts, counts = bounds[:-1], np.diff(bounds)
+    # A lone voxel has exactly 6 face midpoints; their farthest pair spans its largest edge.
+    out[1:][counts == 6] = float(np.linalg.norm(frame.matrix, axis=0).max())
+    small = np.nonzero((counts > 6) & (counts <= _BATCH_POINTS))[0]
+    small = small[np.argsort(counts[small], kind="stable")]  # similar sizes together: little padding
+    for chunk in np.array_split(small, max(1, len(small) // 512)):
+        if not len(chunk):
+            continue
+        # pad each component's points by repeating its first one (no new distances)
+        take = starts[chunk, None] + np.minimum(np.arange(counts[chunk].max()), counts[chunk, None] - 1)
+        p = pts[take]
+        out[chunk + 1] = np.sqrt(((p[:, :, None] - p[:, None]) ** 2).sum(-1).max(axis=(1, 2)))
+    for c in np.nonzero(counts > _BATCH_POINTS)[0]:
+        out[c + 1] = _farthest_pair(pts[starts[c]:starts[c] + counts[c]])[0]
+    return out[1:]
 
 
 def axial_axis(image: sitk.Image) -> int:
@@ -115,7 +178,7 @@ def axial_axis(image: sitk.Image) -> int:
     return 2 - int(np.argmax(np.abs(d[2])))
 
 
-def _axial_diameters(mask_kji: np.ndarray, frame: _Frame, offset_kji, axis: int):
+def _axial_diameters(mask_kji: np.ndarray, frame: Frame, offset_kji, axis: int):
     """(longest, perpendicular, slice count) on the axial slices of a lesion, mm."""
     normal = frame.matrix[:, 2 - axis]
     normal = normal / np.linalg.norm(normal)
@@ -130,7 +193,7 @@ def _axial_diameters(mask_kji: np.ndarray, frame: _Frame, offset_kji, axis: int)
         pts2 = np.concatenate(contours) - 1
         kji = np.insert(pts2, axis, s, axis=1) + np.asarray(offset_kji)
         pts = frame.lps(kji)
-        longest, direction = _max_distance(pts)
+        longest, direction = _farthest_pair(pts)
         if longest > best[0]:
             perp = np.cross(normal, direction)
             proj = pts @ perp
@@ -145,11 +208,13 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> l
     """
     lab = sitk.GetArrayViewFromImage(labels)
     prob = None if probability is None else sitk.GetArrayViewFromImage(probability)
-    frame = _Frame.of(labels)
+    frame = Frame.of(labels)
     axis = axial_axis(labels)
     vvol = voxel_volume_mm3(labels.GetSpacing())
+    boxes = ndimage.find_objects(lab.astype(np.int64, copy=False))
+    diameters = component_diameters_mm(lab, len(boxes), frame)
     rows = []
-    for idx, box in enumerate(ndimage.find_objects(lab.astype(np.int64, copy=False)), start=1):
+    for idx, box in enumerate(boxes, start=1):
         if box is None:
             continue
         mask = lab[box] == idx
@@ -163,7 +228,7 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> l
             "lesion_id": idx,
             "voxels": int(mask.sum()),
             "volume_mm3": float(mask.sum() * vvol),
-            "longest_diameter_mm": longest_diameter_mm(mask, frame, offset),
+            "longest_diameter_mm": float(diameters[idx - 1]),
             "axial_longest_diameter_mm": ax_long,
             "axial_perpendicular_diameter_mm": ax_perp,
             "axial_slices": n_slices,

@@ -1,6 +1,7 @@
 """Model packages: a folder with a model card (``model.json``) and safetensors weights.
 
-A package is found by path or by name in the registry ``Resources/Models.json``.
+A package is found by path or by name in the registry ``Resources/Models.json``
+(:mod:`BrainMetSegLib.resources` says where that is for each kind of install).
 Weights are loaded with safetensors (no pickle, no code from the file) after their
 sha256 is checked against the card.
 """
@@ -17,9 +18,8 @@ from typing import Any
 from .errors import ModelError
 from .filecheck import file_kind
 from .io import sha256_file
+from .resources import REGISTRY_FILE
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
-REGISTRY_FILE = RESOURCES_DIR / "Models.json"
 DEFAULT_MODEL = "brainmetseg-demo"
 CARD_NAME = "model.json"
 
@@ -144,20 +144,32 @@ def read_registry(registry: Path = REGISTRY_FILE) -> list[dict]:
     return json.loads(registry.read_text(encoding="utf-8")).get("models", [])
 
 
-def _registry_folder(name: str, registry: Path) -> Path:
+def cache_folder(name: str) -> Path:
+    """Where a downloaded registry model lives: ``$BRAINMETSEG_CACHE/models/<name>``
+    (default cache ``~/.cache/brainmetseg``)."""
+    cache = Path(os.environ.get("BRAINMETSEG_CACHE", Path.home() / ".cache" / "brainmetseg"))
+    return cache / "models" / name
+
+
+def registry_entry(name: str, registry: Path = REGISTRY_FILE) -> dict:
+    """The registry entry called ``name``; :class:`ModelError` listing the known names otherwise."""
     for entry in read_registry(registry):
         if entry.get("name") == name:
-            if "path" in entry:
-                return (registry.parent / entry["path"]).resolve()
-            cache = Path(os.environ.get("BRAINMETSEG_CACHE", Path.home() / ".cache" / "brainmetseg"))
-            folder = cache / "models" / name
-            if (folder / CARD_NAME).is_file():
-                return folder
-            raise ModelError(f"model {name!r} is not downloaded yet (expected in {folder}); "
-                             f"download {entry.get('url')} there, or pass a model folder.")
+            return entry
     names = [e.get("name") for e in read_registry(registry)]
     raise ModelError(f"unknown model {name!r}: not a folder and not in {registry} "
                      f"(known: {', '.join(map(str, names)) or 'none'}).")
+
+
+def _registry_folder(name: str, registry: Path) -> Path:
+    entry = registry_entry(name, registry)
+    if "path" in entry:
+        return (registry.parent / entry["path"]).resolve()
+    folder = cache_folder(name)
+    if (folder / CARD_NAME).is_file():
+        return folder
+    raise ModelError(f"model {name!r} is not downloaded yet (expected in {folder}); "
+                     f"run: brainmetseg models --download {name}")
 
 
 def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,

@@ -18,6 +18,7 @@ from enum import StrEnum
 import numpy as np
 
 from .errors import ModelError, OptionError
+from .sequences import SEQUENCES
 
 
 class Device(StrEnum):
@@ -63,10 +64,6 @@ class ProgressMode(StrEnum):
     BAR = "bar"
     JSON = "json"
     NONE = "none"
-
-
-# Input sequences a model can take, in the order of a card's input_sequences; t1ce comes first.
-SEQUENCES = ("t1ce", "t1", "t2", "flair")
 
 
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
@@ -144,7 +141,7 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 def check_card(card) -> None:
     """Check every field of a :class:`~BrainMetSegLib.models.ModelCard`; :class:`ModelError`
     naming the field. Numbers and enums are normalised in place (e.g. ints to floats)."""
-    from .architectures import ARCHITECTURES
+    from .architectures import ARCHITECTURES, patch_size_problem
 
     def field(name):
         return f"model card field {name!r}"
@@ -168,6 +165,9 @@ def check_card(card) -> None:
                                   high=20.0, error=ModelError))
     card.patch_size = list(triple(card.patch_size, field("patch_size"), integer=True, low=8,
                                   high=1024, error=ModelError))
+    problem = patch_size_problem(card.architecture, card.patch_size, card.architecture_args)
+    if problem:
+        raise ModelError(f"{field('patch_size')}: {problem}.")
     card.overlap = overlap(card.overlap, field("overlap"), error=ModelError)
     card.blend_mode = choice(BlendMode, card.blend_mode, field("blend_mode"), ModelError).value
     card.normalisation = choice(Normalisation, card.normalisation, field("normalisation"), ModelError).value

@@ -2,8 +2,10 @@
 
 The pipeline calls a ``ProgressCallback``; the CLI renders events as a tqdm bar or
 as JSON lines (``--progress json``) that the Slicer module parses with
-:func:`parse_progress_line`. Cancellation is a ``threading.Event`` checked between
-stages and between sliding windows.
+:func:`parse_progress_line`; with ``--progress json`` an error is a JSON ``error``
+object too (:func:`error_json`, :func:`parse_error_line`), so no reader has to
+interpret the text of a message. Cancellation is a ``threading.Event`` checked
+between stages and between sliding windows.
 """
 
 from __future__ import annotations
@@ -13,8 +15,22 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
-from .errors import CancelledError
+from .errors import ERROR_TYPES, BrainMetSegError, CancelledError
+
+
+class Stage(StrEnum):
+    """Machine names of the stages that report progress (also the keys of ``timings_s``)."""
+
+    READ = "read"
+    COREGISTER = "coregister"
+    PREPROCESS = "preprocess"
+    LOAD_MODEL = "load_model"
+    INFERENCE = "inference"
+    POSTPROCESS = "postprocess"
+    EVALUATE = "evaluate"
+    SYNTH = "synth"
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,38 @@ def parse_progress_line(line: str) -> ProgressEvent | None:
         return None
     try:
         return ProgressEvent(str(obj["stage"]), float(obj["fraction"]), str(obj.get("message", "")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A user error as the CLI reports it with ``--progress json``.
+
+    kind: the exception type's name (a key of :data:`~BrainMetSegLib.errors.ERROR_TYPES`).
+    case: the case it concerns in a batch run ("" for the run as a whole).
+    """
+
+    kind: str
+    message: str
+    exit_code: int
+    case: str = ""
+
+
+def error_json(exc: BrainMetSegError, case: str = "") -> str:
+    """The JSON ``error`` line for a user error (one line, for subprocess readers)."""
+    return json.dumps({"type": "error", "kind": type(exc).__name__, "message": str(exc),
+                       "exit_code": exc.exit_code, "case": case})
+
+
+def parse_error_line(line: str) -> ErrorReport | None:
+    """Parse a JSON ``error`` line (see :func:`error_json`); None for any other line."""
+    obj = parse_json_line(line, "error")
+    if obj is None or obj.get("kind") not in ERROR_TYPES:
+        return None
+    try:
+        return ErrorReport(str(obj["kind"]), str(obj["message"]), int(obj["exit_code"]),
+                           str(obj.get("case") or ""))
     except (KeyError, TypeError, ValueError):
         return None
 

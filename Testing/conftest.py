@@ -1,13 +1,19 @@
-"""Shared fixtures: small volumes and a tiny model package (CPU, no network)."""
+"""Shared fixtures: small volumes and a tiny model package (CPU, no network).
+
+torch is imported only by the fixtures and tests that use it, so the pure-Python tests
+(the Slicer bridge) run without it; OMP_NUM_THREADS caps torch's threads (read when torch
+is first imported) at the 2 cores the suite is sized for.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
-torch.set_num_threads(2)
+os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=None,
@@ -29,6 +35,8 @@ def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=N
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """An untrained BasicUNet package at 2 mm with 32^3 windows (valid card, real sha256)."""
+    import torch
+
     from BrainMetSegLib.architectures import build_network
     from BrainMetSegLib.models import ModelCard, save_package
 

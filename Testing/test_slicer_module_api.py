@@ -341,6 +341,10 @@ def test_extension_cmake_and_index_entry():
         assert _cmake_set(top, name)
     assert _cmake_set(top, "EXTENSION_CATEGORY") == '"Segmentation"'
     assert _cmake_set(top, "EXTENSION_DEPENDS") == '"PyTorch"'
+    for name in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):  # URLs into this repo name real files
+        for url in _cmake_set(top, name).strip('"').split():
+            path = url.split("/main/", 1)[1] if "/main/" in url else None
+            assert path is None or (REPO / path).is_file(), f"{name}: {url} names a missing file"
     for needed in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
                    "add_subdirectory(BrainMetSeg)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
                    "include(${Slicer_EXTENSION_CPACK})", "BrainMetSegLib/*.py", "Resources/Models/*",

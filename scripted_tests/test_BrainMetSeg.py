@@ -189,11 +189,13 @@ class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
     def test_cancel_leaves_scene_unchanged(self):
         before = sceneNodeIds()
         run = self.logic.startSegmentation(self.volume, device="cpu", brainExtraction=False)
-        while run.poll() and run.monitor.last_event is None:
+        deadline = time.monotonic() + 120
+        while run.poll() and run.monitor.last_event is None and time.monotonic() < deadline:
             slicer.app.processEvents()
             time.sleep(0.05)
+        self.assertIsNotNone(run.monitor.last_event, "no progress from the CLI within 120 s")
         run.cancel()
-        run.wait(slicer.app.processEvents)
+        run.wait(slicer.app.processEvents, timeout=30)
         self.assertEqual(run.status, "cancelled")
         self.assertIsNotNone(run.process.poll())
         self.assertEqual(sceneNodeIds(), before)

@@ -1,4 +1,4 @@
-"""``brainmetseg models``: list known model packages and their cards."""
+"""``brainmetseg models``: list known model packages and their cards; download registry models."""
 
 from __future__ import annotations
 
@@ -10,9 +10,18 @@ from ..models import REGISTRY_FILE, load_package, read_registry
 
 def add_arguments(parser) -> None:
     parser.add_argument("name", nargs="?", help="show this model's full card (name or folder)")
+    parser.add_argument("--download", metavar="NAME",
+                        help="download registry model NAME into the cache (sha256-checked)")
+    parser.add_argument("--overwrite", action="store_true", help="with --download: fetch again")
 
 
 def run(args) -> int:
+    if args.download:
+        from ..download import download_model
+
+        package = download_model(args.download, overwrite=args.overwrite)
+        print(f"{package.card.name} {package.card.version}: {package.folder}")
+        return 0
     if args.name:
         package = load_package(args.name)
         print(json.dumps({**package.card.to_dict(), "folder": str(package.folder)}, indent=2))

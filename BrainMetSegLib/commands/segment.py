@@ -23,9 +23,7 @@ from ..options import (
 )
 from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
-from ..progress import json_lines, no_progress, tqdm_bar
-
-MANIFEST_COLUMNS = ("case_id", "t1ce", "t1", "t2", "flair")
+from ..progress import error_json, json_lines, no_progress, tqdm_bar
 
 
 def add_arguments(p) -> None:
@@ -64,7 +62,8 @@ def add_arguments(p) -> None:
 
 
 def read_manifest(path: str) -> list[CaseInputs]:
-    """Cases from a manifest CSV (columns :data:`MANIFEST_COLUMNS`; ``image`` is taken for ``t1ce``)."""
+    """Cases from a manifest CSV (columns :data:`~BrainMetSegLib.sequences.MANIFEST_COLUMNS`;
+    ``image`` is taken for ``t1ce``)."""
     p = Path(path)
     rows = read_csv_rows(p, "manifest")
     cases = []
@@ -215,6 +214,8 @@ def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
                 raise
             getattr(progress, "close", lambda: None)()
             print(f"brainmetseg segment: case {case.id} failed: {exc}", file=sys.stderr)
+            if args.progress == "json":
+                print(error_json(exc, case.id), flush=True)
             summary.append({"case_id": case.id, "status": "failed", "lesions": "", "total_volume_mm3": "",
                             "seconds": f"{time.perf_counter() - t0:.1f}", "message": str(exc)})
             continue

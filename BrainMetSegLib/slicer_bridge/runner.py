@@ -164,12 +164,19 @@ class CliRun:
         if self._on_complete:
             self._on_complete(self)
 
-    def wait(self, idle=None, interval: float = 0.05) -> CliRun:
+    def wait(self, idle=None, interval: float = 0.05, timeout: float | None = None) -> CliRun:
         """Block until the run has finished; ``idle()`` is called between polls (e.g.
-        ``slicer.app.processEvents`` to keep Slicer's GUI responsive)."""
+        ``slicer.app.processEvents`` to keep Slicer's GUI responsive). With ``timeout``
+        (seconds) a run still going by then is cancelled and TimeoutError raised."""
         import time
 
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll():
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                while self.poll():  # let the cancelled run finish and clean up
+                    time.sleep(interval)
+                raise TimeoutError(f"{' '.join(self.command[:4])}... still running after {timeout} s; cancelled")
             if idle is not None:
                 idle()
             time.sleep(interval)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..io import write_image, write_text
-from ..progress import ProgressCallback, ProgressEvent
+from ..progress import ProgressCallback, ProgressEvent, Stage
 from . import config as C
 from .case import SynthCase, make_case
 
@@ -90,7 +90,7 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
     for k in range(start, start + n):
         cid = case_id(k)
         if progress:
-            progress(ProgressEvent("synth", (k - start) / n, f"{cid}"))
+            progress(ProgressEvent(Stage.SYNTH, (k - start) / n, f"{cid}"))
         t0 = time.perf_counter()
         cseed = case_seed(seed, k)
         case = make_case(cseed, config)
@@ -113,7 +113,7 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
     }
     write_text(_json(desc), outdir / "dataset.json", overwrite=True)
     if progress:
-        progress(ProgressEvent("synth", 1.0, f"{n} cases, {np.mean(times):.1f} s per case"))
+        progress(ProgressEvent(Stage.SYNTH, 1.0, f"{n} cases, {np.mean(times):.1f} s per case"))
     # The first case of a process also prepares the template(s): report it apart.
     desc["seconds_per_case"] = [round(t, 3) for t in times]
     return desc
