@@ -20,14 +20,14 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .evaluate.lesionwise import component_diameters_mm
 from .lesions import (
     RANO_MIN_LONGEST_MM,
     RANO_MIN_PERPENDICULAR_MM,
     RANO_MIN_SLICES,
-    _Frame,
-    _max_distance,
+    Frame,
+    _farthest_pair,
     axial_axis,
+    component_diameters_mm,
     voxel_volume_mm3,
 )
 
@@ -49,12 +49,12 @@ def _face_points(lab: np.ndarray, axes) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Groups up to this many points are measured all at once (all pairs, batched by size);
-# larger ones one by one through their convex hull (lesions._max_distance).
+# larger ones one by one through their convex hull (lesions._farthest_pair).
 _BATCH_MAX_POINTS = 50
 _BATCH_PAIRS = 2_000_000  # pair distances per batch (bounds memory to ~50 MB)
 
 
-def _grouped_max_distance(points: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+def _grouped_farthest_pair(points: np.ndarray, starts: np.ndarray, ends: np.ndarray):
     """Largest pairwise distance of each group ``points[starts[g]:ends[g]]`` (mm) and the
     unit vector along it (the first such pair in (i, j) order for ties)."""
     sizes = ends - starts
@@ -75,11 +75,11 @@ def _grouped_max_distance(points: np.ndarray, starts: np.ndarray, ends: np.ndarr
             length[sel] = norm
             direction[sel] = vec / np.where(norm > 0, norm, 1.0)[:, None]
     for g in np.flatnonzero(sizes > _BATCH_MAX_POINTS):
-        length[g], direction[g] = _max_distance(points[starts[g]:ends[g]])
+        length[g], direction[g] = _farthest_pair(points[starts[g]:ends[g]])
     return length, direction
 
 
-def _axial_diameters(lab: np.ndarray, n: int, frame: _Frame, axis: int):
+def _axial_diameters(lab: np.ndarray, n: int, frame: Frame, axis: int):
     """(longest, perpendicular, slice count) per label 0..n on its axial slices, mm."""
     in_plane = [a for a in range(3) if a != axis]
     pts, ids = _face_points(lab, in_plane)
@@ -91,7 +91,7 @@ def _axial_diameters(lab: np.ndarray, n: int, frame: _Frame, axis: int):
     ends = np.r_[starts[1:], len(key)]
     group_label = key[starts] // (lab.shape[axis] + 1)
     group_slice = key[starts] % (lab.shape[axis] + 1)
-    length, direction = _grouped_max_distance(pts, starts, ends)
+    length, direction = _grouped_farthest_pair(pts, starts, ends)
     # perpendicular extent of every group's contour, across its longest diameter
     normal = frame.matrix[:, 2 - axis] / np.linalg.norm(frame.matrix[:, 2 - axis])
     across = np.cross(normal, direction)
@@ -120,7 +120,7 @@ def measure_lesions(labels: sitk.Image, probability: sitk.Image | None = None) -
     n = int(lab.max()) if lab.size else 0
     if n == 0:
         return []
-    frame = _Frame.of(labels)
+    frame = Frame.of(labels)
     axis = axial_axis(labels)
     # work inside the lesions' bounding box (distances do not depend on the offset)
     fg = np.nonzero(lab)

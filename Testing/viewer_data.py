@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import lesion_table, rethreshold
+from BrainMetSegLib.lesions import lesion_table, threshold_lesions
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import Result
 
@@ -49,7 +49,7 @@ def make_result_folder(folder: Path) -> Path:
     image_path = folder / "ce_t1.nii.gz"
     sitk.WriteImage(_grid(ce_t1.astype(np.float32)), str(image_path))
     prob = _grid(np.clip(probability, 0, 1).astype(np.float32))
-    labels = rethreshold(prob, THRESHOLD, 0.0)
+    labels = threshold_lesions(prob, THRESHOLD, 0.0)
     table = lesion_table(labels, prob)
     provenance = {"settings": {"threshold_used": THRESHOLD, "min_volume_mm3_used": 0.0},
                   "inputs": {"t1ce": {"path": str(image_path.resolve())}},

@@ -474,7 +474,7 @@ def rethreshold(segmentation, threshold: float, min_volume_mm3: float = 0.0) -> 
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     prob, ijk_to_ras = volumes.volume_array(nodes.probability)
     prob_image = volumes.image_from_array(prob.astype(np.float32, copy=False), ijk_to_ras)
-    labels = lesions.rethreshold(prob_image, float(threshold), float(min_volume_mm3))
+    labels = lesions.threshold_lesions(prob_image, float(threshold), float(min_volume_mm3))
     rows = measure_lesions(labels, prob_image)
     segment_ids = set_segments(segmentation, sitk.GetArrayViewFromImage(labels), ijk_to_ras,
                                [int(r["lesion_id"]) for r in rows])
