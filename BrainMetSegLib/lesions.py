@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
-from skimage import measure
 
 COLUMNS = (
     "lesion_id", "voxels", "volume_mm3", "longest_diameter_mm", "axial_longest_diameter_mm",
@@ -118,11 +116,6 @@ def _farthest_pair(points: np.ndarray) -> tuple[float, np.ndarray]:
     return best, vec / (np.linalg.norm(vec) or 1.0)
 
 
-# Components with at most this many surface points are measured together in one array
-# operation (specks of an untrained or noisy model come by the thousand).
-_BATCH_POINTS = 64
-
-
 def component_diameters_mm(labels_kji: np.ndarray, n: int, frame: Frame) -> np.ndarray:
     """Longest 3D diameter (mm) of components 1..n of a (Z, Y, X) label map: THE lesion size.
 
@@ -133,43 +126,13 @@ def component_diameters_mm(labels_kji: np.ndarray, n: int, frame: Frame) -> np.n
     (no marching-cubes call per lesion). Ids without voxels get 0. A single voxel measures
     its largest edge; a sphere of radius r measures 2r to within one voxel.
     """
-    out = np.zeros(n + 1)
     labels_kji = np.asarray(labels_kji)
-    voxels = np.nonzero(labels_kji)  # work on lesion voxels only: lesions fill a small part of a scan
-    if n == 0 or not len(voxels[0]):
-        return out[1:]
-    own = labels_kji[voxels]
-    padded = np.pad(labels_kji, 1)
-    kji = np.stack(voxels, axis=1)
-    points, ids = [], []
-    for axis in range(3):
-        for step in (1, -1):
-            at = [v + 1 for v in voxels]
-            at[axis] = at[axis] + step
-            face = padded[tuple(at)] != own
-            mid = kji[face].astype(np.float64)
-            mid[:, axis] += 0.5 * step
-            points.append(mid)
-            ids.append(own[face])
-    lab = np.concatenate(ids)
-    order = np.argsort(lab, kind="stable")
-    pts, lab = frame.lps(np.concatenate(points)[order]), lab[order]
-    bounds = np.searchsorted(lab, np.arange(1, n + 2))
-    starts, counts = bounds[:-1], np.diff(bounds)
-    # A lone voxel has exactly 6 face midpoints; their farthest pair spans its largest edge.
-    out[1:][counts == 6] = float(np.linalg.norm(frame.matrix, axis=0).max())
-    small = np.nonzero((counts > 6) & (counts <= _BATCH_POINTS))[0]
-    small = small[np.argsort(counts[small], kind="stable")]  # similar sizes together: little padding
-    for chunk in np.array_split(small, max(1, len(small) // 512)):
-        if not len(chunk):
-            continue
-        # pad each component's points by repeating its first one (no new distances)
-        take = starts[chunk, None] + np.minimum(np.arange(counts[chunk].max()), counts[chunk, None] - 1)
-        p = pts[take]
-        out[chunk + 1] = np.sqrt(((p[:, :, None] - p[:, None]) ** 2).sum(-1).max(axis=(1, 2)))
-    for c in np.nonzero(counts > _BATCH_POINTS)[0]:
-        out[c + 1] = _farthest_pair(pts[starts[c]:starts[c] + counts[c]])[0]
-    return out[1:]
+    if n == 0:
+        return np.zeros(0)
+    pts, ids = _face_points(labels_kji, range(3))
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(1, n + 2))
+    return _grouped_farthest_pair(frame.lps(pts[order]), bounds[:-1], bounds[1:])[0]
 
 
 def axial_axis(image: sitk.Image) -> int:
@@ -178,66 +141,145 @@ def axial_axis(image: sitk.Image) -> int:
     return 2 - int(np.argmax(np.abs(d[2])))
 
 
-def _axial_diameters(mask_kji: np.ndarray, frame: Frame, offset_kji, axis: int):
-    """(longest, perpendicular, slice count) on the axial slices of a lesion, mm."""
-    normal = frame.matrix[:, 2 - axis]
-    normal = normal / np.linalg.norm(normal)
-    best = (0.0, 0.0)
-    slices = 0
-    for s in range(mask_kji.shape[axis]):
-        plane = np.take(mask_kji, s, axis=axis)
-        if not plane.any():
-            continue
-        slices += 1
-        contours = measure.find_contours(np.pad(plane.astype(np.uint8), 1), 0.5)
-        pts2 = np.concatenate(contours) - 1
-        kji = np.insert(pts2, axis, s, axis=1) + np.asarray(offset_kji)
-        pts = frame.lps(kji)
-        longest, direction = _farthest_pair(pts)
-        if longest > best[0]:
-            perp = np.cross(normal, direction)
-            proj = pts @ perp
-            best = (longest, float(proj.max() - proj.min()))
-    return best[0], best[1], slices
+def _face_points(lab: np.ndarray, axes) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoints (k, j, i) between each labelled voxel and its face-neighbours along ``axes``
+    that carry another value, with the voxel's label. Only lesion voxels are visited:
+    lesions fill a small part of a scan."""
+    voxels = np.nonzero(lab)
+    own = lab[voxels]
+    padded = np.pad(lab, 1)
+    kji = np.stack(voxels, axis=1)
+    points, ids = [np.zeros((0, 3))], [np.zeros(0, own.dtype)]
+    for axis in axes:
+        for step in (1, -1):
+            at = [v + 1 for v in voxels]
+            at[axis] = at[axis] + step
+            face = padded[tuple(at)] != own
+            mid = kji[face].astype(np.float64)
+            mid[:, axis] += 0.5 * step
+            points.append(mid)
+            ids.append(own[face])
+    return np.concatenate(points), np.concatenate(ids)
+
+
+# Groups up to this many points are measured all at once (all pairs, batched by size);
+# larger ones one by one through their convex hull (_farthest_pair).
+_BATCH_MAX_POINTS = 50
+_BATCH_PAIRS = 2_000_000  # pair distances per batch (bounds memory to ~50 MB)
+
+
+def _grouped_farthest_pair(points: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Largest pairwise distance of each group ``points[starts[g]:ends[g]]`` (mm) and the
+    unit vector along it (the first such pair in (i, j) order for ties)."""
+    sizes = ends - starts
+    length = np.zeros(len(starts))
+    direction = np.tile([1.0, 0.0, 0.0], (len(starts), 1))
+    for size in np.unique(sizes[(sizes > 1) & (sizes <= _BATCH_MAX_POINTS)]):
+        groups = np.flatnonzero(sizes == size)
+        step = max(1, _BATCH_PAIRS // (size * size))
+        for b in range(0, len(groups), step):
+            sel = groups[b:b + step]
+            pts = points[starts[sel][:, None] + np.arange(size)]  # (m, size, 3)
+            d2 = ((pts[:, :, None] - pts[:, None]) ** 2).sum(-1).reshape(len(sel), -1)
+            best = d2.argmax(axis=1)
+            first, second = np.divmod(best, size)
+            rows = np.arange(len(sel))
+            vec = pts[rows, second] - pts[rows, first]
+            norm = np.linalg.norm(vec, axis=1)
+            length[sel] = norm
+            direction[sel] = vec / np.where(norm > 0, norm, 1.0)[:, None]
+    for g in np.flatnonzero(sizes > _BATCH_MAX_POINTS):
+        length[g], direction[g] = _farthest_pair(points[starts[g]:ends[g]])
+    return length, direction
+
+
+def _axial_diameters(lab: np.ndarray, n: int, frame: Frame, axis: int):
+    """(longest, perpendicular, slice count) per label 0..n on its axial slices, mm."""
+    in_plane = [a for a in range(3) if a != axis]
+    pts, ids = _face_points(lab, in_plane)
+    slices = np.rint(pts[:, axis]).astype(np.int64)
+    key = ids.astype(np.int64) * (lab.shape[axis] + 1) + slices
+    order = np.argsort(key, kind="stable")
+    pts, key = frame.lps(pts[order]), key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], len(key)]
+    group_label = key[starts] // (lab.shape[axis] + 1)
+    group_slice = key[starts] % (lab.shape[axis] + 1)
+    length, direction = _grouped_farthest_pair(pts, starts, ends)
+    # perpendicular extent of every group's contour, across its longest diameter
+    normal = frame.matrix[:, 2 - axis] / np.linalg.norm(frame.matrix[:, 2 - axis])
+    across = np.cross(normal, direction)
+    group_of_point = np.repeat(np.arange(len(starts)), ends - starts)
+    proj = np.einsum("ij,ij->i", pts, across[group_of_point])
+    extent = np.maximum.reduceat(proj, starts) - np.minimum.reduceat(proj, starts)
+    # per label, the slice with the longest diameter (the lowest such slice on ties)
+    best = np.lexsort((group_slice, -length, group_label))
+    first = best[np.r_[True, group_label[best][1:] != group_label[best][:-1]]]
+    longest, perpendicular = np.zeros(n + 1), np.zeros(n + 1)
+    longest[group_label[first]] = length[first]
+    perpendicular[group_label[first]] = extent[first]
+    # a lesion slice always has contour points: one group per (label, slice)
+    n_slices = np.bincount(group_label, minlength=n + 1)
+    return longest, perpendicular, n_slices
 
 
 def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> list[dict]:
-    """One row per lesion id in ``labels`` (ids as stored), columns :data:`COLUMNS`.
+    """One row per lesion id present in ``labels`` (ids as stored), columns :data:`COLUMNS`.
+
+    Every lesion is measured at once: the level-0.5 surface (3D) and contour (axial) points
+    of all lesions are collected in one pass over the array (on a label map they are the
+    midpoints between a lesion voxel and its face-neighbours outside it), which keeps
+    re-thresholding interactive when a low threshold gives thousands of specks. Of several
+    equally long axial diameters the first is taken for the perpendicular one.
 
     probability: same geometry as ``labels``; without it the probability columns are NaN.
     """
-    lab = sitk.GetArrayViewFromImage(labels)
-    prob = None if probability is None else sitk.GetArrayViewFromImage(probability)
+    lab = sitk.GetArrayFromImage(labels).astype(np.int64, copy=False)
+    if lab.size and lab.min() < 0:
+        raise ValueError("lesion label maps hold ids >= 0")
+    n = int(lab.max()) if lab.size else 0
+    if n == 0:
+        return []
     frame = Frame.of(labels)
     axis = axial_axis(labels)
+    # work inside the lesions' bounding box (distances do not depend on the offset)
+    fg = np.nonzero(lab)
+    box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in fg)
+    lab_box = lab[box]
+    counts = np.bincount(lab_box.ravel(), minlength=n + 1)
+    fg_ids = lab[fg]
+    centroid_kji = np.stack([np.bincount(fg_ids, weights=c, minlength=n + 1) for c in fg],
+                            axis=1) / np.maximum(counts, 1)[:, None]
+    ras = frame.lps(centroid_kji) * np.array([-1.0, -1.0, 1.0])
+    longest_3d = np.r_[0.0, component_diameters_mm(lab_box, n, frame)]
+    ax_long, ax_perp, n_slices = _axial_diameters(lab_box, n, frame, axis)
+    present = np.flatnonzero(counts[1:]) + 1
+    if probability is not None:
+        p_fg = sitk.GetArrayViewFromImage(probability)[fg].astype(np.float64)
+        p_max = np.full(n + 1, -np.inf)
+        np.maximum.at(p_max, fg_ids, p_fg)
+        p_max = p_max[present]
+        p_mean = np.bincount(fg_ids, weights=p_fg, minlength=n + 1)[present] / counts[present]
+    else:
+        p_max = p_mean = np.full(len(present), np.nan)
     vvol = voxel_volume_mm3(labels.GetSpacing())
-    boxes = ndimage.find_objects(lab.astype(np.int64, copy=False))
-    diameters = component_diameters_mm(lab, len(boxes), frame)
     rows = []
-    for idx, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        mask = lab[box] == idx
-        offset = np.array([b.start for b in box])
-        kji = np.argwhere(mask) + offset
-        centroid_kji = kji.mean(axis=0)
-        r, a, s = frame.lps(centroid_kji[None])[0] * np.array([-1.0, -1.0, 1.0])
-        ax_long, ax_perp, n_slices = _axial_diameters(mask, frame, offset, axis)
-        p = prob[box][mask] if prob is not None else np.array([np.nan])
+    for row, idx in enumerate(present):
+        k, j, i = centroid_kji[idx]
         rows.append({
-            "lesion_id": idx,
-            "voxels": int(mask.sum()),
-            "volume_mm3": float(mask.sum() * vvol),
-            "longest_diameter_mm": float(diameters[idx - 1]),
-            "axial_longest_diameter_mm": ax_long,
-            "axial_perpendicular_diameter_mm": ax_perp,
-            "axial_slices": n_slices,
-            "centroid_r": float(r), "centroid_a": float(a), "centroid_s": float(s),
-            "centroid_i": int(round(centroid_kji[2])), "centroid_j": int(round(centroid_kji[1])),
-            "centroid_k": int(round(centroid_kji[0])),
-            "max_probability": float(p.max()), "mean_probability": float(p.mean()),
-            "rano_bm_measurable": bool(ax_long >= RANO_MIN_LONGEST_MM
-                                       and ax_perp >= RANO_MIN_PERPENDICULAR_MM
-                                       and n_slices >= RANO_MIN_SLICES),
+            "lesion_id": int(idx),
+            "voxels": int(counts[idx]),
+            "volume_mm3": float(counts[idx] * vvol),
+            "longest_diameter_mm": float(longest_3d[idx]),
+            "axial_longest_diameter_mm": float(ax_long[idx]),
+            "axial_perpendicular_diameter_mm": float(ax_perp[idx]),
+            "axial_slices": int(n_slices[idx]),
+            "centroid_r": float(ras[idx, 0]), "centroid_a": float(ras[idx, 1]),
+            "centroid_s": float(ras[idx, 2]),
+            "centroid_i": int(round(i)), "centroid_j": int(round(j)), "centroid_k": int(round(k)),
+            "max_probability": float(p_max[row]), "mean_probability": float(p_mean[row]),
+            "rano_bm_measurable": bool(ax_long[idx] >= RANO_MIN_LONGEST_MM
+                                       and ax_perp[idx] >= RANO_MIN_PERPENDICULAR_MM
+                                       and n_slices[idx] >= RANO_MIN_SLICES),
         })
     return rows

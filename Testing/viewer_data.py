@@ -3,7 +3,7 @@
 A 56x48x28 CE-T1 (1 x 1 x 1.5 mm, oblique-free, off-centre origin) with four spherical
 blobs in its probability map: three lesions that pass the operating threshold 0.8 and a
 faint one (peak 0.6) that appears only when the threshold is lowered. The label map and
-table are the library's own (`lesions.rethreshold`, `lesions.lesion_table`), written with
+table are the library's own (`lesions.threshold_lesions`, `lesions.lesion_table`), written with
 `outputs.write_result`, so the folder is what `brainmetseg segment` writes.
 """
 

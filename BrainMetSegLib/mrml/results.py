@@ -28,7 +28,6 @@ import slicer
 import vtk
 
 from .. import lesions
-from ..lesion_measure import measure_lesions
 from ..slicer_bridge import naming
 from ..slicer_bridge import table as table_spec
 from . import scene as scene_tools
@@ -475,7 +474,7 @@ def rethreshold(segmentation, threshold: float, min_volume_mm3: float = 0.0) -> 
     prob, ijk_to_ras = volumes.volume_array(nodes.probability)
     prob_image = volumes.image_from_array(prob.astype(np.float32, copy=False), ijk_to_ras)
     labels = lesions.threshold_lesions(prob_image, float(threshold), float(min_volume_mm3))
-    rows = measure_lesions(labels, prob_image)
+    rows = lesions.lesion_table(labels, prob_image)
     segment_ids = set_segments(segmentation, sitk.GetArrayViewFromImage(labels), ijk_to_ras,
                                [int(r["lesion_id"]) for r in rows])
     table = nodes.table or _new_table(segmentation)
@@ -509,7 +508,7 @@ def update_table(segmentation, reference_volume=None) -> int:
         if prob.shape == labels.shape and np.allclose(prob_matrix, ijk_to_ras, atol=1e-4) \
                 and nodes.probability.GetTransformNodeID() == reference_volume.GetTransformNodeID():
             prob_image = volumes.image_from_array(prob.astype(np.float32, copy=False), ijk_to_ras)
-    rows = measure_lesions(volumes.image_from_array(labels, ijk_to_ras), prob_image)
+    rows = lesions.lesion_table(volumes.image_from_array(labels, ijk_to_ras), prob_image)
     row_ids = [segment_ids[int(r["lesion_id"]) - 1] for r in rows]
     table = nodes.table or _new_table(segmentation)
     fill_table(table, rows, row_ids, segmentation, reference_volume)
