@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train a model package on labelled scans (nnU-Net raw layout or CSV manifest)",
     "evaluate": "compare predictions with ground truth: voxel- and lesion-wise metrics, report",
     "models": "list the known model packages and their cards",
+    "summarize": "merge a cohort run's per-case results (all shards) into one table; list missing cases",
 }
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
 from pathlib import Path
 
+from .. import batch as cohort
 from ..errors import BrainMetSegError, InputError
 from ..io import format_family, read_csv_rows
 from ..outputs import FORMATS, check_outputs, write_result
@@ -42,6 +42,7 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    cohort.add_arguments(p)
 
 
 def read_manifest(path: str) -> list[CaseInputs]:
@@ -88,7 +89,7 @@ def _reporter(args):
 
 def run(args) -> int:
     cases = _cases(args)
-    batch = len(cases) > 1 or bool(args.manifest)
+    batch = len(cases) > 1 or bool(args.manifest) or bool(args.shard)
     if not batch:  # report a missing file before the model is loaded
         for seq, path in cases[0].given().items():
             if not Path(path).exists():
@@ -98,6 +99,7 @@ def run(args) -> int:
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend)
     segmenter = Segmenter(config)
+    job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
@@ -108,48 +110,34 @@ def run(args) -> int:
         if not batch:  # single case: fail before any work
             check_outputs(folder, ext, args.overwrite)
         plans.append((case, folder, ext))
-    summary = []
-    for case, folder, ext in plans:
+    if job:
+        plans = job.select(plans)
+    for position, (case, folder, ext) in enumerate(plans):
         t0 = time.perf_counter()
+        overwrite = args.overwrite
         try:
+            if job:
+                decision = job.start(position, len(plans), case, folder, ext)
+                if decision.skip:
+                    job.skipped(case, decision.run, folder)
+                    continue
+                overwrite = decision.overwrite
             result = segmenter.run(case, progress)
-            paths = write_result(result, folder, ext, args.overwrite)
+            paths = write_result(result, folder, ext, overwrite)
         except BrainMetSegError as exc:
             if not batch:
                 raise
-            print(f"brainmetseg segment: case {case.id} failed: {exc}", file=sys.stderr)
-            summary.append({"case_id": case.id, "status": "failed", "lesions": "", "total_volume_mm3": "",
-                            "seconds": f"{time.perf_counter() - t0:.1f}", "message": str(exc)})
+            job.failed(case, exc, time.perf_counter() - t0)
             continue
         volume = sum(r["volume_mm3"] for r in result.table)
-        summary.append({"case_id": case.id, "status": "ok", "lesions": result.n_lesions,
-                        "total_volume_mm3": f"{volume:.1f}", "seconds": f"{time.perf_counter() - t0:.1f}",
-                        "message": ""})
+        if job:
+            job.done(case, result, time.perf_counter() - t0)
         if args.progress == "json" and not args.quiet:
             print(json.dumps({"type": "result", "case": case.id, "lesions": result.n_lesions,
                               "outputs": {k: str(p) for k, p in paths.items()}}), flush=True)
         elif not args.quiet:
             print(f"{case.id}: {result.n_lesions} lesion(s), {volume:.1f} mm^3 -> {folder}", file=sys.stderr)
-    failed = [s for s in summary if s["status"] == "failed"]
-    if batch:
-        _write_summary(summary, out, args)
-    return 1 if failed else 0
-
-
-def _write_summary(summary: list[dict], out: Path, args) -> None:
-    import io as _io
-
-    from ..io import write_text
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(summary[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(summary)
-    write_text(buf.getvalue(), out / "summary.csv", overwrite=True)
-    if args.quiet:
-        return
-    ok = sum(s["status"] == "ok" for s in summary)
-    lines = [f"{'case':24s} {'status':7s} {'lesions':>7s} {'volume mm3':>11s} {'s':>6s}"]
-    lines += [f"{s['case_id']:24s} {s['status']:7s} {s['lesions']!s:>7s} {s['total_volume_mm3']:>11s} "
-              f"{s['seconds']:>6s}" for s in summary]
-    lines.append(f"{ok}/{len(summary)} case(s) segmented; summary in {out / 'summary.csv'}")
-    print("\n".join(lines), file=sys.stderr)
+    if job:
+        job.finish()
+        return 1 if job.any_failed else 0
+    return 0
