@@ -18,6 +18,10 @@ class InputError(BrainMetSegError):
     exit_code = 2
 
 
+class OptionError(InputError):
+    """A run option (command-line flag or config field) has an invalid value."""
+
+
 class ModelError(BrainMetSegError):
     """A model package is unknown, incomplete, tampered with or inconsistent."""
 

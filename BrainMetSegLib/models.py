@@ -62,7 +62,15 @@ class ModelCard:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"{source}: model card has unknown fields {unknown}.")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+
+    def __post_init__(self):
+        from .options import check_card
+
+        check_card(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +85,13 @@ class ModelPackage:
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / self.card.weights
+        """The weights file; :class:`ModelError` if the card's ``weights`` leaves the package folder."""
+        folder = self.folder.resolve()
+        path = (folder / self.card.weights).resolve()
+        if Path(self.card.weights).is_absolute() or not path.is_relative_to(folder):
+            raise ModelError(f"{self.folder / CARD_NAME}: model card field 'weights' ({self.card.weights!r}) "
+                             "points outside the package folder; weights must be a file inside it.")
+        return path
 
     def build_network(self):
         """The untrained network the card describes (one output channel: metastasis logit)."""
@@ -155,13 +169,11 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
         data = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{card_path}: model card is not valid JSON ({exc}).") from None
-    card = ModelCard.from_dict(data, str(card_path))
-    from .architectures import ARCHITECTURES
-
-    if card.architecture not in ARCHITECTURES:
-        raise ModelError(f"{card_path}: unknown architecture {card.architecture!r} "
-                         f"(known: {', '.join(ARCHITECTURES)}).")
-    return ModelPackage(card, folder)
+    if not isinstance(data, dict):
+        raise ModelError(f"{card_path}: model card must be a JSON object.")
+    package = ModelPackage(ModelCard.from_dict(data, str(card_path)), folder)
+    package.weights_path  # noqa: B018 - refuses weights outside the folder before any use
+    return package
 
 
 def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: bool = False) -> ModelPackage:

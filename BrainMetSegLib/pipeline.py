@@ -20,11 +20,13 @@ import SimpleITK as sitk
 
 from . import __version__
 from .coregister import onto_ce_t1
-from .errors import InputError
+from .errors import BrainMetSegError, InputError, ModelError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
+from .options import check_segment_config
+from .plausibility import brain_volume_note, image_notes
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
@@ -40,6 +42,10 @@ class SegmentConfig:
     min_volume_mm3: smaller predicted components are removed (mm^3).
     brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
+    trust_header: use an input's geometry even where its header makes orientation or spacing
+        untrustworthy (NIfTI pixdim <= 0 or no qform/sform code, MetaImage/NRRD spacing <= 0);
+        refused by default, since a wrong orientation silently mirrors every lesion.
+    Every value is checked on creation (:func:`options.check_segment_config`).
     """
 
     model: str = DEFAULT_MODEL
@@ -53,6 +59,10 @@ class SegmentConfig:
     patch_size: tuple[int, int, int] | None = None
     overlap: float | None = None
     blend_mode: str | None = None
+    trust_header: bool = False
+
+    def __post_init__(self):
+        check_segment_config(self)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class Result:
     table: list[dict]
     timings_s: dict[str, float]
     provenance: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_lesions(self) -> int:
@@ -143,8 +154,6 @@ class Segmenter:
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
             precision=config.precision)
-        if not 0.0 < self.threshold < 1.0:
-            raise InputError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
         self._net = None
 
     @property
@@ -153,10 +162,12 @@ class Segmenter:
             self._net = self.package.load_network(self.device)
         return self._net
 
-    def _read(self, inputs: CaseInputs, timer: _Timer) -> list[sitk.Image]:
+    def _read(self, inputs: CaseInputs, timer: _Timer, warnings: list[str]) -> list[sitk.Image]:
         order = _check_sequences(inputs, self.package)
         with timer.stage("read", "reading images"):
-            images = {s: read_scalar_volume(p, SEQUENCE_LABELS[s]) for s, p in inputs.given().items()}
+            images = {s: read_scalar_volume(p, SEQUENCE_LABELS[s], self.config.trust_header, warnings)
+                      for s, p in inputs.given().items()}
+            warnings += [f"{inputs.t1ce}: {note}" for note in image_notes(images["t1ce"])]
         if len(order) > 1:
             with timer.stage("coregister", "co-registering extra sequences to the CE-T1"):
                 for s in order[1:]:
@@ -168,8 +179,15 @@ class Segmenter:
         """Segment one case (paths in ``inputs``); see :func:`segment`."""
         inputs = CaseInputs(inputs) if isinstance(inputs, str | Path) else inputs
         timer = _Timer(progress or no_progress, cancel)
-        images = self._read(inputs, timer)
-        result = self.run_images(images, timer, inputs.id, cancel)
+        warnings: list[str] = []
+        images = self._read(inputs, timer, warnings)
+        try:
+            result = self.run_images(images, timer, inputs.id, cancel)
+        except BrainMetSegError as exc:  # name the case's file in errors from later stages
+            if str(inputs.t1ce) in str(exc):
+                raise
+            raise type(exc)(f"{inputs.t1ce}: {exc}") from None
+        result.warnings[:0] = warnings
         result.provenance["inputs"] = {s: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
                                        for s, p in inputs.given().items()}
         return result
@@ -179,16 +197,23 @@ class Segmenter:
         """Segment images already read (CE-T1 first, extras on its grid)."""
         with timer.stage("preprocess", f"resampling, brain mask ({self.config.brain_mask}), normalising"):
             pre = preprocess(images, self.preprocess_config)
+            if not np.isfinite(pre.array).all():
+                raise InputError("intensities became non-finite during preprocessing (values too large?); "
+                                 "rescale the image.")
+            note = brain_volume_note(pre.brain_ml, self.config.brain_mask)
         with timer.stage("load_model", f"loading model {self.package.card.name}"):
             net = self.net
         with timer.stage("inference", "sliding-window inference"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel)
+            if not np.isfinite(prob).all():
+                raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage("postprocess", "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
             labels = rethreshold(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)
-        return Result(case_id, labels, probability, table, timer.timings, self.provenance())
+        return Result(case_id, labels, probability, table, timer.timings, self.provenance(),
+                      [note] if note else [])
 
     def provenance(self) -> dict:
         card = self.package.card

@@ -19,8 +19,9 @@ from scipy import ndimage
 
 from .errors import InputError
 from .geometry import Geometry, Grid, axis_aligned_grid, resample
+from .options import MaskMethod, Normalisation, values
 
-MASK_METHODS = ("deepbet", "none")
+MASK_METHODS = values(MaskMethod)
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,13 @@ class PreprocessConfig:
 
 @dataclass
 class Preprocessed:
-    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask."""
+    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask;
+    brain_ml: volume of the brain mask before dilation (mL)."""
 
     array: np.ndarray
     brain: np.ndarray
     geometry: Geometry
+    brain_ml: float = float("nan")
 
 
 def _ball(radius_mm: float, spacing_xyz) -> np.ndarray:
@@ -101,12 +104,19 @@ def _crop_box(mask: np.ndarray, margin_vox) -> tuple[slice, ...]:
 
 
 def zscore(array: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Z-score ``array`` with the mean and SD of its ``brain`` voxels (float32)."""
-    values = array[brain]
-    std = float(values.std())
+    """Z-score ``array`` with the mean and SD of its ``brain`` voxels (float32 out).
+
+    Statistics and arithmetic are float64: intensities near float32's limit (~1e30 and up)
+    overflow a float32 variance to inf and would turn every voxel into 0 or NaN.
+    """
+    values = array[brain].astype(np.float64)
+    mean, std = float(values.mean()), float(values.std())
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise InputError("intensities inside the brain mask are too large to normalise "
+                         f"(mean {mean:g}, SD {std:g}); rescale the image.")
     if std <= 0:
         raise InputError("the image is constant inside the brain mask; nothing to normalise.")
-    return ((array - float(values.mean())) / std).astype(np.float32)
+    return ((array.astype(np.float64) - mean) / std).astype(np.float32)
 
 
 def preprocess(images: list[sitk.Image], config: PreprocessConfig,
@@ -134,10 +144,11 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     channels = []
     for im in on_grid:
         arr = sitk.GetArrayViewFromImage(im)[box]
-        if config.normalisation == "zscore-brain":
+        if Normalisation(config.normalisation) is Normalisation.ZSCORE_BRAIN:
             arr = zscore(np.asarray(arr, np.float32), brain[box])
         channels.append(np.where(gate[box], arr, 0).astype(np.float32))
     start_xyz = [s.start for s in box[::-1]]
     size_xyz = [s.stop - s.start for s in box[::-1]]
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
-    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry)
+    brain_ml = float(brain.sum()) * float(np.prod(grid.spacing_xyz)) / 1000.0
+    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry, brain_ml)

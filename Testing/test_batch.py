@@ -7,7 +7,7 @@ import json
 import pytest
 import SimpleITK as sitk
 
-from BrainMetSegLib import io as bms_io
+from BrainMetSegLib import outputs
 from BrainMetSegLib.batch import Shard, parse_shard
 from BrainMetSegLib.cli import main
 from BrainMetSegLib.errors import InputError
@@ -87,15 +87,16 @@ def test_slurm_shard_on_the_command_line(tiny_model, cohort, tmp_path, monkeypat
 def test_interrupted_run_resumes(tiny_model, cohort, tmp_path, monkeypatch, capsys):
     manifest, _, ids = cohort  # unsharded runs go in the manifest's order
     out = tmp_path / "out"
-    real_write_image, calls = bms_io.write_image, []
+    real_commit, calls = outputs.commit, []
 
-    def dies_in_third_case(image, path, *a, **kw):
-        calls.append(path)
-        if len(calls) == 6:  # third case: label map written, then the process dies
+    def dies_in_third_case(staged):
+        calls.append(staged)
+        if len(calls) == 3:  # third case: the maps are renamed into place, then the process dies
+            real_commit(staged[:2])
             raise KeyboardInterrupt
-        return real_write_image(image, path, *a, **kw)
+        real_commit(staged)
 
-    monkeypatch.setattr("BrainMetSegLib.outputs.write_image", dies_in_third_case)
+    monkeypatch.setattr(outputs, "commit", dies_in_third_case)
     assert segment(manifest, out, tiny_model) == 130
     monkeypatch.undo()
     done, half = ids[:2], ids[2]

@@ -10,7 +10,17 @@ from pathlib import Path
 from .. import batch as cohort
 from ..errors import BrainMetSegError, InputError
 from ..io import format_family, read_csv_rows
-from ..outputs import FORMATS, check_outputs, write_result
+from ..options import (
+    BlendMode,
+    Device,
+    MaskMethod,
+    OutputFormat,
+    Precision,
+    ProgressMode,
+    cli_float,
+    values,
+)
+from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import json_lines, no_progress, tqdm_bar
 
@@ -28,19 +38,23 @@ def add_arguments(p) -> None:
     p.add_argument("--manifest", metavar="CSV",
                    help="CSV with one case per row: columns case_id, t1ce, and optional t1, t2, flair")
     p.add_argument("--model", default=SegmentConfig.model, help="model name (see `brainmetseg models`) or folder")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    p.add_argument("--device", default="auto", choices=values(Device))
+    p.add_argument("--precision", default="auto", choices=values(Precision),
                    help="bf16 autocast speeds up CPUs with bf16 support; auto = fp16 on CUDA, fp32 on CPU")
-    p.add_argument("--threshold", type=float, help="probability threshold (default: the model card's)")
-    p.add_argument("--min-volume", type=float, metavar="MM3",
+    p.add_argument("--threshold", type=cli_float, help="probability threshold (default: the model card's)")
+    p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
     p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
                    help="brain extraction: deepbet (default), none for skull-stripped input, or a mask file")
-    p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the card's)")
-    p.add_argument("--blend", choices=("constant", "gaussian"), help="how overlapping windows combine")
-    p.add_argument("--format", choices=tuple(FORMATS), help="image output format (default: like the input)")
+    p.add_argument("--overlap", type=cli_float, help="sliding-window overlap in [0, 1) (default: the card's)")
+    p.add_argument("--blend", choices=values(BlendMode), help="how overlapping windows combine")
+    p.add_argument("--format", choices=values(OutputFormat), help="image output format (default: like the input)")
+    p.add_argument("--trust-header", action="store_true",
+                   help="use an image whose header makes orientation or spacing untrustworthy (NIfTI pixdim "
+                        "<= 0 or qform_code = sform_code = 0; MetaImage/NRRD spacing <= 0) as ITK reads it; "
+                        "refused by default because a wrong orientation mirrors every lesion silently")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
+    p.add_argument("--progress", default="bar", choices=values(ProgressMode))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     cohort.add_arguments(p)
 
@@ -61,9 +75,22 @@ def read_manifest(path: str) -> list[CaseInputs]:
                 return None
             return value if Path(value).is_absolute() else str(p.parent / value)
 
+        case_id = row.get("case_id") or None
+        if case_id is not None:
+            check_case_id(case_id, f"{p}, line {n}")
         cases.append(CaseInputs(resolve(image), resolve(row.get("t1")), resolve(row.get("t2")),
-                                resolve(row.get("flair")), row.get("case_id") or None))
+                                resolve(row.get("flair")), case_id))
     return cases
+
+
+def check_case_id(case_id: str, where: str) -> None:
+    """A case id names one sub-folder of the output folder: refuse anything that could leave it
+    (``..``, an absolute path, a path separator, control characters)."""
+    bad = (case_id in (".", "..") or "/" in case_id or "\\" in case_id or Path(case_id).is_absolute()
+           or any(ord(c) < 32 for c in case_id) or len(case_id) > 200)
+    if bad:
+        raise InputError(f"{where}: case_id {case_id!r} is not a plain folder name (no '/', '\\', '..', "
+                         "control characters; at most 200 characters); outputs must stay inside -o.")
 
 
 def _cases(args) -> list[CaseInputs]:
@@ -79,6 +106,14 @@ def _cases(args) -> list[CaseInputs]:
     if dupes:
         raise InputError(f"case ids are not unique ({', '.join(dupes)}); set case_id in a manifest.")
     return cases
+
+
+def _protected(case: CaseInputs, args) -> list[str]:
+    """Files the run reads, which no output may replace."""
+    extra = [args.manifest] if args.manifest else []
+    if args.brain_mask not in values(MaskMethod):
+        extra.append(args.brain_mask)
+    return [*case.given().values(), *extra]
 
 
 def _reporter(args):
@@ -97,18 +132,24 @@ def run(args) -> int:
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
-                           brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend)
+                           brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
+                           trust_header=args.trust_header)
     segmenter = Segmenter(config)
     job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
+    return _run_cases(cases, segmenter, out, job, progress, args)
+
+
+def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progress, args) -> int:
+    batch = job is not None
     plans = []
     for case in cases:
         ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
         folder = out / case.id if batch else out
         if not batch:  # single case: fail before any work
-            check_outputs(folder, ext, args.overwrite)
+            check_outputs(folder, ext, args.overwrite, _protected(case, args))
         plans.append((case, folder, ext))
     if job:
         plans = job.select(plans)
@@ -116,25 +157,32 @@ def run(args) -> int:
         t0 = time.perf_counter()
         overwrite = args.overwrite
         try:
-            if job:
-                decision = job.start(position, len(plans), case, folder, ext)
-                if decision.skip:
-                    job.skipped(case, decision.run, folder)
-                    continue
-                overwrite = decision.overwrite
-            result = segmenter.run(case, progress)
-            paths = write_result(result, folder, ext, overwrite)
+            # One lock per output folder (per case in a batch, so shards share an OUTDIR): a second
+            # run into the same folder fails here, before any work.
+            with output_folder_lock(folder):
+                if job:
+                    decision = job.start(position, len(plans), case, folder, ext)
+                    if decision.skip:
+                        job.skipped(case, decision.run, folder)
+                        continue
+                    overwrite = decision.overwrite
+                result = segmenter.run(case, progress)
+                paths = write_result(result, folder, ext, overwrite, _protected(case, args))
         except BrainMetSegError as exc:
             if not batch:
                 raise
             job.failed(case, exc, time.perf_counter() - t0)
             continue
+        if not args.quiet:
+            for note in result.warnings:
+                print(f"brainmetseg segment: warning: {note}", file=sys.stderr)
         volume = sum(r["volume_mm3"] for r in result.table)
         if job:
             job.done(case, result, time.perf_counter() - t0)
         if args.progress == "json" and not args.quiet:
             print(json.dumps({"type": "result", "case": case.id, "lesions": result.n_lesions,
-                              "outputs": {k: str(p) for k, p in paths.items()}}), flush=True)
+                              "outputs": {k: str(p) for k, p in paths.items()},
+                              "warnings": result.warnings}), flush=True)
         elif not args.quiet:
             print(f"{case.id}: {result.n_lesions} lesion(s), {volume:.1f} mm^3 -> {folder}", file=sys.stderr)
     if job:
