@@ -193,3 +193,14 @@ def test_stage_lines_one_line_per_stage():
     lines = buf.getvalue().splitlines()
     assert len(lines) == 2 and lines[1].endswith("inference: inference done") and "\r" not in buf.getvalue()
     assert tqdm_bar().__qualname__.startswith("stage_lines")  # stderr is not a terminal here
+
+
+def test_a_busy_case_does_not_stop_the_other_shards_cases(tiny_model, cohort, tmp_path, capsys):
+    manifest, ids, _ = cohort
+    out = tmp_path / "out"
+    # another process holds the whole folder (a single-case run) and one case folder
+    with outputs.output_folder_lock(out), outputs.output_folder_lock(out / ids[0]):
+        assert segment(manifest, out, tiny_model, "--shard", "0/2") == 1
+    rows = {r["case_id"]: r for r in summary_rows(out / "summary.shard-0-of-2.csv")}
+    assert rows[ids[0]]["status"] == "failed" and "another brainmetseg run" in rows[ids[0]]["message"]
+    assert all(rows[c]["status"] == "ok" for c in ids[2::2])
