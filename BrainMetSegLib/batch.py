@@ -184,7 +184,7 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     if set(recorded) != set(given):
         return "made from other input sequences"
     for seq, path in given.items():
-        if not Path(path).is_file() or sha256_file(path) != recorded[seq]:
+        if not Path(path).exists() or sha256_file(path) != recorded[seq]:  # a file or a DICOM folder
             return f"{path} changed since (sha256)"
     return ""
 

@@ -11,6 +11,7 @@ from BrainMetSegLib import outputs
 from BrainMetSegLib.batch import Shard, parse_shard
 from BrainMetSegLib.cli import main
 from BrainMetSegLib.errors import InputError
+from BrainMetSegLib.models import ModelPackage
 from BrainMetSegLib.progress import ProgressEvent, stage_lines, tqdm_bar
 from conftest import make_volume
 
@@ -80,8 +81,12 @@ def test_slurm_shard_on_the_command_line(tiny_model, cohort, tmp_path, monkeypat
     manifest, ids, _ = cohort
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    loads = []
+    real_load = ModelPackage.load_network
+    monkeypatch.setattr(ModelPackage, "load_network", lambda self, *a: loads.append(1) or real_load(self, *a))
     assert segment(manifest, tmp_path / "o", tiny_model, "--shard", "slurm") == 0
     assert [r["case_id"] for r in summary_rows(tmp_path / "o" / "summary.shard-2-of-3.csv")] == ids[2::3]
+    assert len(loads) == 1  # the network is built once per process, not once per case
 
 
 def test_interrupted_run_resumes(tiny_model, cohort, tmp_path, monkeypatch, capsys):
