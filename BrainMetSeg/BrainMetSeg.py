@@ -330,6 +330,10 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             n = table.GetNumberOfRows()
             self.ui.statusLabel.text = _("{n} lesion(s) found in {s:.0f} s.").format(n=n, s=run.elapsed)
             self.ui.tableView.setMRMLTableNode(table)
+            warnings = run.monitor.result.warnings if run.monitor.result else ()
+            if warnings:  # doubtful input (tiny field of view, noise, little brain, missing slice)
+                self.ui.statusLabel.text += " " + _("{k} warning(s).").format(k=len(warnings))
+                slicer.util.warningDisplay(_("The result may be unreliable:") + "\n\n" + "\n".join(warnings))
         elif run.status == "cancelled":
             self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
         else:
@@ -614,6 +618,8 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("BrainMetSeg segmentation failed: {message}").format(
                 message=run.error_message or run.status))
         logging.info(f"BrainMetSeg: {run.monitor.result.lesions} lesion(s) in {run.elapsed:.1f} s")
+        for warning in run.monitor.result.warnings:
+            logging.warning(f"BrainMetSeg: {warning}")
         return run.value
 
     def processFiles(self, paths, outputFolder, model=None, device="auto", brainExtraction=True,

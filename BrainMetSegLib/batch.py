@@ -76,6 +76,11 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def summary_name(shard: Shard | None) -> str:
+    """The summary file a process writes: one per shard, so shards never write the same file."""
+    return shard.summary_name if shard else "summary.csv"
+
+
 def parse_shard(text: str, environ: Mapping[str, str] = os.environ) -> Shard:
     """``"I/N"`` (0-based I) or ``"slurm"`` (read from the array-job environment)."""
     if text.strip().lower() == "slurm":
@@ -221,7 +226,7 @@ class BatchRun:
         self.out, self.shard, self.skip_existing, self.overwrite = out, shard, skip_existing, overwrite
         self.provenance, self.quiet, self.json_mode = provenance, quiet, json_mode
         self.rows: list[dict] = []
-        self.summary_path = out / (shard.summary_name if shard else "summary.csv")
+        self.summary_path = out / summary_name(shard)
 
     @classmethod
     def from_args(cls, args, out: Path, provenance: dict) -> BatchRun:

@@ -14,14 +14,14 @@ ITK does, and reports:
 
 Special files (named pipes, devices) are refused before anything opens them: reading a
 FIFO blocks forever. The same completeness check verifies files this library writes.
-Formats covered: NIfTI-1/2 (.nii, .nii.gz), MetaImage (.mha, .mhd + data file), NRRD
-(.nrrd, .nhdr + data file); DICOM folders are checked for special files.
+Formats covered: NIfTI-1/2 (.nii, .nii.gz, .hdr/.img pairs), Analyze 7.5 (orientation
+untrusted), MetaImage (.mha, .mhd + data file), NRRD (.nrrd, .nhdr + data file); DICOM
+folders are checked for special files.
 """
 
 from __future__ import annotations
 
 import bz2
-import gzip
 import math
 import os
 import re
@@ -99,7 +99,7 @@ def _read_stream(path: Path, codec: str, offset: int = 0, limit: int | None = No
         return raw
     try:
         if codec == "gzip":
-            return gzip.decompress(raw)
+            return _gunzip(raw)
         if codec == "bzip2":
             return bz2.decompress(raw)
         d = zlib.decompressobj(47)  # zlib or gzip header, as MetaIO writes
@@ -111,6 +111,21 @@ def _read_stream(path: Path, codec: str, offset: int = 0, limit: int | None = No
         raise FileProblem(f"the {codec} stream ends early: the file was cut short (truncated)") from None
     except (OSError, zlib.error, ValueError) as exc:
         raise FileProblem(f"the {codec} stream is corrupt ({exc})") from None
+
+
+def _gunzip(raw: bytes) -> bytes:
+    """Every member of a gzip file, CRC and length checked by zlib; trailing zero padding (left
+    by some copy tools, ignored by ITK's zlib reader) is accepted."""
+    out, data = [], raw
+    while data:
+        d = zlib.decompressobj(31)
+        out.append(d.decompress(data))
+        if not d.eof:
+            raise EOFError("gzip stream ended before the end-of-stream marker")
+        data = d.unused_data
+        if not data.strip(b"\0"):
+            break
+    return b"".join(out)
 
 
 def _short(declared: int, present: int, what: str) -> FileProblem:
@@ -138,7 +153,7 @@ def _BytesIO(b: bytes):
     return io.BytesIO(b)
 
 
-def check_nifti(path: Path, findings: HeaderFindings) -> None:
+def check_nifti(path: Path, findings: HeaderFindings, values: bool = True) -> None:
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"  # by content: ITK reads either whatever the name says
     data = _read_stream(path, "gzip" if gz else "raw")
@@ -163,7 +178,7 @@ def check_nifti(path: Path, findings: HeaderFindings) -> None:
         present = max(len(data) - offset, 0)
         if present < declared:
             raise _short(declared, present, f"voxel data ({'x'.join(map(str, dim[1:ndim + 1]))} {dtype})")
-        if dtype.kind == "f":
+        if values and dtype.kind == "f":
             voxels = np.frombuffer(data, dtype, count, offset)
             bad = int(np.count_nonzero(~np.isfinite(voxels)))
             if bad:
@@ -173,7 +188,7 @@ def check_nifti(path: Path, findings: HeaderFindings) -> None:
     for i in range(1, min(ndim, 3) + 1):
         if not (math.isfinite(pixdim[i]) and pixdim[i] > 0):
             findings.untrusted.append(f"NIfTI header field pixdim[{i}] = {pixdim[i]:g} (a voxel size "
-                                      "must be > 0; ITK would use its absolute value or 1 mm)")
+                                      "must be > 0; ITK would flip that axis for a negative one and use 1 mm for 0)")
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     if qcode == 0 and scode == 0:
         findings.untrusted.append("NIfTI header fields qform_code = sform_code = 0: no orientation is "
@@ -344,16 +359,49 @@ def check_nrrd(path: Path, findings: HeaderFindings) -> None:
         raise _short(declared, max(present, 0), f"voxel data{where}")
 
 
-def check_image_file(path: Path) -> HeaderFindings:
+def check_analyze_pair(path: Path, findings: HeaderFindings) -> None:
+    """A .hdr/.img pair: NIfTI-1 pair (magic ``ni1``) fields as :func:`check_nifti`; plain
+    Analyze 7.5 stores no orientation at all; the .img must hold the declared data."""
+    name = path.name
+    stem = name[: -len(".gz")] if name.lower().endswith(".gz") else name
+    gz = stem != name
+    header = path.with_name(stem[:-4] + ".hdr" + (".gz" if gz else ""))
+    image = path.with_name(stem[:-4] + ".img" + (".gz" if gz else ""))
+    require_regular(header, f"header file {header}")
+    require_regular(image, f"data file {image}")
+    head = _read_stream(header, "gzip" if gz else "raw")
+    hdr = _nifti_header(head)
+    if hdr is None:
+        return
+    if hdr["magic"] not in (b"ni1", b"ni2"):
+        findings.untrusted.append("Analyze 7.5 header (.hdr/.img without NIfTI magic): no orientation is "
+                                  "stored, so left/right is a guess")
+    else:
+        check_nifti(header, findings, values=False)
+    dim = [int(d) for d in hdr["dim"]]
+    try:
+        itemsize = hdr.get_data_dtype().itemsize
+    except Exception:  # noqa: BLE001 - unknown datatype: ITK decides
+        return
+    if 1 <= dim[0] <= 7:
+        declared = math.prod(dim[1:dim[0] + 1]) * itemsize
+        present = len(_read_stream(image, "gzip" if gz else "raw")) - max(int(hdr["vox_offset"]), 0)
+        if present < declared:
+            raise _short(declared, max(present, 0), f"voxel data in {image.name}")
+
+
+def check_image_file(path: Path, values: bool = True) -> HeaderFindings:
     """Check an image file (not a DICOM folder) before ITK reads it; :class:`FileProblem` if
-    damaged, findings for untrusted geometry."""
+    damaged (or, with ``values``, holding NaN/Inf NIfTI voxels), findings for untrusted geometry."""
     require_regular(path, "image file")
     findings = HeaderFindings()
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        check_nifti(path, findings)
+        check_nifti(path, findings, values)
     elif name.endswith((".mha", ".mhd")):
         check_metaimage(path, findings)
     elif name.endswith((".nrrd", ".nhdr")):
         check_nrrd(path, findings)
+    elif name.endswith((".hdr", ".img", ".hdr.gz", ".img.gz")):
+        check_analyze_pair(path, findings)
     return findings

@@ -123,7 +123,13 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
     warnings = [] if warnings is None else warnings
     kind = _check_file(p, role, trust_header, warnings)
     try:
-        image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+        with tempfile.TemporaryFile() as chatter:
+            with _stderr_to(chatter):  # ITK prints warnings on stderr; they become our warnings
+                image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+            chatter.seek(0)
+            said = [ln.strip() for ln in chatter.read().decode("utf-8", "replace").splitlines()
+                    if ln.strip() and not ln.startswith("WARNING: In ")]
+        warnings.extend(f"{p}: ITK reported while reading: {line[:300]}" for line in dict.fromkeys(said))
     except InputError:
         raise
     except RuntimeError as exc:
@@ -270,7 +276,7 @@ def _atomic_target(path: Path) -> Path:
 def _stderr_to(sink):
     """Send file descriptor 2 to ``sink`` for a while: ITK's NIfTI writer reports a short write
     (``** ERROR: NWAD``) on stderr and returns normally; the caller turns it into one error line."""
-    sys.stderr.flush()
+    getattr(sys.stderr, "flush", lambda: None)()
     saved = os.dup(2)
     try:
         os.dup2(sink.fileno(), 2)
@@ -292,7 +298,7 @@ def verify_image_file(path: Path, image: sitk.Image) -> None:
     """Check that ``path`` holds all of ``image``: the file is complete
     (declared data size present, compressed stream intact) and its header has the image's
     size and spacing. Raises :class:`FileProblem`."""
-    check_image_file(path)
+    check_image_file(path, values=False)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -357,8 +363,8 @@ def stage_text(text: str, path: str | os.PathLike) -> Path:
 def commit(staged: list[tuple[Path, Path]]) -> None:
     """Rename verified temporary files onto their final names, with SIGINT/SIGTERM held back
     until all are in place (a signal cannot leave a label map without its table)."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    mask = getattr(signal, "pthread_sigmask", None)  # POSIX only
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if mask else None
     done = 0
     try:
         for tmp, path in staged:
@@ -370,7 +376,8 @@ def commit(staged: list[tuple[Path, Path]]) -> None:
     finally:
         for tmp, _ in staged[done:]:
             tmp.unlink(missing_ok=True)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if mask:
+            mask(signal.SIG_SETMASK, previous)
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .filecheck import file_kind
 from .io import sha256_file
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
@@ -124,8 +125,10 @@ class ModelPackage:
 def verify_weights(package: ModelPackage) -> None:
     """Raise :class:`ModelError` unless the weights exist and match the card's sha256."""
     path = package.weights_path
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file named by the model card is missing.")
+    kind = file_kind(path)
+    if kind != "file":
+        raise ModelError(f"{path}: weights file named by the model card is "
+                         f"{'missing' if kind == 'missing' else 'a ' + kind + ', not a regular file'}.")
     if not package.card.sha256:
         raise ModelError(f"{package.folder / CARD_NAME}: model card has no sha256 for its weights.")
     actual = sha256_file(path)
@@ -163,8 +166,11 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
     candidate = Path(name_or_path)
     folder = candidate if candidate.is_dir() else _registry_folder(str(name_or_path), registry)
     card_path = folder / CARD_NAME
-    if not card_path.is_file():
+    kind = file_kind(card_path)
+    if kind == "missing":
         raise ModelError(f"{folder}: not a model package ({CARD_NAME} is missing).")
+    if kind != "file":
+        raise ModelError(f"{card_path}: model card is a {kind}, not a regular file.")
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -10,9 +10,12 @@ with ``"normalisation": "magic"`` stop before any work.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from enum import StrEnum
+
+import numpy as np
 
 from .errors import ModelError, OptionError
 
@@ -62,6 +65,7 @@ class ProgressMode(StrEnum):
     NONE = "none"
 
 
+# Input sequences a model can take, in the order of a card's input_sequences; t1ce comes first.
 SEQUENCES = ("t1ce", "t1", "t2", "flair")
 
 
@@ -85,9 +89,10 @@ def number(value, name: str, low: float | None = None, high: float | None = None
     Strings and booleans are refused (a card's ``"0.8"`` is a typo to report, not to guess).
     """
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise error(f"{name} must be {kind}, not {value!r}.")
-    if integer and (isinstance(value, float) and not value.is_integer()):
+    value = float(value) if not isinstance(value, numbers.Integral) else int(value)
+    if integer and isinstance(value, float) and not value.is_integer():
         raise error(f"{name} must be {kind}, not {value!r}.")
     if not math.isfinite(value):
         raise error(f"{name} must be a finite number, not {value!r}.")

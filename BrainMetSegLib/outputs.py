@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import fcntl
 import io as _io
 import json
 import math
@@ -22,6 +21,12 @@ from .errors import OutputError
 from .io import check_writable, commit, stage_image, stage_text
 from .lesions import COLUMNS
 from .options import OutputFormat
+
+try:
+    import fcntl
+except ImportError:  # Windows: msvcrt byte-range locks instead of flock
+    fcntl = None
+    import msvcrt
 
 LOCK_NAME = ".brainmetseg.lock"
 OUTPUT_NAMES = {"labels": "lesion_labels", "probability": "probability"}
@@ -145,6 +150,14 @@ def _make_folders(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
+def _lock_nonblocking(fd: int) -> None:
+    """Exclusive lock on an open file, or :class:`OSError` (EWOULDBLOCK/EACCES) if held elsewhere."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
 @contextlib.contextmanager
 def output_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold an exclusive lock on an output folder for the duration of a run.
@@ -170,11 +183,11 @@ def output_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
                 raise OutputError(f"{folder}: cannot create a lock file in the output folder "
                                   f"({exc.strerror}).") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_nonblocking(fd)
             except OSError as exc:
                 os.close(fd)
                 fd = -1
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
                     raise OutputError(f"{folder}: another brainmetseg run is writing into this folder "
                                       f"(locked by {lock_path.name}); wait for it or choose another "
                                       "output folder.") from None

@@ -20,17 +20,16 @@ import SimpleITK as sitk
 
 from . import __version__
 from .coregister import onto_ce_t1
-from .errors import BrainMetSegError, InputError, ModelError
+from .errors import InputError, ModelError, OutOfMemoryError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
-from .options import check_segment_config
+from .options import SEQUENCES, check_segment_config
 from .plausibility import brain_volume_note, image_notes
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
-SEQUENCES = ("t1ce", "t1", "t2", "flair")
 SEQUENCE_LABELS = {"t1ce": "CE-T1", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
 
 
@@ -148,7 +147,7 @@ class Segmenter:
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
-            normalisation=card.normalisation, device=self.device)
+            normalisation=card.normalisation, device=self.device, trust_header=config.trust_header)
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
@@ -183,7 +182,7 @@ class Segmenter:
         images = self._read(inputs, timer, warnings)
         try:
             result = self.run_images(images, timer, inputs.id, cancel)
-        except BrainMetSegError as exc:  # name the case's file in errors from later stages
+        except (InputError, OutOfMemoryError) as exc:  # name the case's file (model errors name theirs)
             if str(inputs.t1ce) in str(exc):
                 raise
             raise type(exc)(f"{inputs.t1ce}: {exc}") from None

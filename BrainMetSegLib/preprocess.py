@@ -35,6 +35,7 @@ class PreprocessConfig:
     crop_margin_mm: margin around the dilated brain's bounding box.
     normalisation: ``"zscore-brain"`` (mean/SD of brain voxels) or ``"none"``.
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
+    trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     """
 
     spacing_mm: tuple[float, float, float] = (0.833, 0.833, 0.833)
@@ -43,6 +44,7 @@ class PreprocessConfig:
     crop_margin_mm: float = 8.0
     normalisation: str = "zscore-brain"
     device: str = "cpu"
+    trust_header: bool = False
 
 
 @dataclass
@@ -85,10 +87,10 @@ def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu")
     raise ValueError(f"brain mask method {method!r}")
 
 
-def _mask_from_file(path: str, grid: Grid) -> np.ndarray:
+def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
     from .io import read_image
 
-    mask = read_image(path, role="brain mask")
+    mask = read_image(path, role="brain mask", trust_header=trust_header)
     if mask.GetDimension() != 3:
         raise InputError(f"{path}: brain mask must be a 3D image.")
     on_grid = sitk.GetArrayFromImage(resample(mask, grid, linear=False)) > 0
@@ -133,7 +135,7 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     elif config.brain_mask in MASK_METHODS:
         brain = brain_mask_on_grid(on_grid[0], config.brain_mask, config.device)
     elif os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
-        brain = _mask_from_file(config.brain_mask, grid)
+        brain = _mask_from_file(config.brain_mask, grid, config.trust_header)
     else:
         raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
     if not brain.any():

@@ -97,7 +97,7 @@ def tqdm_bar() -> ProgressCallback:
             if state["bar"] is not None:
                 state["bar"].close()
             state["stage"] = event.stage
-            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False,
+            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False, disable=None,
                                 bar_format="{desc:>12}: {percentage:3.0f}%|{bar}| {postfix}")
         bar = state["bar"]
         bar.n = round(100 * min(max(event.fraction, 0.0), 1.0))
@@ -107,6 +107,13 @@ def tqdm_bar() -> ProgressCallback:
             bar.close()
             state["stage"], state["bar"], state["closed"] = None, None, event.stage
 
+    def close() -> None:
+        """Clear an unfinished bar (a stage that failed), so an error starts a clean line."""
+        if state["bar"] is not None:
+            state["bar"].close()
+        state["stage"], state["bar"] = None, None
+
+    emit.close = close
     return emit
 
 

@@ -16,6 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from BrainMetSegLib import slicer_bridge as sb
+from BrainMetSegLib.errors import ModelError
 from BrainMetSegLib.progress import ProgressEvent
 from BrainMetSegLib.slicer_bridge import requirements as sb_requirements
 
@@ -349,6 +350,9 @@ def test_model_choices_and_card(tmp_path):
     with pytest.raises(FileNotFoundError):
         sb.read_model_card(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({"name": "m", "version": "1", "architecture": "basicunet"}))
+    with pytest.raises(ModelError, match="architecture"):  # cards are checked field by field on reading
+        sb.read_model_card(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"name": "m", "version": "1", "architecture": "BasicUNet"}))
     assert sb.read_model_card(tmp_path)["name"] == "m"
 
 

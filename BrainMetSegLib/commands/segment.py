@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from .. import batch as cohort
-from ..errors import BrainMetSegError, InputError
+from ..errors import BrainMetSegError, InputError, OutputError
 from ..io import format_family, read_csv_rows
 from ..options import (
     BlendMode,
@@ -108,6 +109,22 @@ def _cases(args) -> list[CaseInputs]:
     return cases
 
 
+def _summary_target(out: Path, args) -> Path:
+    """The run's summary file (``summary.csv``, or its shard's), unless that file is one of the run's inputs."""
+    target = out / cohort.summary_name(cohort.parse_shard(args.shard) if args.shard else None)
+    if target.exists() and any(Path(f).exists() and os.path.samefile(target, f) for f in _inputs_of(args)):
+        raise OutputError(f"{target}: is an input of this run; choose another output folder "
+                          "(inputs are never overwritten).")
+    return target
+
+
+def _inputs_of(args) -> list[str]:
+    files = [*args.inputs, *(p for p in (args.t1, args.t2, args.flair, args.manifest) if p)]
+    if args.manifest:
+        files += [p for c in read_manifest(args.manifest) for p in c.given().values()]
+    return files
+
+
 def _protected(case: CaseInputs, args) -> list[str]:
     """Files the run reads, which no output may replace."""
     extra = [args.manifest] if args.manifest else []
@@ -125,6 +142,11 @@ def _reporter(args):
 def run(args) -> int:
     cases = _cases(args)
     batch = len(cases) > 1 or bool(args.manifest) or bool(args.shard)
+    if batch:  # each case gets a sub-folder named by its id (manifest ids were checked per line)
+        for c in cases:
+            if not c.case_id:
+                check_case_id(c.id, str(c.t1ce))
+        _summary_target(Path(args.output), args)
     if not batch:  # report a missing file before the model is loaded
         for seq, path in cases[0].given().items():
             if not Path(path).exists():
@@ -139,7 +161,10 @@ def run(args) -> int:
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
-    return _run_cases(cases, segmenter, out, job, progress, args)
+    try:
+        return _run_cases(cases, segmenter, out, job, progress, args)
+    finally:
+        getattr(progress, "close", lambda: None)()
 
 
 def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progress, args) -> int:
@@ -147,17 +172,14 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
     plans = []
     for case in cases:
         ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
-        folder = out / case.id if batch else out
-        if not batch:  # single case: fail before any work
-            check_outputs(folder, ext, args.overwrite, _protected(case, args))
-        plans.append((case, folder, ext))
+        plans.append((case, out / case.id if batch else out, ext))
     if job:
         plans = job.select(plans)
     for position, (case, folder, ext) in enumerate(plans):
         t0 = time.perf_counter()
         overwrite = args.overwrite
         try:
-            # One lock per output folder (per case in a batch, so shards share an OUTDIR): a second
+            # One lock per output folder (per case in a batch, so shards can share -o): a second
             # run into the same folder fails here, before any work.
             with output_folder_lock(folder):
                 if job:
@@ -166,11 +188,13 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
                         job.skipped(case, decision.run, folder)
                         continue
                     overwrite = decision.overwrite
+                check_outputs(folder, ext, overwrite, _protected(case, args))  # fail before any work
                 result = segmenter.run(case, progress)
                 paths = write_result(result, folder, ext, overwrite, _protected(case, args))
         except BrainMetSegError as exc:
             if not batch:
                 raise
+            getattr(progress, "close", lambda: None)()
             job.failed(case, exc, time.perf_counter() - t0)
             continue
         if not args.quiet:

@@ -15,6 +15,7 @@ class RunResult:
     case: str
     outputs: dict[str, str]
     lesions: int
+    warnings: tuple[str, ...] = ()
 
 
 def parse_result_line(line: str) -> RunResult | None:
@@ -29,7 +30,9 @@ def parse_result_line(line: str) -> RunResult | None:
         lesions = int(obj.get("lesions", 0))
     except (TypeError, ValueError):
         return None
-    return RunResult(str(obj.get("case", "")), dict(outputs), lesions)
+    warnings = obj.get("warnings") or []
+    warnings = tuple(str(w) for w in warnings) if isinstance(warnings, list) else ()
+    return RunResult(str(obj.get("case", "")), dict(outputs), lesions, warnings)
 
 
 # Weights of the pipeline's stages in the overall progress bar (inference dominates);
