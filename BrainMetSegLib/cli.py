@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": "compare predictions with ground truth: voxel- and lesion-wise metrics, report",
     "models": "list the known model packages and their cards",
     "view": "review and correct a result in a web browser (Slicer's views; needs the [web] extra)",
+    "summarize": "merge a cohort run's per-case results (all shards) into one table; list missing cases",
 }
 
 

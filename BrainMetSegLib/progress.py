@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -68,9 +69,39 @@ def json_lines(stream=None) -> ProgressCallback:
     return emit
 
 
+def stage_lines(stream=None, every_s: float = 30.0) -> ProgressCallback:
+    """Callback for logs (stderr not a terminal): plain lines, never carriage-return frames.
+
+    One line when a stage finishes; a stage that reports its progress (sliding windows)
+    also gets a line at most every ``every_s`` seconds, so a long stage is seen to move.
+    """
+    state = {"stage": None, "last": 0.0}
+
+    def emit(event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.stage != state["stage"]:
+            state["stage"], state["last"] = event.stage, now
+        if event.fraction >= 1.0:
+            state["stage"] = None  # a later event of the same name starts a new stage
+        elif now - state["last"] < every_s:
+            return
+        state["last"] = now
+        pct = "" if event.fraction >= 1.0 else f" {100 * max(event.fraction, 0.0):3.0f}%"
+        out = stream or sys.stderr
+        out.write(f"{time.strftime('%H:%M:%S')} {event.stage}{pct}: {event.message}\n")
+        out.flush()
+
+    return emit
+
+
 def tqdm_bar() -> ProgressCallback:
-    """Callback that renders events as one tqdm bar per stage on stderr (a terminal only: logs and
-    pipes get no carriage-return noise)."""
+    """Callback that renders events as one tqdm bar per stage on stderr.
+
+    When stderr is not a terminal (a batch job's log file, a pipe) the bar's
+    carriage-return frames would fill the log, so :func:`stage_lines` is used instead.
+    """
+    if not sys.stderr.isatty():
+        return stage_lines()
     from tqdm import tqdm
 
     state: dict = {"stage": None, "bar": None, "closed": None}

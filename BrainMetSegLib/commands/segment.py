@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from .. import batch as cohort
 from ..errors import BrainMetSegError, InputError, OutputError
 from ..io import format_family, read_csv_rows
 from ..options import (
@@ -59,6 +59,7 @@ def add_arguments(p) -> None:
                    help="the CE-T1's DICOM series folder, when the CE-T1 is given as another format")
     p.add_argument("--progress", default="bar", choices=values(ProgressMode))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    cohort.add_arguments(p)
 
 
 def read_manifest(path: str) -> list[CaseInputs]:
@@ -127,8 +128,8 @@ def _dicom_export(args, case: CaseInputs, folder: Path, batch: bool):
 
 
 def _summary_target(out: Path, args) -> Path:
-    """``out/summary.csv``, unless that file is one of the run's inputs."""
-    target = out / "summary.csv"
+    """The run's summary file (``summary.csv``, or its shard's), unless that file is one of the run's inputs."""
+    target = out / cohort.summary_name(cohort.parse_shard(args.shard) if args.shard else None)
     if target.exists() and any(Path(f).exists() and os.path.samefile(target, f) for f in _inputs_of(args)):
         raise OutputError(f"{target}: is an input of this run; choose another output folder "
                           "(inputs are never overwritten).")
@@ -158,7 +159,7 @@ def _reporter(args):
 
 def run(args) -> int:
     cases = _cases(args)
-    batch = len(cases) > 1 or bool(args.manifest)
+    batch = len(cases) > 1 or bool(args.manifest) or bool(args.shard)
     if batch:  # each case gets a sub-folder named by its id (manifest ids were checked per line)
         for c in cases:
             if not c.case_id:
@@ -174,84 +175,69 @@ def run(args) -> int:
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
                            trust_header=args.trust_header)
     segmenter = Segmenter(config)
+    job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
     try:
-        return _run_cases(cases, segmenter, out, batch, progress, args)
+        return _run_cases(cases, segmenter, out, job, progress, args)
     finally:
         getattr(progress, "close", lambda: None)()
 
 
-def _segment_case(case: CaseInputs, segmenter: Segmenter, folder: Path, batch: bool, progress, args):
-    """Segment one case into ``folder`` under the folder's lock (a second run into the same
-    folder fails before any work; batch runs lock each case folder, so shards can share -o)."""
-    ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
-    dicom = _dicom_export(args, case, folder, batch)
-    with output_folder_lock(folder):
-        check_outputs(folder, ext, args.overwrite, _protected(case, args))  # fail before any work
-        if dicom:
-            dicom.check()
-        result = segmenter.run(case, progress)
-        paths = write_result(result, folder, ext, args.overwrite, _protected(case, args))
-        if dicom:
-            paths |= dicom.write(result)
-            if not result.n_lesions and not args.quiet:
-                print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
-                      file=sys.stderr)
-        return result, paths
-
-
-def _run_cases(cases, segmenter, out: Path, batch: bool, progress, args) -> int:
-    summary = []
+def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progress, args) -> int:
+    batch = job is not None
+    plans = []
     for case in cases:
-        folder = out / case.id if batch else out
+        ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
+        plans.append((case, out / case.id if batch else out, ext))
+    if job:
+        plans = job.select(plans)
+    for position, (case, folder, ext) in enumerate(plans):
         t0 = time.perf_counter()
+        overwrite = args.overwrite
         try:
-            result, paths = _segment_case(case, segmenter, folder, batch, progress, args)
+            # One lock per output folder (per case in a batch, so shards can share -o): a second
+            # run into the same folder fails here, before any work.
+            dicom = _dicom_export(args, case, folder, batch)
+            with output_folder_lock(folder):
+                if job:
+                    decision = job.start(position, len(plans), case, folder, ext)
+                    if decision.skip:
+                        job.skipped(case, decision.run, folder)
+                        continue
+                    overwrite = decision.overwrite
+                check_outputs(folder, ext, overwrite, _protected(case, args))  # fail before any work
+                if dicom:
+                    dicom.check()
+                result = segmenter.run(case, progress)
+                paths = write_result(result, folder, ext, overwrite, _protected(case, args))
+                if dicom:
+                    paths |= dicom.write(result)
+                    if not result.n_lesions and not args.quiet:
+                        print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
+                              file=sys.stderr)
         except BrainMetSegError as exc:
             if not batch:
                 raise
             getattr(progress, "close", lambda: None)()
-            print(f"brainmetseg segment: case {case.id} failed: {exc}", file=sys.stderr)
+            job.failed(case, exc, time.perf_counter() - t0)
             if args.progress == "json":
                 print(error_json(exc, case.id), flush=True)
-            summary.append({"case_id": case.id, "status": "failed", "lesions": "", "total_volume_mm3": "",
-                            "seconds": f"{time.perf_counter() - t0:.1f}", "message": str(exc)})
             continue
         if not args.quiet:
             for note in result.warnings:
                 print(f"brainmetseg segment: warning: {note}", file=sys.stderr)
         volume = sum(r["volume_mm3"] for r in result.table)
-        summary.append({"case_id": case.id, "status": "ok", "lesions": result.n_lesions,
-                        "total_volume_mm3": f"{volume:.1f}", "seconds": f"{time.perf_counter() - t0:.1f}",
-                        "message": ""})
+        if job:
+            job.done(case, result, time.perf_counter() - t0)
         if args.progress == "json" and not args.quiet:
             print(json.dumps({"type": "result", "case": case.id, "lesions": result.n_lesions,
                               "outputs": {k: str(p) for k, p in paths.items()},
                               "warnings": result.warnings}), flush=True)
         elif not args.quiet:
             print(f"{case.id}: {result.n_lesions} lesion(s), {volume:.1f} mm^3 -> {folder}", file=sys.stderr)
-    failed = [s for s in summary if s["status"] == "failed"]
-    if batch:
-        _write_summary(summary, out, args)
-    return 1 if failed else 0
-
-
-def _write_summary(summary: list[dict], out: Path, args) -> None:
-    import io as _io
-
-    from ..io import write_text
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(summary[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(summary)
-    write_text(buf.getvalue(), _summary_target(out, args), overwrite=True)
-    if args.quiet:
-        return
-    ok = sum(s["status"] == "ok" for s in summary)
-    lines = [f"{'case':24s} {'status':7s} {'lesions':>7s} {'volume mm3':>11s} {'s':>6s}"]
-    lines += [f"{s['case_id']:24s} {s['status']:7s} {s['lesions']!s:>7s} {s['total_volume_mm3']:>11s} "
-              f"{s['seconds']:>6s}" for s in summary]
-    lines.append(f"{ok}/{len(summary)} case(s) segmented; summary in {out / 'summary.csv'}")
-    print("\n".join(lines), file=sys.stderr)
+    if job:
+        job.finish()
+        return 1 if job.any_failed else 0
+    return 0
