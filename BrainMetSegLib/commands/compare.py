@@ -100,10 +100,10 @@ def _load(args, names):
             to_segment.append(k)
     if to_segment:
         from ..io import format_family, read_scalar_volume
+        from ..longitudinal.tracking import TimePoint
         from ..outputs import check_outputs, write_result
         from ..pipeline import SegmentConfig, Segmenter
         from ..progress import json_lines, no_progress, tqdm_bar
-        from ..longitudinal.tracking import TimePoint
 
         folders = {k: out / "segmentations" / names[k] for k in to_segment}
         for k in to_segment:

@@ -57,7 +57,7 @@ class RanoConfig:
     equivocal_below_mm: a new lesion whose longest axial diameter is below this is equivocal
         ("for example, because of its small size"; the number, 5 mm, is this project's choice).
     nontarget_progression_mm: a non-target lesion whose longest axial diameter grows by at least
-        this over its own nadir counts as unequivocal non-target progression (the paper leaves
+        this over the smallest size it was seen at counts as unequivocal non-target progression (the paper leaves
         "unequivocal" to the reader; 5 mm, this project's choice; ``None`` = never from images).
     confirm_days: CR/PR must be sustained this long (4 weeks) to be confirmed.
     """
@@ -209,8 +209,11 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
         else:
             nontarget = "NCR/NPD"
             if config.nontarget_progression_mm is not None:
+                # Against the smallest size the lesion was *seen* at: a non-target lesion that went
+                # away and comes back at its old size has not progressed unequivocally.
                 grown = [i for i in nontargets if i in tp and _longest(tp, i) - min(
-                    _longest(timepoints[s], i) for s in range(t)) >= config.nontarget_progression_mm - _EPS]
+                    timepoints[s][i].longest_mm for s in range(t) if i in timepoints[s]
+                ) >= config.nontarget_progression_mm - _EPS]
                 if grown:
                     nontarget = "PD"
                     reasons.append(f"non-target lesion(s) {grown} grew by >= {config.nontarget_progression_mm:g} mm "
