@@ -240,3 +240,30 @@ def test_compare_command_writes_table_report_and_refuses_overwrite(series, tmp_p
     wrong = _write(small, tmp_path / "wrong.nii.gz")
     assert cli_main(["compare", *imgs, "--labels", labs[0], wrong, "-o", str(tmp_path / "y")]) == 2
     assert "wrong.nii.gz: the label map is not on the grid" in capsys.readouterr().err
+
+
+def _result_folder(folder: Path, image: sitk.Image, labels: sitk.Image) -> Path:
+    """A folder as `segment` writes it (labels, lesions.json, run.json naming the scan)."""
+    from BrainMetSegLib.io import sha256_file
+    from BrainMetSegLib.lesions import lesion_table
+
+    folder.mkdir(parents=True)
+    scan = _write(image, folder.parent / f"{folder.name}_scan.nii.gz")
+    _write(labels, folder / "lesion_labels.nii.gz")
+    (folder / "lesions.json").write_text(json.dumps({"lesions": lesion_table(labels)}))
+    (folder / "run.json").write_text(json.dumps({"inputs": {"t1ce": {"path": scan, "sha256": sha256_file(scan)}}}))
+    return folder
+
+
+def test_compare_reads_segment_result_folders(series, tmp_path: Path, capsys):
+    baseline, (fu,) = series
+    a = _result_folder(tmp_path / "base", baseline.image, baseline.labels)
+    b = _result_folder(tmp_path / "fu", fu.case.image, fu.case.labels)
+    assert cli_main(["compare", str(a), str(b), "-o", str(tmp_path / "cmp"), "--progress", "none", "--quiet"]) == 0
+    doc = json.loads((tmp_path / "cmp" / "longitudinal.json").read_text())
+    assert [t["name"] for t in doc["timepoints"]] == ["base", "fu"]
+    assert len(doc["tracks"]) == len(baseline.lesions) + sum(v is None for v in fu.correspondence.values())
+    # The scan changed after it was segmented: refused, naming it.
+    _write(fu.case.image * 2, tmp_path / "fu_scan.nii.gz")
+    assert cli_main(["compare", str(a), str(b), "-o", str(tmp_path / "cmp2")]) == 2
+    assert "fu_scan.nii.gz: the scan changed since" in capsys.readouterr().err
