@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from BrainMetSegLib.longitudinal.rano import NOT_FROM_IMAGES, Measure, RanoConfig, assess, choose_targets
+from BrainMetSegLib.longitudinal.rano import (
+    NOT_FROM_IMAGES,
+    Measure,
+    RanoConfig,
+    assess,
+    choose_targets,
+)
 
 
 def M(longest: float, perpendicular: float | None = None, slices: int = 5) -> Measure:
@@ -98,6 +104,10 @@ def test_new_lesion_makes_progression_but_a_small_one_is_equivocal():
     assert any("confirmed" in x for x in a.timepoints[0].reasons) and a.timepoints[1].after_progression
     # ... gone on the next scan: never PD.
     assert responses(base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20)}) == ["SD", "SD"]
+    # An equivocal lesion does not change the response until confirmed: all gone + a small new one = CR.
+    r = assess([base, {9: M(4, 3, 2)}]).timepoints[0]
+    assert r.response == "CR" and r.equivocal_new == [9]
+    assert assess([base, {9: M(4, 3, 2)}, {9: M(4, 3, 2)}]).timepoints[0].response == "PD"
     # A new lesion on a single axial slice is equivocal whatever its size.
     assert assess([base, {1: M(20), 9: M(8, 6, 1)}]).timepoints[0].equivocal_new == [9]
     # The size limit is a setting (this project's choice, not the paper's).
@@ -124,6 +134,7 @@ def test_no_measurable_disease_and_no_disease():
     assert a.targets == [] and [r.response for r in a.timepoints] == ["NCR/NPD", "CR"]
     assert a.timepoints[0].target_response == "none"
     assert responses({}, {}) == ["NED"]
+    assert responses({}, {3: M(4, 3, 2)}) == ["NED"]  # equivocal, pending
     assert responses({}, {3: M(7, 6, 3)}) == ["PD"]
 
 

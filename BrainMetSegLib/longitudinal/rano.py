@@ -16,7 +16,8 @@ The rules, as the paper states them (measurements are the longest axial diameter
   included) *and* at least one lesion larger by an absolute >= 5 mm; or unequivocal progression
   of non-target lesions; or a new lesion. A new lesion is one not present on prior scans and
   visible in at least two projections; an *equivocal* new lesion (e.g. because it is small) does
-  not make PD until a later scan confirms it, and then PD dates from the scan that first showed it;
+  not make PD until a later scan confirms it, and then PD dates from the scan that first showed it
+  (until then the scan's response is what targets and non-targets give, with the lesion listed);
 - stable disease (SD): neither PR nor PD;
 - CR and PR must be sustained for at least 4 weeks (a later scan).
 
@@ -35,7 +36,7 @@ NOT_FROM_IMAGES = ("RANO-BM also needs the corticosteroid dose and the clinical 
                    "cannot give: this is the radiographic response only; a clinician must add both.")
 
 #: Response categories. "NCR/NPD" (non-CR/non-PD) is used when there is no target lesion at
-#: baseline; "NED" when there was no lesion at all at baseline and none since.
+#: baseline; "NED" when there was no lesion at all at baseline and no unequivocal one since.
 CATEGORIES = ("CR", "PR", "SD", "PD", "NCR/NPD", "NED")
 
 _EPS = 1e-9  # "at least 30 %", "at least 20 %", ">= 5 mm" are inclusive; absorb float round-off
@@ -233,9 +234,11 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
                            "PD only if a later scan confirms them")
         if "PD" in (target, nontarget) or unequivocal:
             response = "PD"
-        elif not base:  # no disease at baseline: nothing to respond; lesions seen since are pending
-            response = "NED" if not tp else "NCR/NPD"
-        elif target in ("CR", "none") and nontarget in ("CR", "none") and not equivocal:
+        elif not base:  # no disease at baseline; an equivocal new lesion is pending (see above)
+            response = "NED"
+        elif target in ("CR", "none") and nontarget in ("CR", "none"):
+            # An equivocal new lesion does not change the response until a later scan confirms
+            # it (then PD is back-dated to this scan, see _confirm_equivocal).
             response = "CR"
         elif target in ("CR", "PR"):
             response = "PR"
