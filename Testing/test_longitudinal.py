@@ -267,3 +267,28 @@ def test_compare_reads_segment_result_folders(series, tmp_path: Path, capsys):
     _write(fu.case.image * 2, tmp_path / "fu_scan.nii.gz")
     assert cli_main(["compare", str(a), str(b), "-o", str(tmp_path / "cmp2")]) == 2
     assert "fu_scan.nii.gz: the scan changed since" in capsys.readouterr().err
+
+
+def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
+    from BrainMetSegLib.longitudinal.prior import PriorConfig, guided_labels, prior_region
+
+    shape = (30, 30, 60)
+    prior = np.zeros(shape, np.uint16)
+    prior[_ball(shape, (15, 15, 15), 4)] = 1
+    prior_img = sitk.GetImageFromArray(prior)
+    prior_img.SetSpacing((1.0, 1.0, 1.0))
+    fu = sitk.Image(prior_img.GetSize(), sitk.sitkFloat32)
+    fu.CopyInformation(prior_img)
+    # The follow-up head moved 5 mm along x (LPS): the baseline lesion sits at x + 5 on it.
+    reg = Registration(sitk.TranslationTransform(3, (5.0, 0.0, 0.0)))
+    region = prior_region(prior_img, fu, reg, margin_mm=2.0)
+    assert region[15, 15, 20] and not region[15, 15, 10 - 2] and region.sum() > prior.sum()
+    prob = np.zeros(shape, np.float32)
+    prob[_ball(shape, (15, 15, 20), 2)] = 0.5  # faint, where the prior lesion now is
+    prob[_ball(shape, (15, 15, 45), 2)] = 0.5  # faint, elsewhere
+    prob_img = sitk.GetImageFromArray(prob)
+    prob_img.CopyInformation(fu)
+    guided = sitk.GetArrayFromImage(guided_labels(prob_img, region, 0.8, 0.0, PriorConfig(threshold_factor=0.5)))
+    assert guided[15, 15, 20] > 0 and guided[15, 15, 45] == 0 and guided.max() == 1
+    plain = sitk.GetArrayFromImage(guided_labels(prob_img, np.zeros(shape, bool), 0.8, 0.0))
+    assert plain.max() == 0

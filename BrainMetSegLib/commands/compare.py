@@ -41,6 +41,11 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
                    help="brain extraction for scans segmented on the way")
+    p.add_argument("--prior", action="store_true",
+                   help="when segmenting follow-up scans on the way, use the baseline's lesions (registered, "
+                        "dilated by 3 mm) as a hint: the threshold there is lowered by --prior-factor")
+    p.add_argument("--prior-factor", type=float, default=0.5,
+                   help="threshold inside the prior lesions = the model's threshold x this (default 0.5)")
     p.add_argument("--min-overlap", type=float, default=0.1,
                    help="shared voxels / voxels of the smaller lesion needed to match by overlap (default 0.1)")
     p.add_argument("--max-distance", type=float, default=8.0, metavar="MM",
@@ -60,6 +65,10 @@ def _check_args(args) -> list[str]:
     if args.days is not None and (args.days[0] != 0 or any(b <= a for a, b in zip(args.days, args.days[1:],
                                                                                     strict=False))):
         raise InputError("--days: the baseline is day 0 and the dates must increase.")
+    if args.prior and args.labels:
+        raise InputError("--prior guides the segmentation of follow-up scans; it does nothing with --labels.")
+    if not 0 < args.prior_factor <= 1:
+        raise InputError(f"--prior-factor {args.prior_factor}: must be in (0, 1].")
     if not 0 < args.min_overlap <= 1 or args.max_distance < 0:
         raise InputError("--min-overlap must be in (0, 1] and --max-distance >= 0 mm.")
     for path in args.inputs + (args.labels or []):
@@ -88,6 +97,7 @@ def _load(args, names):
 
     out = Path(args.output)
     timepoints, to_segment = [], []
+    registrations = [None] * len(args.inputs)
     for k, (path, name) in enumerate(zip(args.inputs, names, strict=True)):
         if args.labels:
             timepoints.append(from_scan_and_labels(path, args.labels[k], name))
@@ -115,12 +125,32 @@ def _load(args, names):
             json_lines() if args.progress == "json" else tqdm_bar())
         for k in to_segment:
             result = segmenter.run(args.inputs[k], progress)
+            image = read_scalar_volume(args.inputs[k], "CE-T1")
+            if args.prior and k > 0:
+                registrations[k] = _apply_prior(result, image, timepoints[0], segmenter, args)
             write_result(result, folders[k], format_family(args.inputs[k]), args.overwrite)
-            timepoints[k] = TimePoint(names[k], read_scalar_volume(args.inputs[k], "CE-T1"), result.labels,
-                                      result.table, source=str(args.inputs[k]))
+            timepoints[k] = TimePoint(names[k], image, result.labels, result.table, source=str(args.inputs[k]))
     for k, tp in enumerate(timepoints):
         tp.days = None if args.days is None else args.days[k]
-    return timepoints
+    return timepoints, registrations
+
+
+def _apply_prior(result, image, baseline, segmenter, args):
+    """Re-threshold a follow-up's probability with the baseline's lesions as a hint (in place);
+    returns the registration, so it is not computed twice."""
+    from ..lesions import lesion_table
+    from ..longitudinal.prior import PriorConfig, guided_labels, prior_region
+    from ..longitudinal.registration import register_followup
+
+    prior = PriorConfig(threshold_factor=args.prior_factor)
+    reg = register_followup(baseline.image, image, result.case_id)
+    region = prior_region(baseline.labels, image, reg, prior.margin_mm)
+    result.labels = guided_labels(result.probability, region, segmenter.threshold, segmenter.min_volume, prior)
+    result.table = lesion_table(result.labels, result.probability)
+    result.provenance["prior"] = {"baseline": baseline.source, "threshold_factor": prior.threshold_factor,
+                                  "margin_mm": prior.margin_mm,
+                                  "threshold_inside_prior": segmenter.threshold * prior.threshold_factor}
+    return reg
 
 
 def run(args) -> int:
@@ -136,15 +166,16 @@ def run(args) -> int:
     for path in planned:  # fail before any work
         check_writable(path, args.overwrite)
     t0 = time.perf_counter()
-    timepoints = _load(args, names)
+    timepoints, registrations = _load(args, names)
     progress = no_progress if args.quiet or args.progress == "none" else (
         json_lines() if args.progress == "json" else tqdm_bar())
     config = CompareConfig(match=MatchConfig(min_overlap_fraction=args.min_overlap,
                                              max_distance_mm=args.max_distance))
-    result = compare_timepoints(timepoints, config, progress=progress)
+    result = compare_timepoints(timepoints, config, registrations, progress=progress)
     doc = {"brainmetseg_compare": {"inputs": [str(p) for p in args.inputs], "labels": args.labels,
                                    "match": {"min_overlap_fraction": args.min_overlap,
-                                             "max_distance_mm": args.max_distance}},
+                                             "max_distance_mm": args.max_distance},
+                                   "prior": {"threshold_factor": args.prior_factor} if args.prior else None},
            **result.to_dict()}
     write_text(json.dumps(doc, indent=2, default=float) + "\n", out / "longitudinal.json", args.overwrite)
     write_text(_csv(result.table_rows()), out / "longitudinal.csv", args.overwrite)
