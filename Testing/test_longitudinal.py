@@ -292,3 +292,19 @@ def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     assert guided[15, 15, 20] > 0 and guided[15, 15, 45] == 0 and guided.max() == 1
     plain = sitk.GetArrayFromImage(guided_labels(prob_img, np.zeros(shape, bool), 0.8, 0.0))
     assert plain.max() == 0
+
+
+def test_compare_segments_scans_on_the_way_with_prior(series, tiny_model, tmp_path: Path):
+    baseline, (fu,) = series
+    imgs = [_write(baseline.image, tmp_path / "base.nii.gz"), _write(fu.case.image, tmp_path / "fu.nii.gz")]
+    out = tmp_path / "cmp"
+    assert cli_main(["compare", *imgs, "-o", str(out), "--model", str(tiny_model.folder), "--brain-mask", "none",
+                     "--device", "cpu", "--prior", "--progress", "none", "--quiet"]) == 0
+    for name in ("base", "fu"):
+        assert (out / "segmentations" / name / "lesion_labels.nii.gz").is_file()
+    run = json.loads((out / "segmentations" / "fu" / "run.json").read_text())
+    assert run["prior"]["threshold_factor"] == 0.5 and "prior" not in json.loads(
+        (out / "segmentations" / "base" / "run.json").read_text())
+    doc = json.loads((out / "longitudinal.json").read_text())
+    assert doc["brainmetseg_compare"]["prior"] == {"threshold_factor": 0.5}
+    assert doc["timepoints"][1]["registration"]["type"] == "rigid"

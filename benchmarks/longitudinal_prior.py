@@ -39,6 +39,22 @@ def score(pred: sitk.Image, truth: sitk.Image, persisting: set[int]) -> dict:
             "new_hit": len(hit - persisting), "new": len(gt - persisting), "fp": fp}
 
 
+def write(rows: list[dict], args, segmenter) -> dict:
+    summary = {}
+    for mode in ("without", "with"):
+        tot = {k: sum(r[mode][k] for r in rows) for k in rows[0][mode]}
+        summary[mode] = {"persisting_sensitivity": f"{tot['persisting_hit']}/{tot['persisting']}",
+                         "new_sensitivity": f"{tot['new_hit']}/{tot['new']}",
+                         "fp_per_scan": round(tot["fp"] / len(rows), 2)}
+    doc = {"command": f"python benchmarks/longitudinal_prior.py --cases {args.cases} --seed {args.seed} "
+                      f"--factor {args.factor}", "cases_done": len(rows),
+           "data": "synthetic phantoms (BrainMetSegLib.synth.followup, default options), demo model "
+                   f"{segmenter.package.card.name} {segmenter.package.card.version}; prior = ground-truth baseline",
+           "summary": summary, "cases": rows}
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=20)
@@ -67,19 +83,9 @@ def main() -> None:
             rows.append(row)
             print(f"case {c} ({time.perf_counter() - t0:.0f} s): {row['scenario']} without {row['without']} "
                   f"with {row['with']}", flush=True)
-    summary = {}
-    for mode in ("without", "with"):
-        tot = {k: sum(r[mode][k] for r in rows) for k in rows[0][mode]}
-        summary[mode] = {"persisting_sensitivity": f"{tot['persisting_hit']}/{tot['persisting']}",
-                         "new_sensitivity": f"{tot['new_hit']}/{tot['new']}",
-                         "fp_per_scan": round(tot["fp"] / len(rows), 2)}
-    doc = {"command": f"python benchmarks/longitudinal_prior.py --cases {args.cases} --seed {args.seed} "
-                      f"--factor {args.factor}",
-           "data": "synthetic phantoms (BrainMetSegLib.synth.followup, default options), demo model "
-                   f"{segmenter.package.card.name} {segmenter.package.card.version}; prior = ground-truth baseline",
-           "summary": summary, "cases": rows}
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+            summary = write(rows, args, segmenter)  # after every case: a slow run can be read while it goes
     print(json.dumps(summary, indent=2))
+
 
 
 if __name__ == "__main__":
