@@ -74,9 +74,9 @@ def _check_args(args) -> list[str]:
     for path in args.inputs + (args.labels or []):
         if not Path(path).exists():
             raise InputError(f"{path}: not found.")
-    from ..longitudinal.sources import _stem
+    from ..longitudinal.sources import scan_name
 
-    names = args.names or [_stem(p) if Path(p).is_file() else Path(p).name for p in args.inputs]
+    names = args.names or [scan_name(p) if Path(p).is_file() else Path(p).name for p in args.inputs]
     if len(set(names)) != n:
         names = [f"{k}_{name}" for k, name in enumerate(names)]
     return names

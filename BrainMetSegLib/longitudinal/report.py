@@ -160,14 +160,6 @@ def montage_png(result: LongitudinalResult, timepoints: list[TimePoint]) -> byte
     return _fig_png(fig)
 
 
-def _fmt(v, digits=1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:+.{digits}f}" if digits == 0 else f"{v:.{digits}f}"
-    return html.escape(str(v))
-
-
 def _b64(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -175,6 +167,8 @@ def _b64(png: bytes) -> str:
 def html_report(result: LongitudinalResult, curves: bytes, montage: bytes) -> str:
     rano = result.rano
     tps = result.timepoints
+    n = len(result.tracks)
+    shown = f"The first {MAX_MONTAGE_TRACKS} of {n} lesions. " if n > MAX_MONTAGE_TRACKS else ""
     head = "".join(f"<th>{html.escape(t.name)}</th>" for t in tps[1:])
     rows = [
         ("target sum (mm)", [f"{r.target_sum_mm:.1f}" for r in rano.timepoints]),
@@ -229,7 +223,7 @@ against the lesion's first measurement. Ids are stable across time points.</p>
 <table><tr><th>lesion</th><th>role</th>{track_head}<th>flags</th></tr>{''.join(track_rows)}</table></section>
 <section><h2>Size curves</h2><figure><img src="{_b64(curves)}" alt="size curves"></figure></section>
 <section><h2>Each lesion at each time point</h2><figure><img src="{_b64(montage)}" alt="montage"></figure>
-<p class="note">Axial slice through the lesion ({MONTAGE_FIELD_MM:.0f} mm field), outline in the lesion's colour;
+<p class="note">{shown}Axial slice through the lesion ({MONTAGE_FIELD_MM:.0f} mm field), outline in the lesion's colour;
 an absent lesion is shown where it was last seen, carried through the registration.</p></section>
 </main></body></html>
 """

@@ -100,10 +100,11 @@ def from_result_folder(folder: str | Path, name: str | None = None) -> TimePoint
 def from_scan_and_labels(scan: str | Path, labels_path: str | Path, name: str | None = None) -> TimePoint:
     image = read_scalar_volume(scan, "CE-T1")
     labels = read_labels(labels_path, image, scan)
-    return TimePoint(name or _stem(scan), image, labels, lesion_table(labels), source=str(scan))
+    return TimePoint(name or scan_name(scan), image, labels, lesion_table(labels), source=str(scan))
 
 
-def _stem(path: str | Path) -> str:
+def scan_name(path: str | Path) -> str:
+    """A scan's file name without its image suffix (a DICOM folder: the folder name)."""
     name = Path(path).name
     for suf in IMAGE_SUFFIXES:
         if name.lower().endswith(suf):
