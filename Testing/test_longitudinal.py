@@ -294,11 +294,27 @@ def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     assert plain.max() == 0
 
 
-def test_compare_segments_scans_on_the_way_with_prior(series, tiny_model, tmp_path: Path):
+@pytest.fixture(scope="module")
+def coarse_model(tmp_path_factory):
+    """An untrained BasicUNet package on a 6 mm grid: a whole synthetic head is one 32^3 window."""
+    import torch
+
+    from BrainMetSegLib.architectures import build_network
+    from BrainMetSegLib.models import ModelCard, save_package
+
+    torch.manual_seed(0)
+    card = ModelCard(name="coarse-test", version="0.0", architecture="BasicUNet",
+                     architecture_args={"features": [4, 4, 8, 8, 16, 4]},
+                     spacing_mm=[6.0, 6.0, 6.0], patch_size=[32, 32, 32], trained=False)
+    return save_package(build_network(card.architecture, 1, 1, card.architecture_args), card,
+                        tmp_path_factory.mktemp("models") / "coarse")
+
+
+def test_compare_segments_scans_on_the_way_with_prior(series, coarse_model, tmp_path: Path):
     baseline, (fu,) = series
     imgs = [_write(baseline.image, tmp_path / "base.nii.gz"), _write(fu.case.image, tmp_path / "fu.nii.gz")]
     out = tmp_path / "cmp"
-    assert cli_main(["compare", *imgs, "-o", str(out), "--model", str(tiny_model.folder), "--brain-mask", "none",
+    assert cli_main(["compare", *imgs, "-o", str(out), "--model", str(coarse_model.folder), "--brain-mask", "none",
                      "--device", "cpu", "--prior", "--progress", "none", "--quiet"]) == 0
     for name in ("base", "fu"):
         assert (out / "segmentations" / name / "lesion_labels.nii.gz").is_file()
