@@ -25,6 +25,7 @@ COMMANDS = {
     "synth": "write synthetic CE-T1 phantoms with metastases and exact ground truth",
     "train": "train a model package on labelled scans (nnU-Net raw layout or CSV manifest)",
     "evaluate": "compare predictions with ground truth: voxel- and lesion-wise metrics, report",
+    "compare": "follow lesions from a baseline through follow-up scans: matching, table, RANO-BM",
     "models": "list the known model packages and their cards",
     "view": "review and correct a result in a web browser (Slicer's views; needs the [web] extra)",
     "summarize": "merge a cohort run's per-case results (all shards) into one table; list missing cases",
