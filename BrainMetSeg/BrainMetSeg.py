@@ -534,10 +534,9 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
                                  keep_files=self.keepTemporaryFiles)
         self.lastRun = run
         run.wait(slicer.app.processEvents)
-        results = run.monitor.results
         for error in run.monitor.errors:
             logging.warning(f"{error.case}: {error.message}" if error.case else error.message)
-        if not results:
+        if not run.monitor.results:
             raise RuntimeError(_("BrainMetSeg batch failed: {message}").format(
                 message=run.monitor.error_message(run.returncode)))
         return run.monitor.results

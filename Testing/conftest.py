@@ -32,20 +32,25 @@ def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=N
     return image
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """An untrained BasicUNet package at 2 mm with 32^3 windows (valid card, real sha256)."""
+def tiny_package(folder, spacing_mm: float = 2.0, name: str = "tiny-test"):
+    """An untrained BasicUNet package (32^3 windows at ``spacing_mm``; valid card, real sha256)."""
     import torch
 
     from BrainMetSegLib.architectures import build_network
     from BrainMetSegLib.models import ModelCard, save_package
 
     torch.manual_seed(0)
-    card = ModelCard(name="tiny-test", version="0.0", architecture="BasicUNet",
+    card = ModelCard(name=name, version="0.0", architecture="BasicUNet",
                      architecture_args={"features": [4, 4, 8, 8, 16, 4]},
-                     spacing_mm=[2.0, 2.0, 2.0], patch_size=[32, 32, 32], trained=False)
+                     spacing_mm=[spacing_mm] * 3, patch_size=[32, 32, 32], trained=False)
     net = build_network(card.architecture, 1, 1, card.architecture_args)
-    return save_package(net, card, tmp_path_factory.mktemp("models") / "tiny")
+    return save_package(net, card, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """An untrained BasicUNet package at 2 mm with 32^3 windows."""
+    return tiny_package(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from BrainMetSegLib.longitudinal.matching import Reference
 from BrainMetSegLib.longitudinal.registration import transform_error_mm
 from BrainMetSegLib.synth import SynthConfig, make_case
 from BrainMetSegLib.synth.followup import FollowupConfig, make_series
+from conftest import tiny_package
 
 SMALL = SynthConfig(anatomy="mni152", spacing_mm=3.0, field_of_view="brain", n_lesions=5, diameter_range_mm=(8.0, 20.0))
 SEED = 2  # mixed scenario: one lesion disappears, one is new (checked below)
@@ -297,17 +298,7 @@ def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
 @pytest.fixture(scope="module")
 def coarse_model(tmp_path_factory):
     """An untrained BasicUNet package on a 6 mm grid: a whole synthetic head is one 32^3 window."""
-    import torch
-
-    from BrainMetSegLib.architectures import build_network
-    from BrainMetSegLib.models import ModelCard, save_package
-
-    torch.manual_seed(0)
-    card = ModelCard(name="coarse-test", version="0.0", architecture="BasicUNet",
-                     architecture_args={"features": [4, 4, 8, 8, 16, 4]},
-                     spacing_mm=[6.0, 6.0, 6.0], patch_size=[32, 32, 32], trained=False)
-    return save_package(build_network(card.architecture, 1, 1, card.architecture_args), card,
-                        tmp_path_factory.mktemp("models") / "coarse")
+    return tiny_package(tmp_path_factory.mktemp("models") / "coarse", 6.0, "coarse-test")
 
 
 def test_compare_segments_scans_on_the_way_with_prior(series, coarse_model, tmp_path: Path):
