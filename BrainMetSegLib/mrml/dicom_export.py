@@ -73,13 +73,15 @@ def model_identity(segmentation) -> ModelIdentity:
                          str(recorded.get("sha256", "")), params)
 
 
-def export_segmentation_dicom(segmentation, reference: str | os.PathLike | Sequence[str | os.PathLike],
+def export_segmentation_dicom(segmentation, reference: str | os.PathLike | Sequence[str | os.PathLike] | None,
                               outdir: str | os.PathLike, kinds=DICOM_KINDS, reference_volume=None,
-                              model: ModelIdentity | None = None, overwrite: bool = False) -> SceneDicomExport:
+                              model: ModelIdentity | None = None, overwrite: bool = False,
+                              file_for_instance: Callable[[str], str] | None = None) -> SceneDicomExport:
     """Write the segments of ``segmentation`` as DICOM objects into ``outdir``.
 
     reference: the CE-T1's DICOM series (folder or list of files) whose voxel lattice is
-    ``reference_volume``'s (default: the result's input volume); kinds: from
+    ``reference_volume``'s (default: the result's input volume); None: the files the volume
+    was loaded from, found with ``file_for_instance`` (:func:`reference_files`); kinds: from
     :data:`BrainMetSegLib.dicom.DICOM_KINDS`; model: default :func:`model_identity`.
     Raises :class:`BrainMetSegLib.errors.InputError` naming the file when the series is
     missing, incomplete or not on the volume's grid; existing files are kept unless overwrite.
@@ -87,6 +89,10 @@ def export_segmentation_dicom(segmentation, reference: str | os.PathLike | Seque
     reference_volume = reference_volume or result_nodes(segmentation).input_volume
     if reference_volume is None:
         raise ValueError(f"{segmentation.GetName()}: give the volume the segmentation was made on")
+    if reference is None:
+        if file_for_instance is None:
+            raise ValueError("give the CE-T1's DICOM series (folder or files)")
+        reference = reference_files(reference_volume, file_for_instance)
     labels, ijk_to_ras, segment_ids = segments_label_map(segmentation, reference_volume)
     counts = np.bincount(labels.ravel().astype(np.int64), minlength=len(segment_ids) + 1)
     kept = [v for v in range(1, len(segment_ids) + 1) if counts[v] > 0]  # segment index + 1, in order
