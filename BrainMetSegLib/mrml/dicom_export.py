@@ -28,9 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import lesions
-from ..dicom import DICOM_KINDS, ModelIdentity, export_dicom
 from .results import ATTR_MODEL, operating_point, result_nodes, segments_edited, segments_label_map
 from .volumes import image_from_array
+
+try:
+    from ..dicom import DICOM_KINDS, ModelIdentity, export_dicom
+except ModuleNotFoundError as exc:  # Slicer's Python has pydicom but not highdicom
+    raise ModuleNotFoundError(f"DICOM export needs the Python package {exc.name!r}: install it with "
+                              f"pip (in Slicer: slicer.util.pip_install('{exc.name}')).") from None
 
 # Attribute Slicer's DICOM plugins set on a volume loaded from the DICOM database.
 ATTR_INSTANCE_UIDS = "DICOM.instanceUIDs"
