@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import json
+
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -20,7 +22,13 @@ from BrainMetSegLib import lesions, mrml
 from BrainMetSegLib.cli import main as cli_main
 from BrainMetSegLib.errors import InputError
 from BrainMetSegLib.io import read_image
-from BrainMetSegLib.longitudinal import Registration, TimePoint, compare_timepoints
+from BrainMetSegLib.longitudinal import (
+    NOT_FROM_IMAGES,
+    LongitudinalResult,
+    Registration,
+    TimePoint,
+    compare_timepoints,
+)
 from BrainMetSegLib.mrml import dicom_export, volumes
 from BrainMetSegLib.mrml import longitudinal as scene_longitudinal
 from dicom_phantoms import LESIONS, lesion_labels, phantom_image, write_series
@@ -222,6 +230,18 @@ def test_comparison_loaded_with_shared_tracks_and_overlay():
     volume_column = table.GetTable().GetColumnByName("volume_mm3")
     assert volume_column.IsA("vtkDoubleArray") and table.GetColumnUnitLabel("volume_mm3") == "mm3"
     assert np.isnan(volume_column.GetValue(rows.index(("3", "absent"))))
+    rano = nodes.rano_table
+    assert rano.GetNumberOfRows() == 1 and rano.GetColumnIndex("radiographic_response") >= 0
+    assert rano.GetCellText(0, rano.GetColumnIndex("radiographic_response")) == result.rano.timepoints[0].response
+    assert rano.GetAttribute("BrainMetSeg.Note") == NOT_FROM_IMAGES  # steroids, clinical status
+    # the plain-data round trip the folder loader relies on
+    doc = json.loads(json.dumps(result.to_dict(), default=float))
+    again = LongitudinalResult.from_dict(doc, result.track_maps)
+    assert again.to_dict() == doc and again.table_rows() == result.table_rows()
+    assert again.rano_rows() == result.rano_rows()
+    points = np.array([[0.0, 0.0, 0.0], [30.0, -20.0, 10.0]])
+    assert np.allclose([again.registrations[1].transform.TransformPoint(tuple(p)) for p in points],
+                       [_moved().TransformPoint(tuple(p)) for p in points], atol=0.01)
     # a track map off its scan's grid: error, nothing left behind
     bad = sitk.Image(lab1)
     bad.SetOrigin((0.0, 0.0, 0.0))
@@ -250,4 +270,7 @@ def test_compare_output_folder_loaded(tmp_path):
     c0 = _world_centroid(nodes.segmentations[0], nodes.volumes[0], "Lesion_2", lab0)
     c1 = _world_centroid(nodes.segmentations[1], nodes.volumes[1], "Lesion_2", lab1)
     assert np.linalg.norm(c0 - c1) < 1.5, (c0, c1)  # estimated registration, 2 mm voxels
-    assert nodes.table.GetNumberOfRows() == 8
+    assert nodes.table.GetNumberOfRows() == 8 and nodes.rano_table.GetNumberOfRows() == 1
+    # the same columns as the CSV the command wrote
+    header = (tmp_path / "cmp" / "longitudinal.csv").read_text().splitlines()[0].split(",")
+    assert [nodes.table.GetColumnName(c) for c in range(nodes.table.GetNumberOfColumns())] == header

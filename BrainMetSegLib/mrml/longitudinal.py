@@ -37,12 +37,14 @@ UNITS = {"volume_mm3": "mm3", "_pct": "%", "_mm": "mm"}
 @dataclass
 class ComparisonNodes:
     """Per time point (baseline first): volume, segmentation, transform (None for the
-    baseline); and the longitudinal table (one row per track and time point)."""
+    baseline); the longitudinal table (one row per track and time point) and the RANO-BM
+    table (one row per follow-up; radiographic response only, see its "BrainMetSeg.Note")."""
 
     volumes: list
     segmentations: list
     transforms: list
     table: object
+    rano_table: object
 
 
 def track_style(track_id: int) -> tuple[str, str, tuple[float, float, float]]:
@@ -62,58 +64,14 @@ def followup_to_baseline_ras(transform: sitk.Transform) -> np.ndarray:
     return LPS_TO_RAS @ lps @ LPS_TO_RAS
 
 
-def import_comparison(scene, result: LongitudinalResult, images: Sequence, names: Sequence[str] | None = None
-                      ) -> ComparisonNodes:
+def import_comparison(scene, result: LongitudinalResult, images: Sequence) -> ComparisonNodes:
     """Load ``result`` into ``scene``. images: per time point a ``SimpleITK.Image`` (the scan
     the comparison was run on; a volume node is created) or an existing volume node on that
     scan's grid (its parent transform is replaced for follow-ups). On error the nodes created
     here are removed again."""
-    transforms = [None] + [reg.transform if reg is not None else None for reg in result.registrations[1:]]
-    return _import(scene, [t.name for t in result.timepoints] if names is None else list(names), images,
-                   result.track_maps, transforms, result.table_rows())
-
-
-def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
-    """Load the output folder of ``brainmetseg compare``: ``longitudinal.json`` (time points,
-    registrations, tracks), ``tracks_<k>.*`` and each time point's scan (a ``segment`` result
-    folder's CE-T1, checked against its run.json, or the scan itself)."""
-    from ..io import read_image, read_scalar_volume
-    from ..longitudinal.sources import from_result_folder, is_result_folder
-    from ..longitudinal.tracking import TimepointInfo
-
-    folder = Path(folder)
-    doc = json.loads((folder / "longitudinal.json").read_text(encoding="utf-8"))
-    infos = [TimepointInfo(**t) for t in doc["timepoints"]]
-    images, maps, transforms = [], [], []
-    for k, info in enumerate(infos):
-        images.append(from_result_folder(info.source).image if is_result_folder(info.source)
-                      else read_scalar_volume(info.source, "CE-T1"))
-        found = sorted(folder.glob(f"tracks_{k}.*"))
-        if not found:
-            raise ValueError(f"{folder}: tracks_{k} (time point {info.name!r}) is missing")
-        maps.append(read_image(found[0], "label map"))
-        transforms.append(None if k == 0 else _euler(info.registration, folder / "longitudinal.json"))
-    rows = [{"track_id": tr["track_id"], "role": tr["role"], "timepoint": t, "timepoint_name": infos[t].name,
-             "status": at["status"], "volume_mm3": at["volume_mm3"],
-             "axial_longest_diameter_mm": at["longest_mm"], "axial_perpendicular_diameter_mm": at["perpendicular_mm"],
-             "volume_change_pct": tr["change_pct"]["volume"][t], "diameter_change_pct": tr["change_pct"]["longest"][t]}
-            for tr in doc["tracks"] for t, at in enumerate(tr["at"])]
-    return _import(scene, [i.name for i in infos], images, maps, transforms, rows)
-
-
-def _euler(description: dict | None, source: Path) -> sitk.Euler3DTransform:
-    if not description or description.get("type") != "rigid":
-        raise ValueError(f"{source}: a follow-up has no rigid registration recorded")
-    euler = sitk.Euler3DTransform()
-    euler.SetCenter(description["centre_mm_lps"])
-    euler.SetRotation(*np.radians(description["rotation_deg_lps"]))
-    euler.SetTranslation(description["translation_mm_lps"])
-    return euler
-
-
-def _import(scene, names, images, track_maps, transforms, rows) -> ComparisonNodes:
-    if not len(names) == len(images) == len(track_maps) == len(transforms):
-        raise ValueError("one name, image, track map and registration per time point")
+    names = [t.name for t in result.timepoints]
+    if not len(names) == len(images) == len(result.track_maps) == len(result.registrations):
+        raise ValueError("one image, track map and registration per time point")
     created = []
 
     def create(class_name, name):
@@ -121,9 +79,9 @@ def _import(scene, names, images, track_maps, transforms, rows) -> ComparisonNod
         created.append(node)
         return node
 
-    out = ComparisonNodes([], [], [], None)
+    out = ComparisonNodes([], [], [], None, None)
     try:
-        for k, (name, image, tracks) in enumerate(zip(names, images, track_maps, strict=True)):
+        for k, (name, image, tracks) in enumerate(zip(names, images, result.track_maps, strict=True)):
             volume = image
             if isinstance(image, sitk.Image):
                 volume = create("vtkMRMLScalarVolumeNode", name)
@@ -138,10 +96,11 @@ def _import(scene, names, images, track_maps, transforms, rows) -> ComparisonNod
             set_segments(segmentation, labels, ijk_to_ras, style=track_style)
             transform = None
             if k > 0:
-                if transforms[k] is None:
+                if result.registrations[k] is None:
                     raise ValueError(f"time point {name!r}: no registration to the baseline")
                 transform = create("vtkMRMLLinearTransformNode", f"{name} to {names[0]} (rigid)")
-                transform.SetMatrixTransformToParent(volumes.matrix_to_vtk(followup_to_baseline_ras(transforms[k])))
+                transform.SetMatrixTransformToParent(volumes.matrix_to_vtk(
+                    followup_to_baseline_ras(result.registrations[k].transform)))
                 transform.SetAndObserveTransformNodeID(out.volumes[0].GetTransformNodeID())
                 volume.SetAndObserveTransformNodeID(transform.GetID())
             segmentation.SetAndObserveTransformNodeID(volume.GetTransformNodeID())
@@ -149,15 +108,39 @@ def _import(scene, names, images, track_maps, transforms, rows) -> ComparisonNod
             out.segmentations.append(segmentation)
             out.transforms.append(transform)
         out.table = create("vtkMRMLTableNode", f"{names[0]} longitudinal lesions")
-        fill_longitudinal_table(out.table, rows)
+        fill_rows_table(out.table, result.table_rows())
+        out.rano_table = create("vtkMRMLTableNode", f"{names[0]} RANO-BM (radiographic)")
+        fill_rows_table(out.rano_table, result.rano_rows())
+        out.rano_table.SetAttribute("BrainMetSeg.Note", result.rano.note)
     except Exception:
         scene_tools.remove_nodes(scene, created)
         raise
     return out
 
 
-def fill_longitudinal_table(table, rows: Sequence[dict]) -> None:
-    """The longitudinal rows (``LongitudinalResult.table_rows()``) as typed columns: text,
+def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
+    """Load the output folder of ``brainmetseg compare``: ``longitudinal.json`` (time points,
+    registrations, tracks, RANO-BM), ``tracks_<k>.*`` and each time point's scan (a ``segment``
+    result folder's CE-T1, checked against its run.json, or the scan itself)."""
+    from ..io import read_image, read_scalar_volume
+    from ..longitudinal.sources import from_result_folder, is_result_folder
+
+    folder = Path(folder)
+    doc = json.loads((folder / "longitudinal.json").read_text(encoding="utf-8"))
+    images, maps = [], []
+    for k, info in enumerate(doc["timepoints"]):
+        source = info["source"]
+        images.append(from_result_folder(source).image if is_result_folder(source)
+                      else read_scalar_volume(source, "CE-T1"))
+        found = sorted(folder.glob(f"tracks_{k}.*"))
+        if not found:
+            raise ValueError(f"{folder}: tracks_{k} (time point {info['name']!r}) is missing")
+        maps.append(read_image(found[0], "label map"))
+    return import_comparison(scene, LongitudinalResult.from_dict(doc, maps), images)
+
+
+def fill_rows_table(table, rows: Sequence[dict]) -> None:
+    """Rows (``LongitudinalResult.table_rows()``, ``.rano_rows()``) as typed columns: text,
     integers (booleans as 0/1), or doubles (missing = NaN); units mm, mm3, %."""
     was = table.StartModify()
     try:
