@@ -291,8 +291,6 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                      detailedText="\n".join(run.monitor.log[-200:]))
         self._updateGui()
 
-    # ---------------------------------------------------------------- results
-
     def onThresholdEdited(self, value) -> None:
         """Slider or spin box changed (by the user, or by a scene load / parameter restore):
         re-threshold only when the scene layer says the segments would change."""
@@ -338,11 +336,15 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.editInSegmentEditor(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume)
 
     def onExportDicom(self) -> None:
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the DICOM files"))
+        p, window = self._parameterNode, slicer.util.mainWindow()
+        folder = qt.QFileDialog.getExistingDirectory(window, _("Folder for the DICOM files"))
+        reference = None if not folder or p.inputVolume.GetAttribute("DICOM.instanceUIDs") else \
+            qt.QFileDialog.getExistingDirectory(window, _("The CE-T1's DICOM series folder"))
         with slicer.util.tryWithErrorDisplay(_("DICOM export failed."), waitCursor=True):
             if folder:
-                paths = self.logic.exportDicom(self._parameterNode.outputSegmentation, folder)
-                self.ui.statusLabel.text = _("Written: {files}").format(files=", ".join(map(str, paths.values())))
+                paths = self.logic.exportDicom(p.outputSegmentation, folder, reference or None)
+                self.ui.statusLabel.text = _("Written: {files}").format(
+                    files=", ".join(map(str, paths.values())) or _("nothing (no segment has a voxel)"))
 
 
 def pollWithTimer(run, intervalMs=200):
@@ -371,9 +373,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def userModelFolders():
         value = qt.QSettings().value(SETTINGS_MODEL_FOLDERS)
-        if not value:
-            return []
-        return [value] if isinstance(value, str) else [str(v) for v in value]
+        return [] if not value else [value] if isinstance(value, str) else [str(v) for v in value]
 
     def addModelFolder(self, folder):
         """Check ``folder`` is a model package (model.json) and remember it for the selector."""
@@ -394,8 +394,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         """Select ``model`` and its card's threshold and minimum lesion volume (ModelError if unreadable)."""
         threshold, minVolume = bridge.card_operating_point(bridge.model_card(model))
         parameterNode.model = model
-        parameterNode.threshold = min(max(threshold, 0.01), 0.99)
-        parameterNode.minLesionVolume = minVolume
+        parameterNode.threshold, parameterNode.minLesionVolume = min(max(threshold, 0.01), 0.99), minVolume
 
     @staticmethod
     def modelDescription(model):
@@ -562,7 +561,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         files (default: its files in Slicer's DICOM database). The library writes them (docs/dicom.md)."""
         from BrainMetSegLib.mrml import dicom_export
         return dicom_export.export_segmentation_dicom(segmentation, reference, outputFolder, kinds, overwrite=overwrite,
-                                                      file_for_instance=slicer.dicomDatabase.fileForInstance).paths
+                                                      file_for_instance=getattr(slicer.dicomDatabase, "fileForInstance", None)).paths
 
     @staticmethod
     def loadComparison(folder):
