@@ -274,3 +274,35 @@ def test_compare_output_folder_loaded(tmp_path):
     # the same columns as the CSV the command wrote
     header = (tmp_path / "cmp" / "longitudinal.csv").read_text().splitlines()[0].split(",")
     assert [nodes.table.GetColumnName(c) for c in range(nodes.table.GetNumberOfColumns())] == header
+
+
+def _add_layer_segment(segmentation, mask_kji, ijk_to_ras, segment_id):
+    """A segment with its own labelmap (its own layer, as painted with overlap allowed)."""
+    segment = slicer.vtkSegment()
+    segment.SetName(segment_id)
+    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName(),
+                              volumes.oriented_image(mask_kji.astype(np.uint8), ijk_to_ras))
+    segment.SetLabelValue(1)
+    assert segmentation.GetSegmentation().AddSegment(segment, segment_id)
+
+
+def test_segments_in_other_layers_exported_and_overlaps_refused(dicom_case, tmp_path):
+    root, files, _, labels = dicom_case
+    scene, nodes, expected = _edited_result(dicom_case)
+    _, ijk_to_ras = volumes.array_and_matrix(labels)
+    corner = np.zeros(expected.shape, bool)
+    corner[:3, :3, :3] = True  # away from every lesion
+    assert not np.any(expected[corner])
+    _add_layer_segment(nodes.segmentation, corner, ijk_to_ras, "Added")
+    assert nodes.segmentation.GetSegmentation().GetNumberOfLayers() == 2
+    out = dicom_export.export_segmentation_dicom(nodes.segmentation, root / "series", tmp_path / "a", ("seg",))
+    assert out.segment_numbers["Added"] == 4
+    uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files]
+    pixels = hd.seg.segread(out.paths["dicom_seg"]).get_pixels_by_source_instance(
+        uids, combine_segments=True, skip_overlap_checks=True)
+    assert np.array_equal(pixels, np.where(corner, 4, expected))
+    # a segment overlapping a lesion: refused (a label map would give the voxels to one of them)
+    _add_layer_segment(nodes.segmentation, expected == 2, ijk_to_ras, "Overlapping")
+    with pytest.raises(ValueError, match="overlap"):
+        dicom_export.export_segmentation_dicom(nodes.segmentation, root / "series", tmp_path / "b", ("seg",))
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

@@ -78,6 +78,23 @@ def model_identity(segmentation) -> ModelIdentity:
                          str(recorded.get("sha256", "")), params)
 
 
+def _check_no_overlap(segmentation, reference_volume) -> None:
+    """Segments in one layer share a labelmap and cannot overlap; segments in different layers
+    can (e.g. painted with "allow overlap"). The export is a label map (one lesion per voxel):
+    an overlap would silently give the voxel to one lesion, so it is an error instead."""
+    seg = segmentation.GetSegmentation()
+    if seg.GetNumberOfLayers() < 2:
+        return
+    covered = None
+    for layer in range(seg.GetNumberOfLayers()):
+        mask = segments_label_map(segmentation, reference_volume, list(seg.GetSegmentIDsForLayer(layer)))[0] > 0
+        if covered is not None and np.any(covered & mask):
+            raise ValueError(f"segmentation {segmentation.GetName()!r}: segments overlap "
+                             f"({int(np.count_nonzero(covered & mask))} voxels); a DICOM export gives each "
+                             "voxel to one lesion: remove the overlap in the Segment Editor first")
+        covered = mask if covered is None else covered | mask
+
+
 def export_segmentation_dicom(segmentation, reference: str | os.PathLike | Sequence[str | os.PathLike] | None,
                               outdir: str | os.PathLike, kinds=DICOM_KINDS, reference_volume=None,
                               model: ModelIdentity | None = None, overwrite: bool = False,
@@ -98,6 +115,7 @@ def export_segmentation_dicom(segmentation, reference: str | os.PathLike | Seque
         if file_for_instance is None:
             raise ValueError("give the CE-T1's DICOM series (folder or files)")
         reference = reference_files(reference_volume, file_for_instance)
+    _check_no_overlap(segmentation, reference_volume)
     labels, ijk_to_ras, segment_ids = segments_label_map(segmentation, reference_volume)
     counts = np.bincount(labels.ravel().astype(np.int64), minlength=len(segment_ids) + 1)
     kept = [v for v in range(1, len(segment_ids) + 1) if counts[v] > 0]  # segment index + 1, in order

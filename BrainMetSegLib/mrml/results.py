@@ -169,15 +169,21 @@ def set_segments(segmentation, labels_kji: np.ndarray, ijk_to_ras: np.ndarray,
     return segment_ids
 
 
-def segments_label_map(segmentation, reference_volume) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The segments as one label map on ``reference_volume``'s grid (no node is added).
+def segments_label_map(segmentation, reference_volume, only: Sequence[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The segments (all, or the ids in ``only``) as one label map on ``reference_volume``'s
+    grid (no node is added).
 
     Returns (labels_kji, ijk_to_ras of the reference volume, segment ids): voxel value
     i + 1 = i-th segment id (0 = none); where segments overlap the later one wins (as in
     Slicer's merged labelmaps); parts outside the reference grid are cut off.
     """
     ids = vtk.vtkStringArray()
-    segmentation.GetSegmentation().GetSegmentIDs(ids)
+    if only is None:
+        segmentation.GetSegmentation().GetSegmentIDs(ids)
+    else:
+        for segment_id in only:
+            ids.InsertNextValue(segment_id)
     segment_ids = [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
     if reference_volume.GetImageData() is None:
         raise ValueError(f"reference volume {reference_volume.GetName()!r} has no voxels")
