@@ -56,6 +56,7 @@ into <b>Cancel</b> while it runs.</li>
 lesion table to jump to that lesion.</li>
 <li>Move the <b>Threshold</b> slider to re-threshold without running the model again.</li>
 <li>Correct segments in the Segment Editor (add, erase, split), then press <b>Update table</b>.</li>
+<li><b>Export to DICOM</b> writes the segments as they are as DICOM SEG, measurement SR and RTSTRUCT.</li>
 </ol>
 Console: <code>BrainMetSeg.BrainMetSegLogic().process(volumeNode)</code>; cohorts: <code>processFiles</code>.
 Research software, not a medical device: review every result.
@@ -77,12 +78,9 @@ class Device(enum.Enum):
 
 @parameterNodeWrapper
 class BrainMetSegParameterNode:
-    """Module settings, saved with the scene.
-
-    inputVolume: CE-T1; t1Volume / t2Volume / flairVolume: optional extra sequences.
-    model: registry name or model package folder. threshold: probability (0-1).
-    minLesionVolume: smallest lesion kept, mm^3. Outputs are created when empty.
-    """
+    """Module settings, saved with the scene. inputVolume: CE-T1; t1Volume / t2Volume / flairVolume:
+    optional extra sequences. model: registry name or package folder. threshold: probability (0-1).
+    minLesionVolume: smallest lesion kept, mm^3. Outputs are created when empty."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     t1Volume: vtkMRMLScalarVolumeNode
@@ -126,6 +124,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelSelector.connect("activated(int)", self.onModelActivated)
         self.ui.updateTableButton.connect("clicked(bool)", self.onUpdateTable)
         self.ui.editSegmentsButton.connect("clicked(bool)", self.onEditSegments)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.tableView.connect("selectionChanged()", self.onTableSelectionChanged)
 
         # Re-threshold after the user stops moving the slider (each run measures every lesion).
@@ -181,28 +180,21 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
             self._updateGui()
 
-    # ---------------------------------------------------------------- GUI state
-
     def _updateGui(self, caller=None, event=None) -> None:
         p = self._parameterNode
         running = self._run is not None
         if p is None:
             return
-        if running:
-            self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = _("Stop the segmentation; the scene is left as it was.")
-            self.ui.applyButton.enabled = True
-        else:
-            self.ui.applyButton.text = _("Apply")
-            self.ui.applyButton.enabled = bool(p.inputVolume)
-            self.ui.applyButton.toolTip = (_("Segment metastases") if p.inputVolume
-                                           else _("Select a CE-T1 input volume"))
+        self.ui.applyButton.text = _("Cancel") if running else _("Apply")
+        self.ui.applyButton.enabled = running or bool(p.inputVolume)
+        self.ui.applyButton.toolTip = (_("Stop the segmentation; the scene is left as it was.") if running else
+                                       _("Segment metastases") if p.inputVolume else _("Select a CE-T1 input volume"))
         for w in (self.ui.inputsCollapsibleButton, self.ui.modelCollapsibleButton,
                   self.ui.outputsCollapsibleButton):
             w.enabled = not running
         hasResults = bool(p.outputSegmentation and p.outputTable and not running)
-        self.ui.updateTableButton.enabled = hasResults
-        self.ui.editSegmentsButton.enabled = hasResults
+        for button in (self.ui.updateTableButton, self.ui.editSegmentsButton, self.ui.exportDicomButton):
+            button.enabled = hasResults
         if self.ui.tableView.mrmlTableNode() is not p.outputTable:
             self.ui.tableView.setMRMLTableNode(p.outputTable)
         self._syncModelSelector()
@@ -256,8 +248,6 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             finally:
                 self._settingModelDefaults = False
 
-    # ---------------------------------------------------------------- Apply / Cancel
-
     def onApplyButton(self) -> None:
         if self._run is not None:
             self._run.cancel()
@@ -300,8 +290,6 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(_("Segmentation failed: {message}").format(message=run.error_message),
                                      detailedText="\n".join(run.monitor.log[-200:]))
         self._updateGui()
-
-    # ---------------------------------------------------------------- results
 
     def onThresholdEdited(self, value) -> None:
         """Slider or spin box changed (by the user, or by a scene load / parameter restore):
@@ -347,17 +335,23 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onEditSegments(self) -> None:
         self.logic.editInSegmentEditor(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume)
 
+    def onExportDicom(self) -> None:
+        p, window = self._parameterNode, slicer.util.mainWindow()
+        folder = qt.QFileDialog.getExistingDirectory(window, _("Folder for the DICOM files"))
+        reference = None if not folder or p.inputVolume.GetAttribute("DICOM.instanceUIDs") else \
+            qt.QFileDialog.getExistingDirectory(window, _("The CE-T1's DICOM series folder"))
+        with slicer.util.tryWithErrorDisplay(_("DICOM export failed."), waitCursor=True):
+            if folder:
+                paths = self.logic.exportDicom(p.outputSegmentation, folder, reference or None)
+                self.ui.statusLabel.text = _("Written: {files}").format(
+                    files=", ".join(map(str, paths.values())) or _("nothing (no segment has a voxel)"))
+
 
 def pollWithTimer(run, intervalMs=200):
     """Poll a :class:`BrainMetSegLib.slicer_bridge.CliRun` from the Qt event loop (GUI use)."""
     timer = qt.QTimer()
     timer.setInterval(intervalMs)
-
-    def tick():
-        if not run.poll():
-            timer.stop()
-
-    timer.connect("timeout()", tick)
+    timer.connect("timeout()", lambda: run.poll() or timer.stop())
     run.timer = timer  # keep it alive as long as the run
     timer.start()
     return timer
@@ -376,14 +370,10 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return BrainMetSegParameterNode(super().getParameterNode())
 
-    # ---------------------------------------------------------------- models and devices
-
     @staticmethod
     def userModelFolders():
         value = qt.QSettings().value(SETTINGS_MODEL_FOLDERS)
-        if not value:
-            return []
-        return [value] if isinstance(value, str) else [str(v) for v in value]
+        return [] if not value else [value] if isinstance(value, str) else [str(v) for v in value]
 
     def addModelFolder(self, folder):
         """Check ``folder`` is a model package (model.json) and remember it for the selector."""
@@ -404,8 +394,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         """Select ``model`` and its card's threshold and minimum lesion volume (ModelError if unreadable)."""
         threshold, minVolume = bridge.card_operating_point(bridge.model_card(model))
         parameterNode.model = model
-        parameterNode.threshold = min(max(threshold, 0.01), 0.99)
-        parameterNode.minLesionVolume = minVolume
+        parameterNode.threshold, parameterNode.minLesionVolume = min(max(threshold, 0.01), 0.99), minVolume
 
     @staticmethod
     def modelDescription(model):
@@ -429,14 +418,9 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             return _("No NVIDIA GPU found: the CPU is used (several minutes per scan).")
         return _("GPU: {gpus}").format(gpus="; ".join(str(g) for g in gpus))
 
-    # ---------------------------------------------------------------- dependencies
-
     def ensureDependencies(self, askConfirmation=True):
-        """Install what the library needs, once, after asking. Returns False if declined.
-
-        torch comes from the PyTorch extension (the right CUDA build); the other packages
-        from pip with a constraints file that pins Slicer's torch and SimpleITK.
-        """
+        """Install what the library needs, once, after asking. Returns False if declined. torch comes from
+        the PyTorch extension (right CUDA build); the rest from pip, pinning Slicer's torch and SimpleITK."""
         def confirm(items):
             return not askConfirmation or slicer.util.confirmOkCancelDisplay(
                 _("BrainMetSeg needs additional Python packages. Installing them needs a network "
@@ -570,6 +554,20 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         mrml.segment_editor_node(slicer.mrmlScene, segmentation,
                                  inputVolume or mrml.result_nodes(segmentation).input_volume)
         slicer.util.selectModule("SegmentEditor")  # its enter() picks up the singleton node
+
+    @staticmethod
+    def exportDicom(segmentation, outputFolder, reference=None, kinds=("seg", "sr", "rtstruct"), overwrite=False):
+        """DICOM SEG, SR and RTSTRUCT of the segments as they are now; reference: the CE-T1's DICOM folder or
+        files (default: its files in Slicer's DICOM database). The library writes them (docs/dicom.md)."""
+        from BrainMetSegLib.mrml import dicom_export
+        return dicom_export.export_segmentation_dicom(segmentation, reference, outputFolder, kinds, overwrite=overwrite,
+                                                      file_for_instance=getattr(slicer.dicomDatabase, "fileForInstance", None)).paths
+
+    @staticmethod
+    def loadComparison(folder):
+        """``brainmetseg compare``'s folder: a segmentation per time point, shared track names/colours."""
+        from BrainMetSegLib.mrml import longitudinal
+        return longitudinal.load_comparison_folder(slicer.mrmlScene, folder)
 
 
 def _mrml():

@@ -50,6 +50,9 @@ def test_cli_run_into_scene(tiny_model, tmp_path):
     rows = json.loads(outputs["table_json"].read_text())["lesions"]
     assert nodes.table.GetNumberOfRows() == len(rows) == len(ids) == run.monitor.result.lesions > 0
     assert mrml.operating_point(nodes.segmentation) == (0.45, 0.0)
+    # the model is recorded on the segmentation (a later DICOM export names it)
+    model = json.loads(nodes.segmentation.GetAttribute(mrml.ATTR_MODEL))
+    assert model["name"] == "tiny-test" and len(model["sha256"]) == 64
     prob, _ = volumes.volume_array(nodes.probability)
     np.testing.assert_allclose(prob, sitk.GetArrayFromImage(sitk.ReadImage(str(outputs["probability"]))))
 

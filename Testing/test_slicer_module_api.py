@@ -94,6 +94,7 @@ PLAIN_VTK_QT_SITK = {
     "GetDirection", "SetDirection", "SetSpacing", "SetOrigin", "GetOrigin", "GetMTime", "IsA",
     "GetClassName", "GetAddressAsString", "TransformPoint", "GetColumn", "GetColumnByName",
     "GetExtent", "SetMRMLScene", "GetMRMLScene",  # vtkImageData; vtkMRMLAbstractLogic (the lists stop at vtkSlicerModuleLogic)
+    "GetInverse",  # SimpleITK Transform (the scene layer turns a registration into a transform node)
 }
 
 

@@ -179,14 +179,7 @@ def run(args) -> int:
            **result.to_dict()}
     write_text(json.dumps(doc, indent=2, default=float) + "\n", out / "longitudinal.json", args.overwrite)
     write_text(_csv(result.table_rows()), out / "longitudinal.csv", args.overwrite)
-    rano_rows = [{"timepoint": r.index, "name": result.timepoints[r.index].name, "target_sum_mm": r.target_sum_mm,
-                  "nadir_sum_mm": r.nadir_sum_mm, "change_from_baseline_pct": r.change_from_baseline_pct,
-                  "change_from_nadir_pct": r.change_from_nadir_pct, "target": r.target_response,
-                  "non_target": r.nontarget_response, "new_lesions": " ".join(map(str, r.new_lesions)),
-                  "equivocal_new": " ".join(map(str, r.equivocal_new)), "radiographic_response": r.response,
-                  "confirmed": "" if r.confirmed is None else r.confirmed, "reasons": "; ".join(r.reasons)}
-                 for r in result.rano.timepoints]
-    write_text(_csv(rano_rows), out / "rano_bm.csv", args.overwrite)
+    write_text(_csv(result.rano_rows()), out / "rano_bm.csv", args.overwrite)
     for k, image in enumerate(result.track_maps):
         write_image(image, out / f"tracks_{k}{ext}", args.overwrite)
     curves, montage = curves_png(result), montage_png(result, timepoints)

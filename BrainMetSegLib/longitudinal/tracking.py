@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from ..lesions import lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .matching import Link, MatchConfig, Reference, match_lesions
-from .rano import Measure, RanoAssessment, RanoConfig, assess
+from .rano import Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
 from .registration import Registration, register_followup
 
 
@@ -137,6 +137,31 @@ class LongitudinalResult:
                        for tr in self.tracks],
             "rano_bm": self.rano.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, doc: dict, track_maps: list[sitk.Image]) -> LongitudinalResult:
+        """The inverse of :meth:`to_dict` (e.g. ``brainmetseg compare``'s ``longitudinal.json``) with
+        the track maps read back; rigid registrations are rebuilt from their recorded parameters."""
+        rano = doc["rano_bm"]
+        assessment = RanoAssessment(rano["targets"], rano["nontargets"], rano["baseline_sum_mm"],
+                                    [TimepointResponse(**t) for t in rano["timepoints"]],
+                                    RanoConfig(**rano["config"]), rano["note"])
+        tracks = [Track(tr["track_id"], tr["role"], [LesionAtTime(**a) for a in tr["at"]], tr["new_at"],
+                        tr["resolved_at"]) for tr in doc["tracks"]]
+        infos = [TimepointInfo(**t) for t in doc["timepoints"]]
+        registrations = [None if k == 0 or info.registration is None else _rigid(info.registration)
+                         for k, info in enumerate(infos)]
+        return cls(infos, tracks, assessment, list(track_maps), registrations)
+
+    def rano_rows(self) -> list[dict]:
+        """The RANO-BM assessment flattened: one row per follow-up (``rano_bm.csv``)."""
+        return [{"timepoint": r.index, "name": self.timepoints[r.index].name, "target_sum_mm": r.target_sum_mm,
+                 "nadir_sum_mm": r.nadir_sum_mm, "change_from_baseline_pct": r.change_from_baseline_pct,
+                 "change_from_nadir_pct": r.change_from_nadir_pct, "target": r.target_response,
+                 "non_target": r.nontarget_response, "new_lesions": " ".join(map(str, r.new_lesions)),
+                 "equivocal_new": " ".join(map(str, r.equivocal_new)), "radiographic_response": r.response,
+                 "confirmed": "" if r.confirmed is None else r.confirmed, "reasons": "; ".join(r.reasons)}
+                for r in self.rano.timepoints]
 
     def table_rows(self) -> list[dict]:
         """The longitudinal table flattened: one row per track and time point."""
@@ -293,6 +318,17 @@ def _relabel(labels: sitk.Image, lut: dict[int, int]) -> sitk.Image:
     out = sitk.GetImageFromArray(table[arr])
     out.CopyInformation(labels)
     return out
+
+
+def _rigid(description: dict) -> Registration:
+    """A registration from :func:`_describe`'s record (rigid only)."""
+    if description.get("type") != "rigid":
+        raise ValueError(f"cannot rebuild a {description.get('type')!r} registration from its record")
+    euler = sitk.Euler3DTransform()
+    euler.SetCenter(description["centre_mm_lps"])
+    euler.SetRotation(*np.radians(description["rotation_deg_lps"]))
+    euler.SetTranslation(description["translation_mm_lps"])
+    return Registration(euler)
 
 
 def _describe(reg: Registration) -> dict:

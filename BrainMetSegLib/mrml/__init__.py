@@ -33,6 +33,10 @@ API:
 - :func:`lesion_world_ras`, :func:`jump_to_lesion` (parent transforms applied);
 - :func:`start_segmentation` runs the library's CLI on volume nodes in a subprocess and
   imports its outputs (:func:`read_run_outputs`) when it ends;
+- :mod:`.dicom_export` (imported on use: needs highdicom): :func:`.dicom_export.export_segmentation_dicom`
+  writes the segments as they are (after edits) as DICOM SEG / SR / RTSTRUCT;
+- :mod:`.longitudinal`: :func:`.longitudinal.import_comparison` / :func:`.longitudinal.load_comparison_folder`
+  put a follow-up comparison in the scene (a segmentation per time point, shared track ids/colours);
 - :func:`remove_result`; :mod:`.selftest` (the module's "Reload and Test" check); building blocks :func:`set_segments`,
   :func:`segments_label_map`, :func:`fill_table`, :func:`link_result`;
 - scene helpers: :func:`segmentations_logic` (registers Slicer's segmentation converters
@@ -44,6 +48,7 @@ from . import selftest
 from .results import (
     ATTR_CENTROID_FRAME,
     ATTR_MIN_VOLUME,
+    ATTR_MODEL,
     ATTR_SEGMENT_IDS,
     ATTR_SEGMENTS_STATE,
     ATTR_THRESHOLD,
@@ -83,7 +88,7 @@ from .volumes import (
 )
 
 __all__ = [
-    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE", "ATTR_THRESHOLD",
+    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_MODEL", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE", "ATTR_THRESHOLD",
     "ROLE_INPUT", "ROLE_MEASURED_ON", "ROLE_PROBABILITY", "ROLE_SEGMENTATION", "ROLE_TABLE",
     "LesionResult", "ResultNodes", "can_rethreshold", "fill_table", "import_result",
     "jump_to_lesion", "lesion_world_ras", "link_result", "operating_point", "remove_result",

@@ -45,6 +45,7 @@ ATTR_MIN_VOLUME = "BrainMetSeg.MinLesionVolumeMm3"  # segmentation: smallest les
 ATTR_SEGMENTS_STATE = "BrainMetSeg.SegmentsState"  # segmentation: segments as last thresholded
 ATTR_SEGMENT_IDS = "BrainMetSeg.SegmentIDs"  # table: JSON list, segment id of each row
 ATTR_CENTROID_FRAME = "BrainMetSeg.CentroidFrame"  # table: words saying which frame centroids are in
+ATTR_MODEL = "BrainMetSeg.Model"  # segmentation: JSON {name, version, sha256} of the model that made it
 
 # Segment states recorded by another process (a scene saved and loaded again) never match
 # this one's: there, whether the segments were edited is unknown and treated as edited.
@@ -71,7 +72,8 @@ class LesionResult:
     probability_kji: float probability (K, J, I) or None; ijk_to_ras: 4x4 local
     IJK-to-RAS matrix of that grid (the input volume's); rows: the lesion table
     (``lesions.COLUMNS``), one row per lesion id present in ``labels_kji``;
-    threshold / min_volume_mm3: the operating point the labels were made with.
+    threshold / min_volume_mm3: the operating point the labels were made with;
+    model: the model that made them (``run.json``'s "model": name, version, sha256).
     """
 
     labels_kji: np.ndarray
@@ -80,16 +82,17 @@ class LesionResult:
     rows: Sequence[Mapping]
     threshold: float | None = None
     min_volume_mm3: float | None = None
+    model: Mapping | None = None
 
     @classmethod
     def from_images(cls, labels: sitk.Image, probability: sitk.Image | None, rows,
-                    threshold=None, min_volume_mm3=None) -> LesionResult:
+                    threshold=None, min_volume_mm3=None, model=None) -> LesionResult:
         """From SimpleITK images (e.g. the CLI's output files or ``pipeline.segment``)."""
         labels_kji, ijk_to_ras = volumes.array_and_matrix(labels)
         prob = None if probability is None else sitk.GetArrayFromImage(probability).astype(np.float32)
         if prob is not None and prob.shape != labels_kji.shape:
             raise ValueError(f"probability map {prob.shape} and label map {labels_kji.shape} differ in size")
-        return cls(labels_kji, prob, ijk_to_ras, list(rows), threshold, min_volume_mm3)
+        return cls(labels_kji, prob, ijk_to_ras, list(rows), threshold, min_volume_mm3, model)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -102,7 +105,7 @@ def _present_ids(labels_kji: np.ndarray) -> list[int]:
 
 
 def set_segments(segmentation, labels_kji: np.ndarray, ijk_to_ras: np.ndarray,
-                 lesion_ids: Sequence[int] | None = None) -> list[str]:
+                 lesion_ids: Sequence[int] | None = None, style=None) -> list[str]:
     """Replace every segment of ``segmentation`` by one segment per lesion id.
 
     labels_kji: instance label map on the grid ``ijk_to_ras`` (the segmentation's local
@@ -112,7 +115,8 @@ def set_segments(segmentation, labels_kji: np.ndarray, ijk_to_ras: np.ndarray,
     index + 1), built the way Slicer's ``ImportLabelmapToSegmentationNode`` builds it but
     without its per-segment clearing, which grows with the square of the segment count
     (1600 specks: 2 s instead of 0.2 s). No helper node is added to the scene. Returns
-    the segment ids.
+    the segment ids. style: lesion id -> (segment id, name, RGB 0..1) (default
+    ``Metastasis_N``, "Metastasis N", the module's colour of N).
     """
     scene_tools.segmentations_logic(segmentation.GetScene())  # converters, on a bare scene too
     labels_kji = np.asarray(labels_kji)
@@ -136,15 +140,19 @@ def set_segments(segmentation, labels_kji: np.ndarray, ijk_to_ras: np.ndarray,
     fresh = slicer.vtkSegmentation()
     fresh.SetSourceRepresentationName(labelmap)
     fresh.CopyConversionParameters(old)  # reference geometry and conversion settings
+    style = style or (lambda n: (naming.segment_id(n), naming.segment_name(n), naming.segment_color(n)))
+    segment_ids = []
     for value, lesion_id in enumerate(lesion_ids, start=1):
+        segment_id, name, colour = style(lesion_id)
         segment = slicer.vtkSegment()
-        segment.SetName(naming.segment_name(lesion_id))
-        segment.SetColor(*naming.segment_color(lesion_id))
+        segment.SetName(name)
+        segment.SetColor(*colour)
         segment.SetTerminology(naming.METASTASIS_TERMINOLOGY)
         segment.AddRepresentation(labelmap, shared)
         segment.SetLabelValue(value)
-        if not fresh.AddSegment(segment, naming.segment_id(lesion_id)):
+        if not fresh.AddSegment(segment, segment_id):
             raise RuntimeError(f"{segmentation.GetName()}: could not add segment {lesion_id}")
+        segment_ids.append(segment_id)
     segmentation.SetAndObserveSegmentation(fresh)
     # ... and deleting the old one would remove its segments one by one: detach their
     # labelmaps first (the node no longer observes it), so it goes in O(segments)
@@ -158,18 +166,24 @@ def set_segments(segmentation, labels_kji: np.ndarray, ijk_to_ras: np.ndarray,
     if show_surfaces:
         segmentation.CreateClosedSurfaceRepresentation()
     segmentation.CreateDefaultDisplayNodes()
-    return [naming.segment_id(i) for i in lesion_ids]
+    return segment_ids
 
 
-def segments_label_map(segmentation, reference_volume) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The segments as one label map on ``reference_volume``'s grid (no node is added).
+def segments_label_map(segmentation, reference_volume, only: Sequence[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The segments (all, or the ids in ``only``) as one label map on ``reference_volume``'s
+    grid (no node is added).
 
     Returns (labels_kji, ijk_to_ras of the reference volume, segment ids): voxel value
     i + 1 = i-th segment id (0 = none); where segments overlap the later one wins (as in
     Slicer's merged labelmaps); parts outside the reference grid are cut off.
     """
     ids = vtk.vtkStringArray()
-    segmentation.GetSegmentation().GetSegmentIDs(ids)
+    if only is None:
+        segmentation.GetSegmentation().GetSegmentIDs(ids)
+    else:
+        for segment_id in only:
+            ids.InsertNextValue(segment_id)
     segment_ids = [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
     if reference_volume.GetImageData() is None:
         raise ValueError(f"reference volume {reference_volume.GetName()!r} has no voxels")
@@ -385,6 +399,8 @@ def import_result(scene, input_volume, result: LesionResult, segmentation=None, 
         fill_table(table, result.rows, segment_ids, segmentation, input_volume)
         _show(nodes)
         _record_operating_point(segmentation, result.threshold, result.min_volume_mm3)
+        if result.model is not None:
+            segmentation.SetAttribute(ATTR_MODEL, json.dumps(dict(result.model)))
     except Exception:
         scene_tools.remove_nodes(scene, created)
         raise
