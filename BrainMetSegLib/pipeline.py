@@ -19,12 +19,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .architectures import SIZE_DIVISOR
 from .coregister import onto_ce_t1
 from .errors import InputError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
+from .precision import cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
@@ -40,6 +42,10 @@ class SegmentConfig:
     min_volume_mm3: smaller predicted components are removed (mm^3).
     brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
+    inference_mode: ``"auto"`` (one forward over the cropped brain when it fits
+        ``memory_budget_mb``, else large windows), ``"whole"`` or ``"paper"`` (the card's
+        patch and overlap, averaged); see :mod:`BrainMetSegLib.inference`.
+    memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); None = default.
     """
 
     model: str = DEFAULT_MODEL
@@ -53,6 +59,8 @@ class SegmentConfig:
     patch_size: tuple[int, int, int] | None = None
     overlap: float | None = None
     blend_mode: str | None = None
+    inference_mode: str = "auto"
+    memory_budget_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,8 @@ class Segmenter:
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
-            precision=config.precision)
+            precision=config.precision, mode=config.inference_mode,
+            size_divisor=SIZE_DIVISOR.get(card.architecture, 32), memory_budget_mb=config.memory_budget_mb)
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
         self._net = None
@@ -181,14 +190,17 @@ class Segmenter:
             pre = preprocess(images, self.preprocess_config)
         with timer.stage("load_model", f"loading model {self.package.card.name}"):
             net = self.net
-        with timer.stage("inference", "sliding-window inference"):
-            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel)
+        plan: dict = {}
+        with timer.stage("inference", f"inference ({self.config.inference_mode} mode)"):
+            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan)
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage("postprocess", "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
             labels = rethreshold(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)
-        return Result(case_id, labels, probability, table, timer.timings, self.provenance())
+        provenance = self.provenance()
+        provenance["inference_run"] = plan
+        return Result(case_id, labels, probability, table, timer.timings, provenance)
 
     def provenance(self) -> dict:
         card = self.package.card
@@ -202,6 +214,7 @@ class Segmenter:
                          "preprocess": asdict(self.preprocess_config),
                          "inference": asdict(self.inference_config)},
             "device": self.device,
+            "cpu": cpu_features().as_dict(),
         }
 
 
