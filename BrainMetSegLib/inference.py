@@ -201,16 +201,24 @@ def padded_shape(shape_zyx, divisor: int) -> tuple[int, ...]:
     return tuple(int(math.ceil(s / divisor) * divisor) for s in shape_zyx)
 
 
-def _largest_fitting_roi(padded, max_voxels: float, divisor: int, overlap: float) -> tuple[int, ...]:
-    roi = list(padded)
-    while math.prod(roi) > max_voxels and max(roi) > divisor:
-        axis = int(np.argmax(roi))
-        roi[axis] -= divisor
-    for axis, size in enumerate(padded):  # same window count with smaller windows: less work
-        n = _windows_along(size, roi[axis], overlap)
-        while roi[axis] > divisor and _windows_along(size, roi[axis] - divisor, overlap) == n:
-            roi[axis] -= divisor
-    return tuple(roi)
+def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: int,
+                         overlap: float) -> tuple[int, ...]:
+    """The window (multiples of ``divisor``, from ``minimum`` (the paper's patch, so window
+    borders are no closer than in paper mode) up to ``padded``) within ``max_voxels`` that
+    computes the fewest voxels over ``shape`` in all (ties: fewer windows, then larger)."""
+    import itertools
+
+    sizes = [range(min(p, int(math.ceil(m / divisor) * divisor)), p + 1, divisor)
+             for p, m in zip(padded, minimum, strict=True)]
+    best, best_key = None, None
+    for roi in itertools.product(*sizes):
+        voxels = math.prod(roi)
+        n = count_windows(shape, roi, overlap)
+        # nothing fits: the smallest window (the paper's patch) is the best left
+        key = (0, n * voxels, n, -voxels) if voxels <= max_voxels else (1, voxels, n, 0)
+        if best_key is None or key < best_key:
+            best, best_key = roi, key
+    return tuple(best)
 
 
 def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> WindowPlan:
@@ -233,7 +241,8 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> Windo
     padded = padded_shape(shape, config.size_divisor)
     if config.mode == "whole" or math.prod(padded) * bpv <= budget * 2**20:
         return plan("whole", padded, 0.0, "constant")
-    roi = _largest_fitting_roi(padded, budget * 2**20 / bpv, config.size_divisor, config.fallback_overlap)
+    roi = _cheapest_fitting_roi(shape, padded, config.patch_size[::-1], budget * 2**20 / bpv,
+                                config.size_divisor, config.fallback_overlap)
     return plan("windows", roi, config.fallback_overlap, config.blend_mode)
 
 

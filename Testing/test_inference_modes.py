@@ -67,10 +67,16 @@ def test_plan_is_whole_when_it_fits_else_the_largest_windows(unet):
     # a budget too small for the whole volume: windows, multiples of 16, within budget, covering it
     budget_mb = whole.estimated_mib / 3
     small = plan_windows(unet, (1, 40, 50, 60), InferenceConfig(
-        device="cpu", precision="fp32", size_divisor=16, memory_budget_mb=budget_mb), "cpu")
+        device="cpu", precision="fp32", size_divisor=16, memory_budget_mb=budget_mb,
+        patch_size=(16, 16, 16)), "cpu")
     assert small.mode == "windows" and small.windows > 1
     assert all(r % 16 == 0 for r in small.roi_zyx)
     assert small.estimated_mib <= budget_mb
+    # never smaller than the paper's patch: with a 32^3 patch nothing fits, so that patch is used
+    floor = plan_windows(unet, (1, 40, 50, 60), InferenceConfig(
+        device="cpu", precision="fp32", size_divisor=16, memory_budget_mb=0.001,
+        patch_size=(32, 32, 32)), "cpu")
+    assert floor.mode == "windows" and floor.roi_zyx == (32, 32, 32)
     assert small.windows == count_windows((40, 50, 60), small.roi_zyx, small.overlap)
     # whole is obeyed whatever the budget; paper uses the card's patch and overlap
     forced = plan_windows(unet, (1, 40, 50, 60), InferenceConfig(
@@ -104,8 +110,8 @@ def test_large_windows_agree_with_whole_for_a_pointwise_net():
 
     x = np.random.default_rng(3).normal(size=(1, 40, 50, 60)).astype(np.float32)
     info = {}
-    windows = predict(Bright(), x, InferenceConfig(device="cpu", bytes_per_voxel=1000.0,
-                                                   memory_budget_mb=0.05, size_divisor=16), info=info)
+    windows = predict(Bright(), x, InferenceConfig(device="cpu", bytes_per_voxel=1000.0, memory_budget_mb=0.05,
+                                                   size_divisor=16, patch_size=(16, 16, 16)), info=info)
     assert info["mode"] == "windows" and info["windows"] > 1
     np.testing.assert_allclose(windows, 1 / (1 + np.exp(-4 * (x[0] - 1))), atol=1e-5)
 

@@ -47,6 +47,7 @@ VARIANTS = {
     "whole_bf16": dict(inference_mode="whole", precision="bf16"),
     "auto": dict(inference_mode="auto", precision="auto"),
 }
+QUICK = ("paper128", "whole_fp32", "whole_bf16")
 
 
 def lesions_only_in(a: np.ndarray, b: np.ndarray) -> int:
@@ -75,20 +76,29 @@ def main() -> None:
     parser.add_argument("phantoms", help="folder written by brainmetseg synth")
     parser.add_argument("--model", default="brainmetseg-demo")
     parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help=f"only the variants {', '.join(QUICK)}")
+    parser.add_argument("--rows", help="JSON-lines file of per-case rows: cases in it are skipped, "
+                                       "new rows appended (resume an interrupted run)")
     args = parser.parse_args()
+    variants = {k: v for k, v in VARIANTS.items() if not args.quick or k in QUICK}
     root = Path(args.phantoms)
     cases = sorted(p for p in (root / "imagesTr").glob("*_0000.nii.gz"))
     base = Segmenter(SegmentConfig(model=args.model, device="cpu"))
     package, net = base.package, base.net
-    rows = []
+    rows_file = Path(args.rows) if args.rows else None
+    rows = ([json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+            if rows_file and rows_file.exists() else [])
+    done = {r["case"] for r in rows}
     work = Path(tempfile.mkdtemp(prefix="bms-agree-"))
     for path in cases:
         case = path.name.replace("_0000.nii.gz", "")
+        if case in done:
+            continue
         image = read_scalar_volume(str(path), "CE-T1")
         gt = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "labelsTr" / f"{case}.nii.gz")))
         mask = deepbet_mask_file(image, package.card.spacing_mm, work)
         results = {}
-        for name, kw in VARIANTS.items():
+        for name, kw in variants.items():
             seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, **kw), package)
             seg._net = net
             t0 = time.perf_counter()
@@ -118,8 +128,11 @@ def main() -> None:
             }
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if rows_file:
+            with rows_file.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
     summary = {}
-    for name in VARIANTS:
+    for name in [k for k in VARIANTS if all(k in r for r in rows)]:
         vals = [r[name] for r in rows]
         summary[name] = {
             "inference_s_total": round(sum(v["inference_s"] for v in vals), 2),
