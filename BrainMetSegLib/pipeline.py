@@ -26,7 +26,7 @@ from .inference import InferenceConfig, predict, resolve_device
 from .io import read_scalar_volume, sha256_file
 from .lesions import lesion_table, rethreshold
 from .models import DEFAULT_MODEL, ModelPackage, load_package
-from .precision import cpu_features
+from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
 
@@ -145,7 +145,8 @@ class Segmenter:
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
-            normalisation=card.normalisation, device=self.device)
+            normalisation=card.normalisation, device=self.device,
+            deepbet_bf16=choose_precision(config.precision, self.device).autocast == "bf16")
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,

@@ -124,9 +124,34 @@ def test_run_json_records_mode_precision_and_cpu(tiny_model, volume_file):
     assert run["precision"]["autocast"] in ("fp32", "bf16") and run["precision"]["reason"]
     assert result.provenance["cpu"]["native_bf16"] in (True, False)
     assert result.provenance["settings"]["inference"]["size_divisor"] == 16
+    # deepbet follows the precision choice: bf16 exactly when inference uses bf16
+    assert seg.preprocess_config.deepbet_bf16 == (run["precision"]["autocast"] == "bf16")
     paper = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none",
                                     inference_mode="paper", precision="fp32")).run(str(volume_file))
     assert paper.provenance["inference_run"]["mode"] == "paper"
     # the tiny net's whole-volume and windowed maps give the same lesions here
     a, b = (sitk.GetArrayFromImage(r.labels) > 0 for r in (result, paper))
     assert (a == b).mean() > 0.99
+
+
+def test_deepbet_runs_under_bf16_autocast_only_when_asked(monkeypatch):
+    from BrainMetSegLib import skullstrip
+
+    seen = []
+
+    class FakeBet:
+        def run_model(self, x):
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            return (x > 0).astype(np.float32)
+
+        def postprocess(self, mask):
+            return mask
+
+    monkeypatch.setattr(skullstrip, "_deepbet", lambda device: FakeBet())
+    arr = np.zeros((4, 5, 6), np.float32)
+    arr[1:3, 1:4, 2:5] = 1
+    plain = skullstrip.deepbet_mask(arr)
+    fast = skullstrip.deepbet_mask(arr, bf16=True)
+    assert seen == [False, True]
+    np.testing.assert_array_equal(plain, arr > 0)  # orientation round trip
+    np.testing.assert_array_equal(fast, plain)
