@@ -1,9 +1,26 @@
-"""Sliding-window inference with MONAI, on CUDA when present, otherwise CPU.
+"""Inference over the cropped brain: one forward when it fits in memory, else windows.
 
-Windows of the card's patch size step by ``patch * (1 - overlap)`` voxels; where
-windows overlap their predictions are averaged (``blend_mode="constant"``, the
-paper) or gaussian-weighted. The logit map is turned into probabilities with a
-sigmoid. Cancellation and progress are handled between windows.
+Modes (``InferenceConfig.mode``):
+
+- ``"whole"``: the cropped volume, zero-padded to a multiple of the architecture's size
+  divisor (32 for FlexibleUNet), in ONE forward. The brain is computed once instead of
+  ~8 times by 50 %-overlapping 128^3 windows.
+- ``"paper"``: the paper's sliding window: the card's patch (128^3) stepping by
+  ``patch * (1 - overlap)`` voxels, overlapping predictions averaged
+  (``blend_mode="constant"``) or gaussian-weighted.
+- ``"auto"``: ``whole`` when its estimated memory fits ``memory_budget_mb``, otherwise
+  the largest windows (multiples of the divisor) that fit, overlapping by
+  ``fallback_overlap``.
+
+Memory is estimated as voxels x bytes per voxel, where bytes per voxel = the network's
+convolution outputs per input voxel (counted on a tiny forward) x :data:`LIVE_BYTES_PER_ELEMENT`,
+a factor measured as the peak resident memory of whole forwards of the paper's network
+and the demo network (fp32: 405 and 326 bytes/voxel for 61 and 43 outputs/voxel; bf16 +
+channels_last: 250 and 174), rounded up.
+
+Windows are run by MONAI's ``sliding_window_inference`` in every mode (one window for
+``whole``); the logit map becomes probabilities with a sigmoid. Cancellation and
+progress are handled between windows.
 """
 
 from __future__ import annotations
@@ -11,31 +28,73 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from dataclasses import dataclass
+import weakref
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .errors import NotEnoughMemoryError
+from .options import InferenceMode
+from .precision import PrecisionChoice, choose_precision
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
+
+# Peak resident bytes per convolution output element per input voxel, by autocast dtype
+# (measured, see the module docstring; fp32 keeps ~2 live float32 copies, bf16 ~2.25 bf16).
+LIVE_BYTES_PER_ELEMENT = {"fp32": 8.0, "bf16": 4.5, "fp16": 4.5}
+# Default budget for the forward's own memory (MiB): whole-brain forwards of the paper's
+# network in bf16 (~1.9 GB) fit, the same in fp32 (~3.4 GB) falls back to two windows,
+# so the pipeline stays under 4 GB resident.
+DEFAULT_MEMORY_BUDGET_MB = 2560.0
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Sliding-window settings.
+    """Inference settings.
 
-    patch_size: window size (x, y, z) in voxels.
-    overlap: fraction of a window shared with its neighbour along each axis.
-    blend_mode: ``"constant"`` (average) or ``"gaussian"``.
+    mode: ``"auto"``, ``"whole"`` or ``"paper"`` (see the module docstring).
+    patch_size: the paper-mode window (x, y, z) in voxels.
+    overlap: fraction of a paper-mode window shared with its neighbour along each axis.
+    blend_mode: ``"constant"`` (average) or ``"gaussian"``, where windows overlap.
     device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
-    precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (fp16 autocast on CUDA, fp32 on CPU).
+    precision: ``"auto"`` (bf16 + channels_last_3d on CPUs with native bf16, fp32 on other
+        CPUs, fp16 autocast on CUDA), ``"fp32"`` or ``"bf16"``.
+    size_divisor: every input dimension of the network must be a multiple of this (voxels).
+    memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); ``None`` = the
+        smaller of :data:`DEFAULT_MEMORY_BUDGET_MB` and half the memory available now.
+    bytes_per_voxel: override of the estimated peak bytes per input voxel.
+    fallback_overlap: overlap of the large windows ``auto`` uses when whole does not fit.
     """
 
+    mode: str = "auto"
     patch_size: tuple[int, int, int] = (128, 128, 128)
     overlap: float = 0.5
     blend_mode: str = "constant"
     device: str = "auto"
     precision: str = "auto"
     sw_batch_size: int = 1
+    size_divisor: int = 32
+    memory_budget_mb: float | None = None
+    bytes_per_voxel: float | None = None
+    fallback_overlap: float = 0.25
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How one volume is run: windows of ``roi_zyx`` voxels, ``windows`` of them.
+
+    mode: ``"whole"``, ``"windows"`` (auto's large-window fallback) or ``"paper"``.
+    estimated_mib: estimated memory of one window's forward (MiB).
+    """
+
+    mode: str
+    roi_zyx: tuple[int, int, int]
+    overlap: float
+    blend_mode: str
+    windows: int
+    estimated_mib: float
+    budget_mib: float
+    bytes_per_voxel: float
+    precision: PrecisionChoice
 
 
 def resolve_device(device: str) -> str:
@@ -57,79 +116,202 @@ def count_windows(shape_zyx, roi_zyx, overlap: float) -> int:
     """Number of windows MONAI's sliding window visits over a (Z, Y, X) volume."""
     n = 1
     for size, roi in zip(shape_zyx, roi_zyx, strict=True):
-        if size <= roi:
-            continue
-        step = max(int(roi * (1 - overlap)), 1)
-        n *= math.ceil((size - roi) / step) + 1
+        n *= _windows_along(size, roi, overlap)
     return n
 
 
+def _windows_along(size: int, roi: int, overlap: float) -> int:
+    if size <= roi:
+        return 1
+    step = max(int(roi * (1 - overlap)), 1)
+    return math.ceil((size - roi) / step) + 1
+
+
 def autocast(device: str, precision: str):
-    """Mixed-precision context: bf16 when asked, fp16 for ``auto`` on CUDA, else none."""
+    """Mixed-precision context: bf16/fp16 when asked, fp16 for ``auto`` on CUDA, else none."""
     import contextlib
 
     import torch
 
     if precision == "bf16":
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision == "auto" and device == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    if precision == "fp16" or (precision == "auto" and device == "cuda"):
+        return torch.autocast(device_type=device, dtype=torch.float16)
     return contextlib.nullcontext()
 
 
-def _run(net, array: np.ndarray, config: InferenceConfig, device: str, sw_batch: int,
+_OUTPUTS_PER_VOXEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def outputs_per_voxel(net, in_channels: int, divisor: int) -> float:
+    """Convolution output elements per input voxel, counted on a forward of
+    ``divisor x divisor x 2 divisor`` voxels (the smallest input whose deepest level has more
+    than one voxel, as instance norm needs)."""
+    import torch
+
+    if net in _OUTPUTS_PER_VOXEL:
+        return _OUTPUTS_PER_VOXEL[net]
+    total = [0]
+
+    def hook(module, inputs, output):
+        total[0] += output.numel()
+
+    convs = (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, convs)]
+    device = next(net.parameters(), torch.zeros(0)).device
+    try:
+        with torch.inference_mode():
+            net(torch.zeros((1, in_channels, divisor, divisor, 2 * divisor), device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    _OUTPUTS_PER_VOXEL[net] = total[0] / (2 * divisor ** 3)
+    return _OUTPUTS_PER_VOXEL[net]
+
+
+def memory_budget_mb(config: InferenceConfig, device: str) -> float:
+    """The forward's memory budget (MiB): the configured one, else the default capped by half
+    of what the device has free now."""
+    if config.memory_budget_mb is not None:
+        return float(config.memory_budget_mb)
+    free = _free_memory_mb(device)
+    return DEFAULT_MEMORY_BUDGET_MB if free is None else min(DEFAULT_MEMORY_BUDGET_MB, free / 2)
+
+
+def _free_memory_mb(device: str) -> float | None:
+    if device == "cuda":
+        import torch
+
+        try:
+            return torch.cuda.mem_get_info()[0] / 2**20
+        except (RuntimeError, AssertionError):  # no usable CUDA: no cap
+            return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def padded_shape(shape_zyx, divisor: int) -> tuple[int, ...]:
+    """``shape_zyx`` rounded up to multiples of ``divisor`` (voxels)."""
+    return tuple(int(math.ceil(s / divisor) * divisor) for s in shape_zyx)
+
+
+def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: int,
+                         overlap: float) -> tuple[int, ...]:
+    """The window (multiples of ``divisor``, from ``minimum`` (the paper's patch, so window
+    borders are no closer than in paper mode) up to ``padded``) within ``max_voxels`` that
+    computes the fewest voxels over ``shape`` in all (ties: fewer windows, then larger)."""
+    import itertools
+
+    sizes = [range(min(p, int(math.ceil(m / divisor) * divisor)), p + 1, divisor)
+             for p, m in zip(padded, minimum, strict=True)]
+    best, best_key = None, None
+    for roi in itertools.product(*sizes):
+        voxels = math.prod(roi)
+        n = count_windows(shape, roi, overlap)
+        # nothing fits: the smallest window (the paper's patch) is the best left
+        key = (0, n * voxels, n, -voxels) if voxels <= max_voxels else (1, voxels, n, 0)
+        if best_key is None or key < best_key:
+            best, best_key = roi, key
+    return tuple(best)
+
+
+def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> WindowPlan:
+    """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``."""
+    InferenceMode(config.mode)  # ValueError for anything else
+    precision = choose_precision(config.precision, device)
+    shape = tuple(shape_czyx[1:])
+    bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor)
+                                     * LIVE_BYTES_PER_ELEMENT[precision.autocast])
+    budget = memory_budget_mb(config, device)
+
+    def plan(mode, roi, overlap, blend):
+        return WindowPlan(mode, tuple(int(r) for r in roi), overlap, blend,
+                          count_windows(shape, roi, overlap),
+                          round(math.prod(roi) * bpv / 2**20, 1), round(budget, 1), round(bpv, 1), precision)
+
+    if config.mode == "paper":
+        return plan("paper", config.patch_size[::-1], config.overlap, config.blend_mode)
+    # never below the card's patch: the network has not seen smaller inputs (and a tiny
+    # volume would shrink to nothing in its deepest layer)
+    padded = tuple(max(p, int(m)) for p, m in zip(padded_shape(shape, config.size_divisor),
+                                                  config.patch_size[::-1], strict=True))
+    if config.mode == "whole" or math.prod(padded) * bpv <= budget * 2**20:
+        return plan("whole", padded, 0.0, "constant")
+    roi = _cheapest_fitting_roi(shape, padded, config.patch_size[::-1], budget * 2**20 / bpv,
+                                config.size_divisor, config.fallback_overlap)
+    return plan("windows", roi, config.fallback_overlap, config.blend_mode)
+
+
+def _run(net, array: np.ndarray, plan: WindowPlan, device: str, sw_batch: int,
          progress: ProgressCallback, cancel: threading.Event | None) -> np.ndarray:
     import torch
     from monai.inferers import sliding_window_inference
 
-    roi = tuple(config.patch_size[::-1])
-    total = count_windows(array.shape[1:], roi, config.overlap)
+    total = plan.windows
     done = [0]
+    memory_format = torch.channels_last_3d if plan.precision.channels_last else torch.contiguous_format
 
     def predictor(batch):
         check_cancelled(cancel)
-        out = net(batch)
+        out = net(batch.contiguous(memory_format=memory_format))
         done[0] += batch.shape[0]
         progress(ProgressEvent(Stage.INFERENCE, min(done[0] / total, 1.0),
                                f"window {min(done[0], total)}/{total} on {device}"))
-        return out.float()
+        return out.float().contiguous()
 
-    net = net.to(device).eval()
+    net = net.to(device=device, memory_format=memory_format).eval()
     x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
-    with torch.inference_mode(), autocast(device, config.precision):
-        logits = sliding_window_inference(x, roi, sw_batch, predictor, overlap=config.overlap,
-                                          mode=config.blend_mode, padding_mode="constant", cval=0.0)
+    with torch.inference_mode(), autocast(device, plan.precision.autocast):
+        logits = sliding_window_inference(x, plan.roi_zyx, sw_batch, predictor, overlap=plan.overlap,
+                                          mode=plan.blend_mode, padding_mode="constant", cval=0.0)
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
 
 
 def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
             progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None) -> np.ndarray:
+            cancel: threading.Event | None = None, info: dict | None = None) -> np.ndarray:
     """Metastasis probability (Z, Y, X) float32 for a (C, Z, Y, X) float32 array.
 
-    On CUDA out-of-memory it retries with one window per batch, then on the CPU,
-    and warns each time; :class:`NotEnoughMemoryError` when the CPU fails too.
+    When a forward runs out of memory it retries with one window per batch and the
+    paper's windows, then on the CPU, and warns each time; :class:`NotEnoughMemoryError`
+    when the CPU fails too. ``info``, when given, receives the plan that produced the
+    result (mode, window size, windows, precision, memory estimate) for run.json.
     """
     import torch
 
     progress = progress or no_progress
     device = resolve_device(config.device)
-    attempts = [(device, config.sw_batch_size)]
+    attempts = [(device, config.sw_batch_size, config)]
+    if config.sw_batch_size > 1 or config.mode != "paper":
+        attempts.append((device, 1, replace(config, mode="paper")))
     if device == "cuda":
-        if config.sw_batch_size > 1:
-            attempts.append(("cuda", 1))
-        attempts.append(("cpu", 1))
-    for i, (dev, batch) in enumerate(attempts):
+        attempts.append(("cpu", 1, config))
+    for i, (dev, batch, cfg) in enumerate(attempts):
         try:
-            return _run(net, array, config, dev, batch, progress, cancel)
+            plan = plan_windows(net, array.shape, cfg, dev)
+            out = _run(net, array, plan, dev, batch, progress, cancel)
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
             if dev == "cuda":
                 torch.cuda.empty_cache()
             if i + 1 == len(attempts):
                 raise NotEnoughMemoryError(
                     f"out of memory during inference on {dev} ({type(exc).__name__}); "
-                    "use a smaller patch size or a machine with more memory.") from None
+                    "use --inference-mode paper, a smaller patch size or a machine with more memory."
+                ) from None
             nxt = attempts[i + 1]
-            warnings.warn(f"out of memory on {dev} with {batch} window(s) per batch; "
-                          f"retrying on {nxt[0]} with {nxt[1]}.", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"out of memory on {dev} with {batch} window(s) per batch; retrying on "
+                          f"{nxt[0]} with {nxt[1]} ({nxt[2].mode} mode).", RuntimeWarning, stacklevel=2)
+            continue
+        if info is not None:
+            info.clear()
+            info.update({**asdict(plan), "device": dev, "mode_requested": config.mode,
+                         "roi_xyz": list(plan.roi_zyx[::-1]), "shape_xyz": list(array.shape[1:][::-1])})
+            info.pop("roi_zyx")
+        return out
     raise AssertionError("unreachable")

@@ -33,6 +33,14 @@ class Precision(StrEnum):
     BF16 = "bf16"
 
 
+class InferenceMode(StrEnum):
+    """How the network covers the brain (see :mod:`BrainMetSegLib.inference`)."""
+
+    AUTO = "auto"
+    WHOLE = "whole"
+    PAPER = "paper"
+
+
 class BlendMode(StrEnum):
     CONSTANT = "constant"
     GAUSSIAN = "gaussian"
@@ -186,6 +194,9 @@ def check_segment_config(config) -> None:
     option (as the CLI spells it). ``None`` means "the model card's value" and passes."""
     choice(Device, config.device, "--device")
     choice(Precision, config.precision, "--precision")
+    choice(InferenceMode, config.inference_mode, "--inference-mode")
+    if config.memory_budget_mb is not None:
+        number(config.memory_budget_mb, "--memory-budget (MiB)", low=64.0)
     if config.blend_mode is not None:
         choice(BlendMode, config.blend_mode, "--blend")
     if config.threshold is not None:

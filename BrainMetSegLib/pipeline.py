@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
-from .architectures import patch_size_problem
+from .architectures import patch_size_problem, size_divisor
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError
 from .inference import InferenceConfig, predict, resolve_device
@@ -35,6 +35,7 @@ from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .options import check_segment_config
 from .plausibility import brain_volume_note, image_notes
+from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 from .sequences import SEQUENCE_LABELS, SEQUENCES
@@ -52,6 +53,10 @@ class SegmentConfig:
         untrustworthy (NIfTI pixdim <= 0 or no qform/sform code, MetaImage/NRRD spacing <= 0);
         refused by default, since a wrong orientation silently mirrors every lesion.
     Every value is checked on creation (:func:`options.check_segment_config`).
+    inference_mode: ``"auto"`` (one forward over the cropped brain when it fits
+        ``memory_budget_mb``, else large windows), ``"whole"`` or ``"paper"`` (the card's
+        patch and overlap, averaged); see :mod:`BrainMetSegLib.inference`.
+    memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); None = default.
     """
 
     model: str = DEFAULT_MODEL
@@ -66,6 +71,8 @@ class SegmentConfig:
     overlap: float | None = None
     blend_mode: str | None = None
     trust_header: bool = False
+    inference_mode: str = "auto"
+    memory_budget_mb: float | None = None
 
     def __post_init__(self):
         check_segment_config(self)
@@ -160,12 +167,15 @@ class Segmenter:
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
-            normalisation=card.normalisation, device=self.device, trust_header=config.trust_header)
+            normalisation=card.normalisation, device=self.device, trust_header=config.trust_header,
+            deepbet_bf16=choose_precision(config.precision, self.device).autocast == "bf16")
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
-            precision=config.precision)
+            precision=config.precision, mode=config.inference_mode,
+            size_divisor=size_divisor(card.architecture, card.architecture_args),
+            memory_budget_mb=config.memory_budget_mb)
         problem = patch_size_problem(card.architecture, self.inference_config.patch_size, card.architecture_args)
         if problem:
             raise InputError(f"patch size for model {card.name}: {problem}.")
@@ -238,8 +248,9 @@ class Segmenter:
             notes += [n for n in [brain_volume_note(pre.brain_ml, self.config.brain_mask)] if n]
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
             net = self.net
-        with timer.stage(Stage.INFERENCE, "sliding-window inference"):
-            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel)
+        plan: dict = {}
+        with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
+            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan)
             if not np.isfinite(prob).all():
                 raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
@@ -247,7 +258,9 @@ class Segmenter:
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
             labels = threshold_lesions(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)
-        return Result(case_id, labels, probability, table, timer.timings, self.provenance(), notes)
+        provenance = self.provenance()
+        provenance["inference_run"] = plan
+        return Result(case_id, labels, probability, table, timer.timings, provenance, notes)
 
     def provenance(self) -> dict:
         card = self.package.card
@@ -261,6 +274,7 @@ class Segmenter:
                          "preprocess": asdict(self.preprocess_config),
                          "inference": asdict(self.inference_config)},
             "device": self.device,
+            "cpu": cpu_features().as_dict(),
         }
 
 

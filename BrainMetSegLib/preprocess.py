@@ -36,6 +36,7 @@ class PreprocessConfig:
     normalisation: ``"zscore-brain"`` (mean/SD of brain voxels) or ``"none"``.
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
+    deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
     """
 
     spacing_mm: tuple[float, float, float] = (0.833, 0.833, 0.833)
@@ -45,6 +46,7 @@ class PreprocessConfig:
     normalisation: str = "zscore-brain"
     device: str = "cpu"
     trust_header: bool = False
+    deepbet_bf16: bool = False
 
 
 @dataclass
@@ -72,13 +74,14 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_xyz) -> np.ndarray:
     return ndimage.binary_dilation(mask, structure=_ball(radius_mm, spacing_xyz))
 
 
-def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu") -> np.ndarray:
+def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu",
+                       bf16: bool = False) -> np.ndarray:
     """Brain mask (Z, Y, X) bool of the resampled CE-T1 by ``method`` (deepbet, none, or a file)."""
     array = sitk.GetArrayViewFromImage(ce_t1_grid)
     if method == "deepbet":
         from .skullstrip import deepbet_mask
 
-        return deepbet_mask(np.asarray(array), device=device)
+        return deepbet_mask(np.asarray(array), device=device, bf16=bf16)
     if method == "none":
         nonzero = np.asarray(array) != 0
         if nonzero.all():
@@ -133,7 +136,7 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     if brain_mask is not None:
         brain = sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0
     elif config.brain_mask in MASK_METHODS:
-        brain = brain_mask_on_grid(on_grid[0], config.brain_mask, config.device)
+        brain = brain_mask_on_grid(on_grid[0], config.brain_mask, config.device, config.deepbet_bf16)
     elif os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
         brain = _mask_from_file(config.brain_mask, grid, config.trust_header)
     else:

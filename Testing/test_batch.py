@@ -185,7 +185,7 @@ def test_progress_in_a_log_has_no_carriage_returns(tiny_model, volume_file, tmp_
                  "--brain-mask", "none"])
     err = capsys.readouterr().err
     assert code == 0 and "\r" not in err
-    assert "inference: sliding-window inference done" in err and "postprocess:" in err
+    assert "inference: inference (auto mode) done" in err and "postprocess:" in err
 
 
 def test_stage_lines_one_line_per_stage():

@@ -87,7 +87,7 @@ def test_overlapping_windows_average_and_are_counted():
     events = []
     net = BrightNet()
     x = np.random.default_rng(0).normal(size=(1, 40, 50, 60)).astype(np.float32)
-    config = InferenceConfig(patch_size=(32, 32, 32), overlap=0.5, device="cpu")
+    config = InferenceConfig(mode="paper", patch_size=(32, 32, 32), overlap=0.5, device="cpu")
     prob = predict(net, x, config, progress=events.append)
     # the net is pointwise, so averaging identical overlapping predictions changes nothing
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-4 * (x[0] - 3))), atol=1e-5)
@@ -106,7 +106,8 @@ def test_cancel_between_windows():
 
     x = np.zeros((1, 64, 64, 64), np.float32)
     with pytest.raises(CancelledError):
-        predict(BrightNet(), x, InferenceConfig(patch_size=(32, 32, 32), device="cpu"), progress, cancel)
+        predict(BrightNet(), x, InferenceConfig(mode="paper", patch_size=(32, 32, 32), device="cpu"),
+                progress, cancel)
 
 
 def test_tampered_weights_are_refused(tiny_model, tmp_path):

@@ -1,14 +1,23 @@
-"""Time and peak memory of each pipeline stage, and our sliding window against MONAI's.
+"""Time and peak memory of each pipeline stage, ours against MONAI's default, in one process.
 
-    python benchmarks/bench_pipeline.py [--precision fp32|bf16] [--skip-baseline]
+    python benchmarks/bench_pipeline.py [--model paper|demo] [--precision auto|fp32|bf16]
+        [--inference-mode auto|whole|paper] [--before] [--skip-baseline] [--json OUT]
 
 Input: real anatomy (Colin27 with skull from Debian's mricron-data when installed,
-else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid. Network: the
-paper's FlexibleUNet with a ResNet-34 encoder and decoder dropout 0.5, random
-weights (speed does not depend on the weights). Baseline, run in the same process:
-MONAI ``sliding_window_inference`` with default settings (roi 128^3, sw_batch_size 1,
-constant blending, fp32) and the paper's 50 % overlap on the full, uncropped volume at
-the model spacing. Peak memory is the process's resident set size sampled every 10 ms.
+else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid. Network: ``paper`` =
+the paper's FlexibleUNet with a ResNet-34 encoder and decoder dropout 0.5, random
+weights (speed does not depend on the weights); ``demo`` = the bundled demo model.
+
+Runs, all in this process so machine load hits them alike:
+- ``ours``: the pipeline as configured (default: auto mode, auto precision);
+- ``before`` (with --before): the pipeline as it was before whole-volume inference:
+  the paper's sliding window over the brain box (card patch, 50 % overlap), fp32;
+- ``baseline``: MONAI ``sliding_window_inference`` with default settings (roi 128^3,
+  sw_batch_size 1, constant blending, fp32) and the paper's 50 % overlap on the full,
+  uncropped volume at the model spacing.
+Peak memory is the process's resident set size sampled every 10 ms, per stage. The CPU's
+model and flags, the threads, the malloc in use and the load average are recorded: the
+machine this was written on is shared, so compare the in-process ratios, not the seconds.
 Nothing here is a pass/fail test.
 """
 
@@ -17,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,9 +39,10 @@ import torch
 
 from BrainMetSegLib.architectures import build_network
 from BrainMetSegLib.geometry import Grid, resample
-from BrainMetSegLib.models import ModelCard, save_package
+from BrainMetSegLib.models import ModelCard, load_package, save_package
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
+from BrainMetSegLib.precision import cpu_features
 
 COLIN = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
@@ -88,12 +100,13 @@ def paper_model(folder: Path):
 
 
 def baseline_monai(net, image: sitk.Image, spacing) -> tuple[float, int]:
-    """MONAI defaults on the full uncropped volume at model spacing: seconds, windows."""
+    """MONAI defaults on the full uncropped volume at model spacing, fp32: seconds, windows."""
     from monai.inferers import sliding_window_inference
 
     from BrainMetSegLib.geometry import axis_aligned_grid
     from BrainMetSegLib.inference import count_windows
 
+    net = net.to(memory_format=torch.contiguous_format)  # as a default user would have it
     arr = sitk.GetArrayFromImage(resample(image, axis_aligned_grid(image, spacing)))
     arr = (arr - arr.mean()) / arr.std()
     x = torch.from_numpy(arr[None, None].astype(np.float32))
@@ -103,46 +116,131 @@ def baseline_monai(net, image: sitk.Image, spacing) -> tuple[float, int]:
     return time.perf_counter() - t0, count_windows(arr.shape, (128,) * 3, 0.5)
 
 
+def window_seconds(net, n: int) -> float:
+    """Median seconds of ``n`` forwards of one 128^3 window, fp32 (MONAI's default window)."""
+    x = torch.randn(1, 1, 128, 128, 128)
+    net = net.to(memory_format=torch.contiguous_format)
+    times = []
+    with torch.inference_mode():
+        for _ in range(n):
+            t0 = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def run_pipeline(name: str, config: SegmentConfig, package, net, path: Path, work: Path,
+                 rss: RssSampler) -> dict:
+    """One whole pipeline run (read to write); per-stage seconds and peak RSS."""
+    def track(event):
+        rss.phase = f"{name}:{event.stage}"
+
+    segmenter = Segmenter(config, package)
+    segmenter._net = net
+    t0 = time.perf_counter()
+    result = segmenter.run(str(path), track)
+    rss.phase = f"{name}:write"
+    t1 = time.perf_counter()
+    write_result(result, work / f"out_{name}", ".nii.gz")
+    timings = {**result.timings_s, "write": round(time.perf_counter() - t1, 3)}
+    plan = result.provenance["inference_run"]
+    rss.phase = "idle"
+    return {"stages_s": timings, "total_s": round(time.perf_counter() - t0, 2),
+            "peak_rss_mib": {k.split(":", 1)[1]: round(v) for k, v in rss.peaks.items()
+                             if k.startswith(name + ":")},
+            "inference_plan": {k: plan[k] for k in ("mode", "shape_xyz", "roi_xyz", "windows", "overlap",
+                                                    "estimated_mib", "budget_mib", "bytes_per_voxel")},
+            "precision": plan["precision"], "lesions": result.n_lesions}
+
+
+def import_seconds() -> float:
+    """Wall time of importing the library's pipeline (torch, MONAI, SimpleITK) in a fresh process."""
+    code = "import time; t=time.perf_counter(); import BrainMetSegLib.pipeline, monai.inferers; " \
+           "print(time.perf_counter()-t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    return round(float(out.stdout.strip().splitlines()[-1]), 2)
+
+
+def machine() -> dict:
+    return {"cpu": cpu_features().as_dict(), "torch": torch.__version__,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "ld_preload": os.environ.get("LD_PRELOAD", ""), "load_average_at_start": os.getloadavg(),
+            "uptime_at_start": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--model", default="paper", choices=("paper", "demo"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--inference-mode", default="auto", choices=("auto", "whole", "paper"))
     parser.add_argument("--brain-mask", default="deepbet")
+    parser.add_argument("--before", action="store_true",
+                        help="also run the pipeline as before: paper sliding window, fp32")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--baseline-windows", type=int, metavar="N",
+                        help="time only N 128^3 windows of the baseline and extrapolate to its window "
+                             "count (for slow machines; the network is ~100 %% of its time)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    report = {"machine": machine(), "import_s_fresh_process": import_seconds()}
     work = Path(tempfile.mkdtemp(prefix="bmsbench-"))
     image = anatomy_on_grid()
     path = work / "ce_t1.nii.gz"
     sitk.WriteImage(image, str(path))
-    package = paper_model(work / "model")
+    package = paper_model(work / "model") if args.model == "paper" else load_package("brainmetseg-demo")
+    report["input"] = {"source": COLIN.name if COLIN.is_file() else "MNI152", "size": image.GetSize(),
+                       "spacing_mm": image.GetSpacing()}
     with RssSampler() as rss:
-        def track(event):
-            rss.phase = event.stage
-
-        segmenter = Segmenter(SegmentConfig(model=str(package.folder), device="cpu",
-                                            precision=args.precision, brain_mask=args.brain_mask),
-                              package)
+        rss.phase = "load"
         t0 = time.perf_counter()
-        result = segmenter.run(str(path), track)
-        rss.phase = "write"
-        t1 = time.perf_counter()
-        write_result(result, work / "out", ".nii.gz")
-        timings = {**result.timings_s, "write": round(time.perf_counter() - t1, 3)}
-        total = time.perf_counter() - t0
-        report = {"input": {"source": COLIN.name if COLIN.is_file() else "MNI152", "size": image.GetSize(),
-                            "spacing_mm": image.GetSpacing()},
-                  "network": "FlexibleUNet resnet34 dropout 0.5 (random weights), "
-                             f"{sum(p.numel() for p in segmenter.net.parameters()) / 1e6:.1f} M params",
-                  "threads": torch.get_num_threads(), "precision": args.precision,
-                  "stages_s": timings, "total_s": round(total, 2),
-                  "peak_rss_mib": {k: round(v) for k, v in rss.peaks.items()},
-                  "lesions_found_by_random_net": result.n_lesions}
+        net = package.load_network("cpu")
+        report["model_load_s"] = round(time.perf_counter() - t0, 2)
+        report["network"] = (f"{package.card.name}: {package.card.architecture} "
+                             f"{package.card.architecture_args} "
+                             f"({sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params)")
+        report["threads"] = torch.get_num_threads()
+        if args.brain_mask == "deepbet":  # its TorchScript load is a once-per-process cost
+            from BrainMetSegLib.skullstrip import _deepbet
+
+            t0 = time.perf_counter()
+            _deepbet("cpu")
+            report["deepbet_load_s"] = round(time.perf_counter() - t0, 2)
+        base = dict(model=str(package.folder), device="cpu", brain_mask=args.brain_mask)
+        runs = {"ours": SegmentConfig(**base, precision=args.precision, inference_mode=args.inference_mode)}
+        if args.before:
+            runs["before"] = SegmentConfig(**base, precision="fp32", inference_mode="paper")
+        for name, config in runs.items():
+            report[name] = run_pipeline(name, config, package, net, path, work, rss)
+            print(name, json.dumps(report[name]), flush=True)
         if not args.skip_baseline:
             rss.phase = "baseline"
-            seconds, windows = baseline_monai(segmenter.net, image, package.card.spacing_mm)
-            ours = timings["inference"]
-            report["baseline_monai_full_volume"] = {"seconds": round(seconds, 2), "windows": windows}
-            report["speedup_vs_monai_full_volume"] = round(seconds / ours, 2)
+            if args.baseline_windows:
+                from BrainMetSegLib.geometry import axis_aligned_grid
+                from BrainMetSegLib.inference import count_windows
+
+                grid = axis_aligned_grid(image, package.card.spacing_mm)
+                windows = count_windows(grid.size_xyz[::-1], (128,) * 3, 0.5)
+                per_window = window_seconds(net, args.baseline_windows)
+                seconds = per_window * windows
+                report["baseline_monai_full_volume"] = {
+                    "seconds": round(seconds, 2), "windows": windows, "extrapolated": True,
+                    "seconds_per_window_median": round(per_window, 2), "windows_timed": args.baseline_windows}
+                if not args.before:  # the paper's windows over the brain box, fp32, at the same rate
+                    paper = count_windows(report["ours"]["inference_plan"]["shape_xyz"][::-1], (128,) * 3, 0.5)
+                    report["before_inference_extrapolated"] = {"windows": paper,
+                                                               "seconds": round(per_window * paper, 2)}
+            else:
+                seconds, windows = baseline_monai(net, image, package.card.spacing_mm)
+                report["baseline_monai_full_volume"] = {"seconds": round(seconds, 2), "windows": windows,
+                                                        "peak_rss_mib": round(rss.peaks["baseline"])}
+            for name in runs:
+                report[f"inference_speedup_{name}_vs_monai_full_volume"] = round(
+                    seconds / report[name]["stages_s"]["inference"], 2)
+        if args.before:
+            report["total_speedup_ours_vs_before"] = round(report["before"]["total_s"]
+                                                           / report["ours"]["total_s"], 2)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -14,6 +14,7 @@ from ..io import format_family, read_csv_rows
 from ..options import (
     BlendMode,
     Device,
+    InferenceMode,
     MaskMethod,
     OutputFormat,
     Precision,
@@ -39,7 +40,13 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default=SegmentConfig.model, help="model name (see `brainmetseg models`) or folder")
     p.add_argument("--device", default="auto", choices=values(Device))
     p.add_argument("--precision", default="auto", choices=values(Precision),
-                   help="bf16 autocast speeds up CPUs with bf16 support; auto = fp16 on CUDA, fp32 on CPU")
+                   help="auto = bf16 on CPUs with native bf16 (AVX-512 BF16/AMX), fp32 on other CPUs, "
+                        "fp16 on CUDA")
+    p.add_argument("--inference-mode", default=SegmentConfig.inference_mode, choices=values(InferenceMode),
+                   help="auto: one forward over the cropped brain when it fits --memory-budget, else large "
+                        "windows; paper: the card's sliding window (128^3, 50%% overlap, averaged)")
+    p.add_argument("--memory-budget", type=cli_float, metavar="MB",
+                   help="memory the forward may use in auto mode, MiB (default: 2560 or half the free memory)")
     p.add_argument("--threshold", type=cli_float, help="probability threshold (default: the model card's)")
     p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
@@ -173,7 +180,8 @@ def run(args) -> int:
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
-                           trust_header=args.trust_header)
+                           trust_header=args.trust_header, inference_mode=args.inference_mode,
+                           memory_budget_mb=args.memory_budget)
     segmenter = Segmenter(config)
     job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:

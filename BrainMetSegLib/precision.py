@@ -1,0 +1,120 @@
+"""Which arithmetic inference uses, decided from the machine it runs on.
+
+bf16 autocast is 1.5-2.5x faster than fp32 on CPUs with native bf16 instructions
+(AVX-512 BF16, AMX) but 10-20x *slower* on CPUs without them (AVX2 only), where
+oneDNN emulates it (SPEC.md). So ``auto`` picks bf16 + channels_last_3d only when
+the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. The decision and the
+features it was made from go into run.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# /proc/cpuinfo flags that mean the CPU computes bf16 natively (AVX-512 BF16, AMX).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# Flags recorded in run.json and benchmark results (what decides speed on a CPU).
+REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                  "amx_tile", "amx_int8")
+# ONEDNN_MAX_CPU_ISA values that still allow bf16 instructions (oneDNN's names).
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX10_1_512_AMX",
+              "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "ALL")
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """What the CPU offers for inference.
+
+    model: the CPU's model name from /proc/cpuinfo ("" when unknown).
+    flags: the :data:`REPORTED_FLAGS` the CPU has.
+    mkldnn_bf16: torch's oneDNN says it supports bf16 on this CPU.
+    onednn_max_isa: the ONEDNN_MAX_CPU_ISA environment variable ("" when unset); it caps
+        the instructions oneDNN uses, e.g. ``AVX2`` to mimic an AVX2-only machine.
+    """
+
+    model: str
+    flags: tuple[str, ...]
+    mkldnn_bf16: bool
+    onednn_max_isa: str
+    threads: int
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 runs in hardware: a native flag, oneDNN's support, and no ISA cap below bf16."""
+        capped = bool(self.onednn_max_isa) and self.onednn_max_isa.upper() not in _BF16_ISAS
+        return any(f in self.flags for f in NATIVE_BF16_FLAGS) and self.mkldnn_bf16 and not capped
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "native_bf16": self.native_bf16}
+
+
+def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    model, flags = "", set()
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:  # not Linux: no flags, so no bf16 guess (fp32 is always safe)
+        pass
+    return model, flags
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> CpuFeatures:
+    """The features of this machine's CPU (read once per process)."""
+    import torch
+
+    model, flags = _cpuinfo()
+    try:
+        mkldnn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # private API: absent in some builds
+        mkldnn_bf16 = False
+    return CpuFeatures(model=model, flags=tuple(f for f in REPORTED_FLAGS if f in flags),
+                       mkldnn_bf16=mkldnn_bf16 and torch.backends.mkldnn.is_available(),
+                       onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+                       threads=torch.get_num_threads())
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The arithmetic one run uses.
+
+    autocast: ``"fp32"`` (none), ``"bf16"`` or ``"fp16"`` autocast.
+    channels_last: network and input in channels_last_3d memory format (helps oneDNN's bf16).
+    reason: why, in words, for run.json.
+    """
+
+    autocast: str
+    channels_last: bool
+    reason: str
+
+
+def choose_precision(requested: str, device: str, features: CpuFeatures | None = None) -> PrecisionChoice:
+    """Resolve ``requested`` (:data:`PRECISIONS`) for ``device`` (``"cpu"`` or ``"cuda"``)."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}; use one of {', '.join(PRECISIONS)}")
+    if device == "cuda":
+        if requested == "auto":
+            return PrecisionChoice("fp16", False, "CUDA: fp16 autocast")
+        return PrecisionChoice(requested, False, f"CUDA: {requested} as asked")
+    if requested == "fp32":
+        return PrecisionChoice("fp32", False, "fp32 as asked")
+    features = features or cpu_features()
+    native = features.native_bf16
+    if requested == "bf16":
+        return PrecisionChoice("bf16", True, "bf16 as asked" + ("" if native else
+                               " (this CPU has no native bf16: emulated, expect it to be much slower)"))
+    if native:
+        return PrecisionChoice("bf16", True, "auto: CPU has native bf16 "
+                               f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in features.flags)})")
+    why = (f"ONEDNN_MAX_CPU_ISA={features.onednn_max_isa}" if features.onednn_max_isa
+           and any(f in features.flags for f in NATIVE_BF16_FLAGS) else "no native bf16 on this CPU")
+    return PrecisionChoice("fp32", False, f"auto: {why}, fp32")

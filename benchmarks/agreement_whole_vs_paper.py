@@ -1,0 +1,163 @@
+"""How much whole-volume inference (and bf16) changes the answer, against the paper's windows.
+
+    brainmetseg synth -n 10 -o /tmp/p14 --seed 4000
+    python benchmarks/agreement_whole_vs_paper.py /tmp/p14 [--model brainmetseg-demo] [--json OUT]
+
+Per phantom the brain mask (deepbet) is computed once and shared, then the whole pipeline
+(inference, gating, resampling back, threshold, lesions) runs once per variant:
+
+- ``paper128``: the paper's sliding window, 128^3, 50 % overlap, averaged, fp32 (reference);
+- ``paper_card``: the model card's own patch and overlap, fp32;
+- ``whole_fp32``: one forward over the cropped, padded brain, fp32;
+- ``whole_bf16``: the same in bf16 autocast + channels_last_3d;
+- ``auto``: what ``--inference-mode auto --precision auto`` picks on this machine.
+
+Reported against ``paper128``, on the input grid: voxel Dice of the lesion masks, lesions
+found by one and not the other (26-connected, any overlap), the largest probability
+difference; and each variant's lesion sensitivity against the phantom's ground truth and
+its voxel Dice against the ground truth, its false-positive lesions and its inference
+seconds (in-process, same machine, same load). Not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cc3d
+import numpy as np
+import SimpleITK as sitk
+
+from BrainMetSegLib.geometry import axis_aligned_grid, resample
+from BrainMetSegLib.io import read_scalar_volume
+from BrainMetSegLib.pipeline import SegmentConfig, Segmenter, _Timer
+from BrainMetSegLib.precision import cpu_features
+from BrainMetSegLib.preprocess import brain_mask_on_grid
+from BrainMetSegLib.progress import no_progress
+
+VARIANTS = {
+    "paper128": dict(inference_mode="paper", patch_size=(128, 128, 128), overlap=0.5, precision="fp32"),
+    "paper_card": dict(inference_mode="paper", precision="fp32"),
+    "whole_fp32": dict(inference_mode="whole", precision="fp32"),
+    "whole_bf16": dict(inference_mode="whole", precision="bf16"),
+    "auto": dict(inference_mode="auto", precision="auto"),
+}
+QUICK = ("paper128", "whole_fp32", "whole_bf16")
+
+
+def lesions_only_in(a: np.ndarray, b: np.ndarray) -> int:
+    """Components of ``a`` (instance labels) that touch no foreground of ``b``."""
+    ids = np.unique(a[(a > 0) & (b > 0)])
+    return int(a.max()) - len(ids)
+
+
+def gt_hits(gt: np.ndarray, pred: np.ndarray) -> tuple[int, int]:
+    comps = cc3d.connected_components(gt > 0, connectivity=26)
+    hit = np.unique(comps[(comps > 0) & (pred > 0)])
+    return len(hit), int(comps.max())
+
+
+def deepbet_mask_file(image: sitk.Image, spacing, folder: Path) -> str:
+    grid_image = resample(sitk.Cast(image, sitk.sitkFloat32), axis_aligned_grid(image, spacing))
+    mask = sitk.GetImageFromArray(brain_mask_on_grid(grid_image, "deepbet").astype(np.uint8))
+    mask.CopyInformation(grid_image)
+    path = folder / "mask.nii.gz"
+    sitk.WriteImage(mask, str(path))
+    return str(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phantoms", help="folder written by brainmetseg synth")
+    parser.add_argument("--model", default="brainmetseg-demo")
+    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help=f"only the variants {', '.join(QUICK)}")
+    parser.add_argument("--rows", help="JSON-lines file of per-case rows: cases in it are skipped, "
+                                       "new rows appended (resume an interrupted run)")
+    args = parser.parse_args()
+    variants = {k: v for k, v in VARIANTS.items() if not args.quick or k in QUICK}
+    root = Path(args.phantoms)
+    cases = sorted(p for p in (root / "imagesTr").glob("*_0000.nii.gz"))
+    base = Segmenter(SegmentConfig(model=args.model, device="cpu"))
+    package, net = base.package, base.net
+    rows_file = Path(args.rows) if args.rows else None
+    rows = ([json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+            if rows_file and rows_file.exists() else [])
+    done = {r["case"] for r in rows}
+    work = Path(tempfile.mkdtemp(prefix="bms-agree-"))
+    for path in cases:
+        case = path.name.replace("_0000.nii.gz", "")
+        if case in done:
+            continue
+        image = read_scalar_volume(str(path), "CE-T1")
+        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "labelsTr" / f"{case}.nii.gz")))
+        mask = deepbet_mask_file(image, package.card.spacing_mm, work)
+        results = {}
+        for name, kw in variants.items():
+            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, **kw), package)
+            seg._net = net
+            t0 = time.perf_counter()
+            res = seg.run_images([image], _Timer(no_progress, None), case)
+            results[name] = (res, time.perf_counter() - t0)
+        ref = sitk.GetArrayFromImage(results["paper128"][0].labels)
+        ref_p = sitk.GetArrayFromImage(results["paper128"][0].probability)
+        row = {"case": case, "gt_lesions": gt_hits(gt, gt)[1]}
+        for name, (res, _seconds) in results.items():
+            lab = sitk.GetArrayFromImage(res.labels)
+            prob = sitk.GetArrayFromImage(res.probability)
+            denom = (lab > 0).sum() + (ref > 0).sum()
+            row[name] = {
+                "inference_s": res.timings_s["inference"],
+                "plan": {k: res.provenance["inference_run"][k] for k in ("mode", "roi_xyz", "windows")},
+                "autocast": res.provenance["inference_run"]["precision"]["autocast"],
+                "lesions": res.n_lesions,
+                "voxel_dice_vs_paper128": round(float(2 * ((lab > 0) & (ref > 0)).sum() / denom), 5)
+                if denom else 1.0,
+                "lesions_only_here": lesions_only_in(lab, ref),
+                "lesions_only_in_paper128": lesions_only_in(ref, lab),
+                "max_abs_prob_diff": round(float(np.abs(prob - ref_p).max()), 5),
+                "gt_lesions_found": gt_hits(gt, lab)[0],
+                "false_positive_lesions": lesions_only_in(lab, gt),
+                "voxel_dice_vs_gt": round(float(2 * ((lab > 0) & (gt > 0)).sum()
+                                                / max((lab > 0).sum() + (gt > 0).sum(), 1)), 5),
+            }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if rows_file:
+            with rows_file.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    summary = {}
+    for name in [k for k in VARIANTS if all(k in r for r in rows)]:
+        vals = [r[name] for r in rows]
+        summary[name] = {
+            "inference_s_total": round(sum(v["inference_s"] for v in vals), 2),
+            "voxel_dice_vs_paper128_min": min(v["voxel_dice_vs_paper128"] for v in vals),
+            "voxel_dice_vs_paper128_mean": round(float(np.mean([v["voxel_dice_vs_paper128"] for v in vals])), 5),
+            "lesions_total": sum(v["lesions"] for v in vals),
+            "lesions_only_here_total": sum(v["lesions_only_here"] for v in vals),
+            "lesions_only_in_paper128_total": sum(v["lesions_only_in_paper128"] for v in vals),
+            "max_abs_prob_diff": max(v["max_abs_prob_diff"] for v in vals),
+            "gt_lesions_found": sum(v["gt_lesions_found"] for v in vals),
+            "gt_lesions": sum(r["gt_lesions"] for r in rows),
+            "false_positive_lesions": sum(v["false_positive_lesions"] for v in vals),
+            "voxel_dice_vs_gt_mean": round(float(np.mean([v["voxel_dice_vs_gt"] for v in vals])), 5),
+        }
+    seed = json.loads((root / "dataset.json").read_text())["synthetic"]["seed"]
+    report = {"data": f"{len(rows)} synthetic phantoms (brainmetseg synth --seed {seed}) in {root}",
+              "model": f"{package.card.name} {package.card.version}",
+              "cpu": cpu_features().as_dict(), "load_average": os.getloadavg(),
+              "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+              "summary": summary, "cases": rows}
+    text = json.dumps(report, indent=2)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
