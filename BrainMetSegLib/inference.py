@@ -114,6 +114,8 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
 
     progress = progress or no_progress
     device = resolve_device(config.device)
+    if hasattr(net, "predict_volume"):  # an imported model that tiles as its framework does
+        return net.predict_volume(array, device, progress, cancel)
     attempts = [(device, config.sw_batch_size)]
     if device == "cuda":
         if config.sw_batch_size > 1:

@@ -135,7 +135,8 @@ class ModelPackage:
         else:
             from .network_io import adapted_network
 
-            net = adapted_network(members, io, list(self.card.input_sequences))
+            net = adapted_network(members, io, list(self.card.input_sequences),
+                                  tuple(self.card.patch_size[::-1]), self.card.overlap)
         return net.to(torch.device(device)).eval()
 
 

@@ -236,3 +236,18 @@ def test_cli_import_list_and_segment(binary_results, tmp_path):
     assert seg.returncode == 0, seg.stderr
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["model"]["name"] == "mine"
+
+
+def test_real_nnunet_checkpoint_needs_only_numpy_scalars(tmp_path):
+    """The committed checkpoint written by nnU-Net's own trainer: refused with no extra globals,
+    read with the numpy-scalar allow-list, imported (best checkpoint) without nnunetv2."""
+    from BrainMetSegLib.importers.checkpoint import load_checkpoint
+
+    results = (REPO / "Testing" / "data" / "nnunet_tiny" / "Dataset902_EasyPhantom"
+               / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres")
+    with pytest.raises(ModelError, match="allow-list"):
+        load_checkpoint(results / "fold_0" / "checkpoint_best.pth", allowed=[])
+    pkg = import_nnunet(NnUNetImport(str(results), str(tmp_path / "pkg"), folds=("0",), checkpoint="best"))
+    assert pkg.card.provenance["checkpoint"] == "checkpoint_best.pth"
+    assert pkg.card.provenance["trainer"] == "nnUNetTrainer" and pkg.card.network_io["tiling"] == "nnunet"
+    assert pkg.card.architecture_args["arch_kwargs"]["features_per_stage"] == [4, 8, 16, 32]

@@ -236,7 +236,7 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         epochs[fold] = {"trainer": trainer_saved, "epochs": ckpt.get("current_epoch")}
     network_io = {"input_channels": channels, "orientation": request.orientation,
                   "transpose": transpose, "mirror_axes": list(mirror_axes) if request.mirroring else [],
-                  "outputs": n_out, "activation": activation, "channels": chosen}
+                  "outputs": n_out, "activation": activation, "channels": chosen, "tiling": "nnunet"}
     order = ["t1ce"] + [s for s in ("t1", "t2", "flair") if s in channels]
     card = ModelCard(
         name=request.name or f"{plans.get('dataset_name') or dataset.get('name')}-{config_name}",
