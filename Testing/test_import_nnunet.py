@@ -3,6 +3,7 @@ dynamic_network_architectures and saved the way nnU-Net's trainer saves them).""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -251,3 +252,23 @@ def test_real_nnunet_checkpoint_needs_only_numpy_scalars(tmp_path):
     assert pkg.card.provenance["checkpoint"] == "checkpoint_best.pth"
     assert pkg.card.provenance["trainer"] == "nnUNetTrainer" and pkg.card.network_io["tiling"] == "nnunet"
     assert pkg.card.architecture_args["arch_kwargs"]["features_per_stage"] == [4, 8, 16, 32]
+
+
+def test_imported_nnunet_model_segments_and_evaluates(tmp_path):
+    """The nnU-Net model trained here, imported without nnunetv2, through `segment` and
+    `evaluate` on its held-out phantom (seed 12345; see test_nnunet_agreement.py)."""
+    data = REPO / "Testing" / "data" / "nnunet_tiny"
+    results = data / "Dataset902_EasyPhantom" / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"
+    r = _cli("models", "import", "nnunet", results, "--fold", "0", "--no-mirroring", "-o", tmp_path / "pkg")
+    assert r.returncode == 0, r.stderr
+    seg = _cli("segment", data / "phantom_seed12345_0000.nii.gz", "-o", tmp_path / "pred" / "phantom",
+               "--model", tmp_path / "pkg", "--brain-mask", "none", "--device", "cpu", "--progress", "none")
+    assert seg.returncode == 0, seg.stderr
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "phantom.nii.gz").write_bytes((data / "phantom_seed12345_label.nii.gz").read_bytes())
+    ev = _cli("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "-o", tmp_path / "eval",
+              "--no-report", "--progress", "none")
+    assert ev.returncode == 0, ev.stderr
+    with open(next((tmp_path / "eval").glob("*case*.csv")), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["case_id"] == "phantom" and float(rows[0]["dice"]) > 0.7, rows[0]
