@@ -90,7 +90,14 @@ class ModelPackage:
     def weight_files(self) -> list[tuple[Path, str]]:
         """(path, sha256) of every weight file: the ensemble's members, or the one ``weights``."""
         members = self.card.ensemble or [{"weights": self.card.weights, "sha256": self.card.sha256}]
-        return [(self.folder / m["weights"], str(m.get("sha256", ""))) for m in members]
+        out = []
+        for m in members:
+            name = m.get("weights") if isinstance(m, dict) else None
+            if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+                raise ModelError(f"{self.folder / CARD_NAME}: weights entry {m!r} must name a file "
+                                 "inside the package folder.")
+            out.append((self.folder / name, str(m.get("sha256", ""))))
+        return out
 
     def io(self):
         """The card's checked ``network_io`` (:class:`~BrainMetSegLib.network_io.NetworkIO`)."""
@@ -159,9 +166,6 @@ def verify_weights(package: ModelPackage) -> None:
     """Raise :class:`ModelError` unless every weight file exists and matches its sha256 in the card."""
     card_path = package.folder / CARD_NAME
     for path, expected in package.weight_files():
-        if Path(path.name) != Path(path.relative_to(package.folder)):
-            raise ModelError(f"{card_path}: weights {path.relative_to(package.folder)} must be a "
-                             "file name inside the package folder.")
         if not path.is_file():
             raise ModelError(f"{path}: weights file named by the model card is missing.")
         if not expected:
