@@ -87,3 +87,25 @@ def test_refuses_torchscript_and_code(tmp_path):
     pkg = import_bundle(BundleImport(str(multi), str(tmp_path / "pkg"), output_channel=2))
     assert pkg.card.network_io["channels"] == [2] and pkg.card.network_io["activation"] == "sigmoid"
     assert not (tmp_path / "pkg" / "model.pt").exists()
+
+
+def test_imported_bundle_segments(tmp_path):
+    """The imported bundle runs through the pipeline; its z-score (non-zero voxels) is applied."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
+    from BrainMetSegLib.preprocess import PreprocessConfig, preprocess
+    from conftest import make_volume
+
+    pkg = import_bundle(BundleImport(str(write_bundle(tmp_path / "bundle")), str(tmp_path / "pkg")))
+    image = make_volume((24, 30, 28), (1.5, 1.5, 2.0))
+    pre = preprocess([image], PreprocessConfig(spacing_mm=(1.5, 1.5, 2.0), brain_mask="none",
+                                               normalisation=pkg.card.normalisation))
+    inside = pre.array[0][pre.array[0] != 0]
+    assert abs(float(inside.mean())) < 1e-3 and abs(float(inside.std()) - 1) < 1e-3
+    sitk.WriteImage(image, str(tmp_path / "case.nii.gz"))
+    result = Segmenter(SegmentConfig(device="cpu", precision="fp32", brain_mask="none"),
+                       package=load_package(pkg.folder)).run(str(tmp_path / "case.nii.gz"))
+    prob = sitk.GetArrayFromImage(result.probability)
+    assert prob.shape == (24, 30, 28) and np.isfinite(prob).all() and 0 <= prob.min() <= prob.max() <= 1
