@@ -7,7 +7,8 @@
 - ``nnunet-zscore``: the same without the mask: mean and SD of the whole image cropped to the
   non-zero bounding box (nnU-Net crops before it normalises).
 - ``zscore-nonzero``: MONAI ``NormalizeIntensity(nonzero=True, channel_wise=True)``: statistics of
-  each channel's non-zero voxels, zeros stay 0.
+  each channel's non-zero voxels; voxels that are zero in every channel stay 0 (MONAI keeps each
+  channel's own zeros: the same for one channel or channels sharing a background).
 
 nnU-Net normalises on the image's own grid and resamples afterwards, so the statistics are
 taken on the native images here (:func:`native_statistics`) and applied on the model grid; as

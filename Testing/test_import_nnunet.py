@@ -210,6 +210,7 @@ def test_cli_import_list_and_segment(binary_results, tmp_path):
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "user_models" / "mine"
     assert (folder / "fold_0.safetensors").is_file() and "imported mine" in r.stdout
+    assert "RAS: assumed" in r.stderr  # nnU-Net does not record the files' orientation: say so
     again = _cli("models", "import", "nnunet", binary_results, "--name", "mine", env=env)
     assert again.returncode == 4 and "already exists" in again.stderr and "Traceback" not in again.stderr
     missing = _cli("models", "import", "nnunet", tmp_path / "nowhere", "-o", tmp_path / "x", env=env)

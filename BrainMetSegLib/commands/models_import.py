@@ -4,6 +4,7 @@ becomes a BrainMetSeg model package (safetensors + card); see :mod:`BrainMetSegL
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import InputError
@@ -86,6 +87,8 @@ def main(argv: list[str]) -> int:
             spacing_mm=args.spacing, patch_size=args.patch, normalisation=args.normalisation,
             orientation=args.orientation, overwrite=args.overwrite))
     card = package.card
+    if "assumed" in str(card.provenance.get("orientation", "")):
+        print(f"note: {card.provenance['orientation']}", file=sys.stderr)
     members = len(card.ensemble) or 1
     print(f"imported {card.name} ({card.provenance.get('source')}, {members} weight file(s), "
           f"inputs {'+'.join(card.network_io.get('input_channels', card.input_sequences))}, "

@@ -234,7 +234,10 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         states.append((f"{fold}.safetensors", state))
         hashes[fold] = sha256_file(path)
         epochs[fold] = {"trainer": trainer_saved, "epochs": ckpt.get("current_epoch")}
-    network_io = {"input_channels": channels, "orientation": request.orientation,
+    # NibabelIOWithReorient feeds RAS arrays; other readers the files' own order, unknown here
+    reorients = plans.get("image_reader_writer") == "NibabelIOWithReorient"
+    orientation = "RAS" if reorients else request.orientation
+    network_io = {"input_channels": channels, "orientation": orientation,
                   "transpose": transpose, "mirror_axes": list(mirror_axes) if request.mirroring else [],
                   "outputs": n_out, "activation": activation, "channels": chosen, "tiling": "nnunet"}
     order = ["t1ce"] + [s for s in ("t1", "t2", "flair") if s in channels]
@@ -255,12 +258,17 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         training_data=str(dataset.get("description") or dataset.get("name") or ""),
         intended_use=f"imported nnU-Net v2 model; label {label!r} is read as metastasis",
         limitations="nnU-Net post-processing is not applied; resampling is linear (nnU-Net: cubic "
-                    "spline) when the input spacing differs from the model's.",
+                    "spline) when the input spacing differs from the model's"
+                    + ("." if reorients else f"; the training images are assumed {orientation}-stored "
+                       "(nnU-Net does not record it): a wrong assumption mirrors the input."),
         network_io=network_io,
         provenance={"source": "nnU-Net v2", "results_folder": str(folder.resolve()),
                     "trainer": trainer, "plans": plans_name, "configuration": config_name,
                     "dataset": plans.get("dataset_name"), "label": label,
                     "checkpoint": checkpoint_file, "checkpoint_sha256": hashes, "folds": epochs,
+                    "orientation": ("RAS: nnU-Net reoriented its inputs (NibabelIOWithReorient)"
+                                    if reorients else f"{orientation}: assumed for the training "
+                                    "files (nnU-Net does not record it); --orientation to change"),
                     "imported_by": f"BrainMetSegLib {__version__}",
                     "imported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
     )
