@@ -1,15 +1,12 @@
 """BrainMetSeg: 3D Slicer module for brain-metastasis segmentation on contrast-enhanced T1 MRI.
 
-Glue over the headless library ``BrainMetSegLib`` (installed next to this file):
-MRML nodes are written to a temporary folder, the library's CLI runs in a
-``PythonSlicer`` subprocess (``--progress json``, non-blocking, cancellable), and
-its outputs become a segmentation (one segment per lesion), a lesion table and a
-probability volume. Re-thresholding and table recomputation after manual edits run
-in-process with the library's functions. No algorithm lives in this file.
+Qt glue over the headless library ``BrainMetSegLib`` (installed next to this file): the
+library's CLI runs in a ``PythonSlicer`` subprocess and its MRML scene layer
+(``BrainMetSegLib.mrml``) builds, re-thresholds and re-measures the results in the scene.
+This file holds widgets, dialogs and dependency installation only.
 """
 
 import enum
-import json
 import logging
 import os
 import sys
@@ -35,22 +32,10 @@ try:  # installed extension: BrainMetSegLib is next to this file
 except ModuleNotFoundError:  # source tree: BrainMetSeg/ is next to BrainMetSegLib/
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from BrainMetSegLib import slicer_bridge as bridge
+from BrainMetSegLib.models import DEFAULT_MODEL
 
-# Node attributes that link a run's outputs (so console users and a reloaded scene
-# can re-threshold / update the table without the GUI).
-ATTR_PREFIX = "BrainMetSeg."
-ATTR_INPUT = ATTR_PREFIX + "InputVolumeNodeID"
-ATTR_PROBABILITY = ATTR_PREFIX + "ProbabilityNodeID"
-ATTR_SEGMENTATION = ATTR_PREFIX + "SegmentationNodeID"
-ATTR_TABLE = ATTR_PREFIX + "TableNodeID"
-ATTR_SEGMENT_IDS = ATTR_PREFIX + "SegmentIDs"  # table attribute: JSON list, one per row
 SETTINGS_MODEL_FOLDERS = "BrainMetSeg/ModelFolders"
 ADD_MODEL_FOLDER = "__add_model_folder__"
-
-
-#
-# BrainMetSeg
-#
 
 
 class BrainMetSeg(ScriptedLoadableModule):
@@ -69,26 +54,16 @@ extension) and the Python packages it needs. The model runs in a separate proces
 into <b>Cancel</b> while it runs.</li>
 <li>Every lesion becomes its own segment ("Metastasis 1" is the largest). Click a row of the
 lesion table to jump to that lesion.</li>
-<li>Move the <b>Threshold</b> slider to re-threshold the probability map without running the
-model again (this replaces the segments).</li>
+<li>Move the <b>Threshold</b> slider to re-threshold without running the model again.</li>
 <li>Correct segments in the Segment Editor (add, erase, split), then press <b>Update table</b>.</li>
 </ol>
-From the Python console: <code>BrainMetSeg.BrainMetSegLogic().process(volumeNode)</code> and
-<code>processFiles([...], outputFolder)</code> for cohorts.
+Console: <code>BrainMetSeg.BrainMetSegLogic().process(volumeNode)</code>; cohorts: <code>processFiles</code>.
 Research software, not a medical device: review every result.
 See the <a href="https://github.com/brainmetseg/BrainMetSeg">documentation</a>.
 """)
-        self.parent.acknowledgementText = _("""
-Implements the CE-T1 metastasis segmentation method of Shi et al. (Front. Oncol. 2025, 15:1657604)
-with MONAI networks and deepbet brain extraction. Module structure and dependency handling follow
-3D Slicer's scripted-module template and the TotalSegmentator, MONAIAuto3DSeg and nnU-Net
-extensions by Andras Lasso (PerkLab) and Kitware.
-""")
-
-
-#
-# Parameter node
-#
+        self.parent.acknowledgementText = _("""Implements the method of Shi et al. (Front. Oncol. 2025,
+15:1657604) with MONAI and deepbet. Structure and dependency handling follow Slicer's scripted-module
+template and the TotalSegmentator, MONAIAuto3DSeg and nnU-Net extensions (PerkLab, Kitware).""")
 
 
 class Device(enum.Enum):
@@ -121,11 +96,6 @@ class BrainMetSegParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
     outputProbability: vtkMRMLScalarVolumeNode
-
-
-#
-# BrainMetSegWidget
-#
 
 
 class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -196,11 +166,10 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-        if not self._parameterNode.model:
-            self._parameterNode.model = self.logic.defaultModel()
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not self._parameterNode.model:  # a new scene: the default model at its card's operating point
+            with slicer.util.tryWithErrorDisplay(_("The default model cannot be read.")):
+                self.logic.setModel(self._parameterNode, DEFAULT_MODEL)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -280,14 +249,10 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._parameterNode.model = os.path.normpath(folder)
             self.populateModelSelector()
             value = self._parameterNode.model
-        self._parameterNode.model = value
-        # Start from the model card's operating point.
-        card = self.logic.modelCard(value)
-        if card:
+        with slicer.util.tryWithErrorDisplay(_("This model cannot be used.")):
             self._settingModelDefaults = True
             try:
-                self._parameterNode.threshold = min(max(float(card["threshold"]), 0.01), 0.99)
-                self._parameterNode.minLesionVolume = float(card["min_lesion_volume_mm3"])
+                self.logic.setModel(self._parameterNode, value)  # starts from the card's operating point
             finally:
                 self._settingModelDefaults = False
 
@@ -306,30 +271,28 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.value = 0
             self.ui.progressBar.show()
             self._run = self.logic.startSegmentation(
-                p.inputVolume, t1Volume=p.t1Volume, t2Volume=p.t2Volume, flairVolume=p.flairVolume,
-                outputSegmentation=p.outputSegmentation, outputTable=p.outputTable,
-                outputProbability=p.outputProbability, model=p.model, device=p.device.value,
-                brainExtraction=p.brainExtraction, threshold=p.threshold,
-                minLesionVolume=p.minLesionVolume, progressCallback=self.onProgress,
-                completedCallback=self.onCompleted)
+                p.inputVolume, p.t1Volume, p.t2Volume, p.flairVolume, p.outputSegmentation, p.outputTable,
+                p.outputProbability, p.model, p.device.value, p.brainExtraction, p.threshold,
+                p.minLesionVolume, progressCallback=self.onProgress, completedCallback=self.onCompleted)
             pollWithTimer(self._run)
         self._updateGui()
 
     def onProgress(self, fraction, text) -> None:
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = text
+        self.ui.progressBar.value, self.ui.statusLabel.text = int(round(100 * fraction)), text
 
     def onCompleted(self, run) -> None:
         self._run = None
         self.ui.progressBar.hide()
         if run.status == "done":
-            seg, table, prob = run.value
-            p = self._parameterNode
+            nodes, p = run.value, self._parameterNode
             if p is not None:
-                p.outputSegmentation, p.outputTable, p.outputProbability = seg, table, prob
-            n = table.GetNumberOfRows()
-            self.ui.statusLabel.text = _("{n} lesion(s) found in {s:.0f} s.").format(n=n, s=run.elapsed)
-            self.ui.tableView.setMRMLTableNode(table)
+                p.outputSegmentation, p.outputTable, p.outputProbability = nodes.segmentation, nodes.table, nodes.probability
+            warnings = run.monitor.result.warnings if run.monitor.result else ()  # doubtful input
+            self.ui.statusLabel.text = _("{n} lesion(s) found in {s:.0f} s, {k} warning(s).").format(
+                n=nodes.table.GetNumberOfRows(), s=run.elapsed, k=len(warnings))
+            self.ui.tableView.setMRMLTableNode(nodes.table)
+            if warnings:
+                slicer.util.warningDisplay(_("The result may be unreliable:") + "\n\n" + "\n".join(warnings))
         elif run.status == "cancelled":
             self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
         else:
@@ -341,24 +304,36 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---------------------------------------------------------------- results
 
     def onThresholdEdited(self, value) -> None:
+        """Slider or spin box changed (by the user, or by a scene load / parameter restore):
+        re-threshold only when the scene layer says the segments would change."""
         if self._settingModelDefaults or self._run is not None:
             return
         p = self._parameterNode
-        if p and self.logic.canRethreshold(p.outputSegmentation):
+        if p and self.logic.rethresholdAction(p.outputSegmentation, p.threshold, p.minLesionVolume) != "nothing":
             self._rethresholdTimer.start()
 
     def onRethreshold(self) -> None:
         p = self._parameterNode
-        if p is None or not self.logic.canRethreshold(p.outputSegmentation):
+        if p is None:
+            return
+        action = self.logic.rethresholdAction(p.outputSegmentation, p.threshold, p.minLesionVolume)
+        if action == "nothing":
+            return
+        if action == "confirm" and not slicer.util.confirmOkCancelDisplay(
+                _("The segments were edited (or loaded from a saved scene). Re-thresholding replaces "
+                  "all of them. Continue?"), _("Replace the segments?")):
+            threshold, minVolume = _mrml().operating_point(p.outputSegmentation)
+            if threshold is not None:  # show the values the segments were made with again
+                p.threshold, p.minLesionVolume = threshold, minVolume
             return
         with slicer.util.tryWithErrorDisplay(_("Re-thresholding failed."), waitCursor=True):
-            n = self.logic.rethreshold(p.outputSegmentation, p.outputTable, p.threshold, p.minLesionVolume)
+            n = self.logic.rethreshold(p.outputSegmentation, p.threshold, p.minLesionVolume)
             self.ui.statusLabel.text = _("Threshold {t:.2f}: {n} lesion(s).").format(t=p.threshold, n=n)
 
     def onUpdateTable(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Updating the lesion table failed."), waitCursor=True):
-            n = self.logic.updateTable(p.outputSegmentation, p.outputTable, referenceVolume=p.inputVolume)
+            n = self.logic.updateTable(p.outputSegmentation, referenceVolume=p.inputVolume)
             self.ui.statusLabel.text = _("Table updated from the segments: {n} lesion(s).").format(n=n)
 
     def onTableSelectionChanged(self) -> None:
@@ -367,16 +342,10 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         rows = sorted({index.row() for index in self.ui.tableView.selectionModel().selectedIndexes()})
         if rows:
-            self.logic.jumpToLesion(p.outputTable, rows[0], p.outputSegmentation)
+            self.logic.jumpToLesion(p.outputTable, rows[0])
 
     def onEditSegments(self) -> None:
-        p = self._parameterNode
-        self.logic.editInSegmentEditor(p.outputSegmentation, p.inputVolume)
-
-
-#
-# Running the CLI
-#
+        self.logic.editInSegmentEditor(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume)
 
 
 def pollWithTimer(run, intervalMs=200):
@@ -394,19 +363,9 @@ def pollWithTimer(run, intervalMs=200):
     return timer
 
 
-#
-# BrainMetSegLogic
-#
-
-
 class BrainMetSegLogic(ScriptedLoadableModuleLogic):
-    """Everything the module does, usable from the Python console without the GUI.
-
-    ``process(inputVolumeNode)`` segments a volume in the scene and returns
-    (segmentation, table, probability) nodes; ``processFiles(paths, outputFolder)``
-    segments files without loading them; ``rethreshold`` and ``updateTable`` work on
-    existing results; ``jumpToLesion`` centres the slice views on a table row.
-    """
+    """Everything the module does, usable from the Python console: ``process(volumeNode)``,
+    ``processFiles(paths, outputFolder)``, ``rethreshold``, ``updateTable``, ``jumpToLesion``."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -420,17 +379,8 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- models and devices
 
     @staticmethod
-    def defaultModel():
-        from BrainMetSegLib.models import DEFAULT_MODEL
-
-        return DEFAULT_MODEL
-
-    @staticmethod
-    def _settings():
-        return qt.QSettings()
-
-    def userModelFolders(self):
-        value = self._settings().value(SETTINGS_MODEL_FOLDERS)
+    def userModelFolders():
+        value = qt.QSettings().value(SETTINGS_MODEL_FOLDERS)
         if not value:
             return []
         return [value] if isinstance(value, str) else [str(v) for v in value]
@@ -442,31 +392,29 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         folder = os.path.normpath(folder)
         if folder not in folders:
             folders.append(folder)
-            self._settings().setValue(SETTINGS_MODEL_FOLDERS, folders)
+            qt.QSettings().setValue(SETTINGS_MODEL_FOLDERS, folders)
 
     def modelChoices(self):
         from BrainMetSegLib import models
 
         return bridge.model_choices(models.read_registry(), self.userModelFolders())
 
-    def modelCard(self, model):
-        """The model card (dict) of a registry name or folder; None if it cannot be read."""
-        from BrainMetSegLib import models
+    @staticmethod
+    def setModel(parameterNode, model):
+        """Select ``model`` and its card's threshold and minimum lesion volume (ModelError if unreadable)."""
+        threshold, minVolume = bridge.card_operating_point(bridge.model_card(model))
+        parameterNode.model = model
+        parameterNode.threshold = min(max(threshold, 0.01), 0.99)
+        parameterNode.minLesionVolume = minVolume
+
+    @staticmethod
+    def modelDescription(model):
+        from BrainMetSegLib.errors import ModelError
 
         try:
-            if model and os.path.isdir(model):
-                return bridge.read_model_card(model)
-            for entry in models.read_registry():
-                if entry.get("name") == model and "path" in entry:
-                    return bridge.read_model_card(models.REGISTRY_FILE.parent / entry["path"])
-        except Exception as exc:
-            logging.warning(f"BrainMetSeg: cannot read the model card of {model}: {exc}")
-        return None
-
-    def modelDescription(self, model):
-        card = self.modelCard(model)
-        if not card:
-            return ""
+            card = bridge.model_card(model)
+        except ModelError as exc:  # shown in the model box, where the user picks another model
+            return _("Cannot use this model: {message}").format(message=exc)
         text = f"{card['name']} {card['version']}; inputs: {', '.join(card['input_sequences'])}"
         if not card.get("trained", True):
             text += " - " + _("untrained demo model: its output is not meaningful")
@@ -486,66 +434,39 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     def ensureDependencies(self, askConfirmation=True):
         """Install what the library needs, once, after asking. Returns False if declined.
 
-        torch comes from the PyTorch extension (the right CUDA build); the other
-        packages from pip with a constraints file that pins Slicer's torch and
-        SimpleITK, so neither is ever replaced.
+        torch comes from the PyTorch extension (the right CUDA build); the other packages
+        from pip with a constraints file that pins Slicer's torch and SimpleITK.
         """
-        if self._dependenciesChecked:
-            return True
-        names = [*bridge.PROTECTED, *(r.distribution for r in bridge.REQUIREMENTS)]
-        versions = bridge.installed_versions(names)
-        torchProblem = bridge.torch_problem(versions.get("torch"))
-        missing = bridge.missing_requirements(versions)
-        if torchProblem is None and not missing:
-            self._dependenciesChecked = True
-            return True
-        if torchProblem and versions.get("torch") is not None:
-            raise RuntimeError(torchProblem)
-        toInstall = (["torch (PyTorch extension)"] if torchProblem else []) + [str(r) for r in missing]
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+        def confirm(items):
+            return not askConfirmation or slicer.util.confirmOkCancelDisplay(
                 _("BrainMetSeg needs additional Python packages. Installing them needs a network "
                   "connection and may take several minutes. Install now?"),
-                _("Install Python packages"), detailedText="\n".join(toInstall)):
-            return False
-        if torchProblem:
+                _("Install Python packages"), detailedText="\n".join(items))
+
+        def installTorch(minimum):
             try:
                 import PyTorchUtils
             except ModuleNotFoundError:
                 raise RuntimeError(_("BrainMetSeg needs the PyTorch extension. Install 'PyTorch' from "
                                      "the Extensions Manager, restart Slicer and try again.")) from None
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=False, torchVersionRequirement=f">={bridge.TORCH_MINIMUM}")
-            if torch is None:
-                raise RuntimeError(_("PyTorch could not be installed; use the PyTorch Utils module."))
-            versions = bridge.installed_versions(names)
-        if missing:
-            folder = slicer.util.tempDirectory("BrainMetSeg-pip")
-            constraints = os.path.join(folder, "constraints.txt")
-            with open(constraints, "w", encoding="utf-8") as fh:
-                fh.write(bridge.constraints_text(versions))
-            with slicer.util.WaitCursor():
-                for args in bridge.pip_install_commands(missing, constraints):
-                    slicer.util.pip_install(args)
-        still = bridge.missing_requirements(bridge.installed_versions(names))
-        if still:
-            raise RuntimeError(_("These packages could not be installed: {names}").format(
-                names=", ".join(str(r) for r in still)))
-        self._dependenciesChecked = True
-        return True
+            return PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=f">={minimum}") is not None
+
+        if not self._dependenciesChecked:
+            self._dependenciesChecked = bridge.ensure_dependencies(
+                confirm, installTorch, slicer.util.pip_install, lambda: slicer.util.tempDirectory("BrainMetSeg-pip"))
+        return self._dependenciesChecked
+
+    def _requireDependencies(self, askConfirmation):
+        if not self.ensureDependencies(askConfirmation=askConfirmation):
+            raise RuntimeError(_("Python packages needed by BrainMetSeg are not installed."))
 
     # ---------------------------------------------------------------- running
 
-    @staticmethod
-    def _writeVolume(volumeNode, path):
-        """Write a volume to ``path`` without touching its own storage node (scene unchanged)."""
-        storageNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-        try:
-            storageNode.SetFileName(str(path))
-            storageNode.UseCompressionOff()
-            if not storageNode.WriteData(volumeNode):
-                raise OSError(f"Could not write {volumeNode.GetName()} to {path}")
-        finally:
-            storageNode.UnRegister(None)
+    def _options(self, model, device, brainExtraction, threshold, minLesionVolume, **kwargs):
+        return bridge.RunOptions(model=model or DEFAULT_MODEL, device=device, threshold=threshold,
+                                 min_volume_mm3=minLesionVolume,
+                                 brain_mask="deepbet" if brainExtraction else "none", **kwargs)
 
     def startSegmentation(self, inputVolume, t1Volume=None, t2Volume=None, flairVolume=None,
                           outputSegmentation=None, outputTable=None, outputProbability=None,
@@ -554,56 +475,34 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         """Start the CLI on ``inputVolume``; returns a ``slicer_bridge.CliRun`` (non-blocking).
 
         Poll it with :func:`pollWithTimer` (GUI) or ``run.wait(slicer.app.processEvents)``
-        (console). On success the output nodes (created when None) are in ``run.value``;
-        on failure or cancel the scene is left as it was.
+        (console). On success ``run.value`` holds the result's nodes (``BrainMetSegLib.mrml.ResultNodes``,
+        created when None); on failure or cancel the scene is left as it was.
         """
-        if not inputVolume:
-            raise ValueError(_("Select a CE-T1 input volume."))
-        if not inputVolume.GetImageData():
-            raise ValueError(_("The input volume {name} has no image data.").format(name=inputVolume.GetName()))
-        options = bridge.RunOptions(model=model or self.defaultModel(), device=device,
-                                    threshold=threshold, min_volume_mm3=minLesionVolume,
-                                    brain_mask="deepbet" if brainExtraction else "none")
-        options.validate()
-        runFolder = bridge.RunFolder(slicer.app.temporaryPath, keep=self.keepTemporaryFiles)
-        try:
-            inputs = {}
-            for role, node in (("t1ce", inputVolume), ("t1", t1Volume), ("t2", t2Volume),
-                               ("flair", flairVolume)):
-                if node:
-                    path = runFolder.input_path(role)
-                    self._writeVolume(node, path)
-                    inputs[role] = str(path)
-            command = bridge.segment_command(bridge.python_slicer_executable(), inputs,
-                                             runFolder.outputs, options)
-            environment = slicer.util.startupEnvironment()
-            environment.update(bridge.subprocess_environment(environment))
-        except Exception:
-            runFolder.cleanup()
-            raise
+        mrml = _mrml()
 
-        requested = (outputSegmentation, outputTable, outputProbability)
+        def show(nodes):
+            nodes.segmentation.CreateClosedSurfaceRepresentation()  # lesions in the 3D view too
+            slicer.util.setSliceViewerLayers(background=inputVolume, fit=False)
 
-        def onSuccess(run):
-            return self._importResults(run, inputVolume, requested)
-
-        logging.info("BrainMetSeg: running " + " ".join(command))
-        return bridge.CliRun(command, environment, runFolder, on_success=onSuccess,
-                             on_progress=progressCallback, on_complete=completedCallback)
+        run = mrml.start_segmentation(
+            slicer.mrmlScene, inputVolume, self._options(model, device, brainExtraction, threshold, minLesionVolume),
+            {"t1": t1Volume, "t2": t2Volume, "flair": flairVolume},
+            mrml.ResultNodes(outputSegmentation, outputTable, outputProbability), slicer.app.temporaryPath,
+            environment=slicer.util.startupEnvironment(), keep_files=self.keepTemporaryFiles,
+            on_progress=progressCallback, on_complete=completedCallback, after_import=show)
+        logging.info("BrainMetSeg: running " + " ".join(run.command))
+        return run
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, outputProbability=None,
                 t1Volume=None, t2Volume=None, flairVolume=None, model=None, device="auto",
                 brainExtraction=True, threshold=None, minLesionVolume=None, askConfirmation=True):
         """Segment ``inputVolume`` and wait; returns (segmentationNode, tableNode, probabilityNode).
 
-        model: registry name (default: the bundled model) or a model package folder.
-        device: "auto", "cpu" or "cuda". threshold / minLesionVolume (mm^3): None for the
-        model card's. askConfirmation: ask before installing missing Python packages (pass
-        False in scripts that must not show a dialog). Raises RuntimeError with the library's
-        message on failure.
+        model: registry name (default: the bundled model) or package folder; device: "auto", "cpu",
+        "cuda"; threshold / minLesionVolume (mm^3): None for the model card's; askConfirmation: ask
+        before installing Python packages. Raises RuntimeError with the library's message on failure.
         """
-        if not self.ensureDependencies(askConfirmation=askConfirmation):
-            raise RuntimeError(_("Python packages needed by BrainMetSeg are not installed."))
+        self._requireDependencies(askConfirmation)
         run = self.startSegmentation(inputVolume, t1Volume, t2Volume, flairVolume, outputSegmentation,
                                      outputTable, outputProbability, model, device, brainExtraction,
                                      threshold, minLesionVolume,
@@ -614,346 +513,87 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("BrainMetSeg segmentation failed: {message}").format(
                 message=run.error_message or run.status))
         logging.info(f"BrainMetSeg: {run.monitor.result.lesions} lesion(s) in {run.elapsed:.1f} s")
-        return run.value
+        for warning in run.monitor.result.warnings:
+            logging.warning(f"BrainMetSeg: {warning}")
+        return run.value.segmentation, run.value.table, run.value.probability
 
     def processFiles(self, paths, outputFolder, model=None, device="auto", brainExtraction=True,
                      threshold=None, minLesionVolume=None, outputFormat="nii.gz", overwrite=False,
                      askConfirmation=True):
         """Segment image files without loading them into the scene (cohorts).
 
-        paths: CE-T1 files (or DICOM folders), or dicts with keys t1ce and optional t1, t2,
-        flair, case_id. Outputs go to ``outputFolder/<case_id>/`` (label map, probability,
-        lesions.csv/json, run.json) plus ``outputFolder/summary.csv``. Returns the list of
-        per-case results (``case``, ``outputs``, ``lesions``); a failed case is logged and
-        the others continue; RuntimeError if the run could not start or no case succeeded.
+        paths: CE-T1 files (or DICOM folders), or dicts with t1ce and optional t1, t2, flair, case_id.
+        Outputs go to ``outputFolder/<case_id>/`` plus ``summary.csv``; returns the per-case results
+        (a failed case is logged, the others go on); RuntimeError if no case succeeded.
         """
-        if not self.ensureDependencies(askConfirmation=askConfirmation):
-            raise RuntimeError(_("Python packages needed by BrainMetSeg are not installed."))
-        options = bridge.RunOptions(model=model or self.defaultModel(), device=device,
-                                    threshold=threshold, min_volume_mm3=minLesionVolume,
-                                    brain_mask="deepbet" if brainExtraction else "none",
-                                    output_format=outputFormat)
-        runFolder = bridge.RunFolder(slicer.app.temporaryPath, keep=self.keepTemporaryFiles)
-        try:
-            manifest = bridge.write_manifest(paths, runFolder.path / "manifest.csv")
-        except Exception:
-            runFolder.cleanup()
-            raise
-        cmd = bridge.batch_command(bridge.python_slicer_executable(), manifest, outputFolder, options,
-                                   overwrite=overwrite)
-        environment = slicer.util.startupEnvironment()
-        environment.update(bridge.subprocess_environment(environment))
-        run = bridge.CliRun(cmd, environment, runFolder)
+        self._requireDependencies(askConfirmation)
+        options = self._options(model, device, brainExtraction, threshold, minLesionVolume,
+                                output_format=outputFormat)
+        run = bridge.start_batch(paths, outputFolder, options, slicer.app.temporaryPath,
+                                 environment=slicer.util.startupEnvironment(), overwrite=overwrite,
+                                 keep_files=self.keepTemporaryFiles)
         self.lastRun = run
         run.wait(slicer.app.processEvents)
-        results = run.monitor.results
-        for line in run.monitor.stderr:
-            if "failed" in line or "error" in line:
-                logging.warning(line)
-        if not results:
+        for error in run.monitor.errors:
+            logging.warning(f"{error.case}: {error.message}" if error.case else error.message)
+        if not run.monitor.results:
             raise RuntimeError(_("BrainMetSeg batch failed: {message}").format(
                 message=run.monitor.error_message(run.returncode)))
-        return results
+        return run.monitor.results
 
-    # ---------------------------------------------------------------- results into MRML
-
-    def _importResults(self, run, inputVolume, requested):
-        outputs = run.run_folder.collect_outputs(run.monitor.result.outputs)
-        import SimpleITK as sitk
-
-        labels = sitk.ReadImage(str(outputs["labels"]))
-        probability = sitk.ReadImage(str(outputs["probability"]))
-        with open(outputs["table_json"], encoding="utf-8") as fh:
-            rows = json.load(fh)["lesions"]
-
-        segmentation, table, probabilityNode = requested
-        baseName = inputVolume.GetName()
-        created = []
-
-        def create(className, name):
-            node = slicer.mrmlScene.AddNewNodeByClass(className, slicer.mrmlScene.GenerateUniqueName(name))
-            created.append(node)
-            return node
-
-        try:
-            segmentation = segmentation or create("vtkMRMLSegmentationNode", f"{baseName} metastases")
-            table = table or create("vtkMRMLTableNode", f"{baseName} lesions")
-            probabilityNode = probabilityNode or create("vtkMRMLScalarVolumeNode",
-                                                        f"{baseName} metastasis probability")
-            import sitkUtils
-
-            sitkUtils.PushVolumeToSlicer(probability, targetNode=probabilityNode)
-            self._linkResults(inputVolume, segmentation, table, probabilityNode)
-            self._setSegmentsFromLabels(segmentation, labels, len(rows), inputVolume)
-            self._fillTable(table, rows, [bridge.segment_id(int(r["lesion_id"])) for r in rows],
-                            segmentation)
-            self._showResults(inputVolume, segmentation, probabilityNode)
-        except Exception:
-            for node in created:  # leave the scene as it was
-                slicer.mrmlScene.RemoveNode(node)
-            raise
-        return segmentation, table, probabilityNode
-
-    def _linkResults(self, inputVolume, segmentation, table, probability):
-        """Attributes, parent transform and subject-hierarchy placement of the outputs."""
-        segmentation.SetAttribute(ATTR_INPUT, inputVolume.GetID())
-        segmentation.SetAttribute(ATTR_PROBABILITY, probability.GetID())
-        segmentation.SetAttribute(ATTR_TABLE, table.GetID())
-        table.SetAttribute(ATTR_SEGMENTATION, segmentation.GetID())
-        transformID = inputVolume.GetTransformNodeID()
-        for node in (segmentation, probability):
-            node.SetAndObserveTransformNodeID(transformID)
-        # Reference geometry = the input (needed for editing and DICOM SEG export).
-        segmentation.SetNodeReferenceID(segmentation.GetReferenceImageGeometryReferenceRole(),
-                                        inputVolume.GetID())
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(inputVolume)
-        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-        studyItem = shNode.GetItemParent(shNode.GetItemByDataNode(inputVolume))
-        if studyItem:
-            for node in (segmentation, table, probability):
-                shNode.SetItemParent(shNode.GetItemByDataNode(node), studyItem)
-
-    def _setSegmentsFromLabels(self, segmentation, labels, nLesions, referenceVolume):
-        """Replace all segments by lesions 1..n of the instance label image (SimpleITK)."""
-        import sitkUtils
-
-        labelNode = sitkUtils.PushVolumeToSlicer(labels, className="vtkMRMLLabelMapVolumeNode",
-                                                 name="BrainMetSeg temporary labels")
-        wasModified = segmentation.StartModify()
-        try:
-            labelNode.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
-            seg = segmentation.GetSegmentation()
-            seg.RemoveAllSegments()
-            segmentIds = vtk.vtkStringArray()
-            for spec in bridge.segment_specs(nLesions):
-                seg.AddEmptySegment(spec.segment_id, spec.name, spec.color)
-                segment = seg.GetSegment(spec.segment_id)
-                segment.SetTag(segment.GetTerminologyEntryTagName(), spec.terminology)
-                segmentIds.InsertNextValue(spec.segment_id)
-            if nLesions:
-                # label value i + 1 -> i-th segment id (lesion ids are the label values)
-                ok = slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
-                    labelNode, segmentation, segmentIds)
-                if not ok:
-                    raise RuntimeError(_("Could not import the lesion label map into the segmentation."))
-        finally:
-            segmentation.EndModify(wasModified)
-            slicer.mrmlScene.RemoveNode(labelNode)
-
-    def _fillTable(self, table, rows, segmentIds, segmentation):
-        """Write the library's lesion rows into ``table`` (one row per lesion)."""
-        names = []
-        seg = segmentation.GetSegmentation()
-        for segmentId in segmentIds:
-            segment = seg.GetSegment(segmentId)
-            names.append(segment.GetName() if segment else segmentId)
-        wasModified = table.StartModify()
-        try:
-            table.RemoveAllColumns()
-            for column, values in bridge.table_columns(rows, names):
-                if column.kind == "string":
-                    array = vtk.vtkStringArray()
-                elif column.kind in ("int", "bool"):
-                    array = vtk.vtkIntArray()
-                else:
-                    array = vtk.vtkDoubleArray()
-                array.SetName(column.name)
-                for value in values:
-                    array.InsertNextValue(value)
-                table.AddColumn(array)
-                if column.unit:
-                    table.SetColumnUnitLabel(column.name, column.unit)
-                table.SetColumnDescription(column.name, column.description)
-            table.SetUseColumnNameAsColumnHeader(True)
-            table.SetAttribute(ATTR_SEGMENT_IDS, json.dumps(list(segmentIds)))
-            table.SetAttribute(ATTR_SEGMENTATION, segmentation.GetID())
-            table.SetLocked(True)  # measurements are computed, not typed in
-        finally:
-            table.EndModify(wasModified)
-
-    def _showResults(self, inputVolume, segmentation, probability):
-        segmentation.CreateDefaultDisplayNodes()
-        segmentation.CreateClosedSurfaceRepresentation()  # lesions in the 3D view too
-        probability.CreateDefaultDisplayNodes()
-        displayNode = probability.GetDisplayNode()
-        if displayNode:
-            displayNode.SetAndObserveColorNodeID("vtkMRMLColorTableNodeFileColdToHotRainbow.txt")
-            displayNode.SetAutoWindowLevel(False)
-            displayNode.SetWindowLevelMinMax(0.0, 1.0)
-        slicer.util.setSliceViewerLayers(background=inputVolume, fit=False)
-
-    # ---------------------------------------------------------------- editing loop
+    # ---------------------------------------------------------------- editing loop (scene layer)
 
     @staticmethod
-    def _node(nodeId):
-        return slicer.mrmlScene.GetNodeByID(nodeId) if nodeId else None
-
-    def canRethreshold(self, segmentation):
-        return bool(segmentation and self._node(segmentation.GetAttribute(ATTR_PROBABILITY)))
-
-    def rethreshold(self, segmentation, table=None, threshold=0.5, minLesionVolume=0.0):
-        """Re-threshold the run's probability map in-process (no inference) and replace
-        the segments and table rows. Returns the number of lesions."""
-        import sitkUtils
-
-        from BrainMetSegLib import lesions
-
-        probabilityNode = self._node(segmentation.GetAttribute(ATTR_PROBABILITY))
-        inputVolume = self._node(segmentation.GetAttribute(ATTR_INPUT))
-        table = table or self._node(segmentation.GetAttribute(ATTR_TABLE))
-        if not probabilityNode or not inputVolume:
-            raise ValueError(_("This segmentation has no BrainMetSeg probability map to re-threshold."))
-        probability = sitkUtils.PullVolumeFromSlicer(probabilityNode)
-        labels = lesions.rethreshold(probability, float(threshold), float(minLesionVolume))
-        rows = lesions.lesion_table(labels, probability)
-        self._setSegmentsFromLabels(segmentation, labels, len(rows), inputVolume)
-        if table:
-            self._fillTable(table, rows, [bridge.segment_id(int(r["lesion_id"])) for r in rows], segmentation)
-        return len(rows)
-
-    def updateTable(self, segmentation, table=None, referenceVolume=None):
-        """Recompute the lesion table from the segments as they are now (after manual
-        edits: added, erased, split lesions). Each segment is one lesion; row order
-        follows segment order. Returns the number of non-empty segments."""
-        import sitkUtils
-
-        from BrainMetSegLib import lesions
-
-        referenceVolume = referenceVolume or self._node(segmentation.GetAttribute(ATTR_INPUT))
-        table = table or self._node(segmentation.GetAttribute(ATTR_TABLE))
-        if not referenceVolume:
-            raise ValueError(_("Select the input volume the segmentation was made on."))
-        if not table:
-            table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation.GetName()} lesions")
-            segmentation.SetAttribute(ATTR_TABLE, table.GetID())
-        segmentIds = vtk.vtkStringArray()
-        segmentation.GetSegmentation().GetSegmentIDs(segmentIds)
-        ids = [segmentIds.GetValue(i) for i in range(segmentIds.GetNumberOfValues())]
-        labelNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BrainMetSeg temporary labels")
-        try:
-            # Label value i+1 = i-th segment (no colour table given), on the input's grid.
-            if ids and not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
-                    segmentation, segmentIds, labelNode, referenceVolume):
-                raise RuntimeError(_("Could not export the segments to a label map."))
-            if ids:
-                labels = sitkUtils.PullVolumeFromSlicer(labelNode)
-            else:
-                labels = None
-        finally:
-            slicer.mrmlScene.RemoveNode(labelNode)
-        rows = []
-        if labels is not None:
-            probabilityNode = self._node(segmentation.GetAttribute(ATTR_PROBABILITY))
-            probability = sitkUtils.PullVolumeFromSlicer(probabilityNode) if probabilityNode else None
-            if probability is not None and probability.GetSize() != labels.GetSize():
-                probability = None  # different grid (reference changed): no probability columns
-            rows = lesions.lesion_table(labels, probability)
-        self._fillTable(table, rows, [ids[int(r["lesion_id"]) - 1] for r in rows], segmentation)
-        return len(rows)
+    def rethresholdAction(segmentation, threshold, minLesionVolume):
+        """"nothing", "rethreshold" or "confirm" (edited segments): what a threshold change does."""
+        return _mrml().rethreshold_action(segmentation, threshold, minLesionVolume).value if segmentation else "nothing"
 
     @staticmethod
-    def _tableValue(table, row, columnName):
-        column = table.GetColumnIndex(columnName)
-        if column < 0:
-            raise ValueError(_("The table has no column {name}.").format(name=columnName))
-        return table.GetCellText(row, column)
+    def rethreshold(segmentation, threshold=0.5, minLesionVolume=0.0):
+        """Re-threshold the probability map (no inference); replaces segments and rows. Returns the count."""
+        return _mrml().rethreshold(segmentation, float(threshold), float(minLesionVolume))
 
-    def lesionCenterRas(self, table, row):
-        """(R, A, S) centroid in mm of the lesion on ``row`` of a BrainMetSeg table."""
-        return tuple(float(self._tableValue(table, row, f"centroid_{c}")) for c in "ras")
+    @staticmethod
+    def updateTable(segmentation, referenceVolume=None):
+        """Re-measure the lesions from the (edited) segments. Returns the number of rows."""
+        return _mrml().update_table(segmentation, referenceVolume)
 
-    def jumpToLesion(self, table, row, segmentation=None):
-        """Centre all slice views on the lesion of table ``row`` and select its segment.
-        Returns the (R, A, S) position jumped to."""
-        if row < 0 or row >= table.GetNumberOfRows():
-            raise IndexError(f"row {row} is not in the table ({table.GetNumberOfRows()} rows)")
-        r, a, s = self.lesionCenterRas(table, row)
-        slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, r, a, s,
-                                              slicer.vtkMRMLSliceNode.CenteredJumpSlice)
-        segmentation = segmentation or self._node(table.GetAttribute(ATTR_SEGMENTATION))
-        ids = json.loads(table.GetAttribute(ATTR_SEGMENT_IDS) or "[]")
-        if segmentation and row < len(ids):
-            self.selectSegment(segmentation, ids[row])
-        return r, a, s
+    @staticmethod
+    def jumpToLesion(table, row):
+        """Centre the slice views on the lesion of ``row`` (world RAS, returned); select its segment."""
+        return _mrml().jump_to_lesion(table, row)
 
-    def segmentEditorNode(self, segmentation, sourceVolume=None):
-        """The Segment Editor module's parameter node (its "SegmentEditor" singleton, created
-        like the Segment Editor does when missing), showing ``segmentation`` with
-        ``sourceVolume`` (default: the run's input volume)."""
-        editorNode = slicer.mrmlScene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode")
-        if editorNode is None:
-            editorNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
-            editorNode.UnRegister(None)
-            editorNode.SetSingletonTag("SegmentEditor")
-            editorNode = slicer.mrmlScene.AddNode(editorNode)
-        if editorNode.GetSegmentationNode() is not segmentation:
-            editorNode.SetAndObserveSegmentationNode(segmentation)
-        sourceVolume = sourceVolume or self._node(segmentation.GetAttribute(ATTR_INPUT))
-        if sourceVolume:
-            editorNode.SetAndObserveSourceVolumeNode(sourceVolume)
-        return editorNode
-
-    def selectSegment(self, segmentation, segmentId):
-        """Make ``segmentId`` the Segment Editor's selected segment (on ``segmentation``)."""
-        if segmentation.GetSegmentation().GetSegment(segmentId) is None:
-            return
-        editorNode = self.segmentEditorNode(segmentation)
-        editorNode.SetSelectedSegmentID(segmentId)
-
-    def editInSegmentEditor(self, segmentation, inputVolume=None):
+    @staticmethod
+    def editInSegmentEditor(segmentation, inputVolume=None):
         """Open the Segment Editor on the lesions, with the input as source volume."""
-        self.segmentEditorNode(segmentation, inputVolume)
+        mrml = _mrml()
+        mrml.segment_editor_node(slicer.mrmlScene, segmentation,
+                                 inputVolume or mrml.result_nodes(segmentation).input_volume)
         slicer.util.selectModule("SegmentEditor")  # its enter() picks up the singleton node
 
 
-#
-# BrainMetSegTest
-#
+def _mrml():
+    """The library's scene layer, imported when first used (it needs the pip packages)."""
+    from BrainMetSegLib import mrml
+
+    return mrml
 
 
 class BrainMetSegTest(ScriptedLoadableModuleTest):
-    """Built-in test (Reload and Test). The full end-to-end test with the demo model is
-    scripted_tests/test_BrainMetSeg.py; this one checks the editing loop in-process."""
+    """Built-in test (Reload and Test): the editing loop on Slicer's scene (the same check runs
+    headless on slicer-core in Testing/test_mrml.py); the end-to-end run is scripted_tests/."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_rethreshold_and_update_table()
+        self.test_editing_loop()
 
-    def test_rethreshold_and_update_table(self):
-        import numpy as np
-
-        logic = BrainMetSegLogic()
-        # In-process post-processing needs the pip packages (not torch); never install from a test.
+    def test_editing_loop(self):
         missing = bridge.missing_requirements(
             bridge.installed_versions(r.distribution for r in bridge.REQUIREMENTS))
-        if missing:
+        if missing:  # never install from a test
             self.skipTest(f"Python packages not installed: {', '.join(map(str, missing))}")
-        self.delayDisplay("Building a synthetic volume and probability map")
-        shape = (40, 48, 48)
-        z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
-        prob = np.zeros(shape, np.float32)
-        for (cz, cy, cx), radius in (((12, 14, 14), 6), ((28, 32, 30), 4)):
-            d = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)
-            prob = np.maximum(prob, np.clip(1.2 - d / radius, 0, 1))
-        volume = slicer.util.addVolumeFromArray((prob * 100).astype(np.int16), name="ce_t1")
-        probabilityNode = slicer.util.addVolumeFromArray(prob, name="probability")
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
-        logic._linkResults(volume, segmentation, table, probabilityNode)
-
-        n = logic.rethreshold(segmentation, table, 0.5, 0.0)
-        self.assertEqual(n, 2)
-        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
-        self.assertEqual(table.GetNumberOfRows(), 2)
-        self.assertEqual(segmentation.GetSegmentation().GetSegment("Metastasis_1").GetName(), "Metastasis 1")
-
-        # erase lesion 2, then update the table from the segments
-        segmentation.GetSegmentation().RemoveSegment("Metastasis_2")
-        self.assertEqual(logic.updateTable(segmentation, table, volume), 1)
-        self.assertEqual(table.GetNumberOfRows(), 1)
-        r, a, s = logic.jumpToLesion(table, 0, segmentation)
-        self.assertAlmostEqual(float(table.GetCellText(0, table.GetColumnIndex("centroid_s"))), s)
+        _mrml().selftest.check_editing_loop(slicer.mrmlScene)
         self.delayDisplay("Test passed")

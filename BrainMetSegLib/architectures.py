@@ -120,8 +120,30 @@ ARCHITECTURES = {
     "MONAI": _monai,
 }
 
-# The size every spatial input dimension must be a multiple of, per architecture.
-SIZE_DIVISOR = {"FlexibleUNet": 32, "BasicUNet": 16, "SegResNet": 8}
+# The size every spatial input dimension must be a multiple of, per architecture, measured:
+# FlexibleUNet downsamples 5 times and its decoder cannot concatenate otherwise (48^3 fails,
+# 64^3 works); SegResNet downsamples len(blocks_down) - 1 times (default 3: 36^3 fails, 40^3
+# works); BasicUNet pads odd sizes itself (40^3 works).
+SIZE_DIVISOR = {"FlexibleUNet": 32, "SegResNet": 8, "BasicUNet": 1}
+
+
+def size_divisor(name: str, args: dict | None = None) -> int:
+    """The multiple every spatial dimension of a window (patch) must be for ``name`` built
+    with ``args``."""
+    if name == "SegResNet" and "blocks_down" in (args or {}):
+        return 2 ** (len(args["blocks_down"]) - 1)
+    return SIZE_DIVISOR.get(name, 1)  # unknown names are refused where the network is built
+
+
+def patch_size_problem(name: str, patch_size, args: dict | None = None) -> str | None:
+    """Why ``patch_size`` (voxels, any axis order) does not suit architecture ``name``; None when it does."""
+    divisor = size_divisor(name, args)
+    sizes = [int(s) for s in patch_size]
+    if all(s > 0 and s % divisor == 0 for s in sizes):
+        return None
+    fixed = [max(divisor, round(s / divisor) * divisor) for s in sizes]
+    return (f"{name} needs every patch dimension to be a multiple of {divisor}; {sizes} is not "
+            f"(nearest that works: {fixed})")
 
 
 def build_network(name: str, in_channels: int, out_channels: int = 1, args: dict | None = None):

@@ -92,10 +92,10 @@ class Geometry:
     input_grid: Grid
     model_grid: Grid
 
-    def to_model_grid(self, image: sitk.Image, label: bool = True) -> np.ndarray:
+    def to_model_grid(self, image: sitk.Image, linear: bool = False) -> np.ndarray:
         """``image`` (in physical space, e.g. a label map on the input grid) as a (Z, Y, X)
-        array on the model grid; nearest for labels, linear otherwise."""
-        out = resample(image, self.model_grid, linear=not label)
+        array on the model grid; nearest neighbour (labels) unless ``linear``."""
+        out = resample(image, self.model_grid, linear=linear)
         return sitk.GetArrayFromImage(out)
 
     def to_input(self, array_zyx: np.ndarray, linear: bool = True) -> sitk.Image:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OutOfMemoryError
-from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
+from .errors import NotEnoughMemoryError
+from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _run(net, array: np.ndarray, config: InferenceConfig, device: str, sw_batch:
         check_cancelled(cancel)
         out = net(batch)
         done[0] += batch.shape[0]
-        progress(ProgressEvent("inference", min(done[0] / total, 1.0),
+        progress(ProgressEvent(Stage.INFERENCE, min(done[0] / total, 1.0),
                                f"window {min(done[0], total)}/{total} on {device}"))
         return out.float()
 
@@ -108,7 +108,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
     """Metastasis probability (Z, Y, X) float32 for a (C, Z, Y, X) float32 array.
 
     On CUDA out-of-memory it retries with one window per batch, then on the CPU,
-    and warns each time; :class:`OutOfMemoryError` when the CPU fails too.
+    and warns each time; :class:`NotEnoughMemoryError` when the CPU fails too.
     """
     import torch
 
@@ -128,7 +128,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
             if dev == "cuda":
                 torch.cuda.empty_cache()
             if i + 1 == len(attempts):
-                raise OutOfMemoryError(
+                raise NotEnoughMemoryError(
                     f"out of memory during inference on {dev} ({type(exc).__name__}); "
                     "use a smaller patch size or a machine with more memory.") from None
             nxt = attempts[i + 1]

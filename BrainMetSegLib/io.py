@@ -8,19 +8,39 @@ index order; that is the axis order of every array in this library.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io as stdio
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError, OutputError
+from .errors import ConstantImageError, InputError, OutputError
+from .filecheck import (
+    FileProblem,
+    check_folder_entries,
+    check_image_file,
+    file_kind,
+    require_regular,
+)
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-READABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+# Image files the library reads (besides DICOM series folders), in the order they are looked for.
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def split_image_suffix(name: str) -> tuple[str, str] | None:
+    """(stem, suffix) of an image file name (case-insensitive suffix), None for anything else."""
+    low = name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if low.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return None
 
 
 def format_family(path: str | os.PathLike) -> str:
@@ -36,7 +56,7 @@ def format_family(path: str | os.PathLike) -> str:
     return ".nii.gz"
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def _read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(folder))
     if not series:
@@ -46,23 +66,79 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
             f"{folder}: folder holds {len(series)} DICOM series; put the CE-T1 series "
             "in a folder of its own or pass one image file."
         )
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
-    return reader.Execute()
+    names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader.SetFileNames(names)
+    image = reader.Execute()
+    note = slice_spacing_note(names, image)
+    if note:
+        warnings.append(f"{folder}: {note}")
+    return image
 
 
-def read_image(path: str | os.PathLike, role: str = "image") -> sitk.Image:
+def slice_spacing_note(file_names, image: sitk.Image, tolerance: float = 0.1) -> str | None:
+    """A sentence when the slices of a DICOM series are unevenly spaced (a missing or duplicate
+    slice): ITK builds the volume with one spacing, so such a volume is distorted."""
+    if len(file_names) < 3:
+        return None
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    reader = sitk.ImageFileReader()
+    positions = []
+    for name in file_names:
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        positions.append(float(np.dot(reader.GetOrigin(), normal)))
+    gaps = np.abs(np.diff(np.sort(positions)))
+    expected = image.GetSpacing()[2]
+    if np.all(np.abs(gaps - expected) <= tolerance * expected):
+        return None
+    return (f"slice spacing is uneven ({gaps.min():.3g} to {gaps.max():.3g} mm between "
+            f"{len(file_names)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
+            "duplicated, so distances and volumes along the slice axis are off there.")
+
+
+def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> str:
+    """Refuse special, damaged or untrustworthy files before ITK opens them; returns the kind."""
+    kind = file_kind(p)
+    if kind == "missing":
+        raise InputError(f"{p}: {role} file not found.")
+    try:
+        if kind == "folder":
+            check_folder_entries(p)
+            return kind
+        findings = check_image_file(p)
+    except FileProblem as exc:
+        raise InputError(f"{p}: cannot read the {role} image: {exc}.") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read the {role} image ({exc.strerror}).") from None
+    if findings.untrusted and not trust_header:
+        raise InputError(f"{p}: {role} image orientation cannot be trusted: {findings.untrusted[0]}. "
+                         "Fix the header, or pass --trust-header to use the geometry as ITK reads it.")
+    warnings.extend(f"{p}: {u}; used as read because of --trust-header." for u in findings.untrusted)
+    return kind
+
+
+def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool = False,
+               warnings: list[str] | None = None) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MetaImage, or a DICOM series folder).
 
     ``role`` names the input in error messages (e.g. ``"CE-T1"``, ``"FLAIR"``).
-    Raises :class:`InputError` naming the file for anything missing, unreadable,
-    not 3D, not scalar, non-finite or constant. Returns the image unchanged
-    (pixel type preserved); the file is never modified.
+    Raises :class:`InputError` naming the file for anything missing, special (a FIFO),
+    damaged (truncated, corrupt stream), of untrustworthy orientation (unless
+    ``trust_header``; see :mod:`filecheck`), unreadable, not 3D, not scalar, non-finite or
+    constant. Doubts that do not stop the run are appended to ``warnings``. Returns the image
+    unchanged (pixel type preserved); the file is never modified.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: {role} file not found.")
+    warnings = [] if warnings is None else warnings
+    kind = _check_file(p, role, trust_header, warnings)
     try:
-        image = _read_dicom_series(p) if p.is_dir() else sitk.ReadImage(str(p))
+        with tempfile.TemporaryFile() as chatter:
+            with _stderr_to(chatter):  # ITK prints warnings on stderr; they become our warnings
+                image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+            chatter.seek(0)
+            said = [ln.strip() for ln in chatter.read().decode("utf-8", "replace").splitlines()
+                    if ln.strip() and not ln.startswith("WARNING: In ")]
+        warnings.extend(f"{p}: ITK reported while reading: {line[:300]}" for line in dict.fromkeys(said))
     except InputError:
         raise
     except RuntimeError as exc:
@@ -98,28 +174,56 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
         bad = int((~np.isfinite(array)).sum())
         raise InputError(f"{path}: the {role} image has {bad} NaN/Inf voxels; fix or mask them first.")
     if array.min() == array.max():
-        raise InputError(
+        raise ConstantImageError(
             f"{path}: the {role} image is constant (every voxel = {array.min()}); "
             "it holds no image data."
         )
 
 
-def read_scalar_volume(path: str | os.PathLike, role: str = "image") -> sitk.Image:
-    """Read and validate an image and return it as 3D float32 (a 1-volume 4D file is squeezed)."""
-    image = read_image(path, role)
+def read_scalar_volume(path: str | os.PathLike, role: str = "image", trust_header: bool = False,
+                       warnings: list[str] | None = None) -> sitk.Image:
+    """Read and validate an image and return it as 3D float32 (a 1-volume 4D file is squeezed).
+
+    :class:`InputError` when values do not fit float32 (e.g. float64 data near 1e300)."""
+    return as_scalar_volume(read_image(path, role, trust_header, warnings), f"{path}: the {role} image")
+
+
+def as_scalar_volume(image: sitk.Image, what: str = "the image") -> sitk.Image:
+    """A validated image (:func:`validate_image`) as 3D float32; a 1-volume 4D image is squeezed.
+
+    :class:`InputError` naming ``what`` when values do not fit float32."""
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
-    return sitk.Cast(image, sitk.sitkFloat32)
+    out = sitk.Cast(image, sitk.sitkFloat32)
+    if not np.isfinite(sitk.GetArrayViewFromImage(out)).all():
+        peak = float(np.abs(sitk.GetArrayViewFromImage(image)).max())
+        raise InputError(f"{what} has values (up to {peak:.3g}) beyond the float32 "
+                         "range the pipeline computes in; rescale the image.")
+    return out
 
 
 def read_csv_rows(path: str | os.PathLike, what: str = "manifest") -> list[dict[str, str]]:
     """Rows of a CSV file with a header (UTF-8, BOM allowed); :class:`InputError` naming the
     file when it is missing or has no rows. ``what`` names the file in messages."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: {what} not found.")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        require_regular(p, what)
+        raw = p.read_bytes()
+    except FileProblem as exc:
+        raise InputError(f"{p}: {exc}.") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read the {what} ({exc.strerror}).") from None
+    if b"\0" in raw:
+        raise InputError(f"{p}: the {what} is a binary file, not a CSV text file.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: the {what} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                         f"{exc.start}); save it as UTF-8 CSV.") from None
+    try:
+        rows = list(csv.DictReader(stdio.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InputError(f"{p}: the {what} is not valid CSV ({exc}).") from None
     if not rows:
         raise InputError(f"{p}: {what} has no rows.")
     return rows
@@ -147,17 +251,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def check_writable(path: Path, overwrite: bool) -> None:
-    """Raise :class:`OutputError` if ``path`` exists (without ``overwrite``) or its folder is not writable."""
+def check_writable(path: Path, overwrite: bool, create: bool = True) -> None:
+    """Raise :class:`OutputError` if ``path`` exists (without ``overwrite``) or is a folder, or
+    its folder cannot be written. ``create`` makes the folder; otherwise the nearest existing
+    parent must be a writable folder (a run that fails later then leaves no empty folder)."""
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists; pass --overwrite to replace it.")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder where an output file goes.")
     folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}).") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{folder}: output folder is not writable.")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}).") from None
+    existing = next(f for f in (folder, *folder.parents) if f.exists() or f == f.parent)
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: cannot create the output folder {folder} (a file is in the way).")
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"{existing}: output folder is not writable.")
 
 
 def default_file_mode() -> int:
@@ -175,33 +287,126 @@ def _atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
-def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False,
-                compress: bool = True) -> Path:
-    """Write ``image`` atomically (temporary file in the same folder, then rename)."""
+@contextlib.contextmanager
+def _stderr_to(sink):
+    """Send file descriptor 2 to ``sink`` for a while: ITK's NIfTI writer reports a short write
+    (``** ERROR: NWAD``) on stderr and returns normally; the caller turns it into one error line."""
+    getattr(sys.stderr, "flush", lambda: None)()
+    saved = os.dup(2)
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify_image_file(path: Path, image: sitk.Image) -> None:
+    """Check that ``path`` holds all of ``image``: the file is complete
+    (declared data size present, compressed stream intact) and its header has the image's
+    size and spacing. Raises :class:`FileProblem`."""
+    check_image_file(path, values=False)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise FileProblem("written file cannot be read back") from None
+    if (reader.GetSize() != image.GetSize()
+            or not np.allclose(reader.GetSpacing(), image.GetSpacing(), rtol=1e-5)):
+        raise FileProblem(f"written file has size {reader.GetSize()} / spacing {reader.GetSpacing()} "
+                          f"instead of {image.GetSize()} / {image.GetSpacing()}")
+
+
+def stage_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write ``image`` to a temporary file beside ``path``, verify it (:func:`verify_image_file`)
+    and return the temporary path; :class:`OutputError` (temporary file removed) if anything
+    fails, a full disk included. Rename it with :func:`commit`."""
     path = Path(path)
-    check_writable(path, overwrite)
     tmp = _atomic_target(path)
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        with tempfile.TemporaryFile() as chatter:
+            with _stderr_to(chatter):
+                sitk.WriteImage(image, str(tmp), useCompression=compress)
+            chatter.seek(0)
+            said = chatter.read().decode("utf-8", "replace").strip()
         os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except (RuntimeError, OSError) as exc:
+        _fsync(tmp)
+        verify_image_file(tmp, image)
+    except (RuntimeError, OSError, FileProblem) as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write the image ({exc}).") from None
+        detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
+        itk = f"; ITK said: {said.splitlines()[-1][:160]}" if "said" in locals() and said else ""
+        raise OutputError(f"{path}: cannot write the image ({detail}{itk}); nothing was replaced.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def stage_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` (UTF-8) to a verified temporary file beside ``path``; see :func:`stage_image`."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())
+        if tmp.stat().st_size != len(data):
+            raise OSError(0, f"wrote {tmp.stat().st_size} of {len(data)} bytes")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was replaced.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename verified temporary files onto their final names, with SIGINT/SIGTERM held back
+    until all are in place (a signal cannot leave a label map without its table)."""
+    mask = getattr(signal, "pthread_sigmask", None)  # POSIX only
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if mask else None
+    done = 0
+    try:
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write ({exc.strerror}).") from None
+            done += 1
+    finally:
+        for tmp, _ in staged[done:]:
+            tmp.unlink(missing_ok=True)
+        if mask:
+            mask(signal.SIG_SETMASK, previous)
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False,
+                compress: bool = True) -> Path:
+    """Write ``image`` atomically (verified temporary file in the same folder, then rename)."""
+    path = Path(path)
+    check_writable(path, overwrite)
+    commit([(stage_image(image, path, compress), path)])
     return path
 
 
 def write_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write a text file atomically."""
+    """Write a text file atomically (verified temporary file, then rename)."""
     path = Path(path)
     check_writable(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror}).") from None
+    commit([(stage_text(text, path), path)])
     return path

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
-from skimage import measure
 
 COLUMNS = (
     "lesion_id", "voxels", "volume_mm3", "longest_diameter_mm", "axial_longest_diameter_mm",
@@ -59,8 +57,9 @@ def label_instances(binary: np.ndarray, spacing_xyz, min_volume_mm3: float = 0.0
     return lut[labels]
 
 
-def rethreshold(probability: sitk.Image, threshold: float, min_volume_mm3: float = 0.0) -> sitk.Image:
-    """Instance label map (uint16, same geometry) of ``probability > threshold``."""
+def threshold_lesions(probability: sitk.Image, threshold: float, min_volume_mm3: float = 0.0) -> sitk.Image:
+    """Instance label map (uint16, same geometry) of ``probability > threshold``: the one
+    thresholding rule of a run, used again unchanged when a user moves the threshold."""
     prob = sitk.GetArrayViewFromImage(probability)
     labels = label_instances(prob > threshold, probability.GetSpacing(), min_volume_mm3)
     out = sitk.GetImageFromArray(labels.astype(np.uint16))
@@ -69,44 +68,71 @@ def rethreshold(probability: sitk.Image, threshold: float, min_volume_mm3: float
 
 
 @dataclass(frozen=True)
-class _Frame:
+class Frame:
     """Maps (k, j, i) index coordinates of an image to LPS mm."""
 
     origin: np.ndarray
     matrix: np.ndarray  # 3x3: LPS = origin + matrix @ (i, j, k)
 
     @classmethod
-    def of(cls, image: sitk.Image) -> _Frame:
+    def of(cls, image: sitk.Image) -> Frame:
         d = np.reshape(image.GetDirection(), (3, 3))
         return cls(np.asarray(image.GetOrigin()), d * np.asarray(image.GetSpacing()))
+
+    @classmethod
+    def from_spacing(cls, spacing_xyz, direction=None) -> Frame:
+        """Frame at origin 0 from a voxel size (x, y, z) mm and row-major direction cosines."""
+        d = np.eye(3) if direction is None else np.reshape(direction, (3, 3))
+        return cls(np.zeros(3), d * np.asarray(spacing_xyz, float))
 
     def lps(self, kji: np.ndarray) -> np.ndarray:
         return self.origin + kji[:, ::-1] @ self.matrix.T
 
 
-def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
+def _farthest_pair(points: np.ndarray) -> tuple[float, np.ndarray]:
     """Largest pairwise distance of (N, 3) points and the unit vector along it."""
     if len(points) < 2:
         return 0.0, np.array([1.0, 0.0, 0.0])
-    try:
-        pts = points[ConvexHull(points).vertices] if len(points) > 50 else points
-    except QhullError:  # flat point sets (single-slice lesions)
-        pts = points
-    d = pdist(pts)
-    best = int(np.argmax(d))
-    # recover the pair from the condensed index
-    n = len(pts)
-    i = int(n - 2 - np.floor(np.sqrt(-8 * best + 4 * n * (n - 1) - 7) / 2 - 0.5))
-    j = int(best + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
-    vec = pts[j] - pts[i]
-    return float(d[best]), vec / (np.linalg.norm(vec) or 1.0)
+    if len(points) > 50:  # the farthest pair lies on the convex hull
+        try:
+            points = points[ConvexHull(points).vertices]
+        except QhullError:  # flat point sets (single-slice lesions)
+            pass
+    n = len(points)
+    if n <= 4000:  # scipy's pdist; recover the pair from the condensed index
+        d = pdist(points)
+        k = int(np.argmax(d))
+        i = int(n - 2 - np.floor(np.sqrt(-8 * k + 4 * n * (n - 1) - 7) / 2 - 0.5))
+        j = int(k + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
+        best = float(d[k])
+    else:  # huge flat sets (no hull): blocks bound the memory
+        best, i, j = 0.0, 0, 0
+        for start in range(0, n, 1024):
+            d2 = ((points[start:start + 1024, None] - points[None]) ** 2).sum(-1)
+            k = int(np.argmax(d2))
+            if d2.flat[k] > best * best:
+                best, i, j = float(np.sqrt(d2.flat[k])), start + k // n, k % n
+    vec = points[j] - points[i]
+    return best, vec / (np.linalg.norm(vec) or 1.0)
 
 
-def longest_diameter_mm(mask_kji: np.ndarray, frame: _Frame, offset_kji) -> float:
-    """Longest 3D diameter (mm) of a (Z, Y, X) mask from its marching-cubes surface."""
-    padded = np.pad(mask_kji.astype(np.uint8), 1)
-    verts = measure.marching_cubes(padded, 0.5)[0] - 1 + np.asarray(offset_kji)
-    return _max_distance(frame.lps(verts))[0]
+def component_diameters_mm(labels_kji: np.ndarray, n: int, frame: Frame) -> np.ndarray:
+    """Longest 3D diameter (mm) of components 1..n of a (Z, Y, X) label map: THE lesion size.
+
+    The diameter is the largest distance between two points of the lesion's surface at the
+    half-voxel boundary, i.e. the vertices of its marching-cubes surface at level 0.5. On a
+    label map those vertices are exactly the midpoints between each lesion voxel and its
+    6-neighbours not in the lesion, so they are collected for every component in one pass
+    (no marching-cubes call per lesion). Ids without voxels get 0. A single voxel measures
+    its largest edge; a sphere of radius r measures 2r to within one voxel.
+    """
+    labels_kji = np.asarray(labels_kji)
+    if n == 0:
+        return np.zeros(0)
+    pts, ids = _face_points(labels_kji, range(3))
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(1, n + 2))
+    return _grouped_farthest_pair(frame.lps(pts[order]), bounds[:-1], bounds[1:])[0]
 
 
 def axial_axis(image: sitk.Image) -> int:
@@ -115,64 +141,145 @@ def axial_axis(image: sitk.Image) -> int:
     return 2 - int(np.argmax(np.abs(d[2])))
 
 
-def _axial_diameters(mask_kji: np.ndarray, frame: _Frame, offset_kji, axis: int):
-    """(longest, perpendicular, slice count) on the axial slices of a lesion, mm."""
-    normal = frame.matrix[:, 2 - axis]
-    normal = normal / np.linalg.norm(normal)
-    best = (0.0, 0.0)
-    slices = 0
-    for s in range(mask_kji.shape[axis]):
-        plane = np.take(mask_kji, s, axis=axis)
-        if not plane.any():
-            continue
-        slices += 1
-        contours = measure.find_contours(np.pad(plane.astype(np.uint8), 1), 0.5)
-        pts2 = np.concatenate(contours) - 1
-        kji = np.insert(pts2, axis, s, axis=1) + np.asarray(offset_kji)
-        pts = frame.lps(kji)
-        longest, direction = _max_distance(pts)
-        if longest > best[0]:
-            perp = np.cross(normal, direction)
-            proj = pts @ perp
-            best = (longest, float(proj.max() - proj.min()))
-    return best[0], best[1], slices
+def _face_points(lab: np.ndarray, axes) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoints (k, j, i) between each labelled voxel and its face-neighbours along ``axes``
+    that carry another value, with the voxel's label. Only lesion voxels are visited:
+    lesions fill a small part of a scan."""
+    voxels = np.nonzero(lab)
+    own = lab[voxels]
+    padded = np.pad(lab, 1)
+    kji = np.stack(voxels, axis=1)
+    points, ids = [np.zeros((0, 3))], [np.zeros(0, own.dtype)]
+    for axis in axes:
+        for step in (1, -1):
+            at = [v + 1 for v in voxels]
+            at[axis] = at[axis] + step
+            face = padded[tuple(at)] != own
+            mid = kji[face].astype(np.float64)
+            mid[:, axis] += 0.5 * step
+            points.append(mid)
+            ids.append(own[face])
+    return np.concatenate(points), np.concatenate(ids)
+
+
+# Groups up to this many points are measured all at once (all pairs, batched by size);
+# larger ones one by one through their convex hull (_farthest_pair).
+_BATCH_MAX_POINTS = 50
+_BATCH_PAIRS = 2_000_000  # pair distances per batch (bounds memory to ~50 MB)
+
+
+def _grouped_farthest_pair(points: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Largest pairwise distance of each group ``points[starts[g]:ends[g]]`` (mm) and the
+    unit vector along it (the first such pair in (i, j) order for ties)."""
+    sizes = ends - starts
+    length = np.zeros(len(starts))
+    direction = np.tile([1.0, 0.0, 0.0], (len(starts), 1))
+    for size in np.unique(sizes[(sizes > 1) & (sizes <= _BATCH_MAX_POINTS)]):
+        groups = np.flatnonzero(sizes == size)
+        step = max(1, _BATCH_PAIRS // (size * size))
+        for b in range(0, len(groups), step):
+            sel = groups[b:b + step]
+            pts = points[starts[sel][:, None] + np.arange(size)]  # (m, size, 3)
+            d2 = ((pts[:, :, None] - pts[:, None]) ** 2).sum(-1).reshape(len(sel), -1)
+            best = d2.argmax(axis=1)
+            first, second = np.divmod(best, size)
+            rows = np.arange(len(sel))
+            vec = pts[rows, second] - pts[rows, first]
+            norm = np.linalg.norm(vec, axis=1)
+            length[sel] = norm
+            direction[sel] = vec / np.where(norm > 0, norm, 1.0)[:, None]
+    for g in np.flatnonzero(sizes > _BATCH_MAX_POINTS):
+        length[g], direction[g] = _farthest_pair(points[starts[g]:ends[g]])
+    return length, direction
+
+
+def _axial_diameters(lab: np.ndarray, n: int, frame: Frame, axis: int):
+    """(longest, perpendicular, slice count) per label 0..n on its axial slices, mm."""
+    in_plane = [a for a in range(3) if a != axis]
+    pts, ids = _face_points(lab, in_plane)
+    slices = np.rint(pts[:, axis]).astype(np.int64)
+    key = ids.astype(np.int64) * (lab.shape[axis] + 1) + slices
+    order = np.argsort(key, kind="stable")
+    pts, key = frame.lps(pts[order]), key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], len(key)]
+    group_label = key[starts] // (lab.shape[axis] + 1)
+    group_slice = key[starts] % (lab.shape[axis] + 1)
+    length, direction = _grouped_farthest_pair(pts, starts, ends)
+    # perpendicular extent of every group's contour, across its longest diameter
+    normal = frame.matrix[:, 2 - axis] / np.linalg.norm(frame.matrix[:, 2 - axis])
+    across = np.cross(normal, direction)
+    group_of_point = np.repeat(np.arange(len(starts)), ends - starts)
+    proj = np.einsum("ij,ij->i", pts, across[group_of_point])
+    extent = np.maximum.reduceat(proj, starts) - np.minimum.reduceat(proj, starts)
+    # per label, the slice with the longest diameter (the lowest such slice on ties)
+    best = np.lexsort((group_slice, -length, group_label))
+    first = best[np.r_[True, group_label[best][1:] != group_label[best][:-1]]]
+    longest, perpendicular = np.zeros(n + 1), np.zeros(n + 1)
+    longest[group_label[first]] = length[first]
+    perpendicular[group_label[first]] = extent[first]
+    # a lesion slice always has contour points: one group per (label, slice)
+    n_slices = np.bincount(group_label, minlength=n + 1)
+    return longest, perpendicular, n_slices
 
 
 def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> list[dict]:
-    """One row per lesion id in ``labels`` (ids as stored), columns :data:`COLUMNS`.
+    """One row per lesion id present in ``labels`` (ids as stored), columns :data:`COLUMNS`.
+
+    Every lesion is measured at once: the level-0.5 surface (3D) and contour (axial) points
+    of all lesions are collected in one pass over the array (on a label map they are the
+    midpoints between a lesion voxel and its face-neighbours outside it), which keeps
+    re-thresholding interactive when a low threshold gives thousands of specks. Of several
+    equally long axial diameters the first is taken for the perpendicular one.
 
     probability: same geometry as ``labels``; without it the probability columns are NaN.
     """
-    lab = sitk.GetArrayViewFromImage(labels)
-    prob = None if probability is None else sitk.GetArrayViewFromImage(probability)
-    frame = _Frame.of(labels)
+    lab = sitk.GetArrayFromImage(labels).astype(np.int64, copy=False)
+    if lab.size and lab.min() < 0:
+        raise ValueError("lesion label maps hold ids >= 0")
+    n = int(lab.max()) if lab.size else 0
+    if n == 0:
+        return []
+    frame = Frame.of(labels)
     axis = axial_axis(labels)
+    # work inside the lesions' bounding box (distances do not depend on the offset)
+    fg = np.nonzero(lab)
+    box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in fg)
+    lab_box = lab[box]
+    counts = np.bincount(lab_box.ravel(), minlength=n + 1)
+    fg_ids = lab[fg]
+    centroid_kji = np.stack([np.bincount(fg_ids, weights=c, minlength=n + 1) for c in fg],
+                            axis=1) / np.maximum(counts, 1)[:, None]
+    ras = frame.lps(centroid_kji) * np.array([-1.0, -1.0, 1.0])
+    longest_3d = np.r_[0.0, component_diameters_mm(lab_box, n, frame)]
+    ax_long, ax_perp, n_slices = _axial_diameters(lab_box, n, frame, axis)
+    present = np.flatnonzero(counts[1:]) + 1
+    if probability is not None:
+        p_fg = sitk.GetArrayViewFromImage(probability)[fg].astype(np.float64)
+        p_max = np.full(n + 1, -np.inf)
+        np.maximum.at(p_max, fg_ids, p_fg)
+        p_max = p_max[present]
+        p_mean = np.bincount(fg_ids, weights=p_fg, minlength=n + 1)[present] / counts[present]
+    else:
+        p_max = p_mean = np.full(len(present), np.nan)
     vvol = voxel_volume_mm3(labels.GetSpacing())
     rows = []
-    for idx, box in enumerate(ndimage.find_objects(lab.astype(np.int64, copy=False)), start=1):
-        if box is None:
-            continue
-        mask = lab[box] == idx
-        offset = np.array([b.start for b in box])
-        kji = np.argwhere(mask) + offset
-        centroid_kji = kji.mean(axis=0)
-        r, a, s = frame.lps(centroid_kji[None])[0] * np.array([-1.0, -1.0, 1.0])
-        ax_long, ax_perp, n_slices = _axial_diameters(mask, frame, offset, axis)
-        p = prob[box][mask] if prob is not None else np.array([np.nan])
+    for row, idx in enumerate(present):
+        k, j, i = centroid_kji[idx]
         rows.append({
-            "lesion_id": idx,
-            "voxels": int(mask.sum()),
-            "volume_mm3": float(mask.sum() * vvol),
-            "longest_diameter_mm": longest_diameter_mm(mask, frame, offset),
-            "axial_longest_diameter_mm": ax_long,
-            "axial_perpendicular_diameter_mm": ax_perp,
-            "axial_slices": n_slices,
-            "centroid_r": float(r), "centroid_a": float(a), "centroid_s": float(s),
-            "centroid_i": int(round(centroid_kji[2])), "centroid_j": int(round(centroid_kji[1])),
-            "centroid_k": int(round(centroid_kji[0])),
-            "max_probability": float(p.max()), "mean_probability": float(p.mean()),
-            "rano_bm_measurable": bool(ax_long >= RANO_MIN_LONGEST_MM
-                                       and ax_perp >= RANO_MIN_PERPENDICULAR_MM
-                                       and n_slices >= RANO_MIN_SLICES),
+            "lesion_id": int(idx),
+            "voxels": int(counts[idx]),
+            "volume_mm3": float(counts[idx] * vvol),
+            "longest_diameter_mm": float(longest_3d[idx]),
+            "axial_longest_diameter_mm": float(ax_long[idx]),
+            "axial_perpendicular_diameter_mm": float(ax_perp[idx]),
+            "axial_slices": int(n_slices[idx]),
+            "centroid_r": float(ras[idx, 0]), "centroid_a": float(ras[idx, 1]),
+            "centroid_s": float(ras[idx, 2]),
+            "centroid_i": int(round(i)), "centroid_j": int(round(j)), "centroid_k": int(round(k)),
+            "max_probability": float(p_max[row]), "mean_probability": float(p_mean[row]),
+            "rano_bm_measurable": bool(ax_long[idx] >= RANO_MIN_LONGEST_MM
+                                       and ax_perp[idx] >= RANO_MIN_PERPENDICULAR_MM
+                                       and n_slices[idx] >= RANO_MIN_SLICES),
         })
     return rows

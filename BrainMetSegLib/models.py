@@ -1,6 +1,7 @@
 """Model packages: a folder with a model card (``model.json``) and safetensors weights.
 
-A package is found by path or by name in the registry ``Resources/Models.json``.
+A package is found by path or by name in the registry ``Resources/Models.json``
+(:mod:`BrainMetSegLib.resources` says where that is for each kind of install).
 Weights are loaded with safetensors (no pickle, no code from the file) after their
 sha256 is checked against the card.
 """
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .filecheck import file_kind
 from .io import sha256_file
+from .resources import REGISTRY_FILE
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
-REGISTRY_FILE = RESOURCES_DIR / "Models.json"
 DEFAULT_MODEL = "brainmetseg-demo"
 CARD_NAME = "model.json"
 
@@ -70,7 +71,15 @@ class ModelCard:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"{source}: model card has unknown fields {unknown}.")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+
+    def __post_init__(self):
+        from .options import check_card
+
+        check_card(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,18 +94,27 @@ class ModelPackage:
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / self.card.weights
+        """The weights file; :class:`ModelError` if the card's ``weights`` leaves the package folder."""
+        folder = self.folder.resolve()
+        path = (folder / self.card.weights).resolve()
+        if Path(self.card.weights).is_absolute() or not path.is_relative_to(folder):
+            raise ModelError(f"{self.folder / CARD_NAME}: model card field 'weights' ({self.card.weights!r}) "
+                             "points outside the package folder; weights must be a file inside it.")
+        return path
 
     def weight_files(self) -> list[tuple[Path, str]]:
-        """(path, sha256) of every weight file: the ensemble's members, or the one ``weights``."""
-        members = self.card.ensemble or [{"weights": self.card.weights, "sha256": self.card.sha256}]
-        out = []
-        for m in members:
+        """(path, sha256) of every weight file: the ensemble's members, or the one ``weights``;
+        :class:`ModelError` for a file outside the package folder."""
+        if not self.card.ensemble:
+            return [(self.weights_path, self.card.sha256)]
+        folder, out = self.folder.resolve(), []
+        for m in self.card.ensemble:
             name = m.get("weights") if isinstance(m, dict) else None
-            if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-                raise ModelError(f"{self.folder / CARD_NAME}: weights entry {m!r} must name a file "
-                                 "inside the package folder.")
-            out.append((self.folder / name, str(m.get("sha256", ""))))
+            path = (folder / name).resolve() if isinstance(name, str) and name else folder
+            if path == folder or Path(name).is_absolute() or not path.is_relative_to(folder):
+                raise ModelError(f"{self.folder / CARD_NAME}: ensemble entry {m!r} must name a "
+                                 "weights file inside the package folder.")
+            out.append((path, str(m.get("sha256", ""))))
         return out
 
     def io(self):
@@ -163,11 +181,14 @@ def with_aliases(net, state: dict) -> dict:
 
 
 def verify_weights(package: ModelPackage) -> None:
-    """Raise :class:`ModelError` unless every weight file exists and matches its sha256 in the card."""
+    """Raise :class:`ModelError` unless every weight file exists (a regular file) and matches
+    its sha256 in the card."""
     card_path = package.folder / CARD_NAME
     for path, expected in package.weight_files():
-        if not path.is_file():
-            raise ModelError(f"{path}: weights file named by the model card is missing.")
+        kind = file_kind(path)
+        if kind != "file":
+            raise ModelError(f"{path}: weights file named by the model card is "
+                             f"{'missing' if kind == 'missing' else 'a ' + kind + ', not a regular file'}.")
         if not expected:
             raise ModelError(f"{card_path}: model card has no sha256 for {path.name}.")
         actual = sha256_file(path)
@@ -207,20 +228,32 @@ def read_registry(registry: Path = REGISTRY_FILE, user_models: bool = True) -> l
     return entries
 
 
-def _registry_folder(name: str, registry: Path) -> Path:
+def cache_folder(name: str) -> Path:
+    """Where a downloaded registry model lives: ``$BRAINMETSEG_CACHE/models/<name>``
+    (default cache ``~/.cache/brainmetseg``)."""
+    cache = Path(os.environ.get("BRAINMETSEG_CACHE", Path.home() / ".cache" / "brainmetseg"))
+    return cache / "models" / name
+
+
+def registry_entry(name: str, registry: Path = REGISTRY_FILE) -> dict:
+    """The registry entry called ``name``; :class:`ModelError` listing the known names otherwise."""
     for entry in read_registry(registry):
         if entry.get("name") == name:
-            if "path" in entry:
-                return (registry.parent / entry["path"]).resolve()
-            cache = Path(os.environ.get("BRAINMETSEG_CACHE", Path.home() / ".cache" / "brainmetseg"))
-            folder = cache / "models" / name
-            if (folder / CARD_NAME).is_file():
-                return folder
-            raise ModelError(f"model {name!r} is not downloaded yet (expected in {folder}); "
-                             f"download {entry.get('url')} there, or pass a model folder.")
+            return entry
     names = [e.get("name") for e in read_registry(registry)]
     raise ModelError(f"unknown model {name!r}: not a folder and not in {registry} "
                      f"(known: {', '.join(map(str, names)) or 'none'}).")
+
+
+def _registry_folder(name: str, registry: Path) -> Path:
+    entry = registry_entry(name, registry)
+    if "path" in entry:
+        return (registry.parent / entry["path"]).resolve()
+    folder = cache_folder(name)
+    if (folder / CARD_NAME).is_file():
+        return folder
+    raise ModelError(f"model {name!r} is not downloaded yet (expected in {folder}); "
+                     f"run: brainmetseg models --download {name}")
 
 
 def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
@@ -229,19 +262,20 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
     candidate = Path(name_or_path)
     folder = candidate if candidate.is_dir() else _registry_folder(str(name_or_path), registry)
     card_path = folder / CARD_NAME
-    if not card_path.is_file():
+    kind = file_kind(card_path)
+    if kind == "missing":
         raise ModelError(f"{folder}: not a model package ({CARD_NAME} is missing).")
+    if kind != "file":
+        raise ModelError(f"{card_path}: model card is a {kind}, not a regular file.")
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{card_path}: model card is not valid JSON ({exc}).") from None
-    card = ModelCard.from_dict(data, str(card_path))
-    from .architectures import ARCHITECTURES
-
-    if card.architecture not in ARCHITECTURES:
-        raise ModelError(f"{card_path}: unknown architecture {card.architecture!r} "
-                         f"(known: {', '.join(ARCHITECTURES)}).")
-    return ModelPackage(card, folder)
+    if not isinstance(data, dict):
+        raise ModelError(f"{card_path}: model card must be a JSON object.")
+    package = ModelPackage(ModelCard.from_dict(data, str(card_path)), folder)
+    package.weights_path  # noqa: B018 - refuses weights outside the folder before any use
+    return package
 
 
 def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: bool = False) -> ModelPackage:

@@ -24,8 +24,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
+from .options import Normalisation
 
-SCHEMES = ("nnunet-zscore", "nnunet-zscore-masked", "zscore-nonzero")
+SCHEMES = (Normalisation.NNUNET_ZSCORE.value, Normalisation.NNUNET_ZSCORE_MASKED.value,
+           Normalisation.ZSCORE_NONZERO.value)
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,32 @@ Every file is written atomically; an existing file is replaced only with ``overw
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io as _io
 import json
 import math
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from .errors import OutputError
-from .io import check_writable, write_image, write_text
+from .io import check_writable, commit, stage_image, stage_text
 from .lesions import COLUMNS
+from .options import OutputFormat
 
+try:
+    import fcntl
+except ImportError:  # Windows: msvcrt byte-range locks instead of flock
+    fcntl = None
+    import msvcrt
+
+LOCK_NAME = ".brainmetseg.lock"
 OUTPUT_NAMES = {"labels": "lesion_labels", "probability": "probability"}
-FORMATS = {"nii.gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha"}
+FORMATS = {f.value: f.suffix for f in OutputFormat}
 
 
 def table_csv(rows: list[dict]) -> str:
@@ -51,25 +63,151 @@ def planned_paths(outdir: Path, ext: str) -> dict[str, Path]:
     }
 
 
-def check_outputs(outdir: Path, ext: str, overwrite: bool) -> dict[str, Path]:
-    """Fail before any work if an output exists (without overwrite) or the folder is not writable."""
-    paths = planned_paths(outdir, ext)
-    for path in paths.values():
-        check_writable(path, overwrite)
-    return paths
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
-def write_result(result, outdir: Path, ext: str, overwrite: bool = False) -> dict[str, Path]:
-    """Write ``result`` (a :class:`~BrainMetSegLib.pipeline.Result`) into ``outdir``."""
-    paths = check_outputs(outdir, ext, overwrite)
+def stale_paths(outdir: Path, ext: str) -> list[Path]:
+    """Image outputs of another format in ``outdir`` (an earlier run's), replaced by this run's."""
+    return [outdir / f"{stem}{other}" for stem in OUTPUT_NAMES.values() for other in FORMATS.values()
+            if other != ext and (outdir / f"{stem}{other}").exists()]
+
+
+def check_outputs(outdir: Path, ext: str, overwrite: bool,
+                  inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
+    """Fail before any work if an output exists (without overwrite), the folder is not writable,
+    or an output (or a stale output to be removed) would replace one of ``inputs``, or the output
+    folder is inside an input folder (a DICOM series)."""
     if ext not in FORMATS.values():
         raise OutputError(f"{outdir}: unknown output format {ext!r}.")
-    write_image(sitk.Cast(result.labels, sitk.sitkUInt16), paths["labels"], overwrite)
-    write_image(sitk.Cast(result.probability, sitk.sitkFloat32), paths["probability"], overwrite)
-    write_text(table_csv(result.table), paths["table_csv"], overwrite)
-    write_text(json.dumps(_json_safe({"case": result.case_id, "lesions": result.table}), indent=2) + "\n",
-               paths["table_json"], overwrite)
-    run = {"case": result.case_id, **result.provenance, "timings_s": result.timings_s,
-           "lesions": result.n_lesions, "outputs": {k: p.name for k, p in paths.items()}}
-    write_text(json.dumps(_json_safe(run), indent=2) + "\n", paths["run"], overwrite)
+    paths = planned_paths(outdir, ext)
+    for path in paths.values():
+        check_writable(path, overwrite, create=False)
+    stale = stale_paths(outdir, ext)
+    if stale and not overwrite:
+        raise OutputError(f"{stale[0]}: an earlier run's output exists; pass --overwrite to replace "
+                          "that run's outputs.")
+    for given in inputs:
+        source = Path(given)
+        if source.is_dir() and _inside(outdir, source):
+            raise OutputError(f"{outdir}: output folder is inside the input folder {source}; "
+                              "choose another output folder (inputs are never modified).")
+        for path in (*paths.values(), *stale_paths(outdir, ext)):
+            if path.exists() and source.exists() and os.path.samefile(path, source):
+                raise OutputError(f"{path}: is an input of this run ({source}); choose another output "
+                                  "folder (inputs are never overwritten).")
     return paths
+
+
+def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
+                 inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
+    """Write ``result`` (a :class:`~BrainMetSegLib.pipeline.Result`) into ``outdir``.
+
+    All files are first written under temporary names and verified (a full disk is caught
+    there), then renamed together; image outputs of another format from an earlier run are
+    removed only after that (with ``overwrite``). A failure leaves the folder as it was.
+    ``inputs`` are never written over (see :func:`check_outputs`).
+    """
+    paths = check_outputs(outdir, ext, overwrite, inputs)
+    run = {"case": result.case_id, **result.provenance, "timings_s": result.timings_s,
+           "lesions": result.n_lesions, "warnings": list(result.warnings),
+           "outputs": {k: p.name for k, p in paths.items()}}
+    created = _make_folders(outdir)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        staged.append((stage_image(sitk.Cast(result.labels, sitk.sitkUInt16), paths["labels"]), paths["labels"]))
+        staged.append((stage_image(sitk.Cast(result.probability, sitk.sitkFloat32), paths["probability"]),
+                       paths["probability"]))
+        staged.append((stage_text(table_csv(result.table), paths["table_csv"]), paths["table_csv"]))
+        table = json.dumps(_json_safe({"case": result.case_id, "lesions": result.table}), indent=2) + "\n"
+        staged.append((stage_text(table, paths["table_json"]), paths["table_json"]))
+        staged.append((stage_text(json.dumps(_json_safe(run), indent=2) + "\n", paths["run"]), paths["run"]))
+        check_outputs(outdir, ext, overwrite, inputs)  # nothing appeared meanwhile
+        commit(staged)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for made in reversed(created):
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+    for old in stale_paths(outdir, ext):  # only now: the new outputs are in place and verified
+        old.unlink(missing_ok=True)
+    return paths
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and missing parents; return the folders created (deepest last)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}).") from None
+    return missing[::-1]
+
+
+def _lock_nonblocking(fd: int) -> None:
+    """Exclusive lock on an open file, or :class:`OSError` (EWOULDBLOCK/EACCES) if held elsewhere."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
+@contextlib.contextmanager
+def output_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the duration of a run.
+
+    The lock is ``fcntl.flock`` on ``folder/.brainmetseg.lock`` (non-blocking): a second run
+    into the same folder fails at once with :class:`OutputError` instead of mixing its outputs
+    with the first run's. The folder (and missing parents) is created if needed; if the run
+    fails and a folder created here is left empty, it is removed again, so a failed run leaves
+    nothing behind. The lock file is removed on exit. Yields the folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: output path exists and is not a folder.")
+    created = _make_folders(folder)
+    lock_path = folder / LOCK_NAME
+    fd = -1
+    ok = False
+    try:
+        while True:  # the file may be unlinked by the holder between our open and flock: retry
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot create a lock file in the output folder "
+                                  f"({exc.strerror}).") from None
+            try:
+                _lock_nonblocking(fd)
+            except OSError as exc:
+                os.close(fd)
+                fd = -1
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
+                    raise OutputError(f"{folder}: another brainmetseg run is writing into this folder "
+                                      f"(locked by {lock_path.name}); wait for it or choose another "
+                                      "output folder.") from None
+                raise OutputError(f"{folder}: cannot lock the output folder ({exc.strerror}).") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+            fd = -1
+        yield folder
+        ok = True
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+            os.close(fd)
+        if not ok:
+            for made in reversed(created):
+                with contextlib.suppress(OSError):
+                    made.rmdir()  # only succeeds when empty

@@ -11,25 +11,33 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .architectures import patch_size_problem
 from .coregister import onto_ce_t1
-from .errors import InputError
+from .errors import InputError, ModelError, NotEnoughMemoryError
 from .inference import InferenceConfig, predict, resolve_device
-from .io import read_scalar_volume, sha256_file
-from .lesions import lesion_table, rethreshold
+from .io import (
+    as_scalar_volume,
+    read_scalar_volume,
+    sha256_file,
+    split_image_suffix,
+    validate_image,
+)
+from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
+from .options import check_segment_config
+from .plausibility import brain_volume_note, image_notes
 from .preprocess import PreprocessConfig, preprocess
-from .progress import ProgressCallback, ProgressEvent, check_cancelled, no_progress
-
-SEQUENCES = ("t1ce", "t1", "t2", "flair")
-SEQUENCE_LABELS = {"t1ce": "CE-T1", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
+from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
+from .sequences import SEQUENCE_LABELS, SEQUENCES
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,10 @@ class SegmentConfig:
     min_volume_mm3: smaller predicted components are removed (mm^3).
     brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
+    trust_header: use an input's geometry even where its header makes orientation or spacing
+        untrustworthy (NIfTI pixdim <= 0 or no qform/sform code, MetaImage/NRRD spacing <= 0);
+        refused by default, since a wrong orientation silently mirrors every lesion.
+    Every value is checked on creation (:func:`options.check_segment_config`).
     """
 
     model: str = DEFAULT_MODEL
@@ -53,6 +65,10 @@ class SegmentConfig:
     patch_size: tuple[int, int, int] | None = None
     overlap: float | None = None
     blend_mode: str | None = None
+    trust_header: bool = False
+
+    def __post_init__(self):
+        check_segment_config(self)
 
 
 @dataclass(frozen=True)
@@ -70,10 +86,8 @@ class CaseInputs:
         if self.case_id:
             return self.case_id
         name = Path(self.t1ce).name
-        for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        parts = split_image_suffix(name)
+        return name if parts is None else parts[0]
 
     def given(self) -> dict[str, str]:
         return {s: getattr(self, s) for s in SEQUENCES if getattr(self, s)}
@@ -89,6 +103,7 @@ class Result:
     table: list[dict]
     timings_s: dict[str, float]
     provenance: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_lesions(self) -> int:
@@ -101,7 +116,7 @@ class _Timer:
         self.progress, self.cancel = progress, cancel
 
     @contextmanager
-    def stage(self, name: str, message: str):
+    def stage(self, name: Stage, message: str):
         check_cancelled(self.cancel)
         self.progress(ProgressEvent(name, 0.0, message))
         t0 = time.perf_counter()
@@ -125,9 +140,17 @@ def _check_sequences(inputs: CaseInputs, package: ModelPackage) -> list[str]:
 
 
 class Segmenter:
-    """A loaded model plus settings; ``run`` segments one case. Reuse it for a cohort."""
+    """A loaded model plus settings; ``run`` segments one case from files, ``run_images`` from
+    images in memory. Reuse it for a cohort (the network is built and loaded once).
 
-    def __init__(self, config: SegmentConfig = SegmentConfig(), package: ModelPackage | None = None):
+    package: the model package (default: ``config.model`` looked up by name or folder).
+    network: an already-built ``torch.nn.Module`` taking the card's input sequences as channels
+        and giving one logit channel (e.g. a network being trained, or a stand-in in tests);
+        used as given instead of loading the package's weights.
+    """
+
+    def __init__(self, config: SegmentConfig = SegmentConfig(), package: ModelPackage | None = None,
+                 network=None):
         self.config = config
         self.package = package or load_package(config.model)
         self.device = resolve_device(config.device)
@@ -137,58 +160,94 @@ class Segmenter:
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
-            normalisation=card.normalisation, device=self.device)
+            normalisation=card.normalisation, device=self.device, trust_header=config.trust_header)
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
             precision=config.precision)
-        if not 0.0 < self.threshold < 1.0:
-            raise InputError(f"threshold {self.threshold} must lie strictly between 0 and 1.")
-        self._net = None
+        problem = patch_size_problem(card.architecture, self.inference_config.patch_size, card.architecture_args)
+        if problem:
+            raise InputError(f"patch size for model {card.name}: {problem}.")
+        self._net = network
 
     @property
     def net(self):
+        """The network (built and loaded from the package on first use, unless one was given)."""
         if self._net is None:
             self._net = self.package.load_network(self.device)
         return self._net
-
-    def _read(self, inputs: CaseInputs, timer: _Timer) -> list[sitk.Image]:
-        order = _check_sequences(inputs, self.package)
-        with timer.stage("read", "reading images"):
-            images = {s: read_scalar_volume(p, SEQUENCE_LABELS[s]) for s, p in inputs.given().items()}
-        if len(order) > 1:
-            with timer.stage("coregister", "co-registering extra sequences to the CE-T1"):
-                for s in order[1:]:
-                    images[s] = onto_ce_t1(images["t1ce"], images[s], SEQUENCE_LABELS[s], getattr(inputs, s))
-        return [images[s] for s in order]
 
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:
         """Segment one case (paths in ``inputs``); see :func:`segment`."""
         inputs = CaseInputs(inputs) if isinstance(inputs, str | Path) else inputs
+        order = _check_sequences(inputs, self.package)
         timer = _Timer(progress or no_progress, cancel)
-        images = self._read(inputs, timer)
-        result = self.run_images(images, timer, inputs.id, cancel)
+        warnings: list[str] = []
+        with timer.stage(Stage.READ, "reading images"):
+            images = [read_scalar_volume(getattr(inputs, s), SEQUENCE_LABELS[s], self.config.trust_header,
+                                         warnings) for s in order]
+        try:
+            result = self._segment(images, inputs.id, timer, cancel, [getattr(inputs, s) for s in order])
+        except (InputError, NotEnoughMemoryError) as exc:  # name the case's file (model errors name theirs)
+            if str(inputs.t1ce) in str(exc):
+                raise
+            raise type(exc)(f"{inputs.t1ce}: {exc}") from None
+        result.warnings[:0] = warnings
         result.provenance["inputs"] = {s: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
                                        for s, p in inputs.given().items()}
         return result
 
-    def run_images(self, images: list[sitk.Image], timer: _Timer, case_id: str,
+    def run_images(self, images: Sequence[sitk.Image], case_id: str,
+                   progress: ProgressCallback | None = None,
                    cancel: threading.Event | None = None) -> Result:
-        """Segment images already read (CE-T1 first, extras on its grid)."""
-        with timer.stage("preprocess", f"resampling, brain mask ({self.config.brain_mask}), normalising"):
+        """Segment images already in memory (a viewer's volumes, a DICOM reader's output).
+
+        images: one ``SimpleITK.Image`` per sequence of the card's ``input_sequences``, in that
+        order (CE-T1 first); checked as files are (3D, scalar, finite, not constant) and never
+        modified; extra sequences are co-registered onto the CE-T1 as in :meth:`run`.
+        case_id: names the case in the result and in error messages.
+        """
+        wanted = list(self.package.card.input_sequences)
+        if len(images) != len(wanted):
+            raise InputError(f"{case_id}: model {self.package.card.name} takes {len(wanted)} image(s) "
+                             f"({', '.join(SEQUENCE_LABELS.get(s, s) for s in wanted)}); {len(images)} given.")
+        for seq, image in zip(wanted, images, strict=True):
+            validate_image(image, case_id, SEQUENCE_LABELS.get(seq, seq))
+        images = [as_scalar_volume(image) for image in images]
+        return self._segment(images, case_id, _Timer(progress or no_progress, cancel), cancel,
+                             [case_id] * len(images))
+
+    def _segment(self, images: list[sitk.Image], case_id: str, timer: _Timer,
+                 cancel: threading.Event | None, sources: list[str]) -> Result:
+        """Co-register, preprocess, infer, threshold and measure; ``sources`` name the images
+        (file paths or the case id) in messages."""
+        order = list(self.package.card.input_sequences)
+        if len(order) > 1:
+            with timer.stage(Stage.COREGISTER, "co-registering extra sequences to the CE-T1"):
+                images = [images[0]] + [onto_ce_t1(images[0], image, SEQUENCE_LABELS[s], source)
+                                        for s, image, source in zip(order[1:], images[1:], sources[1:],
+                                                                    strict=True)]
+        with timer.stage(Stage.PREPROCESS, f"resampling, brain mask ({self.config.brain_mask}), normalising"):
             pre = preprocess(images, self.preprocess_config)
-        with timer.stage("load_model", f"loading model {self.package.card.name}"):
+            if not np.isfinite(pre.array).all():
+                raise InputError("intensities became non-finite during preprocessing (values too large?); "
+                                 "rescale the image.")
+            notes = [f"{sources[0]}: {note}" for note in image_notes(images[0])]
+            notes += [n for n in [brain_volume_note(pre.brain_ml, self.config.brain_mask)] if n]
+        with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
             net = self.net
-        with timer.stage("inference", "sliding-window inference"):
+        with timer.stage(Stage.INFERENCE, "sliding-window inference"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel)
+            if not np.isfinite(prob).all():
+                raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
-        with timer.stage("postprocess", "resampling back, thresholding, measuring lesions"):
+        with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-            labels = rethreshold(probability, self.threshold, self.min_volume)
+            labels = threshold_lesions(probability, self.threshold, self.min_volume)
             table = lesion_table(labels, probability)
-        return Result(case_id, labels, probability, table, timer.timings, self.provenance())
+        return Result(case_id, labels, probability, table, timer.timings, self.provenance(), notes)
 
     def provenance(self) -> dict:
         card = self.package.card
@@ -226,11 +285,6 @@ def segment(inputs: CaseInputs | str, config: SegmentConfig = SegmentConfig(),
     inputs: a CE-T1 path, or :class:`CaseInputs` with extra sequences for models that take them.
     """
     return Segmenter(config).run(inputs, progress, cancel)
-
-
-def with_overrides(config: SegmentConfig, **kw) -> SegmentConfig:
-    """``config`` with the given fields replaced where the value is not None."""
-    return replace(config, **{k: v for k, v in kw.items() if v is not None})
 
 
 def untrained_message(package: ModelPackage) -> str:

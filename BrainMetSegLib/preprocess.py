@@ -20,8 +20,9 @@ from scipy import ndimage
 from . import normalisation as imported_norm
 from .errors import InputError
 from .geometry import Geometry, Grid, axis_aligned_grid, resample
+from .options import MaskMethod, Normalisation, values
 
-MASK_METHODS = ("deepbet", "none")
+MASK_METHODS = values(MaskMethod)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PreprocessConfig:
     normalisation: ``"zscore-brain"`` (mean/SD of brain voxels), ``"none"``, or an imported
         model's scheme (:data:`BrainMetSegLib.normalisation.SCHEMES`).
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
+    trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     """
 
     spacing_mm: tuple[float, float, float] = (0.833, 0.833, 0.833)
@@ -44,15 +46,18 @@ class PreprocessConfig:
     crop_margin_mm: float = 8.0
     normalisation: str = "zscore-brain"
     device: str = "cpu"
+    trust_header: bool = False
 
 
 @dataclass
 class Preprocessed:
-    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask."""
+    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask;
+    brain_ml: volume of the brain mask before dilation (mL)."""
 
     array: np.ndarray
     brain: np.ndarray
     geometry: Geometry
+    brain_ml: float = float("nan")
 
 
 def _ball(radius_mm: float, spacing_xyz) -> np.ndarray:
@@ -84,10 +89,10 @@ def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu")
     raise ValueError(f"brain mask method {method!r}")
 
 
-def _mask_from_file(path: str, grid: Grid) -> np.ndarray:
+def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
     from .io import read_image
 
-    mask = read_image(path, role="brain mask")
+    mask = read_image(path, role="brain mask", trust_header=trust_header)
     if mask.GetDimension() != 3:
         raise InputError(f"{path}: brain mask must be a 3D image.")
     on_grid = sitk.GetArrayFromImage(resample(mask, grid, linear=False)) > 0
@@ -103,12 +108,19 @@ def _crop_box(mask: np.ndarray, margin_vox) -> tuple[slice, ...]:
 
 
 def zscore(array: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Z-score ``array`` with the mean and SD of its ``brain`` voxels (float32)."""
-    values = array[brain]
-    std = float(values.std())
+    """Z-score ``array`` with the mean and SD of its ``brain`` voxels (float32 out).
+
+    Statistics and arithmetic are float64: intensities near float32's limit (~1e30 and up)
+    overflow a float32 variance to inf and would turn every voxel into 0 or NaN.
+    """
+    values = array[brain].astype(np.float64)
+    mean, std = float(values.mean()), float(values.std())
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise InputError("intensities inside the brain mask are too large to normalise "
+                         f"(mean {mean:g}, SD {std:g}); rescale the image.")
     if std <= 0:
         raise InputError("the image is constant inside the brain mask; nothing to normalise.")
-    return ((array - float(values.mean())) / std).astype(np.float32)
+    return ((array.astype(np.float64) - mean) / std).astype(np.float32)
 
 
 def preprocess(images: list[sitk.Image], config: PreprocessConfig,
@@ -125,7 +137,7 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     elif config.brain_mask in MASK_METHODS:
         brain = brain_mask_on_grid(on_grid[0], config.brain_mask, config.device)
     elif os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
-        brain = _mask_from_file(config.brain_mask, grid)
+        brain = _mask_from_file(config.brain_mask, grid, config.trust_header)
     else:
         raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
     if not brain.any():
@@ -141,7 +153,7 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     channels = []
     for c, im in enumerate(on_grid):
         arr = sitk.GetArrayViewFromImage(im)[box]
-        if config.normalisation == "zscore-brain":
+        if Normalisation(config.normalisation) is Normalisation.ZSCORE_BRAIN:
             arr = zscore(np.asarray(arr, np.float32), brain[box])
         elif native is not None:
             arr = native.apply(c, np.asarray(arr), native_mask)
@@ -149,4 +161,5 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     start_xyz = [s.start for s in box[::-1]]
     size_xyz = [s.stop - s.start for s in box[::-1]]
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
-    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry)
+    brain_ml = float(brain.sum()) * float(np.prod(grid.spacing_xyz)) / 1000.0
+    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry, brain_ml)

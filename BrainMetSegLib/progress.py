@@ -2,8 +2,10 @@
 
 The pipeline calls a ``ProgressCallback``; the CLI renders events as a tqdm bar or
 as JSON lines (``--progress json``) that the Slicer module parses with
-:func:`parse_progress_line`. Cancellation is a ``threading.Event`` checked between
-stages and between sliding windows.
+:func:`parse_progress_line`; with ``--progress json`` an error is a JSON ``error``
+object too (:func:`error_json`, :func:`parse_error_line`), so no reader has to
+interpret the text of a message. Cancellation is a ``threading.Event`` checked
+between stages and between sliding windows.
 """
 
 from __future__ import annotations
@@ -11,10 +13,25 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
-from .errors import CancelledError
+from .errors import ERROR_TYPES, BrainMetSegError, CancelledError
+
+
+class Stage(StrEnum):
+    """Machine names of the stages that report progress (also the keys of ``timings_s``)."""
+
+    READ = "read"
+    COREGISTER = "coregister"
+    PREPROCESS = "preprocess"
+    LOAD_MODEL = "load_model"
+    INFERENCE = "inference"
+    POSTPROCESS = "postprocess"
+    EVALUATE = "evaluate"
+    SYNTH = "synth"
 
 
 @dataclass(frozen=True)
@@ -52,8 +69,39 @@ def json_lines(stream=None) -> ProgressCallback:
     return emit
 
 
+def stage_lines(stream=None, every_s: float = 30.0) -> ProgressCallback:
+    """Callback for logs (stderr not a terminal): plain lines, never carriage-return frames.
+
+    One line when a stage finishes; a stage that reports its progress (sliding windows)
+    also gets a line at most every ``every_s`` seconds, so a long stage is seen to move.
+    """
+    state = {"stage": None, "last": 0.0}
+
+    def emit(event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.stage != state["stage"]:
+            state["stage"], state["last"] = event.stage, now
+        if event.fraction >= 1.0:
+            state["stage"] = None  # a later event of the same name starts a new stage
+        elif now - state["last"] < every_s:
+            return
+        state["last"] = now
+        pct = "" if event.fraction >= 1.0 else f" {100 * max(event.fraction, 0.0):3.0f}%"
+        out = stream or sys.stderr
+        out.write(f"{time.strftime('%H:%M:%S')} {event.stage}{pct}: {event.message}\n")
+        out.flush()
+
+    return emit
+
+
 def tqdm_bar() -> ProgressCallback:
-    """Callback that renders events as one tqdm bar per stage on stderr."""
+    """Callback that renders events as one tqdm bar per stage on stderr.
+
+    When stderr is not a terminal (a batch job's log file, a pipe) the bar's
+    carriage-return frames would fill the log, so :func:`stage_lines` is used instead.
+    """
+    if not sys.stderr.isatty():
+        return stage_lines()
     from tqdm import tqdm
 
     state: dict = {"stage": None, "bar": None, "closed": None}
@@ -65,7 +113,7 @@ def tqdm_bar() -> ProgressCallback:
             if state["bar"] is not None:
                 state["bar"].close()
             state["stage"] = event.stage
-            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False,
+            state["bar"] = tqdm(total=100, desc=event.stage, unit="%", leave=False, disable=None,
                                 bar_format="{desc:>12}: {percentage:3.0f}%|{bar}| {postfix}")
         bar = state["bar"]
         bar.n = round(100 * min(max(event.fraction, 0.0), 1.0))
@@ -75,6 +123,13 @@ def tqdm_bar() -> ProgressCallback:
             bar.close()
             state["stage"], state["bar"], state["closed"] = None, None, event.stage
 
+    def close() -> None:
+        """Clear an unfinished bar (a stage that failed), so an error starts a clean line."""
+        if state["bar"] is not None:
+            state["bar"].close()
+        state["stage"], state["bar"] = None, None
+
+    emit.close = close
     return emit
 
 
@@ -97,6 +152,38 @@ def parse_progress_line(line: str) -> ProgressEvent | None:
         return None
     try:
         return ProgressEvent(str(obj["stage"]), float(obj["fraction"]), str(obj.get("message", "")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A user error as the CLI reports it with ``--progress json``.
+
+    kind: the exception type's name (a key of :data:`~BrainMetSegLib.errors.ERROR_TYPES`).
+    case: the case it concerns in a batch run ("" for the run as a whole).
+    """
+
+    kind: str
+    message: str
+    exit_code: int
+    case: str = ""
+
+
+def error_json(exc: BrainMetSegError, case: str = "") -> str:
+    """The JSON ``error`` line for a user error (one line, for subprocess readers)."""
+    return json.dumps({"type": "error", "kind": type(exc).__name__, "message": str(exc),
+                       "exit_code": exc.exit_code, "case": case})
+
+
+def parse_error_line(line: str) -> ErrorReport | None:
+    """Parse a JSON ``error`` line (see :func:`error_json`); None for any other line."""
+    obj = parse_json_line(line, "error")
+    if obj is None or obj.get("kind") not in ERROR_TYPES:
+        return None
+    try:
+        return ErrorReport(str(obj["kind"]), str(obj["message"]), int(obj["exit_code"]),
+                           str(obj.get("case") or ""))
     except (KeyError, TypeError, ValueError):
         return None
 

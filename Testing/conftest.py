@@ -1,13 +1,19 @@
-"""Shared fixtures: small volumes and a tiny model package (CPU, no network)."""
+"""Shared fixtures: small volumes and a tiny model package (CPU, no network).
+
+torch is imported only by the fixtures and tests that use it, so the pure-Python tests
+(the Slicer bridge) run without it; OMP_NUM_THREADS caps torch's threads (read when torch
+is first imported) at the 2 cores the suite is sized for.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
-torch.set_num_threads(2)
+os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=None,
@@ -26,18 +32,25 @@ def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=N
     return image
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """An untrained BasicUNet package at 2 mm with 32^3 windows (valid card, real sha256)."""
+def tiny_package(folder, spacing_mm: float = 2.0, name: str = "tiny-test"):
+    """An untrained BasicUNet package (32^3 windows at ``spacing_mm``; valid card, real sha256)."""
+    import torch
+
     from BrainMetSegLib.architectures import build_network
     from BrainMetSegLib.models import ModelCard, save_package
 
     torch.manual_seed(0)
-    card = ModelCard(name="tiny-test", version="0.0", architecture="BasicUNet",
+    card = ModelCard(name=name, version="0.0", architecture="BasicUNet",
                      architecture_args={"features": [4, 4, 8, 8, 16, 4]},
-                     spacing_mm=[2.0, 2.0, 2.0], patch_size=[32, 32, 32], trained=False)
+                     spacing_mm=[spacing_mm] * 3, patch_size=[32, 32, 32], trained=False)
     net = build_network(card.architecture, 1, 1, card.architecture_args)
-    return save_package(net, card, tmp_path_factory.mktemp("models") / "tiny")
+    return save_package(net, card, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """An untrained BasicUNet package at 2 mm with 32^3 windows."""
+    return tiny_package(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture

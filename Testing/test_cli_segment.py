@@ -109,10 +109,13 @@ def test_batch_continues_after_a_failed_case(tiny_model, volume_file, tmp_path, 
     sitk.WriteImage(sitk.Image([20, 20, 20], sitk.sitkFloat32), str(bad))
     manifest = tmp_path / "cases.csv"
     manifest.write_text(f"case_id,t1ce\ngood,{volume_file}\nbad,{bad}\n")
-    code, _, err = run_cli("--manifest", manifest, "-o", tmp_path / "o", "--model", tiny_model.folder,
-                           "--brain-mask", "none", "--progress", "none", capsys=capsys)
+    code, out, err = run_cli("--manifest", manifest, "-o", tmp_path / "o", "--model", tiny_model.folder,
+                             "--brain-mask", "none", "--progress", "json", capsys=capsys)
     assert code == 1
     assert "case bad failed" in err and "constant" in err
+    errors = [e for e in map(json.loads, out.splitlines()) if e["type"] == "error"]
+    assert [(e["case"], e["kind"], e["exit_code"]) for e in errors] == [("bad", "ConstantImageError", 2)]
+    assert str(bad) in errors[0]["message"]
     assert (tmp_path / "o" / "good" / "lesions.csv").is_file()
     summary = (tmp_path / "o" / "summary.csv").read_text()
     assert "good,ok" in summary and "bad,failed" in summary

@@ -7,7 +7,7 @@ import torch
 
 from BrainMetSegLib import inference
 from BrainMetSegLib.coregister import onto_ce_t1, overlap_fraction, register_rigid
-from BrainMetSegLib.errors import OutOfMemoryError
+from BrainMetSegLib.errors import NotEnoughMemoryError
 from BrainMetSegLib.inference import InferenceConfig, predict
 from conftest import make_volume
 
@@ -86,7 +86,7 @@ def test_out_of_memory_everywhere_is_a_clear_error(monkeypatch):
         raise MemoryError()
 
     monkeypatch.setattr(inference, "_run", fake_run)
-    with pytest.raises(OutOfMemoryError, match="out of memory"):
+    with pytest.raises(NotEnoughMemoryError, match="out of memory"):
         predict(Pointwise(), np.zeros((1, 8, 8, 8), np.float32), InferenceConfig(device="cpu"))
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import COLUMNS, label_instances, lesion_table, rethreshold
+from BrainMetSegLib.lesions import COLUMNS, label_instances, lesion_table, threshold_lesions
 
 
 def ellipsoid_image(semi_axes_mm, spacing_xyz, shape_zyx, centre_mm=None, direction=None):
@@ -80,9 +80,26 @@ def test_rethreshold_and_probability_columns():
     prob[10:12, 10:12, 10:12] = 0.4
     image = sitk.GetImageFromArray(prob)
     image.SetSpacing((0.8, 0.8, 0.8))
-    labels = rethreshold(image, 0.5)
+    labels = threshold_lesions(image, 0.5)
     rows = lesion_table(labels, image)
     assert len(rows) == 1 and rows[0]["max_probability"] == pytest.approx(0.99)
     assert rows[0]["mean_probability"] == pytest.approx((63 * 0.9 + 0.99) / 64, rel=1e-5)
-    assert len(lesion_table(rethreshold(image, 0.3), image)) == 2
-    assert sitk.GetArrayFromImage(rethreshold(image, 0.95)).sum() == 1
+    assert len(lesion_table(threshold_lesions(image, 0.3), image)) == 2
+    assert sitk.GetArrayFromImage(threshold_lesions(image, 0.95)).sum() == 1
+
+
+@pytest.mark.parametrize("n", [40, 300, 4500])
+def test_farthest_pair_of_flat_point_sets(n):
+    """Coplanar points (axial contours) defeat the convex hull; pdist and the blockwise path
+    for huge sets both give the brute-force answer and its direction."""
+    from scipy.spatial.distance import cdist
+
+    from BrainMetSegLib.lesions import _farthest_pair
+
+    rng = np.random.default_rng(n)
+    pts = np.c_[rng.normal(size=(n, 2)) * [3.0, 1.0], np.full(n, 2.0)]
+    d, vec = _farthest_pair(pts)
+    full = cdist(pts, pts)
+    assert d == pytest.approx(full.max())
+    i, j = np.unravel_index(np.argmax(full), full.shape)
+    assert abs(vec @ (pts[j] - pts[i])) == pytest.approx(full.max())

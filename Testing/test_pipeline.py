@@ -52,8 +52,8 @@ def test_lesion_comes_out_where_it_was_put(tiny_model, tmp_path, direction, spac
     path = tmp_path / "case.nii.gz"
     sitk.WriteImage(image, str(path))
 
-    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none"))
-    seg._net = BrightNet()
+    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none"),
+                    network=BrightNet())
     result = seg.run(str(path))
 
     assert result.n_lesions == 1
@@ -163,8 +163,61 @@ def test_brain_mask_gates_predictions_outside_the_dilated_mask(tiny_model, tmp_p
     sitk.WriteImage(image, str(tmp_path / "img.nii.gz"))
     sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
     seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu",
-                                  brain_mask=str(tmp_path / "mask.nii.gz"), mask_dilation_mm=3.0))
-    seg._net = BrightNet()
+                                  brain_mask=str(tmp_path / "mask.nii.gz"), mask_dilation_mm=3.0),
+                    network=BrightNet())
     result = seg.run(str(tmp_path / "img.nii.gz"))
     assert result.n_lesions == 1
     assert result.labels[inside] == 1 and result.labels[outside] == 0
+
+
+def test_run_images_segments_in_memory_like_run_from_a_file(tiny_model, tmp_path):
+    from BrainMetSegLib.errors import InputError
+    from BrainMetSegLib.progress import ProgressEvent
+
+    image = with_sphere(make_volume((40, 48, 56)), (28.0, 24.0, 20.0), 4.0)
+    before = sitk.GetArrayFromImage(image).copy()
+    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none"),
+                    network=BrightNet())
+    events: list[ProgressEvent] = []
+    result = seg.run_images([image], "memory-case", events.append)
+    assert result.case_id == "memory-case" and result.n_lesions == 1
+    assert {"preprocess", "inference", "postprocess"} <= set(result.timings_s)
+    assert {e.stage for e in events} >= {"preprocess", "inference", "postprocess"}
+    assert np.array_equal(sitk.GetArrayFromImage(image), before)  # input untouched
+    sitk.WriteImage(image, str(tmp_path / "case.nii.gz"))
+    from_file = seg.run(str(tmp_path / "case.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(from_file.labels), sitk.GetArrayFromImage(result.labels))
+    with pytest.raises(InputError, match="memory-case: model tiny-test takes 1 image"):
+        seg.run_images([image, image], "memory-case")
+    flat = sitk.Image(image.GetSize(), sitk.sitkFloat32)
+    with pytest.raises(InputError, match="memory-case: the CE-T1 image is constant"):
+        seg.run_images([flat], "memory-case")
+
+
+@pytest.mark.parametrize("name,args,good,bad", [
+    ("FlexibleUNet", {"backbone": "resnet10_w16"}, 32, 48),
+    ("SegResNet", {"init_filters": 8}, 16, 12),
+])
+def test_patch_sizes_must_suit_the_architecture(name, args, good, bad, tiny_model, tmp_path):
+    """architectures.SIZE_DIVISOR is what the networks need (a forward pass says so), and a card
+    or option with a patch they cannot take is refused before any work."""
+    import shutil
+
+    from BrainMetSegLib.architectures import build_network, patch_size_problem
+
+    net = build_network(name, 1, 1, args).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, good, good, good)).shape[-3:] == (good,) * 3
+        with pytest.raises(RuntimeError):
+            net(torch.zeros(1, 1, bad, bad, bad))
+    assert patch_size_problem(name, [good] * 3, args) is None
+    assert "multiple of" in patch_size_problem(name, [good, good, bad], args)
+    assert patch_size_problem("BasicUNet", [40, 41, 33]) is None  # it pads odd sizes itself
+
+    folder = tmp_path / "pkg"
+    shutil.copytree(tiny_model.folder, folder)
+    card = json.loads((folder / "model.json").read_text())
+    card.update(architecture=name, architecture_args=args, patch_size=[good, good, bad])
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=f"patch_size'?: {name} needs every patch dimension to be a multiple"):
+        load_package(folder)

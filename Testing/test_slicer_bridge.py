@@ -16,6 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from BrainMetSegLib import slicer_bridge as sb
+from BrainMetSegLib.errors import ModelError
 from BrainMetSegLib.progress import ProgressEvent
 from BrainMetSegLib.slicer_bridge import requirements as sb_requirements
 
@@ -91,17 +92,17 @@ def _probability_image():
 
 def test_rethreshold_and_edited_table_recomputation():
     """The module's editing loop: re-threshold, edit the label map, recompute the table."""
-    from BrainMetSegLib.lesions import lesion_table, rethreshold
+    from BrainMetSegLib.lesions import lesion_table, threshold_lesions
 
     prob = _probability_image()
-    labels = rethreshold(prob, 0.5, 0.0)
+    labels = threshold_lesions(prob, 0.5, 0.0)
     rows = lesion_table(labels, prob)
     assert [r["lesion_id"] for r in rows] == [1, 2, 3]
     assert rows[0]["volume_mm3"] > rows[1]["volume_mm3"] > rows[2]["volume_mm3"]
     # a higher threshold drops the faint lesion, a size limit drops the small one
-    assert len(lesion_table(rethreshold(prob, 0.62, 0.0), prob)) == 2
+    assert len(lesion_table(threshold_lesions(prob, 0.62, 0.0), prob)) == 2
     small = rows[2]["volume_mm3"]
-    assert len(lesion_table(rethreshold(prob, 0.5, small + 1.0), prob)) == 2
+    assert len(lesion_table(threshold_lesions(prob, 0.5, small + 1.0), prob)) == 2
 
     # Segment Editor edits, exported in segment order (label value = row order + 1):
     lab = sitk.GetArrayFromImage(labels).astype(np.uint16)
@@ -201,6 +202,8 @@ def test_run_folder_lifecycle(tmp_path):
         outside.write_bytes(b"y")
         with pytest.raises(ValueError, match="outside"):
             run.collect_outputs({"labels": str(outside)})
+        with pytest.raises(ValueError, match="outside"):  # a relative path climbing out
+            run.collect_outputs({"labels": "../../elsewhere.nrrd"})
         path = run.path
     assert not path.exists()
     assert outside.exists()
@@ -278,10 +281,17 @@ def test_output_monitor_progress_result_and_errors():
     assert mon.overall_fraction == 1.0 and "2 lesion" in mon.status_text
     assert mon.log == ["some library warning"]
 
+    from BrainMetSegLib.errors import InputError
+    from BrainMetSegLib.progress import error_json
+
     bad = sb.OutputMonitor()
-    bad.feed_stderr("/usr/lib/python3/warnings.py:1: UserWarning: something\n")
     bad.feed_stderr("brainmetseg segment: error: /t/in.nrrd: image is 2D; a 3D CE-T1 is needed.\n")
+    report = bad.feed_stdout(error_json(InputError("/t/in.nrrd: image is 2D; a 3D CE-T1 is needed."), "c1"))
+    bad.feed_stderr("/usr/lib/python3/warnings.py:1: UserWarning: error: not the library's\n")
+    assert (report.kind, report.exit_code, report.case) == ("InputError", 2, "c1")
+    assert bad.errors == [report]
     assert bad.error_message(2) == "/t/in.nrrd: image is 2D; a 3D CE-T1 is needed."
+    assert sb.OutputMonitor().feed_stdout('{"type": "error", "kind": "NoSuchKind"}') is None
     crash = sb.OutputMonitor()
     crash.feed_stderr("Traceback (most recent call last):")
     crash.feed_stderr("MemoryError: cannot allocate")
@@ -349,14 +359,16 @@ def test_model_choices_and_card(tmp_path):
     with pytest.raises(FileNotFoundError):
         sb.read_model_card(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({"name": "m", "version": "1", "architecture": "basicunet"}))
+    with pytest.raises(ModelError, match="architecture"):  # cards are checked field by field on reading
+        sb.read_model_card(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"name": "m", "version": "1", "architecture": "BasicUNet"}))
     assert sb.read_model_card(tmp_path)["name"] == "m"
 
 
 def test_batch_manifest_and_command(tmp_path):
     from BrainMetSegLib.cli import build_parser
-    from BrainMetSegLib.commands.segment import MANIFEST_COLUMNS, read_manifest
+    from BrainMetSegLib.commands.segment import read_manifest
 
-    assert sb.MANIFEST_COLUMNS == MANIFEST_COLUMNS
     (tmp_path / "a.nii.gz").write_bytes(b"")
     items = [tmp_path / "a.nii.gz", {"t1ce": str(tmp_path / "b.nrrd"), "flair": "rel/f.nrrd",
                                      "case_id": "patient-2"}]
@@ -443,9 +455,38 @@ def test_cli_run_cancel_kills_and_cleans_up(tmp_path):
     assert not run.run_folder.path.exists()
 
 
+def test_cli_run_wait_gives_up_at_its_deadline():
+    run = sb.CliRun([sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="still running"):
+        run.wait(timeout=0.5)
+    assert time.monotonic() - t0 < 20
+    assert run.status == "cancelled" and run.process.poll() is not None
+
+
 def test_cli_run_failure_reports_library_message(tmp_path):
     missing = tmp_path / "nope.nrrd"
     run = _cli_run(tmp_path, inputs={"t1ce": str(missing)}).wait()
     assert run.status == "failed" and run.returncode != 0
     assert "nope.nrrd" in run.error_message
     assert "Traceback" not in run.error_message
+    assert [e.kind for e in run.monitor.errors] == ["InputError"]
+    assert run.returncode == run.monitor.errors[0].exit_code == 2
+
+
+def test_bridge_and_test_fixtures_import_without_torch():
+    """What the Slicer module needs before its dependencies are installed imports without
+    torch, and so does the suite's conftest (pure-Python tests need no torch)."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["torch"] = None  # any 'import torch' now raises ImportError
+        sys.path.insert(0, "Testing")
+        import conftest
+        from BrainMetSegLib import slicer_bridge, progress, errors, sequences
+        assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
+    """)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

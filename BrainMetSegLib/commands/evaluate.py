@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subgroup", action="append", default=[], metavar="COL[:CUT]",
                         help="compare subgroups of a clinical column: sex, age:60 (< 60 vs >= 60), "
                              "primary:lung (lung vs other); repeatable")
-    parser.add_argument("--match", choices=("overlap", "dice0.1", "brats"), default="overlap",
+    from ..evaluate.lesionwise import RULES
+
+    parser.add_argument("--match", choices=RULES, default="overlap",
                         help="lesion matching rule (default: overlap)")
     parser.add_argument("--threshold", type=float, default=None, metavar="F",
                         help="re-threshold probability maps at F (probability > F) instead of using the label maps")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for path in planned_outputs(outdir, bool(args.select_threshold)):  # fail before the work, not after
         check_writable(path, args.overwrite)
     cases, problems = find_cases(args.pred, args.gt, args.manifest, args.brain_masks, args.images)
-    hard = [p for p in problems if "no brain mask" not in p]
+    hard = [str(p) for p in problems if p.blocking]
     if hard and not args.skip_missing:
         raise InputError("some cases do not pair up (pass --skip-missing to evaluate the rest):\n  "
                          + "\n  ".join(hard))

@@ -1,4 +1,4 @@
-"""``brainmetseg models``: list known model packages and their cards;
+"""``brainmetseg models``: list known model packages and their cards; download registry models;
 ``brainmetseg models import ...``: import a model trained with nnU-Net v2 or packaged as a MONAI bundle."""
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("name", nargs="?", help="show this model's full card (name or folder); "
                         "or 'import' (see: brainmetseg models import --help)")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--download", metavar="NAME",
+                        help="download registry model NAME into the cache (sha256-checked)")
+    parser.add_argument("--overwrite", action="store_true", help="with --download: fetch again")
 
 
 def origin(entry: dict, card) -> str:
@@ -28,9 +31,15 @@ def run(args) -> int:
     if args.name == "import":
         from .models_import import main
 
-        return main(args.rest)
+        return main(args.rest + (["--overwrite"] if args.overwrite else []))
     if args.rest:
         raise InputError(f"unexpected arguments: {' '.join(args.rest)}")
+    if args.download:
+        from ..download import download_model
+
+        package = download_model(args.download, overwrite=args.overwrite)
+        print(f"{package.card.name} {package.card.version}: {package.folder}")
+        return 0
     if args.name:
         package = load_package(args.name)
         print(json.dumps({**package.card.to_dict(), "folder": str(package.folder)}, indent=2))

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from ..errors import BrainMetSegError, InputError
+from .. import batch as cohort
+from ..errors import BrainMetSegError, InputError, OutputError
 from ..io import format_family, read_csv_rows
-from ..outputs import FORMATS, check_outputs, write_result
+from ..options import (
+    BlendMode,
+    Device,
+    MaskMethod,
+    OutputFormat,
+    Precision,
+    ProgressMode,
+    cli_float,
+    values,
+)
+from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
-from ..progress import json_lines, no_progress, tqdm_bar
-
-MANIFEST_COLUMNS = ("case_id", "t1ce", "t1", "t2", "flair")
+from ..progress import error_json, json_lines, no_progress, tqdm_bar
 
 
 def add_arguments(p) -> None:
@@ -28,28 +37,34 @@ def add_arguments(p) -> None:
     p.add_argument("--manifest", metavar="CSV",
                    help="CSV with one case per row: columns case_id, t1ce, and optional t1, t2, flair")
     p.add_argument("--model", default=SegmentConfig.model, help="model name (see `brainmetseg models`) or folder")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    p.add_argument("--device", default="auto", choices=values(Device))
+    p.add_argument("--precision", default="auto", choices=values(Precision),
                    help="bf16 autocast speeds up CPUs with bf16 support; auto = fp16 on CUDA, fp32 on CPU")
-    p.add_argument("--threshold", type=float, help="probability threshold (default: the model card's)")
-    p.add_argument("--min-volume", type=float, metavar="MM3",
+    p.add_argument("--threshold", type=cli_float, help="probability threshold (default: the model card's)")
+    p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
     p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
                    help="brain extraction: deepbet (default), none for skull-stripped input, or a mask file")
-    p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the card's)")
-    p.add_argument("--blend", choices=("constant", "gaussian"), help="how overlapping windows combine")
-    p.add_argument("--format", choices=tuple(FORMATS), help="image output format (default: like the input)")
+    p.add_argument("--overlap", type=cli_float, help="sliding-window overlap in [0, 1) (default: the card's)")
+    p.add_argument("--blend", choices=values(BlendMode), help="how overlapping windows combine")
+    p.add_argument("--format", choices=values(OutputFormat), help="image output format (default: like the input)")
+    p.add_argument("--trust-header", action="store_true",
+                   help="use an image whose header makes orientation or spacing untrustworthy (NIfTI pixdim "
+                        "<= 0 or qform_code = sform_code = 0; MetaImage/NRRD spacing <= 0) as ITK reads it; "
+                        "refused by default because a wrong orientation mirrors every lesion silently")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--dicom", metavar="seg,sr,rtstruct|all",
                    help="also write DICOM SEG / SR (TID 1500) / RTSTRUCT on the CE-T1's DICOM series")
     p.add_argument("--dicom-reference", metavar="FOLDER",
                    help="the CE-T1's DICOM series folder, when the CE-T1 is given as another format")
-    p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
+    p.add_argument("--progress", default="bar", choices=values(ProgressMode))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    cohort.add_arguments(p)
 
 
 def read_manifest(path: str) -> list[CaseInputs]:
-    """Cases from a manifest CSV (columns :data:`MANIFEST_COLUMNS`; ``image`` is taken for ``t1ce``)."""
+    """Cases from a manifest CSV (columns :data:`~BrainMetSegLib.sequences.MANIFEST_COLUMNS`;
+    ``image`` is taken for ``t1ce``)."""
     p = Path(path)
     rows = read_csv_rows(p, "manifest")
     cases = []
@@ -64,9 +79,22 @@ def read_manifest(path: str) -> list[CaseInputs]:
                 return None
             return value if Path(value).is_absolute() else str(p.parent / value)
 
+        case_id = row.get("case_id") or None
+        if case_id is not None:
+            check_case_id(case_id, f"{p}, line {n}")
         cases.append(CaseInputs(resolve(image), resolve(row.get("t1")), resolve(row.get("t2")),
-                                resolve(row.get("flair")), row.get("case_id") or None))
+                                resolve(row.get("flair")), case_id))
     return cases
+
+
+def check_case_id(case_id: str, where: str) -> None:
+    """A case id names one sub-folder of the output folder: refuse anything that could leave it
+    (``..``, an absolute path, a path separator, control characters)."""
+    bad = (case_id in (".", "..") or "/" in case_id or "\\" in case_id or Path(case_id).is_absolute()
+           or any(ord(c) < 32 for c in case_id) or len(case_id) > 200)
+    if bad:
+        raise InputError(f"{where}: case_id {case_id!r} is not a plain folder name (no '/', '\\', '..', "
+                         "control characters; at most 200 characters); outputs must stay inside -o.")
 
 
 def _cases(args) -> list[CaseInputs]:
@@ -99,6 +127,30 @@ def _dicom_export(args, case: CaseInputs, folder: Path, batch: bool):
     return plan_export(args.dicom, args.dicom_reference, case.t1ce, folder, args.overwrite)
 
 
+def _summary_target(out: Path, args) -> Path:
+    """The run's summary file (``summary.csv``, or its shard's), unless that file is one of the run's inputs."""
+    target = out / cohort.summary_name(cohort.parse_shard(args.shard) if args.shard else None)
+    if target.exists() and any(Path(f).exists() and os.path.samefile(target, f) for f in _inputs_of(args)):
+        raise OutputError(f"{target}: is an input of this run; choose another output folder "
+                          "(inputs are never overwritten).")
+    return target
+
+
+def _inputs_of(args) -> list[str]:
+    files = [*args.inputs, *(p for p in (args.t1, args.t2, args.flair, args.manifest) if p)]
+    if args.manifest:
+        files += [p for c in read_manifest(args.manifest) for p in c.given().values()]
+    return files
+
+
+def _protected(case: CaseInputs, args) -> list[str]:
+    """Files the run reads, which no output may replace."""
+    extra = [args.manifest] if args.manifest else []
+    if args.brain_mask not in values(MaskMethod):
+        extra.append(args.brain_mask)
+    return [*case.given().values(), *extra]
+
+
 def _reporter(args):
     if args.quiet or args.progress == "none":
         return no_progress
@@ -107,7 +159,12 @@ def _reporter(args):
 
 def run(args) -> int:
     cases = _cases(args)
-    batch = len(cases) > 1 or bool(args.manifest)
+    batch = len(cases) > 1 or bool(args.manifest) or bool(args.shard)
+    if batch:  # each case gets a sub-folder named by its id (manifest ids were checked per line)
+        for c in cases:
+            if not c.case_id:
+                check_case_id(c.id, str(c.t1ce))
+        _summary_target(Path(args.output), args)
     if not batch:  # report a missing file before the model is loaded
         for seq, path in cases[0].given().items():
             if not Path(path).exists():
@@ -115,68 +172,72 @@ def run(args) -> int:
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
-                           brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend)
+                           brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
+                           trust_header=args.trust_header)
     segmenter = Segmenter(config)
+    job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
     progress = _reporter(args)
+    try:
+        return _run_cases(cases, segmenter, out, job, progress, args)
+    finally:
+        getattr(progress, "close", lambda: None)()
+
+
+def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progress, args) -> int:
+    batch = job is not None
     plans = []
     for case in cases:
         ext = FORMATS[args.format] if args.format else format_family(case.t1ce)
-        folder = out / case.id if batch else out
-        dicom = _dicom_export(args, case, folder, batch)
-        if not batch:  # single case: fail before any work
-            check_outputs(folder, ext, args.overwrite)
-            if dicom:
-                dicom.check()
-        plans.append((case, folder, ext, dicom))
-    summary = []
-    for case, folder, ext, dicom in plans:
+        plans.append((case, out / case.id if batch else out, ext))
+    if job:
+        plans = job.select(plans)
+    for position, (case, folder, ext) in enumerate(plans):
         t0 = time.perf_counter()
+        overwrite = args.overwrite
         try:
-            result = segmenter.run(case, progress)
-            paths = write_result(result, folder, ext, args.overwrite)
-            if dicom:
-                paths |= dicom.write(result)
-                if not result.n_lesions and not args.quiet:
-                    print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
-                          file=sys.stderr)
+            # One lock per output folder (per case in a batch, so shards can share -o): a second
+            # run into the same folder fails here, before any work.
+            dicom = _dicom_export(args, case, folder, batch)
+            with output_folder_lock(folder):
+                if job:
+                    decision = job.start(position, len(plans), case, folder, ext)
+                    if decision.skip:
+                        job.skipped(case, decision.run, folder)
+                        continue
+                    overwrite = decision.overwrite
+                check_outputs(folder, ext, overwrite, _protected(case, args))  # fail before any work
+                if dicom:
+                    dicom.check()
+                result = segmenter.run(case, progress)
+                paths = write_result(result, folder, ext, overwrite, _protected(case, args))
+                if dicom:
+                    paths |= dicom.write(result)
+                    if not result.n_lesions and not args.quiet:
+                        print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
+                              file=sys.stderr)
         except BrainMetSegError as exc:
             if not batch:
                 raise
-            print(f"brainmetseg segment: case {case.id} failed: {exc}", file=sys.stderr)
-            summary.append({"case_id": case.id, "status": "failed", "lesions": "", "total_volume_mm3": "",
-                            "seconds": f"{time.perf_counter() - t0:.1f}", "message": str(exc)})
+            getattr(progress, "close", lambda: None)()
+            job.failed(case, exc, time.perf_counter() - t0)
+            if args.progress == "json":
+                print(error_json(exc, case.id), flush=True)
             continue
+        if not args.quiet:
+            for note in result.warnings:
+                print(f"brainmetseg segment: warning: {note}", file=sys.stderr)
         volume = sum(r["volume_mm3"] for r in result.table)
-        summary.append({"case_id": case.id, "status": "ok", "lesions": result.n_lesions,
-                        "total_volume_mm3": f"{volume:.1f}", "seconds": f"{time.perf_counter() - t0:.1f}",
-                        "message": ""})
+        if job:
+            job.done(case, result, time.perf_counter() - t0)
         if args.progress == "json" and not args.quiet:
             print(json.dumps({"type": "result", "case": case.id, "lesions": result.n_lesions,
-                              "outputs": {k: str(p) for k, p in paths.items()}}), flush=True)
+                              "outputs": {k: str(p) for k, p in paths.items()},
+                              "warnings": result.warnings}), flush=True)
         elif not args.quiet:
             print(f"{case.id}: {result.n_lesions} lesion(s), {volume:.1f} mm^3 -> {folder}", file=sys.stderr)
-    failed = [s for s in summary if s["status"] == "failed"]
-    if batch:
-        _write_summary(summary, out, args)
-    return 1 if failed else 0
-
-
-def _write_summary(summary: list[dict], out: Path, args) -> None:
-    import io as _io
-
-    from ..io import write_text
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(summary[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(summary)
-    write_text(buf.getvalue(), out / "summary.csv", overwrite=True)
-    if args.quiet:
-        return
-    ok = sum(s["status"] == "ok" for s in summary)
-    lines = [f"{'case':24s} {'status':7s} {'lesions':>7s} {'volume mm3':>11s} {'s':>6s}"]
-    lines += [f"{s['case_id']:24s} {s['status']:7s} {s['lesions']!s:>7s} {s['total_volume_mm3']:>11s} "
-              f"{s['seconds']:>6s}" for s in summary]
-    lines.append(f"{ok}/{len(summary)} case(s) segmented; summary in {out / 'summary.csv'}")
-    print("\n".join(lines), file=sys.stderr)
+    if job:
+        job.finish()
+        return 1 if job.any_failed else 0
+    return 0

@@ -46,8 +46,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--field-of-view", choices=("head", "brain"), default="head")
     p.add_argument("--deformation", type=float, default=1.0, help="scale of the random deformation (0 = none)")
     p.add_argument("--preview", action="store_true", help="also write preview/<case>.png contact sheets")
+    p.add_argument("--followups", type=int, default=0, metavar="K",
+                   help="also write K follow-up scans per case into followups/ (moved head, lesions grown, "
+                        "shrunk, gone or new; truth: correspondence, transform, RANO-BM response)")
+    p.add_argument("--followup-scenario", default="auto",
+                   choices=("auto", "progression", "response", "stable", "complete", "mixed"),
+                   help="how lesions change at each follow-up (default: drawn per follow-up)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
+
+
+def _followup_config(args: argparse.Namespace):
+    if not args.followups:
+        return None
+    from ..synth.followup import FollowupConfig
+
+    return FollowupConfig(scenario=args.followup_scenario)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     patterns = tuple(s.strip() for s in args.patterns.split(",") if s.strip())
     aniso = False if args.isotropic_only else args.anisotropic
+    if not 0 <= args.followups <= 10:
+        raise InputError(f"--followups {args.followups}: give 0 to 10 follow-ups per case.")
     if args.cases < 1:
         raise InputError(f"-n {args.cases}: the number of cases must be at least 1.")
     config = SynthConfig(
@@ -68,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     progress = {"bar": tqdm_bar(), "json": json_lines(), "none": None}[args.progress]
     t0 = time.perf_counter()
     desc = write_dataset(args.output, args.cases, seed=args.seed, config=config, progress=progress,
-                         overwrite=args.overwrite, preview=args.preview, start=args.start)
+                         overwrite=args.overwrite, preview=args.preview, start=args.start,
+                         followups=args.followups, followup_config=_followup_config(args))
     elapsed = time.perf_counter() - t0
     if args.progress == "json":
         print(json.dumps({"type": "result", "output": str(args.output), "cases": args.cases,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-import cc3d
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..lesions import label_instances
 from . import lesionwise, voxelwise
 
 DEFAULT_FROC_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -68,13 +67,13 @@ def _array(image: sitk.Image | np.ndarray | None, dtype=None):
 
 def binarise_prediction(labels: np.ndarray | None, probability: np.ndarray | None,
                         threshold: float | None, spacing_xyz, min_volume_mm3: float = 0.0) -> np.ndarray:
-    """The predicted mask: probability > threshold when both exist, else labels > 0."""
+    """The predicted mask: probability > threshold without lesions under ``min_volume_mm3``
+    (the segment command's rule, :func:`~BrainMetSegLib.lesions.label_instances`) when both
+    exist, else labels > 0."""
     if threshold is not None and probability is not None:
-        pred = probability > threshold
         if min_volume_mm3 > 0:
-            min_vox = int(math.ceil(min_volume_mm3 / float(np.prod(spacing_xyz))))
-            pred = cc3d.dust(pred, threshold=min_vox, connectivity=26, in_place=False)
-        return pred
+            return label_instances(probability > threshold, spacing_xyz, min_volume_mm3) > 0
+        return probability > threshold
     if labels is None:
         raise ValueError("no predicted label map and no probability map + threshold")
     return labels > 0

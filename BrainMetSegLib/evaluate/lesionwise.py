@@ -43,9 +43,8 @@ from dataclasses import dataclass, field
 import cc3d
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
-from ..lesions import _Frame
+from ..lesions import Frame, component_diameters_mm
 
 RULES = ("overlap", "dice0.1", "brats")
 
@@ -112,61 +111,6 @@ class LesionMatch:
     pred: list[PredLesion] = field(default_factory=list)
 
 
-def _frame(spacing_xyz, direction) -> _Frame:
-    d = np.reshape(direction, (3, 3)) if direction is not None else np.eye(3)
-    return _Frame(np.zeros(3), d * np.asarray(spacing_xyz, float))
-
-
-def _max_pairwise(points: np.ndarray) -> float:
-    """Largest pairwise distance of (N, 3) points (convex hull vertices first for big sets)."""
-    if len(points) < 2:
-        return 0.0
-    if len(points) > 64:
-        try:
-            points = points[ConvexHull(points).vertices]
-        except QhullError:  # flat point sets: all points
-            pass
-    if len(points) > 4000:  # huge flat sets: blockwise to bound memory
-        return max(float(np.sqrt(((points[i:i + 1000, None] - points[None]) ** 2).sum(-1).max()))
-                   for i in range(0, len(points), 1000))
-    return float(np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1).max()))
-
-
-def component_diameters_mm(labels: np.ndarray, n: int, frame: _Frame) -> np.ndarray:
-    """Longest 3D diameter (mm) of components 1..n of a (Z, Y, X) label map, all at once.
-
-    Same value as :func:`BrainMetSegLib.lesions.longest_diameter_mm` (the marching-cubes
-    surface at level 0.5): on a binary mask those vertices are exactly the midpoints between
-    each lesion voxel and its 6-neighbours outside the lesion, so they are collected for
-    every component in one pass instead of one marching-cubes call per lesion (an untrained
-    model can produce tens of thousands of specks).
-    """
-    out = np.zeros(n + 1)
-    if n == 0:
-        return out[1:]
-    padded = np.pad(np.asarray(labels), 1)
-    points, ids = [], []
-    for axis in range(3):
-        for step in (1, -1):
-            neighbour = np.roll(padded, -step, axis=axis)  # value at p + step along axis
-            face = (padded > 0) & (neighbour != padded)  # 26-CCs never touch: neighbour is background
-            kji = np.argwhere(face).astype(np.float64) - 1.0
-            kji[:, axis] += 0.5 * step
-            points.append(kji)
-            ids.append(padded[face])
-    pts = np.concatenate(points)
-    lab = np.concatenate(ids)
-    order = np.argsort(lab, kind="stable")
-    pts, lab = frame.lps(pts[order]), lab[order]
-    bounds = np.searchsorted(lab, np.arange(1, n + 2))
-    counts = np.diff(bounds)
-    # a single voxel has 6 face midpoints: its diameter is the largest voxel edge
-    out[1:][counts == 6] = float(np.linalg.norm(frame.matrix, axis=0).max())
-    for c in np.nonzero(counts > 6)[0] + 1:
-        out[c] = _max_pairwise(pts[bounds[c - 1]:bounds[c]])
-    return out[1:]
-
-
 def gt_components(gt: np.ndarray, rule: str) -> np.ndarray:
     """GT lesion ids (int32, 0 = background) for a rule: 26-connected components,
     merged by one 18-neighbourhood dilation for ``brats``."""
@@ -224,11 +168,12 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
     pred = np.asarray(pred) > 0
     if gt.shape != pred.shape:
         raise ValueError(f"GT shape {gt.shape} != prediction shape {pred.shape}")
-    frame = _frame(spacing_xyz, direction)
+    frame = Frame.from_spacing(spacing_xyz, direction)
     vvol = float(np.prod(spacing_xyz))
 
     gt_lab, pred_lab, gt_sizes, pred_sizes, inter = _components_and_overlaps(gt, pred, rule)
     n_gt, n_pred = len(gt_sizes) - 1, len(pred_sizes) - 1
+    decisions = _decide(gt_lab, pred_lab, gt_sizes, pred_sizes, inter, rule, vvol)
     gt_boxes = ndimage.find_objects(gt_lab)
     pred_boxes = ndimage.find_objects(pred_lab)
 
@@ -239,57 +184,30 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
     pred_maxp = (ndimage.maximum(probability, pred_lab, range(1, n_pred + 1))
                  if probability is not None and n_pred else [math.nan] * n_pred)
 
-    # Candidate predicted lesions per GT lesion.
-    candidates: dict[int, list[int]] = {}
-    for g in range(1, n_gt + 1):
-        if rule == "brats":
-            box = _pad_box(gt_boxes[g - 1], gt.shape, BRATS_DILATION_ITERATIONS + 1)
-            region = ndimage.binary_dilation(gt_lab[box] == g, _DILATION_STRUCTURE,
-                                             iterations=BRATS_DILATION_ITERATIONS)
-            ids = np.unique(pred_lab[box][region])
-            candidates[g] = [int(p) for p in ids if p > 0]
-        else:
-            candidates[g] = [int(p) for p in np.nonzero(inter[g, 1:])[0] + 1]
-
     gt_rows: list[GTLesion] = []
-    tp_preds: set[int] = set()
     matched_gt: dict[int, list[int]] = {p: [] for p in range(1, n_pred + 1)}
-    for g in range(1, n_gt + 1):
-        cand = candidates[g]
-        box = gt_boxes[g - 1]
-        diameter = float(gt_diam[g - 1])
-        pred_vox = int(sum(pred_sizes[p] for p in cand))
-        overlap_vox = int(sum(inter[g, p] for p in cand))
-        dice = 2.0 * overlap_vox / (gt_sizes[g] + pred_vox)
-        if rule == "dice0.1":
-            detected = dice > WALD_DICE_THRESHOLD
-        else:
-            detected = len(cand) > 0
-        if cand:
-            union_box = box
-            for p in cand:
+    for g, d in enumerate(decisions.gt, start=1):
+        if d.candidates:
+            union_box = gt_boxes[g - 1]
+            for p in d.candidates:
                 union_box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
                                   for a, b in zip(union_box, pred_boxes[p - 1], strict=True))
-            hd = hd95_mm(gt_lab[union_box] == g, np.isin(pred_lab[union_box], cand), spacing_xyz)
+            hd = hd95_mm(gt_lab[union_box] == g, np.isin(pred_lab[union_box], d.candidates), spacing_xyz)
         else:
             hd = math.nan
-        volume = float(gt_sizes[g] * vvol)
-        excluded = rule == "brats" and volume <= BRATS_MIN_VOLUME_MM3
-        # BraTS: every prediction touching a dilated GT lesion (kept or dropped) is no FP.
-        if detected or rule == "brats":
-            tp_preds.update(cand)
-        if detected:
-            for p in cand:
+        if d.detected:
+            for p in d.candidates:
                 matched_gt[p].append(g)
+        diameter = float(gt_diam[g - 1])
         centroid = tuple(float(c) for c in gt_centroids[g - 1])
-        gt_rows.append(GTLesion(g, int(gt_sizes[g]), volume, diameter, size_bin(diameter), cand,
-                                bool(detected), float(dice), hd, bool(excluded), centroid))
+        gt_rows.append(GTLesion(g, int(gt_sizes[g]), float(gt_sizes[g] * vvol), diameter, size_bin(diameter),
+                                d.candidates, d.detected, d.dice, hd, d.excluded, centroid))
 
     pred_rows: list[PredLesion] = []
     for p in range(1, n_pred + 1):
         centroid = tuple(float(c) for c in pred_centroids[p - 1])
         pred_rows.append(PredLesion(p, int(pred_sizes[p]), float(pred_sizes[p] * vvol), float(pred_diam[p - 1]),
-                                    p in tp_preds, matched_gt[p], float(pred_maxp[p - 1]), centroid))
+                                    p in decisions.tp_preds, matched_gt[p], float(pred_maxp[p - 1]), centroid))
     return LesionMatch(rule, gt_rows, pred_rows)
 
 
@@ -370,36 +288,50 @@ def _components_and_overlaps(gt: np.ndarray, pred: np.ndarray, rule: str):
     return gt_lab, pred_lab, gt_sizes, pred_sizes, inter
 
 
-def detection_counts(gt: np.ndarray, pred: np.ndarray, rule: str, spacing_xyz) -> tuple[int, int, int]:
-    """(GT lesions counted, detected, false-positive predictions) without per-lesion geometry.
+@dataclass(frozen=True)
+class _GTDecision:
+    candidates: list[int]  # predicted lesion ids that touch the GT lesion (its dilation for brats)
+    dice: float  # GT lesion vs the union of its candidates
+    detected: bool
+    excluded: bool  # brats: too small to count
 
-    A cheap version of :func:`match_lesions` + :func:`summarise` for FROC sweeps.
-    """
-    gt = np.asarray(gt, bool)
-    pred = np.asarray(pred, bool)
-    gt_lab, pred_lab, gt_sizes, pred_sizes, inter = _components_and_overlaps(gt, pred, rule)
-    n_gt, n_pred = len(gt_sizes) - 1, len(pred_sizes) - 1
-    vvol = float(np.prod(spacing_xyz))
-    boxes = ndimage.find_objects(gt_lab)
+
+@dataclass(frozen=True)
+class _Decisions:
+    gt: list[_GTDecision]  # index g - 1
+    tp_preds: set[int]
+
+
+def _decide(gt_lab: np.ndarray, pred_lab: np.ndarray, gt_sizes, pred_sizes, inter, rule: str,
+            voxel_mm3: float) -> _Decisions:
+    """The matching rule itself (module docstring): per GT lesion its candidate predictions,
+    Dice, detected, excluded; and the set of true-positive predicted lesions."""
+    boxes = ndimage.find_objects(gt_lab) if rule == "brats" else []
+    decisions: list[_GTDecision] = []
     tp: set[int] = set()
-    counted = detected = 0
-    for g in range(1, n_gt + 1):
+    for g in range(1, len(gt_sizes)):
         if rule == "brats":
-            box = _pad_box(boxes[g - 1], gt.shape, BRATS_DILATION_ITERATIONS + 1)
+            box = _pad_box(boxes[g - 1], gt_lab.shape, BRATS_DILATION_ITERATIONS + 1)
             region = ndimage.binary_dilation(gt_lab[box] == g, _DILATION_STRUCTURE,
                                              iterations=BRATS_DILATION_ITERATIONS)
             cand = [int(p) for p in np.unique(pred_lab[box][region]) if p > 0]
         else:
             cand = [int(p) for p in np.nonzero(inter[g, 1:])[0] + 1]
-        if rule == "dice0.1":
-            dice = 2.0 * inter[g, cand].sum() / (gt_sizes[g] + pred_sizes[cand].sum())
-            hit = dice > WALD_DICE_THRESHOLD
-        else:
-            hit = len(cand) > 0
-        if hit or rule == "brats":
+        dice = 2.0 * float(inter[g, cand].sum()) / float(gt_sizes[g] + pred_sizes[cand].sum())
+        detected = dice > WALD_DICE_THRESHOLD if rule == "dice0.1" else bool(cand)
+        # BraTS: every prediction touching a dilated GT lesion (kept or dropped) is no FP.
+        if detected or rule == "brats":
             tp.update(cand)
-        if rule == "brats" and gt_sizes[g] * vvol <= BRATS_MIN_VOLUME_MM3:
-            continue
-        counted += 1
-        detected += bool(hit)
-    return counted, detected, n_pred - len(tp)
+        excluded = rule == "brats" and gt_sizes[g] * voxel_mm3 <= BRATS_MIN_VOLUME_MM3
+        decisions.append(_GTDecision(cand, dice, bool(detected), bool(excluded)))
+    return _Decisions(decisions, tp)
+
+
+def detection_counts(gt: np.ndarray, pred: np.ndarray, rule: str, spacing_xyz) -> tuple[int, int, int]:
+    """(GT lesions counted, detected, false-positive predictions) without per-lesion geometry:
+    the same decisions as :func:`match_lesions` + :func:`summarise`, cheap enough for FROC sweeps."""
+    gt_lab, pred_lab, gt_sizes, pred_sizes, inter = _components_and_overlaps(
+        np.asarray(gt, bool), np.asarray(pred, bool), rule)
+    decisions = _decide(gt_lab, pred_lab, gt_sizes, pred_sizes, inter, rule, float(np.prod(spacing_xyz)))
+    counted = [d for d in decisions.gt if not d.excluded]
+    return len(counted), sum(d.detected for d in counted), len(pred_sizes) - 1 - len(decisions.tp_preds)

@@ -19,9 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import read_csv_rows
+from ..io import IMAGE_SUFFIXES, read_csv_rows, split_image_suffix
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+@dataclass(frozen=True)
+class PairingProblem:
+    """Why a case does not pair up fully (``str()`` gives the message naming the files).
+
+    blocking: the case cannot be evaluated (its prediction or ground truth is missing);
+    otherwise it is evaluated with less (no brain mask: voxel metrics over the whole volume).
+    """
+
+    case_id: str
+    message: str
+    blocking: bool = True
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -35,21 +49,12 @@ class CaseFiles:
     run_json: Path | None = None
 
 
-def split_suffix(name: str) -> tuple[str, str] | None:
-    """(stem, suffix) for an image file name, None for anything else."""
-    low = name.lower()
-    for suf in IMAGE_SUFFIXES:
-        if low.endswith(suf):
-            return name[: -len(suf)], name[-len(suf):]
-    return None
-
-
 def _images_in(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
         if f.name.startswith(".") or not f.is_file():
             continue
-        parts = split_suffix(f.name)
+        parts = split_image_suffix(f.name)
         if parts is not None:
             out.setdefault(parts[0], f)
     return out
@@ -91,10 +96,10 @@ def _need_dir(path, what: str) -> Path:
 
 
 def find_cases(pred_dir=None, gt_dir=None, manifest=None, brain_dir=None, images_dir=None
-               ) -> tuple[list[CaseFiles], list[str]]:
+               ) -> tuple[list[CaseFiles], list[PairingProblem]]:
     """Pair predictions with ground truth by case id.
 
-    Returns (cases with both a prediction and a GT, problems): each problem names the
+    Returns (cases with both a prediction and a GT, :class:`PairingProblem` s): each names the
     case and the missing file. Raises :class:`InputError` when nothing pairs up.
     """
     if manifest is not None:
@@ -107,29 +112,30 @@ def find_cases(pred_dir=None, gt_dir=None, manifest=None, brain_dir=None, images
     gts = _images_in(gt_dir)
     problems = []
     for cid in sorted(set(preds) - set(gts)):
-        problems.append(f"case {cid}: prediction {preds[cid]['pred']} has no ground truth "
-                        f"{gt_dir}/{cid}.nii.gz (or .nrrd/.mha)")
+        problems.append(PairingProblem(cid, f"case {cid}: prediction {preds[cid]['pred']} has no ground "
+                                            f"truth {gt_dir}/{cid}.nii.gz (or .nrrd/.mha)"))
     for cid in sorted(set(gts) - set(preds)):
-        problems.append(f"case {cid}: ground truth {gts[cid]} has no prediction "
-                        f"({pred_dir}/{cid}/lesion_labels.nii.gz or {pred_dir}/{cid}.nii.gz)")
+        problems.append(PairingProblem(cid, f"case {cid}: ground truth {gts[cid]} has no prediction "
+                                            f"({pred_dir}/{cid}/lesion_labels.nii.gz or {pred_dir}/{cid}.nii.gz)"))
     brain = _images_in(_need_dir(brain_dir, "brain-mask")) if brain_dir else {}
     images = _images_in(_need_dir(images_dir, "image")) if images_dir else {}
     cases = []
     for cid in sorted(set(preds) & set(gts)):
         if brain_dir and cid not in brain:
-            problems.append(f"case {cid}: no brain mask {brain_dir}/{cid}.nii.gz; "
-                            "voxel metrics use the whole volume for this case")
+            problems.append(PairingProblem(cid, f"case {cid}: no brain mask {brain_dir}/{cid}.nii.gz; "
+                                                "voxel metrics use the whole volume for this case",
+                                           blocking=False))
         image = images.get(f"{cid}_0000", images.get(cid))
         cases.append(CaseFiles(cid, gts[cid], preds[cid]["pred"], preds[cid]["probability"],
                                brain.get(cid), image, preds[cid]["run_json"]))
     if not cases:
         raise InputError(f"no case has both a prediction in {pred_dir} and a ground truth in "
                          f"{gt_dir} (case ids are file names without suffix)."
-                         + ("\n  " + "\n  ".join(problems[:10]) if problems else ""))
+                         + ("\n  " + "\n  ".join(map(str, problems[:10])) if problems else ""))
     return cases, problems
 
 
-def _from_manifest(manifest: Path, brain_dir, images_dir) -> tuple[list[CaseFiles], list[str]]:
+def _from_manifest(manifest: Path, brain_dir, images_dir) -> tuple[list[CaseFiles], list[PairingProblem]]:
     rows = read_csv_rows(manifest, "manifest")
     missing = {"case_id", "pred", "gt"} - set(rows[0])
     if missing:
@@ -157,10 +163,11 @@ def _from_manifest(manifest: Path, brain_dir, images_dir) -> tuple[list[CaseFile
         files = {k: path(row, k) for k in ("pred", "gt", "probability", "brain_mask", "image", "run_json")}
         absent = [f"{k} {files[k]}" for k in files if files[k] is not None and not files[k].exists()]
         if files["gt"] is None or files["pred"] is None:
-            problems.append(f"case {cid} (line {n}): no {'gt' if files['gt'] is None else 'pred'} path")
+            problems.append(PairingProblem(
+                cid, f"case {cid} (line {n}): no {'gt' if files['gt'] is None else 'pred'} path"))
             continue
         if absent:
-            problems.append(f"case {cid} (line {n}): file(s) not found: {'; '.join(absent)}")
+            problems.append(PairingProblem(cid, f"case {cid} (line {n}): file(s) not found: {'; '.join(absent)}"))
             if files["gt"] in [None] or not files["gt"].exists() or not files["pred"].exists():
                 continue
             files = {k: (v if v is None or v.exists() else None) for k, v in files.items()}
@@ -169,5 +176,5 @@ def _from_manifest(manifest: Path, brain_dir, images_dir) -> tuple[list[CaseFile
                                files["image"] or images.get(f"{cid}_0000", images.get(cid)),
                                files["run_json"]))
     if not cases:
-        raise InputError(f"{manifest}: no usable case.\n  " + "\n  ".join(problems[:10]))
+        raise InputError(f"{manifest}: no usable case.\n  " + "\n  ".join(map(str, problems[:10])))
     return cases, problems

@@ -18,7 +18,8 @@ import SimpleITK as sitk
 from .. import __version__
 from ..lesions import axial_axis
 from . import cohort
-from .runner import CONVENTIONS, CohortResult, load_case, read_mask
+from .loading import load_case, read_mask
+from .result import CONVENTIONS, CohortResult
 
 GT_COLOUR = "#00d060"
 PRED_COLOUR = "#ff3399"
@@ -478,7 +479,7 @@ def _conventions_section(result: CohortResult) -> str:
     probs = ""
     if result.failed or result.problems:
         probs = ('<p class="warn">Problems:</p><ul>'
-                 + "".join(f"<li>{html.escape(p)}</li>" for p in result.failed + result.problems) + "</ul>")
+                 + "".join(f"<li>{html.escape(str(p))}</li>" for p in result.failed + result.problems) + "</ul>")
     return ("<section><h2>Conventions</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items)
             + f"</ul>{probs}</section>")
 

@@ -17,7 +17,7 @@ package, one module per job, so that pytest can check them without Slicer:
 - :mod:`.runner`: running the CLI without blocking and killing it with all its
   children (Cancel);
 - :mod:`.gpu`: GPU names / memory from ``nvidia-smi`` (shown without importing torch);
-- :mod:`.model_menu`: the models offered in the GUI.
+- :mod:`.model_menu`: the models offered in the GUI, their cards and operating points.
 
 Every public name is re-exported here (``from BrainMetSegLib.slicer_bridge import X``).
 This package never imports ``slicer``, ``qt``, ``vtk``, torch or MONAI.
@@ -45,8 +45,11 @@ from .gpu import (
     parse_nvidia_smi,
 )
 from .model_menu import (
+    card_operating_point,
+    model_card,
     model_choices,
     read_model_card,
+    run_operating_point,
 )
 from .monitor import (
     EXIT_CODE_MEANINGS,
@@ -81,6 +84,7 @@ from .requirements import (
     TORCH_MINIMUM,
     Requirement,
     constraints_text,
+    ensure_dependencies,
     installed_versions,
     missing_requirements,
     normalise_name,
@@ -91,6 +95,7 @@ from .runner import (
     CliRun,
     kill_process_tree,
     popen_kwargs,
+    start_batch,
 )
 from .table import (
     LESION_COLUMNS,
@@ -134,6 +139,7 @@ __all__ = [
     "missing_requirements",
     "torch_problem",
     "constraints_text",
+    "ensure_dependencies",
     "pip_install_commands",
     "INPUT_ROLES",
     "INPUT_OPTIONS",
@@ -157,10 +163,14 @@ __all__ = [
     "popen_kwargs",
     "kill_process_tree",
     "CliRun",
+    "start_batch",
     "GpuInfo",
     "NVIDIA_SMI_ARGS",
     "parse_nvidia_smi",
     "detect_gpus",
     "model_choices",
     "read_model_card",
+    "model_card",
+    "card_operating_point",
+    "run_operating_point",
 ]

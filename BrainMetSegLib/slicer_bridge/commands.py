@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-INPUT_ROLES = ("t1ce", "t1", "t2", "flair")
+from ..sequences import MANIFEST_COLUMNS, SEQUENCES
+
+INPUT_ROLES = SEQUENCES
 INPUT_OPTIONS = {"t1": "--t1", "t2": "--t2", "flair": "--flair"}
 DEVICES = ("auto", "cpu", "cuda")
 BRAIN_MASK_OPTIONS = ("deepbet", "none")
@@ -125,9 +127,6 @@ def segment_command(python: str | os.PathLike, inputs: Mapping[str, str | os.Pat
             cmd += [flag, str(inputs[role])]
     cmd += _model_arguments(options)
     return cmd
-
-
-MANIFEST_COLUMNS = ("case_id", "t1ce", "t1", "t2", "flair")
 
 
 def write_manifest(items: Sequence[str | os.PathLike | Mapping], path: str | os.PathLike) -> Path:

@@ -38,3 +38,24 @@ def read_model_card(folder: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{folder}: not a model package ({CARD_NAME} is missing).")
     data = json.loads(card_path.read_text(encoding="utf-8"))
     return ModelCard.from_dict(data, str(card_path)).to_dict()
+
+
+def model_card(model: str | os.PathLike) -> dict:
+    """The model card (dict) of a registry name or package folder, found exactly as the
+    pipeline finds it (``models.load_package``, no torch import). Raises
+    ``errors.ModelError`` naming the model and the problem; never returns None."""
+    from ..models import load_package
+
+    return load_package(model).card.to_dict()
+
+
+def card_operating_point(card: Mapping) -> tuple[float, float]:
+    """(threshold, minimum lesion volume mm^3) a model card recommends; the GUI starts
+    from these, so GUI users get the operating point the card's figures were measured at."""
+    return float(card["threshold"]), float(card["min_lesion_volume_mm3"])
+
+
+def run_operating_point(run_json: str | os.PathLike) -> tuple[float, float]:
+    """(threshold, minimum lesion volume mm^3) a CLI run used, from its ``run.json``."""
+    settings = json.loads(Path(run_json).read_text(encoding="utf-8"))["settings"]
+    return float(settings["threshold_used"]), float(settings["min_volume_mm3_used"])

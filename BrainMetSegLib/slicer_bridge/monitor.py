@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from ..progress import ProgressEvent, parse_json_line, parse_progress_line
+from ..errors import EXIT_CODE_MEANINGS
+from ..progress import (
+    ErrorReport,
+    ProgressEvent,
+    Stage,
+    parse_error_line,
+    parse_json_line,
+    parse_progress_line,
+)
 
 
 @dataclass(frozen=True)
@@ -15,6 +22,7 @@ class RunResult:
     case: str
     outputs: dict[str, str]
     lesions: int
+    warnings: tuple[str, ...] = ()
 
 
 def parse_result_line(line: str) -> RunResult | None:
@@ -29,22 +37,23 @@ def parse_result_line(line: str) -> RunResult | None:
         lesions = int(obj.get("lesions", 0))
     except (TypeError, ValueError):
         return None
-    return RunResult(str(obj.get("case", "")), dict(outputs), lesions)
+    warnings = obj.get("warnings") or []
+    warnings = tuple(str(w) for w in warnings) if isinstance(warnings, list) else ()
+    return RunResult(str(obj.get("case", "")), dict(outputs), lesions, warnings)
 
 
 # Weights of the pipeline's stages in the overall progress bar (inference dominates);
 # stages not listed count as "other".
-STAGE_WEIGHTS = {"read": 0.03, "coregister": 0.07, "preprocess": 0.15, "load_model": 0.03,
-                 "inference": 0.6, "postprocess": 0.07, "write": 0.05}
+STAGE_WEIGHTS = {Stage.READ: 0.03, Stage.COREGISTER: 0.07, Stage.PREPROCESS: 0.15, Stage.LOAD_MODEL: 0.03,
+                 Stage.INFERENCE: 0.6, Stage.POSTPROCESS: 0.07}
 OTHER_STAGE_WEIGHT = 0.03
-
-EXIT_CODE_MEANINGS = {2: "bad input", 3: "bad model", 4: "cannot write outputs",
-                      5: "out of memory", 130: "cancelled"}
 
 
 @dataclass
 class OutputMonitor:
-    """Accumulates the subprocess' stdout/stderr lines into progress, result and error.
+    """Accumulates the subprocess' stdout/stderr lines into progress, results and errors.
+
+    errors: the CLI's JSON ``error`` objects (a failed batch case carries its ``case``).
 
     Overall progress is monotonic: finished stages add their weight, the current
     stage adds weight * fraction.
@@ -52,13 +61,14 @@ class OutputMonitor:
 
     result: RunResult | None = None
     results: list[RunResult] = field(default_factory=list)
+    errors: list[ErrorReport] = field(default_factory=list)
     last_event: ProgressEvent | None = None
     log: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     _done: dict[str, float] = field(default_factory=dict)
     _overall: float = 0.0
 
-    def feed_stdout(self, line: str) -> ProgressEvent | RunResult | None:
+    def feed_stdout(self, line: str) -> ProgressEvent | RunResult | ErrorReport | None:
         line = line.rstrip("\r\n")
         event = parse_progress_line(line)
         if event is not None:
@@ -70,6 +80,10 @@ class OutputMonitor:
             self.results.append(result)
             self._overall = 1.0
             return result
+        error = parse_error_line(line)
+        if error is not None:
+            self.errors.append(error)
+            return error
         if line.strip():
             self.log.append(line)
         return None
@@ -103,12 +117,10 @@ class OutputMonitor:
         return f"{e.stage}: {e.message}" if e.message else e.stage
 
     def error_message(self, returncode: int | None) -> str:
-        """The library's own message for a failed run (its ``error:`` line), else
-        the last stderr line (e.g. a traceback's exception), else the exit code."""
-        for line in reversed(self.stderr):
-            m = re.search(r"error:\s*(.+)$", line)
-            if m and line.lstrip().startswith("brainmetseg"):
-                return m.group(1).strip()
+        """The library's own message for a failed run (its last JSON ``error`` object), else
+        the last stderr line (e.g. a traceback's exception), else the exit code's meaning."""
+        if self.errors:
+            return self.errors[-1].message
         if self.stderr:
             return self.stderr[-1].strip()
         meaning = EXIT_CODE_MEANINGS.get(returncode or 0)

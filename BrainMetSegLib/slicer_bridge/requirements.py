@@ -169,3 +169,40 @@ def pip_install_commands(missing: Sequence[Requirement], constraints_file: str |
     if nodeps:
         cmds.append(["--no-deps", *nodeps, "-c", str(constraints_file)])
     return cmds
+
+
+def ensure_dependencies(confirm, install_torch, pip_install, make_temp_dir,
+                        versions=installed_versions) -> bool:
+    """Install what the library needs in Slicer's Python; False when the user declines.
+
+    The Slicer calls come in as functions: ``confirm(items) -> bool`` (asked once, before
+    anything is installed; items are human-readable lines), ``install_torch(minimum) ->
+    bool`` (the PyTorch extension's installer), ``pip_install(args)`` and
+    ``make_temp_dir() -> folder`` (for the constraints file that pins torch and
+    SimpleITK). Raises RuntimeError when torch is too old (Slicer's own, never replaced
+    here) or something could not be installed.
+    """
+    names = [*PROTECTED, *(r.distribution for r in REQUIREMENTS)]
+    found = versions(names)
+    problem = torch_problem(found.get("torch"))
+    missing = missing_requirements(found)
+    if problem is None and not missing:
+        return True
+    if problem and found.get("torch") is not None:
+        raise RuntimeError(problem)
+    if not confirm((["torch (PyTorch extension)"] if problem else []) + [str(r) for r in missing]):
+        return False
+    if problem:
+        if not install_torch(TORCH_MINIMUM):
+            raise RuntimeError("PyTorch could not be installed; use the PyTorch Utils module.")
+        found = versions(names)
+    if missing:
+        constraints = os.path.join(str(make_temp_dir()), "constraints.txt")
+        with open(constraints, "w", encoding="utf-8") as fh:
+            fh.write(constraints_text(found))
+        for args in pip_install_commands(missing, constraints):
+            pip_install(args)
+    still = missing_requirements(versions(names))
+    if still:
+        raise RuntimeError(f"These packages could not be installed: {', '.join(map(str, still))}")
+    return True

@@ -7,7 +7,13 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from .commands import RunFolder
+from .commands import (
+    RunFolder,
+    batch_command,
+    python_slicer_executable,
+    subprocess_environment,
+    write_manifest,
+)
 from .monitor import OutputMonitor
 
 
@@ -158,13 +164,40 @@ class CliRun:
         if self._on_complete:
             self._on_complete(self)
 
-    def wait(self, idle=None, interval: float = 0.05) -> CliRun:
+    def wait(self, idle=None, interval: float = 0.05, timeout: float | None = None) -> CliRun:
         """Block until the run has finished; ``idle()`` is called between polls (e.g.
-        ``slicer.app.processEvents`` to keep Slicer's GUI responsive)."""
+        ``slicer.app.processEvents`` to keep Slicer's GUI responsive). With ``timeout``
+        (seconds) a run still going by then is cancelled and TimeoutError raised."""
         import time
 
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll():
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                while self.poll():  # let the cancelled run finish and clean up
+                    time.sleep(interval)
+                raise TimeoutError(f"{' '.join(self.command[:4])}... still running after {timeout} s; cancelled")
             if idle is not None:
                 idle()
             time.sleep(interval)
         return self
+
+
+def start_batch(items, output_dir, options, temp_dir=None, python=None, environment=None,
+                overwrite: bool = False, keep_files: bool = False) -> CliRun:
+    """Start ``segment --manifest`` on files (a cohort, no scene); returns the running CliRun.
+
+    items: CE-T1 paths or dicts (see ``commands.write_manifest``). The manifest lives in a
+    temporary run folder under ``temp_dir`` that is removed when the run ends.
+    """
+    run_folder = RunFolder(temp_dir, keep=keep_files)
+    try:
+        manifest = write_manifest(items, run_folder.path / "manifest.csv")
+        command = batch_command(python or python_slicer_executable(), manifest, output_dir, options,
+                                overwrite=overwrite)
+    except Exception:
+        run_folder.cleanup()
+        raise
+    env = dict(os.environ if environment is None else environment)
+    env.update(subprocess_environment(env))
+    return CliRun(command, env, run_folder)

@@ -12,7 +12,8 @@ and acquisition effects (thick slices, blur, bias field, Rician noise, scaling).
 
 Modules: ``config`` (options and constants), ``templates`` (anatomy loading),
 ``deform`` (random warp), ``anatomy`` (tissue contrasts), ``confounders``,
-``lesions``, ``acquisition``, ``case`` (one case), ``dataset`` (files), ``preview``.
+``lesions``, ``acquisition``, ``case`` (one case), ``dataset`` (files), ``preview``,
+``followup`` (follow-up scans of a case with the true correspondence and RANO-BM response).
 """
 
 from .case import SynthCase, make_case

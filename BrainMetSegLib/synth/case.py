@@ -30,7 +30,8 @@ class SynthCase:
     confounders: uint8 masks of enhancing non-lesion structures ("vessels", "dura",
     "choroid"); info: everything drawn for the case (anatomy, stratum, contrasts...);
     wm_level: the image value of normal white matter before bias and noise; tissue: the
-    warped template's hard tissue classes (uint8: 1 CSF, 2 GM, 3 WM, 0 outside the brain).
+    warped template's hard tissue classes (uint8: 1 CSF, 2 GM, 3 WM, 0 outside the brain);
+    spec_index: per lesion record, the index of the planned lesion it was painted from.
     """
 
     image: sitk.Image
@@ -41,6 +42,7 @@ class SynthCase:
     info: dict = field(default_factory=dict)
     wm_level: float = 1.0
     tissue: sitk.Image | None = None
+    spec_index: list[int] = field(default_factory=list)
 
     @property
     def binary(self) -> sitk.Image:
@@ -67,8 +69,11 @@ def _choose_anatomy(rng: np.random.Generator, name: str) -> str:
     return names[int(rng.integers(len(names)))]
 
 
-def _lesion_records(labels: np.ndarray, grid: OutputGrid, specs, counts) -> tuple[np.ndarray, list[dict]]:
-    """Renumber lesions largest first and describe them from the voxelised labels."""
+def _lesion_records(labels: np.ndarray, grid: OutputGrid, specs, counts
+                    ) -> tuple[np.ndarray, list[dict], list[int]]:
+    """Renumber lesions largest first and describe them from the voxelised labels.
+
+    Returns the renumbered labels, the records and, per record, the index of its spec."""
     voxel_mm3 = float(np.prod(grid.spacing))
     order = sorted(range(len(specs)), key=lambda i: (-counts[i], i))
     lut = np.zeros(len(specs) + 1, np.uint16)
@@ -96,12 +101,34 @@ def _lesion_records(labels: np.ndarray, grid: OutputGrid, specs, counts) -> tupl
             "necrosis_rel_wm": None if s.necrosis is None else round(s.necrosis, 3),
             "oedema_rel_wm": None if s.oedema is None else round(s.oedema, 3),
         })
-    return labels, records
+    return labels, records, order
 
 
-def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
-    """Generate one case from ``seed`` (same seed and config -> identical arrays)."""
-    config = config or C.SynthConfig()
+@dataclass
+class CasePlan:
+    """A case drawn up to its lesion plan: anatomy, confounders and lesion specs, nothing painted yet.
+
+    rng: the case's generator, positioned just after the plan (the acquisition draws from it next);
+    image: float32 (z, y, x) anatomy with confounders, WM = 1; brain: bool brain mask;
+    masks: confounder masks; stripped: voxels zeroed for the skull-stripped look (or None);
+    specs: planned lesions; stratum, requested: the drawn stratum and lesion count.
+    """
+
+    rng: np.random.Generator
+    anatomy_name: str
+    anat: Anatomy
+    image: np.ndarray
+    brain: np.ndarray
+    masks: dict[str, np.ndarray]
+    stripped: np.ndarray | None
+    specs: list
+    stratum: str
+    requested: int
+
+
+def plan_case(seed: int, config: C.SynthConfig) -> CasePlan:
+    """Draw a case's anatomy, confounders and lesion plan from ``seed`` (the first half of
+    :func:`make_case`; follow-ups reuse it to get the same patient)."""
     rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
     anatomy_name = _choose_anatomy(rng, config.anatomy)
     template = load_template(anatomy_name)
@@ -112,9 +139,7 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
         spacing = (in_plane, in_plane, slice_)
     anat: Anatomy = make_anatomy(rng, template, spacing, config.field_of_view, config.margin_mm,
                                  skull, config.confounders, config.deformation)
-    grid = anat.grid
     image = anat.image
-    brain = anat.brain
     region = anat.region
     masks = {name: region == reg for name, reg in CONFOUNDER_REGIONS.items()}
     if config.confounders:
@@ -134,13 +159,37 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     n, stratum = draw_count(rng, config.n_lesions, config.stratum)
     avoid = masks["vessels"] | masks["dura"] | masks["choroid"]
     specs = plan_lesions(rng, anat, n, config.diameter_range_mm, tuple(config.patterns), avoid)
+    return CasePlan(rng=rng, anatomy_name=anatomy_name, anat=anat, image=image, brain=anat.brain,
+                    masks=masks, stripped=stripped, specs=specs, stratum=stratum, requested=n)
+
+
+def render_case(plan: CasePlan, specs: list, rng: np.random.Generator, config: C.SynthConfig,
+                move=None) -> SynthCase:
+    """Paint ``specs`` into a copy of the plan's anatomy, then acquire with ``rng``.
+
+    move: optional callable ``(arrays: dict[str, np.ndarray]) -> dict`` applied to the painted
+    volumes (keys "image", "labels", "brain", "tissue", "stripped" and the confounder names) before
+    the acquisition, e.g. a rigid head movement for a follow-up scan.
+    """
+    anat, grid = plan.anat, plan.anat.grid
+    image = plan.image.copy()  # the plan can be rendered again (follow-ups of the same patient)
+    brain = plan.brain
     for spec in specs:
         paint_oedema(image, anat, spec)
     labels = np.zeros(grid.shape, np.uint16)
     counts = [paint_lesion(image, labels, brain, anat, spec, i + 1) for i, spec in enumerate(specs)]
-    labels, records = _lesion_records(labels, grid, specs, counts)
     brain = brain | (labels > 0)
-    info = {"anatomy": anatomy_name, "stratum": stratum, "requested_lesions": n, "lesions": len(records),
+    masks, stripped, tissue = plan.masks, plan.stripped, anat.tissue
+    if move is not None:
+        moved = move({"image": image, "labels": labels, "brain": brain, "tissue": tissue,
+                      "stripped": stripped, **masks})
+        image, labels, brain, tissue, stripped = (moved[k] for k in ("image", "labels", "brain", "tissue",
+                                                                     "stripped"))
+        masks = {k: moved[k] for k in masks}
+        counts = np.bincount(labels.ravel(), minlength=len(specs) + 1)[1:].tolist()
+    labels, records, order = _lesion_records(labels, grid, specs, counts)
+    info = {"anatomy": plan.anatomy_name, "stratum": plan.stratum, "requested_lesions": plan.requested,
+            "lesions": len(records),
             "contrasts": {k: round(v, 4) for k, v in anat.contrasts.items()},
             "mirrored": anat.warp.flipped, "spacing_mm": [float(v) for v in grid.spacing]}
     if config.acquisition:
@@ -161,5 +210,13 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
         confounders={k: to_sitk(v.astype(np.uint8), grid) for k, v in masks.items()},
         info=info,
         wm_level=wm_level,
-        tissue=to_sitk(anat.tissue.astype(np.uint8), grid),
+        tissue=to_sitk(tissue.astype(np.uint8), grid),
+        spec_index=list(order),
     )
+
+
+def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
+    """Generate one case from ``seed`` (same seed and config -> identical arrays)."""
+    config = config or C.SynthConfig()
+    plan = plan_case(seed, config)
+    return render_case(plan, plan.specs, plan.rng, config)

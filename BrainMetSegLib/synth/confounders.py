@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config as C
 from .anatomy import Anatomy
 from .fields import random_smooth
 from .painting import paint_tube
@@ -82,10 +81,3 @@ def convexity_dura(rng: np.random.Generator, anatomy: Anatomy) -> np.ndarray:
     upper = np.clip((z + 10.0) / 20.0, 0, 1).astype(np.float32)[:, None, None]
     return (shell * patch * upper).astype(np.float32)
 
-
-def vessel_intensity(rng: np.random.Generator) -> float:
-    return float(rng.uniform(*C.VESSEL_RANGE))
-
-
-def dura_intensity(rng: np.random.Generator) -> float:
-    return float(rng.uniform(*C.DURA_RANGE))

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OutputError
 from ..io import write_image, write_text
-from ..progress import ProgressCallback, ProgressEvent
+from ..progress import ProgressCallback, ProgressEvent, Stage
 from . import config as C
 from .case import SynthCase, make_case
 
@@ -70,12 +71,15 @@ def write_case(case: SynthCase, outdir: Path, cid: str, overwrite: bool = False,
 
 def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = None,
                   progress: ProgressCallback | None = None, overwrite: bool = False,
-                  preview: bool = False, start: int = 0) -> dict:
+                  preview: bool = False, start: int = 0, followups: int = 0,
+                  followup_config=None) -> dict:
     """Generate ``n`` cases (ids ``synth_<start>`` ...) into ``outdir``; returns the dataset.json dict.
 
     Refuses to replace existing case files unless ``overwrite``; with ``start`` > 0 an
     existing dataset is extended (its dataset.json is rewritten to count every image).
     Per-case seeds come from :func:`case_seed` so a case does not depend on ``n``.
+    ``followups`` > 0 also writes that many follow-ups per case into ``followups/`` (see
+    :mod:`BrainMetSegLib.synth.followup`); the baseline files are the same as without them.
     """
     config = config or C.SynthConfig()
     outdir = Path(outdir)
@@ -83,6 +87,11 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
         raise OutputError(f"{outdir}: number of cases must be >= 1 (got {n}).")
     if not overwrite:
         existing = [p for k in range(start, start + n) for p in case_paths(outdir, case_id(k)).values() if p.exists()]
+        if followups:
+            from .followup import followup_paths
+
+            existing += [p for k in range(start, start + n) for j in range(1, followups + 1)
+                         for p in followup_paths(outdir, case_id(k), j).values() if p.exists()]
         if existing or (start == 0 and (outdir / "dataset.json").exists()):
             first = existing[0] if existing else outdir / "dataset.json"
             raise OutputError(f"{first}: already exists; pass --overwrite to replace it or use another folder.")
@@ -90,12 +99,20 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
     for k in range(start, start + n):
         cid = case_id(k)
         if progress:
-            progress(ProgressEvent("synth", (k - start) / n, f"{cid}"))
+            progress(ProgressEvent(Stage.SYNTH, (k - start) / n, f"{cid}"))
         t0 = time.perf_counter()
         cseed = case_seed(seed, k)
-        case = make_case(cseed, config)
         provenance = {"generator_version": C.GENERATOR_VERSION, "dataset_seed": int(seed), "case_seed": cseed,
                       "options": config.to_dict()}
+        if followups:
+            from .followup import FollowupConfig, make_series, write_followups
+
+            fcfg = followup_config or FollowupConfig()
+            case, series = make_series(cseed, config, followups, fcfg)
+            write_followups(case, series, outdir, cid, overwrite=overwrite,
+                            provenance={**provenance, "followup_options": asdict(fcfg)})
+        else:
+            case = make_case(cseed, config)
         write_case(case, outdir, cid, overwrite=overwrite, preview=preview, provenance=provenance)
         times.append(time.perf_counter() - t0)
     images = sorted((outdir / "imagesTr").glob("*_0000.nii.gz"))
@@ -111,9 +128,12 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
         "synthetic": {"generator": "BrainMetSegLib.synth", "version": C.GENERATOR_VERSION, "seed": int(seed),
                       "cases": [p.name[: -len("_0000.nii.gz")] for p in images], "options": config.to_dict()},
     }
+    if followups:
+        desc["synthetic"]["followups_per_case"] = followups
+        desc["synthetic"]["followups_layout"] = "followups/<case>_fu<k>_0000.nii.gz, _instances.nii.gz, .json"
     write_text(_json(desc), outdir / "dataset.json", overwrite=True)
     if progress:
-        progress(ProgressEvent("synth", 1.0, f"{n} cases, {np.mean(times):.1f} s per case"))
+        progress(ProgressEvent(Stage.SYNTH, 1.0, f"{n} cases, {np.mean(times):.1f} s per case"))
     # The first case of a process also prepares the template(s): report it apart.
     desc["seconds_per_case"] = [round(t, 3) for t in times]
     return desc

@@ -57,7 +57,7 @@ def preprocess_case(case: CaseRecord, config: PreprocessConfig, seed: int = 0) -
     mask = read_scalar_volume(case.brain_mask, role="brain mask") if case.brain_mask else None
     pre = preprocess(images, config, brain_mask=mask)
     label_image = read_scalar_volume(case.label, role=f"label of {case.case_id}")
-    label = (pre.geometry.to_model_grid(label_image, label=True) > 0).astype(np.uint8)
+    label = (pre.geometry.to_model_grid(label_image, linear=False) > 0).astype(np.uint8)
     fg = np.flatnonzero(label)
     bg = np.flatnonzero(pre.brain & (label == 0))
     if bg.size > MAX_BACKGROUND_CENTRES:

@@ -25,8 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..sequences import SEQUENCES
 
-SEQUENCES = ("t1ce", "t1", "t2", "flair")
 SPLITS = ("train", "val", "test")
 
 # nnU-Net channel names as people write them -> the sequence names model cards use.

@@ -297,10 +297,15 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
           cache_dir: str | Path | None = None, card_extra: dict | None = None,
           log: Callable[[str], None] = print) -> Path | None:
     """Train a model package on a labelled dataset; returns the package folder (rank 0) or None."""
-    from ..architectures import build_network, init_output_prior
+    from ..architectures import build_network, init_output_prior, patch_size_problem
     from ..inference import resolve_device
     from ..models import ModelCard, save_package
 
+    for option, patch in (("--patch", config.patch_size), ("--infer-patch", config.infer_patch_size)):
+        problem = None if patch is None else patch_size_problem(config.architecture, patch,
+                                                                 config.architecture_args)
+        if problem:
+            raise InputError(f"{option}: {problem}.")
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -1,79 +1,42 @@
-"""Validation metrics: voxel Dice and lesion-wise detection with any-overlap matching.
+"""Validation metrics of a training run: voxel Dice and lesion-wise detection.
 
-Lesions are 26-connected components (:func:`BrainMetSegLib.lesions.label_instances`).
-A ground-truth lesion is detected when any predicted voxel touches it; a predicted
-component touching no ground-truth lesion is a false positive. Lesion size is the
-longest diameter (mm) of the ground-truth component: the largest distance between two
-voxel centres plus one voxel. Arrays are (Z, Y, X); spacing is (x, y, z) mm.
+The lesions, their matching and their size are those of ``brainmetseg evaluate``
+(:func:`BrainMetSegLib.evaluate.lesionwise.match_lesions` with the ``overlap`` rule):
+26-connected components; a ground-truth lesion is detected when any predicted lesion
+touches it; a predicted lesion touching none is a false positive; lesion size is the
+longest surface diameter (:func:`BrainMetSegLib.lesions.component_diameters_mm`).
+Arrays are (Z, Y, X); spacing is (x, y, z) mm.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..evaluate.lesionwise import SIZE_BIN_NAMES, match_lesions
+from ..evaluate.voxelwise import confusion, metrics_from_counts
 from ..lesions import label_instances
 
-SIZE_BINS = (("<3mm", 0.0, 3.0), ("3-10mm", 3.0, 10.0), (">=10mm", 10.0, np.inf))
 
+def case_result(gt: np.ndarray, pred: np.ndarray, spacing_xyz, direction=None) -> dict:
+    """Voxel Dice and lesion matches of a binary prediction against a ground-truth mask.
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two masks; 1.0 when both are empty."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
-def longest_diameter_mm(mask: np.ndarray, spacing_xyz) -> float:
-    """Largest distance between two voxel centres of ``mask`` plus one mean voxel size (mm)."""
-    from scipy.spatial import ConvexHull, QhullError
-    from scipy.spatial.distance import pdist
-
-    pts = np.argwhere(mask)[:, ::-1] * np.asarray(spacing_xyz, float)
-    if len(pts) > 64:
-        try:
-            pts = pts[ConvexHull(pts).vertices]
-        except QhullError:  # flat lesion: all points in a plane
-            pass
-    far = float(pdist(pts).max()) if len(pts) > 1 else 0.0
-    return far + float(np.mean(spacing_xyz))
-
-
-def lesion_matches(pred: np.ndarray, gt_instances: np.ndarray, spacing_xyz,
-                   diameters_mm: dict[int, float] | None = None) -> dict:
-    """Lesion-wise comparison of a binary prediction with a ground-truth instance map.
-
-    gt_instances: int map, 0 background, one id per lesion (e.g. from label_instances).
-    diameters_mm: known diameters per GT id (else measured on the map).
-    Returns ``{"lesions": [{"id", "diameter_mm", "detected", "dice"}], "fp": n, "n_pred": n}``.
+    Returns ``{"dice", "fp", "n_pred", "lesions": [{"size_bin", "longest_diameter_mm",
+    "detected", "dice"}]}``, the per-case input of :func:`summarise`.
     """
-    pred_inst = label_instances(pred, spacing_xyz)
-    lesions = []
-    hit_pred: set[int] = set()
-    for gid in np.unique(gt_instances):
-        if gid == 0:
-            continue
-        g = gt_instances == gid
-        touching = np.unique(pred_inst[g])
-        touching = touching[touching > 0]
-        hit_pred.update(int(t) for t in touching)
-        region = np.isin(pred_inst, touching) if touching.size else np.zeros_like(g)
-        diameter = (diameters_mm or {}).get(int(gid))
-        if diameter is None:
-            diameter = longest_diameter_mm(g, spacing_xyz)
-        lesions.append({"id": int(gid), "diameter_mm": float(diameter), "detected": bool(touching.size),
-                        "dice": dice(g, region) if touching.size else 0.0})
-    n_pred = int(pred_inst.max())
-    return {"lesions": lesions, "fp": n_pred - len(hit_pred), "n_pred": n_pred}
+    gt, pred = np.asarray(gt) > 0, np.asarray(pred) > 0
+    match = match_lesions(gt, pred, spacing_xyz, "overlap", direction)
+    return {"dice": metrics_from_counts(*confusion(gt, pred))["dice"],
+            "fp": sum(not p.true_positive for p in match.pred), "n_pred": len(match.pred),
+            "lesions": [{"size_bin": g.size_bin, "longest_diameter_mm": g.longest_diameter_mm,
+                         "detected": g.detected, "dice": g.dice} for g in match.gt]}
 
 
 def case_metrics(prob: np.ndarray, label: np.ndarray, spacing_xyz, threshold: float = 0.5,
                  min_volume_mm3: float = 0.0) -> dict:
-    """Voxel Dice and lesion matches of one case's probability map against a binary label."""
+    """:func:`case_result` of ``prob > threshold`` without components under ``min_volume_mm3``
+    (as ``brainmetseg segment`` makes its prediction) against a binary label."""
     pred = label_instances(prob > threshold, spacing_xyz, min_volume_mm3) > 0
-    gt = label_instances(label > 0, spacing_xyz)
-    result = lesion_matches(pred, gt, spacing_xyz)
-    result["dice"] = dice(pred, label > 0)
-    return result
+    return case_result(label, pred, spacing_xyz)
 
 
 def summarise(cases: list[dict]) -> dict:
@@ -94,8 +57,8 @@ def summarise(cases: list[dict]) -> dict:
         "median_lesion_dice": float(np.median([les["dice"] for les in lesions if les["detected"]]))
         if tp else 0.0,
     }
-    for name, lo, hi in SIZE_BINS:
-        group = [les for les in lesions if lo <= les["diameter_mm"] < hi]
+    for name in SIZE_BIN_NAMES:
+        group = [les for les in lesions if les["size_bin"] == name]
         out[f"sensitivity_{name}"] = (sum(les["detected"] for les in group) / len(group)) if group else float("nan")
         out[f"lesions_{name}"] = len(group)
     return out

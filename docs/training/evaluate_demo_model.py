@@ -10,9 +10,11 @@ uses); the time per case is the sum of the pipeline stages in each case's run.js
 (reading, preprocessing with brain extraction, inference, post-processing, writing not
 included) and the run's wall time divided by the number of cases (imports and model
 loading included). The
-predicted lesion map is compared on the input grid with the generator's instance map
-(``instancesTr``) by any-overlap matching; lesion size is the generator's diameter
-(``lesionsTr/<case>.json``). Writes SEGDIR/heldout_metrics.json and prints a summary.
+predicted lesion map is compared on the input grid with the generator's lesion mask
+(``instancesTr``) by the library's one lesion matching (any overlap, as ``brainmetseg evaluate
+--match overlap``); lesion size is the library's one measure, the longest surface diameter of
+the ground-truth lesion (:func:`BrainMetSegLib.lesions.component_diameters_mm`). Writes
+SEGDIR/heldout_metrics.json and prints a summary.
 """
 
 from __future__ import annotations
@@ -27,20 +29,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.train.metrics import dice, lesion_matches, summarise
+from BrainMetSegLib.train.metrics import case_result, summarise
 
 
-def read_ground_truth(synth: Path, cid: str) -> tuple[np.ndarray, tuple, dict[int, float]]:
-    """Instance map (Z, Y, X), its spacing (x, y, z) mm and the generator's diameter per lesion id."""
-    image = sitk.ReadImage(str(synth / "instancesTr" / f"{cid}.nii.gz"))
-    doc = json.loads((synth / "lesionsTr" / f"{cid}.json").read_text())
-    diameters = {int(les["id"]): float(les["diameter_mm"]) for les in doc["lesions"]}
-    return sitk.GetArrayFromImage(image), image.GetSpacing(), diameters
+def read_ground_truth(synth: Path, cid: str) -> sitk.Image:
+    """The generator's lesion instance map of a case (its geometry is the image's)."""
+    return sitk.ReadImage(str(synth / "instancesTr" / f"{cid}.nii.gz"))
 
 
 def sensitivity_ge5mm(results: list[dict]) -> tuple[float, int]:
-    """Pooled sensitivity and count of lesions whose (generator) diameter is >= 5 mm."""
-    ge5 = [les for r in results for les in r["lesions"] if les["diameter_mm"] >= 5]
+    """Pooled sensitivity and count of lesions whose measured longest diameter is >= 5 mm."""
+    ge5 = [les for r in results for les in r["lesions"] if les["longest_diameter_mm"] >= 5]
     return (float(np.mean([les["detected"] for les in ge5])) if ge5 else float("nan")), len(ge5)
 
 
@@ -70,9 +69,8 @@ def main() -> int:
         timings = json.loads((out / "run.json").read_text())["timings_s"]
         seconds.append(sum(v for k, v in timings.items() if k != "load_model"))
         pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "lesion_labels.nii.gz"))) > 0
-        gt, spacing, diameters = read_ground_truth(args.heldout, cid)
-        r = lesion_matches(pred, gt, spacing, diameters)
-        r["dice"] = dice(pred, gt > 0)
+        gt = read_ground_truth(args.heldout, cid)
+        r = case_result(sitk.GetArrayFromImage(gt), pred, gt.GetSpacing(), gt.GetDirection())
         r["case"] = cid
         results.append(r)
         print(f"{cid}: {sum(les['detected'] for les in r['lesions'])}/{len(r['lesions'])} lesions, "

@@ -7,9 +7,9 @@ Usage (how the demo model's operating point was chosen; see demo_model.md)::
     python docs/training/tune_operating_point.py TUNE TUNESEG -o operating_point.json --max-fp 0.5
 
 Every (threshold, minimum volume) pair of the grid is applied to the saved probability maps
-on the input grid exactly as ``brainmetseg segment`` applies them (``lesions.rethreshold``);
-lesions are matched by any overlap with the generator's instance map, sizes are the
-generator's diameters. Without ``--max-fp`` the chosen pair has the best lesion-wise F1
+on the input grid exactly as ``brainmetseg segment`` applies them (``lesions.threshold_lesions``);
+lesions are matched with the generator's lesion mask by the library's one matching (any
+overlap) and sized by its one measure (longest surface diameter), as ``brainmetseg evaluate``. Without ``--max-fp`` the chosen pair has the best lesion-wise F1
 over all lesions (ties: the higher threshold, then the smaller volume), the rule training
 uses on its validation split; with ``--max-fp F`` it has the highest sensitivity for
 lesions >= 5 mm among pairs with at most F false positives per case (ties: best F1).
@@ -26,8 +26,8 @@ from pathlib import Path
 import SimpleITK as sitk
 from evaluate_demo_model import read_ground_truth, sensitivity_ge5mm  # same folder
 
-from BrainMetSegLib.lesions import rethreshold
-from BrainMetSegLib.train.metrics import lesion_matches, summarise
+from BrainMetSegLib.lesions import threshold_lesions
+from BrainMetSegLib.train.metrics import case_result, summarise
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MIN_VOLUMES_MM3 = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0)
@@ -37,8 +37,9 @@ def load_cases(synth: Path, seg: Path) -> list[dict]:
     cases = []
     for image in sorted((synth / "imagesTr").glob("*_0000.nii.gz")):
         cid = image.name[: -len("_0000.nii.gz")]
-        gt, spacing, diameters = read_ground_truth(synth, cid)
-        cases.append({"id": cid, "gt": gt, "spacing": spacing, "diameters": diameters,
+        gt = read_ground_truth(synth, cid)
+        cases.append({"id": cid, "gt": sitk.GetArrayFromImage(gt), "spacing": gt.GetSpacing(),
+                      "direction": gt.GetDirection(),
                       "prob": sitk.ReadImage(str(seg / cid / "probability.nii.gz"))})
     return cases
 
@@ -46,9 +47,8 @@ def load_cases(synth: Path, seg: Path) -> list[dict]:
 def score(cases: list[dict], threshold: float, min_volume: float) -> dict:
     results = []
     for c in cases:
-        pred = sitk.GetArrayFromImage(rethreshold(c["prob"], threshold, min_volume)) > 0
-        results.append(lesion_matches(pred, c["gt"], c["spacing"], c["diameters"]))
-        results[-1]["dice"] = float("nan")  # not used for the choice
+        pred = sitk.GetArrayFromImage(threshold_lesions(c["prob"], threshold, min_volume)) > 0
+        results.append(case_result(c["gt"], pred, c["spacing"], c["direction"]))
     summary = summarise(results)
     summary["sensitivity_>=5mm"], _ = sensitivity_ge5mm(results)
     return {"threshold": threshold, "min_volume_mm3": min_volume,

@@ -1,0 +1,76 @@
+"""``brainmetseg view``: review and correct a result folder in a web browser (Slicer's views)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+from ..errors import BrainMetSegError, InputError
+
+DEFAULT_PORT = 8080
+
+
+class MissingExtraError(BrainMetSegError):
+    """The optional ``[web]`` extra is not installed."""
+
+    exit_code = 6
+
+
+def add_arguments(p) -> None:
+    p.add_argument("outdir", metavar="OUTDIR", help="a result folder written by `brainmetseg segment`")
+    p.add_argument("--image", metavar="CE_T1", help="the CE-T1 (default: the input recorded in run.json)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 = every interface)")
+    p.add_argument("--port", type=int, metavar="N",
+                   help=f"port (default: the first free one from {DEFAULT_PORT})")
+
+
+def free_port(host: str, start: int = DEFAULT_PORT, tries: int = 50) -> int:
+    for port in range(start, start + tries):
+        if port_is_free(host, port):
+            return port
+    raise InputError(f"no free port in {start}-{start + tries - 1} on {host}; pass --port.")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def run(args) -> int:
+    from ..viewer import WEB_EXTRA_HINT, missing_web_dependencies
+    from ..viewer.result import ResultFolder
+
+    result = ResultFolder.open(args.outdir, args.image)  # bad folders fail before the slow imports
+    missing = missing_web_dependencies()
+    if missing:
+        raise MissingExtraError(f"the viewer needs {', '.join(missing)} (the optional [web] extra): "
+                                f"{WEB_EXTRA_HINT}")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port}: not a port number (1-65535).")
+    port = args.port if args.port is not None else free_port(args.host)
+    if args.port is not None and not port_is_free(args.host, port):
+        raise InputError(f"--port {port}: already in use on {args.host}; pick another.")
+
+    t0 = time.perf_counter()
+    from ..viewer import render  # noqa: F401  (sets VTK_DEFAULT_OPENGL_WINDOW before VTK loads)
+    from ..viewer.app import ViewerApp
+
+    app = ViewerApp(result)
+    host_shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    url = f"http://{host_shown}:{port}/"
+    print(f"brainmetseg view: {result.folder} ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"brainmetseg view: open {url} in a browser (Ctrl-C stops)", flush=True)
+    # trame reads its own options from sys.argv; ours are not its.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        app.server.start(host=args.host, port=port, open_browser=False, show_connection_info=False,
+                         timeout=0)
+    finally:
+        sys.argv = argv
+    return 0

@@ -1,0 +1,143 @@
+"""Matching the lesions of a follow-up to known lesions (tracks), both in baseline space.
+
+Two steps, in this order:
+
+1. overlap: a known lesion and a follow-up lesion (resampled onto the baseline grid) are linked
+   when they share voxels, at least ``min_overlap_fraction`` of the smaller of the two. The
+   links form a bipartite graph; each connected piece is one correspondence: one-to-one
+   ("matched"), one known lesion to several follow-up lesions ("split"), several known lesions
+   to one follow-up lesion ("merged"), or several to several ("merged+split").
+2. distance: known lesions and follow-up lesions left without a partner are paired by centroid
+   distance (Hungarian assignment), when the centroids are at most ``max_distance_mm`` apart
+   (RAS/LPS mm in baseline space). This catches a lesion that shrank to a few voxels, or to
+   nothing on the baseline grid after nearest-neighbour resampling, and small residual
+   registration error.
+
+What is left is a new lesion (follow-up side) or an absent one (known side).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """min_overlap_fraction: shared voxels / voxels of the smaller lesion needed for a link;
+    max_distance_mm: largest centroid distance (mm) for the distance step."""
+
+    min_overlap_fraction: float = 0.1
+    max_distance_mm: float = 8.0
+
+
+@dataclass
+class Reference:
+    """A known lesion in baseline space: flat voxel indices into the baseline array (z, y, x
+    order, may be empty) and its centroid (LPS mm)."""
+
+    voxels: np.ndarray
+    centroid_lps: np.ndarray
+
+
+@dataclass
+class Link:
+    """One correspondence: known track ids and follow-up lesion ids, how it was found
+    ("overlap" or "distance"), its kind ("matched", "split", "merged", "merged+split"), the
+    shared voxels per (track, lesion) pair, and the centroid distance (mm) for distance links."""
+
+    tracks: list[int]
+    lesions: list[int]
+    method: str
+    kind: str
+    shared_voxels: dict[tuple[int, int], int] = field(default_factory=dict)
+    distance_mm: float | None = None
+
+
+@dataclass
+class MatchResult:
+    links: list[Link]
+    new: list[int]
+    absent: list[int]
+
+
+def _kind(n_tracks: int, n_lesions: int) -> str:
+    if n_tracks == 1 and n_lesions == 1:
+        return "matched"
+    if n_tracks == 1:
+        return "split"
+    if n_lesions == 1:
+        return "merged"
+    return "merged+split"
+
+
+def match_lesions(references: dict[int, Reference], followup_on_baseline: np.ndarray,
+                  followup_centroids_lps: dict[int, np.ndarray],
+                  config: MatchConfig = MatchConfig()) -> MatchResult:
+    """Match follow-up lesions to known lesions.
+
+    references: track id -> :class:`Reference` (baseline space).
+    followup_on_baseline: follow-up instance labels resampled onto the baseline grid (z, y, x).
+    followup_centroids_lps: follow-up lesion id -> centroid carried into baseline space (LPS mm);
+        its keys are the follow-up's lesions (a lesion may have no voxel left on the baseline grid).
+    """
+    flat = np.asarray(followup_on_baseline).ravel()
+    fu_ids = sorted(followup_centroids_lps)
+    fu_sizes = np.bincount(flat, minlength=max(fu_ids, default=0) + 1) if fu_ids else np.zeros(1, int)
+    shared: dict[tuple[int, int], int] = {}
+    for tid, ref in references.items():
+        if ref.voxels.size == 0:
+            continue
+        counts = np.bincount(flat[ref.voxels], minlength=fu_sizes.size)
+        for lid in np.flatnonzero(counts[1:]) + 1:
+            if int(lid) not in followup_centroids_lps:
+                continue
+            smaller = min(ref.voxels.size, int(fu_sizes[lid]))
+            if counts[lid] >= config.min_overlap_fraction * smaller:
+                shared[(tid, int(lid))] = int(counts[lid])
+    links = _components(shared)
+    linked_t = {t for link in links for t in link.tracks}
+    linked_l = {lid for link in links for lid in link.lesions}
+    free_t = [t for t in sorted(references) if t not in linked_t]
+    free_l = [lid for lid in fu_ids if lid not in linked_l]
+    if free_t and free_l:
+        a = np.array([references[t].centroid_lps for t in free_t], float)
+        b = np.array([followup_centroids_lps[lid] for lid in free_l], float)
+        dist = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
+        big = 1e6
+        rows, cols = linear_sum_assignment(np.where(dist <= config.max_distance_mm, dist, big))
+        for r, c in zip(rows, cols, strict=True):
+            if dist[r, c] <= config.max_distance_mm:
+                links.append(Link([free_t[r]], [free_l[c]], "distance", "matched", {}, float(dist[r, c])))
+                linked_t.add(free_t[r])
+                linked_l.add(free_l[c])
+    new = [lid for lid in fu_ids if lid not in linked_l]
+    absent = [t for t in sorted(references) if t not in linked_t]
+    links.sort(key=lambda link: min(link.tracks))
+    return MatchResult(links, new, absent)
+
+
+def _components(shared: dict[tuple[int, int], int]) -> list[Link]:
+    """Connected pieces of the bipartite overlap graph."""
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for t, lid in shared:
+        parent[find(("t", t))] = find(("l", lid))
+    groups: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for pair in shared:
+        groups.setdefault(find(("t", pair[0])), []).append(pair)
+    links = []
+    for pairs in groups.values():
+        tracks = sorted({t for t, _ in pairs})
+        lesions = sorted({lid for _, lid in pairs})
+        links.append(Link(tracks, lesions, "overlap", _kind(len(tracks), len(lesions)),
+                          {p: shared[p] for p in sorted(pairs)}))
+    return links

@@ -1,0 +1,208 @@
+"""The typed values of run options and model-card fields, each defined once, and their checks.
+
+Every choice is an enum here (the CLI's ``choices``, the configs and the card use the same
+one); every number goes through :func:`number` (finite, in range, not a bool or a string).
+A check failing raises :class:`OptionError` (a run option) or :class:`ModelError` (a card
+field) with the option or field named, so ``--overlap 1``, ``--min-volume nan`` or a card
+with ``"normalisation": "magic"`` stop before any work.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+from enum import StrEnum
+
+import numpy as np
+
+from .errors import ModelError, OptionError
+from .sequences import SEQUENCES
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Precision(StrEnum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class BlendMode(StrEnum):
+    CONSTANT = "constant"
+    GAUSSIAN = "gaussian"
+
+
+class Normalisation(StrEnum):
+    ZSCORE_BRAIN = "zscore-brain"
+    NONE = "none"
+    # imported models' own z-scores (BrainMetSegLib.normalisation.SCHEMES)
+    NNUNET_ZSCORE = "nnunet-zscore"
+    NNUNET_ZSCORE_MASKED = "nnunet-zscore-masked"
+    ZSCORE_NONZERO = "zscore-nonzero"
+
+
+class MaskMethod(StrEnum):
+    """Brain-mask methods by name; any other ``brain_mask`` value is a mask file."""
+
+    DEEPBET = "deepbet"
+    NONE = "none"
+
+
+class OutputFormat(StrEnum):
+    NIFTI = "nii.gz"
+    NRRD = "nrrd"
+    MHA = "mha"
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+
+class ProgressMode(StrEnum):
+    BAR = "bar"
+    JSON = "json"
+    NONE = "none"
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(e.value for e in enum)
+
+
+def choice(enum: type[StrEnum], value, name: str, error=OptionError) -> StrEnum:
+    """``value`` as a member of ``enum``; ``error`` naming ``name`` and the choices otherwise."""
+    try:
+        return enum(value)
+    except (ValueError, TypeError):
+        raise error(f"{name} {value!r} is not one of {', '.join(values(enum))}.") from None
+
+
+def number(value, name: str, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, integer: bool = False,
+           error=OptionError) -> float | int:
+    """A finite real number within [low, high] (an end is excluded when ``*_open``).
+
+    Strings and booleans are refused (a card's ``"0.8"`` is a typo to report, not to guess).
+    """
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise error(f"{name} must be {kind}, not {value!r}.")
+    value = float(value) if not isinstance(value, numbers.Integral) else int(value)
+    if integer and isinstance(value, float) and not value.is_integer():
+        raise error(f"{name} must be {kind}, not {value!r}.")
+    if not math.isfinite(value):
+        raise error(f"{name} must be a finite number, not {value!r}.")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise error(f"{name} must be {' and '.join(x for x in (lo, hi) if x)}, not {value!r}.")
+    return int(value) if integer else float(value)
+
+
+def triple(value, name: str, integer: bool = False, error=OptionError, **bounds) -> tuple:
+    """Three numbers (x, y, z), each checked by :func:`number`."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise error(f"{name} must be a list of 3 numbers (x, y, z), not {value!r}.")
+    return tuple(number(v, f"{name}[{i}]", integer=integer, error=error, **bounds)
+                 for i, v in enumerate(value))
+
+
+def probability_threshold(value, name: str, error=OptionError) -> float:
+    return number(value, name, 0.0, 1.0, low_open=True, high_open=True, error=error)
+
+
+def overlap(value, name: str, error=OptionError) -> float:
+    """Sliding-window overlap: a fraction in [0, 1) (1 would never advance the window)."""
+    return number(value, name, 0.0, 1.0, high_open=True, error=error)
+
+
+def text(value, name: str, error=ModelError, required: bool = False) -> str:
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise error(f"{name} must be {'a non-empty' if required else 'a'} string, not {value!r}.")
+    return value
+
+
+def cli_float(text_value: str) -> float:
+    """argparse ``type`` for numbers: a float, checked further (finite, range) by the config."""
+    try:
+        return float(text_value)
+    except ValueError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"{text_value!r} is not a number") from None
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def check_card(card) -> None:
+    """Check every field of a :class:`~BrainMetSegLib.models.ModelCard`; :class:`ModelError`
+    naming the field. Numbers and enums are normalised in place (e.g. ints to floats)."""
+    from .architectures import ARCHITECTURES, patch_size_problem
+
+    def field(name):
+        return f"model card field {name!r}"
+
+    for name in ("name", "version", "architecture"):
+        text(getattr(card, name), field(name), required=True)
+    for name in ("training_data", "intended_use", "limitations"):
+        text(getattr(card, name), field(name))
+    if card.architecture not in ARCHITECTURES:
+        raise ModelError(f"{field('architecture')}: unknown architecture {card.architecture!r} "
+                         f"(known: {', '.join(ARCHITECTURES)}).")
+    for name in ("architecture_args", "validation", "recipe"):
+        if not isinstance(getattr(card, name), dict):
+            raise ModelError(f"{field(name)} must be an object, not {getattr(card, name)!r}.")
+    seqs = card.input_sequences
+    if (not isinstance(seqs, list | tuple) or not seqs or len(set(map(str, seqs))) != len(seqs)
+            or any(s not in SEQUENCES for s in seqs) or seqs[0] != "t1ce"):
+        raise ModelError(f"{field('input_sequences')} must list distinct sequences from "
+                         f"{', '.join(SEQUENCES)}, starting with t1ce; not {seqs!r}.")
+    card.spacing_mm = list(triple(card.spacing_mm, field("spacing_mm"), low=0.0, low_open=True,
+                                  high=20.0, error=ModelError))
+    card.patch_size = list(triple(card.patch_size, field("patch_size"), integer=True, low=8,
+                                  high=1024, error=ModelError))
+    problem = patch_size_problem(card.architecture, card.patch_size, card.architecture_args)
+    if problem:
+        raise ModelError(f"{field('patch_size')}: {problem}.")
+    card.overlap = overlap(card.overlap, field("overlap"), error=ModelError)
+    card.blend_mode = choice(BlendMode, card.blend_mode, field("blend_mode"), ModelError).value
+    card.normalisation = choice(Normalisation, card.normalisation, field("normalisation"), ModelError).value
+    card.threshold = probability_threshold(card.threshold, field("threshold"), error=ModelError)
+    card.min_lesion_volume_mm3 = number(card.min_lesion_volume_mm3, field("min_lesion_volume_mm3"),
+                                        low=0.0, error=ModelError)
+    text(card.weights, field("weights"), required=True)
+    if card.sha256 and not (isinstance(card.sha256, str) and _SHA256.fullmatch(card.sha256)):
+        raise ModelError(f"{field('sha256')} must be 64 hexadecimal digits, not {card.sha256!r}.")
+    if not isinstance(card.trained, bool):
+        raise ModelError(f"{field('trained')} must be true or false, not {card.trained!r}.")
+
+
+def check_segment_config(config) -> None:
+    """Check a :class:`~BrainMetSegLib.pipeline.SegmentConfig`; :class:`OptionError` naming the
+    option (as the CLI spells it). ``None`` means "the model card's value" and passes."""
+    choice(Device, config.device, "--device")
+    choice(Precision, config.precision, "--precision")
+    if config.blend_mode is not None:
+        choice(BlendMode, config.blend_mode, "--blend")
+    if config.threshold is not None:
+        probability_threshold(config.threshold, "--threshold")
+    if config.min_volume_mm3 is not None:
+        number(config.min_volume_mm3, "--min-volume (mm^3)", low=0.0)
+    if config.overlap is not None:
+        overlap(config.overlap, "--overlap")
+    if config.patch_size is not None:
+        triple(config.patch_size, "patch_size", integer=True, low=8, high=1024)
+    number(config.mask_dilation_mm, "mask_dilation_mm", low=0.0, high=50.0)
+    number(config.crop_margin_mm, "crop_margin_mm", low=0.0, high=200.0)
+    if not isinstance(config.brain_mask, str) or not config.brain_mask.strip():
+        raise OptionError(f"--brain-mask must be deepbet, none or a mask file, not {config.brain_mask!r}.")
+    if not isinstance(config.model, str | os.PathLike) or not str(config.model).strip():
+        raise OptionError(f"--model must be a model name or folder, not {config.model!r}.")

@@ -1,0 +1,69 @@
+"""Doubts about an input that do not stop a run but must be said: the image cannot be a head
+scan, the brain mask is implausibly small, the image looks like noise.
+
+Each check returns sentences; the pipeline puts them in ``Result.warnings`` and ``run.json``
+and the CLI prints them. Limits are deliberately loose (they flag garbage, not unusual anatomy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+# An adult brain is ~140 x 170 x 120 mm (L-R, A-P, S-I) and 1.0-1.6 litres.
+MIN_FIELD_OF_VIEW_MM = 60.0
+MIN_VOXELS_PER_AXIS = 16
+MIN_BRAIN_ML = 300.0
+# Neighbouring voxels of any MR image are strongly correlated (point-spread, anatomy);
+# white noise is not.
+MIN_NEIGHBOUR_CORRELATION = 0.2
+
+
+def field_of_view_notes(image: sitk.Image) -> list[str]:
+    """Warn when the image is too small along an axis to hold a brain."""
+    size, spacing = image.GetSize()[:3], image.GetSpacing()[:3]
+    extent = [n * s for n, s in zip(size, spacing, strict=True)]
+    notes = []
+    if min(size) < MIN_VOXELS_PER_AXIS:
+        notes.append(f"the image has only {min(size)} voxels along one axis (size {tuple(size)}): "
+                     "too few for a brain scan; results are unreliable.")
+    if min(extent) < MIN_FIELD_OF_VIEW_MM:
+        dims = " x ".join(f"{e:.0f}" for e in extent)
+        notes.append(f"the field of view ({dims} mm) cannot hold a whole brain (~140 x 170 x 120 mm); "
+                     "lesions outside it are not found and the brain mask and intensity "
+                     "normalisation may be off.")
+    return notes
+
+
+def noise_note(image: sitk.Image, max_voxels: int = 2_000_000) -> str | None:
+    """Warn when neighbouring voxels are uncorrelated along every axis (pure noise)."""
+    array = sitk.GetArrayViewFromImage(image)
+    step = max(1, int(np.ceil((array.size / max_voxels) ** (1 / 3))))
+    a = np.asarray(array[::step, ::step, ::step], dtype=np.float64)
+    correlations = []
+    for axis in range(3):
+        if a.shape[axis] < 2:
+            continue
+        x = np.moveaxis(a, axis, 0)
+        u, v = x[:-1].ravel(), x[1:].ravel()
+        if u.std() == 0 or v.std() == 0:
+            continue
+        correlations.append(float(np.corrcoef(u, v)[0, 1]))
+    if correlations and max(correlations) < MIN_NEIGHBOUR_CORRELATION:
+        return (f"neighbouring voxels are almost uncorrelated (correlation {max(correlations):.2f}): the "
+                "image looks like noise, not an MR scan; results are meaningless.")
+    return None
+
+
+def brain_volume_note(brain_ml: float, method: str) -> str | None:
+    if brain_ml < MIN_BRAIN_ML:
+        return (f"the brain mask ({method}) holds only {brain_ml:.0f} mL (an adult brain is about "
+                "1,000-1,600 mL): brain extraction may have failed or the scan covers little brain; "
+                "check the result or pass --brain-mask.")
+    return None
+
+
+def image_notes(image: sitk.Image) -> list[str]:
+    notes = field_of_view_notes(image)
+    noise = noise_note(image)
+    return notes + ([noise] if noise else [])

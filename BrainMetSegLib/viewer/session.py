@@ -1,0 +1,424 @@
+"""One review session: a result folder shown in a Slicer scene, re-thresholded, edited, saved.
+
+The session holds no user-interface code: the web application (:mod:`.app`) and the
+offscreen tests drive the same methods. Scene content (volumes, one segment per lesion,
+the lesion table node and their links, re-threshold, re-measure, jump) is made by the
+library's MRML scene layer :mod:`BrainMetSegLib.mrml`, the code the Slicer module uses;
+this module adds only the viewer's presentation and the review bookkeeping.
+
+Views (slice views Red / Green / Yellow = axial / coronal / sagittal, and the 3D view)
+must exist in ``slicer_app.view_manager`` before :meth:`ReviewSession.load` so their
+layers can be set. Coordinates are RAS mm; label maps are (K, J, I) = (Z, Y, X) arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import mrml
+from ..errors import InputError
+from ..io import format_family, same_geometry
+from ..lesions import COLUMNS, lesion_table, threshold_lesions
+from ..slicer_bridge.naming import (
+    METASTASIS_TERMINOLOGY,
+    lesion_id_from_segment_name,
+    segment_color,
+    segment_id,
+    segment_name,
+)
+from .result import ResultFolder
+from .review import save_review
+
+# Far below the operating point the map breaks into thousands of specks: a table of
+# thousands of rows is no review, so the viewer refuses and says why.
+MAX_LESIONS = 500
+PROBABILITY_COLORMAP = "vtkMRMLColorTableNodeIron"
+# Probabilities below this are drawn transparent in the overlay (the map is ~0 almost everywhere).
+OVERLAY_FLOOR = 0.05
+EFFECTS = ("none", "paint", "erase", "islands")
+UNDO_LIMIT = 20
+
+
+@dataclass
+class LesionRow:
+    """A row of the viewer's lesion table: the library's measures plus how it is shown."""
+
+    lesion_id: int
+    name: str
+    color_hex: str
+    visible: bool
+    measures: dict
+
+
+class ReviewError(InputError):
+    """A review action that cannot be done in the session's current state."""
+
+
+class ReviewSession:
+    """A result folder in ``slicer_app``'s scene (a trame-slicer ``SlicerApp``)."""
+
+    def __init__(self, slicer_app, result: ResultFolder):
+        self.app = slicer_app
+        self.result = result
+        self.image, self.original_labels, self.probability = result.read_images()
+        # The lesion table the current segments started from (the original, or a re-threshold).
+        self.base_rows: list[dict] = result.read_table()
+        self.threshold = result.threshold
+        self.min_volume_mm3 = result.min_volume_mm3
+        self.base_labels = self.original_labels
+        # What "discard edits" goes back to: the last saved version, else the start.
+        self._restore = (self.base_labels, self.base_rows)
+        self.operations: list[dict] = []
+        self.edited = False
+        self.saved: list[Path] = []
+        self.volume_node = self.probability_node = self.segmentation_node = self.table_node = None
+        self._loading = False
+
+    # ----------------------------------------------------------------- scene
+    @property
+    def scene(self):
+        return self.app.scene
+
+    @property
+    def editor(self):
+        return self.app.segmentation_editor
+
+    def load(self) -> None:
+        """Build the scene: CE-T1, probability overlay, one segment per lesion, views set up."""
+        self._loading = True
+        try:
+            self.volume_node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CE-T1")
+            mrml.set_volume(self.volume_node, *mrml.array_and_matrix(self.image))
+            self.volume_node.CreateDefaultDisplayNodes()
+            result = mrml.LesionResult.from_images(self.original_labels, self.probability, self.base_rows,
+                                                   self.threshold, self.min_volume_mm3)
+            nodes = mrml.import_result(self.scene, self.volume_node, result,
+                                       base_name=str(self.result.run.get("case") or "CE-T1"))
+            self.segmentation_node, self.table_node = nodes.segmentation, nodes.table
+            self.probability_node = nodes.probability
+            display = self.probability_node.GetDisplayNode()
+            display.SetAndObserveColorNodeID(PROBABILITY_COLORMAP)
+            display.SetApplyThreshold(1)
+            display.SetLowerThreshold(OVERLAY_FLOOR)
+            display.SetUpperThreshold(1.0)
+            from undo_stack import UndoStack  # trame-slicer's dependency
+
+            # Undo / redo of single strokes (the segment editor records labelmap changes).
+            self.editor.set_undo_stack(UndoStack(undo_limit=UNDO_LIMIT))
+            self.editor.set_active_segmentation(self.segmentation_node, self.volume_node)
+            self.editor.set_surface_representation_enabled(True)
+            seg_display = self.segmentation_node.GetDisplayNode()
+            seg_display.SetOpacity2DFill(0.5)
+            seg_display.SetOpacity2DOutline(1.0)
+            for view in self.app.view_manager.get_slice_views():
+                view.set_background_volume_id(self.volume_node.GetID())
+                view.set_foreground_volume_id(self.probability_node.GetID())
+                view.set_foreground_opacity(0.0)
+                # Only the axial plane in 3D: three opaque planes would hide most lesion surfaces.
+                view.set_visible_in_3d(view.get_orientation() == "Axial")
+            self.reset_views()
+            if self.segments():  # open at the largest lesion (id 1 by the library's numbering)
+                self.jump_to_lesion(min(lesion_id for _, lesion_id in self.segments()))
+        finally:
+            self._loading = False
+        self.editor.segmentation_modified.connect(self._on_segmentation_modified)
+
+    def reset_views(self) -> None:
+        for view in self.app.view_manager.get_slice_views():
+            view.fit_view_to_content()
+            view.schedule_render()
+        for view in self.app.view_manager.get_threed_views():
+            view.reset_view()
+            camera = view.first_renderer().GetActiveCamera()
+            camera.Azimuth(35)  # from front-left-above, so lesions over and under the axial plane show
+            camera.Elevation(35)
+            camera.OrthogonalizeViewUp()
+            view.first_renderer().ResetCamera()
+            camera.Zoom(1.4)
+
+    def _on_segmentation_modified(self, *_):
+        if self._loading:
+            return
+        self.edited = True
+        effect = self.editor.active_effect_name
+        if effect and _effect_label(effect) not in ("", "notool"):
+            op = {"effect": _effect_label(effect), "segment": self.editor.get_active_segment_id()}
+            if not self.operations or self.operations[-1] != op:
+                self.operations.append(op)
+
+    # ----------------------------------------------------------------- lesions
+    def segments(self) -> list[tuple[str, int]]:
+        """(segment id, lesion id) of every lesion segment, in segment order."""
+        out = []
+        segmentation = self.segmentation_node.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            seg_id = segmentation.GetNthSegmentID(i)
+            lesion_id = lesion_id_from_segment_name(seg_id)
+            if lesion_id is not None:
+                out.append((seg_id, lesion_id))
+        return out
+
+    def table_rows(self) -> list[tuple[str, dict]]:
+        """(segment id, measures) of each row of the scene's lesion table node."""
+        table = self.table_node.GetTable()
+        ids = json.loads(self.table_node.GetAttribute(mrml.ATTR_SEGMENT_IDS) or "[]")
+        columns = {name: table.GetColumnByName(name) for name in COLUMNS}
+        out = []
+        for row, seg_id in enumerate(ids):
+            out.append((seg_id, {name: col.GetValue(row) for name, col in columns.items() if col is not None}))
+        return out
+
+    def rows(self) -> list[LesionRow]:
+        """The lesion table as shown: one row per segment (measures from the table node,
+        empty for a lesion drawn since the last measurement), colour and visibility."""
+        display = self.segmentation_node.GetDisplayNode()
+        segmentation = self.segmentation_node.GetSegmentation()
+        measured = dict(self.table_rows())
+        rows = []
+        for seg_id, lesion_id in self.segments():
+            segment = segmentation.GetSegment(seg_id)
+            measures = dict(measured.get(seg_id, {}))
+            if measures:
+                measures["lesion_id"] = lesion_id
+            rows.append(LesionRow(lesion_id, segment.GetName(), _hex(segment.GetColor()),
+                                  bool(display.GetSegmentVisibility(seg_id)), measures))
+        return rows
+
+    def _table_row_index(self, lesion_id: int) -> int:
+        for row, (seg_id, _) in enumerate(self.table_rows()):
+            if seg_id == segment_id(lesion_id):
+                return row
+        raise ReviewError(f"lesion {lesion_id} is not measured yet; re-measure the table first.")
+
+    def lesion_ras(self, lesion_id: int) -> tuple[float, float, float]:
+        """World RAS (mm) of the lesion's centroid, from the scene's table node."""
+        return mrml.lesion_world_ras(self.table_node, self._table_row_index(lesion_id))
+
+    def jump_to_lesion(self, lesion_id: int) -> tuple[float, float, float]:
+        """Centre all slice views on the lesion's centroid (RAS mm) and make it the edited segment."""
+        ras = mrml.jump_to_lesion(self.table_node, self._table_row_index(lesion_id), select_segment=False)
+        self.select_lesion(lesion_id)
+        return ras
+
+    def select_lesion(self, lesion_id: int) -> None:
+        seg_id = segment_id(lesion_id)
+        if self.segmentation_node.GetSegmentation().GetSegment(seg_id) is not None:
+            self.editor.set_active_segment_id(seg_id)
+
+    def set_lesion_visible(self, lesion_id: int, visible: bool) -> None:
+        self.segmentation_node.GetDisplayNode().SetSegmentVisibility(segment_id(lesion_id), bool(visible))
+
+    def set_lesion_color(self, lesion_id: int, color_hex: str) -> None:
+        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id(lesion_id))
+        if segment is None:
+            raise ReviewError(f"lesion {lesion_id} has no segment.")
+        segment.SetColor(*_rgb(color_hex))
+
+    def set_probability_overlay(self, opacity: float) -> None:
+        """Probability map over the CE-T1 in the slice views (0 hides it)."""
+        for view in self.app.view_manager.get_slice_views():
+            view.set_foreground_opacity(float(np.clip(opacity, 0.0, 1.0)))
+
+    def set_segment_opacity(self, opacity: float) -> None:
+        self.segmentation_node.GetDisplayNode().SetOpacity2DFill(float(np.clip(opacity, 0.0, 1.0)))
+
+    # ----------------------------------------------------------------- threshold
+    def apply_threshold(self, threshold: float, min_volume_mm3: float, discard_edits: bool = False) -> int:
+        """Re-threshold the probability map (no model run): new segments and table; lesion count.
+
+        Refused while there are unsaved edits, unless ``discard_edits``.
+        """
+        if not 0.0 < threshold < 1.0:
+            raise ReviewError(f"threshold {threshold} is outside (0, 1).")
+        if min_volume_mm3 < 0:
+            raise ReviewError(f"minimum volume {min_volume_mm3} mm3 is negative.")
+        if self.edited and not discard_edits:
+            raise ReviewError("unsaved edits: save them, or discard them to re-threshold.")
+        labels = threshold_lesions(self.probability, threshold, min_volume_mm3)  # kept alive for the view
+        n = int(sitk.GetArrayViewFromImage(labels).max())
+        if n > MAX_LESIONS:
+            raise ReviewError(f"threshold {threshold:g} gives {n} lesions (more than {MAX_LESIONS}); "
+                              "raise the threshold or the minimum volume.")
+        self._edits_off()
+        try:
+            n = mrml.rethreshold(self.segmentation_node, float(threshold), float(min_volume_mm3))
+        finally:
+            self._loading = False
+        self.threshold, self.min_volume_mm3 = float(threshold), float(min_volume_mm3)
+        self._fill_table(self.current_labels())
+        self._new_base()
+        return n
+
+    def discard_edits(self) -> None:
+        """Back to the segments and table as last saved (or as loaded / re-thresholded)."""
+        self._edits_off()
+        labels, rows = self._restore
+        try:
+            ids = mrml.set_segments(self.segmentation_node, sitk.GetArrayFromImage(labels),
+                                    mrml.ijk_to_ras_of_image(labels), [int(r["lesion_id"]) for r in rows])
+            mrml.fill_table(self.table_node, rows, ids, self.segmentation_node, self.volume_node)
+        finally:
+            self._loading = False
+        self.edited = False
+        if self.segments():
+            self.editor.set_active_segment_id(self.segments()[0][0])
+
+    def remeasure(self) -> int:
+        """Re-measure the table from the segments as they are now; returns the row count."""
+        return len(self._fill_table(self.current_labels()))
+
+    def _fill_table(self, labels: sitk.Image) -> list[dict]:
+        """The table node filled with :func:`~BrainMetSegLib.lesions.lesion_table` of ``labels``.
+
+        The scene layer's own measurement (vectorised, for speed in Slicer) may break ties
+        between equally long axial diameters differently, so a perpendicular diameter could
+        differ from the saved table's; the viewer shows exactly what Save writes.
+        """
+        rows = lesion_table(labels, self.probability)
+        mrml.fill_table(self.table_node, rows, [segment_id(int(r["lesion_id"])) for r in rows],
+                        self.segmentation_node, self.volume_node)
+        return rows
+
+    def _edits_off(self) -> None:
+        """Before the segments are replaced: no effect active, no undo into the old segments."""
+        self.editor.deactivate_effect()
+        self.editor.undo_stack.clear()
+        self._loading = True
+
+    def undo(self) -> bool:
+        """Undo the last edit (stroke, island operation); False when there is none."""
+        stack = self.editor.undo_stack
+        if not stack.can_undo():
+            return False
+        stack.undo()
+        self.edited = True
+        self.operations.append({"effect": "undo", "segment": self.editor.get_active_segment_id()})
+        return True
+
+    def redo(self) -> bool:
+        stack = self.editor.undo_stack
+        if not stack.can_redo():
+            return False
+        stack.redo()
+        self.edited = True
+        self.operations.append({"effect": "redo", "segment": self.editor.get_active_segment_id()})
+        return True
+
+    def _new_base(self) -> None:
+        """The segments as they are now become what a review is compared with (a new start)."""
+        self.base_labels = self.current_labels()
+        self.base_rows = [{**m, "lesion_id": lesion_id_from_segment_name(seg_id)} for seg_id, m in self.table_rows()]
+        self._restore = (self.base_labels, self.base_rows)
+        self.edited, self.operations = False, []
+        if self.segments():
+            self.editor.set_active_segment_id(self.segments()[0][0])
+
+    # ----------------------------------------------------------------- editing
+    def add_lesion(self) -> int:
+        """An empty segment for a lesion the model missed; returns its lesion id."""
+        lesion_id = max((lid for _, lid in self.segments()), default=0) + 1
+        seg = self.segmentation_node.GetSegmentation()
+        seg.AddEmptySegment(segment_id(lesion_id), segment_name(lesion_id), segment_color(lesion_id))
+        seg.GetSegment(segment_id(lesion_id)).SetTerminology(METASTASIS_TERMINOLOGY)
+        self.editor.set_active_segment_id(segment_id(lesion_id))
+        self.operations.append({"effect": "add", "segment": segment_id(lesion_id)})
+        return lesion_id
+
+    def set_effect(self, name: str, brush_diameter_mm: float | None = None) -> None:
+        """Activate "paint", "erase", "islands" (click an island to keep it) or "none"."""
+        from trame_slicer.segmentation import (
+            SegmentationEffectErase,
+            SegmentationEffectIslands,
+            SegmentationEffectPaint,
+        )
+        from trame_slicer.segmentation.segmentation_effect_islands import SegmentationIslandsMode
+
+        if name == "none":
+            self.editor.deactivate_effect()
+            return
+        types = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase,
+                 "islands": SegmentationEffectIslands}
+        if name not in types:
+            raise ReviewError(f"unknown effect {name!r}; one of {', '.join(EFFECTS)}.")
+        effect = self.editor.set_active_effect_type(types[name])
+        if name == "islands":
+            effect.set_island_mode(SegmentationIslandsMode.KEEP_SELECTED)
+        elif brush_diameter_mm is not None:
+            self.set_brush_diameter(brush_diameter_mm)
+
+    def set_brush_diameter(self, diameter_mm: float) -> None:
+        """Brush diameter of paint / erase in mm (not relative to the screen)."""
+        from trame_slicer.segmentation.paint_effect_parameters import BrushDiameterMode
+
+        effect = self.editor.active_effect
+        if effect is not None and hasattr(effect, "set_brush_diameter"):
+            effect.set_brush_diameter(float(diameter_mm), BrushDiameterMode.Absolute)
+
+    def keep_largest_island(self) -> None:
+        """Keep only the largest 26-connected piece of the selected lesion's segment."""
+        from trame_slicer.segmentation import SegmentationEffectIslands
+
+        effect = self.editor.set_active_effect_type(SegmentationEffectIslands)
+        effect.keep_largest_island()
+        self.operations.append({"effect": "keep largest island", "segment": self.editor.get_active_segment_id()})
+        self.edited = True
+
+    def current_labels(self) -> sitk.Image:
+        """The segments as an instance label map on the CE-T1 grid (lesion id per voxel)."""
+        merged, ijk_to_ras, seg_ids = mrml.segments_label_map(self.segmentation_node, self.volume_node)
+        lut = np.zeros(len(seg_ids) + 1, np.uint16)
+        for index, seg_id in enumerate(seg_ids, start=1):
+            lut[index] = lesion_id_from_segment_name(seg_id) or 0
+        image = mrml.image_from_array(lut[merged], ijk_to_ras)
+        if not same_geometry(image, self.probability):
+            raise ReviewError("the segmentation is not on the CE-T1's grid any more.")
+        image.CopyInformation(self.probability)  # the exact header of the originals
+        return image
+
+    # ----------------------------------------------------------------- save
+    def save(self) -> Path:
+        """Write the corrected label map and re-measured table as a new version; returns its folder."""
+        labels = self.current_labels()
+        source = {
+            "case": self.result.run.get("case"),
+            "result_folder": str(self.result.folder),
+            "labels": self.result.labels_path.name,
+            "probability": self.result.probability_path.name,
+            "table": self.result.table_path.name,
+            "threshold_original": self.result.threshold,
+            "min_volume_mm3_original": self.result.min_volume_mm3,
+            "threshold": self.threshold,
+            "min_volume_mm3": self.min_volume_mm3,
+            "rethresholded": (self.threshold, self.min_volume_mm3)
+            != (self.result.threshold, self.result.min_volume_mm3),
+        }
+        originals = [self.result.labels_path, self.result.probability_path, self.result.table_path,
+                     self.result.folder / "run.json"]
+        folder = save_review(self.result.folder, labels, self.probability, self.base_labels,
+                             ext=format_family(self.result.labels_path), source=source,
+                             operations=self.operations, originals=originals)
+        self._restore = (labels, self._fill_table(labels))
+        self.saved.append(folder)
+        self.edited = False
+        return folder
+
+
+def _effect_label(effect_name: str) -> str:
+    """"paint" for trame-slicer's effect name (module path + class name)."""
+    return effect_name.rsplit(".", 1)[-1].replace("SegmentationEffect", "").lower() or effect_name
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in rgb[:3])
+
+
+def _rgb(color_hex: str) -> tuple[float, float, float]:
+    h = color_hex.lstrip("#")
+    if len(h) != 6:
+        raise ReviewError(f"colour {color_hex!r} is not #rrggbb.")
+    return tuple(int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4))

@@ -1,0 +1,155 @@
+"""RANO-BM response rules (BrainMetSegLib.longitudinal.rano) on hand-made measurement tables.
+
+Each table is a list of time points (baseline first): track id -> Measure(longest mm,
+perpendicular mm, axial slices). Every category and the edge cases the paper's wording fixes:
+"at least 30 %" and "at least 20 %" are inclusive, the 5 mm absolute-increase condition, the
+nadir, new / equivocal (small) new lesions and their confirmation, non-target lesions, targets.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from BrainMetSegLib.longitudinal.rano import (
+    NOT_FROM_IMAGES,
+    Measure,
+    RanoConfig,
+    assess,
+    choose_targets,
+)
+
+
+def M(longest: float, perpendicular: float | None = None, slices: int = 5) -> Measure:
+    return Measure(longest, longest * 0.8 if perpendicular is None else perpendicular, slices)
+
+
+def responses(*tps, **kw) -> list[str]:
+    return [r.response for r in assess(list(tps), **kw).timepoints]
+
+
+def test_target_choice_up_to_five_measurable_longest_first():
+    base = {1: M(30), 2: M(12), 3: M(25), 4: M(11), 5: M(20), 6: M(15), 7: M(9.9),
+            8: M(14, 4.9), 9: M(14, 8, slices=1), 10: M(10.0, 5.0, 2)}
+    # 7 (< 10 mm), 8 (perpendicular < 5 mm) and 9 (one slice) are not measurable; 10 is, just.
+    assert choose_targets(base) == [1, 2, 3, 5, 6]  # the five longest measurable
+    assert choose_targets({10: M(10.0, 5.0, 2), 7: M(9.9)}) == [10]
+    a = assess([base, base])
+    assert a.targets == [1, 2, 3, 5, 6] and 4 in a.nontargets and 7 in a.nontargets
+    assert a.baseline_sum_mm == pytest.approx(30 + 12 + 25 + 20 + 15)
+
+
+def test_partial_response_at_exactly_thirty_percent():
+    base = {1: M(20), 2: M(30)}  # sum 50
+    assert responses(base, {1: M(14), 2: M(21)}) == ["PR"]  # 35 = exactly -30 %
+    assert responses(base, {1: M(14.1), 2: M(21)}) == ["SD"]  # -29.8 %
+    r = assess([base, {1: M(14), 2: M(21)}]).timepoints[0]
+    assert r.change_from_baseline_pct == pytest.approx(-30.0) and r.target_response == "PR"
+
+
+def test_progression_at_exactly_twenty_percent_over_nadir_with_five_mm():
+    base = {1: M(25), 2: M(25)}  # sum 50
+    # +20 % exactly (60), one lesion +10 mm: PD.
+    assert responses(base, {1: M(35), 2: M(25)}) == ["PD"]
+    # +19.8 % (59.9): SD.
+    assert responses(base, {1: M(34.9), 2: M(25)}) == ["SD"]
+
+
+def test_absolute_increase_condition():
+    base = {k: M(12) for k in range(1, 6)}  # five targets, sum 60
+    # +20 % (72) spread as +2.4 mm per lesion: no lesion grew by 5 mm -> not PD.
+    r = assess([base, {k: M(14.4) for k in range(1, 6)}]).timepoints[0]
+    assert r.change_from_nadir_pct == pytest.approx(20.0)
+    assert r.response == "SD" and any("absolute" in x for x in r.reasons)
+    # The same sum with one lesion +5 mm exactly: PD.
+    grown = {1: M(17), 2: M(14.0), 3: M(14.0), 4: M(13.5), 5: M(13.5)}
+    assert sum(m.longest_mm for m in grown.values()) == pytest.approx(72.0)
+    assert responses(base, grown) == ["PD"]
+    # 4.9 mm is not enough.
+    assert responses(base, {1: M(16.9), 2: M(14.1), 3: M(14), 4: M(13.5), 5: M(13.5)}) == ["SD"]
+
+
+def test_nadir_is_the_reference_for_progression():
+    base = {1: M(30), 2: M(20)}  # 50
+    shrunk = {1: M(18), 2: M(12)}  # 30: PR
+    regrown = {1: M(24), 2: M(12)}  # 36 = +20 % over the nadir 30, lesion 1 +6 mm; still below baseline
+    a = assess([base, shrunk, regrown])
+    assert [r.response for r in a.timepoints] == ["PR", "PD"]
+    assert a.timepoints[1].nadir_sum_mm == pytest.approx(30) and a.timepoints[1].change_from_baseline_pct < 0
+    assert a.timepoints[1].after_progression is False and a.timepoints[0].confirmed is False
+
+
+def test_complete_response_needs_every_lesion_gone():
+    base = {1: M(20), 2: M(6)}  # target 1, non-target 2
+    assert responses(base, {}) == ["CR"]
+    a = assess([base, {2: M(5)}])
+    assert a.timepoints[0].target_response == "CR" and a.timepoints[0].nontarget_response == "NCR/NPD"
+    assert a.timepoints[0].response == "PR"  # targets gone, a non-target persists
+
+
+def test_stable_disease():
+    base = {1: M(20), 2: M(20)}
+    assert responses(base, {1: M(22), 2: M(19)}) == ["SD"]
+
+
+def test_new_lesion_makes_progression_but_a_small_one_is_equivocal():
+    base = {1: M(20)}
+    assert responses(base, {1: M(20), 9: M(6, 5, 3)}) == ["PD"]  # unequivocal new lesion
+    # Small new lesion (4 mm): equivocal, not PD on this scan ...
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}])
+    r = a.timepoints[0]
+    assert r.response == "SD" and r.equivocal_new == [9] and r.new_lesions == []
+    # ... confirmed on the next scan: PD dated from the scan that first showed it.
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: M(4.5, 3, 2)}])
+    assert [x.response for x in a.timepoints] == ["PD", "SD"]
+    assert any("confirmed" in x for x in a.timepoints[0].reasons) and a.timepoints[1].after_progression
+    # ... gone on the next scan: never PD.
+    assert responses(base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20)}) == ["SD", "SD"]
+    # An equivocal lesion does not change the response until confirmed: all gone + a small new one = CR.
+    r = assess([base, {9: M(4, 3, 2)}]).timepoints[0]
+    assert r.response == "CR" and r.equivocal_new == [9]
+    assert assess([base, {9: M(4, 3, 2)}, {9: M(4, 3, 2)}]).timepoints[0].response == "PD"
+    # A new lesion on a single axial slice is equivocal whatever its size.
+    assert assess([base, {1: M(20), 9: M(8, 6, 1)}]).timepoints[0].equivocal_new == [9]
+    # The size limit is a setting (this project's choice, not the paper's).
+    assert responses(base, {1: M(20), 9: M(4, 3, 2)}, config=RanoConfig(equivocal_below_mm=3.0)) == ["PD"]
+
+
+def test_reappearing_lesion_is_not_new():
+    base = {1: M(20), 2: M(6)}
+    a = assess([base, {1: M(20)}, {1: M(20), 2: M(6)}])
+    assert a.timepoints[1].new_lesions == [] and a.timepoints[1].response == "SD"
+
+
+def test_non_target_progression():
+    base = {1: M(20), 2: M(6)}
+    a = assess([base, {1: M(20), 2: M(11)}])  # non-target +5 mm
+    assert a.timepoints[0].nontarget_response == "PD" and a.timepoints[0].response == "PD"
+    assert responses(base, {1: M(20), 2: M(10.9)}) == ["SD"]
+    assert responses(base, {1: M(20), 2: M(11)}, config=RanoConfig(nontarget_progression_mm=None)) == ["SD"]
+
+
+def test_no_measurable_disease_and_no_disease():
+    base = {1: M(6), 2: M(4)}  # only non-measurable lesions: no targets
+    a = assess([base, {1: M(5)}, {}])
+    assert a.targets == [] and [r.response for r in a.timepoints] == ["NCR/NPD", "CR"]
+    assert a.timepoints[0].target_response == "none"
+    assert responses({}, {}) == ["NED"]
+    assert responses({}, {3: M(4, 3, 2)}) == ["NED"]  # equivocal, pending
+    assert responses({}, {3: M(7, 6, 3)}) == ["PD"]
+
+
+def test_confirmation_of_response_needs_four_weeks():
+    base = {1: M(20)}
+    pr = {1: M(12)}
+    a = assess([base, pr, pr])
+    assert a.timepoints[0].confirmed is True and a.timepoints[1].confirmed is None
+    a = assess([base, pr, pr], days=[0, 60, 75])  # second scan only 15 days later
+    assert a.timepoints[0].confirmed is None
+    a = assess([base, pr, pr], days=[0, 60, 90])
+    assert a.timepoints[0].confirmed is True
+
+
+def test_radiographic_only_is_said():
+    a = assess([{1: M(20)}, {1: M(20)}])
+    assert a.timepoints[0].radiographic_only and "corticosteroid" in a.note and a.note == NOT_FROM_IMAGES
+    assert "clinical status" in a.to_dict()["note"]

@@ -1,0 +1,101 @@
+"""`brainmetseg view` before any rendering: folder checks, the [web] hint, review bookkeeping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from viewer_data import make_result_folder
+
+from BrainMetSegLib import viewer
+from BrainMetSegLib.cli import main
+from BrainMetSegLib.errors import InputError
+from BrainMetSegLib.viewer.result import ResultFolder
+from BrainMetSegLib.viewer.review import lesion_changes, save_review
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return make_result_folder(tmp_path_factory.mktemp("viewer_cli"))
+
+
+def test_without_the_web_extra_the_command_says_how_to_install_it(result, monkeypatch, capsys):
+    monkeypatch.setattr(viewer, "missing_web_dependencies", lambda: ["trame-slicer"])
+    assert main(["view", str(result)]) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "[web]" in err[0] and "pip install" in err[0] and "Traceback" not in err[0]
+
+
+def test_missing_modules_are_named(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trame_slicer" else real(name, *a))
+    assert viewer.missing_web_dependencies() == ["trame-slicer"]
+
+
+@pytest.mark.parametrize("case", ["no folder", "no run.json", "bad json", "missing labels", "missing image"])
+def test_bad_result_folders_fail_with_one_line(case, result, tmp_path, capsys):
+    folder = tmp_path / "r"
+    if case != "no folder":
+        folder.mkdir()
+        for f in result.iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+    if case == "no run.json":
+        (folder / "run.json").unlink()
+    elif case == "bad json":
+        (folder / "run.json").write_text("{not json")
+    elif case == "missing labels":
+        (folder / "lesion_labels.nii.gz").unlink()
+    elif case == "missing image":
+        run = json.loads((folder / "run.json").read_text())
+        run["inputs"]["t1ce"]["path"] = str(tmp_path / "gone.nii.gz")
+        (folder / "run.json").write_text(json.dumps(run))
+    assert main(["view", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert str(folder if case != "missing image" else tmp_path / "gone.nii.gz") in err[0]
+
+
+def test_a_batch_folder_points_to_its_cases(result, capsys):
+    assert main(["view", str(result.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "batch output folder" in err and "result" in err
+
+
+def test_an_image_on_another_grid_is_refused(result, tmp_path):
+    other = sitk.GetImageFromArray(np.arange(1000, dtype=np.float32).reshape(10, 10, 10))
+    sitk.WriteImage(other, str(tmp_path / "other.nii.gz"))
+    with pytest.raises(InputError, match="not on the CE-T1's grid"):
+        ResultFolder.open(result, tmp_path / "other.nii.gz").read_images()
+
+
+def test_lesion_changes_name_what_happened_to_each_lesion():
+    before = np.zeros((4, 4, 4), np.uint16)
+    before[0, 0, :2] = 1
+    before[1, 1, :3] = 2
+    before[2, 2, 0] = 3
+    after = before.copy()
+    after[1, 1, 3] = 2          # lesion 2 grows by one voxel
+    after[2, 2, 0] = 0          # lesion 3 erased
+    after[3, 3, :2] = 4         # lesion 4 drawn
+    changes = {c.lesion_id: c for c in lesion_changes(before, after)}
+    assert changes[1].status == "unchanged"
+    assert (changes[2].status, changes[2].voxels_added, changes[2].voxels_after) == ("edited", 1, 4)
+    assert (changes[3].status, changes[3].voxels_removed) == ("removed", 1)
+    assert (changes[4].status, changes[4].voxels_before, changes[4].voxels_added) == ("added", 0, 2)
+
+
+def test_save_review_numbers_versions_and_never_replaces_one(result):
+    folder = ResultFolder.open(result)
+    _, labels, probability = folder.read_images()
+    first = save_review(result, labels, probability, labels, ext=".nii.gz", source={"case": "x"})
+    second = save_review(result, labels, probability, labels, ext=".nii.gz", source={"case": "x"})
+    assert (first.name, second.name) == ("review_001", "review_002")
+    assert sorted(p.name for p in first.iterdir()) == ["lesion_labels.nii.gz", "lesions.csv", "lesions.json",
+                                                       "review.json"]
+    assert not list(result.glob(".review_*"))  # no temporary folder left
+    record = json.loads((first / "review.json").read_text())
+    assert record["lesions_changed"] == 0 and record["lesions"] == 3
