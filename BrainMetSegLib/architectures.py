@@ -99,10 +99,25 @@ def _segresnet(in_channels: int, out_channels: int, **kw: Any):
     return SegResNet(in_channels=in_channels, out_channels=out_channels, **kw)
 
 
+def _nnunet(in_channels: int, out_channels: int, **kw: Any):
+    from .foreign_networks import nnunet_network
+
+    return nnunet_network(in_channels, out_channels, **kw)
+
+
+def _monai(in_channels: int, out_channels: int, **kw: Any):
+    from .foreign_networks import monai_network
+
+    return monai_network(in_channels, out_channels, **kw)
+
+
 ARCHITECTURES = {
     "FlexibleUNet": _flexible_unet,
     "BasicUNet": _basic_unet,
     "SegResNet": _segresnet,
+    # imported models (brainmetseg models import): see foreign_networks
+    "nnUNet": _nnunet,
+    "MONAI": _monai,
 }
 
 # The size every spatial input dimension must be a multiple of, per architecture, measured:

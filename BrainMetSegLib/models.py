@@ -53,6 +53,14 @@ class ModelCard:
     limitations: str = ""
     validation: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
+    # An ensemble: [{"weights": file, "sha256": hex}, ...], logits averaged (``weights`` and
+    # ``sha256`` then name the first member); empty for a single network.
+    ensemble: list[dict[str, str]] = field(default_factory=list)
+    # How the network meets the pipeline (channel order, orientation, mirroring, outputs):
+    # see :mod:`BrainMetSegLib.network_io`; empty for a network that outputs the metastasis logit.
+    network_io: dict[str, Any] = field(default_factory=dict)
+    # Where the package came from (e.g. imported from nnU-Net or a MONAI bundle).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
@@ -94,54 +102,130 @@ class ModelPackage:
                              "points outside the package folder; weights must be a file inside it.")
         return path
 
+    def weight_files(self) -> list[tuple[Path, str]]:
+        """(path, sha256) of every weight file: the ensemble's members, or the one ``weights``;
+        :class:`ModelError` for a file outside the package folder."""
+        if not self.card.ensemble:
+            return [(self.weights_path, self.card.sha256)]
+        folder, out = self.folder.resolve(), []
+        for m in self.card.ensemble:
+            name = m.get("weights") if isinstance(m, dict) else None
+            path = (folder / name).resolve() if isinstance(name, str) and name else folder
+            if path == folder or Path(name).is_absolute() or not path.is_relative_to(folder):
+                raise ModelError(f"{self.folder / CARD_NAME}: ensemble entry {m!r} must name a "
+                                 "weights file inside the package folder.")
+            out.append((path, str(m.get("sha256", ""))))
+        return out
+
+    def io(self):
+        """The card's checked ``network_io`` (:class:`~BrainMetSegLib.network_io.NetworkIO`)."""
+        from .network_io import parse_network_io
+
+        return parse_network_io(self.card.network_io, list(self.card.input_sequences),
+                                str(self.folder / CARD_NAME))
+
     def build_network(self):
-        """The untrained network the card describes (one output channel: metastasis logit)."""
+        """The untrained network the card describes (``network_io`` outputs; default one
+        channel: the metastasis logit)."""
         from .architectures import build_network
 
-        return build_network(self.card.architecture, len(self.card.input_sequences), 1,
-                             self.card.architecture_args)
+        return build_network(self.card.architecture, len(self.card.input_sequences),
+                             self.io().outputs, self.card.architecture_args)
 
     def load_network(self, device: str = "cpu"):
-        """Build the network, check the weights' sha256 and load them (safetensors, no pickle)."""
+        """Build the network(s), check each weight file's sha256 and load it (safetensors, no
+        pickle); wrap them per ``network_io`` so the result outputs the metastasis logit."""
         import torch
         from safetensors.torch import load_file
 
-        net = self.build_network()
-        path = self.weights_path
+        io = self.io()
         verify_weights(self)
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own types on corrupt headers
-            raise ModelError(f"{path}: not a valid safetensors file ({exc}).") from None
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{path}: weights do not fit architecture {self.card.architecture} "
-                             f"({str(exc).splitlines()[0]}).") from None
+        members = []
+        for path, _ in self.weight_files():
+            net = self.build_network()
+            try:
+                state = load_file(str(path), device="cpu")
+            except Exception as exc:  # safetensors raises its own types on corrupt headers
+                raise ModelError(f"{path}: not a valid safetensors file ({exc}).") from None
+            state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+            state = with_aliases(net, state)
+            try:
+                net.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise ModelError(f"{path}: weights do not fit architecture {self.card.architecture} "
+                                 f"({str(exc).splitlines()[0]}).") from None
+            members.append(net.eval())
+        if len(members) == 1 and io.is_plain:
+            net = members[0]
+        else:
+            from .network_io import adapted_network
+
+            net = adapted_network(members, io, list(self.card.input_sequences),
+                                  tuple(self.card.patch_size[::-1]), self.card.overlap)
         return net.to(torch.device(device)).eval()
 
 
+def with_aliases(net, state: dict) -> dict:
+    """``state`` completed with the keys ``net`` exposes twice for one tensor (nnU-Net's
+    networks register each block under two names); safetensors stores such a tensor once."""
+    groups: dict[int, list[str]] = {}
+    for key, tensor in net.state_dict().items():
+        groups.setdefault(tensor.data_ptr(), []).append(key)
+    out = dict(state)
+    for keys in groups.values():
+        present = [k for k in keys if k in state]
+        if present and len(keys) > 1:
+            for k in keys:
+                out.setdefault(k, state[present[0]])
+    return out
+
+
 def verify_weights(package: ModelPackage) -> None:
-    """Raise :class:`ModelError` unless the weights exist and match the card's sha256."""
-    path = package.weights_path
-    kind = file_kind(path)
-    if kind != "file":
-        raise ModelError(f"{path}: weights file named by the model card is "
-                         f"{'missing' if kind == 'missing' else 'a ' + kind + ', not a regular file'}.")
-    if not package.card.sha256:
-        raise ModelError(f"{package.folder / CARD_NAME}: model card has no sha256 for its weights.")
-    actual = sha256_file(path)
-    if actual != package.card.sha256.lower():
-        raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the model card "
-                         f"({package.card.sha256[:12]}...); the file is damaged or was altered.")
+    """Raise :class:`ModelError` unless every weight file exists (a regular file) and matches
+    its sha256 in the card."""
+    card_path = package.folder / CARD_NAME
+    for path, expected in package.weight_files():
+        kind = file_kind(path)
+        if kind != "file":
+            raise ModelError(f"{path}: weights file named by the model card is "
+                             f"{'missing' if kind == 'missing' else 'a ' + kind + ', not a regular file'}.")
+        if not expected:
+            raise ModelError(f"{card_path}: model card has no sha256 for {path.name}.")
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the model card "
+                             f"({expected[:12]}...); the file is damaged or was altered.")
 
 
-def read_registry(registry: Path = REGISTRY_FILE) -> list[dict]:
-    """Entries of the model registry: ``{"name", "path"}`` (bundled) or ``{"name", "url", "sha256"}``."""
-    if not registry.is_file():
+def user_models_folder() -> Path:
+    """The user's model folder (imported packages): ``$BRAINMETSEG_MODELS``, else
+    ``$XDG_DATA_HOME/brainmetseg/models`` (default ``~/.local/share/brainmetseg/models``)."""
+    if os.environ.get("BRAINMETSEG_MODELS"):
+        return Path(os.environ["BRAINMETSEG_MODELS"])
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "brainmetseg" / "models"
+
+
+def user_model_entries() -> list[dict]:
+    """Registry entries ``{"name", "path", "source": "user"}`` of the packages in the user's
+    model folder (each sub-folder with a ``model.json``), by folder name."""
+    folder = user_models_folder()
+    if not folder.is_dir():
         return []
-    return json.loads(registry.read_text(encoding="utf-8")).get("models", [])
+    return [{"name": p.name, "path": str(p.resolve()), "source": "user"}
+            for p in sorted(folder.iterdir()) if (p / CARD_NAME).is_file()]
+
+
+def read_registry(registry: Path = REGISTRY_FILE, user_models: bool = True) -> list[dict]:
+    """Entries of the model registry: ``{"name", "path"}`` (bundled) or ``{"name", "url", "sha256"}``,
+    then (``user_models``) the packages in :func:`user_models_folder` whose names are not taken."""
+    entries = []
+    if registry.is_file():
+        entries = json.loads(registry.read_text(encoding="utf-8")).get("models", [])
+    if user_models:
+        taken = {e.get("name") for e in entries}
+        entries += [e for e in user_model_entries() if e["name"] not in taken]
+    return entries
 
 
 def cache_folder(name: str) -> Path:

@@ -49,6 +49,10 @@ class BlendMode(StrEnum):
 class Normalisation(StrEnum):
     ZSCORE_BRAIN = "zscore-brain"
     NONE = "none"
+    # imported models' own z-scores (BrainMetSegLib.normalisation.SCHEMES)
+    NNUNET_ZSCORE = "nnunet-zscore"
+    NNUNET_ZSCORE_MASKED = "nnunet-zscore-masked"
+    ZSCORE_NONZERO = "zscore-nonzero"
 
 
 class MaskMethod(StrEnum):

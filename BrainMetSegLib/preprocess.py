@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from . import normalisation as imported_norm
 from .errors import InputError
 from .geometry import Geometry, Grid, axis_aligned_grid, resample
 from .options import MaskMethod, Normalisation, values
@@ -33,7 +34,8 @@ class PreprocessConfig:
     mask_dilation_mm: the brain mask is dilated by this much before it gates anything, so a
         lesion at the brain surface that the mask carved out is kept (>= 3 mm, SPEC.md).
     crop_margin_mm: margin around the dilated brain's bounding box.
-    normalisation: ``"zscore-brain"`` (mean/SD of brain voxels) or ``"none"``.
+    normalisation: ``"zscore-brain"`` (mean/SD of brain voxels), ``"none"``, or an imported
+        model's scheme (:data:`BrainMetSegLib.normalisation.SCHEMES`).
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
@@ -146,11 +148,18 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     gate = dilate_mm(brain, config.mask_dilation_mm, grid.spacing_xyz)
     margin = [int(np.ceil(config.crop_margin_mm / s)) for s in grid.spacing_xyz[::-1]]
     box = _crop_box(gate, margin)
+    native, native_mask = None, None
+    if config.normalisation in imported_norm.SCHEMES:  # imported models' own z-score
+        native = imported_norm.native_statistics(images, config.normalisation)
+        if native.mask is not None:
+            native_mask = sitk.GetArrayFromImage(resample(native.mask, grid, linear=False))[box] > 0
     channels = []
-    for im in on_grid:
+    for c, im in enumerate(on_grid):
         arr = sitk.GetArrayViewFromImage(im)[box]
         if Normalisation(config.normalisation) is Normalisation.ZSCORE_BRAIN:
             arr = zscore(np.asarray(arr, np.float32), brain[box])
+        elif native is not None:
+            arr = native.apply(c, np.asarray(arr), native_mask)
         channels.append(np.where(gate[box], arr, 0).astype(np.float32))
     start_xyz = [s.start for s in box[::-1]]
     size_xyz = [s.stop - s.start for s in box[::-1]]
