@@ -82,7 +82,7 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     from BrainMetSegLib.commands.view import free_port
     from BrainMetSegLib.viewer.launch import start_viewer, stop_viewer
 
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run bash .ci/install-system-packages"
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run bash .ci/install-extras"
     result = make_result_folder(tmp_path)
     lesions = json.loads((result / "lesions.json").read_text())["lesions"]
     lesion = lesions[1]  # not the first row: a jump must move the slice
