@@ -97,3 +97,39 @@ def test_matched_lesion_is_drawn_in_its_track_colour_on_both_scans(compared):
     resolved = next(t for t in rows[1] if rows[1][t]["resolved"])
     with pytest.raises(InputError, match="not seen"):
         compared.jump_to_track(resolved)
+
+
+def test_browser_shows_the_table_and_switches_time_point(compared):
+    """The real command on the compare folder, in Debian's Chromium (playwright)."""
+    import asyncio
+
+    from test_viewer_browser import CHROMIUM
+
+    from BrainMetSegLib.commands.view import free_port
+    from BrainMetSegLib.viewer.launch import start_viewer, stop_viewer
+
+    async def drive(url):
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                await page.goto(url)
+                await page.wait_for_selector('[data-testid="track-row"]', timeout=60_000)
+                rano = await page.inner_text('[data-testid="rano"]')
+                await page.locator('[data-testid="timepoints"] button').nth(1).click()
+                await page.wait_for_function(
+                    "() => document.querySelector('[data-testid=\"message\"]').innerText.includes('month 3')",
+                    timeout=30_000)
+                return rano, await page.inner_text('[data-testid="track-table"]')
+            finally:
+                await browser.close()
+
+    proc, url = start_viewer(compared.compare.folder, free_port("127.0.0.1", 8830))
+    try:
+        rano, table = asyncio.run(drive(url))
+    finally:
+        stop_viewer(proc)
+    assert "(radiographic)" in rano and "baseline" in rano
+    assert "new" in table and "resolved" in table

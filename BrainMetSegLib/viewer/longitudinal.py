@@ -183,7 +183,10 @@ class CompareSession:
         self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
         ids = mrml.set_segments(self.segmentation_node, array, matrix)
         segmentation = self.segmentation_node.GetSegmentation()
+        display = self.segmentation_node.GetDisplayNode()
         tracks = [int(i) for i in np.unique(array) if i]
+        for seg_id in ids:  # before any segment changes: each change updates them all
+            display.SetSegmentDisplayPropertiesToDefault(seg_id)
         for seg_id, track_id in zip(ids, tracks, strict=True):
             segment = segmentation.GetSegment(seg_id)
             segment.SetName(f"Lesion {track_id}")
