@@ -133,3 +133,24 @@ def test_browser_shows_the_table_and_switches_time_point(compared):
         stop_viewer(proc)
     assert "(radiographic)" in rano and "baseline" in rano
     assert "new" in table and "resolved" in table
+
+
+@pytest.mark.parametrize("case", ["missing tracks", "bad json", "scan gone"])
+def test_bad_compare_folders_fail_with_one_line(case, compared, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "cmp"
+    shutil.copytree(compared.compare.folder, folder)
+    named = folder / "tracks_1.nii.gz"
+    if case == "missing tracks":
+        named.unlink()
+    elif case == "bad json":
+        named = folder / "longitudinal.json"
+        named.write_text("{\"timepoints\": 3}")
+    else:
+        doc = json.loads((folder / "longitudinal.json").read_text())
+        doc["timepoints"][1]["source"] = named = str(tmp_path / "gone.nii.gz")
+        (folder / "longitudinal.json").write_text(json.dumps(doc))
+    assert cli_main(["view", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and str(named) in err[0], err
