@@ -16,6 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from BrainMetSegLib.dicom import ModelIdentity, export_dicom
+from BrainMetSegLib.errors import OutputError
 from BrainMetSegLib.io import read_image
 from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.outputs import write_result
@@ -93,7 +94,7 @@ def test_reviewed_version_exports_to_dicom_equal_to_the_corrected_labels(dicom_r
 
     # Never over the originals: the result folder's files (including its DICOM objects) are unchanged.
     assert _digests(folder) == before
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(OutputError, match="already exported"):
         session.export_dicom()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..io import write_text
 from .result import ResultFolder
 
@@ -54,11 +54,14 @@ def export_review_dicom(version: str | Path, reference: str | Path, run: dict,
 
     reference: the CE-T1's DICOM series folder (the review's label map is on its lattice).
     Returns ``{"dicom_seg": path, ...}`` (empty when the review has no lesion).
-    Existing objects in the version folder are not replaced (an :class:`OutputError`).
+    A version already exported is refused (an :class:`OutputError`): objects are never replaced.
     """
     from ..dicom import export_dicom
 
     version = Path(version)
+    if dicom_files(version) or (version / EXPORT_RECORD).exists():
+        raise OutputError(f"{version}: already exported to DICOM (objects are never replaced); "
+                          "save a new version to export again.")
     record_path = version / "review.json"
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -66,7 +69,10 @@ def export_review_dicom(version: str | Path, reference: str | Path, run: dict,
         table = json.loads((version / record["outputs"]["table_json"]).read_text(encoding="utf-8"))["lesions"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{record_path}: not a saved review version ({exc}).") from None
-    labels = sitk.ReadImage(str(labels_path))
+    try:
+        labels = sitk.ReadImage(str(labels_path))
+    except RuntimeError:
+        raise InputError(f"{labels_path}: cannot read the reviewed label map.") from None
     array = sitk.GetArrayFromImage(labels).astype(np.int64)
     ids = sorted(int(r["lesion_id"]) for r in table)
     if ids != [int(i) for i in np.unique(array) if i]:
