@@ -2,8 +2,9 @@
 
 The real command runs in a subprocess on a small synthetic result; the page must load,
 all four views (axial, coronal, sagittal, 3D) must draw a picture, and a click on a
-lesion row must move the axial slice to that lesion's S coordinate (lesions.json), and a
-click on the threshold slider must re-threshold to the library's lesion count.
+lesion row must move the axial slice to that lesion's S coordinate (lesions.json), a
+click on the threshold slider must re-threshold to the library's lesion count, and the
+DICOM tab must download a result's ``lesions_seg.dcm`` byte for byte.
 Chromium comes from Debian (`.ci/apt-packages.txt`), never from a download.
 """
 
@@ -48,7 +49,7 @@ async def _poll(page, script, done, timeout_s: float):
     return value
 
 
-async def _drive(url: str, lesion: dict) -> dict:
+async def _drive(url: str, lesion: dict, download_to: Path) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -72,7 +73,13 @@ async def _drive(url: str, lesion: dict) -> dict:
             message = await _poll(page, "() => document.querySelector('[data-testid=\"message\"]').innerText",
                                   lambda t: t.startswith("Threshold"), 30)
             rows_after = await page.locator('[data-testid="lesion-row"]').count()
-            return {"views": views, "before": before, "after": after, "rows": rows, "message": message,
+            await page.get_by_role("tab", name="DICOM").click()
+            async with page.expect_download(timeout=30_000) as info:
+                await page.locator('[data-testid="dicom-download"]').first.click()
+            download = await info.value
+            await download.save_as(download_to)
+            return {"download_name": download.suggested_filename,
+                    "views": views, "before": before, "after": after, "rows": rows, "message": message,
                     "rows_after_threshold": rows_after}
         finally:
             await browser.close()
@@ -86,11 +93,14 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     result = make_result_folder(tmp_path)
     lesions = json.loads((result / "lesions.json").read_text())["lesions"]
     lesion = lesions[1]  # not the first row: a jump must move the slice
+    # The viewer offers the objects `segment --dicom` writes, by name; the bytes need not be DICOM here.
+    payload = bytes(range(256)) * 40
+    (result / "lesions_seg.dcm").write_bytes(payload)
     port = free_port("127.0.0.1", 8790)
     proc, url = start_viewer(result, port)
     try:
         assert url == f"http://127.0.0.1:{port}/"
-        seen = asyncio.run(_drive(url, lesion))
+        seen = asyncio.run(_drive(url, lesion, tmp_path / "downloaded.dcm"))
     finally:
         stop_viewer(proc)
     assert seen["rows"] == len(lesions) == 3
@@ -103,3 +113,5 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     probability = sitk.ReadImage(str(result / "probability.nii.gz"))
     expected = int(sitk.GetArrayFromImage(threshold_lesions(probability, threshold, 0.0)).max())
     assert seen["rows_after_threshold"] == expected == 4, seen
+    assert seen["download_name"] == "lesions_seg.dcm"
+    assert (tmp_path / "downloaded.dcm").read_bytes() == payload

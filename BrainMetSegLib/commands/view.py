@@ -18,7 +18,8 @@ class MissingExtraError(BrainMetSegError):
 
 
 def add_arguments(p) -> None:
-    p.add_argument("outdir", metavar="OUTDIR", help="a result folder written by `brainmetseg segment`")
+    p.add_argument("outdir", metavar="OUTDIR",
+                   help="a result folder of `brainmetseg segment`, or an output folder of `brainmetseg compare`")
     p.add_argument("--image", metavar="CE_T1", help="the CE-T1 (default: the input recorded in run.json)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 = every interface)")
@@ -44,9 +45,16 @@ def port_is_free(host: str, port: int) -> bool:
 
 def run(args) -> int:
     from ..viewer import WEB_EXTRA_HINT, missing_web_dependencies
+    from ..viewer.longitudinal import CompareFolder, is_compare_folder
     from ..viewer.result import ResultFolder
 
-    result = ResultFolder.open(args.outdir, args.image)  # bad folders fail before the slow imports
+    # bad folders fail before the slow imports
+    if is_compare_folder(args.outdir):
+        if args.image:
+            raise InputError(f"{args.outdir}: --image is for a segment result; a compare folder names its scans.")
+        result = CompareFolder.open(args.outdir)
+    else:
+        result = ResultFolder.open(args.outdir, args.image)
     missing = missing_web_dependencies()
     if missing:
         raise MissingExtraError(f"the viewer needs {', '.join(missing)} (the optional [web] extra): "
@@ -59,9 +67,14 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     from ..viewer import render  # noqa: F401  (sets VTK_DEFAULT_OPENGL_WINDOW before VTK loads)
-    from ..viewer.app import ViewerApp
+    if isinstance(result, CompareFolder):
+        from ..viewer.compare_app import CompareApp
 
-    app = ViewerApp(result)
+        app = CompareApp(result)
+    else:
+        from ..viewer.app import ViewerApp
+
+        app = ViewerApp(result)
     host_shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     url = f"http://{host_shown}:{port}/"
     print(f"brainmetseg view: {result.folder} ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

@@ -31,6 +31,7 @@ from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
 from ..slicer_bridge.naming import lesion_id_from_segment_name
+from .exchange import dicom_files, reference_series
 from .result import ResultFolder
 from .session import ReviewError, ReviewSession
 
@@ -135,6 +136,10 @@ class ViewerApp(TrameApp):
         s.saved_versions = []
         s.run_info = run_info(self.result)
         s.panel_tab = "lesions"
+        s.dicom_reference = str(reference_series(self.result) or "")
+        # Only these files can be downloaded (the trigger takes an index into this list).
+        self._downloads = dicom_files(self.result.folder)
+        self._refresh_downloads()
         self._refresh_rows()
         self._on_axial_modified(self.red)
 
@@ -152,6 +157,15 @@ class ViewerApp(TrameApp):
             })
         self.state.lesion_rows = rows
         self.state.lesion_count = len(rows)
+
+    def _refresh_downloads(self) -> None:
+        self.state.dicom_downloads = [
+            {"index": i, "name": p.name, "where": p.parent.name, "kb": f"{p.stat().st_size / 1024:.0f}"}
+            for i, p in enumerate(self._downloads)]
+
+    def download(self, index: int) -> bytes:
+        """The bytes of download ``index`` (a DICOM object listed in the DICOM tab)."""
+        return self._downloads[int(index)].read_bytes()
 
     def _say(self, message: str, error: bool = False) -> None:
         self.state.message = message
@@ -248,6 +262,18 @@ class ViewerApp(TrameApp):
             self._say(f"Saved {folder.name} in {folder.parent} (originals untouched).")
         self._guard(run)
 
+    def export_dicom(self) -> None:
+        def run():
+            paths = self.session.export_dicom()
+            if not paths:
+                self._say("The saved version has no lesion: no DICOM object written.")
+                return
+            self._downloads += list(paths.values())
+            self._refresh_downloads()
+            folder = next(iter(paths.values())).parent
+            self._say(f"DICOM {', '.join(k.removeprefix('dicom_').upper() for k in paths)} written in {folder}.")
+        self._guard(run)
+
     def _guard(self, action, *args) -> None:
         try:
             action(*args)
@@ -275,6 +301,7 @@ class ViewerApp(TrameApp):
 
     def _bind(self) -> None:
         self._pending = None
+        self.ctrl.trigger("download_dicom")(self.download)
 
         @self.state.change("threshold", "min_volume")
         def _operating_point(**_):
@@ -326,12 +353,15 @@ class ViewerApp(TrameApp):
         with v3.VTabs(v_model=("panel_tab",), density="compact", grow=True):
             v3.VTab("Lesions", value="lesions")
             v3.VTab("Edit", value="edit")
+            v3.VTab("DICOM", value="dicom")
             v3.VTab("Run", value="run")
         with v3.VWindow(v_model=("panel_tab",), classes="pa-2"):
             with v3.VWindowItem(value="lesions"):
                 self._lesions_tab()
             with v3.VWindowItem(value="edit"):
                 self._edit_tab()
+            with v3.VWindowItem(value="dicom"):
+                self._dicom_tab()
             with v3.VWindowItem(value="run"):
                 self._run_tab()
 
@@ -397,6 +427,24 @@ class ViewerApp(TrameApp):
         with html.Div(v_if=("saved_versions.length",), classes="text-caption"):
             html.Div("Saved this session:")
             html.Div("{{ p }}", v_for="p in saved_versions", key="p")
+
+    def _dicom_tab(self) -> None:
+        html.Div("DICOM objects of this result (segment --dicom) and of exported review versions:",
+                 classes="text-caption my-2")
+        html.Div("none", v_if=("!dicom_downloads.length",), classes="text-caption text-grey")
+        with html.Div(v_for="f in dicom_downloads", key="f.index", classes="d-flex align-center my-1"):
+            v3.VBtn("{{ f.name }}", prepend_icon="mdi-download", size="small", variant="tonal",
+                    click="utils.download(f.name, trigger('download_dicom', [f.index]), 'application/dicom')",
+                    raw_attrs=['data-testid="dicom-download"'])
+            html.Span("{{ f.where }}, {{ f.kb }} kB", classes="text-caption mx-2")
+        html.Div("Export the last saved version (review_NNN) as DICOM SEG, SR and RTSTRUCT on the CE-T1's "
+                 "series, into that version's folder (the originals are never written):",
+                 classes="text-caption mt-4 mb-2")
+        v3.VBtn("Export saved version to DICOM", click=self.export_dicom, size="small", variant="tonal",
+                disabled=("!dicom_reference || !saved_versions.length || edited",),
+                raw_attrs=['data-testid="dicom-export"'])
+        html.Div("Reference series: {{ dicom_reference || 'none (the CE-T1 is not a DICOM series)' }}",
+                 classes="text-caption my-2", style="word-break: break-all;")
 
     def _run_tab(self) -> None:
         with v3.VTable(density="compact", raw_attrs=['data-testid="run-info"']):

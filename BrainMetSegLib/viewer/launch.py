@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import selectors
 import subprocess
@@ -24,26 +25,32 @@ def start_viewer(result: str | Path, port: int, timeout_s: float = 180.0,
     proc = subprocess.Popen([sys.executable, "-m", "BrainMetSegLib", "view", str(result), "--port", str(port),
                              *extra_args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    # stderr is read from the start (VTK's warnings can fill a pipe before the URL is printed);
+    # its last lines go into the error message.
+    tail = _drain(proc.stderr)
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"viewer exited with code {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            proc.wait()
+            time.sleep(0.2)  # let the reader take the last lines
+            raise RuntimeError(f"viewer exited with code {proc.returncode}: {''.join(tail)[-2000:]}")
         if selector.select(timeout=1.0):
             line = proc.stdout.readline()
             if "http://" in line:
-                # stderr is not read from here on: drain it so VTK's warnings cannot fill the pipe.
-                _drain(proc.stderr)
                 return proc, line[line.index("http://"):].split()[0]
     stop_viewer(proc)
-    raise RuntimeError(f"viewer printed no URL within {timeout_s:.0f} s")
+    raise RuntimeError(f"viewer printed no URL within {timeout_s:.0f} s: {''.join(tail)[-2000:]}")
 
 
-def _drain(stream) -> None:
+def _drain(stream) -> collections.deque:
+    """Read ``stream`` to its end in a thread; returns the deque that keeps its last 50 lines."""
     import threading
 
-    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+    tail: collections.deque = collections.deque(maxlen=50)
+    threading.Thread(target=lambda: [tail.append(line) for line in stream], daemon=True).start()
+    return tail
 
 
 def stop_viewer(proc: subprocess.Popen) -> None:

@@ -31,6 +31,7 @@ from ..slicer_bridge.naming import (
     segment_id,
     segment_name,
 )
+from .exchange import export_review_dicom, reference_series
 from .result import ResultFolder
 from .review import save_review
 
@@ -406,6 +407,21 @@ class ReviewSession:
         self.saved.append(folder)
         self.edited = False
         return folder
+
+    def export_dicom(self, kinds: tuple[str, ...] = ("seg", "sr", "rtstruct")) -> dict[str, Path]:
+        """The last saved version as DICOM SEG / SR / RTSTRUCT, written into its folder.
+
+        Needs the CE-T1's DICOM series (the result's input) and a saved, unedited state.
+        """
+        reference = reference_series(self.result)
+        if reference is None:
+            raise ReviewError(f"{self.result.image_path}: not a DICOM series; the DICOM export needs the "
+                              "CE-T1's series (segment a DICOM folder).")
+        if not self.saved:
+            raise ReviewError("nothing saved yet: Save first; the DICOM export is of a saved version.")
+        if self.edited:
+            raise ReviewError("unsaved edits: Save them first; the DICOM export is of a saved version.")
+        return export_review_dicom(self.saved[-1], reference, self.result.run, kinds)
 
 
 def _effect_label(effect_name: str) -> str:
