@@ -196,11 +196,9 @@ class CompareSession:
         return tracks
 
     def reset_views(self) -> None:
-        for view in self.app.view_manager.get_slice_views():
-            view.fit_view_to_content()
-            view.schedule_render()
-        for view in self.app.view_manager.get_threed_views():
-            view.reset_view()
+        from .session import reset_views  # here, not at the top: this module must not load VTK
+
+        reset_views(self.app)
 
     def segment_colours(self) -> dict[int, str]:
         """Track id -> colour (#rrggbb) of the segments shown now."""

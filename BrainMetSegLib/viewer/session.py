@@ -130,17 +130,7 @@ class ReviewSession:
         self.editor.segmentation_modified.connect(self._on_segmentation_modified)
 
     def reset_views(self) -> None:
-        for view in self.app.view_manager.get_slice_views():
-            view.fit_view_to_content()
-            view.schedule_render()
-        for view in self.app.view_manager.get_threed_views():
-            view.reset_view()
-            camera = view.first_renderer().GetActiveCamera()
-            camera.Azimuth(35)  # from front-left-above, so lesions over and under the axial plane show
-            camera.Elevation(35)
-            camera.OrthogonalizeViewUp()
-            view.first_renderer().ResetCamera()
-            camera.Zoom(1.4)
+        reset_views(self.app)
 
     def _on_segmentation_modified(self, *_):
         if self._loading:
@@ -438,3 +428,18 @@ def _rgb(color_hex: str) -> tuple[float, float, float]:
     if len(h) != 6:
         raise ReviewError(f"colour {color_hex!r} is not #rrggbb.")
     return tuple(int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
+
+
+def reset_views(app) -> None:
+    """Fit the slice views to the scene; turn the 3D views to look from front-left-above."""
+    for view in app.view_manager.get_slice_views():
+        view.fit_view_to_content()
+        view.schedule_render()
+    for view in app.view_manager.get_threed_views():
+        view.reset_view()
+        camera = view.first_renderer().GetActiveCamera()
+        camera.Azimuth(35)  # from front-left-above, so lesions over and under the axial plane show
+        camera.Elevation(35)
+        camera.OrthogonalizeViewUp()
+        view.first_renderer().ResetCamera()
+        camera.Zoom(1.4)
