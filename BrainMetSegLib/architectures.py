@@ -129,17 +129,20 @@ SIZE_DIVISOR = {"FlexibleUNet": 32, "SegResNet": 8, "BasicUNet": 16}
 PADS_ITSELF = {"BasicUNet"}
 
 
-def size_divisor(name: str, args: dict | None = None) -> int:
+def size_divisor(name: str, args: dict | None = None) -> int | None:
     """The multiple every spatial dimension of a window (patch) must be for ``name`` built
-    with ``args``."""
+    with ``args``; None for imported networks (nnUNet, MONAI), whose cards do not say: they
+    run on their card's own window."""
     if name == "SegResNet" and "blocks_down" in (args or {}):
         return 2 ** (len(args["blocks_down"]) - 1)
-    return SIZE_DIVISOR.get(name, 32)  # unknown names are refused where the network is built
+    return SIZE_DIVISOR.get(name)
 
 
 def patch_size_problem(name: str, patch_size, args: dict | None = None) -> str | None:
     """Why ``patch_size`` (voxels, any axis order) does not suit architecture ``name``; None when it does."""
     divisor = size_divisor(name, args)
+    if divisor is None:
+        return None
     sizes = [int(s) for s in patch_size]
     if all(s >= divisor and (name in PADS_ITSELF or s % divisor == 0) for s in sizes):
         return None

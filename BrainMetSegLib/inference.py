@@ -288,9 +288,6 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
     progress = progress or no_progress
     device = resolve_device(config.device)
     if hasattr(net, "predict_volume"):  # an imported model that tiles as its framework does
-        if config.mode != "auto":
-            warnings.warn(f"--inference-mode {config.mode} does not apply to an imported model: it "
-                          "tiles the volume as its own framework does.", RuntimeWarning, stacklevel=2)
         if info is not None:
             info.clear()
             info.update({"mode": "imported-framework", "mode_requested": config.mode, "device": device})

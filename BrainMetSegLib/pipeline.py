@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from . import __version__
 from .architectures import patch_size_problem, size_divisor
 from .coregister import onto_ce_t1
-from .errors import InputError, ModelError, NotEnoughMemoryError
+from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
 from .inference import InferenceConfig, predict, resolve_device
 from .io import (
     as_scalar_volume,
@@ -146,6 +146,17 @@ def _check_sequences(inputs: CaseInputs, package: ModelPackage) -> list[str]:
     return wanted
 
 
+def _inference_mode(config: SegmentConfig, card) -> str:
+    """The mode to run: an imported network whose size divisor is unknown runs only on its
+    card's own window ("paper" mode); asking it for a whole-volume forward is an error."""
+    if size_divisor(card.architecture, card.architecture_args) is not None:
+        return config.inference_mode
+    if config.inference_mode == "whole":
+        raise OptionError(f"--inference-mode whole: model {card.name} ({card.architecture}) runs only on "
+                          "its card's window; use auto or paper.")
+    return "paper"
+
+
 class Segmenter:
     """A loaded model plus settings; ``run`` segments one case from files, ``run_images`` from
     images in memory. Reuse it for a cohort (the network is built and loaded once).
@@ -173,8 +184,8 @@ class Segmenter:
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
-            precision=config.precision, mode=config.inference_mode,
-            size_divisor=size_divisor(card.architecture, card.architecture_args),
+            precision=config.precision, mode=_inference_mode(config, card),
+            size_divisor=size_divisor(card.architecture, card.architecture_args) or 1,
             memory_budget_mb=config.memory_budget_mb)
         problem = patch_size_problem(card.architecture, self.inference_config.patch_size, card.architecture_args)
         if problem:
