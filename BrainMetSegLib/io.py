@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import io as stdio
+import json
 import os
 import signal
 import sys
@@ -200,6 +201,18 @@ def as_scalar_volume(image: sitk.Image, what: str = "the image") -> sitk.Image:
         raise InputError(f"{what} has values (up to {peak:.3g}) beyond the float32 "
                          "range the pipeline computes in; rescale the image.")
     return out
+
+
+def read_json_object(path: str | os.PathLike, what: str, error: type[Exception] = InputError) -> dict:
+    """The JSON object in a UTF-8 file; ``error`` naming the file (and ``what`` it is) when the
+    text is not valid JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: {what} is not valid JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: {what} must be a JSON object.")
+    return data
 
 
 def read_csv_rows(path: str | os.PathLike, what: str = "manifest") -> list[dict[str, str]]:

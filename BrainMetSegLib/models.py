@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ModelError
 from .filecheck import file_kind
-from .io import sha256_file
+from .io import read_json_object, sha256_file
 from .resources import REGISTRY_FILE
 
 DEFAULT_MODEL = "brainmetseg-demo"
@@ -267,12 +267,7 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
         raise ModelError(f"{folder}: not a model package ({CARD_NAME} is missing).")
     if kind != "file":
         raise ModelError(f"{card_path}: model card is a {kind}, not a regular file.")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{card_path}: model card is not valid JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{card_path}: model card must be a JSON object.")
+    data = read_json_object(card_path, "model card", ModelError)
     package = ModelPackage(ModelCard.from_dict(data, str(card_path)), folder)
     package.weights_path  # noqa: B018 - refuses weights outside the folder before any use
     return package

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError, ModelError
-from ..io import sha256_file
+from ..io import read_json_object, sha256_file
 from ..models import ModelCard, ModelPackage
 from .checkpoint import load_checkpoint
 from .package import write_package
@@ -66,17 +66,9 @@ class NnUNetImport:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     if not path.is_file():
         raise InputError(f"{path}: missing; not an nnU-Net v2 results folder.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object.")
-    return data
+    return read_json_object(path, "nnU-Net file")
 
 
 def configuration_name(folder: Path) -> tuple[str, str, str]:

@@ -16,7 +16,6 @@ paths are relative to the CSV's folder.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..io import read_json_object
 from ..sequences import SEQUENCES
 
 SPLITS = ("train", "val", "test")
@@ -71,10 +71,7 @@ def read_nnunet(folder: str | Path) -> Dataset:
     desc_path = folder / "dataset.json"
     if not desc_path.is_file():
         raise InputError(f"{folder}: not an nnU-Net raw dataset (dataset.json is missing).")
-    try:
-        desc = json.loads(desc_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{desc_path}: not valid JSON ({exc}).") from None
+    desc = read_json_object(desc_path, "dataset.json")
     channels = desc.get("channel_names") or desc.get("modality")
     if not channels:
         raise InputError(f"{desc_path}: no channel_names; name the channels, e.g. {{\"0\": \"CE-T1\"}}.")
