@@ -73,6 +73,17 @@ def register_view_factories(view_manager, server) -> None:
             populate_view_ui_f=gutter, target_fps=30.0, blur_fps=10.0, interactive_quality=50))
 
 
+def slicer_views(server) -> tuple[SlicerApp, LayoutManager]:
+    """A Slicer scene with the review layout's four views, served by ``server``."""
+    server.enable_module(trame_slicer_module)
+    slicer_app = SlicerApp()
+    register_view_factories(slicer_app.view_manager, server)
+    layout_manager = LayoutManager(slicer_app.scene, slicer_app.view_manager, server)
+    layout_manager.register_layout(LAYOUT_ID, review_layout())
+    layout_manager.set_layout(LAYOUT_ID)
+    return slicer_app, layout_manager
+
+
 def run_info(result: ResultFolder) -> list[dict]:
     """run.json as (section, key, value) rows for the side panel."""
     run = result.run
@@ -103,13 +114,8 @@ class ViewerApp(TrameApp):
 
     def __init__(self, result: ResultFolder, server=None):
         super().__init__(server, client_type="vue3")
-        self.server.enable_module(trame_slicer_module)
         self.result = result
-        self.slicer_app = SlicerApp()
-        register_view_factories(self.slicer_app.view_manager, self.server)
-        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
-        self.layout_manager.register_layout(LAYOUT_ID, review_layout())
-        self.layout_manager.set_layout(LAYOUT_ID)
+        self.slicer_app, self.layout_manager = slicer_views(self.server)
         self.session = ReviewSession(self.slicer_app, result)
         self.session.load()
         self.session.editor.segmentation_modified.connect(self._on_edit)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from trame.app import TrameApp
 from trame.widgets import html
-from trame_slicer import module as trame_slicer_module
-from trame_slicer.core import LayoutManager, SlicerApp
 from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
 from ..longitudinal.rano import NOT_FROM_IMAGES
-from .app import LAYOUT_ID, register_view_factories, review_layout
+from .app import slicer_views
 from .longitudinal import CompareFolder, CompareSession
 
 TABLE = (("id", "track_id"), ("role", "role"), ("status", "status"), ("volume mm³", "volume"),
@@ -28,13 +26,8 @@ class CompareApp(TrameApp):
 
     def __init__(self, compare: CompareFolder, server=None):
         super().__init__(server, client_type="vue3")
-        self.server.enable_module(trame_slicer_module)
         self.compare = compare
-        self.slicer_app = SlicerApp()
-        register_view_factories(self.slicer_app.view_manager, self.server)
-        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
-        self.layout_manager.register_layout(LAYOUT_ID, review_layout())
-        self.layout_manager.set_layout(LAYOUT_ID)
+        self.slicer_app, self.layout_manager = slicer_views(self.server)
         self.session = CompareSession(self.slicer_app, compare)
         self.session.load(0)
         s = self.state
