@@ -77,6 +77,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pos-sampling", default="voxel", choices=("voxel", "lesion"),
                    help="lesion centres: every lesion voxel equally likely (default, the paper) "
                         "or every lesion equally likely (more patches on small lesions)")
+    g.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
+                   help="share of the non-lesion patches centred on bright non-lesion voxels "
+                        "(vessels, dura); default 0 (the paper)")
+    g.add_argument("--blob-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="add WEIGHT x the per-lesion blob loss (Kofler et al. 2023) to Dice + BCE, so "
+                        "small lesions weigh as much as large ones; default 0 (the paper)")
     g.add_argument("--lr", type=float, default=1e-4,
                    help="Adam learning rate (default 1e-4); with --resume it replaces the saved one")
     g.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
@@ -139,12 +145,17 @@ def config_from_args(args: argparse.Namespace):
             raise InputError(f"--init-select {args.init_select!r}: not a regular expression ({exc}).") from None
     if not 0 <= args.pos_fraction <= 1:
         raise InputError(f"--pos-fraction {args.pos_fraction}: must be between 0 and 1.")
+    if not 0 <= args.hard_negatives <= 1:
+        raise InputError(f"--hard-negatives {args.hard_negatives}: must be between 0 and 1.")
+    if not 0 <= args.blob_loss <= 100:
+        raise InputError(f"--blob-loss {args.blob_loss}: must be between 0 and 100.")
     augment = (AugmentConfig(0, 0, gamma_prob=0) if args.no_augment else
                AugmentConfig(flip_prob=args.flip_prob, elastic_prob=args.elastic_prob, gamma_prob=args.gamma_prob))
     return TrainConfig(
         architecture=args.architecture, architecture_args=arch_args, spacing_mm=args.spacing,
         patch_size=args.patch, batch_size=args.batch_size, pos_fraction=args.pos_fraction,
-        pos_sampling=args.pos_sampling, lr=args.lr,
+        pos_sampling=args.pos_sampling, hard_negative_fraction=args.hard_negatives,
+        lambda_blob=args.blob_loss, lr=args.lr,
         betas=tuple(args.betas), eps=args.eps, epochs=args.epochs, iters_per_epoch=args.iters_per_epoch,
         val_every=args.val_every, infer_patch_size=args.infer_patch, overlap=args.overlap,
         fold=str(args.fold), n_folds=args.folds, seed=args.seed, device=args.device,

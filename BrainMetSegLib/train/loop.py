@@ -46,6 +46,7 @@ from .dataset import (
     load_dataset,
     split_cases,
 )
+from .losses import SegmentationLoss
 from .metrics import case_metrics, summarise
 from .sampling import PatchBatches, item_seed
 
@@ -72,6 +73,10 @@ class TrainConfig:
         validate and package as usual; ``None`` = no limit.
     pos_sampling: how lesion centres are drawn, ``"voxel"`` (the paper) or ``"lesion"``
         (each lesion equally likely; see :mod:`.sampling`).
+    hard_negative_fraction: share of the non-lesion patches centred on bright non-lesion
+        brain voxels (vessels, sinuses, dura); 0 = the paper (any brain voxel).
+    lambda_blob: weight of the per-lesion blob loss added to Dice + BCE (:mod:`.losses`);
+        0 = the paper.
     lr: learning rate; a resumed run takes the one given now (a step decay is a resume
         with a smaller ``lr``).
     """
@@ -83,11 +88,13 @@ class TrainConfig:
     batch_size: int = 4
     pos_fraction: float = 0.5
     pos_sampling: str = "voxel"
+    hard_negative_fraction: float = 0.0
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-7
     lambda_dice: float = 1.0
     lambda_bce: float = 1.0
+    lambda_blob: float = 0.0
     batch_dice: bool = True
     epochs: int = 100
     iters_per_epoch: int = 250
@@ -383,10 +390,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
         report = init_from_weights(net, config.init_weights, config.init_select)
         say(f"initialised from {config.init_weights}: {len(report.loaded)} tensors taken, "
             f"{len(report.missing)} start afresh")
-    from monai.losses import DiceCELoss
-
-    loss_fn = DiceCELoss(sigmoid=True, lambda_dice=config.lambda_dice, lambda_ce=config.lambda_bce,
-                         batch=config.batch_dice)
+    loss_fn = SegmentationLoss(config.lambda_dice, config.lambda_bce, config.batch_dice, config.lambda_blob)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=tuple(config.betas), eps=config.eps)
     scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda" and config.precision == "auto")
     val_ids = [c.case_id for c in val_cases]
@@ -411,7 +415,8 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
     patch_zyx = tuple(config.patch_size[::-1])
     batches = PatchBatches(train_data, patch_zyx, config.batch_size, config.iters_per_epoch * dist.world,
                            config.pos_fraction, config.augment, seed=config.seed,
-                           pos_sampling=config.pos_sampling)
+                           pos_sampling=config.pos_sampling,
+                           hard_negative_fraction=config.hard_negative_fraction)
     sampler = torch.utils.data.distributed.DistributedSampler(
         batches, num_replicas=dist.world, rank=dist.rank, shuffle=False)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler,
@@ -518,7 +523,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
     net.eval()
     recipe = {**config.to_dict(), "world_size": dist.world, "epochs_run": meta["epoch"],
               "steps": meta["step"], "train_minutes": round(meta["train_seconds"] / 60, 1),
-              "loss": "Dice + BCE (monai DiceCELoss, sigmoid)", "optimizer": "Adam",
+              "loss": loss_fn.describe(), "optimizer": "Adam",
               "sampling": f"{config.pos_fraction:.0%} of each batch centred on lesion voxels "
                           + ("(each lesion equally likely)" if config.pos_sampling == "lesion"
                              else "(each lesion voxel equally likely)")}

@@ -6,6 +6,11 @@ one. ``"lesion"``: a lesion uniformly from all lesions of the training set (26-c
 components), then a voxel of it, so small lesions get as many centred patches as large
 ones.
 
+Hard negatives (``hard_negative_fraction``): that share of the non-lesion patches is
+centred on a bright non-lesion brain voxel (z-score above :data:`HARD_NEGATIVE_Z`:
+vessels, sinuses, dura, choroid plexus), the enhancing look-alikes a detector has to
+learn to reject; the rest on any non-lesion brain voxel.
+
 Item ``b`` of :class:`PatchBatches` is a whole batch, drawn from a generator seeded by
 (seed, epoch, b): batches are reproducible whatever the number of data-loader
 workers or DDP ranks (a ``DistributedSampler`` hands each rank its own batch
@@ -41,6 +46,8 @@ def pad_case(case: dict[str, np.ndarray], patch_zyx) -> dict[str, np.ndarray]:
 
 
 POS_SAMPLING = ("voxel", "lesion")
+#: Brain z-score above which a non-lesion voxel counts as enhancing (a hard-negative centre).
+HARD_NEGATIVE_Z = 2.0
 
 
 def lesion_centres(case: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -63,14 +70,18 @@ class PatchBatches(torch.utils.data.Dataset):
     pos_fraction: share of each batch centred on a lesion voxel (the first items).
     pos_sampling: ``"voxel"`` (every lesion voxel equally likely) or ``"lesion"`` (every
         lesion equally likely); see the module docstring.
+    hard_negative_fraction: share of the non-lesion patches centred on bright non-lesion
+        voxels of the CE-T1 (channel 0); see the module docstring.
     Each batch is ``(image (B, C, Z, Y, X) float32, label (B, 1, Z, Y, X) float32)``.
     """
 
     def __init__(self, cases: list[dict], patch_zyx, batch_size: int, batches_per_epoch: int,
                  pos_fraction: float = 0.5, augment: AugmentConfig | None = None,
-                 seed: int = 0, pos_sampling: str = "voxel"):
+                 seed: int = 0, pos_sampling: str = "voxel", hard_negative_fraction: float = 0.0):
         if pos_sampling not in POS_SAMPLING:
             raise ValueError(f"pos_sampling {pos_sampling!r}: expected one of {POS_SAMPLING}")
+        if not 0.0 <= hard_negative_fraction <= 1.0:
+            raise ValueError(f"hard_negative_fraction {hard_negative_fraction}: must be in [0, 1]")
         self.cases = [pad_case(c, patch_zyx) for c in cases]
         self.patch = tuple(int(p) for p in patch_zyx)
         self.batch_size = batch_size
@@ -86,6 +97,10 @@ class PatchBatches(torch.utils.data.Dataset):
         self.positive_cases = with_lesions or list(range(len(self.cases)))
         self.lesions = ([(i, fg) for i in with_lesions for fg in lesion_centres(self.cases[i])]
                         if pos_sampling == "lesion" else [])
+        self.hard_negative_fraction = hard_negative_fraction
+        self.hard = [(i, c["bg"][c["image"][0].ravel()[c["bg"]] > HARD_NEGATIVE_Z])
+                     for i, c in enumerate(self.cases)] if hard_negative_fraction > 0 else []
+        self.hard = [(i, idx) for i, idx in self.hard if idx.size]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -94,7 +109,12 @@ class PatchBatches(torch.utils.data.Dataset):
         return self.batches_per_epoch
 
     def _patch(self, rng: np.random.Generator, positive: bool) -> tuple[np.ndarray, np.ndarray]:
-        if positive and self.lesions:
+        hard = not positive and self.hard and rng.random() < self.hard_negative_fraction
+        if hard:
+            # A "positive" crop centred on the hard voxels: the crop centres on ``fg``.
+            index, fg = self.hard[int(rng.integers(len(self.hard)))]
+            case, positive = self.cases[index], True
+        elif positive and self.lesions:
             index, fg = self.lesions[int(rng.integers(len(self.lesions)))]
             case = self.cases[index]
         else:
