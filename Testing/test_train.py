@@ -237,6 +237,51 @@ def test_lesion_balanced_sampling(mode, low, high):
     assert low <= np.mean(small) <= high
 
 
+@pytest.mark.parametrize("fraction, low, high", [(0.0, 0.0, 0.15), (0.5, 0.4, 0.75)])
+def test_hard_negative_patches_centre_on_bright_non_lesion_voxels(fraction, low, high):
+    """Negative patches: with --hard-negatives F, about F of them contain the bright vessel."""
+    from BrainMetSegLib.train.augment import AugmentConfig
+    from BrainMetSegLib.train.sampling import PatchBatches
+
+    case = _two_lesion_case()
+    zz, yy, xx = np.indices(case["label"].shape)
+    vessel = ((yy - 40) ** 2 + (xx - 12) ** 2 <= 2) & (zz > 30)  # bright tube far from both lesions
+    case["image"][0][vessel] = 5.0
+    case["bg"] = np.flatnonzero(case["label"] == 0)
+    batches = PatchBatches([case], (12, 12, 12), batch_size=1, batches_per_epoch=200, pos_fraction=0.0,
+                           augment=AugmentConfig(0, 0, gamma_prob=0), seed=0,
+                           hard_negative_fraction=fraction)
+    with_vessel = [float(batches[i][0].max()) == 5.0 for i in range(len(batches))]
+    assert all(float(batches[i][1].max()) == 0.0 for i in range(20))  # still negatives
+    assert low <= np.mean(with_vessel) <= high
+
+
+def test_blob_loss_weighs_a_missed_small_lesion_like_a_large_one():
+    """Missing the 8-voxel lesion beside a found 216-voxel one: global Dice barely moves,
+    the blob loss (per-lesion mean) rises by about half of one lesion's loss."""
+    import torch
+
+    from BrainMetSegLib.train.losses import SegmentationLoss, blob_loss
+
+    labels = torch.zeros(1, 1, 20, 20, 20)
+    labels[0, 0, 2:4, 2:4, 2:4] = 1
+    labels[0, 0, 10:16, 10:16, 10:16] = 1
+    both = torch.where(labels > 0, 12.0, -12.0)
+    missed_small = both.clone()
+    missed_small[0, 0, 2:4, 2:4, 2:4] = -12.0
+    global_loss = SegmentationLoss()
+    assert float(global_loss(missed_small, labels) - global_loss(both, labels)) < 0.1
+    assert float(blob_loss(both, labels)) < 0.01
+    assert 0.45 < float(blob_loss(missed_small, labels)) < 1.1
+    with_blob = SegmentationLoss(lambda_blob=1.0)
+    assert float(with_blob(missed_small, labels)) > float(global_loss(missed_small, labels)) + 0.4
+    logits = missed_small.clone().requires_grad_()
+    blob_loss(logits, labels).backward()
+    assert float(logits.grad[0, 0, 2:4, 2:4, 2:4].sum()) < 0  # pushes the small lesion up
+    empty = torch.zeros_like(labels)
+    assert float(blob_loss(both, empty)) == 0.0
+
+
 def test_init_from_package_and_checkpoint(tiny_model, tmp_path):
     """3D initialisation takes tensors by name and shape, optionally filtered by a regex."""
     from BrainMetSegLib.architectures import build_network
