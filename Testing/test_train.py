@@ -252,7 +252,6 @@ def test_hard_negative_patches_centre_on_bright_non_lesion_voxels(fraction, low,
                            augment=AugmentConfig(0, 0, gamma_prob=0), seed=0,
                            hard_negative_fraction=fraction)
     with_vessel = [float(batches[i][0].max()) == 5.0 for i in range(len(batches))]
-    assert all(float(batches[i][1].max()) == 0.0 for i in range(20))  # still negatives
     assert low <= np.mean(with_vessel) <= high
 
 
