@@ -31,16 +31,15 @@ import torch
 
 from BrainMetSegLib.commands.segment import read_manifest
 from BrainMetSegLib.inference import predict
-from BrainMetSegLib.io import write_image
-from BrainMetSegLib.lesions import lesion_table, rethreshold
-from BrainMetSegLib.pipeline import SegmentConfig, Segmenter, _Timer
+from BrainMetSegLib.io import read_scalar_volume, write_image
+from BrainMetSegLib.lesions import lesion_table, threshold_lesions
+from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.preprocess import preprocess
-from BrainMetSegLib.progress import no_progress
 
 
 def prepare(seg: Segmenter, case):
     """Read and preprocess one case (the part that could run ahead in a thread)."""
-    images = seg._read(case, _Timer(no_progress, None), [])
+    images = [read_scalar_volume(case.t1ce, "CE-T1")]
     return preprocess(images, seg.preprocess_config)
 
 
@@ -49,7 +48,7 @@ def finish(seg: Segmenter, pre, out: Path) -> int:
     prob = predict(seg.net, pre.array, seg.inference_config)
     prob[~pre.brain] = 0.0
     probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-    labels = rethreshold(probability, seg.threshold, seg.min_volume)
+    labels = threshold_lesions(probability, seg.threshold, seg.min_volume)
     table = lesion_table(labels, probability)
     out.mkdir(parents=True, exist_ok=True)
     write_image(sitk.Cast(labels, sitk.sitkUInt16), out / "lesion_labels.nii.gz", overwrite=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import rethreshold
+from BrainMetSegLib.lesions import threshold_lesions
 from BrainMetSegLib.longitudinal.prior import PriorConfig, guided_labels, prior_region
 from BrainMetSegLib.longitudinal.registration import register_followup
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
@@ -73,7 +73,7 @@ def main() -> None:
             path = Path(tmp) / f"fu{c}.nii.gz"
             sitk.WriteImage(fu.case.image, str(path))
             result = segmenter.run(str(path))
-            plain = rethreshold(result.probability, segmenter.threshold, segmenter.min_volume)
+            plain = threshold_lesions(result.probability, segmenter.threshold, segmenter.min_volume)
             reg = register_followup(baseline.image, sitk.Cast(fu.case.image, sitk.sitkFloat32))
             region = prior_region(baseline.labels, fu.case.image, reg, prior_cfg.margin_mm)
             guided = guided_labels(result.probability, region, segmenter.threshold, segmenter.min_volume, prior_cfg)

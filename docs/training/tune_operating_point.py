@@ -11,8 +11,10 @@ on the input grid exactly as ``brainmetseg segment`` applies them (``lesions.thr
 lesions are matched with the generator's lesion mask by the library's one matching (any
 overlap) and sized by its one measure (longest surface diameter), as ``brainmetseg evaluate``. Without ``--max-fp`` the chosen pair has the best lesion-wise F1
 over all lesions (ties: the higher threshold, then the smaller volume), the rule training
-uses on its validation split; with ``--max-fp F`` it has the highest sensitivity for
-lesions >= 5 mm among pairs with at most F false positives per case (ties: best F1).
+uses on its validation split; with ``--max-fp F`` it has the highest sensitivity among pairs
+with at most F false positives per case (ties: best F1): for lesions >= 5 mm
+(``--objective ge5mm``, how 1.1.0 was tuned) or for all lesions (``--objective all``, 2.0.0,
+which is meant to find the small ones too).
 Writes the whole grid and the choice as JSON.
 """
 
@@ -29,8 +31,8 @@ from evaluate_demo_model import read_ground_truth, sensitivity_ge5mm  # same fol
 from BrainMetSegLib.lesions import threshold_lesions
 from BrainMetSegLib.train.metrics import case_result, summarise
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-MIN_VOLUMES_MM3 = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+MIN_VOLUMES_MM3 = (0.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0)
 
 
 def load_cases(synth: Path, seg: Path) -> list[dict]:
@@ -61,7 +63,9 @@ def main() -> int:
     p.add_argument("seg", type=Path, help="segmentations of it (one folder per case with probability.nii.gz)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--max-fp", type=float, default=None, metavar="F",
-                   help="choose the best sensitivity for lesions >= 5 mm with at most F FP per case")
+                   help="choose the best sensitivity with at most F FP per case")
+    p.add_argument("--objective", choices=("ge5mm", "all"), default="ge5mm",
+                   help="with --max-fp: the sensitivity to maximise, lesions >= 5 mm or all lesions")
     args = p.parse_args()
     cases = load_cases(args.synth, args.seg)
     grid = [score(cases, t, v) for t in THRESHOLDS for v in MIN_VOLUMES_MM3]
@@ -71,12 +75,14 @@ def main() -> int:
         print(f"no pair has at most {args.max_fp} FP per case", file=sys.stderr)
         return 1
     best = best_f1 if args.max_fp is None else max(
-        allowed, key=lambda g: (g["sensitivity_>=5mm"], round(g["lesion_f1"], 6)))
+        allowed, key=lambda g: (g["sensitivity_>=5mm" if args.objective == "ge5mm" else "sensitivity"],
+                                round(g["lesion_f1"], 6)))
     for g in grid:
         print("t {threshold:.2f} v {min_volume_mm3:4.0f}: sens {sensitivity:.3f} >=5mm {sensitivity_>=5mm:.3f} "
               "FP {fp_per_case:.2f} F1 {lesion_f1:.3f}".format(**g))
     print("chosen:", json.dumps(best))
-    args.output.write_text(json.dumps({"cases": [c["id"] for c in cases], "max_fp": args.max_fp, "chosen": best,
+    args.output.write_text(json.dumps({"cases": [c["id"] for c in cases], "max_fp": args.max_fp,
+                                       "objective": args.objective, "chosen": best,
                                        "best_f1": best_f1, "grid": grid}, indent=1) + "\n")
     return 0
 
