@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--baseline-windows", type=int, metavar="N",
                         help="time only N 128^3 windows of the baseline and extrapolate to its window "
                              "count (for slow machines; the network is ~100 %% of its time)")
+    parser.add_argument("--crop-margin", type=float, default=None, metavar="MM",
+                        help="crop margin around the dilated brain for 'ours' (default: the pipeline's)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     report = {"machine": machine(), "import_s_fresh_process": import_seconds()}
@@ -207,7 +209,10 @@ def main() -> None:
             _deepbet("cpu")
             report["deepbet_load_s"] = round(time.perf_counter() - t0, 2)
         base = dict(model=str(package.folder), device="cpu", brain_mask=args.brain_mask)
-        runs = {"ours": SegmentConfig(**base, precision=args.precision, inference_mode=args.inference_mode)}
+        margin = {} if args.crop_margin is None else {"crop_margin_mm": args.crop_margin}
+        report["crop_margin_mm_ours"] = margin.get("crop_margin_mm", SegmentConfig().crop_margin_mm)
+        runs = {"ours": SegmentConfig(**base, precision=args.precision, inference_mode=args.inference_mode,
+                                      **margin)}
         if args.before:
             runs["before"] = SegmentConfig(**base, precision="fp32", inference_mode="paper")
         for name, config in runs.items():
