@@ -526,7 +526,9 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
               "loss": loss_fn.describe(), "optimizer": "Adam",
               "sampling": f"{config.pos_fraction:.0%} of each batch centred on lesion voxels "
                           + ("(each lesion equally likely)" if config.pos_sampling == "lesion"
-                             else "(each lesion voxel equally likely)")}
+                             else "(each lesion voxel equally likely)")
+                          + (f"; {config.hard_negative_fraction:.0%} of the others centred on bright "
+                             "non-lesion voxels (hard negatives)" if config.hard_negative_fraction else "")}
     extra = dict(card_extra or {})
     card = ModelCard(
         name=name, version=version, architecture=config.architecture,
