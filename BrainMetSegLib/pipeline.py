@@ -49,6 +49,8 @@ class SegmentConfig:
     min_volume_mm3: smaller predicted components are removed (mm^3).
     brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
+    crop_margin_mm: margin around the dilated brain's bounding box (mm); see
+        :class:`~BrainMetSegLib.preprocess.PreprocessConfig`.
     trust_header: use an input's geometry even where its header makes orientation or spacing
         untrustworthy (NIfTI pixdim <= 0 or no qform/sform code, MetaImage/NRRD spacing <= 0);
         refused by default, since a wrong orientation silently mirrors every lesion.
@@ -66,7 +68,7 @@ class SegmentConfig:
     min_volume_mm3: float | None = None
     brain_mask: str = "deepbet"
     mask_dilation_mm: float = 4.0
-    crop_margin_mm: float = 8.0
+    crop_margin_mm: float = 0.0
     patch_size: tuple[int, int, int] | None = None
     overlap: float | None = None
     blend_mode: str | None = None

@@ -264,7 +264,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     epochs = [int(r["epoch"]) for r in rows]
     axes[0].plot(epochs, [float(r["train_loss"]) for r in rows], "-o", ms=3)
-    axes[0].set_title("training loss (Dice + BCE)")
+    axes[0].set_title("training loss (see the card recipe's loss)")
     val = [r for r in rows if r.get("val_dice_mean") not in (None, "")]
     if val:
         ve = [int(r["epoch"]) for r in val]
