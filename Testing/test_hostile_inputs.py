@@ -697,6 +697,30 @@ def test_signal_during_a_run_cleans_up(sig, tiny_model, tmp_path):
     assert not _leftovers(tmp_path)
 
 
+def test_sigterm_ends_a_whole_batch(tiny_model, tmp_path):
+    """SIGTERM during the first case of a manifest stops the batch (exit 130): the later cases
+    are not run, as a batch system or Slicer's Cancel expects."""
+    images = [_image(tmp_path / f"c{k}.nii.gz", make_volume((100, 120, 120))) for k in range(3)]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("case_id,t1ce\n" + "".join(f"c{k},{p}\n" for k, p in enumerate(images)))
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "BrainMetSegLib", "segment", "--manifest", str(manifest), "-o", str(out),
+           "--model", str(tiny_model.folder), "--brain-mask", "none", "--device", "cpu", "--progress", "json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    for line in proc.stdout:
+        if '"inference"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the batch finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert not (out / "c1").exists() and not (out / "c2").exists(), err
+    assert '"case": "c1"' not in rest
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     mount = tmp_path / "tmpfs"

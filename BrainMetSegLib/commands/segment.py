@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .. import batch as cohort
-from ..errors import BrainMetSegError, InputError, OutputError
+from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
 from ..io import format_family, read_csv_rows
 from ..options import (
     BlendMode,
@@ -226,7 +226,8 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
                         print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
                               file=sys.stderr)
         except BrainMetSegError as exc:
-            if not batch:
+            # A cancel (SIGTERM, Slicer's Cancel) ends the whole batch, not just this case.
+            if not batch or isinstance(exc, CancelledError):
                 raise
             getattr(progress, "close", lambda: None)()
             job.failed(case, exc, time.perf_counter() - t0)
