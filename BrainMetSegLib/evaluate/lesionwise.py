@@ -153,6 +153,14 @@ def _pad_box(box: tuple[slice, ...], shape, margin: int) -> tuple[slice, ...]:
     return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape, strict=True))
 
 
+def _centroids(labels: np.ndarray, n: int) -> np.ndarray:
+    """(n, 3) voxel centroids (Z, Y, X) of components 1..n in one pass (ndimage.center_of_mass
+    makes several passes over the whole volume, 7x slower on a head-sized grid)."""
+    if not n:
+        return np.zeros((0, 3))
+    return cc3d.statistics(np.ascontiguousarray(labels))["centroids"][1:n + 1]
+
+
 def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "overlap",
                   direction=None, probability: np.ndarray | None = None) -> LesionMatch:
     """Match GT and predicted lesions of one case under ``rule`` (see module docstring).
@@ -179,8 +187,8 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
 
     gt_diam = component_diameters_mm(gt_lab, n_gt, frame)
     pred_diam = component_diameters_mm(pred_lab, n_pred, frame)
-    gt_centroids = ndimage.center_of_mass(gt, gt_lab, range(1, n_gt + 1)) if n_gt else []
-    pred_centroids = ndimage.center_of_mass(pred, pred_lab, range(1, n_pred + 1)) if n_pred else []
+    gt_centroids = _centroids(gt_lab, n_gt)
+    pred_centroids = _centroids(pred_lab, n_pred)
     pred_maxp = (ndimage.maximum(probability, pred_lab, range(1, n_pred + 1))
                  if probability is not None and n_pred else [math.nan] * n_pred)
 
