@@ -42,7 +42,7 @@ def calls(node: ast.AST) -> list[str]:
 def test_gui_starts_at_the_cards_operating_point():
     card = bridge.model_card(models.DEFAULT_MODEL)
     assert bridge.card_operating_point(card) == (card["threshold"], card["min_lesion_volume_mm3"])
-    assert bridge.card_operating_point(card) == (0.8, 10.0)  # the demo model's, not 0.5 / 0
+    assert bridge.card_operating_point(card) != (0.5, 0.0)  # the demo model's own, not the defaults
     # a new scene (no model yet) gets the default model through setModel, which applies the card
     assert "setModel" in calls(function(MODULE, "initializeParameterNode"))
     assert "card_operating_point" in calls(function(MODULE, "setModel"))

@@ -64,11 +64,20 @@ def main() -> int:
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--max-fp", type=float, default=None, metavar="F",
                    help="choose the best sensitivity with at most F FP per case")
+    p.add_argument("--jobs", type=int, default=1, help="grid points scored in parallel processes (fork)")
     p.add_argument("--objective", choices=("ge5mm", "all"), default="ge5mm",
                    help="with --max-fp: the sensitivity to maximise, lesions >= 5 mm or all lesions")
     args = p.parse_args()
     cases = load_cases(args.synth, args.seg)
-    grid = [score(cases, t, v) for t in THRESHOLDS for v in MIN_VOLUMES_MM3]
+    points = [(t, v) for t in THRESHOLDS for v in MIN_VOLUMES_MM3]
+    if args.jobs > 1:  # forked workers share the loaded maps copy-on-write
+        import multiprocessing
+        from functools import partial
+
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            grid = pool.starmap(partial(score, cases), points)
+    else:
+        grid = [score(cases, t, v) for t, v in points]
     best_f1 = max(grid, key=lambda g: (round(g["lesion_f1"], 6), g["threshold"], -g["min_volume_mm3"]))
     allowed = [g for g in grid if args.max_fp is None or g["fp_per_case"] <= args.max_fp]
     if not allowed:
