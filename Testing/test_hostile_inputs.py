@@ -675,22 +675,29 @@ def test_interrupt_while_writing_leaves_nothing(tiny_model, volume_file, tmp_pat
     assert not _leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_a_run_cleans_up(sig, tiny_model, tmp_path):
-    image = _image(tmp_path / "big.nii.gz", make_volume((100, 120, 120)))
-    out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "BrainMetSegLib", "segment", str(image), "-o", str(out), "--model",
-           str(tiny_model.folder), "--brain-mask", "none", "--device", "cpu", "--progress", "json"]
+def _signal_during_inference(args: list[str], tiny_model, sig) -> tuple[int, str, str]:
+    """Run ``segment ARGS`` in a subprocess, send ``sig`` when the first inference starts;
+    (exit code, rest of stdout, stderr). Skips when the run ended before the signal."""
+    cmd = [sys.executable, "-m", "BrainMetSegLib", "segment", *args, "--model", str(tiny_model.folder),
+           "--brain-mask", "none", "--device", "cpu", "--progress", "json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     for line in proc.stdout:
         if '"inference"' in line:
             break
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    rest, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
-    assert proc.returncode == 130, err
+    return proc.returncode, rest, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_a_run_cleans_up(sig, tiny_model, tmp_path):
+    image = _image(tmp_path / "big.nii.gz", make_volume((100, 120, 120)))
+    out = tmp_path / "o"
+    code, _, err = _signal_during_inference([str(image), "-o", str(out)], tiny_model, sig)
+    assert code == 130, err
     assert "Traceback" not in err
     assert "cancelled" in err or "terminated" in err, err
     assert not out.exists()
@@ -704,18 +711,9 @@ def test_sigterm_ends_a_whole_batch(tiny_model, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("case_id,t1ce\n" + "".join(f"c{k},{p}\n" for k, p in enumerate(images)))
     out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "BrainMetSegLib", "segment", "--manifest", str(manifest), "-o", str(out),
-           "--model", str(tiny_model.folder), "--brain-mask", "none", "--device", "cpu", "--progress", "json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    for line in proc.stdout:
-        if '"inference"' in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the batch finished before the signal arrived")
-    assert proc.returncode == 130, err
+    code, rest, err = _signal_during_inference(["--manifest", str(manifest), "-o", str(out)], tiny_model,
+                                               signal.SIGTERM)
+    assert code == 130, err
     assert "Traceback" not in err
     assert not (out / "c1").exists() and not (out / "c2").exists(), err
     assert '"case": "c1"' not in rest
