@@ -42,29 +42,21 @@ def label_instances(binary: np.ndarray, spacing_xyz, min_volume_mm3: float = 0.0
     scan order (lowest first voxel first), so numbering is deterministic.
     """
     labels = cc3d.connected_components(np.asarray(binary, bool), connectivity=26)
-    n = int(labels.max())
+    return renumber_by_size(labels, voxel_volume_mm3(spacing_xyz), min_volume_mm3)
+
+
+def renumber_by_size(labels: np.ndarray, voxel_mm3: float = 1.0, min_volume_mm3: float = 0.0) -> np.ndarray:
+    """Ids of a label map renumbered 1..N by decreasing voxel count (int32); empty ids and
+    labels under ``min_volume_mm3`` (voxels x ``voxel_mm3``) removed. Ties keep the old ids' order."""
+    n = int(labels.max(initial=0))
     if n == 0:
-        return labels.astype(np.int32)
+        return np.zeros(labels.shape, np.int32)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    keep = sizes * voxel_volume_mm3(spacing_xyz) >= min_volume_mm3
-    order = np.argsort(-sizes, kind="stable")
+    keep = (sizes > 0) & (sizes * voxel_mm3 >= min_volume_mm3)
+    order = [old for old in np.argsort(-sizes, kind="stable") if keep[old]]
     lut = np.zeros(n + 1, np.int32)
-    new_id = 0
-    for old in order:
-        if keep[old]:
-            new_id += 1
-            lut[old + 1] = new_id
+    lut[np.asarray(order, np.int64) + 1] = np.arange(1, len(order) + 1, dtype=np.int32)
     return lut[labels]
-
-
-def threshold_lesions(probability: sitk.Image, threshold: float, min_volume_mm3: float = 0.0) -> sitk.Image:
-    """Instance label map (uint16, same geometry) of ``probability > threshold``: the one
-    thresholding rule of a run, used again unchanged when a user moves the threshold."""
-    prob = sitk.GetArrayViewFromImage(probability)
-    labels = label_instances(prob > threshold, probability.GetSpacing(), min_volume_mm3)
-    out = sitk.GetImageFromArray(labels.astype(np.uint16))
-    out.CopyInformation(probability)
-    return out
 
 
 @dataclass(frozen=True)

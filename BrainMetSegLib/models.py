@@ -30,7 +30,10 @@ class ModelCard:
 
     spacing_mm: voxel spacing (x, y, z) in mm the network works at.
     patch_size: sliding-window / training patch in voxels, (x, y, z).
-    min_lesion_volume_mm3: predicted components smaller than this are dropped.
+    threshold: detection threshold (components of probability > threshold are lesions).
+    min_lesion_volume_mm3: detected components smaller than this are dropped.
+    outline_threshold: lesions are drawn as the connected region of probability > this value
+        that holds a detection (<= threshold); None draws them at the detection threshold.
     """
 
     name: str
@@ -45,6 +48,7 @@ class ModelCard:
     normalisation: str = "zscore-brain"
     threshold: float = 0.5
     min_lesion_volume_mm3: float = 0.0
+    outline_threshold: float | None = None
     weights: str = "model.safetensors"
     sha256: str = ""
     trained: bool = True

@@ -184,6 +184,9 @@ def check_card(card) -> None:
     card.blend_mode = choice(BlendMode, card.blend_mode, field("blend_mode"), ModelError).value
     card.normalisation = choice(Normalisation, card.normalisation, field("normalisation"), ModelError).value
     card.threshold = probability_threshold(card.threshold, field("threshold"), error=ModelError)
+    if card.outline_threshold is not None:
+        card.outline_threshold = number(card.outline_threshold, field("outline_threshold"), 0.0,
+                                        card.threshold, low_open=True, error=ModelError)
     card.min_lesion_volume_mm3 = number(card.min_lesion_volume_mm3, field("min_lesion_volume_mm3"),
                                         low=0.0, error=ModelError)
     text(card.weights, field("weights"), required=True)
@@ -207,6 +210,8 @@ def check_segment_config(config) -> None:
         probability_threshold(config.threshold, "--threshold")
     if config.min_volume_mm3 is not None:
         number(config.min_volume_mm3, "--min-volume (mm^3)", low=0.0)
+    if config.outline_threshold is not None:
+        probability_threshold(config.outline_threshold, "--outline-threshold")
     if config.overlap is not None:
         overlap(config.overlap, "--overlap")
     if config.patch_size is not None:

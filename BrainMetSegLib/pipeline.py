@@ -31,8 +31,9 @@ from .io import (
     split_image_suffix,
     validate_image,
 )
-from .lesions import lesion_table, threshold_lesions
+from .lesions import lesion_table
 from .models import DEFAULT_MODEL, ModelPackage, load_package
+from .operating_point import OperatingPoint, lesion_labels
 from .options import check_segment_config
 from .plausibility import brain_volume_note, image_notes
 from .precision import choose_precision, cpu_features
@@ -45,8 +46,10 @@ from .sequences import SEQUENCE_LABELS, SEQUENCES
 class SegmentConfig:
     """Settings of a segmentation run; ``None`` means "the model card's value".
 
-    threshold: probability above which a voxel is metastasis.
-    min_volume_mm3: smaller predicted components are removed (mm^3).
+    threshold: detection threshold: components of probability > threshold are lesions.
+    min_volume_mm3: smaller detected components are removed (mm^3).
+    outline_threshold: each detected lesion is drawn as its connected region of probability >
+        outline_threshold (<= threshold); see :mod:`BrainMetSegLib.operating_point`.
     brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
     crop_margin_mm: margin around the dilated brain's bounding box (mm); see
@@ -66,6 +69,7 @@ class SegmentConfig:
     precision: str = "auto"
     threshold: float | None = None
     min_volume_mm3: float | None = None
+    outline_threshold: float | None = None
     brain_mask: str = "deepbet"
     mask_dilation_mm: float = 4.0
     crop_margin_mm: float = 0.0
@@ -159,6 +163,22 @@ def _inference_mode(config: SegmentConfig, card) -> str:
     return "paper"
 
 
+def resolve_operating_point(card, config: SegmentConfig) -> OperatingPoint:
+    """The run's operating values: the config's where given, else the card's. The card's outline
+    threshold is capped at a lower detection threshold given by the user (drawing a lesion
+    tighter than it was detected would drop detected voxels); an explicit outline above the
+    detection threshold is an :class:`OptionError`."""
+    threshold = card.threshold if config.threshold is None else config.threshold
+    min_volume = card.min_lesion_volume_mm3 if config.min_volume_mm3 is None else config.min_volume_mm3
+    outline = config.outline_threshold
+    if outline is None and card.outline_threshold is not None:
+        outline = min(card.outline_threshold, threshold)
+    if outline is not None and outline > threshold:
+        raise OptionError(f"--outline-threshold {outline:g} is above the detection threshold {threshold:g}; "
+                          "lesions are outlined at or below the probability they are detected at.")
+    return OperatingPoint(threshold, min_volume, outline)
+
+
 class Segmenter:
     """A loaded model plus settings; ``run`` segments one case from files, ``run_images`` from
     images in memory. Reuse it for a cohort (the network is built and loaded once).
@@ -175,8 +195,7 @@ class Segmenter:
         self.package = package or load_package(config.model)
         self.device = resolve_device(config.device)
         card = self.package.card
-        self.threshold = card.threshold if config.threshold is None else config.threshold
-        self.min_volume = card.min_lesion_volume_mm3 if config.min_volume_mm3 is None else config.min_volume_mm3
+        self.operating_point = resolve_operating_point(card, config)
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
@@ -193,6 +212,14 @@ class Segmenter:
         if problem:
             raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
+
+    @property
+    def threshold(self) -> float:
+        return self.operating_point.threshold
+
+    @property
+    def min_volume(self) -> float:
+        return self.operating_point.min_volume_mm3
 
     @property
     def net(self):
@@ -269,7 +296,7 @@ class Segmenter:
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-            labels = threshold_lesions(probability, self.threshold, self.min_volume)
+            labels = lesion_labels(probability, self.operating_point)
             table = lesion_table(labels, probability)
         provenance = self.provenance()
         provenance["inference_run"] = plan
@@ -282,8 +309,7 @@ class Segmenter:
             "dependencies": dependency_versions(),
             "model": {"name": card.name, "version": card.version, "sha256": card.sha256,
                       "trained": card.trained, "folder": str(self.package.folder)},
-            "settings": {**asdict(self.config), "threshold_used": self.threshold,
-                         "min_volume_mm3_used": self.min_volume,
+            "settings": {**asdict(self.config), **self.operating_point.as_settings(),
                          "preprocess": asdict(self.preprocess_config),
                          "inference": asdict(self.inference_config)},
             "device": self.device,

@@ -12,7 +12,7 @@ from scipy import ndimage
 from scipy.spatial.distance import pdist, squareform
 from skimage import measure
 
-from BrainMetSegLib import lesions
+from BrainMetSegLib import lesions, operating_point
 from BrainMetSegLib.lesions import Frame, _farthest_pair, axial_axis
 
 
@@ -129,7 +129,7 @@ def test_random_blobs_oblique_anisotropic():
     prob = ndimage.gaussian_filter(rng.random((50, 60, 64)).astype(np.float32), 1.5)
     image = oblique_image(prob)
     for threshold in (0.52, 0.54):
-        labels = lesions.threshold_lesions(image, threshold)
+        labels = operating_point.lesion_labels(image, operating_point.OperatingPoint(threshold))
         expected = reference_table(labels, image)
         got = lesions.lesion_table(labels, image)
         assert len(got) > 50
@@ -155,7 +155,7 @@ def test_many_specks_faster_than_per_lesion_table():
     rng = np.random.default_rng(0)
     prob = ndimage.gaussian_filter(rng.random((60, 96, 96)).astype(np.float32), 1.0)
     image = sitk.GetImageFromArray(prob)
-    labels = lesions.threshold_lesions(image, 0.56)
+    labels = operating_point.lesion_labels(image, operating_point.OperatingPoint(0.56))
     t0 = time.perf_counter()
     expected = reference_table(labels, image)
     t1 = time.perf_counter()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import COLUMNS, label_instances, lesion_table, threshold_lesions
+from BrainMetSegLib.lesions import COLUMNS, label_instances, lesion_table
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 
 
 def ellipsoid_image(semi_axes_mm, spacing_xyz, shape_zyx, centre_mm=None, direction=None):
@@ -80,12 +81,12 @@ def test_rethreshold_and_probability_columns():
     prob[10:12, 10:12, 10:12] = 0.4
     image = sitk.GetImageFromArray(prob)
     image.SetSpacing((0.8, 0.8, 0.8))
-    labels = threshold_lesions(image, 0.5)
+    labels = lesion_labels(image, OperatingPoint(0.5))
     rows = lesion_table(labels, image)
     assert len(rows) == 1 and rows[0]["max_probability"] == pytest.approx(0.99)
     assert rows[0]["mean_probability"] == pytest.approx((63 * 0.9 + 0.99) / 64, rel=1e-5)
-    assert len(lesion_table(threshold_lesions(image, 0.3), image)) == 2
-    assert sitk.GetArrayFromImage(threshold_lesions(image, 0.95)).sum() == 1
+    assert len(lesion_table(lesion_labels(image, OperatingPoint(0.3)), image)) == 2
+    assert sitk.GetArrayFromImage(lesion_labels(image, OperatingPoint(0.95))).sum() == 1
 
 
 @pytest.mark.parametrize("n", [40, 300, 4500])

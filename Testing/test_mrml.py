@@ -17,7 +17,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from BrainMetSegLib import lesions, mrml
+from BrainMetSegLib import lesions, mrml, operating_point
 from BrainMetSegLib.mrml import results, volumes
 from BrainMetSegLib.slicer_bridge import naming
 
@@ -273,7 +273,7 @@ def test_rethreshold_matches_library_and_records_operating_point():
     assert not mrml.segments_edited(nodes.segmentation)
     n = mrml.rethreshold(nodes.segmentation, 0.7, 20.0)
     prob_image = volumes.image_from_array(result.probability_kji, result.ijk_to_ras)
-    expected = sitk.GetArrayFromImage(lesions.threshold_lesions(prob_image, 0.7, 20.0))
+    expected = sitk.GetArrayFromImage(operating_point.lesion_labels(prob_image, operating_point.OperatingPoint(0.7, 20.0)))
     labels, _, ids = mrml.segments_label_map(nodes.segmentation, volume)
     np.testing.assert_array_equal(labels, expected)
     assert n == len(ids) == int(expected.max()) == nodes.table.GetNumberOfRows()

@@ -92,17 +92,18 @@ def _probability_image():
 
 def test_rethreshold_and_edited_table_recomputation():
     """The module's editing loop: re-threshold, edit the label map, recompute the table."""
-    from BrainMetSegLib.lesions import lesion_table, threshold_lesions
+    from BrainMetSegLib.lesions import lesion_table
+    from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 
     prob = _probability_image()
-    labels = threshold_lesions(prob, 0.5, 0.0)
+    labels = lesion_labels(prob, OperatingPoint(0.5, 0.0))
     rows = lesion_table(labels, prob)
     assert [r["lesion_id"] for r in rows] == [1, 2, 3]
     assert rows[0]["volume_mm3"] > rows[1]["volume_mm3"] > rows[2]["volume_mm3"]
     # a higher threshold drops the faint lesion, a size limit drops the small one
-    assert len(lesion_table(threshold_lesions(prob, 0.62, 0.0), prob)) == 2
+    assert len(lesion_table(lesion_labels(prob, OperatingPoint(0.62, 0.0)), prob)) == 2
     small = rows[2]["volume_mm3"]
-    assert len(lesion_table(threshold_lesions(prob, 0.5, small + 1.0), prob)) == 2
+    assert len(lesion_table(lesion_labels(prob, OperatingPoint(0.5, small + 1.0)), prob)) == 2
 
     # Segment Editor edits, exported in segment order (label value = row order + 1):
     lab = sitk.GetArrayFromImage(labels).astype(np.uint16)

@@ -18,7 +18,7 @@ from pathlib import Path
 import SimpleITK as sitk
 from viewer_data import make_result_folder
 
-from BrainMetSegLib.lesions import threshold_lesions
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 
 CHROMIUM = "/usr/bin/chromium"
 # Mean absolute deviation of a view's pixels above which it shows a picture, not a blank frame.
@@ -111,7 +111,7 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     threshold = float(seen["message"].split()[1].rstrip(","))
     assert 0.3 < threshold < 0.6, seen["message"]
     probability = sitk.ReadImage(str(result / "probability.nii.gz"))
-    expected = int(sitk.GetArrayFromImage(threshold_lesions(probability, threshold, 0.0)).max())
+    expected = int(sitk.GetArrayFromImage(lesion_labels(probability, OperatingPoint(threshold, 0.0))).max())
     assert seen["rows_after_threshold"] == expected == 4, seen
     assert seen["download_name"] == "lesions_seg.dcm"
     assert (tmp_path / "downloaded.dcm").read_bytes() == payload

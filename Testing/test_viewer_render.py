@@ -14,7 +14,8 @@ import pytest
 import SimpleITK as sitk
 from viewer_data import make_result_folder
 
-from BrainMetSegLib.lesions import lesion_table, threshold_lesions
+from BrainMetSegLib.lesions import lesion_table
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.viewer import render
 from BrainMetSegLib.viewer.result import ResultFolder
 from BrainMetSegLib.viewer.session import ReviewError, ReviewSession
@@ -106,7 +107,7 @@ def test_threshold_change_matches_the_library_rethreshold(session):
     probability = session.probability
     for threshold, min_volume in ((0.5, 0.0), (0.5, 300.0), (0.8, 0.0)):
         n = session.apply_threshold(threshold, min_volume)
-        expected = threshold_lesions(probability, threshold, min_volume)
+        expected = lesion_labels(probability, OperatingPoint(threshold, min_volume))
         assert n == int(sitk.GetArrayViewFromImage(expected).max())
         assert len(session.segments()) == n == len(session.table_rows()) == len(session.rows())
         # The segments hold exactly the library's label map, the table its measures.

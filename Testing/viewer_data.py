@@ -3,7 +3,7 @@
 A 56x48x28 CE-T1 (1 x 1 x 1.5 mm, oblique-free, off-centre origin) with four spherical
 blobs in its probability map: three lesions that pass the operating threshold 0.8 and a
 faint one (peak 0.6) that appears only when the threshold is lowered. The label map and
-table are the library's own (`lesions.threshold_lesions`, `lesions.lesion_table`), written with
+table are the library's own (`operating_point.lesion_labels`, `lesions.lesion_table`), written with
 `outputs.write_result`, so the folder is what `brainmetseg segment` writes.
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import lesion_table, threshold_lesions
+from BrainMetSegLib.lesions import lesion_table
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import Result
 
@@ -49,7 +50,7 @@ def make_result_folder(folder: Path) -> Path:
     image_path = folder / "ce_t1.nii.gz"
     sitk.WriteImage(_grid(ce_t1.astype(np.float32)), str(image_path))
     prob = _grid(np.clip(probability, 0, 1).astype(np.float32))
-    labels = threshold_lesions(prob, THRESHOLD, 0.0)
+    labels = lesion_labels(prob, OperatingPoint(THRESHOLD, 0.0))
     table = lesion_table(labels, prob)
     provenance = {"settings": {"threshold_used": THRESHOLD, "min_volume_mm3_used": 0.0},
                   "inputs": {"t1ce": {"path": str(image_path.resolve())}},

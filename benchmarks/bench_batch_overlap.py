@@ -32,7 +32,8 @@ import torch
 from BrainMetSegLib.commands.segment import read_manifest
 from BrainMetSegLib.inference import predict
 from BrainMetSegLib.io import read_scalar_volume, write_image
-from BrainMetSegLib.lesions import lesion_table, threshold_lesions
+from BrainMetSegLib.lesions import lesion_table
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.preprocess import preprocess
 
@@ -48,7 +49,7 @@ def finish(seg: Segmenter, pre, out: Path) -> int:
     prob = predict(seg.net, pre.array, seg.inference_config)
     prob[~pre.brain] = 0.0
     probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-    labels = threshold_lesions(probability, seg.threshold, seg.min_volume)
+    labels = lesion_labels(probability, OperatingPoint(seg.threshold, seg.min_volume))
     table = lesion_table(labels, probability)
     out.mkdir(parents=True, exist_ok=True)
     write_image(sitk.Cast(labels, sitk.sitkUInt16), out / "lesion_labels.nii.gz", overwrite=True)

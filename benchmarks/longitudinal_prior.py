@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import threshold_lesions
 from BrainMetSegLib.longitudinal.prior import PriorConfig, guided_labels, prior_region
 from BrainMetSegLib.longitudinal.registration import register_followup
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.synth import SynthConfig, case_seed
 from BrainMetSegLib.synth.followup import FollowupConfig, make_series
@@ -73,7 +73,7 @@ def main() -> None:
             path = Path(tmp) / f"fu{c}.nii.gz"
             sitk.WriteImage(fu.case.image, str(path))
             result = segmenter.run(str(path))
-            plain = threshold_lesions(result.probability, segmenter.threshold, segmenter.min_volume)
+            plain = lesion_labels(result.probability, OperatingPoint(segmenter.threshold, segmenter.min_volume))
             reg = register_followup(baseline.image, sitk.Cast(fu.case.image, sitk.sitkFloat32))
             region = prior_region(baseline.labels, fu.case.image, reg, prior_cfg.margin_mm)
             guided = guided_labels(result.probability, region, segmenter.threshold, segmenter.min_volume, prior_cfg)

@@ -47,7 +47,11 @@ def add_arguments(p) -> None:
                         "windows; paper: the card's sliding window (128^3, 50%% overlap, averaged)")
     p.add_argument("--memory-budget", type=cli_float, metavar="MB",
                    help="memory the forward may use in auto mode, MiB (default: 2560 or half the free memory)")
-    p.add_argument("--threshold", type=cli_float, help="probability threshold (default: the model card's)")
+    p.add_argument("--threshold", type=cli_float,
+                   help="detection threshold: which components are lesions (default: the model card's)")
+    p.add_argument("--outline-threshold", type=cli_float,
+                   help="each lesion is drawn as its connected region above this probability, <= --threshold "
+                        "(default: the model card's)")
     p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
     p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
@@ -179,6 +183,7 @@ def run(args) -> int:
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
+                           outline_threshold=args.outline_threshold,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
                            trust_header=args.trust_header, inference_mode=args.inference_mode,
                            memory_budget_mb=args.memory_budget)

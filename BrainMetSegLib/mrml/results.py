@@ -28,6 +28,7 @@ import slicer
 import vtk
 
 from .. import lesions
+from ..operating_point import OperatingPoint, lesion_labels
 from ..slicer_bridge import naming
 from ..slicer_bridge import table as table_spec
 from . import scene as scene_tools
@@ -489,7 +490,7 @@ def rethreshold(segmentation, threshold: float, min_volume_mm3: float = 0.0) -> 
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     prob, ijk_to_ras = volumes.volume_array(nodes.probability)
     prob_image = volumes.image_from_array(prob.astype(np.float32, copy=False), ijk_to_ras)
-    labels = lesions.threshold_lesions(prob_image, float(threshold), float(min_volume_mm3))
+    labels = lesion_labels(prob_image, OperatingPoint(float(threshold), float(min_volume_mm3)))
     rows = lesions.lesion_table(labels, prob_image)
     segment_ids = set_segments(segmentation, sitk.GetArrayViewFromImage(labels), ijk_to_ras,
                                [int(r["lesion_id"]) for r in rows])

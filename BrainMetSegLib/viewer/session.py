@@ -23,7 +23,8 @@ import SimpleITK as sitk
 from .. import mrml
 from ..errors import InputError
 from ..io import format_family, same_geometry
-from ..lesions import COLUMNS, lesion_table, threshold_lesions
+from ..lesions import COLUMNS, lesion_table
+from ..operating_point import OperatingPoint, lesion_labels
 from ..slicer_bridge.naming import (
     METASTASIS_TERMINOLOGY,
     lesion_id_from_segment_name,
@@ -230,7 +231,7 @@ class ReviewSession:
             raise ReviewError(f"minimum volume {min_volume_mm3} mm3 is negative.")
         if self.edited and not discard_edits:
             raise ReviewError("unsaved edits: save them, or discard them to re-threshold.")
-        labels = threshold_lesions(self.probability, threshold, min_volume_mm3)  # kept alive for the view
+        labels = lesion_labels(self.probability, OperatingPoint(threshold, min_volume_mm3))  # kept alive for the view
         n = int(sitk.GetArrayViewFromImage(labels).max())
         if n > MAX_LESIONS:
             raise ReviewError(f"threshold {threshold:g} gives {n} lesions (more than {MAX_LESIONS}); "

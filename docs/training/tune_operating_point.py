@@ -7,7 +7,7 @@ Usage (how the demo model's operating point was chosen; see demo_model.md)::
     python docs/training/tune_operating_point.py TUNE TUNESEG -o operating_point.json --max-fp 0.5
 
 Every (threshold, minimum volume) pair of the grid is applied to the saved probability maps
-on the input grid exactly as ``brainmetseg segment`` applies them (``lesions.threshold_lesions``);
+on the input grid exactly as ``brainmetseg segment`` applies them (``operating_point.lesion_labels``);
 lesions are matched with the generator's lesion mask by the library's one matching (any
 overlap) and sized by its one measure (longest surface diameter), as ``brainmetseg evaluate``. Without ``--max-fp`` the chosen pair has the best lesion-wise F1
 over all lesions (ties: the higher threshold, then the smaller volume), the rule training
@@ -28,7 +28,7 @@ from pathlib import Path
 import SimpleITK as sitk
 from evaluate_demo_model import read_ground_truth, sensitivity_ge5mm  # same folder
 
-from BrainMetSegLib.lesions import threshold_lesions
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.train.metrics import case_result, summarise
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -49,7 +49,7 @@ def load_cases(synth: Path, seg: Path) -> list[dict]:
 def score(cases: list[dict], threshold: float, min_volume: float) -> dict:
     results = []
     for c in cases:
-        pred = sitk.GetArrayFromImage(threshold_lesions(c["prob"], threshold, min_volume)) > 0
+        pred = sitk.GetArrayFromImage(lesion_labels(c["prob"], OperatingPoint(threshold, min_volume))) > 0
         results.append(case_result(c["gt"], pred, c["spacing"], c["direction"]))
     summary = summarise(results)
     summary["sensitivity_>=5mm"], _ = sensitivity_ge5mm(results)
