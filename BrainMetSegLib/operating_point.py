@@ -81,8 +81,10 @@ class OperatingPoint:
             raise ValueError(f"{source}: settings hold no valid operating point ({exc}).") from None
 
     def describe(self) -> str:
-        text = f"detection p > {self.threshold:g}, minimum {self.min_volume_mm3:g} mm^3"
-        return text + (f", outline p > {self.outline:g}" if self.outline < self.threshold else "")
+        """E.g. ``probability > 0.95, lesions >= 10 mm^3, outlined at > 0.4``."""
+        text = f"probability > {self.threshold:g}"
+        text += f", lesions >= {self.min_volume_mm3:g} mm^3" if self.min_volume_mm3 else ""
+        return text + (f", outlined at > {self.outline:g}" if self.outline < self.threshold else "")
 
 
 def lesion_labels_array(probability_kji: np.ndarray, spacing_xyz, point: OperatingPoint) -> np.ndarray:

@@ -365,10 +365,11 @@ def test_diameters_of_many_specks_are_fast():
 
 def test_training_validation_counts_as_the_evaluator_does():
     """train.metrics (validation, operating point) is evaluate's overlap matching and size."""
+    from BrainMetSegLib.operating_point import OperatingPoint
     from BrainMetSegLib.train.metrics import case_metrics, summarise
 
     gt, pred = blobs(4)
-    result = case_metrics(pred.astype(np.float32) * 0.9, gt.astype(np.uint8), (0.8, 0.8, 1.5), 0.5)
+    result = case_metrics(pred.astype(np.float32) * 0.9, gt.astype(np.uint8), (0.8, 0.8, 1.5), OperatingPoint(0.5))
     match, s = run(gt, pred, "overlap", (0.8, 0.8, 1.5))
     assert [les["detected"] for les in result["lesions"]] == [g.detected for g in match.gt]
     assert [les["longest_diameter_mm"] for les in result["lesions"]] == [g.longest_diameter_mm for g in match.gt]
@@ -377,3 +378,43 @@ def test_training_validation_counts_as_the_evaluator_does():
     assert pooled["sensitivity"] == pytest.approx(s["lesion_sensitivity"])
     for name in lw.SIZE_BIN_NAMES:
         assert pooled[f"lesions_{name}"] == s[f"gt_lesions_{name}"]
+
+
+def test_size_accuracy_reports_the_drawn_volume_and_diameter_of_detected_lesions():
+    """A lesion drawn at half its volume shows a volume ratio of 0.5, per size bin and over all."""
+    from BrainMetSegLib.evaluate.size_accuracy import size_accuracy
+
+    gt = np.zeros((40, 40, 40), bool)
+    pred = np.zeros_like(gt)
+    gt[5:25, 5:25, 5:25] = True          # 20 mm cube (>= 10 mm bin)
+    pred[5:15, 5:25, 5:25] = True        # drawn at half its volume
+    gt[30:34, 30:34, 30:34] = True       # 4 mm cube (3-10 mm bin), drawn exactly
+    pred[30:34, 30:34, 30:34] = True
+    match = lw.match_lesions(gt, pred, (1.0, 1.0, 1.0))
+    rows = {r["size_bin"]: r for r in size_accuracy(match.gt)}
+    big = next(b for b in rows if b.startswith(">="))
+    assert rows[big]["detected_lesions"] == 1 and rows[big]["volume_ratio_median"] == pytest.approx(0.5)
+    assert rows[big]["diameter_error_mm_median"] < -1.0  # the half-cube's diagonal is shorter
+    small = next(b for b in rows if b.startswith("3"))
+    assert rows[small]["volume_ratio_median"] == pytest.approx(1.0)
+    assert rows[small]["abs_diameter_error_mm_median"] == pytest.approx(0.0)
+    assert rows["all"]["detected_lesions"] == 2
+    assert rows["all"]["volume_ratio_median"] == pytest.approx(0.75)
+    missed = lw.match_lesions(gt, np.zeros_like(gt), (1.0, 1.0, 1.0))
+    assert size_accuracy(missed.gt)[-1]["detected_lesions"] == 0
+
+
+def test_rethresholding_with_an_outline_draws_lesions_as_segment_does():
+    from BrainMetSegLib.evaluate.case import EvaluationConfig
+
+    grid = np.indices((30, 30, 30), dtype=float)
+    prob = np.exp(-sum((g - 15) ** 2 for g in grid) / (2 * 4.0 ** 2)).astype(np.float32)
+    gt = prob > 0.3
+    tight = evaluate_case(gt, None, prob, None, EvaluationConfig(threshold=0.9), spacing_xyz=(1, 1, 1))
+    drawn = evaluate_case(gt, None, prob, None, EvaluationConfig(threshold=0.9, outline_threshold=0.3),
+                          spacing_xyz=(1, 1, 1))
+    assert tight.gt_lesions[0].pred_volume_mm3 < 0.3 * gt.sum()
+    assert drawn.gt_lesions[0].pred_volume_mm3 == pytest.approx(gt.sum())
+    assert drawn.metrics["prediction_source"] == "probability > 0.9, outlined at > 0.3"
+    with pytest.raises(ValueError):
+        EvaluationConfig(threshold=0.5, outline_threshold=0.7)

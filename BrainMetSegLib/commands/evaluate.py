@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-threshold probability maps at F (probability > F) instead of using the label maps")
     parser.add_argument("--min-volume", type=float, default=0.0, metavar="MM3",
                         help="with --threshold: drop predicted lesions smaller than this (mm^3)")
+    parser.add_argument("--outline-threshold", type=float, default=None, metavar="F",
+                        help="with --threshold: draw each detected lesion out to its connected region of "
+                             "probability > F (<= --threshold), as segment does with a card's outline threshold")
     parser.add_argument("--select-threshold", nargs="?", const="lesion-f1", default=None,
                         choices=("youden", "voxel-f1", "lesion-f1"),
                         help="treat the cohort as a development set and write suggested_threshold.json "
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_writable
 
     try:
-        config = EvaluationConfig(match=args.match, threshold=args.threshold, min_volume_mm3=args.min_volume)
+        config = EvaluationConfig(match=args.match, threshold=args.threshold, min_volume_mm3=args.min_volume,
+                                  outline_threshold=args.outline_threshold)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     outdir = Path(args.output)

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..lesions import label_instances
+from ..operating_point import OperatingPoint, lesion_labels_array
 from . import lesionwise, voxelwise
 
 DEFAULT_FROC_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -19,10 +19,13 @@ class EvaluationConfig:
     """How predictions are compared with ground truth.
 
     match: lesion matching rule, ``overlap`` | ``dice0.1`` | ``brats`` (see lesionwise).
-    threshold: re-threshold the probability map at this value (probability > threshold)
-        when one exists; None uses the predicted label map (> 0).
-    min_volume_mm3: predicted lesions smaller than this are removed after re-thresholding
+    threshold: re-threshold the probability map with this detection threshold when one
+        exists (:mod:`~BrainMetSegLib.operating_point`, as ``segment`` does); None uses the
+        predicted label map (> 0).
+    min_volume_mm3: detected lesions smaller than this are removed after re-thresholding
         (not applied to a given label map, which the segmenter already filtered).
+    outline_threshold: re-thresholded lesions are drawn out to this probability (None: at the
+        detection threshold).
     fp_size_limit_mm: false positives are also counted only from this longest diameter on.
     froc_thresholds: probability thresholds swept for FROC / threshold selection.
     """
@@ -30,19 +33,34 @@ class EvaluationConfig:
     match: str = "overlap"
     threshold: float | None = None
     min_volume_mm3: float = 0.0
+    outline_threshold: float | None = None
     fp_size_limit_mm: float = lesionwise.FP_SIZE_LIMIT_MM
     froc_thresholds: tuple[float, ...] = DEFAULT_FROC_THRESHOLDS
     hist_bins: int = voxelwise.HIST_BINS
 
     def prediction_label(self) -> str:
         """How the predicted mask is made, for tables and the report."""
-        return "label map > 0" if self.threshold is None else f"probability > {self.threshold:g}"
+        return "label map > 0" if self.point is None else self.point.describe()
+
+    @property
+    def point(self) -> OperatingPoint | None:
+        """The operating point re-thresholding applies (None: the label map is used)."""
+        if self.threshold is None:
+            return None
+        return OperatingPoint(self.threshold, self.min_volume_mm3, self.outline_threshold)
+
+    def point_at(self, threshold: float) -> OperatingPoint:
+        """The operating point with another detection threshold (FROC sweeps): the outline
+        threshold, if any, capped at it."""
+        outline = None if self.outline_threshold is None else min(self.outline_threshold, threshold)
+        return OperatingPoint(threshold, self.min_volume_mm3, outline)
 
     def __post_init__(self):
         if self.match not in lesionwise.RULES:
             raise ValueError(f"match must be one of {lesionwise.RULES}, not {self.match!r}")
-        if self.threshold is not None and not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), not {self.threshold}")
+        _ = self.point  # checks the operating values (one rule: OperatingPoint)
+        if self.outline_threshold is not None and self.threshold is None:
+            raise ValueError("an outline threshold needs a detection threshold")
 
 
 @dataclass
@@ -66,23 +84,22 @@ def _array(image: sitk.Image | np.ndarray | None, dtype=None):
 
 
 def binarise_prediction(labels: np.ndarray | None, probability: np.ndarray | None,
-                        threshold: float | None, spacing_xyz, min_volume_mm3: float = 0.0) -> np.ndarray:
-    """The predicted mask: probability > threshold without lesions under ``min_volume_mm3``
-    (the segment command's rule, :func:`~BrainMetSegLib.lesions.label_instances`) when both
+                        point: OperatingPoint | None, spacing_xyz) -> np.ndarray:
+    """The predicted mask: the lesions of the probability map at ``point`` (the segment
+    command's rule, :func:`~BrainMetSegLib.operating_point.lesion_labels_array`) when both
     exist, else labels > 0."""
-    if threshold is not None and probability is not None:
-        if min_volume_mm3 > 0:
-            return label_instances(probability > threshold, spacing_xyz, min_volume_mm3) > 0
-        return probability > threshold
+    if point is not None and probability is not None:
+        return lesion_labels_array(probability, spacing_xyz, point) > 0
     if labels is None:
         raise ValueError("no predicted label map and no probability map + threshold")
     return labels > 0
 
 
-def froc_counts(gt: np.ndarray, probability: np.ndarray, thresholds, rule: str, spacing_xyz,
-                min_volume_mm3: float = 0.0) -> list[dict]:
-    """Detection counts per probability threshold (FROC points of one case)."""
-    lo = min(thresholds)
+def froc_counts(gt: np.ndarray, probability: np.ndarray, config: EvaluationConfig, spacing_xyz) -> list[dict]:
+    """Detection counts per detection threshold of ``config.froc_thresholds`` (FROC points of
+    one case), each lesion outlined as ``config`` says."""
+    thresholds = config.froc_thresholds
+    lo = min(min(thresholds), config.outline_threshold or 1.0)
     union = gt | (probability > lo)
     box = ndimage.find_objects(union.astype(np.uint8))
     if box:  # work on the bounding box of everything that can matter, 2 voxels of margin
@@ -90,8 +107,8 @@ def froc_counts(gt: np.ndarray, probability: np.ndarray, thresholds, rule: str, 
         gt, probability = gt[box], probability[box]
     rows = []
     for t in thresholds:
-        pred = binarise_prediction(None, probability, t, spacing_xyz, min_volume_mm3)
-        n_gt, det, fp = lesionwise.detection_counts(gt, pred, rule, spacing_xyz)
+        pred = binarise_prediction(None, probability, config.point_at(t), spacing_xyz)
+        n_gt, det, fp = lesionwise.detection_counts(gt, pred, config.match, spacing_xyz)
         rows.append({"threshold": float(t), "gt_lesions": n_gt, "detected": det, "fp": fp})
     return rows
 
@@ -121,7 +138,7 @@ def evaluate_case(gt: sitk.Image | np.ndarray, pred_labels: sitk.Image | np.ndar
     prob = _array(probability, np.float32)
     region = _array(brain_mask)
     region = None if region is None else region > 0
-    pred = binarise_prediction(lab, prob, config.threshold, spacing_xyz, config.min_volume_mm3)
+    pred = binarise_prediction(lab, prob, config.point, spacing_xyz)
 
     metrics = {"case_id": case_id, "match_rule": config.match,
                "prediction_source": config.prediction_label() if prob is not None else "label map > 0",
@@ -132,6 +149,5 @@ def evaluate_case(gt: sitk.Image | np.ndarray, pred_labels: sitk.Image | np.ndar
     result = CaseResult(case_id, metrics, match.gt, match.pred)
     if prob is not None:
         result.pos_hist, result.neg_hist = voxelwise.histograms(g, prob, region, config.hist_bins)
-        result.froc = froc_counts(g, prob, config.froc_thresholds, config.match, spacing_xyz,
-                                  config.min_volume_mm3)
+        result.froc = froc_counts(g, prob, config, spacing_xyz)
     return result

@@ -86,6 +86,10 @@ class GTLesion:
     hd95_mm: float
     excluded: bool = False  # BraTS: too small to count (volume <= 2 mm^3)
     centroid_kji: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # what a reader of the lesion table sees for this lesion when it is detected: the matched
+    # predicted lesions' summed volume and their largest longest diameter (NaN when missed)
+    pred_volume_mm3: float = math.nan
+    pred_longest_diameter_mm: float = math.nan
 
 
 @dataclass
@@ -208,8 +212,11 @@ def match_lesions(gt: np.ndarray, pred: np.ndarray, spacing_xyz, rule: str = "ov
                 matched_gt[p].append(g)
         diameter = float(gt_diam[g - 1])
         centroid = tuple(float(c) for c in gt_centroids[g - 1])
+        drawn = ((float(sum(pred_sizes[p] for p in d.candidates) * vvol),
+                  float(max(pred_diam[p - 1] for p in d.candidates))) if d.detected and d.candidates
+                 else (math.nan, math.nan))
         gt_rows.append(GTLesion(g, int(gt_sizes[g]), float(gt_sizes[g] * vvol), diameter, size_bin(diameter),
-                                d.candidates, d.detected, d.dice, hd, d.excluded, centroid))
+                                d.candidates, d.detected, d.dice, hd, d.excluded, centroid, *drawn))
 
     pred_rows: list[PredLesion] = []
     for p in range(1, n_pred + 1):

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..lesions import axial_axis
-from . import cohort
+from . import cohort, size_accuracy
 from .loading import load_case, read_mask
 from .result import CONVENTIONS, CohortResult
 
@@ -241,7 +241,7 @@ def _thumbnail(case, files, config) -> str | None:
     gt = sitk.GetArrayFromImage(loaded.gt) > 0
     lab = sitk.GetArrayFromImage(loaded.pred)
     prob = None if loaded.probability is None else sitk.GetArrayFromImage(loaded.probability)
-    pred = binarise_prediction(lab, prob, config.threshold, loaded.gt.GetSpacing(), config.min_volume_mm3)
+    pred = binarise_prediction(lab, prob, config.point, loaded.gt.GetSpacing())
     background, bg_name = None, "masks only"
     if files.image is not None:
         try:
@@ -362,7 +362,24 @@ def _plots_section(result: CohortResult) -> str:
                           f"Pooled over {result.froc[0]['cases']} cases with probability maps, "
                           f"matching rule '{result.config.match}'."))
     parts.append(f"</div>{size_table}</section>")
-    return "".join(parts)
+    return "".join(parts) + _size_accuracy_section(result)
+
+
+def _size_accuracy_section(result: CohortResult) -> str:
+    """Volume ratio and diameter error of the detected lesions, with a Bland-Altman plot."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    size_accuracy.bland_altman([g for c in result.cases for g in c.gt_lesions], ax)
+    rows = [[r["size_bin"], str(r["detected_lesions"]),
+             f"{_fmt(r['volume_ratio_median'], 2)} ({_fmt(r['volume_ratio_q1'], 2)} to {_fmt(r['volume_ratio_q3'], 2)})",
+             f"{_fmt(r['diameter_error_mm_median'], 2)} ({_fmt(r['diameter_error_mm_q1'], 2)} to "
+             f"{_fmt(r['diameter_error_mm_q3'], 2)})", _fmt(r["abs_diameter_error_mm_median"], 2)]
+            for r in result.size_accuracy]
+    table = _table(["GT lesion size", "detected", "volume predicted/true, median (IQR)",
+                    "longest diameter error mm, median (IQR)", "median |error| mm"], rows)
+    return ('<section><h2>Lesion size as drawn (detected lesions)</h2><div class="grid">'
+            + _img(_png(fig), "Each detected GT lesion against the predicted lesion(s) matched to it.")
+            + f"</div>{table}</section>")
 
 
 def _short(group: str, column: str) -> str:

@@ -36,6 +36,7 @@ class CohortResult:
     summary: list[dict] = field(default_factory=list)
     strata: list[dict] = field(default_factory=list)
     size_sensitivity: list[dict] = field(default_factory=list)
+    size_accuracy: list[dict] = field(default_factory=list)
     froc: list[dict] = field(default_factory=list)
     subgroups: list[dict] = field(default_factory=list)
     voxel_sweep: list[dict] = field(default_factory=list)
@@ -55,7 +56,8 @@ class CohortResult:
                             "size_bin": g.size_bin, "detected": g.detected, "true_positive": "",
                             "dice": g.dice, "hd95_mm": g.hd95_mm, "excluded": g.excluded,
                             "matched_ids": " ".join(map(str, g.matched_pred_ids)),
-                            "max_probability": "",
+                            "max_probability": "", "pred_volume_mm3": g.pred_volume_mm3,
+                            "pred_longest_diameter_mm": g.pred_longest_diameter_mm,
                             "centroid_k": round(g.centroid_kji[0], 1), "centroid_j": round(g.centroid_kji[1], 1),
                             "centroid_i": round(g.centroid_kji[2], 1)})
             for p in c.pred_lesions:
@@ -64,7 +66,8 @@ class CohortResult:
                             "size_bin": "", "detected": "", "true_positive": p.true_positive,
                             "dice": "", "hd95_mm": "", "excluded": "",
                             "matched_ids": " ".join(map(str, p.matched_gt_ids)),
-                            "max_probability": p.max_probability,
+                            "max_probability": p.max_probability, "pred_volume_mm3": "",
+                            "pred_longest_diameter_mm": "",
                             "centroid_k": round(p.centroid_kji[0], 1), "centroid_j": round(p.centroid_kji[1], 1),
                             "centroid_i": round(p.centroid_kji[2], 1)})
         return out

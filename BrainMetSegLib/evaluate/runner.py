@@ -21,6 +21,7 @@ from .loading import load_case
 from .pairing import CaseFiles
 from .report import render_report
 from .result import CONVENTIONS, CohortResult
+from .size_accuracy import size_accuracy
 
 
 def _read_run(path: Path | None) -> dict:
@@ -100,6 +101,7 @@ def evaluate_cohort(cases: list[CaseFiles], config: EvaluationConfig | None = No
     out.size_sensitivity = cohort.sensitivity_by_size(
         [{"size_bin": g.size_bin, "detected": g.detected, "excluded": g.excluded}
          for c in results for g in c.gt_lesions])
+    out.size_accuracy = size_accuracy([g for c in results for g in c.gt_lesions])
     hists = {c.case_id: (c.pos_hist, c.neg_hist) for c in results if c.pos_hist is not None}
     out.froc = cohort.pooled_froc([c.froc for c in results])
     if hists:
@@ -170,6 +172,7 @@ def summary_json(result: CohortResult) -> dict:
         "pooled_auc": result.pooled_auc,
         "strata_by_lesion_count": result.strata,
         "sensitivity_by_size": result.size_sensitivity,
+        "size_accuracy": result.size_accuracy,
         "froc": result.froc,
         "subgroups": result.subgroups,
         "threshold_selection": result.threshold_selection,

@@ -36,6 +36,7 @@ import torch
 from ..errors import InputError, OutputError
 from ..inference import autocast
 from ..io import write_text
+from ..operating_point import OperatingPoint
 from ..preprocess import PreprocessConfig
 from .augment import AugmentConfig
 from .cache import CaseCache
@@ -215,7 +216,7 @@ def choose_operating_point(probs: list[np.ndarray], labels: list[np.ndarray], sp
     best = None
     for t in thresholds:
         for v in volumes:
-            s = summarise([case_metrics(p, lab, spacing_xyz, t, v) for p, lab in zip(probs, labels, strict=True)])
+            s = summarise([case_metrics(p, lab, spacing_xyz, OperatingPoint(t, v)) for p, lab in zip(probs, labels, strict=True)])
             key = (round(s["lesion_f1"], 6), -abs(t - 0.5), -v)
             if best is None or key > best[0]:
                 best = (key, t, v)
@@ -235,7 +236,7 @@ def validate(net, cases: list[dict], config: TrainConfig, device: str, threshold
         prob = predict(net, case["image"], infer)
         prob[~case["brain"]] = 0.0  # gated by the dilated brain mask, as the pipeline does
         probs.append(prob)
-        results.append(case_metrics(prob, case["label"], case["spacing_xyz"], threshold, min_volume))
+        results.append(case_metrics(prob, case["label"], case["spacing_xyz"], OperatingPoint(threshold, min_volume)))
     net.train()
     # A ceiling well under 1 means the head cannot say "lesion" with confidence (e.g. lesions
     # encoded as all-zero features: the logit is then capped at the head's bias).
@@ -509,7 +510,7 @@ def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: 
         threshold, min_volume = choose_operating_point(
             best_probs, [d["label"] for d in val_data], spacing, config.threshold,
             config.min_lesion_volume_mm3)
-        results = [case_metrics(p, d["label"], d["spacing_xyz"], threshold, min_volume)
+        results = [case_metrics(p, d["label"], d["spacing_xyz"], OperatingPoint(threshold, min_volume))
                    for p, d in zip(best_probs, val_data, strict=True)]
         validation = {"split": f"fold {config.fold} of {config.n_folds}" if not any(c.split for c in dataset.cases)
                       else "manifest split 'val'",

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..evaluate.lesionwise import SIZE_BIN_NAMES, match_lesions
 from ..evaluate.voxelwise import confusion, metrics_from_counts
-from ..lesions import label_instances
+from ..operating_point import OperatingPoint, lesion_labels_array
 
 
 def case_result(gt: np.ndarray, pred: np.ndarray, spacing_xyz, direction=None) -> dict:
@@ -31,11 +31,10 @@ def case_result(gt: np.ndarray, pred: np.ndarray, spacing_xyz, direction=None) -
                          "detected": g.detected, "dice": g.dice} for g in match.gt]}
 
 
-def case_metrics(prob: np.ndarray, label: np.ndarray, spacing_xyz, threshold: float = 0.5,
-                 min_volume_mm3: float = 0.0) -> dict:
-    """:func:`case_result` of ``prob > threshold`` without components under ``min_volume_mm3``
-    (as ``brainmetseg segment`` makes its prediction) against a binary label."""
-    pred = label_instances(prob > threshold, spacing_xyz, min_volume_mm3) > 0
+def case_metrics(prob: np.ndarray, label: np.ndarray, spacing_xyz, point: OperatingPoint) -> dict:
+    """:func:`case_result` of the lesions of ``prob`` at ``point`` (as ``brainmetseg segment``
+    makes its prediction) against a binary label."""
+    pred = lesion_labels_array(prob, spacing_xyz, point) > 0
     return case_result(label, pred, spacing_xyz)
 
 
