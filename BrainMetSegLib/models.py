@@ -18,6 +18,7 @@ from typing import Any
 from .errors import ModelError
 from .filecheck import file_kind
 from .io import read_json_object, sha256_file
+from .options import PAPER_SPACING_MM, PAPER_THRESHOLD
 from .resources import REGISTRY_FILE
 
 DEFAULT_MODEL = "brainmetseg-demo"
@@ -41,12 +42,12 @@ class ModelCard:
     architecture: str
     architecture_args: dict[str, Any] = field(default_factory=dict)
     input_sequences: list[str] = field(default_factory=lambda: ["t1ce"])
-    spacing_mm: list[float] = field(default_factory=lambda: [0.833, 0.833, 0.833])
+    spacing_mm: list[float] = field(default_factory=lambda: list(PAPER_SPACING_MM))
     patch_size: list[int] = field(default_factory=lambda: [128, 128, 128])
     overlap: float = 0.5
     blend_mode: str = "constant"
     normalisation: str = "zscore-brain"
-    threshold: float = 0.5
+    threshold: float = PAPER_THRESHOLD
     min_lesion_volume_mm3: float = 0.0
     outline_threshold: float | None = None
     weights: str = "model.safetensors"

@@ -20,6 +20,11 @@ import numpy as np
 from .errors import ModelError, OptionError
 from .sequences import SEQUENCES
 
+# The paper's grid (Shi et al. 2025: resampled to 0.833 mm isotropic) and its binary mask
+# (probability > 0.5): the defaults of model cards, training and preprocessing.
+PAPER_SPACING_MM = (0.833, 0.833, 0.833)
+PAPER_THRESHOLD = 0.5
+
 
 class Device(StrEnum):
     AUTO = "auto"

@@ -20,7 +20,7 @@ from scipy import ndimage
 from . import normalisation as imported_norm
 from .errors import InputError
 from .geometry import Geometry, Grid, axis_aligned_grid, resample
-from .options import MaskMethod, Normalisation, values
+from .options import PAPER_SPACING_MM, MaskMethod, Normalisation, values
 
 MASK_METHODS = values(MaskMethod)
 
@@ -43,7 +43,7 @@ class PreprocessConfig:
     deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
     """
 
-    spacing_mm: tuple[float, float, float] = (0.833, 0.833, 0.833)
+    spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
     brain_mask: str = "deepbet"
     mask_dilation_mm: float = 4.0
     crop_margin_mm: float = 0.0

@@ -16,6 +16,7 @@ import json
 import re
 
 from ..errors import InputError
+from ..options import PAPER_SPACING_MM
 
 
 def _ints(text: str) -> tuple[int, int, int]:
@@ -65,8 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init-select", default=None, metavar="REGEX",
                    help="with --init-weights: take only tensors whose names match, e.g. '^encoder\\.'")
     g = p.add_argument_group("recipe (defaults: the paper)")
-    g.add_argument("--spacing", type=_floats, default=(0.833, 0.833, 0.833), metavar="MM",
-                   help="model grid spacing in mm (default 0.833)")
+    g.add_argument("--spacing", type=_floats, default=PAPER_SPACING_MM, metavar="MM",
+                   help=f"model grid spacing in mm (default {PAPER_SPACING_MM[0]:g})")
     g.add_argument("--patch", type=_ints, default=(128, 128, 128), metavar="VOX",
                    help="training patch in voxels (default 128; e.g. 64 on a CPU)")
     g.add_argument("--infer-patch", type=_ints, default=None, metavar="VOX",

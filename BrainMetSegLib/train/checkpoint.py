@@ -1,0 +1,62 @@
+"""Training checkpoints: safetensors (tensors) + JSON (counters, config, history); no pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..io import write_text
+
+
+def state_hash(net: torch.nn.Module) -> str:
+    """sha256 over every tensor of the state dict (name, dtype, bytes), in name order."""
+    digest = hashlib.sha256()
+    for key, value in sorted(net.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(value.dtype).encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(folder: Path, name: str, net, optimizer, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    groups = []
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for idx, slots in state["state"].items():
+            for slot, value in slots.items():
+                tensors[f"optim.{idx}.{slot}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        groups = state["param_groups"]
+    tmp = folder / f".{name}.safetensors.part"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, folder / f"{name}.safetensors")
+    write_text(json.dumps({**meta, "param_groups": groups}, indent=1, default=float) + "\n",
+               folder / f"{name}.json", overwrite=True)
+
+
+def load_checkpoint(folder: Path, name: str, net, optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    path = folder / f"{name}.safetensors"
+    meta_path = folder / f"{name}.json"
+    if not path.is_file() or not meta_path.is_file():
+        raise InputError(f"{folder}: no checkpoint {name}.safetensors/{name}.json to resume from.")
+    tensors = load_file(str(path))
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if optimizer is not None and meta.get("param_groups"):
+        state: dict = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, slot = key.split(".", 2)
+                state.setdefault(int(idx), {})[slot] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
