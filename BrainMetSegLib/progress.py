@@ -145,6 +145,14 @@ def parse_json_line(line: str, kind: str) -> dict | None:
     return obj if isinstance(obj, dict) and obj.get("type") == kind else None
 
 
+def reporter(mode: str, quiet: bool = False) -> ProgressCallback:
+    """The callback a command's ``--progress`` names (``bar``, ``json`` or ``none``);
+    ``quiet`` silences it."""
+    if quiet or mode == "none":
+        return no_progress
+    return json_lines() if mode == "json" else tqdm_bar()
+
+
 def parse_progress_line(line: str) -> ProgressEvent | None:
     """Parse one line printed with ``--progress json``; None for any other line."""
     obj = parse_json_line(line, "progress")

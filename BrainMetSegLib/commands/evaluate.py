@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..progress import json_lines, no_progress, tqdm_bar
+from ..progress import reporter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     subgroups = [SubgroupSpec.parse(s) for s in args.subgroup]
     if subgroups and not clinical:
         raise InputError("--subgroup needs --clinical CSV.")
-    progress = {"bar": tqdm_bar, "json": json_lines, "none": lambda: no_progress}[args.progress]()
+    progress = reporter(args.progress)
     result = evaluate_cohort(cases, config, clinical, subgroups, args.select_threshold, progress)
     result.problems = problems
     written = write_outputs(result, outdir, overwrite=args.overwrite, report=not args.no_report,

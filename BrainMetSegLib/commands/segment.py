@@ -24,7 +24,7 @@ from ..options import (
 )
 from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
-from ..progress import error_json, json_lines, no_progress, tqdm_bar
+from ..progress import error_json, reporter
 
 
 def add_arguments(p) -> None:
@@ -162,12 +162,6 @@ def _protected(case: CaseInputs, args) -> list[str]:
     return [*case.given().values(), *extra]
 
 
-def _reporter(args):
-    if args.quiet or args.progress == "none":
-        return no_progress
-    return json_lines() if args.progress == "json" else tqdm_bar()
-
-
 def run(args) -> int:
     cases = _cases(args)
     batch = len(cases) > 1 or bool(args.manifest) or bool(args.shard)
@@ -191,7 +185,7 @@ def run(args) -> int:
     job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:
         print(f"brainmetseg segment: warning: {untrained_message(segmenter.package)}", file=sys.stderr)
-    progress = _reporter(args)
+    progress = reporter(args.progress, args.quiet)
     try:
         return _run_cases(cases, segmenter, out, job, progress, args)
     finally:

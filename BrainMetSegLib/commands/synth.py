@@ -65,7 +65,7 @@ def _followup_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import json_lines, tqdm_bar
+    from ..progress import reporter
     from ..synth import SynthConfig, write_dataset
 
     patterns = tuple(s.strip() for s in args.patterns.split(",") if s.strip())
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         skull=not args.no_skull, anisotropic_acquisition=aniso, acquisition=not args.no_acquisition,
         field_of_view=args.field_of_view, deformation=args.deformation,
     )
-    progress = {"bar": tqdm_bar(), "json": json_lines(), "none": None}[args.progress]
+    progress = reporter(args.progress)
     t0 = time.perf_counter()
     desc = write_dataset(args.output, args.cases, seed=args.seed, config=config, progress=progress,
                          overwrite=args.overwrite, preview=args.preview, start=args.start,
