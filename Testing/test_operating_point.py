@@ -83,3 +83,28 @@ def test_settings_round_trip_and_old_runs():
     assert old.outline == 0.8 and old.outline_threshold is None
     with pytest.raises(ValueError, match="run.json"):
         OperatingPoint.from_settings({"threshold_used": "abc"})
+
+
+def test_outline_options_are_checked_and_resolved_against_the_card():
+    from types import SimpleNamespace
+
+    from BrainMetSegLib.errors import ModelError, OptionError
+    from BrainMetSegLib.models import ModelCard
+    from BrainMetSegLib.pipeline import SegmentConfig, resolve_operating_point
+
+    for bad in (0.0, 1.0, float("nan"), "0.4", True):
+        with pytest.raises(OptionError, match="--outline-threshold"):
+            SegmentConfig(outline_threshold=bad)
+    card = SimpleNamespace(threshold=0.95, min_lesion_volume_mm3=10.0, outline_threshold=0.4)
+    assert resolve_operating_point(card, SegmentConfig()) == OperatingPoint(0.95, 10.0, 0.4)
+    # a user's lower detection threshold caps the card's outline; their own outline must not exceed it
+    assert resolve_operating_point(card, SegmentConfig(threshold=0.3)).outline == 0.3
+    assert resolve_operating_point(card, SegmentConfig(outline_threshold=0.6)).outline == 0.6
+    with pytest.raises(OptionError, match="above the detection threshold"):
+        resolve_operating_point(card, SegmentConfig(threshold=0.5, outline_threshold=0.6))
+    old = SimpleNamespace(threshold=0.8, min_lesion_volume_mm3=0.0, outline_threshold=None)
+    assert resolve_operating_point(old, SegmentConfig()).outline == 0.8  # a card without the field: as before
+    with pytest.raises(ModelError, match="outline_threshold"):
+        ModelCard(name="m", version="1", architecture="BasicUNet", threshold=0.5, outline_threshold=0.7)
+    with pytest.raises(ModelError, match="outline_threshold"):
+        ModelCard(name="m", version="1", architecture="BasicUNet", threshold=0.5, outline_threshold="0.3")
