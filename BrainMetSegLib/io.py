@@ -208,8 +208,10 @@ def read_json_object(path: str | os.PathLike, what: str, error: type[Exception] 
     text is not valid JSON or not an object."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc}).") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc}).") from None
     if not isinstance(data, dict):
         raise error(f"{path}: {what} must be a JSON object.")
     return data
