@@ -57,7 +57,47 @@ def format_family(path: str | os.PathLike) -> str:
     return ".nii.gz"
 
 
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def check_dicom_folder(folder: str | os.PathLike) -> None:
+    """Name a damaged DICOM file in a series folder before anything is read.
+
+    GDCM leaves out of a series every file it cannot parse (a slice cut short by a failed
+    copy, a corrupt header): the volume would be built from the other slices, a slice silently
+    missing. So every file in the folder that is a DICOM file (``DICM`` at byte 128) must be
+    readable; one that is not is named, with :class:`InputError`. ``DICOMDIR`` is skipped.
+    """
+    folder = Path(folder)
+    try:
+        check_folder_entries(folder)  # a FIFO would block GDCM's scan below
+    except FileProblem as exc:
+        raise InputError(f"{folder}: cannot read the DICOM folder: {exc}.") from None
+    series = sitk.ImageSeriesReader()
+    readable = {os.path.normpath(n) for uid in series.GetGDCMSeriesIDs(str(folder))
+                for n in series.GetGDCMSeriesFileNames(str(folder), uid)}
+    reader = sitk.ImageFileReader()
+    for entry in sorted(folder.iterdir()):
+        if (entry.name.upper() == "DICOMDIR" or os.path.normpath(entry) in readable
+                or not entry.is_file() or not _has_dicom_magic(entry)):
+            continue
+        reader.SetFileName(str(entry))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise InputError(f"{entry}: damaged DICOM file in the series folder {folder} (cut short or "
+                             "corrupt; it cannot be read as an image): the series would be read without "
+                             "it. Restore the file, or remove it if it does not belong to the series.") from None
+
+
 def _read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
+    check_dicom_folder(folder)
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(folder))
     if not series:
@@ -119,14 +159,15 @@ def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> 
 
 
 def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool = False,
-               warnings: list[str] | None = None) -> sitk.Image:
+               warnings: list[str] | None = None, constant_ok: bool = False) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MetaImage, or a DICOM series folder).
 
     ``role`` names the input in error messages (e.g. ``"CE-T1"``, ``"FLAIR"``).
     Raises :class:`InputError` naming the file for anything missing, special (a FIFO),
     damaged (truncated, corrupt stream), of untrustworthy orientation (unless
     ``trust_header``; see :mod:`filecheck`), unreadable, not 3D, not scalar, non-finite or
-    constant. Doubts that do not stop the run are appended to ``warnings``. Returns the image
+    constant (unless ``constant_ok``: masks and label maps, see :func:`read_mask_image`).
+    Doubts that do not stop the run are appended to ``warnings``. Returns the image
     unchanged (pixel type preserved); the file is never modified.
     """
     p = Path(path)
@@ -148,11 +189,32 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
             f"{p}: cannot read the {role} image ({first[:200]}). Supported: NIfTI (.nii, "
             ".nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder."
         ) from None
-    validate_image(image, p, role)
+    validate_image(image, p, role, constant_ok)
     return image
 
 
-def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "image") -> None:
+def read_mask_image(path: str | os.PathLike, role: str = "label map", trust_header: bool = False,
+                    warnings: list[str] | None = None, empty_ok: bool = True) -> sitk.Image:
+    """Read a mask or label map (see :func:`read_image`), where a constant image means
+    something other than "no image data": all zero is an empty mask (no lesion: a valid answer
+    when ``empty_ok``), a non-zero constant marks every voxel (a mask covering the whole
+    image, not the brain or a lesion). :class:`InputError` saying which, naming the file."""
+    image = read_image(path, role, trust_header, warnings, constant_ok=True)
+    array = sitk.GetArrayViewFromImage(image)
+    low, high = array.min(), array.max()
+    if low != high:
+        return image
+    if low != 0:
+        raise InputError(f"{path}: the {role} covers the whole image (every voxel is {low}); a {role} "
+                         "marks a part of the image (outside is 0). Wrong file, or an inverted or "
+                         "unthresholded mask?")
+    if not empty_ok:
+        raise InputError(f"{path}: the {role} is empty (every voxel is 0); it marks nothing.")
+    return image
+
+
+def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "image",
+                   constant_ok: bool = False) -> None:
     """Check that ``image`` is a usable 3D scalar volume; raise :class:`InputError` if not."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
@@ -174,7 +236,7 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise InputError(f"{path}: the {role} image has {bad} NaN/Inf voxels; fix or mask them first.")
-    if array.min() == array.max():
+    if array.min() == array.max() and not constant_ok:
         raise ConstantImageError(
             f"{path}: the {role} image is constant (every voxel = {array.min()}); "
             "it holds no image data."

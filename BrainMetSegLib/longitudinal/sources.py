@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..evaluate.pairing import IMAGE_SUFFIXES
-from ..io import read_image, read_scalar_volume, same_geometry, sha256_file
+from ..io import read_mask_image, read_scalar_volume, same_geometry, sha256_file
 from ..lesions import lesion_table
 from .tracking import TimePoint
 
@@ -40,7 +40,7 @@ def read_labels(path: str | Path, image: sitk.Image, image_path: str | Path) -> 
     into 26-connected lesions (largest first)."""
     from ..lesions import label_instances
 
-    labels = read_image(path, "label map") if Path(path).exists() else None
+    labels = read_mask_image(path, "label map") if Path(path).exists() else None
     if labels is None:
         raise InputError(f"{path}: label map not found.")
     if labels.GetDimension() == 4:

@@ -122,7 +122,7 @@ def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
     """Load the output folder of ``brainmetseg compare``: ``longitudinal.json`` (time points,
     registrations, tracks, RANO-BM), ``tracks_<k>.*`` and each time point's scan (a ``segment``
     result folder's CE-T1, checked against its run.json, or the scan itself)."""
-    from ..io import read_image, read_scalar_volume
+    from ..io import read_mask_image, read_scalar_volume
     from ..longitudinal.sources import from_result_folder, is_result_folder
 
     folder = Path(folder)
@@ -135,7 +135,7 @@ def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
         found = sorted(folder.glob(f"tracks_{k}.*"))
         if not found:
             raise ValueError(f"{folder}: tracks_{k} (time point {info['name']!r}) is missing")
-        maps.append(read_image(found[0], "label map"))
+        maps.append(read_mask_image(found[0], "label map"))
     return import_comparison(scene, LongitudinalResult.from_dict(doc, maps), images)
 
 
