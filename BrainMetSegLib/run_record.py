@@ -28,7 +28,8 @@ RUN_NAME = "run.json"
 RUN_SCHEMA = {
     "case": r.string(required=True),
     "model": r.obj({"sha256": r.string(), "name": r.string()}),
-    "settings": r.obj(),
+    "settings": r.obj({k: r.num(low=0.0) for k in ("threshold", "threshold_used", "min_volume_mm3",
+                                                      "min_volume_mm3_used")}),
     "inputs": r.mapping(r.obj({"path": r.string(), "sha256": r.sha256()})),
     "timings_s": r.mapping(r.num(low=0.0)),
     "lesions": r.num(low=0, integer=True),
