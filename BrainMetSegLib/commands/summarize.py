@@ -4,9 +4,11 @@ Sources, in the output folder of ``segment``:
 
 * every ``summary*.csv`` (one per process: ``summary.csv`` or ``summary.shard-I-of-N.csv``);
   for a case listed in several, the newest file's row is the last word;
-* every case folder's ``run.json`` (written last by ``segment``): a case with a complete
-  folder counts as done even when no summary lists it (its process was killed later),
-  and a case a summary calls done whose folder is no longer complete is ``incomplete``;
+* every case folder's ``run.json`` (written last by ``segment``), believed only when each field
+  has its type and each output it lists is inside the folder with the sha256 it recorded
+  (:mod:`BrainMetSegLib.run_record`): a case with such a folder counts as done even when no
+  summary lists it (its process was killed later), and a case a summary calls done whose
+  folder fails a check is ``incomplete``, with the reason (file and field) as its message;
 * with ``--manifest``, the cases that should be there: those in no source are ``missing``.
 
 The merged table goes to ``OUTDIR/cohort_summary.csv`` (or ``-o``); the exit code is 0 only
