@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_series import read_dicom_series
 from .errors import ConstantImageError, InputError, OutputError
 from .filecheck import (
     FileProblem,
@@ -55,86 +56,6 @@ def format_family(path: str | os.PathLike) -> str:
     if name.endswith((".mha", ".mhd")):
         return ".mha"
     return ".nii.gz"
-
-
-def _has_dicom_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def check_dicom_folder(folder: str | os.PathLike) -> None:
-    """Name a damaged DICOM file in a series folder before anything is read.
-
-    GDCM leaves out of a series every file it cannot parse (a slice cut short by a failed
-    copy, a corrupt header): the volume would be built from the other slices, a slice silently
-    missing. So every file in the folder that is a DICOM file (``DICM`` at byte 128) must be
-    readable; one that is not is named, with :class:`InputError`. ``DICOMDIR`` is skipped.
-    """
-    folder = Path(folder)
-    try:
-        check_folder_entries(folder)  # a FIFO would block GDCM's scan below
-    except FileProblem as exc:
-        raise InputError(f"{folder}: cannot read the DICOM folder: {exc}.") from None
-    series = sitk.ImageSeriesReader()
-    readable = {os.path.normpath(n) for uid in series.GetGDCMSeriesIDs(str(folder))
-                for n in series.GetGDCMSeriesFileNames(str(folder), uid)}
-    reader = sitk.ImageFileReader()
-    for entry in sorted(folder.iterdir()):
-        if (entry.name.upper() == "DICOMDIR" or os.path.normpath(entry) in readable
-                or not entry.is_file() or not _has_dicom_magic(entry)):
-            continue
-        reader.SetFileName(str(entry))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            raise InputError(f"{entry}: damaged DICOM file in the series folder {folder} (cut short or "
-                             "corrupt; it cannot be read as an image): the series would be read without "
-                             "it. Restore the file, or remove it if it does not belong to the series.") from None
-
-
-def _read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
-    check_dicom_folder(folder)
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(f"{folder}: folder holds no DICOM series (and no image file).")
-    if len(series) > 1:
-        raise InputError(
-            f"{folder}: folder holds {len(series)} DICOM series; put the CE-T1 series "
-            "in a folder of its own or pass one image file."
-        )
-    names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader.SetFileNames(names)
-    image = reader.Execute()
-    note = slice_spacing_note(names, image)
-    if note:
-        warnings.append(f"{folder}: {note}")
-    return image
-
-
-def slice_spacing_note(file_names, image: sitk.Image, tolerance: float = 0.1) -> str | None:
-    """A sentence when the slices of a DICOM series are unevenly spaced (a missing or duplicate
-    slice): ITK builds the volume with one spacing, so such a volume is distorted."""
-    if len(file_names) < 3:
-        return None
-    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
-    reader = sitk.ImageFileReader()
-    positions = []
-    for name in file_names:
-        reader.SetFileName(name)
-        reader.ReadImageInformation()
-        positions.append(float(np.dot(reader.GetOrigin(), normal)))
-    gaps = np.abs(np.diff(np.sort(positions)))
-    expected = image.GetSpacing()[2]
-    if np.all(np.abs(gaps - expected) <= tolerance * expected):
-        return None
-    return (f"slice spacing is uneven ({gaps.min():.3g} to {gaps.max():.3g} mm between "
-            f"{len(file_names)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
-            "duplicated, so distances and volumes along the slice axis are off there.")
 
 
 def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> str:
@@ -176,7 +97,7 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
     try:
         with tempfile.TemporaryFile() as chatter:
             with _stderr_to(chatter):  # ITK prints warnings on stderr; they become our warnings
-                image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+                image = read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
             chatter.seek(0)
             said = [ln.strip() for ln in chatter.read().decode("utf-8", "replace").splitlines()
                     if ln.strip() and not ln.startswith("WARNING: In ")]

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from .. import batch as cohort
+from ..dicom_series import check_dicom_folder
 from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
-from ..io import check_dicom_folder, format_family, read_csv_rows
+from ..io import format_family, read_csv_rows
 from ..options import (
     BlendMode,
     Device,
