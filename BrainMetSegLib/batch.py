@@ -33,6 +33,7 @@ scheduler, or processes on one node) each take their share:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
@@ -200,7 +201,8 @@ def decide(case, folder: Path, ext: str, provenance: dict, overwrite: bool) -> D
     except RunRecordError as exc:  # there, but not to be believed: as stale as another model's run
         if not overwrite:
             raise _Stale(f"{exc} Pass --overwrite to redo the case, or use another output folder.") from None
-        (folder / "run.json").unlink(missing_ok=True)
+        with contextlib.suppress(IsADirectoryError):  # a folder there: check_outputs names it
+            (folder / "run.json").unlink(missing_ok=True)
         return Decision(False, True, f"{exc} Redoing.")
     if run is None:
         # No run.json: nothing there, or an interrupted run's partial files (run.json is written last).
