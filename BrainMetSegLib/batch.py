@@ -14,19 +14,26 @@ scheduler, or processes on one node) each take their share:
   ``run.json`` (written last, so its presence means the images and tables before it
   were written) for the same case, the same input files (sha256), the same model
   (sha256), the same settings and output format, and every output it lists exists.
-  A case without a readable ``run.json`` is the leftover of an interrupted run and is
+  A case without a ``run.json`` is the leftover of an interrupted run and is
   redone, replacing its partial files. A finished case made with another model,
   other settings or other inputs is redone only with ``--overwrite``; without it the
   case fails with a message saying what differs (nothing the user had is replaced
   unasked).
 * **Summaries**: each process writes ``summary.csv`` (unsharded) or
-  ``summary.shard-I-of-N.csv`` into the output folder, rewritten after every case, so
-  shards never write the same file and an interrupted shard leaves its rows so far;
-  ``brainmetseg summarize`` merges them (:mod:`BrainMetSegLib.commands.summarize`).
+  ``summary.shard-I-of-N.csv`` into the output folder, updated after every case, so an
+  interrupted shard leaves its rows so far; ``brainmetseg summarize`` merges them
+  (:mod:`BrainMetSegLib.commands.summarize`). Two processes may still share a file (the same
+  manifest started twice): each update is a merge under a lock (read, replace this case's
+  row, atomic rename), never last-writer-wins, and a case skipped because another run holds
+  its folder never replaces that run's row.
+* **Believing a finished case**: its run.json is read field by field and every output it
+  lists must be inside the case folder with the sha256 recorded there
+  (:mod:`BrainMetSegLib.run_record`); an edited output or record makes the case stale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
@@ -38,9 +45,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BrainMetSegError, InputError
-from .io import sha256_file, write_text
-from .outputs import planned_paths
+from .errors import BrainMetSegError, FolderBusyError, InputError
+from .io import sha256_file
+from .outputs import planned_paths, update_shared_text
+from .run_record import RunRecordError, read_run, verify_outputs
 
 SUMMARY_COLUMNS = ("case_id", "status", "lesions", "total_volume_mm3", "seconds", "message")
 SUMMARY_GLOB = "summary*.csv"
@@ -141,14 +149,6 @@ class Decision:
     run: dict | None = None
 
 
-def _read_run(folder: Path) -> dict | None:
-    try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return run if isinstance(run, dict) else None
-
-
 def _flat(obj, prefix: str = "") -> dict:
     if isinstance(obj, dict):
         out = {}
@@ -174,9 +174,9 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     wanted = {k: p.name for k, p in planned_paths(folder, ext).items()}
     if run.get("outputs") != wanted:
         return "outputs were written in another format"
-    missing = [name for name in wanted.values() if not (folder / name).is_file()]
-    if missing:
-        return f"{', '.join(missing)} missing"
+    damaged = verify_outputs(folder, run)  # present, inside the folder, and as written (sha256)
+    if damaged:
+        return damaged
     model = (run.get("model") or {}).get("sha256")
     if model != provenance["model"]["sha256"]:
         return f"made with another model (weights sha256 {str(model)[:12]}...)"
@@ -196,7 +196,14 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
 
 def decide(case, folder: Path, ext: str, provenance: dict, overwrite: bool) -> Decision:
     """Skip a finished matching case; redo an interrupted one; redo a mismatching one only with ``overwrite``."""
-    run = _read_run(folder)
+    try:
+        run = read_run(folder)
+    except RunRecordError as exc:  # there, but not to be believed: as stale as another model's run
+        if not overwrite:
+            raise _Stale(f"{exc} Pass --overwrite to redo the case, or use another output folder.") from None
+        with contextlib.suppress(IsADirectoryError):  # a folder there: check_outputs names it
+            (folder / "run.json").unlink(missing_ok=True)
+        return Decision(False, True, f"{exc} Redoing.")
     if run is None:
         # No run.json: nothing there, or an interrupted run's partial files (run.json is written last).
         partial = any(p.exists() for p in planned_paths(folder, ext).values())
@@ -276,24 +283,41 @@ class BatchRun:
 
     def failed(self, case, exc: Exception, seconds: float) -> None:
         print(f"brainmetseg segment: case {case.id} failed: {exc}", file=sys.stderr)
-        self._record(case.id, "failed", "", "", seconds, str(exc))
+        # A case another run is writing right now is that run's to report: this row must not
+        # replace the other run's (a finished case would read as failed).
+        self._record(case.id, "failed", "", "", seconds, str(exc), keep_others=isinstance(exc, FolderBusyError))
 
     @property
     def any_failed(self) -> bool:
         return any(r["status"] == "failed" for r in self.rows)
 
-    def _record(self, case_id: str, status: str, lesions, volume: str, seconds: float, message: str) -> None:
-        self.rows.append({"case_id": case_id, "status": status, "lesions": lesions,
-                          "total_volume_mm3": volume, "seconds": f"{seconds:.1f}", "message": message})
-        self._write()  # after every case, so an interrupted process leaves its rows so far
+    def _record(self, case_id: str, status: str, lesions, volume: str, seconds: float, message: str,
+                keep_others: bool = False) -> None:
+        row = {"case_id": case_id, "status": status, "lesions": lesions,
+               "total_volume_mm3": volume, "seconds": f"{seconds:.1f}", "message": message}
+        self.rows.append(row)
+        self._write(row, keep_others)  # after every case, so an interrupted process leaves its rows so far
 
-    def _write(self) -> None:
-        buf = _io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_text(buf.getvalue(), self.summary_path, overwrite=True)
+    def _write(self, row: dict | None = None, keep_others: bool = False) -> None:
+        """Merge ``row`` into the summary file under a lock (other processes may share it)."""
+        def merge(old_text: str | None) -> str:
+            rows = {}
+            if old_text:
+                try:
+                    rows = {r.get("case_id"): r for r in csv.DictReader(_io.StringIO(old_text, newline=""))
+                            if r.get("case_id")}
+                except csv.Error:
+                    rows = {}
+            if row is not None and not (keep_others and row["case_id"] in rows):
+                rows[row["case_id"]] = row
+            buf = _io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), extrasaction="ignore",
+                                    restval="", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows.values())
+            return buf.getvalue()
+
+        update_shared_text(self.summary_path, merge)
 
     def finish(self) -> None:
         """Write the summary (also when the shard had no case) and print the table."""

@@ -60,6 +60,10 @@ class ConstantImageError(InputError):
     """An image holds a single value: no image data (yet a valid empty mask or label map)."""
 
 
+class FolderBusyError(OutputError):
+    """Another run holds the output folder's lock (it is writing that case now)."""
+
+
 # Every kind by name and by exit code (the CLI's JSON ``error`` object carries the name).
 ERROR_TYPES = {cls.__name__: cls for cls in (BrainMetSegError, InputError, ConstantImageError, ModelError,
                                              OutputError, NotEnoughMemoryError, CancelledError)}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_series import read_dicom_series
 from .errors import ConstantImageError, InputError, OutputError
 from .filecheck import (
     FileProblem,
@@ -57,46 +58,6 @@ def format_family(path: str | os.PathLike) -> str:
     return ".nii.gz"
 
 
-def _read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(f"{folder}: folder holds no DICOM series (and no image file).")
-    if len(series) > 1:
-        raise InputError(
-            f"{folder}: folder holds {len(series)} DICOM series; put the CE-T1 series "
-            "in a folder of its own or pass one image file."
-        )
-    names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader.SetFileNames(names)
-    image = reader.Execute()
-    note = slice_spacing_note(names, image)
-    if note:
-        warnings.append(f"{folder}: {note}")
-    return image
-
-
-def slice_spacing_note(file_names, image: sitk.Image, tolerance: float = 0.1) -> str | None:
-    """A sentence when the slices of a DICOM series are unevenly spaced (a missing or duplicate
-    slice): ITK builds the volume with one spacing, so such a volume is distorted."""
-    if len(file_names) < 3:
-        return None
-    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
-    reader = sitk.ImageFileReader()
-    positions = []
-    for name in file_names:
-        reader.SetFileName(name)
-        reader.ReadImageInformation()
-        positions.append(float(np.dot(reader.GetOrigin(), normal)))
-    gaps = np.abs(np.diff(np.sort(positions)))
-    expected = image.GetSpacing()[2]
-    if np.all(np.abs(gaps - expected) <= tolerance * expected):
-        return None
-    return (f"slice spacing is uneven ({gaps.min():.3g} to {gaps.max():.3g} mm between "
-            f"{len(file_names)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
-            "duplicated, so distances and volumes along the slice axis are off there.")
-
-
 def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> str:
     """Refuse special, damaged or untrustworthy files before ITK opens them; returns the kind."""
     kind = file_kind(p)
@@ -119,14 +80,15 @@ def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> 
 
 
 def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool = False,
-               warnings: list[str] | None = None) -> sitk.Image:
+               warnings: list[str] | None = None, constant_ok: bool = False) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MetaImage, or a DICOM series folder).
 
     ``role`` names the input in error messages (e.g. ``"CE-T1"``, ``"FLAIR"``).
     Raises :class:`InputError` naming the file for anything missing, special (a FIFO),
     damaged (truncated, corrupt stream), of untrustworthy orientation (unless
     ``trust_header``; see :mod:`filecheck`), unreadable, not 3D, not scalar, non-finite or
-    constant. Doubts that do not stop the run are appended to ``warnings``. Returns the image
+    constant (unless ``constant_ok``: masks and label maps, see :func:`read_mask_image`).
+    Doubts that do not stop the run are appended to ``warnings``. Returns the image
     unchanged (pixel type preserved); the file is never modified.
     """
     p = Path(path)
@@ -135,7 +97,7 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
     try:
         with tempfile.TemporaryFile() as chatter:
             with _stderr_to(chatter):  # ITK prints warnings on stderr; they become our warnings
-                image = _read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
+                image = read_dicom_series(p, warnings) if kind == "folder" else sitk.ReadImage(str(p))
             chatter.seek(0)
             said = [ln.strip() for ln in chatter.read().decode("utf-8", "replace").splitlines()
                     if ln.strip() and not ln.startswith("WARNING: In ")]
@@ -148,11 +110,32 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
             f"{p}: cannot read the {role} image ({first[:200]}). Supported: NIfTI (.nii, "
             ".nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder."
         ) from None
-    validate_image(image, p, role)
+    validate_image(image, p, role, constant_ok)
     return image
 
 
-def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "image") -> None:
+def read_mask_image(path: str | os.PathLike, role: str = "label map", trust_header: bool = False,
+                    warnings: list[str] | None = None, empty_ok: bool = True) -> sitk.Image:
+    """Read a mask or label map (see :func:`read_image`), where a constant image means
+    something other than "no image data": all zero is an empty mask (no lesion: a valid answer
+    when ``empty_ok``), a non-zero constant marks every voxel (a mask covering the whole
+    image, not the brain or a lesion). :class:`InputError` saying which, naming the file."""
+    image = read_image(path, role, trust_header, warnings, constant_ok=True)
+    array = sitk.GetArrayViewFromImage(image)
+    low, high = array.min(), array.max()
+    if low != high:
+        return image
+    if low != 0:
+        raise InputError(f"{path}: the {role} covers the whole image (every voxel is {low}); a {role} "
+                         "marks a part of the image (outside is 0). Wrong file, or an inverted or "
+                         "unthresholded mask?")
+    if not empty_ok:
+        raise InputError(f"{path}: the {role} is empty (every voxel is 0); it marks nothing.")
+    return image
+
+
+def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "image",
+                   constant_ok: bool = False) -> None:
     """Check that ``image`` is a usable 3D scalar volume; raise :class:`InputError` if not."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
@@ -174,7 +157,7 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise InputError(f"{path}: the {role} image has {bad} NaN/Inf voxels; fix or mask them first.")
-    if array.min() == array.max():
+    if array.min() == array.max() and not constant_ok:
         raise ConstantImageError(
             f"{path}: the {role} image is constant (every voxel = {array.min()}); "
             "it holds no image data."
@@ -208,8 +191,10 @@ def read_json_object(path: str | os.PathLike, what: str, error: type[Exception] 
     text is not valid JSON or not an object."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc}).") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc}).") from None
     if not isinstance(data, dict):
         raise error(f"{path}: {what} must be a JSON object.")
     return data

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import records
 from .errors import ModelError
 from .filecheck import file_kind
 from .io import read_json_object, sha256_file
@@ -226,7 +227,12 @@ def read_registry(registry: Path = REGISTRY_FILE, user_models: bool = True) -> l
     then (``user_models``) the packages in :func:`user_models_folder` whose names are not taken."""
     entries = []
     if registry.is_file():
-        entries = json.loads(registry.read_text(encoding="utf-8")).get("models", [])
+        entries = records.read(registry, "the model registry",
+                               {"models": records.array(records.obj({"name": records.string(required=True),
+                                                                    "path": records.string(),
+                                                                    "url": records.string(),
+                                                                    "sha256": records.sha256()}))},
+                               ModelError).get("models") or []
     if user_models:
         taken = {e.get("name") for e in entries}
         entries += [e for e in user_model_entries() if e["name"] not in taken]
@@ -265,6 +271,10 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
                  registry: Path = REGISTRY_FILE) -> ModelPackage:
     """Find a model package by folder path or registry name and read its card."""
     candidate = Path(name_or_path)
+    if candidate.is_file():  # e.g. a .pt or TorchScript file: never unpickled here
+        raise ModelError(f"{candidate}: is a file; a model is a package folder (model card {CARD_NAME} "
+                         "and safetensors weights). Import a checkpoint, nnU-Net results or a MONAI "
+                         "bundle first: brainmetseg models import --help.")
     folder = candidate if candidate.is_dir() else _registry_folder(str(name_or_path), registry)
     card_path = folder / CARD_NAME
     kind = file_kind(card_path)

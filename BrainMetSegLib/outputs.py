@@ -12,15 +12,16 @@ import io as _io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import SimpleITK as sitk
 
-from .errors import OutputError
-from .io import check_writable, commit, stage_image, stage_text
+from .errors import FolderBusyError, OutputError
+from .io import check_writable, commit, stage_image, stage_text, write_text
 from .lesions import COLUMNS
 from .options import OutputFormat
+from .run_record import output_hashes
 
 try:
     import fcntl
@@ -121,6 +122,9 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
         staged.append((stage_text(table_csv(result.table), paths["table_csv"]), paths["table_csv"]))
         table = json.dumps(_json_safe({"case": result.case_id, "lesions": result.table}), indent=2) + "\n"
         staged.append((stage_text(table, paths["table_json"]), paths["table_json"]))
+        # run.json, written last, records each output's sha256: a later --skip-existing or
+        # summarize believes the folder only while every output still has that content.
+        run["output_sha256"] = output_hashes({k: tmp for tmp, final in staged for k, p in paths.items() if p == final})
         staged.append((stage_text(json.dumps(_json_safe(run), indent=2) + "\n", paths["run"]), paths["run"]))
         check_outputs(outdir, ext, overwrite, inputs)  # nothing appeared meanwhile
         commit(staged)
@@ -188,7 +192,7 @@ def output_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
                 os.close(fd)
                 fd = -1
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
-                    raise OutputError(f"{folder}: another brainmetseg run is writing into this folder "
+                    raise FolderBusyError(f"{folder}: another brainmetseg run is writing into this folder "
                                       f"(locked by {lock_path.name}); wait for it or choose another "
                                       "output folder.") from None
                 raise OutputError(f"{folder}: cannot lock the output folder ({exc.strerror}).") from None
@@ -211,3 +215,39 @@ def output_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
             for made in reversed(created):
                 with contextlib.suppress(OSError):
                     made.rmdir()  # only succeeds when empty
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """A blocking exclusive lock shared by every process updating a file in ``folder``: flock
+    on the folder itself (no lock file to leave behind); on Windows a lock file beside it."""
+    if fcntl is not None:
+        fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    with open(folder / ".brainmetseg-shared.lock", "a+b") as fh:  # pragma: no cover - Windows
+        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def update_shared_text(path: str | os.PathLike, merge: Callable[[str | None], str]) -> Path:
+    """Update a file several processes share (a cohort's ``summary.csv``): under a lock, read it
+    (None when absent), write ``merge(old_text)`` atomically. Never last-writer-wins: each
+    writer sees the others' rows and keeps them."""
+    path = Path(path)
+    _make_folders(path.parent)
+    with _folder_lock(path.parent):
+        try:
+            old = path.read_text(encoding="utf-8") if path.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            old = None  # unreadable: rewritten from this process's rows
+        write_text(merge(old), path, overwrite=True)
+    return path

@@ -95,9 +95,12 @@ def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu",
 
 
 def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
-    from .io import read_image
+    from .io import read_mask_image
 
-    mask = read_image(path, role="brain mask", trust_header=trust_header)
+    mask = read_mask_image(path, role="brain mask", trust_header=trust_header, empty_ok=False)
+    if sitk.GetArrayViewFromImage(mask).min() != 0:
+        raise InputError(f"{path}: the brain mask covers the whole image (no voxel is 0); a brain "
+                         "mask marks the brain only. For a skull-stripped scan pass --brain-mask none.")
     if mask.GetDimension() != 3:
         raise InputError(f"{path}: brain mask must be a 3D image.")
     on_grid = sitk.GetArrayFromImage(resample(mask, grid, linear=False)) > 0

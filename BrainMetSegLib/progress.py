@@ -180,7 +180,10 @@ class ErrorReport:
 
 def error_json(exc: BrainMetSegError, case: str = "") -> str:
     """The JSON ``error`` line for a user error (one line, for subprocess readers)."""
-    return json.dumps({"type": "error", "kind": type(exc).__name__, "message": str(exc),
+    # A private subclass (a stale batch case, an unbelievable run record) is named by the
+    # public kind it belongs to, so readers of this line know every kind they can receive.
+    kind = next(c.__name__ for c in type(exc).__mro__ if ERROR_TYPES.get(c.__name__) is c)
+    return json.dumps({"type": "error", "kind": kind, "message": str(exc),
                        "exit_code": exc.exit_code, "case": case})
 
 

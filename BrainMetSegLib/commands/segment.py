@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .. import batch as cohort
+from ..dicom_series import check_dicom_folder
 from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
 from ..io import format_family, read_csv_rows
 from ..options import (
@@ -170,10 +171,12 @@ def run(args) -> int:
             if not c.case_id:
                 check_case_id(c.id, str(c.t1ce))
         _summary_target(Path(args.output), args)
-    if not batch:  # report a missing file before the model is loaded
+    if not batch:  # report a missing file or a damaged DICOM slice before the model is loaded
         for seq, path in cases[0].given().items():
             if not Path(path).exists():
                 raise InputError(f"{path}: {seq} file not found.")
+            if Path(path).is_dir():
+                check_dicom_folder(path)
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
@@ -190,6 +193,18 @@ def run(args) -> int:
         return _run_cases(cases, segmenter, out, job, progress, args)
     finally:
         getattr(progress, "close", lambda: None)()
+
+
+def _decide_single(args, segmenter, case, folder: Path, ext: str) -> cohort.Decision:
+    """``--skip-existing`` for one input: skip when -o holds this case's believed outputs."""
+    decision = cohort.decide(case, folder, ext, segmenter.provenance(), args.overwrite)
+    if not args.quiet:
+        if decision.skip:
+            print(f"{case.id}: outputs in {folder} are complete and up to date "
+                  f"({decision.run.get('lesions', '?')} lesion(s)); skipped", file=sys.stderr)
+        elif decision.reason:
+            print(f"{case.id}: {decision.reason}", file=sys.stderr)
+    return decision
 
 
 def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progress, args) -> int:
@@ -213,6 +228,11 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
                     if decision.skip:
                         job.skipped(case, decision.run, folder)
                         continue
+                    overwrite = decision.overwrite
+                elif args.skip_existing:  # one case: the same check, on -o itself
+                    decision = _decide_single(args, segmenter, case, folder, ext)
+                    if decision.skip:
+                        return 0
                     overwrite = decision.overwrite
                 check_outputs(folder, ext, overwrite, _protected(case, args))  # fail before any work
                 if dicom:

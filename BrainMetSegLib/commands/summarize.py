@@ -4,9 +4,11 @@ Sources, in the output folder of ``segment``:
 
 * every ``summary*.csv`` (one per process: ``summary.csv`` or ``summary.shard-I-of-N.csv``);
   for a case listed in several, the newest file's row is the last word;
-* every case folder's ``run.json`` (written last by ``segment``): a case with a complete
-  folder counts as done even when no summary lists it (its process was killed later),
-  and a case a summary calls done whose folder is no longer complete is ``incomplete``;
+* every case folder's ``run.json`` (written last by ``segment``), believed only when each field
+  has its type and each output it lists is inside the folder with the sha256 it recorded
+  (:mod:`BrainMetSegLib.run_record`): a case with such a folder counts as done even when no
+  summary lists it (its process was killed later), and a case a summary calls done whose
+  folder fails a check is ``incomplete``, with the reason (file and field) as its message;
 * with ``--manifest``, the cases that should be there: those in no source are ``missing``.
 
 The merged table goes to ``OUTDIR/cohort_summary.csv`` (or ``-o``); the exit code is 0 only
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import json
 import statistics
 from pathlib import Path
 
 from ..batch import SUMMARY_GLOB
 from ..errors import InputError
 from ..io import read_csv_rows, write_text
+from ..run_record import RunRecordError, read_run, verify_outputs
 
 COLUMNS = ("case_id", "status", "lesions", "total_volume_mm3", "seconds", "source", "message")
 DONE = ("ok", "skipped")
@@ -36,19 +38,22 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="write the table, print nothing")
 
 
-def _run_json(folder: Path) -> dict | None:
-    """The case's run.json when it and every output it lists exist; None otherwise."""
+def _run_json(folder: Path) -> tuple[dict | None, str]:
+    """(the case's run.json, "") when it can be believed: every field of its type and every
+    output it lists inside the folder with the content recorded (sha256); (None, why) otherwise
+    (why is "" when the folder has no run.json at all)."""
     try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(run, dict) or not isinstance(run.get("outputs"), dict):
-        return None
-    return run if all((folder / str(name)).is_file() for name in run["outputs"].values()) else None
+        run = read_run(folder)
+    except RunRecordError as exc:
+        return None, str(exc)
+    if run is None:
+        return None, ""
+    why = verify_outputs(folder, run)
+    return (None, why) if why else (run, "")
 
 
 def _seconds(run: dict) -> float:
-    return sum(v for v in (run.get("timings_s") or {}).values() if isinstance(v, int | float))
+    return sum((run.get("timings_s") or {}).values())
 
 
 def collect(outdir: Path, manifest_ids: list[str] | None = None) -> tuple[list[dict], dict[str, list[float]]]:
@@ -60,20 +65,28 @@ def collect(outdir: Path, manifest_ids: list[str] | None = None) -> tuple[list[d
             if row.get("case_id"):
                 rows[row["case_id"]] = {**{c: row.get(c) or "" for c in COLUMNS}, "source": path.name}
     stages: dict[str, list[float]] = {}
-    runs = {}
-    for folder in sorted(p for p in outdir.iterdir() if p.is_dir()):
-        run = _run_json(folder)
-        if run is not None and run.get("case", folder.name) == folder.name:
+    runs, damaged = {}, {}
+    for folder in sorted(p for p in outdir.iterdir() if p.is_dir() and not p.is_symlink()):
+        run, why = _run_json(folder)
+        if run is not None and run["case"] != folder.name:
+            run, why = None, f"{folder / 'run.json'}: records case {run['case']!r}, not {folder.name!r}"
+        if run is not None:
             runs[folder.name] = run
+        elif why:
+            damaged[folder.name] = why
     for case_id, run in runs.items():
         stages.setdefault("total", []).append(_seconds(run))
         for stage, seconds in (run.get("timings_s") or {}).items():
-            if isinstance(seconds, int | float):
-                stages.setdefault(stage, []).append(float(seconds))
+            stages.setdefault(stage, []).append(seconds)
         if case_id not in rows:
             rows[case_id] = {"case_id": case_id, "status": "ok", "lesions": run.get("lesions", ""),
                              "total_volume_mm3": "", "seconds": f"{_seconds(run):.1f}",
                              "source": f"{case_id}/run.json", "message": "no summary row (process stopped?)"}
+    for case_id, why in damaged.items():  # a folder whose record cannot be believed is not done
+        if rows.get(case_id, {}).get("status", "ok") in DONE:
+            rows[case_id] = {**rows.get(case_id, {"lesions": "", "total_volume_mm3": "", "seconds": ""}),
+                             "case_id": case_id, "status": "incomplete", "source": f"{case_id}/run.json",
+                             "message": why}
     for case_id, row in rows.items():
         if row["status"] in DONE and case_id not in runs:
             row.update(status="incomplete", message=f"{outdir / case_id}: outputs incomplete or run.json missing")

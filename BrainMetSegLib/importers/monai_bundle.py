@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, records
 from ..errors import InputError, ModelError
 from ..io import sha256_file
 from ..models import ModelCard, ModelPackage
@@ -127,10 +127,8 @@ def import_bundle(request: BundleImport) -> ModelPackage:
     config, path = _read_config(folder)
     meta = {}
     if (folder / "configs" / "metadata.json").is_file():
-        try:
-            meta = json.loads((folder / "configs" / "metadata.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{folder / 'configs' / 'metadata.json'}: not valid JSON ({exc}).") from None
+        meta = records.read(folder / "configs" / "metadata.json", "the bundle's metadata",
+                            {k: records.string() for k in ("name", "version", "data_source", "description")})
     net_def = config.get("network_def")
     if not isinstance(net_def, dict) or "_target_" not in net_def:
         raise InputError(f"{path}: no network_def with a _target_.")
@@ -143,12 +141,21 @@ def import_bundle(request: BundleImport) -> ModelPackage:
     post = {_target(t).removesuffix("d"): t for t in _transforms(config.get("postprocessing"))}
     orientation = pre.get("Orientation", {}).get("axcodes", request.orientation)
     spacing = request.spacing_mm or pre.get("Spacing", {}).get("pixdim")
-    inferer = _literal(config.get("inferer", {}), config, path, "inferer")
+    inferer = records.value(_literal(config.get("inferer", {}), config, path, "inferer"), records.obj(),
+                            "inferer", path)
     patch = request.patch_size or inferer.get("roi_size")
     if not spacing or not patch:
         raise InputError(f"{path}: spacing (Spacingd pixdim) or window (inferer roi_size) not found; "
                          "pass --spacing and --patch.")
     spacing = _literal(spacing, config, path, "pixdim")
+    spacing = records.value(spacing, records.array(records.num(low=0.01, high=20.0), length=3),
+                            "preprocessing Spacingd pixdim (mm)", path)
+    patch = records.value(patch, records.array(records.num(low=8, high=1024, integer=True), length=3),
+                          "inferer roi_size (voxels)", path)
+    overlap = records.value(inferer.get("overlap", 0.25), records.num(low=0.0, high=1.0, high_open=True),
+                            "inferer overlap", path)
+    mode = records.value(inferer.get("mode", "constant"), records.string(), "inferer mode", path)
+    orientation = records.value(orientation, records.string(), "Orientationd axcodes", path)
     norm = request.normalisation
     if norm is None:
         if "NormalizeIntensity" not in pre:
@@ -179,8 +186,7 @@ def import_bundle(request: BundleImport) -> ModelPackage:
         architecture_args={"target": str(net_def["_target_"]), "args": args},
         input_sequences=["t1ce"] + [s for s in _SEQUENCES[1:] if s in channels],
         spacing_mm=[float(v) for v in spacing], patch_size=[int(v) for v in patch],
-        overlap=float(inferer.get("overlap", 0.25)),
-        blend_mode="gaussian" if inferer.get("mode") == "gaussian" else "constant",
+        overlap=overlap, blend_mode="gaussian" if mode == "gaussian" else "constant",
         normalisation=norm, threshold=0.5,
         training_data=str(meta.get("data_source", "")), intended_use=str(meta.get("description", "")),
         network_io={"input_channels": channels, "orientation": str(orientation), "transpose": [2, 1, 0],

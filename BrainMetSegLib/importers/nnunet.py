@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, records
 from ..errors import InputError, ModelError
-from ..io import read_json_object, sha256_file
+from ..io import sha256_file
 from ..models import ModelCard, ModelPackage
 from .checkpoint import load_checkpoint
 from .package import write_package
@@ -65,10 +65,28 @@ class NnUNetImport:
     overwrite: bool = False
 
 
-def _read_json(path: Path) -> dict:
+# The fields read from nnU-Net's files, typed (other fields are not used).
+DATASET_SCHEMA = {"channel_names": records.obj(), "modality": records.obj(), "labels": records.obj(),
+                  "name": records.string(), "description": records.string()}
+PLANS_SCHEMA = {"configurations": records.mapping(records.obj(), required=True),
+                "transpose_forward": records.array(records.num(low=0, high=2, integer=True), length=3),
+                "dataset_name": records.string(), "image_reader_writer": records.string()}
+CONFIG_SCHEMA = {
+    "spacing": records.array(records.num(low=0.01, high=20.0), length=3),
+    "patch_size": records.array(records.num(low=8, high=1024, integer=True), length=3),
+    "architecture": records.obj({"network_class_name": records.string(required=True),
+                                 "arch_kwargs": records.obj(),
+                                 "_kw_requires_import": records.array(records.string())}),
+    "normalization_schemes": records.array(records.string()),
+    "use_mask_for_norm": records.array(records.boolean()),
+    "inherits_from": records.string(), "previous_stage": records.string(),
+}
+
+
+def _read_json(path: Path, schema: dict) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: missing; not an nnU-Net v2 results folder.")
-    return read_json_object(path, "nnU-Net file")
+    return records.read(path, "nnU-Net file", schema)
 
 
 def configuration_name(folder: Path) -> tuple[str, str, str]:
@@ -88,10 +106,11 @@ def configuration(plans: dict, name: str, source: Path) -> dict:
     seen = {name}
     while "inherits_from" in config:
         parent = config.pop("inherits_from")
-        if parent in seen or parent not in configs:
+        if not isinstance(parent, str) or parent in seen or parent not in configs:
             raise InputError(f"{source}: configuration {name!r} inherits from unknown {parent!r}.")
         seen.add(parent)
         config = {**configs[parent], **config}
+    config = records.check(config, CONFIG_SCHEMA, f"{source}, configuration {name!r}")
     if config.get("previous_stage"):
         raise InputError(f"{source}: configuration {name!r} is a cascade stage (needs "
                          f"{config['previous_stage']!r} first); import a single-stage configuration.")
@@ -100,6 +119,9 @@ def configuration(plans: dict, name: str, source: Path) -> dict:
 
 def sequences_from_channels(channel_names: dict, source: Path) -> list[str]:
     """dataset.json ``channel_names`` ({"0": "T1", ...}) -> sequences in channel order."""
+    if not all(re.fullmatch(r"\d+", str(k)) for k in channel_names):
+        raise InputError(f"{source}: channel_names keys must be channel numbers (\"0\", \"1\", ...), "
+                         f"not {list(channel_names)!r}.")
     out = []
     for key in sorted(channel_names, key=int):
         raw = str(channel_names[key])
@@ -185,8 +207,8 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         raise InputError(f"{folder}: not a folder (expected nnU-Net's results folder of one configuration).")
     if request.checkpoint not in CHECKPOINTS:
         raise InputError(f"--checkpoint {request.checkpoint!r}: use final or best.")
-    dataset = _read_json(folder / "dataset.json")
-    plans = _read_json(folder / "plans.json")
+    dataset = _read_json(folder / "dataset.json", DATASET_SCHEMA)
+    plans = _read_json(folder / "plans.json", PLANS_SCHEMA)
     trainer, plans_name, config_name = configuration_name(folder)
     config = configuration(plans, config_name, folder / "plans.json")
     arch = config.get("architecture")
@@ -219,7 +241,10 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         path = folder / fold / checkpoint_file
         state, ckpt = _network_weights(load_checkpoint(path), path)
         trainer_saved = ckpt.get("trainer_name")
-        axes = tuple(int(a) for a in (ckpt.get("inference_allowed_mirroring_axes") or ()))
+        axes = ckpt.get("inference_allowed_mirroring_axes") or []
+        axes = tuple(records.value(list(axes) if isinstance(axes, tuple) else axes,
+                                   records.array(records.num(low=0, high=2, integer=True)),
+                                   "inference_allowed_mirroring_axes", path, ModelError))
         if mirror_axes is not None and axes != mirror_axes:
             raise ModelError(f"{path}: mirroring axes {axes} differ from the other folds' {mirror_axes}.")
         mirror_axes = axes

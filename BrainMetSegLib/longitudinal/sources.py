@@ -18,8 +18,9 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..evaluate.pairing import IMAGE_SUFFIXES
-from ..io import read_image, read_scalar_volume, same_geometry, sha256_file
+from ..io import read_mask_image, read_scalar_volume, same_geometry, sha256_file
 from ..lesions import lesion_table
+from ..run_record import read_run
 from .tracking import TimePoint
 
 
@@ -40,7 +41,7 @@ def read_labels(path: str | Path, image: sitk.Image, image_path: str | Path) -> 
     into 26-connected lesions (largest first)."""
     from ..lesions import label_instances
 
-    labels = read_image(path, "label map") if Path(path).exists() else None
+    labels = read_mask_image(path, "label map") if Path(path).exists() else None
     if labels is None:
         raise InputError(f"{path}: label map not found.")
     if labels.GetDimension() == 4:
@@ -65,10 +66,7 @@ def read_labels(path: str | Path, image: sitk.Image, image_path: str | Path) -> 
 def from_result_folder(folder: str | Path, name: str | None = None) -> TimePoint:
     """A time point from a ``segment`` result folder (see module docstring)."""
     folder = Path(folder)
-    try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{folder / 'run.json'}: cannot read the run record ({exc}).") from None
+    run = read_run(folder) or {}  # fields checked by type (run_record.RUN_SCHEMA)
     scan = (run.get("inputs") or {}).get("t1ce") or {}
     scan_path = scan.get("path")
     if not scan_path or not Path(scan_path).exists():

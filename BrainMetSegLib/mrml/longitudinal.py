@@ -15,7 +15,6 @@ Centroids in the table are RAS mm on each scan's own grid (before the transform)
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,11 +121,17 @@ def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
     """Load the output folder of ``brainmetseg compare``: ``longitudinal.json`` (time points,
     registrations, tracks, RANO-BM), ``tracks_<k>.*`` and each time point's scan (a ``segment``
     result folder's CE-T1, checked against its run.json, or the scan itself)."""
-    from ..io import read_image, read_scalar_volume
+    from .. import records
+    from ..errors import InputError
+    from ..io import read_mask_image, read_scalar_volume
     from ..longitudinal.sources import from_result_folder, is_result_folder
 
     folder = Path(folder)
-    doc = json.loads((folder / "longitudinal.json").read_text(encoding="utf-8"))
+    doc_path = folder / "longitudinal.json"
+    doc = records.read(doc_path, "the comparison record", {
+        "timepoints": records.array(records.obj({"source": records.string(required=True),
+                                                 "name": records.string()}), required=True),
+        "tracks": records.array(records.obj(), required=True), "rano_bm": records.obj(required=True)})
     images, maps = [], []
     for k, info in enumerate(doc["timepoints"]):
         source = info["source"]
@@ -135,8 +140,13 @@ def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
         found = sorted(folder.glob(f"tracks_{k}.*"))
         if not found:
             raise ValueError(f"{folder}: tracks_{k} (time point {info['name']!r}) is missing")
-        maps.append(read_image(found[0], "label map"))
-    return import_comparison(scene, LongitudinalResult.from_dict(doc, maps), images)
+        maps.append(read_mask_image(found[0], "label map"))
+    try:
+        result = LongitudinalResult.from_dict(doc, maps)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # deeper fields, typed by from_dict
+        raise InputError(f"{doc_path}: not a `brainmetseg compare` record (field {exc} missing or of the "
+                         "wrong type).") from None
+    return import_comparison(scene, result, images)
 
 
 def fill_rows_table(table, rows: Sequence[dict]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,7 +35,10 @@ def read_model_card(folder: str | os.PathLike) -> dict:
     card_path = Path(folder) / CARD_NAME
     if not card_path.is_file():
         raise FileNotFoundError(f"{folder}: not a model package ({CARD_NAME} is missing).")
-    data = json.loads(card_path.read_text(encoding="utf-8"))
+    from ..errors import ModelError
+    from ..io import read_json_object
+
+    data = read_json_object(card_path, "model card", ModelError)
     return ModelCard.from_dict(data, str(card_path)).to_dict()
 
 
@@ -57,5 +59,12 @@ def card_operating_point(card: Mapping) -> tuple[float, float]:
 
 def run_operating_point(run_json: str | os.PathLike) -> tuple[float, float]:
     """(threshold, minimum lesion volume mm^3) a CLI run used, from its ``run.json``."""
-    settings = json.loads(Path(run_json).read_text(encoding="utf-8"))["settings"]
-    return float(settings["threshold_used"]), float(settings["min_volume_mm3_used"])
+    from .. import records
+    from ..errors import InputError
+    from ..run_record import RUN_SCHEMA
+
+    settings = records.read(run_json, "the run record", RUN_SCHEMA).get("settings") or {}
+    for name in ("threshold_used", "min_volume_mm3_used"):
+        if settings.get(name) is None:
+            raise InputError(f"{run_json}: field 'settings.{name}' is missing.")
+    return settings["threshold_used"], settings["min_volume_mm3_used"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .. import records
 from ..errors import InputError
 from ..io import write_text
 
@@ -50,7 +51,7 @@ def load_checkpoint(folder: Path, name: str, net, optimizer) -> dict:
     if not path.is_file() or not meta_path.is_file():
         raise InputError(f"{folder}: no checkpoint {name}.safetensors/{name}.json to resume from.")
     tensors = load_file(str(path))
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = records.read(meta_path, "the checkpoint record", {"param_groups": records.array(records.obj())})
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     if optimizer is not None and meta.get("param_groups"):
         state: dict = {}

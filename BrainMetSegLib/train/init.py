@@ -46,10 +46,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    from ..importers.checkpoint import load_checkpoint
+
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle with code, corrupt file, ...
-        raise InputError(f"{path}: not a plain tensor state dict ({str(exc).splitlines()[0][:200]}).") from None
+        state = load_checkpoint(path, allowed=[])  # tensors only; TorchScript and code refused
+    except ModelError as exc:
+        raise InputError(f"{exc} Expected a plain tensor state dict.") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

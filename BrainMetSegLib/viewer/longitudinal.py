@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..io import read_image, same_geometry
 from ..longitudinal.tracking import track_colour
+from ..run_record import read_run
 
 DOC = "longitudinal.json"
 
@@ -34,11 +35,7 @@ def _scan_of(source: str, doc_path: Path) -> Path:
     path = Path(source)
     run_path = path / "run.json"
     if run_path.is_file():
-        try:
-            recorded = ((json.loads(run_path.read_text(encoding="utf-8")).get("inputs") or {})
-                        .get("t1ce") or {}).get("path")
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{run_path}: cannot read it as JSON ({exc}).") from None
+        recorded = ((read_run(path).get("inputs") or {}).get("t1ce") or {}).get("path")
         if not recorded:
             raise InputError(f"{run_path}: records no CE-T1 path.")
         path = Path(recorded) if Path(recorded).is_absolute() else path / recorded

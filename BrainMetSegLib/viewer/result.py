@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io import read_image, same_geometry
+from ..run_record import read_run
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,7 @@ class ResultFolder:
                 shown = ", ".join(cases[:3]) + (", ..." if len(cases) > 3 else "")
                 raise InputError(f"{folder}: a batch output folder; open one case's folder ({shown}).")
             raise InputError(f"{run_path}: not found; {folder} is not a `brainmetseg segment` result folder.")
-        try:
-            run = json.loads(run_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{run_path}: cannot read it as JSON ({exc}).") from None
-        if not isinstance(run, dict):
-            raise InputError(f"{run_path}: not a run record (expected a JSON object).")
+        run = read_run(folder)  # every field it uses checked by type, the file named otherwise
         outputs = run.get("outputs") or {}
         names = {"labels": outputs.get("labels"), "probability": outputs.get("probability"),
                  "table": outputs.get("table_json", "lesions.json")}

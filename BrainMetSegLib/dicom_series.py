@@ -1,0 +1,97 @@
+"""Reading a DICOM series folder: one series, every DICOM file in it intact.
+
+Volumes are ``SimpleITK.Image`` objects in LPS physical space (see :mod:`BrainMetSegLib.io`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .filecheck import FileProblem, check_folder_entries
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def check_dicom_folder(folder: str | os.PathLike) -> None:
+    """Name a damaged DICOM file in a series folder before anything is read.
+
+    GDCM leaves out of a series every file it cannot parse (a slice cut short by a failed
+    copy, a corrupt header): the volume would be built from the other slices, a slice silently
+    missing. So every file in the folder that is a DICOM file (``DICM`` at byte 128) must be
+    readable; one that is not is named, with :class:`InputError`. ``DICOMDIR`` is skipped.
+    """
+    folder = Path(folder)
+    try:
+        check_folder_entries(folder)  # a FIFO would block GDCM's scan below
+    except FileProblem as exc:
+        raise InputError(f"{folder}: cannot read the DICOM folder: {exc}.") from None
+    series = sitk.ImageSeriesReader()
+    readable = {os.path.normpath(n) for uid in series.GetGDCMSeriesIDs(str(folder))
+                for n in series.GetGDCMSeriesFileNames(str(folder), uid)}
+    reader = sitk.ImageFileReader()
+    for entry in sorted(folder.iterdir()):
+        if (entry.name.upper() == "DICOMDIR" or os.path.normpath(entry) in readable
+                or not entry.is_file() or not _has_dicom_magic(entry)):
+            continue
+        reader.SetFileName(str(entry))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise InputError(f"{entry}: damaged DICOM file in the series folder {folder} (cut short or "
+                             "corrupt; it cannot be read as an image): the series would be read without "
+                             "it. Restore the file, or remove it if it does not belong to the series.") from None
+
+
+def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
+    """The one DICOM series in ``folder`` (every DICOM file in it checked first); doubts such
+    as uneven slice spacing are appended to ``warnings``."""
+    check_dicom_folder(folder)
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{folder}: folder holds no DICOM series (and no image file).")
+    if len(series) > 1:
+        raise InputError(
+            f"{folder}: folder holds {len(series)} DICOM series; put the CE-T1 series "
+            "in a folder of its own or pass one image file."
+        )
+    names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader.SetFileNames(names)
+    image = reader.Execute()
+    note = slice_spacing_note(names, image)
+    if note:
+        warnings.append(f"{folder}: {note}")
+    return image
+
+
+def slice_spacing_note(file_names, image: sitk.Image, tolerance: float = 0.1) -> str | None:
+    """A sentence when the slices of a DICOM series are unevenly spaced (a missing or duplicate
+    slice): ITK builds the volume with one spacing, so such a volume is distorted."""
+    if len(file_names) < 3:
+        return None
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    reader = sitk.ImageFileReader()
+    positions = []
+    for name in file_names:
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        positions.append(float(np.dot(reader.GetOrigin(), normal)))
+    gaps = np.abs(np.diff(np.sort(positions)))
+    expected = image.GetSpacing()[2]
+    if np.all(np.abs(gaps - expected) <= tolerance * expected):
+        return None
+    return (f"slice spacing is uneven ({gaps.min():.3g} to {gaps.max():.3g} mm between "
+            f"{len(file_names)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
+            "duplicated, so distances and volumes along the slice axis are off there.")
