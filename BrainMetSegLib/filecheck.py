@@ -207,19 +207,26 @@ MET_SIZES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "ME
              "MET_FLOAT": 4, "MET_DOUBLE": 8}
 
 
-def _text_header(path: Path, end: re.Pattern, limit: int = 1 << 16) -> tuple[list[str], int]:
+def _text_header(path: Path, end: re.Pattern, limit: int = 1 << 24) -> tuple[list[str], int]:
     """Header lines of a text-header format up to the line matching ``end`` (included) and the
-    byte length of the header."""
+    byte length of the header; (lines, -1) when no line matches within ``limit`` bytes. Read
+    in 64 kB steps: a Slicer ``.seg.nrrd`` carries ~0.4 kB of fields per segment."""
+    head = b""
     with open(path, "rb") as fh:
-        head = fh.read(limit)
-    lines, pos = [], 0
-    for raw in head.splitlines(keepends=True):
-        pos += len(raw)
-        line = raw.decode("latin-1").rstrip("\r\n")
-        lines.append(line)
-        if end.match(line):
-            return lines, pos
-    return lines, -1
+        while True:
+            chunk = fh.read(1 << 16)
+            head += chunk
+            lines, pos = [], 0
+            for raw in head.splitlines(keepends=True):
+                if not raw.endswith((b"\n", b"\r")) and chunk:
+                    break  # a line cut by the chunk: read on
+                pos += len(raw)
+                line = raw.decode("latin-1").rstrip("\r\n")
+                lines.append(line)
+                if end.match(line):
+                    return lines, pos
+            if not chunk or len(head) >= limit:
+                return lines, -1
 
 
 def _int(text: str, name: str) -> int:
