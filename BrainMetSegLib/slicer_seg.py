@@ -7,7 +7,7 @@ ordinary NRRD (written by SimpleITK) whose header carries the key/value fields S
 
 - ``Segmentation_MasterRepresentation`` "Binary labelmap", ``..._ContainedRepresentationNames``
   "Binary labelmap|", ``..._ReferenceImageExtentOffset`` "0 0 0" (the whole grid is stored);
-- per segment ``SegmentK_`` (K = 0-based segment index = lesion id - 1): ``ID``
+- per segment ``SegmentK_`` (K = 0-based segment index; lesion ids in order): ``ID``
   ("Metastasis_N"), ``Name`` ("Metastasis N"), ``Color`` (RGB 0..1), ``LabelValue`` (N: the
   voxel value, the label map's own lesion id), ``Layer`` 0 (one shared labelmap: lesions do
   not overlap), ``Extent`` (voxel index bounds ``i0 i1 j0 j1 k0 k1`` of that shared labelmap,
@@ -44,16 +44,17 @@ def _color(lesion_id: int) -> str:
 
 
 def segmentation_fields(labels_kji: np.ndarray) -> dict[str, str]:
-    """Slicer's header fields for a label map (K, J, I) with lesion ids 1..N (0 background).
-    Every id 1..N gets a segment (an id without voxels is an empty segment)."""
-    n = int(labels_kji.max()) if labels_kji.size else 0
+    """Slicer's header fields for a label map (K, J, I) of lesion ids (0 background): one
+    segment per id present, in id order (a reviewed map may have gaps: no empty segments)."""
+    counts = np.bincount(np.asarray(labels_kji).ravel().astype(np.int64, copy=False)) if labels_kji.size else []
+    present = [int(v) for v in np.flatnonzero(counts[1:]) + 1] if len(counts) > 1 else []
     fields = {
         "Segmentation_MasterRepresentation": LABELMAP,
         "Segmentation_ContainedRepresentationNames": f"{LABELMAP}|",
         "Segmentation_ReferenceImageExtentOffset": "0 0 0",
     }
     extent = _extent(labels_kji)
-    for k, lesion_id in enumerate(range(1, n + 1)):
+    for k, lesion_id in enumerate(present):
         fields.update({
             f"Segment{k}_ID": segment_id(lesion_id),
             f"Segment{k}_Name": segment_name(lesion_id),

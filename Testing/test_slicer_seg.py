@@ -63,11 +63,11 @@ def segment_mask_on(node, segment, labels: sitk.Image) -> np.ndarray:
 
 def check_segments(node, labels: sitk.Image) -> None:
     truth = sitk.GetArrayFromImage(labels)
-    n = int(truth.max())
+    ids = [int(v) for v in np.unique(truth) if v]
     segmentation = node.GetSegmentation()
-    assert segmentation.GetNumberOfSegments() == n
-    assert [segmentation.GetNthSegmentID(k) for k in range(n)] == [segment_id(i) for i in range(1, n + 1)]
-    for lesion in range(1, n + 1):
+    assert segmentation.GetNumberOfSegments() == len(ids)
+    assert [segmentation.GetNthSegmentID(k) for k in range(len(ids))] == [segment_id(i) for i in ids]
+    for lesion in ids:
         segment = segmentation.GetSegment(segment_id(lesion))
         assert segment.GetName() == segment_name(lesion)
         assert np.allclose(segment.GetColor(), segment_color(lesion), atol=1e-5)
@@ -102,6 +102,20 @@ def test_slicer_reads_segments_names_colours_voxels(tmp_path, n_lesions):
     header = path.read_bytes()[:4000].decode("latin-1")
     assert "descrip" not in header and "Segment0_Name:=Metastasis 1" in header
     check_segments(read_with_slicer(path), labels)
+
+
+def test_a_reviewed_map_with_gaps_keeps_its_ids(tmp_path):
+    """A corrected map (lesion 2 deleted, as a review may leave it): segments for 1 and 3 only."""
+    labels = oblique_labels(3)
+    array = sitk.GetArrayFromImage(labels)
+    array[array == 2] = 0
+    gapped = sitk.GetImageFromArray(array)
+    gapped.CopyInformation(labels)
+    path = tmp_path / SEG_NRRD_NAME
+    stage_image(segmentation_image(gapped), path).rename(path)
+    node = read_with_slicer(path)
+    check_segments(node, gapped)
+    assert [node.GetSegmentation().GetNthSegment(k).GetLabelValue() for k in range(2)] == [1, 3]
 
 
 def test_no_lesion_is_an_empty_segmentation(tmp_path):

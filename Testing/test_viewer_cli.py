@@ -95,7 +95,7 @@ def test_save_review_numbers_versions_and_never_replaces_one(result):
     second = save_review(result, labels, probability, labels, ext=".nii.gz", source={"case": "x"})
     assert (first.name, second.name) == ("review_001", "review_002")
     assert sorted(p.name for p in first.iterdir()) == ["lesion_labels.nii.gz", "lesions.csv", "lesions.json",
-                                                       "review.json"]
+                                                       "lesions.seg.nrrd", "review.json"]
     assert not list(result.glob(".review_*"))  # no temporary folder left
     record = json.loads((first / "review.json").read_text())
     assert record["lesions_changed"] == 0 and record["lesions"] == 3
