@@ -138,3 +138,21 @@ def test_segment_writes_a_segmentation_slicer_opens(tiny_model, tmp_path, capsys
     labels = sitk.ReadImage(str(out / "lesion_labels.nii.gz"))
     assert sitk.GetArrayViewFromImage(labels).max() >= 1, "the tiny model should find something at 0.2"
     check_segments(read_with_slicer(out / SEG_NRRD_NAME), labels)
+
+
+def test_long_nrrd_headers_are_read_whole(tmp_path):
+    """The file check reads a header past its first 64 kB read (a .seg.nrrd of many lesions),
+    and a CRLF cut by that read is not taken for the blank line that ends the header."""
+    from BrainMetSegLib.filecheck import check_image_file
+
+    head = b"NRRD0004\r\ntype: uchar\r\ndimension: 2\r\nsizes: 10 10\r\nencoding: raw\r\n"
+    filler = (1 << 16) - len(head) - len(b"note:=\r")  # the "\r" ends the first read, "\n" starts the next
+    header = head + b"note:=" + b"x" * filler + b"\r\n" + b"more:=" + b"y" * 70000 + b"\r\n\r\n"
+    assert header[(1 << 16) - 1:(1 << 16) + 1] == b"\r\n"
+    path = tmp_path / "long.nrrd"
+    path.write_bytes(header + bytes(range(100)))
+    check_image_file(path, values=False)
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(path))).ravel().tolist() == list(range(100))
+    path.write_bytes(header[:-2] + bytes(range(100)))  # no blank line: the header never ends
+    with pytest.raises(Exception, match="no blank line"):
+        check_image_file(path, values=False)
