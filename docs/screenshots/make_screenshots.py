@@ -15,8 +15,9 @@ and writes, all at once when every picture is made (a failure replaces nothing):
 - viewer_edit.png: that lesion grown with the paint brush (a mouse drag in the axial view)
   and the table re-measured;
 - screenshots.json: what the pictures show: model (name, version, weights sha256), its card's
-  settings (the operating point among them), the run's threshold and minimum volume, the
-  lesion count and lesion 1's volume, the sample's sha256, the pictures' sha256.
+  settings (the operating point among them), the run's threshold and minimum volume and
+  inference plan, the lesion count and lesion 1's volume, the sample's sha256, the pictures'
+  sha256.
 
 Every picture is what the viewer streamed to the browser: Slicer's own displayable managers
 rendering offscreen on the server (EGL, CPU). PNGs are palette-quantised to stay small.
@@ -107,6 +108,9 @@ def sidecar(result: Path, card: dict, lesion: dict, pictures: list[Path]) -> dic
         "run_settings": {"threshold_used": settings["threshold_used"],
                          "min_volume_mm3_used": settings["min_volume_mm3_used"]},
         "input": {"name": Path(run["inputs"]["t1ce"]["path"]).name, "sha256": run["inputs"]["t1ce"]["sha256"]},
+        # `--inference-mode auto` picks whole-volume or windows from the memory free at the time,
+        # which moves lesion volumes by a few mm^3 (e.g. lesion 1 433 vs 440): say which it was
+        "inference_run": {k: run.get("inference_run", {}).get(k) for k in ("mode", "windows", "roi_xyz")},
         "lesions": len(lesions),
         "lesion_1_volume_mm3": round(float(lesions[0]["volume_mm3"]), 1) if lesions else None,
         "lesion_shown": int(lesion["lesion_id"]),
