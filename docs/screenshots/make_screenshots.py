@@ -108,8 +108,8 @@ def sidecar(result: Path, card: dict, lesion: dict, pictures: list[Path]) -> dic
         "run_settings": {"threshold_used": settings["threshold_used"],
                          "min_volume_mm3_used": settings["min_volume_mm3_used"]},
         "input": {"name": Path(run["inputs"]["t1ce"]["path"]).name, "sha256": run["inputs"]["t1ce"]["sha256"]},
-        # `--inference-mode auto` picks whole-volume or windows from the memory free at the time,
-        # which moves lesion volumes by a few mm^3 (e.g. lesion 1 433 vs 440): say which it was
+        # `--inference-mode auto` picks whole-volume or windows from the memory free at the time;
+        # two runs here gave lesion 1 433 and 440 mm^3: record the plan the pictures come from
         "inference_run": {k: run.get("inference_run", {}).get(k) for k in ("mode", "windows", "roi_xyz")},
         "lesions": len(lesions),
         "lesion_1_volume_mm3": round(float(lesions[0]["volume_mm3"]), 1) if lesions else None,
