@@ -20,27 +20,53 @@ import threading
 from . import __version__
 from .errors import BrainMetSegError, CancelledError
 
+# name -> (one-line summary for `brainmetseg --help`, fits an 80-column terminal beside the
+# name; description heading `brainmetseg NAME --help`)
 COMMANDS = {
-    "segment": "segment metastases on CE-T1 scans: label map, probability map, lesion table",
-    "synth": "write synthetic CE-T1 phantoms with metastases and exact ground truth",
-    "train": "train a model package on labelled scans (nnU-Net raw layout or CSV manifest)",
-    "evaluate": "compare predictions with ground truth: voxel- and lesion-wise metrics, report",
-    "compare": "follow lesions from a baseline through follow-up scans: matching, table, RANO-BM",
-    "models": "list the known model packages and their cards",
-    "view": "review and correct a result in a web browser (Slicer's views; needs the [web] extra)",
-    "summarize": "merge a cohort run's per-case results (all shards) into one table; list missing cases",
+    "segment": ("find, outline and measure metastases on CE-T1 scans",
+                "segment metastases on CE-T1 scans: label map, probability map, Slicer segmentation, "
+                "lesion table"),
+    "synth": ("write synthetic CE-T1 phantoms with exact ground truth",
+              "write synthetic CE-T1 phantoms with metastases and exact ground truth"),
+    "train": ("train a model package on labelled scans",
+              "train a model package on labelled scans (nnU-Net raw layout or CSV manifest)"),
+    "evaluate": ("score predictions against ground truth",
+                 "compare predictions with ground truth: voxel- and lesion-wise metrics, report"),
+    "compare": ("follow lesions through follow-up scans (RANO-BM)",
+                "follow lesions from a baseline through follow-up scans: matching, table, RANO-BM"),
+    "models": ("list, download or import model packages",
+               "list the known model packages and their cards; download one; import one "
+               "(brainmetseg models import --help)"),
+    "view": ("review and correct a result in a web browser",
+             "review and correct a result in a web browser (Slicer's views; needs the [web] extra)"),
+    "summarize": ("merge a cohort run's results into one table",
+                  "merge a cohort run's per-case results (all shards) into one table; list missing cases"),
 }
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse measures sub-command names two columns short of where it prints them, so the
+    longest (``summarize``) got its summary on the next line, as if it had none: widen the
+    name column by those two columns."""
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if action.help is not argparse.SUPPRESS and hasattr(action, "_get_subactions"):
+            for sub in action._get_subactions():
+                width = len(self._format_action_invocation(sub)) + self._current_indent + 2
+                self._action_max_length = max(self._action_max_length, width)
 
 
 def build_parser(with_commands: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainmetseg",
         description="Find, outline and measure brain metastases on contrast-enhanced T1 MRI.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"brainmetseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, (summary, description) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=description)
         if with_commands is None or name in with_commands:
             module = importlib.import_module(f".commands.{name}", __package__)
             module.add_arguments(p)

@@ -207,18 +207,26 @@ MET_SIZES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "ME
              "MET_FLOAT": 4, "MET_DOUBLE": 8}
 
 
-def _text_header(path: Path, end: re.Pattern, limit: int = 1 << 16) -> tuple[list[str], int]:
+def _text_header(path: Path, end: re.Pattern, limit: int = 1 << 22) -> tuple[list[str], int]:
     """Header lines of a text-header format up to the line matching ``end`` (included) and the
-    byte length of the header."""
+    byte length of the header; (lines, -1) when no line matches within ``limit`` bytes. Read
+    in 64 kB steps: a Slicer ``.seg.nrrd`` carries ~0.4 kB of fields per segment."""
+    lines, pos, rest = [], 0, b""
     with open(path, "rb") as fh:
-        head = fh.read(limit)
-    lines, pos = [], 0
-    for raw in head.splitlines(keepends=True):
-        pos += len(raw)
-        line = raw.decode("latin-1").rstrip("\r\n")
-        lines.append(line)
-        if end.match(line):
-            return lines, pos
+        while pos < limit:
+            chunk = fh.read(1 << 16)
+            rest += chunk
+            parts = rest.splitlines(keepends=True)
+            # a last line without its "\n" is finished by the next chunk (or by the file's end):
+            # a "\r\n" cut in two must not read as an empty line
+            rest = parts.pop() if chunk and parts and not parts[-1].endswith(b"\n") else b""
+            for raw in parts:
+                pos += len(raw)
+                lines.append(raw.decode("latin-1").rstrip("\r\n"))
+                if end.match(lines[-1]):
+                    return lines, pos
+            if not chunk:
+                break
     return lines, -1
 
 

@@ -1,4 +1,5 @@
-"""Writing a run's outputs: label map, probability map, lesion table (CSV, JSON), run.json.
+"""Writing a run's outputs: label map, probability map, Slicer segmentation (``lesions.seg.nrrd``),
+lesion table (CSV, JSON), run.json.
 
 Every file is written atomically; an existing file is replaced only with ``overwrite``.
 """
@@ -22,6 +23,7 @@ from .io import check_writable, commit, stage_image, stage_text, write_text
 from .lesions import COLUMNS
 from .options import OutputFormat
 from .run_record import output_hashes
+from .slicer_seg import SEG_NRRD_NAME, segmentation_image
 
 try:
     import fcntl
@@ -58,6 +60,7 @@ def planned_paths(outdir: Path, ext: str) -> dict[str, Path]:
     return {
         "labels": outdir / f"lesion_labels{ext}",
         "probability": outdir / f"probability{ext}",
+        "segmentation": outdir / SEG_NRRD_NAME,
         "table_csv": outdir / "lesions.csv",
         "table_json": outdir / "lesions.json",
         "run": outdir / "run.json",
@@ -119,6 +122,8 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
         staged.append((stage_image(sitk.Cast(result.labels, sitk.sitkUInt16), paths["labels"]), paths["labels"]))
         staged.append((stage_image(sitk.Cast(result.probability, sitk.sitkFloat32), paths["probability"]),
                        paths["probability"]))
+        staged.append((stage_image(segmentation_image(result.labels), paths["segmentation"]),
+                       paths["segmentation"]))
         staged.append((stage_text(table_csv(result.table), paths["table_csv"]), paths["table_csv"]))
         table = json.dumps(_json_safe({"case": result.case_id, "lesions": result.table}), indent=2) + "\n"
         staged.append((stage_text(table, paths["table_json"]), paths["table_json"]))

@@ -31,7 +31,8 @@ def test_end_to_end_outputs(tiny_model, volume_file, tmp_path, capsys):
     result = lines[-1]
     assert result["type"] == "result" and result["case"] == "ce_t1"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["lesion_labels.nii.gz", "lesions.csv", "lesions.json", "probability.nii.gz", "run.json"]
+    assert names == ["lesion_labels.nii.gz", "lesions.csv", "lesions.json", "lesions.seg.nrrd", "probability.nii.gz",
+                     "run.json"]
     image = sitk.ReadImage(str(volume_file))
     for name in ("lesion_labels.nii.gz", "probability.nii.gz"):
         written = sitk.ReadImage(str(out / name))

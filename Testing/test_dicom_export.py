@@ -1,6 +1,8 @@
 """DICOM SEG, SR and RTSTRUCT export, checked by tools the project did not write.
 
 - dciodvfy (Debian dicom3tools) validates every object against the DICOM IODs;
+- dcmqi (PyPI wheel with its binaries; what Slicer's QuantitativeReporting uses):
+  segimage2itkimage reads the SEG back voxel-exactly, tid1500reader reads every SR value;
 - highdicom reads the SEG and the SR back;
 - the SEG is also read by plain pydicom (frames placed by their Image Position (Patient)
   on SimpleITK's grid of the source series): voxel-exact against the label map;
@@ -11,6 +13,8 @@ Phantoms: axial, oblique and sagittal series written by SimpleITK (Testing/dicom
 
 from __future__ import annotations
 
+import json
+import platform
 import shutil
 import subprocess
 
@@ -26,16 +30,34 @@ from BrainMetSegLib.dicom import ModelIdentity, export_dicom, read_reference_ser
 from BrainMetSegLib.errors import InputError
 from BrainMetSegLib.io import read_image
 from BrainMetSegLib.lesions import lesion_table
+from BrainMetSegLib.slicer_bridge.naming import segment_color
 from dicom_phantoms import LESIONS, PATIENT, lesion_labels, phantom_image, write_series
 
 MODEL = ModelIdentity("phantom-model", "9.8.7", "ab" * 32, {"threshold_used": "0.5"})
-needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None,
-                                    reason="dciodvfy (Debian dicom3tools) not installed")
+# The outside clients are required, not optional: CI installs dciodvfy from Debian
+# (.ci/apt-packages.txt, by .ci/install-extras) and dcmqi from PyPI (the `test` extra).
+INSTALL_HINT = {"dciodvfy": "Debian dicom3tools: bash .ci/install-extras",
+                "segimage2itkimage": "PyPI dcmqi: pip install -e '.[test]'",
+                "tid1500reader": "PyPI dcmqi: pip install -e '.[test]'"}
+
+
+# dcmqi 1.5.7 wheels exist for these (pyproject's marker); elsewhere its tests cannot run.
+DCMQI_PLATFORM = (platform.system(), platform.machine()) in {("Linux", "x86_64"), ("Windows", "AMD64")}
+
+
+def client(name: str) -> str:
+    """The outside tool's path: a failure when it is missing (never a skip), except dcmqi on a
+    platform it has no wheel for."""
+    path = shutil.which(name)
+    if path is None and name != "dciodvfy" and not DCMQI_PLATFORM:
+        pytest.skip(f"no dcmqi wheel for {platform.system()} {platform.machine()}")
+    assert path, f"{name} not found ({INSTALL_HINT[name]})"
+    return path
 
 
 def dciodvfy(path) -> str:
     """dciodvfy's report (it writes to stderr); the lines starting 'Error' are failures."""
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([client("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
     return run.stdout + run.stderr
 
 
@@ -52,7 +74,6 @@ def exported(request, tmp_path_factory):
             "paths": paths, "series": root / "series"}
 
 
-@needs_dciodvfy
 def test_dciodvfy_reports_no_errors(exported):
     for key, path in exported["paths"].items():
         report = dciodvfy(path)
@@ -69,6 +90,8 @@ def test_identity_copied_and_uids_new(exported):
         ds = pydicom.dcmread(path)
         assert ds.PatientName == PATIENT["0010|0010"] and ds.PatientID == PATIENT["0010|0020"]
         assert ds.PatientBirthDate == source.PatientBirthDate and ds.AccessionNumber == "ACC016"
+        # Patient Study module: highdicom copies it into SEG and SR; the RTSTRUCT carries it too
+        assert (ds.PatientWeight, ds.PatientSize) == (source.PatientWeight, source.PatientSize) == (72.5, 1.78)
         assert ds.StudyInstanceUID == source.StudyInstanceUID
         assert ds.SeriesInstanceUID != source.SeriesInstanceUID
         assert ds.SOPInstanceUID not in {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
@@ -93,8 +116,7 @@ def test_non_ascii_identity_and_long_model_name(tmp_path):
         ds = pydicom.dcmread(path)
         assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == "Müller^Jörg"
         assert ds.get("ManufacturerModelName", "m" * 64) == "m" * 64  # SR: none
-        if shutil.which("dciodvfy"):
-            assert "Error" not in dciodvfy(path), dciodvfy(path)
+        assert "Error" not in dciodvfy(path), dciodvfy(path)
 
 
 def test_seg_read_back_by_highdicom(exported):
@@ -168,6 +190,84 @@ def test_sr_read_back_by_highdicom(exported):
         assert values["Long axis"][0] == pytest.approx(row["axial_longest_diameter_mm"])
         assert values["Perpendicular Axis"][0] == pytest.approx(row["axial_perpendicular_diameter_mm"])
         assert group.finding_type.value == "14799000"
+
+
+def run_client(*args, timeout: int = 120) -> str:
+    """Run one of dcmqi's tools; its output (warnings "W:" included) is returned."""
+    run = subprocess.run([client(args[0]), *map(str, args[1:])], capture_output=True, text=True,
+                         timeout=timeout)
+    assert run.returncode == 0, f"{args[0]} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}"
+    return run.stdout + run.stderr
+
+
+def test_seg_read_back_by_dcmqi_voxel_exact(exported, tmp_path):
+    """dcmqi's segimage2itkimage (Slicer QuantitativeReporting's reader) gives the label map
+    back voxel for voxel, segment labels and colours as written, and warns about nothing
+    (it warned about the missing Content Creator's Name before)."""
+    said = run_client("segimage2itkimage", "--inputDICOM", exported["paths"]["dicom_seg"],
+                      "--outputDirectory", tmp_path, "--outputType", "nrrd", "--mergeSegments")
+    assert not [line for line in said.splitlines() if line.startswith(("W:", "E:"))], said
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["ContentCreatorName"] == ""  # present (Type 2), empty: no person made it
+    truth = sitk.GetArrayFromImage(exported["labels"])
+    grid = exported["labels"]
+    volume = np.zeros_like(truth)
+    for number, segments in enumerate(meta["segmentAttributes"], start=1):
+        image = sitk.ReadImage(str(tmp_path / f"{number}.nrrd"))
+        # dcmqi crops to the slices holding segments: the same lattice, shifted by whole voxels
+        assert np.allclose(image.GetDirection(), grid.GetDirection(), atol=1e-5)
+        assert np.allclose(image.GetSpacing(), grid.GetSpacing(), atol=1e-5)
+        offset = np.asarray(grid.TransformPhysicalPointToContinuousIndex(image.GetOrigin()))
+        assert np.allclose(offset, np.round(offset), atol=1e-3), offset
+        i, j, k = (int(v) for v in np.round(offset))
+        values = sitk.GetArrayFromImage(image)
+        to_lesion = {s["labelID"]: int(s["SegmentLabel"].removeprefix("Metastasis ")) for s in segments}
+        for s in segments:
+            assert s["recommendedDisplayRGBValue"] == [round(255 * c) for c in segment_color(to_lesion[s["labelID"]])]
+        region = volume[k:k + values.shape[0], j:j + values.shape[1], i:i + values.shape[2]]
+        assert region.shape == values.shape
+        for label, lesion in to_lesion.items():
+            region[values == label] = lesion
+    assert np.array_equal(volume, truth)
+
+
+def test_sr_read_back_by_dcmqi(exported, tmp_path):
+    """dcmqi's tid1500reader: one measurement group per lesion, referencing its segment, every
+    value equal to the lesion table's within the text rounding, units as written."""
+    run_client("tid1500reader", "--inputDICOM", exported["paths"]["dicom_sr"],
+               "--outputMetadata", tmp_path / "sr.json")
+    report = json.loads((tmp_path / "sr.json").read_text())
+    assert report["CompletionFlag"] == "COMPLETE" and report["VerificationFlag"] == "UNVERIFIED"
+    groups = report["Measurements"]
+    assert len(groups) == len(exported["table"])
+    columns = {"Volume": ("volume_mm3", "mm3"),
+               "Maximum 3D Diameter of a Mesh": ("longest_diameter_mm", "mm"),
+               "Long axis": ("axial_longest_diameter_mm", "mm"),
+               "Perpendicular Axis": ("axial_perpendicular_diameter_mm", "mm")}
+    for group, row in zip(groups, exported["table"]):
+        assert group["ReferencedSegment"] == row["lesion_id"]
+        assert group["TrackingIdentifier"] == f"Metastasis {row['lesion_id']}"
+        assert group["Finding"]["CodeValue"] == "14799000" and group["FindingSite"]["CodeValue"] == "12738006"
+        got = {m["quantity"]["CodeMeaning"]: m for m in group["measurementItems"]}
+        assert set(got) == set(columns)
+        for meaning, (column, unit) in columns.items():
+            assert got[meaning]["units"]["CodeValue"] == unit
+            assert float(got[meaning]["value"]) == pytest.approx(row[column], rel=1e-9, abs=1e-9)
+
+
+def test_content_creator_and_rt_attributes(exported):
+    """SEG: Content Creator's Name present (Type 2 in its Content Identification macro), empty.
+    SR and RTSTRUCT have no such attribute in their IODs (dciodvfy would flag it as not in
+    the IOD): their author is the SR's device observer / the RTSTRUCT's Operators' Name.
+    RTSTRUCT: every ROI interpreted as GTV, interpreter empty (Type 2), unapproved."""
+    seg = pydicom.dcmread(exported["paths"]["dicom_seg"], stop_before_pixels=True)
+    assert "ContentCreatorName" in seg and seg.ContentCreatorName == ""
+    for key in ("dicom_sr", "dicom_rtstruct"):
+        assert "ContentCreatorName" not in pydicom.dcmread(exported["paths"][key])
+    rt = pydicom.dcmread(exported["paths"]["dicom_rtstruct"])
+    assert [o.RTROIInterpretedType for o in rt.RTROIObservationsSequence] == ["GTV"] * len(LESIONS)
+    assert all(o.ROIInterpreter == "" for o in rt.RTROIObservationsSequence)
+    assert rt.ApprovalStatus == "UNAPPROVED" and "OperatorsName" in rt
 
 
 def rasterise_rtstruct(path, series_files, grid: sitk.Image) -> dict[int, np.ndarray]:
@@ -281,13 +381,30 @@ def test_flipped_nifti_grid_maps_onto_the_series(tmp_path):
     assert np.array_equal(pixels, sitk.GetArrayFromImage(labels))
 
 
-def test_no_lesion_writes_nothing_and_existing_files_are_kept(tmp_path):
+def test_no_lesion_writes_a_no_findings_sr_and_existing_files_are_kept(tmp_path):
+    """No lesion: no SEG (it needs a segment) and no RTSTRUCT (a ROI), but an asked-for SR is
+    written as a "no findings" report, read by highdicom, dcmqi and dciodvfy."""
     image = phantom_image("axial", size_xyz=(12, 14, 8))
     write_series(image, tmp_path / "s")
     empty = lesion_labels(image, [])
     assert export_dicom(empty, [], tmp_path / "s", tmp_path / "o", ("seg", "rtstruct"), MODEL) == {}
+    out = export_dicom(empty, [], tmp_path / "s", tmp_path / "o", "all", MODEL)
+    assert list(out) == ["dicom_sr"] and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["lesions_sr.dcm"]
+    report = dciodvfy(out["dicom_sr"])
+    assert not [line for line in report.splitlines() if line.startswith(("Error", "Warning"))], report
+    sr = hd.sr.srread(out["dicom_sr"])
+    assert sr.content.get_volumetric_roi_measurement_groups() == []
+    run_client("tid1500reader", "--inputDICOM", out["dicom_sr"], "--outputMetadata", tmp_path / "sr.json")
+    (group,) = json.loads((tmp_path / "sr.json").read_text())["Measurements"]
+    assert group["TrackingIdentifier"] == "No metastasis found" and group["measurementItems"] == []
+    (evaluation,) = group["qualitativeEvaluations"]
+    assert (evaluation["conceptCode"]["CodeValue"], evaluation["conceptValue"]["CodeMeaning"]) == (
+        "14799000", "Absent")
+    assert group["measurementAlgorithmIdentification"]["AlgorithmName"] == "phantom-model"
+    # a table that disagrees with an empty label map is refused
+    with pytest.raises(InputError, match="disagree"):
+        export_dicom(empty, [{"lesion_id": 1}], tmp_path / "s", tmp_path / "o2", "all", MODEL)
     labels = lesion_labels(image, [((3.0, -7.5, 12.0), 3.0, 0.0)])
-    (tmp_path / "o").mkdir(exist_ok=True)
     (tmp_path / "o" / "lesions_seg.dcm").write_bytes(b"keep")
     with pytest.raises(Exception, match="--overwrite"):
         export_dicom(labels, lesion_table(labels), tmp_path / "s", tmp_path / "o", ("seg",), MODEL)
@@ -295,7 +412,7 @@ def test_no_lesion_writes_nothing_and_existing_files_are_kept(tmp_path):
     out = export_dicom(labels, lesion_table(labels), tmp_path / "s", tmp_path / "o", ("seg",), MODEL,
                        overwrite=True)
     assert pydicom.dcmread(out["dicom_seg"]).Modality == "SEG"
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["lesions_seg.dcm"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["lesions_seg.dcm", "lesions_sr.dcm"]
 
 
 def run_cli(*args, capsys):
@@ -321,11 +438,11 @@ def test_cli_dicom_outputs(tiny_model, tmp_path, capsys):
     assert seg.number_of_segments == n
     assert seg.get_segment_description(1).SegmentationAlgorithmIdentificationSequence[0].AlgorithmName \
         == "tiny-test"
-    # no lesion: said, and nothing written
+    # no lesion: said, and only the no-findings SR written
     code, err = run_cli(tmp_path / "s", "-o", tmp_path / "o0", "--dicom", "all", *common[:-5],
                         "--threshold", "0.999", "--progress", "none", capsys=capsys)
-    assert code == 0 and "no lesion, so no DICOM object written" in err
-    assert not list((tmp_path / "o0").glob("*.dcm"))
+    assert code == 0 and "no lesion: wrote the no-findings SR only" in err
+    assert [p.name for p in (tmp_path / "o0").glob("*.dcm")] == ["lesions_sr.dcm"]
     # NIfTI input + --dicom-reference; a mismatched reference fails before inference
     nifti = tmp_path / "ce_t1.nii.gz"
     sitk.WriteImage(read_image(tmp_path / "s"), str(nifti))

@@ -615,7 +615,7 @@ def test_overwrite_in_another_format_leaves_no_stale_maps(tiny_model, volume_fil
                                capfd)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["lesion_labels.nrrd", "lesions.csv", "lesions.json",
-                                                     "probability.nrrd", "run.json"]
+                                                     "lesions.seg.nrrd", "probability.nrrd", "run.json"]
 
 
 def test_second_run_into_a_locked_folder_fails(tiny_model, volume_file, tmp_path, capfd):

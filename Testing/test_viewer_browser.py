@@ -103,6 +103,12 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
         seen = asyncio.run(_drive(url, lesion, tmp_path / "downloaded.dcm"))
     finally:
         stop_viewer(proc)
+    # the terminal shows the command's own lines; VTK's and Slicer's warnings are in view.log
+    terminal = "".join(proc.stderr_tail).splitlines()
+    assert terminal and all(line.startswith("brainmetseg view: ") for line in terminal if line.strip()), "\n".join(terminal)
+    assert any(str(result / "view.log") in line for line in terminal), terminal
+    log = (result / "view.log").read_text()
+    assert "vtkMRMLScene" in log or "vtkObject" in log, f"no VTK/Slicer output in the log:\n{log[:2000]}"
     assert seen["rows"] == len(lesions) == 3
     assert len(seen["views"]) == 4, seen["views"]
     assert all(v and v["dev"] > DRAWN for v in seen["views"]), seen["views"]

@@ -95,7 +95,39 @@ def test_save_review_numbers_versions_and_never_replaces_one(result):
     second = save_review(result, labels, probability, labels, ext=".nii.gz", source={"case": "x"})
     assert (first.name, second.name) == ("review_001", "review_002")
     assert sorted(p.name for p in first.iterdir()) == ["lesion_labels.nii.gz", "lesions.csv", "lesions.json",
-                                                       "review.json"]
+                                                       "lesions.seg.nrrd", "review.json"]
     assert not list(result.glob(".review_*"))  # no temporary folder left
     record = json.loads((first / "review.json").read_text())
     assert record["lesions_changed"] == 0 and record["lesions"] == 3
+
+
+def test_view_log_takes_native_stderr_and_the_terminal_keeps_errors(tmp_path, capfd):
+    """Inside log_to_file, what C++ writes on descriptor 2 (VTK, Slicer) and Python's stderr go
+    to the log; the terminal gets the command's own lines and one line per logged error; on
+    exit descriptor 2 is the terminal again. A folder where view.log cannot be written (here a
+    folder of that name) gets a temporary log instead."""
+    import logging
+    import os
+    import sys
+
+    from BrainMetSegLib.viewer.logfile import LOG_NAME, log_to_file
+
+    for folder, in_folder in ((tmp_path / "ok", True), (tmp_path / "blocked", False)):
+        folder.mkdir()
+        if not in_folder:
+            (folder / LOG_NAME).mkdir()
+        with log_to_file(folder) as log:
+            os.write(2, b"Warning: In vtkObject.cxx, line 742 (native)\n")
+            print("python stderr chatter", file=sys.stderr)
+            print("brainmetseg view: open http://x/", file=log.terminal)
+            logging.getLogger("trame").error("callback failed\nTraceback line")
+        os.write(2, b"after\n")
+        assert (log.path.parent == folder) is in_folder and log.path.is_file()
+        text = log.path.read_text()
+        assert "vtkObject.cxx" in text and "python stderr chatter" in text and "Traceback line" in text
+        assert text.startswith("=== brainmetseg view ")
+        err = capfd.readouterr().err.splitlines()
+        assert err == ["brainmetseg view: open http://x/",
+                       f"brainmetseg view: error: callback failed (details in {log.path})", "after"], err
+        if not in_folder:
+            log.path.unlink()

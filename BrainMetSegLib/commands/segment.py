@@ -242,8 +242,8 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
                 if dicom:
                     paths |= dicom.write(result)
                     if not result.n_lesions and not args.quiet:
-                        print(f"{case.id}: no lesion, so no DICOM object written (SEG/RTSTRUCT need one)",
-                              file=sys.stderr)
+                        said = "wrote the no-findings SR only" if "dicom_sr" in paths else "no DICOM object written"
+                        print(f"{case.id}: no lesion: {said} (SEG/RTSTRUCT need a lesion)", file=sys.stderr)
         except BrainMetSegError as exc:
             # A cancel (SIGTERM, Slicer's Cancel) ends the whole batch, not just this case.
             if not batch or isinstance(exc, CancelledError):

@@ -65,25 +65,37 @@ def run(args) -> int:
     if args.port is not None and not port_is_free(args.host, port):
         raise InputError(f"--port {port}: already in use on {args.host}; pick another.")
 
-    t0 = time.perf_counter()
+    from ..viewer.logfile import log_to_file
+
+    # VTK's and Slicer's warnings go to OUTDIR/view.log from here on; the terminal gets the URL
+    # and errors (on any exit, stderr is the terminal again for the command's error line)
+    with log_to_file(result.folder, until_exit=True) as log:
+        print(f"brainmetseg view: VTK/Slicer messages go to {log.path}", file=log.terminal)
+        t0 = time.perf_counter()
+        app = _make_app(result)
+        host_shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        url = f"http://{host_shown}:{port}/"
+        print(f"brainmetseg view: {result.folder} ready in {time.perf_counter() - t0:.1f} s", file=log.terminal)
+        print(f"brainmetseg view: open {url} in a browser (Ctrl-C stops)", flush=True)
+        # trame reads its own options from sys.argv; ours are not its.
+        argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            app.server.start(host=args.host, port=port, open_browser=False, show_connection_info=False,
+                             timeout=0)
+        finally:
+            sys.argv = argv
+    return 0
+
+
+def _make_app(result):
+    """The trame app of a result folder or a compare folder (the slow imports happen here)."""
     from ..viewer import render  # noqa: F401  (sets VTK_DEFAULT_OPENGL_WINDOW before VTK loads)
+    from ..viewer.longitudinal import CompareFolder
+
     if isinstance(result, CompareFolder):
         from ..viewer.compare_app import CompareApp
 
-        app = CompareApp(result)
-    else:
-        from ..viewer.app import ViewerApp
+        return CompareApp(result)
+    from ..viewer.app import ViewerApp
 
-        app = ViewerApp(result)
-    host_shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-    url = f"http://{host_shown}:{port}/"
-    print(f"brainmetseg view: {result.folder} ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    print(f"brainmetseg view: open {url} in a browser (Ctrl-C stops)", flush=True)
-    # trame reads its own options from sys.argv; ours are not its.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        app.server.start(host=args.host, port=port, open_browser=False, show_connection_info=False,
-                         timeout=0)
-    finally:
-        sys.argv = argv
-    return 0
+    return ViewerApp(result)

@@ -26,7 +26,7 @@ from .identity import ModelIdentity
 from .reference import ReferenceSeries, check_lattice, labels_on_reference, read_reference_series
 from .rtstruct import build_rtstruct
 from .seg import build_seg
-from .sr import build_sr
+from .sr import build_no_findings_sr, build_sr
 
 DICOM_KINDS = ("seg", "sr", "rtstruct")
 OUTPUT_NAMES = {"seg": "lesions_seg.dcm", "sr": "lesions_sr.dcm", "rtstruct": "lesions_rtstruct.dcm"}
@@ -72,8 +72,9 @@ def export_dicom(labels: sitk.Image, table: list[dict],
 
     labels: lesion ids 1..N on a grid that is the reference series' voxel lattice.
     reference: the series, its folder, or the list of its files.
-    Returns ``{"dicom_seg": path, ...}``; empty when there is no lesion (a SEG needs a
-    segment, an RTSTRUCT a ROI: nothing is written rather than an empty object).
+    Returns ``{"dicom_seg": path, ...}``. With no lesion, a SEG (needs a segment) and an
+    RTSTRUCT (needs a ROI) are not written; an asked-for SR is, as a "no findings" report
+    (:func:`.sr.build_no_findings_sr`), so ``{"dicom_sr": path}`` or ``{}``.
     """
     kinds = parse_kinds(kinds if isinstance(kinds, str) else ",".join(kinds))
     model = model or ModelIdentity("unknown", "unknown")
@@ -83,8 +84,6 @@ def export_dicom(labels: sitk.Image, table: list[dict],
     if not isinstance(reference, ReferenceSeries):
         reference = read_reference_series(reference)
     frames = labels_on_reference(labels, reference, labels_name)
-    if frames.max() == 0:
-        return {}
     ids = sorted(int(r["lesion_id"]) for r in table)
     if ids != list(range(1, int(frames.max()) + 1)) or not np.array_equal(np.unique(frames)[1:], ids):
         raise InputError(f"{labels_name}: lesion ids of the label map ({int(frames.max())} lesions) "
@@ -94,6 +93,9 @@ def export_dicom(labels: sitk.Image, table: list[dict],
         "sr": lambda: build_sr(reference, objects["dicom_seg"], frames, table, model),
         "rtstruct": lambda: build_rtstruct(reference, frames, model),
     }
+    if frames.max() == 0:  # nothing to segment or contour; the report says "none found"
+        kinds = tuple(k for k in kinds if k == "sr")
+        builders["sr"] = lambda: build_no_findings_sr(reference, model)
     objects = {}
     for kind in kinds:
         try:

@@ -39,7 +39,14 @@ PATIENT_STUDY_ATTRIBUTES = (
     "SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
     "PatientSex", "PatientAge", "OtherPatientIDsSequence", "StudyInstanceUID", "StudyDate",
     "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription",
+    # Patient Study module, as highdicom copies it into the SEG and the SR
+    "PatientSize", "PatientWeight",
 )
+# RT ROI Interpreted Type (3006,00A4), defined terms of C.8.8.8: GTV ("Gross Tumor Volume"),
+# the visible tumour, which for a metastasis is the enhancing lesion on CE-T1 - what the model
+# outlines. PTV/CTV add margins the planner chooses; planning systems that need a type to
+# offer a structure for dose statistics find GTV; Approval Status stays UNAPPROVED.
+INTERPRETED_TYPE = "GTV"
 TYPE2_DEFAULTS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                   "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
@@ -160,7 +167,7 @@ def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
         obs.ObservationNumber = lesion_id
         obs.ReferencedROINumber = lesion_id
         obs.ROIObservationLabel = segment_name(lesion_id)
-        obs.RTROIInterpretedType = ""  # the planner decides (GTV, ...): not the model's call
+        obs.RTROIInterpretedType = INTERPRETED_TYPE
         obs.ROIInterpreter = ""
         observations.append(obs)
     ds.StructureSetROISequence = rois

@@ -29,6 +29,12 @@ from .reference import ReferenceSeries
 CATEGORY = Code(CATEGORY_CODE[1], CATEGORY_CODE[0], CATEGORY_CODE[2])
 TYPE = Code(TYPE_CODE[1], TYPE_CODE[0], TYPE_CODE[2])
 REGION = Code(REGION_CODE[1], REGION_CODE[0], REGION_CODE[2])
+# Content Creator's Name (0070,0084), Type 2 in the Content Identification macro: a person's
+# name (PN), so empty: no person made the content; the model is named by each segment's
+# Algorithm Identification. A reviewer who approves the result may fill it.
+CONTENT_CREATOR = ""
+# A source's SpacingBetweenSlices further than this (mm) from its slice step is not used.
+STEP_TOL_MM = 1e-3
 
 
 def segment_descriptions(lesion_ids: list[int], model: ModelIdentity) -> list[hd.seg.SegmentDescription]:
@@ -56,7 +62,7 @@ def build_seg(reference: ReferenceSeries, labels_frames: np.ndarray,
     if len(present) != n + 1:
         raise ValueError(f"label map ids must be 1..{n} without gaps, found {present[1:].tolist()}")
     return hd.seg.Segmentation(
-        source_images=_with_thickness(reference),
+        source_images=_with_measures(reference),
         pixel_array=labels_frames.astype(np.uint16),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(list(range(1, n + 1)), model),
@@ -66,21 +72,32 @@ def build_seg(reference: ReferenceSeries, labels_frames: np.ndarray,
         software_versions=model.software_versions, device_serial_number=model.device_serial_number,
         series_description=lo(f"Metastases ({model.label})"),
         content_label="METASTASES", content_description="Brain metastases, automatic",
+        content_creator_name=CONTENT_CREATOR,
         transfer_syntax_uid=ExplicitVRLittleEndian,
         pixel_measures=pixel_measures(reference),
     )
 
 
-def _with_thickness(reference: ReferenceSeries) -> list:
-    """The source datasets, as in-memory copies with SliceThickness set where it is empty:
-    highdicom reads it from every source even when ``pixel_measures`` is given (which is what
-    the SEG stores). The files are not touched."""
-    if reference.datasets[0].get("SliceThickness"):
+def _with_measures(reference: ReferenceSeries) -> list:
+    """The source datasets, as in-memory copies carrying the SEG's pixel measures where they
+    differ: highdicom replaces the ``pixel_measures`` it is given by the first source's
+    (SliceThickness, SpacingBetweenSlices) whenever the pixel spacing agrees. A source with an
+    empty SliceThickness, or a SpacingBetweenSlices other than the step between its slice
+    positions (converters write 1 for single slices), would otherwise give the SEG a wrong
+    slice spacing, and readers that stack frames by it (dcmqi) a stretched volume. The
+    files are not touched."""
+    measures = pixel_measures(reference)[0]
+    first = reference.datasets[0]
+    stated = first.get("SpacingBetweenSlices")
+    wrong_step = stated is not None and abs(float(stated) - reference.spacing_mm[2]) > STEP_TOL_MM
+    if first.get("SliceThickness") and not wrong_step:
         return list(reference.datasets)
     out = []
     for ds in reference.datasets:
         ds = copy.copy(ds)
-        ds.SliceThickness = pixel_measures(reference)[0].SliceThickness
+        ds.SliceThickness = measures.SliceThickness
+        if "SpacingBetweenSlices" in ds:
+            ds.SpacingBetweenSlices = measures.SpacingBetweenSlices
         out.append(ds)
     return out
 

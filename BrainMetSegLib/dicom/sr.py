@@ -8,6 +8,9 @@ One TID 1411 volumetric measurement group per lesion, referencing the lesion's S
   ``longest_diameter_mm``, measured between marching-cubes surface vertices;
 - RANO-BM axial diameters (SCT 103339001 "Long axis" and SCT 131189007 "Perpendicular
   Axis", mm) on the axial slice where the long axis is largest.
+
+A case without any lesion gets a "no findings" report (:func:`build_no_findings_sr`): the
+model looked and found none, which a PACS user should see rather than no object at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ MAX_3D_DIAMETER = Code("L0JK", "IBSI", "Maximum 3D Diameter of a Mesh")
 LONG_AXIS = Code("103339001", "SCT", "Long axis")
 PERPENDICULAR_AXIS = Code("131189007", "SCT", "Perpendicular Axis")
 PROCEDURE = codes.LN.MRIUnspecifiedBodyRegion
+ABSENT = Code("2667000", "SCT", "Absent")
+NO_FINDINGS_ID = "No metastasis found"
 
 
 def _referenced_segment(seg: hd.seg.Segmentation, number: int, sources) -> hd.sr.ReferencedSegment:
@@ -60,14 +65,14 @@ def _group(seg: hd.seg.Segmentation, row: dict, algorithm: hd.sr.AlgorithmIdenti
         measurements=measurements)
 
 
-def build_sr(reference: ReferenceSeries, seg: hd.seg.Segmentation, labels_frames: np.ndarray,
-             table: list[dict], model: ModelIdentity) -> hd.sr.Comprehensive3DSR:
-    """A TID 1500 report with one group per row of ``table`` (lesion ids = segment numbers of
-    ``seg``, values of ``labels_frames``, (slice, row, column) on ``reference``)."""
-    boxes = ndimage.find_objects(labels_frames.astype(np.int32, copy=False))
-    algorithm = hd.sr.AlgorithmIdentification(
+def _algorithm(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(
         name=lo(model.name), version=lo(model.version),
         parameters=[f"{k}={v}" for k, v in model.parameters.items()] or None)
+
+
+def _report(evidence: list, groups: list, model: ModelIdentity) -> hd.sr.Comprehensive3DSR:
+    """The TID 1500 document around ``groups``, observed by the model as a device."""
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -75,15 +80,37 @@ def build_sr(reference: ReferenceSeries, seg: hd.seg.Segmentation, labels_frames
             model_name=model.label))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=PROCEDURE,
-        imaging_measurements=[_group(seg, row, algorithm, _sources(reference, labels_frames, boxes, row))
-                              for row in table])
+        procedure_reported=PROCEDURE, imaging_measurements=groups)
     return hd.sr.Comprehensive3DSR(
-        evidence=[*reference.datasets, seg], content=report,
+        evidence=evidence, content=report,
         series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["sr"], sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer=MANUFACTURER,
         series_description=lo(f"Metastasis measurements ({model.label})"),
         is_complete=True, is_final=False, is_verified=False)
+
+
+def build_sr(reference: ReferenceSeries, seg: hd.seg.Segmentation, labels_frames: np.ndarray,
+             table: list[dict], model: ModelIdentity) -> hd.sr.Comprehensive3DSR:
+    """A TID 1500 report with one group per row of ``table`` (lesion ids = segment numbers of
+    ``seg``, values of ``labels_frames``, (slice, row, column) on ``reference``)."""
+    boxes = ndimage.find_objects(labels_frames.astype(np.int32, copy=False))
+    algorithm = _algorithm(model)
+    groups = [_group(seg, row, algorithm, _sources(reference, labels_frames, boxes, row))
+              for row in table]
+    return _report([*reference.datasets, seg], groups, model)
+
+
+def build_no_findings_sr(reference: ReferenceSeries, model: ModelIdentity) -> hd.sr.Comprehensive3DSR:
+    """The report of a case where the model found no metastasis: TID 1500 with one TID 1501
+    group (tracking id "No metastasis found", finding type and site as for a lesion) holding
+    the qualitative evaluation SCT 14799000 "Neoplasm, Secondary" = SCT 2667000 "Absent".
+    No SEG exists to refer to (a SEG needs a segment); the evidence is the source series."""
+    algorithm = _algorithm(model)
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=NO_FINDINGS_ID),
+        finding_type=TYPE, finding_sites=[hd.sr.FindingSite(REGION)], algorithm_id=algorithm,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(TYPE, ABSENT)])
+    return _report(list(reference.datasets), [group], model)
 
 
 def _sources(reference: ReferenceSeries, labels_frames: np.ndarray, boxes, row: dict) -> list:

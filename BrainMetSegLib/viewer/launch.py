@@ -28,6 +28,7 @@ def start_viewer(result: str | Path, port: int, timeout_s: float = 180.0,
     # stderr is read from the start (VTK's warnings can fill a pipe before the URL is printed);
     # its last lines go into the error message.
     tail = _drain(proc.stderr)
+    proc.stderr_tail = tail
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s

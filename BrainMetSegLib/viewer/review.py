@@ -32,6 +32,7 @@ from ..errors import OutputError
 from ..io import same_geometry, sha256_file, write_image, write_text
 from ..lesions import lesion_table
 from ..outputs import _json_safe, table_csv
+from ..slicer_seg import SEG_NRRD_NAME, segmentation_image
 
 REVIEW_PREFIX = "review_"
 
@@ -101,9 +102,10 @@ def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image,
         raise OutputError(f"{folder}: result folder is not writable; cannot save the review.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{REVIEW_PREFIX}", suffix=".part", dir=folder))
     try:
-        names = {"labels": f"lesion_labels{ext}", "table_csv": "lesions.csv", "table_json": "lesions.json",
-                 "review": "review.json"}
+        names = {"labels": f"lesion_labels{ext}", "segmentation": SEG_NRRD_NAME, "table_csv": "lesions.csv",
+                 "table_json": "lesions.json", "review": "review.json"}
         write_image(labels, tmp / names["labels"])
+        write_image(segmentation_image(labels), tmp / names["segmentation"])
         write_text(table_csv(table), tmp / names["table_csv"])
         case = source.get("case")
         write_text(json.dumps(_json_safe({"case": case, "lesions": table}), indent=2) + "\n",

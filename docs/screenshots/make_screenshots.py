@@ -2,15 +2,22 @@
 
     python docs/screenshots/make_screenshots.py [--result OUTDIR] [--out docs/screenshots]
 
-Without --result it first segments the bundled sample (Resources/Sample/sample_ce_t1.nii.gz)
-with the bundled demo model into a temporary folder (~30 s on 2 CPU cores). Then it serves
-the viewer on 127.0.0.1, opens it in Debian's Chromium through playwright (never a
-downloaded browser), waits until every view has drawn, and writes:
+Run it (from any folder; needs the `test` extra and `bash .ci/install-extras` for Chromium)
+after the bundled default model or its card changes: Testing/test_screenshots.py fails until
+the pictures are regenerated. Without --result it first segments the bundled sample
+(Resources/Sample/sample_ce_t1.nii.gz) with the bundled default model into a temporary folder
+(~30 s on 2 CPU cores). Then it serves the viewer on 127.0.0.1, opens it in Debian's
+Chromium through playwright (never a downloaded browser), waits until every view has drawn,
+and writes, all at once when every picture is made (a failure replaces nothing):
 
 - viewer_overview.png: the result as it opens (lesion table, axial / 3D / coronal / sagittal);
 - viewer_jump.png: after a click on a lesion's row (all views centred on it), overlay shown;
 - viewer_edit.png: that lesion grown with the paint brush (a mouse drag in the axial view)
-  and the table re-measured.
+  and the table re-measured;
+- screenshots.json: what the pictures show: model (name, version, weights sha256), its card's
+  settings (the operating point among them), the run's threshold and minimum volume and
+  inference plan, the lesion count and lesion 1's volume, the sample's sha256, the pictures'
+  sha256.
 
 Every picture is what the viewer streamed to the browser: Slicer's own displayable managers
 rendering offscreen on the server (EGL, CPU). PNGs are palette-quantised to stay small.
@@ -20,7 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,20 +41,81 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from BrainMetSegLib import __version__  # noqa: E402
 from BrainMetSegLib.commands.view import free_port  # noqa: E402
+from BrainMetSegLib.models import CARD_NAME, DEFAULT_MODEL, load_package  # noqa: E402
 from BrainMetSegLib.viewer.launch import start_viewer, stop_viewer  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
+SAMPLE = REPO / "Resources" / "Sample" / "sample_ce_t1.nii.gz"
+SIDECAR = "screenshots.json"
+PICTURES = ("viewer_overview.png", "viewer_jump.png", "viewer_edit.png")
+# Card fields that describe the model but do not change what it outputs on the sample; every
+# other field (weights, sha256, threshold, min_lesion_volume_mm3, a new operating value, the
+# grid, the windows...) is recorded, and a change to any of them makes the pictures stale.
+DESCRIPTIVE_CARD_FIELDS = ("training_data", "intended_use", "limitations", "validation", "recipe",
+                           "provenance")
 VIEWPORT = {"width": 1400, "height": 820}
 VIEWS_DRAWN = """() => { const imgs = Array.from(document.querySelectorAll('img.image-display-area'));
   return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
 
 
+def card_settings(card: dict) -> dict:
+    """The card's fields that shape the output (all but :data:`DESCRIPTIVE_CARD_FIELDS`)."""
+    return {k: v for k, v in card.items() if k not in DESCRIPTIVE_CARD_FIELDS}
+
+
+def bundled_card() -> dict:
+    """The bundled default model's card, as the file says (fields the library does not know yet
+    included)."""
+    return json.loads((load_package(DEFAULT_MODEL).folder / CARD_NAME).read_text(encoding="utf-8"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_tools() -> None:
+    """Fail early, in one line each, on what the script needs and the machine lacks."""
+    missing = [f"{CHROMIUM} (bash .ci/install-extras)"] if not Path(CHROMIUM).exists() else []
+    missing += [f"python package {name} (pip install -e '.[test]')" for name in ("playwright", "trame_slicer", "PIL")
+                if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit("make_screenshots: missing " + "; ".join(missing))
+
+
 def segment_sample(folder: Path) -> Path:
-    sample = REPO / "Resources" / "Sample" / "sample_ce_t1.nii.gz"
-    subprocess.run([sys.executable, "-m", "BrainMetSegLib", "segment", str(sample), "-o", str(folder),
-                    "--progress", "none"], cwd=REPO, check=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    subprocess.run([sys.executable, "-m", "BrainMetSegLib", "segment", str(SAMPLE), "-o", str(folder),
+                    "--progress", "none"], cwd=REPO, env=env, check=True)
     return folder
+
+
+def sidecar(result: Path, card: dict, lesion: dict, pictures: list[Path]) -> dict:
+    """What the pictures show (see the module docstring); refuses a result of another model."""
+    run = json.loads((result / "run.json").read_text(encoding="utf-8"))
+    model, settings = run["model"], run["settings"]
+    if model["sha256"] != card["sha256"]:
+        raise SystemExit(f"make_screenshots: {result} was made by {model['name']} {model['version']} "
+                         f"(weights {model['sha256'][:12]}...), not the bundled default model "
+                         f"{card['name']} {card['version']}; the README shows the default model.")
+    lesions = json.loads((result / "lesions.json").read_text(encoding="utf-8"))["lesions"]
+    return {
+        "made_with": f"BrainMetSegLib {__version__}, docs/screenshots/make_screenshots.py",
+        "made_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"name": model["name"], "version": model["version"], "sha256": model["sha256"]},
+        "card_settings": card_settings(card),
+        "run_settings": {"threshold_used": settings["threshold_used"],
+                         "min_volume_mm3_used": settings["min_volume_mm3_used"]},
+        "input": {"name": Path(run["inputs"]["t1ce"]["path"]).name, "sha256": run["inputs"]["t1ce"]["sha256"]},
+        # `--inference-mode auto` picks whole-volume or windows from the memory free at the time;
+        # two runs here gave lesion 1 433 and 440 mm^3: record the plan the pictures come from
+        "inference_run": {k: run.get("inference_run", {}).get(k) for k in ("mode", "windows", "roi_xyz")},
+        "lesions": len(lesions),
+        "lesion_1_volume_mm3": round(float(lesions[0]["volume_mm3"]), 1) if lesions else None,
+        "lesion_shown": int(lesion["lesion_id"]),
+        "pictures": {p.name: sha256(p) for p in pictures},
+    }
 
 
 async def settle(page, seconds: float = 2.5) -> None:
@@ -125,25 +197,59 @@ def small_png(path: Path) -> None:
     image.quantize(palette=palette, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
+def serve_and_shoot(result: Path, out: Path, lesion: dict, tries: int = 3) -> list[Path]:
+    """Serve ``result``, take the pictures into ``out``; a port taken meanwhile (another
+    program picked it between the check and the start) is retried on the next one."""
+    port = 8800
+    for attempt in range(tries):
+        port = free_port("127.0.0.1", port)
+        t0 = time.perf_counter()
+        try:
+            proc, url = start_viewer(result, port)
+        except RuntimeError as exc:
+            if "already in use" not in str(exc) or attempt == tries - 1:
+                raise
+            port += 1
+            continue
+        print(f"viewer up in {time.perf_counter() - t0:.1f} s at {url}", file=sys.stderr)
+        try:
+            return asyncio.run(shoot(url, out, lesion))
+        finally:
+            stop_viewer(proc)
+    raise AssertionError("unreachable")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--result", type=Path, help="a `brainmetseg segment` folder (default: segment the sample)")
+    parser.add_argument("--result", type=Path, help="a `brainmetseg segment` folder of the bundled sample "
+                        "made with the bundled default model (default: segment the sample now)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("--lesion", type=int, default=2, help="lesion id to jump to and edit")
+    parser.add_argument("--lesion", type=int, default=2, help="lesion id to jump to and edit (default 2, "
+                        "or 1 when there is only one)")
     args = parser.parse_args(argv)
+    check_tools()
+    card = bundled_card()
+    args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         result = args.result or segment_sample(Path(tmp) / "sample")
         lesions = json.loads((result / "lesions.json").read_text())["lesions"]
-        lesion = next(r for r in lesions if int(r["lesion_id"]) == args.lesion)
-        t0 = time.perf_counter()
-        proc, url = start_viewer(result, free_port("127.0.0.1", 8800))
-        print(f"viewer up in {time.perf_counter() - t0:.1f} s at {url}", file=sys.stderr)
+        if not lesions:
+            raise SystemExit(f"make_screenshots: no lesion in {result}: nothing to show.")
+        wanted = args.lesion if any(int(r["lesion_id"]) == args.lesion for r in lesions) else 1
+        lesion = next(r for r in lesions if int(r["lesion_id"]) == wanted)
+        staging = Path(tempfile.mkdtemp(prefix=".screenshots.", dir=args.out))
         try:
-            written = asyncio.run(shoot(url, args.out, lesion))
+            pictures = serve_and_shoot(result, staging, lesion)
+            record = sidecar(result, card, lesion, pictures)
+            (staging / SIDECAR).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            for name in (*PICTURES, SIDECAR):  # all made: now replace the old ones
+                os.replace(staging / name, args.out / name)
         finally:
-            stop_viewer(proc)
-    for path in written:
-        print(f"{path} ({path.stat().st_size // 1024} KB)")
+            shutil.rmtree(staging, ignore_errors=True)
+    for name in (*PICTURES, SIDECAR):
+        print(f"{args.out / name} ({(args.out / name).stat().st_size // 1024} KB)")
+    print(f"{record['model']['name']} {record['model']['version']}: {record['lesions']} lesion(s), "
+          f"lesion 1 {record['lesion_1_volume_mm3']} mm^3; showing lesion {record['lesion_shown']}")
     return 0
 
 
