@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..operating_point import OperatingPoint
+
 
 def model_choices(registry_entries: Sequence[Mapping], extra_folders: Sequence[str] = ()
                   ) -> list[tuple[str, str]]:
@@ -49,13 +51,16 @@ def model_card(model: str | os.PathLike) -> dict:
     return load_package(model).card.to_dict()
 
 
-def card_operating_point(card: Mapping) -> tuple[float, float]:
-    """(threshold, minimum lesion volume mm^3) a model card recommends; the GUI starts
-    from these, so GUI users get the operating point the card's figures were measured at."""
-    return float(card["threshold"]), float(card["min_lesion_volume_mm3"])
+def card_operating_point(card: Mapping) -> OperatingPoint:
+    """The operating point a model card recommends (detection threshold, minimum lesion volume
+    mm^3, outline threshold: None when the card has none); the GUI starts from it, so GUI users
+    get the operating point the card's figures were measured at."""
+    outline = card.get("outline_threshold")
+    return OperatingPoint(float(card["threshold"]), float(card["min_lesion_volume_mm3"]),
+                          None if outline is None else float(outline))
 
 
-def run_operating_point(run_json: str | os.PathLike) -> tuple[float, float]:
-    """(threshold, minimum lesion volume mm^3) a CLI run used, from its ``run.json``."""
-    settings = json.loads(Path(run_json).read_text(encoding="utf-8"))["settings"]
-    return float(settings["threshold_used"]), float(settings["min_volume_mm3_used"])
+def run_operating_point(run_json: str | os.PathLike) -> OperatingPoint:
+    """The operating point a CLI run used, from its ``run.json`` (ValueError naming the file)."""
+    run = json.loads(Path(run_json).read_text(encoding="utf-8"))
+    return OperatingPoint.from_settings(run.get("settings") or {}, str(run_json))
