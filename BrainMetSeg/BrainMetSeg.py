@@ -303,8 +303,9 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._rethresholdTimer.start()
 
     def _follow(self, p, moved) -> None:
-        if moved and p is self._parameterNode:
-            p.threshold, p.outlineThreshold = follow(p.threshold, p.outlineThreshold, moved)
+        followed = follow(p.threshold, p.outlineThreshold, moved) if moved else None
+        if p is self._parameterNode and followed not in (None, (p.threshold, p.outlineThreshold)):
+            p.threshold, p.outlineThreshold = followed
 
     def onRethreshold(self) -> None:
         p = self._parameterNode
