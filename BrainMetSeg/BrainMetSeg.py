@@ -32,7 +32,8 @@ try:  # installed extension: BrainMetSegLib is next to this file
 except ModuleNotFoundError:  # source tree: BrainMetSeg/ is next to BrainMetSegLib/
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from BrainMetSegLib import slicer_bridge as bridge
-from BrainMetSegLib.models import DEFAULT_MODEL
+from BrainMetSegLib.models import DEFAULT_MODEL, ModelCard
+from BrainMetSegLib.operating_point import SLIDER_RANGE, OperatingPoint, follow
 
 SETTINGS_MODEL_FOLDERS = "BrainMetSeg/ModelFolders"
 ADD_MODEL_FOLDER = "__add_model_folder__"
@@ -54,7 +55,7 @@ extension) and the Python packages it needs. The model runs in a separate proces
 into <b>Cancel</b> while it runs.</li>
 <li>Every lesion becomes its own segment ("Metastasis 1" is the largest). Click a row of the
 lesion table to jump to that lesion.</li>
-<li>Move the <b>Threshold</b> slider to re-threshold without running the model again.</li>
+<li>Move <b>Detection</b> (which lesions) or <b>Outline</b> (how far each reaches) to re-threshold, no model run.</li>
 <li>Correct segments in the Segment Editor (add, erase, split), then press <b>Update table</b>.</li>
 <li><b>Export to DICOM</b> writes the segments as they are as DICOM SEG, measurement SR and RTSTRUCT.</li>
 </ol>
@@ -79,8 +80,8 @@ class Device(enum.Enum):
 @parameterNodeWrapper
 class BrainMetSegParameterNode:
     """Module settings, saved with the scene. inputVolume: CE-T1; t1Volume / t2Volume / flairVolume:
-    optional extra sequences. model: registry name or package folder. threshold: probability (0-1).
-    minLesionVolume: smallest lesion kept, mm^3. Outputs are created when empty."""
+    optional extra sequences. model: registry name or package folder. threshold (detection), minLesionVolume (mm^3),
+    outlineThreshold (<= threshold): the operating point (BrainMetSegLib.operating_point). Outputs made when empty."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     t1Volume: vtkMRMLScalarVolumeNode
@@ -89,7 +90,8 @@ class BrainMetSegParameterNode:
     model: str = ""
     device: Device = Device.AUTO
     brainExtraction: bool = True
-    threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
+    threshold: Annotated[float, WithinRange(*SLIDER_RANGE)] = ModelCard.threshold
+    outlineThreshold: Annotated[float, WithinRange(*SLIDER_RANGE)] = ModelCard.threshold
     minLesionVolume: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
@@ -132,8 +134,9 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._rethresholdTimer.setSingleShot(True)
         self._rethresholdTimer.setInterval(400)
         self._rethresholdTimer.connect("timeout()", self.onRethreshold)
-        self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdEdited)
-        self.ui.minLesionVolumeSpinBox.connect("valueChanged(double)", self.onThresholdEdited)
+        for widget, moved in ((self.ui.thresholdSliderWidget, "detection"), (self.ui.minLesionVolumeSpinBox, None),
+                              (self.ui.outlineThresholdSliderWidget, "outline")):
+            widget.connect("valueChanged(double)", lambda value, moved=moved: self.onThresholdEdited(moved))
 
         self.ui.gpuInfoLabel.text = self.logic.gpuDescription()
         self.initializeParameterNode()
@@ -262,8 +265,8 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.show()
             self._run = self.logic.startSegmentation(
                 p.inputVolume, p.t1Volume, p.t2Volume, p.flairVolume, p.outputSegmentation, p.outputTable,
-                p.outputProbability, p.model, p.device.value, p.brainExtraction, p.threshold,
-                p.minLesionVolume, progressCallback=self.onProgress, completedCallback=self.onCompleted)
+                p.outputProbability, p.model, p.device.value, p.brainExtraction, p.threshold, p.minLesionVolume,
+                p.outlineThreshold, progressCallback=self.onProgress, completedCallback=self.onCompleted)
             pollWithTimer(self._run)
         self._updateGui()
 
@@ -291,32 +294,38 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                      detailedText="\n".join(run.monitor.log[-200:]))
         self._updateGui()
 
-    def onThresholdEdited(self, value) -> None:
-        """Slider or spin box changed (by the user, or by a scene load / parameter restore):
-        re-threshold only when the scene layer says the segments would change."""
-        if self._settingModelDefaults or self._run is not None:
-            return
-        p = self._parameterNode
-        if p and self.logic.rethresholdAction(p.outputSegmentation, p.threshold, p.minLesionVolume) != "nothing":
+    def onThresholdEdited(self, moved) -> None:
+        """Slider "detection"/"outline" or the minimum volume changed (user, scene load, parameter restore): once
+        the parameter node has the value (this slot may run before the node's own), the other threshold follows
+        so outline <= detection; onRethreshold asks the scene layer whether the segments would change."""
+        if not (self._settingModelDefaults or self._run is not None or self._parameterNode is None):
+            qt.QTimer.singleShot(0, lambda p=self._parameterNode: self._follow(p, moved))
             self._rethresholdTimer.start()
+
+    def _follow(self, p, moved) -> None:
+        followed = follow(p.threshold, p.outlineThreshold, moved) if moved else None
+        if p is self._parameterNode and followed not in (None, (p.threshold, p.outlineThreshold)):
+            p.threshold, p.outlineThreshold = followed
 
     def onRethreshold(self) -> None:
         p = self._parameterNode
         if p is None:
             return
-        action = self.logic.rethresholdAction(p.outputSegmentation, p.threshold, p.minLesionVolume)
+        action = self.logic.rethresholdAction(p.outputSegmentation,
+                                              OperatingPoint(p.threshold, p.minLesionVolume, p.outlineThreshold))
         if action == "nothing":
             return
         if action == "confirm" and not slicer.util.confirmOkCancelDisplay(
                 _("The segments were edited (or loaded from a saved scene). Re-thresholding replaces "
                   "all of them. Continue?"), _("Replace the segments?")):
-            threshold, minVolume = _mrml().operating_point(p.outputSegmentation)
-            if threshold is not None:  # show the values the segments were made with again
-                p.threshold, p.minLesionVolume = threshold, minVolume
+            made = _mrml().operating_point(p.outputSegmentation)
+            if made is not None:  # show the values the segments were made with again
+                p.threshold, p.minLesionVolume, p.outlineThreshold = made.threshold, made.min_volume_mm3, made.outline
             return
         with slicer.util.tryWithErrorDisplay(_("Re-thresholding failed."), waitCursor=True):
-            n = self.logic.rethreshold(p.outputSegmentation, p.threshold, p.minLesionVolume)
-            self.ui.statusLabel.text = _("Threshold {t:.2f}: {n} lesion(s).").format(t=p.threshold, n=n)
+            n = self.logic.rethreshold(p.outputSegmentation, p.threshold, p.minLesionVolume, p.outlineThreshold)
+            self.ui.statusLabel.text = _("Detection {t:.2f}, outline {o:.2f}: {n} lesion(s).").format(
+                t=p.threshold, o=p.outlineThreshold, n=n)
 
     def onUpdateTable(self) -> None:
         p = self._parameterNode
@@ -391,10 +400,12 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def setModel(parameterNode, model):
-        """Select ``model`` and its card's threshold and minimum lesion volume (ModelError if unreadable)."""
-        threshold, minVolume = bridge.card_operating_point(bridge.model_card(model))
-        parameterNode.model = model
-        parameterNode.threshold, parameterNode.minLesionVolume = min(max(threshold, 0.01), 0.99), minVolume
+        """Select ``model`` and its card's operating point (outline = detection if none); ModelError if unreadable."""
+        point = bridge.card_operating_point(bridge.model_card(model))
+        parameterNode.model, parameterNode.minLesionVolume = model, point.min_volume_mm3
+        lo, hi = SLIDER_RANGE
+        parameterNode.threshold, parameterNode.outlineThreshold = (min(max(v, lo), hi) for v in (point.threshold,
+                                                                                                 point.outline))
 
     @staticmethod
     def modelDescription(model):
@@ -447,15 +458,15 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
     # ---------------------------------------------------------------- running
 
-    def _options(self, model, device, brainExtraction, threshold, minLesionVolume, **kwargs):
+    def _options(self, model, device, brainExtraction, threshold, minLesionVolume, outlineThreshold, **kwargs):
         return bridge.RunOptions(model=model or DEFAULT_MODEL, device=device, threshold=threshold,
-                                 min_volume_mm3=minLesionVolume,
+                                 min_volume_mm3=minLesionVolume, outline_threshold=outlineThreshold,
                                  brain_mask="deepbet" if brainExtraction else "none", **kwargs)
 
     def startSegmentation(self, inputVolume, t1Volume=None, t2Volume=None, flairVolume=None,
                           outputSegmentation=None, outputTable=None, outputProbability=None,
                           model=None, device="auto", brainExtraction=True, threshold=None,
-                          minLesionVolume=None, progressCallback=None, completedCallback=None):
+                          minLesionVolume=None, outlineThreshold=None, progressCallback=None, completedCallback=None):
         """Start the CLI on ``inputVolume``; returns a ``slicer_bridge.CliRun`` (non-blocking).
 
         Poll it with :func:`pollWithTimer` (GUI) or ``run.wait(slicer.app.processEvents)``
@@ -469,7 +480,8 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             slicer.util.setSliceViewerLayers(background=inputVolume, fit=False)
 
         run = mrml.start_segmentation(
-            slicer.mrmlScene, inputVolume, self._options(model, device, brainExtraction, threshold, minLesionVolume),
+            slicer.mrmlScene, inputVolume,
+            self._options(model, device, brainExtraction, threshold, minLesionVolume, outlineThreshold),
             {"t1": t1Volume, "t2": t2Volume, "flair": flairVolume},
             mrml.ResultNodes(outputSegmentation, outputTable, outputProbability), slicer.app.temporaryPath,
             environment=slicer.util.startupEnvironment(), keep_files=self.keepTemporaryFiles,
@@ -479,17 +491,18 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, outputProbability=None,
                 t1Volume=None, t2Volume=None, flairVolume=None, model=None, device="auto",
-                brainExtraction=True, threshold=None, minLesionVolume=None, askConfirmation=True):
+                brainExtraction=True, threshold=None, minLesionVolume=None, outlineThreshold=None,
+                askConfirmation=True):
         """Segment ``inputVolume`` and wait; returns (segmentationNode, tableNode, probabilityNode).
 
         model: registry name (default: the bundled model) or package folder; device: "auto", "cpu",
-        "cuda"; threshold / minLesionVolume (mm^3): None for the model card's; askConfirmation: ask
-        before installing Python packages. Raises RuntimeError with the library's message on failure.
+        "cuda"; threshold (detection) / minLesionVolume (mm^3) / outlineThreshold: None for the model
+        card's; askConfirmation: ask before installing Python packages. RuntimeError on failure.
         """
         self._requireDependencies(askConfirmation)
         run = self.startSegmentation(inputVolume, t1Volume, t2Volume, flairVolume, outputSegmentation,
                                      outputTable, outputProbability, model, device, brainExtraction,
-                                     threshold, minLesionVolume,
+                                     threshold, minLesionVolume, outlineThreshold,
                                      progressCallback=lambda f, text: logging.debug(f"{100 * f:.0f}% {text}"))
         self.lastRun = run
         run.wait(slicer.app.processEvents)
@@ -502,8 +515,8 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         return run.value.segmentation, run.value.table, run.value.probability
 
     def processFiles(self, paths, outputFolder, model=None, device="auto", brainExtraction=True,
-                     threshold=None, minLesionVolume=None, outputFormat="nii.gz", overwrite=False,
-                     askConfirmation=True):
+                     threshold=None, minLesionVolume=None, outlineThreshold=None, outputFormat="nii.gz",
+                     overwrite=False, askConfirmation=True):
         """Segment image files without loading them into the scene (cohorts).
 
         paths: CE-T1 files (or DICOM folders), or dicts with t1ce and optional t1, t2, flair, case_id.
@@ -511,7 +524,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         (a failed case is logged, the others go on); RuntimeError if no case succeeded.
         """
         self._requireDependencies(askConfirmation)
-        options = self._options(model, device, brainExtraction, threshold, minLesionVolume,
+        options = self._options(model, device, brainExtraction, threshold, minLesionVolume, outlineThreshold,
                                 output_format=outputFormat)
         run = bridge.start_batch(paths, outputFolder, options, slicer.app.temporaryPath,
                                  environment=slicer.util.startupEnvironment(), overwrite=overwrite,
@@ -528,14 +541,15 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- editing loop (scene layer)
 
     @staticmethod
-    def rethresholdAction(segmentation, threshold, minLesionVolume):
-        """"nothing", "rethreshold" or "confirm" (edited segments): what a threshold change does."""
-        return _mrml().rethreshold_action(segmentation, threshold, minLesionVolume).value if segmentation else "nothing"
+    def rethresholdAction(segmentation, point):
+        """"nothing", "rethreshold" or "confirm" (edited segments): what an OperatingPoint change does."""
+        return _mrml().rethreshold_action(segmentation, point).value if segmentation else "nothing"
 
     @staticmethod
-    def rethreshold(segmentation, threshold=0.5, minLesionVolume=0.0):
-        """Re-threshold the probability map (no inference); replaces segments and rows. Returns the count."""
-        return _mrml().rethreshold(segmentation, float(threshold), float(minLesionVolume))
+    def rethreshold(segmentation, threshold, minLesionVolume=0.0, outlineThreshold=None):
+        """Re-threshold the probability map (no inference) at detection ``threshold``, ``minLesionVolume`` mm^3, outline
+        ``outlineThreshold`` (None: ``threshold``); replaces the segments and rows. Returns the lesion count."""
+        return _mrml().rethreshold(segmentation, OperatingPoint(threshold, minLesionVolume, outlineThreshold))
 
     @staticmethod
     def updateTable(segmentation, referenceVolume=None):

@@ -18,19 +18,25 @@ probability map into numbered lesions:
 Regions of ``p > outline_threshold`` that hold no detection are not lesions. Without an
 outline threshold (``None``, a model card without the field) the outline is the detection
 itself: the single-threshold rule of earlier versions, bit for bit.
+
+The :class:`OperatingPoint` half imports nothing beyond the standard library, so the Slicer
+module can read a card's or a run's operating point before the library's packages are
+installed; the labelling half imports its image libraries when first called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import cc3d
-import numpy as np
-import SimpleITK as sitk
-from scipy import ndimage
-from skimage.segmentation import watershed
+if TYPE_CHECKING:
+    import numpy as np
+    import SimpleITK as sitk
 
-from .lesions import label_instances, renumber_by_size
+# What the GUIs' threshold sliders offer (Slicer module, web viewer): probabilities strictly
+# inside (0, 1), in steps of SLIDER_STEP.
+SLIDER_RANGE = (0.01, 0.99)
+SLIDER_STEP = 0.01
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,11 @@ class OperatingPoint:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: settings hold no valid operating point ({exc}).") from None
 
+    def same_labels(self, other: OperatingPoint | None) -> bool:
+        """True when ``other`` makes the same lesions (an unset outline is the detection
+        threshold)."""
+        return other is not None and self.as_settings() == other.as_settings()
+
     def describe(self) -> str:
         """E.g. ``probability > 0.95, lesions >= 10 mm^3, outlined at > 0.4``."""
         text = f"probability > {self.threshold:g}"
@@ -87,9 +98,26 @@ class OperatingPoint:
         return text + (f", outlined at > {self.outline:g}" if self.outline < self.threshold else "")
 
 
+def follow(threshold: float, outline: float, moved: str) -> tuple[float, float]:
+    """(detection threshold, outline threshold) after a GUI control moved one of them
+    (``moved`` = "detection" or "outline"): the other follows so that outline <= detection.
+    A detection threshold moved below the outline takes the outline down with it; an outline
+    moved above the detection threshold takes that up."""
+    threshold, outline = float(threshold), float(outline)
+    if moved == "detection":
+        return threshold, min(outline, threshold)
+    if moved == "outline":
+        return max(threshold, outline), outline
+    raise ValueError(f"moved must be 'detection' or 'outline', not {moved!r}")
+
+
 def lesion_labels_array(probability_kji: np.ndarray, spacing_xyz, point: OperatingPoint) -> np.ndarray:
     """Instance labels (int32, ids 1..N by decreasing outlined size) of a (Z, Y, X) probability
     array with voxel size ``spacing_xyz`` (x, y, z mm), by the rule in the module docstring."""
+    import numpy as np
+
+    from .lesions import label_instances, renumber_by_size
+
     prob = np.asarray(probability_kji)
     seeds = label_instances(prob > point.threshold, spacing_xyz, point.min_volume_mm3)
     if point.outline >= point.threshold or not seeds.any():
@@ -100,6 +128,11 @@ def lesion_labels_array(probability_kji: np.ndarray, spacing_xyz, point: Operati
 def _grow(prob: np.ndarray, seeds: np.ndarray, outline: float) -> np.ndarray:
     """Each seed grown over its connected ``prob > outline`` region; regions holding several
     seeds split by a seeded watershed on ``-prob`` inside the region's bounding box."""
+    import cc3d
+    import numpy as np
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
     regions = cc3d.connected_components(prob > outline, connectivity=26)
     seed_region = regions[seeds > 0]
     owners = np.unique(np.stack([seed_region, seeds[seeds > 0]]), axis=1)  # (region, seed) pairs
@@ -119,6 +152,9 @@ def _grow(prob: np.ndarray, seeds: np.ndarray, outline: float) -> np.ndarray:
 
 def lesion_labels(probability: sitk.Image, point: OperatingPoint) -> sitk.Image:
     """Instance label map (uint16, the probability's geometry) of a probability image."""
+    import numpy as np
+    import SimpleITK as sitk
+
     labels = lesion_labels_array(sitk.GetArrayViewFromImage(probability), probability.GetSpacing(), point)
     out = sitk.GetImageFromArray(labels.astype(np.uint16))
     out.CopyInformation(probability)

@@ -26,10 +26,16 @@ import SimpleITK as sitk
 from skimage.draw import polygon
 
 from BrainMetSegLib.cli import main
-from BrainMetSegLib.dicom import ModelIdentity, export_dicom, read_reference_series
+from BrainMetSegLib.dicom import (
+    ModelIdentity,
+    export_dicom,
+    operating_parameters,
+    read_reference_series,
+)
 from BrainMetSegLib.errors import InputError
 from BrainMetSegLib.io import read_image
 from BrainMetSegLib.lesions import lesion_table
+from BrainMetSegLib.operating_point import OperatingPoint
 from BrainMetSegLib.slicer_bridge.naming import segment_color
 from dicom_phantoms import LESIONS, PATIENT, lesion_labels, phantom_image, write_series
 
@@ -117,6 +123,18 @@ def test_non_ascii_identity_and_long_model_name(tmp_path):
         assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == "Müller^Jörg"
         assert ds.get("ManufacturerModelName", "m" * 64) == "m" * 64  # SR: none
         assert "Error" not in dciodvfy(path), dciodvfy(path)
+
+
+def test_operating_point_recorded_with_the_outline():
+    """The objects' algorithm parameters are the run's operating point, outline included; a
+    run made before outlines existed records its detection threshold as the outline."""
+    new = {"threshold_used": 0.9, "min_volume_mm3_used": 10.0, "outline_threshold_used": 0.4, "device": "cpu"}
+    assert ModelIdentity.from_provenance({"model": {"name": "m", "version": "1"}, "settings": new}).parameters == {
+        "threshold_used": "0.9", "min_volume_mm3_used": "10.0", "outline_threshold_used": "0.4"}
+    assert operating_parameters({"threshold_used": 0.8, "min_volume_mm3_used": 5}) == {
+        "threshold_used": "0.8", "min_volume_mm3_used": "5.0", "outline_threshold_used": "0.8"}
+    assert operating_parameters(OperatingPoint(0.7, 0.0, 0.3))["outline_threshold_used"] == "0.3"
+    assert operating_parameters({}) == operating_parameters(None) == {}
 
 
 def test_seg_read_back_by_highdicom(exported):
@@ -427,7 +445,8 @@ def test_cli_dicom_outputs(tiny_model, tmp_path, capsys):
     write_series(image, tmp_path / "s")
     common = ["--model", tiny_model.folder, "--brain-mask", "none", "--device", "cpu", "--quiet",
               "--threshold", "0.2", "--min-volume", "0"]
-    code, err = run_cli(tmp_path / "s", "-o", tmp_path / "o", "--dicom", "all", *common, capsys=capsys)
+    code, err = run_cli(tmp_path / "s", "-o", tmp_path / "o", "--dicom", "all", *common, "--outline-threshold", "0.1",
+                        capsys=capsys)
     assert code == 0, err
     labels = sitk.ReadImage(str(tmp_path / "o" / "lesion_labels.nii.gz"))
     n = int(sitk.GetArrayViewFromImage(labels).max())
@@ -436,8 +455,9 @@ def test_cli_dicom_outputs(tiny_model, tmp_path, capsys):
     assert {"lesions_seg.dcm", "lesions_sr.dcm", "lesions_rtstruct.dcm"} <= names
     seg = hd.seg.segread(tmp_path / "o" / "lesions_seg.dcm")
     assert seg.number_of_segments == n
-    assert seg.get_segment_description(1).SegmentationAlgorithmIdentificationSequence[0].AlgorithmName \
-        == "tiny-test"
+    algorithm = seg.get_segment_description(1).SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "tiny-test"
+    assert "outline_threshold_used=0.1" in str(algorithm.AlgorithmParameters), algorithm.AlgorithmParameters
     # no lesion: said, and only the no-findings SR written
     code, err = run_cli(tmp_path / "s", "-o", tmp_path / "o0", "--dicom", "all", *common[:-5],
                         "--threshold", "0.999", "--progress", "none", capsys=capsys)

@@ -17,8 +17,9 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from BrainMetSegLib import lesions, mrml, operating_point
+from BrainMetSegLib import lesions, mrml
 from BrainMetSegLib.mrml import results, volumes
+from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.slicer_bridge import naming
 
 assert hasattr(slicer, "vtkMRMLScene"), (
@@ -85,7 +86,7 @@ def import_sample(scene, sample):
     image, gt, prob, _ = sample
     array, matrix = volumes.array_and_matrix(image)
     volume = add_volume(scene, array, matrix)
-    result = mrml.LesionResult.from_images(gt, prob, lesions.lesion_table(gt, prob), 0.5, 0.0)
+    result = mrml.LesionResult.from_images(gt, prob, lesions.lesion_table(gt, prob), OperatingPoint(0.5))
     return volume, mrml.import_result(scene, volume, result)
 
 
@@ -228,7 +229,7 @@ def synthetic_result(scene):
     labels, prob = blobs(shape, m, centres, (7.0, 5.0, 3.5))
     volume = add_volume(scene, (prob * 800).astype(np.int16), m)
     rows = lesions.lesion_table(volumes.image_from_array(labels, m), volumes.image_from_array(prob, m))
-    return volume, mrml.LesionResult(labels, prob, m, rows, threshold=0.5, min_volume_mm3=0.0)
+    return volume, mrml.LesionResult(labels, prob, m, rows, OperatingPoint(0.5))
 
 
 def test_no_node_left_behind(monkeypatch):
@@ -243,7 +244,9 @@ def test_no_node_left_behind(monkeypatch):
                                      "vtkMRMLScalarVolumeDisplayNode": 1}
     counts = []
     for step in range(20):
-        counts.append(mrml.rethreshold(nodes.segmentation, 0.3 + 0.03 * step, 5.0 * (step % 3)))
+        threshold = 0.3 + 0.03 * step
+        point = OperatingPoint(threshold, 5.0 * (step % 3), threshold - 0.1 * (step % 2))
+        counts.append(mrml.rethreshold(nodes.segmentation, point))
         assert mrml.node_counts(scene) == after_import, f"re-threshold {step + 1} added nodes"
     assert len(set(counts)) > 1  # the thresholds did change the lesions
     mrml.update_table(nodes.segmentation)
@@ -268,23 +271,61 @@ def test_rethreshold_matches_library_and_records_operating_point():
     scene = new_scene()
     volume, result = synthetic_result(scene)
     nodes = mrml.import_result(scene, volume, result)
-    assert mrml.operating_point(nodes.segmentation) == (0.5, 0.0)
+    assert mrml.operating_point(nodes.segmentation) == OperatingPoint(0.5, 0.0, 0.5)
     nodes.segmentation.CreateClosedSurfaceRepresentation()  # what the module shows in 3D: no edit
     assert not mrml.segments_edited(nodes.segmentation)
-    n = mrml.rethreshold(nodes.segmentation, 0.7, 20.0)
+    n = mrml.rethreshold(nodes.segmentation, OperatingPoint(0.7, 20.0))
     prob_image = volumes.image_from_array(result.probability_kji, result.ijk_to_ras)
-    expected = sitk.GetArrayFromImage(operating_point.lesion_labels(prob_image, operating_point.OperatingPoint(0.7, 20.0)))
+    expected = sitk.GetArrayFromImage(lesion_labels(prob_image, OperatingPoint(0.7, 20.0)))
     labels, _, ids = mrml.segments_label_map(nodes.segmentation, volume)
     np.testing.assert_array_equal(labels, expected)
     assert n == len(ids) == int(expected.max()) == nodes.table.GetNumberOfRows()
-    assert mrml.operating_point(nodes.segmentation) == (0.7, 20.0)
+    assert mrml.operating_point(nodes.segmentation) == OperatingPoint(0.7, 20.0, 0.7)
     # the 3D surfaces shown before are shown for the new segments too; geometry kept
     surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     assert nodes.segmentation.GetSegmentation().ContainsRepresentation(surface)
     assert nodes.segmentation.GetNodeReferenceID(
         nodes.segmentation.GetReferenceImageGeometryReferenceRole()) == volume.GetID()
+    with pytest.raises(TypeError, match="OperatingPoint"):
+        mrml.rethreshold(nodes.segmentation, 0.5)  # a bare threshold: no silent default outline
     with pytest.raises(ValueError, match="threshold"):
-        mrml.rethreshold(nodes.segmentation, 1.5)
+        mrml.rethreshold(nodes.segmentation, OperatingPoint(1.5))
+
+
+def test_rethreshold_with_an_outline_grows_lesions_exactly_like_lesion_labels(tmp_path):
+    """Detect at 0.7, outline at 0.35: the segments and the table are lesion_labels' own,
+    each lesion larger than detected, the same lesions; the point (outline included) is
+    recorded on the node, survives a scene save and reload, and goes into the DICOM params."""
+    scene = new_scene()
+    volume, result = synthetic_result(scene)
+    nodes = mrml.import_result(scene, volume, result)
+    seg = nodes.segmentation
+    prob_image = volumes.image_from_array(result.probability_kji, result.ijk_to_ras)
+    detected = sitk.GetArrayFromImage(lesion_labels(prob_image, OperatingPoint(0.7, 20.0)))
+    point = OperatingPoint(0.7, 20.0, 0.35)
+    assert mrml.rethreshold_action(seg, point) is mrml.RethresholdAction.RETHRESHOLD
+    n = mrml.rethreshold(seg, point)
+    expected = sitk.GetArrayFromImage(lesion_labels(prob_image, point))
+    labels, _, ids = mrml.segments_label_map(seg, volume)
+    np.testing.assert_array_equal(labels, expected)
+    assert n == len(ids) == int(detected.max()) == int(expected.max()) == 3
+    # every lesion grew from its detection (same lesions, larger outlines)
+    assert np.array_equal(expected > 0, (expected > 0) | (detected > 0))
+    assert (expected > 0).sum() > 1.5 * (detected > 0).sum()
+    rows = lesions.lesion_table(volumes.image_from_array(expected, result.ijk_to_ras), prob_image)
+    np.testing.assert_allclose(table_column(nodes.table, "volume_mm3"), [r["volume_mm3"] for r in rows])
+    assert mrml.operating_point(seg) == point
+    assert seg.GetAttribute(mrml.ATTR_OUTLINE) == "0.35"
+    assert mrml.rethreshold_action(seg, point) is mrml.RethresholdAction.NOTHING
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.7, 20.0, 0.4)) is mrml.RethresholdAction.RETHRESHOLD
+    loaded = new_scene()
+    loaded.SetURL(str(save_scene(scene, tmp_path / "saved")))
+    assert loaded.Import()
+    assert mrml.operating_point(loaded.GetFirstNodeByClass("vtkMRMLSegmentationNode")) == point
+    # a scene saved before outlines existed: threshold and minimum volume only
+    seg.RemoveAttribute(mrml.ATTR_OUTLINE)
+    assert mrml.operating_point(seg) == OperatingPoint(0.7, 20.0)
+    assert mrml.operating_point(seg).outline == 0.7
 
 
 def test_slider_changes_never_replace_edited_segments_silently(tmp_path):
@@ -295,26 +336,29 @@ def test_slider_changes_never_replace_edited_segments_silently(tmp_path):
     volume, result = synthetic_result(scene)
     nodes = mrml.import_result(scene, volume, result)
     seg = nodes.segmentation
-    assert mrml.rethreshold_action(seg, 0.5, 0.0) is action.NOTHING  # restore of the same values
-    assert mrml.rethreshold_action(seg, 0.6, 0.0) is action.RETHRESHOLD  # user moved the slider
-    mrml.rethreshold(seg, 0.6, 0.0)
-    assert mrml.rethreshold_action(seg, 0.6, 0.0) is action.NOTHING
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.5)) is action.NOTHING  # restore of the same values
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.5, 0.0, 0.5)) is action.NOTHING  # same lesions
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.6)) is action.RETHRESHOLD  # user moved the slider
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.5, 0.0, 0.4)) is action.RETHRESHOLD  # the outline
+    mrml.rethreshold(seg, OperatingPoint(0.6))
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.6)) is action.NOTHING
     paint_edit(scene, nodes, volume, result.labels_kji, result.ijk_to_ras)
     assert mrml.segments_edited(seg)
-    assert mrml.rethreshold_action(seg, 0.6, 0.0) is action.NOTHING  # never touch edits unasked
-    assert mrml.rethreshold_action(seg, 0.5, 0.0) is action.CONFIRM
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.6)) is action.NOTHING  # never touch edits unasked
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.5)) is action.CONFIRM
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.6, 0.0, 0.3)) is action.CONFIRM
     seg.GetSegmentation().RemoveSegment(naming.segment_id(1))
-    assert mrml.rethreshold_action(seg, 0.5, 0.0) is action.CONFIRM
+    assert mrml.rethreshold_action(seg, OperatingPoint(0.5)) is action.CONFIRM
     # a saved and reloaded scene: edits cannot be known, so a change asks first
-    mrml.rethreshold(seg, 0.5, 0.0)
+    mrml.rethreshold(seg, OperatingPoint(0.5))
     loaded = new_scene()
     loaded.SetURL(str(save_scene(scene, tmp_path / "saved")))
     assert loaded.Import()
     reloaded = loaded.GetFirstNodeByClass("vtkMRMLSegmentationNode")
-    assert mrml.rethreshold_action(reloaded, 0.5, 0.0) is action.NOTHING
-    assert mrml.rethreshold_action(reloaded, 0.7, 0.0) is action.CONFIRM
+    assert mrml.rethreshold_action(reloaded, OperatingPoint(0.5)) is action.NOTHING
+    assert mrml.rethreshold_action(reloaded, OperatingPoint(0.7)) is action.CONFIRM
     unlinked = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    assert mrml.rethreshold_action(unlinked, 0.7, 0.0) is action.NOTHING
+    assert mrml.rethreshold_action(unlinked, OperatingPoint(0.7)) is action.NOTHING
 
 
 def paint_edit(scene, nodes, volume, labels_kji, ijk_to_ras):
@@ -347,7 +391,7 @@ def test_update_table_after_painted_edit():
     assert after[0] == pytest.approx(volumes_before[0])
     assert after[1] == pytest.approx(volumes_before[1] + added * voxel_mm3)
     assert table_column(nodes.table, "segment") == ["Metastasis 1", "Metastasis 2"]
-    assert mrml.operating_point(nodes.segmentation) == (None, None)  # edited: no longer a threshold
+    assert mrml.operating_point(nodes.segmentation) is None  # edited: no longer a threshold
     labels, _, _ = mrml.segments_label_map(nodes.segmentation, volume)
     expected = np.where(result.labels_kji == 3, 0, result.labels_kji)
     expected[(paint == 1) & (expected != 1)] = 2
@@ -452,9 +496,9 @@ def test_scene_saved_and_read_back(tmp_path):
         else:
             assert got == column, name
     assert t.GetColumnUnitLabel("volume_mm3") == "mm3"
-    assert mrml.operating_point(seg_node) == (0.5, 0.0)
+    assert mrml.operating_point(seg_node) == OperatingPoint(0.5, 0.0, 0.5)
     # the reloaded result still re-thresholds and jumps
-    assert mrml.rethreshold(seg_node, 0.8, 0.0) >= 1
+    assert mrml.rethreshold(seg_node, OperatingPoint(0.8)) >= 1
     mrml.slice_nodes(loaded)
     assert len(mrml.jump_to_lesion(back.table, 0)) == 3
 

@@ -31,6 +31,7 @@ from BrainMetSegLib.longitudinal import (
 )
 from BrainMetSegLib.mrml import dicom_export, volumes
 from BrainMetSegLib.mrml import longitudinal as scene_longitudinal
+from BrainMetSegLib.operating_point import OperatingPoint
 from dicom_phantoms import LESIONS, lesion_labels, phantom_image, write_series
 
 MODEL = {"name": "phantom-model", "version": "9.8.7", "sha256": "cd" * 32}
@@ -63,9 +64,13 @@ def _edited_result(dicom_case):
     _, _, image, labels = dicom_case
     scene = new_scene()
     volume = add_volume(scene, image, "CE-T1")
-    result = mrml.LesionResult.from_images(labels, None, lesions.lesion_table(labels), 0.5, 10.0, MODEL)
+    result = mrml.LesionResult.from_images(labels, None, lesions.lesion_table(labels),
+                                           OperatingPoint(0.5, 10.0, 0.3), MODEL)
     nodes = mrml.import_result(scene, volume, result)
     segmentation = nodes.segmentation
+    # unedited, the objects would carry the full operating point (outline included)
+    assert dicom_export.model_identity(segmentation).parameters == {
+        "threshold_used": "0.5", "min_volume_mm3_used": "10.0", "outline_threshold_used": "0.3"}
     segmentation.GetSegmentation().RemoveSegment("Metastasis_2")
     arr, ijk_to_ras = volumes.array_and_matrix(labels)
     first = arr == 1

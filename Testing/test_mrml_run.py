@@ -13,6 +13,7 @@ import slicer
 from BrainMetSegLib import mrml
 from BrainMetSegLib import slicer_bridge as bridge
 from BrainMetSegLib.mrml import volumes
+from BrainMetSegLib.operating_point import OperatingPoint
 from conftest import make_volume
 
 
@@ -30,7 +31,7 @@ def test_cli_run_into_scene(tiny_model, tmp_path):
     scene, volume = scene_with_volume()
     before = mrml.node_counts(scene)
     options = bridge.RunOptions(model=str(tiny_model.folder), device="cpu", brain_mask="none",
-                                threshold=0.45, min_volume_mm3=0.0)
+                                threshold=0.45, min_volume_mm3=0.0, outline_threshold=0.3)
     shown = []
     run = mrml.start_segmentation(scene, volume, options, temp_dir=tmp_path, python=sys.executable,
                                   keep_files=True, after_import=shown.append)
@@ -49,7 +50,9 @@ def test_cli_run_into_scene(tiny_model, tmp_path):
     np.testing.assert_allclose(matrix, volumes.ijk_to_ras_of_image(written), atol=1e-9)
     rows = json.loads(outputs["table_json"].read_text())["lesions"]
     assert nodes.table.GetNumberOfRows() == len(rows) == len(ids) == run.monitor.result.lesions > 0
-    assert mrml.operating_point(nodes.segmentation) == (0.45, 0.0)
+    # the outline went to the CLI (run.json) and the scene records the full operating point
+    assert "--outline-threshold" in run.command
+    assert mrml.operating_point(nodes.segmentation) == OperatingPoint(0.45, 0.0, 0.3)
     # the model is recorded on the segmentation (a later DICOM export names it)
     model = json.loads(nodes.segmentation.GetAttribute(mrml.ATTR_MODEL))
     assert model["name"] == "tiny-test" and len(model["sha256"]) == 64

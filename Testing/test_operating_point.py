@@ -108,3 +108,22 @@ def test_outline_options_are_checked_and_resolved_against_the_card():
         ModelCard(name="m", version="1", architecture="BasicUNet", threshold=0.5, outline_threshold=0.7)
     with pytest.raises(ModelError, match="outline_threshold"):
         ModelCard(name="m", version="1", architecture="BasicUNet", threshold=0.5, outline_threshold="0.3")
+
+
+def test_same_labels_treats_an_unset_outline_as_the_detection_threshold():
+    assert OperatingPoint(0.8, 5.0).same_labels(OperatingPoint(0.8, 5.0, 0.8))
+    assert not OperatingPoint(0.8, 5.0).same_labels(OperatingPoint(0.8, 5.0, 0.5))
+    assert not OperatingPoint(0.8, 5.0).same_labels(OperatingPoint(0.8, 0.0))
+    assert not OperatingPoint(0.8).same_labels(None)
+
+
+def test_a_moved_threshold_takes_the_other_along_and_gui_range_is_valid():
+    from BrainMetSegLib.operating_point import SLIDER_RANGE, follow
+
+    assert follow(0.3, 0.5, "detection") == (0.3, 0.3)
+    assert follow(0.7, 0.5, "detection") == (0.7, 0.5)
+    assert follow(0.7, 0.9, "outline") == (0.9, 0.9)
+    with pytest.raises(ValueError, match="moved"):
+        follow(0.7, 0.5, "both")
+    low, high = SLIDER_RANGE
+    OperatingPoint(low, 0.0, low), OperatingPoint(high, 0.0, high)  # every slider position is a valid point

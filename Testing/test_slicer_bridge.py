@@ -225,10 +225,15 @@ def test_segment_command():
     assert pairs["--threshold"] == "0.45" and pairs["--min-volume"] == "5"
     assert pairs["--flair"] == "/t/f.nrrd" and "--t2" not in cmd and "--t1" not in cmd
     assert pairs["--model"] == "brainmetseg-demo" and pairs["--format"] == "nrrd"
+    assert "--outline-threshold" not in cmd  # unset: the card's
+    outlined = sb.segment_command("py", {"t1ce": "a.nrrd"}, "o",
+                                  sb.RunOptions(threshold=0.9, min_volume_mm3=10, outline_threshold=0.35))
+    assert dict(zip(outlined[5::2], outlined[6::2], strict=False))["--outline-threshold"] == "0.35"
     default = sb.segment_command("py", {"t1ce": "a.nrrd"}, "o", sb.RunOptions())
     assert "--threshold" not in default and "--model" not in default
     for bad in (sb.RunOptions(device="gpu"), sb.RunOptions(threshold=1.0),
-                sb.RunOptions(min_volume_mm3=-1), sb.RunOptions(brain_mask="bet")):
+                sb.RunOptions(min_volume_mm3=-1), sb.RunOptions(brain_mask="bet"),
+                sb.RunOptions(outline_threshold=0.0), sb.RunOptions(threshold=0.5, outline_threshold=0.6)):
         with pytest.raises(ValueError):
             sb.segment_command("py", {"t1ce": "a.nrrd"}, "o", bad)
     with pytest.raises(ValueError, match="CE-T1"):
@@ -238,6 +243,7 @@ def test_segment_command():
 
     args = build_parser(("segment",)).parse_args(cmd[3:])
     assert args.threshold == 0.45 and args.min_volume == 5 and args.flair == "/t/f.nrrd"
+    assert build_parser(("segment",)).parse_args(outlined[3:]).outline_threshold == 0.35
 
 
 def test_subprocess_environment():

@@ -41,7 +41,8 @@ VERSIONS = ("5.10.0", "5.12.3")
 SLICER_ENVIRONMENT = {"slicer", "qt", "ctk", "vtk", "sitkUtils", "SimpleITK", "numpy", "PyTorchUtils",
                       "BrainMetSeg"}
 # Library modules the Slicer module may import when it loads (before dependencies are installed).
-LIGHT_LIBRARY = ("BrainMetSegLib.slicer_bridge", "BrainMetSegLib.models", "BrainMetSegLib.progress")
+LIGHT_LIBRARY = ("BrainMetSegLib.slicer_bridge", "BrainMetSegLib.models", "BrainMetSegLib.progress",
+                 "BrainMetSegLib.operating_point")
 HEAVY = ("torch", "monai", "cc3d", "skimage", "scipy", "deepbet", "nibabel", "safetensors", "tqdm",
          "slicer", "qt", "vtk", "ctk")
 

@@ -17,6 +17,7 @@ in test_mrml.py; the module's calls into them are checked on its syntax tree.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import pytest
 from BrainMetSegLib import models
 from BrainMetSegLib import slicer_bridge as bridge
 from BrainMetSegLib.errors import ModelError
+from BrainMetSegLib.operating_point import OperatingPoint, follow
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = ast.parse((REPO / "BrainMetSeg" / "BrainMetSeg.py").read_text(encoding="utf-8"))
@@ -41,8 +43,12 @@ def calls(node: ast.AST) -> list[str]:
 
 def test_gui_starts_at_the_cards_operating_point():
     card = bridge.model_card(models.DEFAULT_MODEL)
-    assert bridge.card_operating_point(card) == (card["threshold"], card["min_lesion_volume_mm3"])
-    assert bridge.card_operating_point(card) != (0.5, 0.0)  # the demo model's own, not the defaults
+    point = bridge.card_operating_point(card)
+    assert (point.threshold, point.min_volume_mm3) == (card["threshold"], card["min_lesion_volume_mm3"])
+    assert point.outline_threshold == card.get("outline_threshold")  # None: outlined at the detection
+    assert point != OperatingPoint(0.5)  # the demo model's own, not the defaults
+    outlined = bridge.card_operating_point({**card, "threshold": 0.9, "outline_threshold": 0.4})
+    assert outlined == OperatingPoint(0.9, card["min_lesion_volume_mm3"], 0.4)
     # a new scene (no model yet) gets the default model through setModel, which applies the card
     assert "setModel" in calls(function(MODULE, "initializeParameterNode"))
     assert "card_operating_point" in calls(function(MODULE, "setModel"))
@@ -51,7 +57,13 @@ def test_gui_starts_at_the_cards_operating_point():
 def test_run_operating_point_is_read_from_run_json(tmp_path):
     run_json = tmp_path / "run.json"
     run_json.write_text('{"settings": {"threshold_used": 0.8, "min_volume_mm3_used": 10}}')
-    assert bridge.run_operating_point(run_json) == (0.8, 10.0)
+    assert bridge.run_operating_point(run_json) == OperatingPoint(0.8, 10.0)  # a run before outlines
+    run_json.write_text('{"settings": {"threshold_used": 0.8, "min_volume_mm3_used": 10, '
+                        '"outline_threshold_used": 0.4}}')
+    assert bridge.run_operating_point(run_json) == OperatingPoint(0.8, 10.0, 0.4)
+    run_json.write_text('{"settings": {}}')
+    with pytest.raises(ValueError, match=re.escape(str(run_json))):
+        bridge.run_operating_point(run_json)
 
 
 def test_model_card_uses_the_registry_and_raises(tmp_path):
@@ -69,9 +81,41 @@ def test_model_card_uses_the_registry_and_raises(tmp_path):
 
 
 def test_slider_change_goes_through_rethreshold_action():
-    for name in ("onThresholdEdited", "onRethreshold"):
-        assert "rethresholdAction" in calls(function(MODULE, name)), name
+    # a slider change only (re)starts the timer; what happens when it fires is the scene layer's call
+    assert "start" in calls(function(MODULE, "onThresholdEdited"))
+    assert "rethreshold" not in calls(function(MODULE, "onThresholdEdited"))
+    assert "rethresholdAction" in calls(function(MODULE, "onRethreshold"))
     assert "rethreshold_action" in calls(function(MODULE, "rethresholdAction"))
+
+
+def test_gui_carries_the_full_operating_point():
+    """Two thresholds in the GUI (detection, outline), live: both sliders re-threshold, the
+    other one follows (operating_point.follow) so outline <= detection, every value reaches
+    the scene layer and the CLI as one OperatingPoint, and the card sets all three."""
+    parameters = next(n for n in ast.walk(MODULE) if isinstance(n, ast.ClassDef)
+                      and n.name == "BrainMetSegParameterNode")
+    fields = {n.target.id: ast.unparse(n.annotation) for n in parameters.body if isinstance(n, ast.AnnAssign)}
+    for name in ("threshold", "outlineThreshold"):
+        assert fields[name] == "Annotated[float, WithinRange(*SLIDER_RANGE)]", name  # one home for the range
+    setup = ast.unparse(function(MODULE, "setup"))
+    for widget, moved in (("thresholdSliderWidget", "'detection'"), ("outlineThresholdSliderWidget", "'outline'"),
+                          ("minLesionVolumeSpinBox", "None")):
+        assert f"(self.ui.{widget}, {moved})" in setup, widget
+    assert "widget.connect('valueChanged(double)', lambda value, moved=moved: self.onThresholdEdited(moved))" in setup
+    assert "_follow" in ast.unparse(function(MODULE, "onThresholdEdited"))
+    assert "follow" in calls(function(MODULE, "_follow"))
+    on_rethreshold = ast.unparse(function(MODULE, "onRethreshold"))
+    assert "OperatingPoint(p.threshold, p.minLesionVolume, p.outlineThreshold)" in on_rethreshold
+    assert "(made.threshold, made.min_volume_mm3, made.outline)" in on_rethreshold  # cancel: back to the segments
+    assert "OperatingPoint" in calls(function(MODULE, "rethreshold"))
+    set_model = ast.unparse(function(MODULE, "setModel"))
+    assert "outlineThreshold" in set_model and "card_operating_point" in set_model
+    assert "outline_threshold" in ast.unparse(function(MODULE, "_options"))
+    # the rule the sliders follow
+    assert follow(0.9, 0.4, "detection") == (0.9, 0.4)
+    assert follow(0.3, 0.4, "detection") == (0.3, 0.3)  # outline taken down
+    assert follow(0.9, 0.95, "outline") == (0.95, 0.95)  # detection taken up
+    assert follow(0.9, 0.2, "outline") == (0.9, 0.2)
 
 
 def test_scripted_test_uses_existing_slicer_api():
@@ -161,6 +205,6 @@ def test_module_is_glue():
     """The module keeps Qt, dialogs and dependency installation; the scene work is in
     BrainMetSegLib.mrml (the module has no sitkUtils and no MRML node creation of its own)."""
     source = (REPO / "BrainMetSeg" / "BrainMetSeg.py").read_text(encoding="utf-8")
-    assert len(source.splitlines()) < 600
+    assert len(source.splitlines()) < 615  # 600 before the operating point had a third value (outline)
     assert "sitkUtils" not in source and "AddNewNodeByClass" not in source
     assert "ImportLabelmapToSegmentationNode" not in source and "ExportSegmentsToLabelmapNode" not in source

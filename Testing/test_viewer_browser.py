@@ -3,7 +3,9 @@
 The real command runs in a subprocess on a small synthetic result; the page must load,
 all four views (axial, coronal, sagittal, 3D) must draw a picture, and a click on a
 lesion row must move the axial slice to that lesion's S coordinate (lesions.json), a
-click on the threshold slider must re-threshold to the library's lesion count, and the
+click on the detection slider must re-threshold to the library's lesion count (the outline
+follows it down), a click on the outline slider must draw the same lesions at the library's
+outlined volumes, an outline moved above detection must take detection up with it, and the
 DICOM tab must download a result's ``lesions_seg.dcm`` byte for byte.
 Chromium comes from Debian (`.ci/apt-packages.txt`), never from a download.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import SimpleITK as sitk
 from viewer_data import make_result_folder
 
+from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,6 +52,19 @@ async def _poll(page, script, done, timeout_s: float):
     return value
 
 
+MESSAGE = "() => document.querySelector('[data-testid=\"message\"]').innerText"
+VOLUMES = "() => Array.from(document.querySelectorAll('[data-testid=\"lesion-row\"]')).map(r => r.cells[3].innerText)"
+
+
+async def _click_slider(page, testid: str, fraction: float, previous: str) -> tuple[str, list[str]]:
+    """Click a slider's track at ``fraction`` of its length; the new status message and the
+    table's volume column once the re-threshold has answered."""
+    track = await page.locator(f'[data-testid="{testid}"] .v-slider-track').bounding_box()
+    await page.mouse.click(track["x"] + fraction * track["width"], track["y"] + track["height"] / 2)
+    message = await _poll(page, MESSAGE, lambda t: t.startswith("Threshold") and t != previous, 30)
+    return message, await page.evaluate(VOLUMES)
+
+
 async def _drive(url: str, lesion: dict, download_to: Path) -> dict:
     from playwright.async_api import async_playwright
 
@@ -68,19 +84,19 @@ async def _drive(url: str, lesion: dict, download_to: Path) -> dict:
                                 lambda t: abs(float(t) - target) < 0.02, 30)
             rows = await page.locator('[data-testid="lesion-row"]').count()
             # Live threshold: a click on the slider's track re-thresholds (no model run).
-            track = await page.locator('[data-testid="threshold"] .v-slider-track').bounding_box()
-            await page.mouse.click(track["x"] + 0.45 * track["width"], track["y"] + track["height"] / 2)
-            message = await _poll(page, "() => document.querySelector('[data-testid=\"message\"]').innerText",
-                                  lambda t: t.startswith("Threshold"), 30)
-            rows_after = await page.locator('[data-testid="lesion-row"]').count()
+            message, volumes = await _click_slider(page, "threshold", 0.45, "")
+            # The outline below it: the same lesions, drawn larger.
+            outline_message, outline_volumes = await _click_slider(page, "outline", 0.2, message)
+            # An outline above the detection threshold takes detection up with it.
+            up_message, up_volumes = await _click_slider(page, "outline", 0.9, outline_message)
             await page.get_by_role("tab", name="DICOM").click()
             async with page.expect_download(timeout=30_000) as info:
                 await page.locator('[data-testid="dicom-download"]').first.click()
             download = await info.value
             await download.save_as(download_to)
             return {"download_name": download.suggested_filename,
-                    "views": views, "before": before, "after": after, "rows": rows, "message": message,
-                    "rows_after_threshold": rows_after}
+                    "views": views, "before": before, "after": after, "rows": rows,
+                    "steps": [(message, volumes), (outline_message, outline_volumes), (up_message, up_volumes)]}
         finally:
             await browser.close()
 
@@ -114,10 +130,23 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
     assert all(v and v["dev"] > DRAWN for v in seen["views"]), seen["views"]
     assert abs(float(seen["before"]) - float(lesion["centroid_s"])) > 1.0
     assert abs(float(seen["after"]) - float(lesion["centroid_s"])) < 0.02, seen
-    threshold = float(seen["message"].split()[1].rstrip(","))
-    assert 0.3 < threshold < 0.6, seen["message"]
     probability = sitk.ReadImage(str(result / "probability.nii.gz"))
-    expected = int(sitk.GetArrayFromImage(lesion_labels(probability, OperatingPoint(threshold, 0.0))).max())
-    assert seen["rows_after_threshold"] == expected == 4, seen
+    points = []
+    for message, shown in seen["steps"]:
+        # "Threshold T, outline O, minimum 0 mm³: N lesion(s) ..."
+        words = message.replace(",", "").split()
+        point = OperatingPoint(float(words[1]), 0.0, float(words[3]))
+        rows = lesion_table(lesion_labels(probability, point), probability)
+        assert f"{len(rows)} lesion(s)" in message and len(shown) == len(rows), (message, shown)
+        assert shown == [f"{r['volume_mm3']:.1f}" for r in rows], (message, shown)
+        points.append(point)
+    detect, outline, up = points
+    assert 0.3 < detect.threshold < 0.6 and detect.outline == detect.threshold, seen["steps"][0]
+    assert len(seen["steps"][0][1]) == 4  # the faint lesion appears below 0.6
+    assert outline.threshold == detect.threshold and 0.1 < outline.outline < 0.3, seen["steps"][1]
+    assert len(seen["steps"][1][1]) == 4  # same lesions ...
+    assert all(float(b) > float(a) for a, b in zip(seen["steps"][0][1], seen["steps"][1][1], strict=True))
+    assert up.threshold == up.outline > 0.8, seen["steps"][2]  # detection followed the outline up
+    assert len(seen["steps"][2][1]) == 3
     assert seen["download_name"] == "lesions_seg.dcm"
     assert (tmp_path / "downloaded.dcm").read_bytes() == payload

@@ -84,6 +84,7 @@ def test_reviewed_version_exports_to_dicom_equal_to_the_corrected_labels(dicom_r
     algo = seg.get_segment_description(1).SegmentationAlgorithmIdentificationSequence[0]
     assert algo.AlgorithmName == MODEL["name"]
     assert "review_001" in str(algo.AlgorithmParameters)
+    assert "outline_threshold_used" in str(algo.AlgorithmParameters)  # run.json before outlines: = detection
     sop_uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files]
     pixels = seg.get_pixels_by_source_instance(sop_uids, combine_segments=True, skip_overlap_checks=True)
     lut = np.zeros(5, np.uint16)

@@ -79,12 +79,17 @@ def test_save_writes_a_new_version_and_leaves_the_originals_alone(session):
     session.set_effect("none")
     assert session.edited
     with pytest.raises(ReviewError, match="unsaved edits"):
-        session.apply_threshold(0.5, 0.0)
+        session.apply_threshold(OperatingPoint(0.5, 0.0))
 
     version = session.save()
     assert version.parent == folder and version.name == "review_001"
     assert _digests(folder) == before  # originals byte-identical, nothing added beside them
     record = json.loads((version / "review.json").read_text())
+    # the operating point the review started from, outline included (run.json's had none: detection)
+    assert {k: record["source"][k] for k in ("threshold", "outline_threshold", "outline_threshold_original",
+                                             "rethresholded")} == {"threshold": 0.8, "outline_threshold": 0.8,
+                                                                   "outline_threshold_original": 0.8,
+                                                                   "rethresholded": False}
     changes = {c["lesion_id"]: c for c in record["changes"]}
     assert changes[2]["status"] == "edited" and changes[2]["voxels_added"] > 0
     assert changes[1]["status"] == changes[3]["status"] == "unchanged"
@@ -105,9 +110,11 @@ def test_save_writes_a_new_version_and_leaves_the_originals_alone(session):
 
 def test_threshold_change_matches_the_library_rethreshold(session):
     probability = session.probability
-    for threshold, min_volume in ((0.5, 0.0), (0.5, 300.0), (0.8, 0.0)):
-        n = session.apply_threshold(threshold, min_volume)
-        expected = lesion_labels(probability, OperatingPoint(threshold, min_volume))
+    for point in (OperatingPoint(0.5), OperatingPoint(0.5, 300.0), OperatingPoint(0.8, 0.0, 0.3),
+                  OperatingPoint(0.8)):
+        n = session.apply_threshold(point)
+        assert session.operating_point == point
+        expected = lesion_labels(probability, point)
         assert n == int(sitk.GetArrayViewFromImage(expected).max())
         assert len(session.segments()) == n == len(session.table_rows()) == len(session.rows())
         # The segments hold exactly the library's label map, the table its measures.
@@ -118,8 +125,27 @@ def test_threshold_change_matches_the_library_rethreshold(session):
             for key in ("voxels", "volume_mm3", "axial_perpendicular_diameter_mm", "centroid_s"):
                 assert shown[row["lesion_id"]][key] == pytest.approx(row[key], abs=1e-6), key
     assert len(session.segments()) == 3
-    session.apply_threshold(0.5, 0.0)
+    session.apply_threshold(OperatingPoint(0.5, 0.0))
     assert len(session.segments()) == 4
+
+
+def test_outline_draws_the_same_lesions_larger_and_too_many_lesions_change_nothing(session, monkeypatch):
+    from BrainMetSegLib.viewer import session as session_module
+
+    detected = session.apply_threshold(OperatingPoint(0.8))
+    volumes = [r.measures["volume_mm3"] for r in session.rows()]
+    assert session.apply_threshold(OperatingPoint(0.8, 0.0, 0.3)) == detected == 3
+    outlined = [r.measures["volume_mm3"] for r in session.rows()]
+    assert all(o > 1.5 * v for o, v in zip(outlined, volumes, strict=True)), (volumes, outlined)
+    before = sitk.GetArrayFromImage(session.current_labels())
+    monkeypatch.setattr(session_module, "MAX_LESIONS", 3)
+    with pytest.raises(ReviewError, match=r"4 lesions \(more than 3\)"):
+        session.apply_threshold(OperatingPoint(0.5))
+    assert session.operating_point == OperatingPoint(0.8, 0.0, 0.3)  # refused: segments as they were
+    assert (sitk.GetArrayFromImage(session.current_labels()) == before).all()
+    assert len(session.table_rows()) == 3
+    monkeypatch.undo()
+    session.apply_threshold(OperatingPoint(0.8))
 
 
 def _click(view, ras):
@@ -132,7 +158,7 @@ def _click(view, ras):
 
 
 def test_a_drawn_lesion_is_measured_saved_as_added_and_discard_restores(session):
-    session.apply_threshold(0.8, 0.0)
+    session.apply_threshold(OperatingPoint(0.8, 0.0))
     red = session.app.view_manager.get_view("Red")
     start = sitk.GetArrayFromImage(session.current_labels())
     # An empty spot inside the head, away from the lesions: voxel (28, 40, 14).

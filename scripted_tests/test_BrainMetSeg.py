@@ -146,6 +146,21 @@ class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
             self.assertEqual(table.GetNumberOfRows(), nSegments)
         self.assertGreater(nSegments, 0)
 
+        # An outline below the detection threshold draws the same lesions, larger (issue 23).
+        from BrainMetSegLib import mrml
+
+        def totalVolume():
+            column = table.GetTable().GetColumnByName("volume_mm3")
+            return sum(column.GetValue(row) for row in range(table.GetNumberOfRows()))
+
+        made, before = mrml.operating_point(segmentation), totalVolume()
+        outline = made.threshold / 2
+        self.assertEqual(self.logic.rethreshold(segmentation, made.threshold, made.min_volume_mm3, outline), nSegments)
+        self.assertGreaterEqual(totalVolume(), before)  # never smaller; larger wherever p falls off gradually
+        self.assertEqual(mrml.operating_point(segmentation).outline, outline)
+        self.assertEqual(self.logic.rethreshold(segmentation, made.threshold, made.min_volume_mm3,
+                                                made.outline_threshold), nSegments)
+
         seg = segmentation.GetSegmentation()
         first = seg.GetSegment(seg.GetNthSegmentID(0))
         self.assertEqual(first.GetName(), "Metastasis 1")
@@ -154,8 +169,6 @@ class BrainMetSegEndToEndTest(slm.ScriptedLoadableModuleTest):
         self.assertEqual(table.GetCellText(0, table.GetColumnIndex("segment")), "Metastasis 1")
 
         self.delayDisplay("Clicking the first table row")
-        from BrainMetSegLib import mrml
-
         sliceNodes = mrml.slice_nodes(slicer.mrmlScene)  # --no-main-window: no layout, made here
         expected = [table.GetTable().GetColumnByName(f"centroid_{c}").GetValue(0) for c in "ras"]
         jumped = self.logic.jumpToLesion(table, 0)  # what the row selection calls

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..operating_point import OperatingPoint
 
 # Series numbers of the new series (SEG, SR, RTSTRUCT): high, so they sort after the scanner's.
 SERIES_NUMBERS = {"seg": 9901, "sr": 9902, "rtstruct": 9903}
@@ -17,12 +18,23 @@ def lo(text: str) -> str:
     return text[:LO_MAX]
 
 
+def operating_parameters(recorded: OperatingPoint | dict | None) -> dict[str, str]:
+    """The operating point as the objects' algorithm parameters (run.json's names:
+    threshold_used, min_volume_mm3_used, outline_threshold_used), from a point or from
+    run.json's settings; {} when none is recorded (a run before outlines existed gives
+    its detection threshold as the outline: its lesions were drawn there)."""
+    if isinstance(recorded, dict):
+        recorded = OperatingPoint.from_settings(recorded) if "threshold_used" in recorded else None
+    return {} if recorded is None else {k: str(v) for k, v in recorded.as_settings().items()}
+
+
 @dataclass(frozen=True)
 class ModelIdentity:
     """The model that made the segmentation, and the settings that shaped it.
 
     name, version: from the model card; sha256: of the weights file.
-    parameters: settings worth recording (e.g. threshold, minimum volume in mm^3).
+    parameters: settings worth recording (the operating point: detection threshold, minimum
+        volume in mm^3, outline threshold; see :func:`operating_parameters`).
     """
 
     name: str
@@ -33,8 +45,8 @@ class ModelIdentity:
     @classmethod
     def from_provenance(cls, provenance: dict) -> ModelIdentity:
         """From a pipeline :class:`~BrainMetSegLib.pipeline.Result`'s provenance."""
-        model, settings = provenance["model"], provenance.get("settings", {})
-        params = {k: str(settings[k]) for k in ("threshold_used", "min_volume_mm3_used") if k in settings}
+        model = provenance["model"]
+        params = operating_parameters(provenance.get("settings") or {})
         return cls(model["name"], model["version"], model.get("sha256", ""), params)
 
     @property

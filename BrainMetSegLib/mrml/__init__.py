@@ -13,10 +13,11 @@ frame, before parent transforms), never through ``sitkUtils``.
 Typical use::
 
     from BrainMetSegLib import mrml
+    from BrainMetSegLib.operating_point import OperatingPoint
     result = mrml.LesionResult.from_images(labels_image, probability_image, rows,
-                                           threshold=0.8, min_volume_mm3=10)
+                                           OperatingPoint(0.8, 10.0, 0.4))
     nodes = mrml.import_result(scene, input_volume_node, result)   # ResultNodes
-    mrml.rethreshold(nodes.segmentation, 0.6, 10.0)                # no model run
+    mrml.rethreshold(nodes.segmentation, OperatingPoint(0.6, 10.0, 0.3))  # no model run
     mrml.update_table(nodes.segmentation)                          # after Segment Editor edits
     mrml.jump_to_lesion(nodes.table, row=0)                        # world RAS jumped to
     mrml.remove_result(nodes)                                      # nothing left behind
@@ -27,7 +28,7 @@ API:
   :class:`ResultNodes` (segmentation, table, probability, input_volume);
 - :func:`import_result` creates/updates the nodes and links them (rolls back on error);
   :func:`result_nodes` finds a result's nodes from its segmentation or table;
-- :func:`rethreshold`, :func:`rethreshold_action` (:class:`RethresholdAction`: what a
+- :func:`rethreshold` (applies an ``OperatingPoint``), :func:`rethreshold_action` (:class:`RethresholdAction`: what a
   slider change should do), :func:`segments_edited`, :func:`can_rethreshold`,
   :func:`operating_point`; :func:`update_table` (re-measure edited segments);
 - :func:`lesion_world_ras`, :func:`jump_to_lesion` (parent transforms applied);
@@ -49,6 +50,7 @@ from .results import (
     ATTR_CENTROID_FRAME,
     ATTR_MIN_VOLUME,
     ATTR_MODEL,
+    ATTR_OUTLINE,
     ATTR_SEGMENT_IDS,
     ATTR_SEGMENTS_STATE,
     ATTR_THRESHOLD,
@@ -60,6 +62,7 @@ from .results import (
     LesionResult,
     ResultNodes,
     RethresholdAction,
+    TooManyLesions,
     can_rethreshold,
     fill_table,
     import_result,
@@ -88,11 +91,11 @@ from .volumes import (
 )
 
 __all__ = [
-    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_MODEL", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE", "ATTR_THRESHOLD",
+    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_MODEL", "ATTR_OUTLINE", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE", "ATTR_THRESHOLD",
     "ROLE_INPUT", "ROLE_MEASURED_ON", "ROLE_PROBABILITY", "ROLE_SEGMENTATION", "ROLE_TABLE",
     "LesionResult", "ResultNodes", "can_rethreshold", "fill_table", "import_result",
     "jump_to_lesion", "lesion_world_ras", "link_result", "operating_point", "remove_result",
-    "result_nodes", "rethreshold", "rethreshold_action", "RethresholdAction", "segments_edited", "segments_label_map", "set_segments",
+    "result_nodes", "rethreshold", "rethreshold_action", "RethresholdAction", "TooManyLesions", "segments_edited", "segments_label_map", "set_segments",
     "update_table", "node_counts", "remove_nodes", "segment_editor_node", "segmentations_logic",
     "slice_nodes", "array_and_matrix", "ijk_to_ras_of_image", "image_from_array", "set_volume",
     "volume_array", "write_volume", "read_run_outputs", "start_segmentation", "selftest",

@@ -32,7 +32,7 @@ from .results import ATTR_MODEL, operating_point, result_nodes, segments_edited,
 from .volumes import image_from_array
 
 try:
-    from ..dicom import DICOM_KINDS, ModelIdentity, export_dicom
+    from ..dicom import DICOM_KINDS, ModelIdentity, export_dicom, operating_parameters
 except ModuleNotFoundError as exc:  # Slicer's Python has pydicom but not highdicom
     raise ModuleNotFoundError(f"DICOM export needs the Python package {exc.name!r}: install it with "
                               f"pip (in Slicer: slicer.util.pip_install('{exc.name}')).") from None
@@ -69,9 +69,7 @@ def model_identity(segmentation) -> ModelIdentity:
     """Who made the segments: the model recorded at import, the operating point, and whether
     the segments were edited since (then the threshold no longer describes them)."""
     recorded = json.loads(segmentation.GetAttribute(ATTR_MODEL) or "{}")
-    threshold, min_volume = operating_point(segmentation)
-    params = {"threshold_used": repr(threshold), "min_volume_mm3_used": repr(min_volume)} \
-        if threshold is not None and min_volume is not None else {}
+    params = operating_parameters(operating_point(segmentation))
     if segments_edited(segmentation):
         params = {"edited_in_slicer": "yes"}
     return ModelIdentity(str(recorded.get("name", "unknown")), str(recorded.get("version", "unknown")),

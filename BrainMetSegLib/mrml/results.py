@@ -41,8 +41,11 @@ ROLE_TABLE = "brainmetsegTable"  # segmentation -> lesion table
 ROLE_SEGMENTATION = "brainmetsegSegmentation"  # table -> segmentation
 ROLE_MEASURED_ON = "brainmetsegMeasuredOn"  # table -> volume whose local RAS frame the centroids are in
 # Attributes
-ATTR_THRESHOLD = "BrainMetSeg.Threshold"  # segmentation: operating point of the segments (probability)
-ATTR_MIN_VOLUME = "BrainMetSeg.MinLesionVolumeMm3"  # segmentation: smallest lesion kept (mm^3)
+# segmentation: the operating point the segments were made with (detection threshold, smallest
+# lesion kept in mm^3, outline threshold); empty when the segments are no thresholding (edited)
+ATTR_THRESHOLD = "BrainMetSeg.Threshold"
+ATTR_MIN_VOLUME = "BrainMetSeg.MinLesionVolumeMm3"
+ATTR_OUTLINE = "BrainMetSeg.OutlineThreshold"  # absent in scenes saved before outlines existed
 ATTR_SEGMENTS_STATE = "BrainMetSeg.SegmentsState"  # segmentation: segments as last thresholded
 ATTR_SEGMENT_IDS = "BrainMetSeg.SegmentIDs"  # table: JSON list, segment id of each row
 ATTR_CENTROID_FRAME = "BrainMetSeg.CentroidFrame"  # table: words saying which frame centroids are in
@@ -73,27 +76,26 @@ class LesionResult:
     probability_kji: float probability (K, J, I) or None; ijk_to_ras: 4x4 local
     IJK-to-RAS matrix of that grid (the input volume's); rows: the lesion table
     (``lesions.COLUMNS``), one row per lesion id present in ``labels_kji``;
-    threshold / min_volume_mm3: the operating point the labels were made with;
-    model: the model that made them (``run.json``'s "model": name, version, sha256).
+    operating_point: the :class:`~BrainMetSegLib.operating_point.OperatingPoint` the labels
+    were made with (None: unknown, e.g. a hand-made label map); model: the model that made them (``run.json``'s "model": name, version, sha256).
     """
 
     labels_kji: np.ndarray
     probability_kji: np.ndarray | None
     ijk_to_ras: np.ndarray
     rows: Sequence[Mapping]
-    threshold: float | None = None
-    min_volume_mm3: float | None = None
+    operating_point: OperatingPoint | None = None
     model: Mapping | None = None
 
     @classmethod
     def from_images(cls, labels: sitk.Image, probability: sitk.Image | None, rows,
-                    threshold=None, min_volume_mm3=None, model=None) -> LesionResult:
+                    operating_point: OperatingPoint | None = None, model=None) -> LesionResult:
         """From SimpleITK images (e.g. the CLI's output files or ``pipeline.segment``)."""
         labels_kji, ijk_to_ras = volumes.array_and_matrix(labels)
         prob = None if probability is None else sitk.GetArrayFromImage(probability).astype(np.float32)
         if prob is not None and prob.shape != labels_kji.shape:
             raise ValueError(f"probability map {prob.shape} and label map {labels_kji.shape} differ in size")
-        return cls(labels_kji, prob, ijk_to_ras, list(rows), threshold, min_volume_mm3, model)
+        return cls(labels_kji, prob, ijk_to_ras, list(rows), operating_point, model)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -399,7 +401,7 @@ def import_result(scene, input_volume, result: LesionResult, segmentation=None, 
         segment_ids = set_segments(segmentation, result.labels_kji, result.ijk_to_ras, ids_in_rows)
         fill_table(table, result.rows, segment_ids, segmentation, input_volume)
         _show(nodes)
-        _record_operating_point(segmentation, result.threshold, result.min_volume_mm3)
+        _record_operating_point(segmentation, result.operating_point)
         if result.model is not None:
             segmentation.SetAttribute(ATTR_MODEL, json.dumps(dict(result.model)))
     except Exception:
@@ -430,20 +432,22 @@ def _segments_state(segmentation) -> str:
     return json.dumps([_SESSION, ids, newest])
 
 
-def _record_operating_point(segmentation, threshold, min_volume) -> None:
-    for attr, value in ((ATTR_THRESHOLD, threshold), (ATTR_MIN_VOLUME, min_volume)):
+def _record_operating_point(segmentation, point: OperatingPoint | None) -> None:
+    values = (None, None, None) if point is None else (point.threshold, point.min_volume_mm3, point.outline)
+    for attr, value in zip((ATTR_THRESHOLD, ATTR_MIN_VOLUME, ATTR_OUTLINE), values, strict=True):
         segmentation.SetAttribute(attr, "" if value is None else repr(float(value)))
     segmentation.SetAttribute(ATTR_SEGMENTS_STATE, _segments_state(segmentation))
 
 
-def operating_point(segmentation) -> tuple[float | None, float | None]:
-    """(threshold, minimum lesion volume mm^3) the segments were last thresholded with
-    (None when unknown, e.g. after "Update table" from edited segments)."""
-    out = []
-    for attr in (ATTR_THRESHOLD, ATTR_MIN_VOLUME):
-        text = segmentation.GetAttribute(attr)
-        out.append(float(text) if text else None)
-    return out[0], out[1]
+def operating_point(segmentation) -> OperatingPoint | None:
+    """The operating point the segments were last thresholded with; None when unknown (made
+    by hand, or after "Update table" from edited segments). A scene saved before outlines
+    existed has no outline attribute: its segments were drawn at the detection threshold."""
+    threshold, min_volume, outline = (segmentation.GetAttribute(a) for a in
+                                      (ATTR_THRESHOLD, ATTR_MIN_VOLUME, ATTR_OUTLINE))
+    if not threshold:
+        return None
+    return OperatingPoint(float(threshold), float(min_volume or 0.0), float(outline) if outline else None)
 
 
 def segments_edited(segmentation) -> bool:
@@ -459,44 +463,53 @@ def can_rethreshold(segmentation) -> bool:
 
 
 class RethresholdAction(enum.Enum):
-    """What a front end does when the threshold or minimum volume it shows changes."""
+    """What a front end does when the operating point it shows changes."""
 
     NOTHING = "nothing"  # the segments already are that operating point, or no probability map
     RETHRESHOLD = "rethreshold"  # replace the segments (they were not edited)
     CONFIRM = "confirm"  # replacing would lose edits: ask the user first
 
 
-def rethreshold_action(segmentation, threshold: float, min_volume_mm3: float) -> RethresholdAction:
-    """Decide whether (threshold, min_volume_mm3) should replace the segments.
+def rethreshold_action(segmentation, point: OperatingPoint) -> RethresholdAction:
+    """Decide whether ``point`` should replace the segments.
 
-    A scene load or parameter-node restore that sets the slider to the values the
+    A scene load or parameter-node restore that sets the controls to the values the
     segments were made with does nothing, edited or not; other values re-threshold
     unedited segments and need confirmation for edited ones.
     """
     if not can_rethreshold(segmentation):
         return RethresholdAction.NOTHING
-    if operating_point(segmentation) == (float(threshold), float(min_volume_mm3)):
+    if point.same_labels(operating_point(segmentation)):
         return RethresholdAction.NOTHING
     return RethresholdAction.CONFIRM if segments_edited(segmentation) else RethresholdAction.RETHRESHOLD
 
 
-def rethreshold(segmentation, threshold: float, min_volume_mm3: float = 0.0) -> int:
-    """Re-threshold the result's probability map (no model run): replace the segments
-    and the table rows. Returns the number of lesions."""
+class TooManyLesions(ValueError):
+    """A re-threshold would make more lesions than the caller can show (segments unchanged)."""
+
+
+def rethreshold(segmentation, point: OperatingPoint, max_lesions: int | None = None) -> int:
+    """Apply ``point`` to the result's probability map (no model run) by
+    :func:`~BrainMetSegLib.operating_point.lesion_labels`: replace the segments and the
+    table rows, record the point. Returns the number of lesions. With ``max_lesions``, a
+    point giving more lesions raises :class:`TooManyLesions` and changes nothing."""
     nodes = result_nodes(segmentation)
     if nodes.probability is None or nodes.input_volume is None:
         raise ValueError(f"{segmentation.GetName()}: no BrainMetSeg probability map to re-threshold")
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if not isinstance(point, OperatingPoint):
+        raise TypeError(f"rethreshold takes an OperatingPoint, not {point!r}")
     prob, ijk_to_ras = volumes.volume_array(nodes.probability)
     prob_image = volumes.image_from_array(prob.astype(np.float32, copy=False), ijk_to_ras)
-    labels = lesion_labels(prob_image, OperatingPoint(float(threshold), float(min_volume_mm3)))
+    labels = lesion_labels(prob_image, point)
+    count = int(sitk.GetArrayViewFromImage(labels).max())  # ids are 1..N
+    if max_lesions is not None and count > max_lesions:
+        raise TooManyLesions(f"{point.describe()} gives {count} lesions (more than {max_lesions})")
     rows = lesions.lesion_table(labels, prob_image)
     segment_ids = set_segments(segmentation, sitk.GetArrayViewFromImage(labels), ijk_to_ras,
                                [int(r["lesion_id"]) for r in rows])
     table = nodes.table or _new_table(segmentation)
-    fill_table(table, rows, segment_ids, segmentation, nodes.probability)
-    _record_operating_point(segmentation, threshold, min_volume_mm3)
+    fill_table(table, rows, segment_ids, segmentation, nodes.input_volume)
+    _record_operating_point(segmentation, point)
     return len(rows)
 
 
@@ -530,7 +543,7 @@ def update_table(segmentation, reference_volume=None) -> int:
     table = nodes.table or _new_table(segmentation)
     fill_table(table, rows, row_ids, segmentation, reference_volume)
     # the segments are no longer the thresholded probability map
-    _record_operating_point(segmentation, None, None)
+    _record_operating_point(segmentation, None)
     return len(rows)
 
 

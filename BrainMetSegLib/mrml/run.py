@@ -28,12 +28,12 @@ def read_run_outputs(run_folder: bridge.RunFolder, result: bridge.RunResult) -> 
     """The CLI's output files of one case (label map, probability, lesions.json, run.json)."""
     outputs = run_folder.collect_outputs(result.outputs)
     rows = json.loads(outputs["table_json"].read_text(encoding="utf-8"))["lesions"]
-    threshold, min_volume = bridge.run_operating_point(outputs["run"])
+    point = bridge.run_operating_point(outputs["run"])
     model = json.loads(Path(outputs["run"]).read_text(encoding="utf-8")).get("model")
     return LesionResult.from_images(sitk.ReadImage(str(outputs["labels"])),
                                     sitk.ReadImage(str(outputs["probability"])),
                                     [{c: row.get(c) for c in COLUMNS} for row in rows],
-                                    threshold, min_volume, model)
+                                    point, model)
 
 
 def start_segmentation(scene, input_volume, options: bridge.RunOptions,

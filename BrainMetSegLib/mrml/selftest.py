@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import lesions
+from ..operating_point import OperatingPoint
 from . import results, scene, volumes
 
 
@@ -27,13 +28,17 @@ def check_editing_loop(mrml_scene) -> None:
         rows = lesions.lesion_table(volumes.image_from_array(labels, matrix),
                                     volumes.image_from_array(prob, matrix))
         nodes = results.import_result(mrml_scene, volume,
-                                      results.LesionResult(labels, prob, matrix, rows, 0.5, 0.0))
+                                      results.LesionResult(labels, prob, matrix, rows, OperatingPoint(0.5)))
         segmentation, table = nodes.segmentation, nodes.table
         assert segmentation.GetSegmentation().GetSegment("Metastasis_1").GetName() == "Metastasis 1"
-        assert results.rethreshold_action(segmentation, 0.5, 0.0) is results.RethresholdAction.NOTHING
-        assert results.rethreshold(segmentation, 0.9, 0.0) == 2
-        assert results.rethreshold(segmentation, 0.5, 200.0) == 1  # only the larger lesion (~370 mm3) is kept
-        assert results.rethreshold(segmentation, 0.5, 0.0) == 2
+        nothing = results.RethresholdAction.NOTHING
+        assert results.rethreshold_action(segmentation, OperatingPoint(0.5, 0.0, 0.5)) is nothing
+        assert results.rethreshold(segmentation, OperatingPoint(0.9)) == 2
+        assert results.rethreshold(segmentation, OperatingPoint(0.9, 0.0, 0.5)) == 2  # outlined at 0.5
+        voxels = table.GetTable().GetColumnByName("voxels")
+        assert voxels.GetValue(0) + voxels.GetValue(1) == np.count_nonzero(prob > 0.5) > np.count_nonzero(prob > 0.9)
+        assert results.rethreshold(segmentation, OperatingPoint(0.5, 200.0)) == 1  # the larger (~370 mm3)
+        assert results.rethreshold(segmentation, OperatingPoint(0.5)) == 2
         segmentation.GetSegmentation().RemoveSegment("Metastasis_2")  # an edit
         assert results.segments_edited(segmentation)
         assert results.update_table(segmentation) == table.GetNumberOfRows() == 1

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..options import number, probability_threshold
 from ..sequences import MANIFEST_COLUMNS, SEQUENCES
 
 INPUT_ROLES = SEQUENCES
@@ -71,15 +72,18 @@ class RunFolder:
 class RunOptions:
     """Settings of one segmentation run, as the Slicer module's GUI holds them.
 
-    model: registry name or package folder; device: auto|cpu|cuda; threshold:
-    probability in (0, 1) or None for the model card's; min_volume_mm3: smallest
-    lesion kept (mm^3) or None for the card's; brain_mask: deepbet|none.
+    model: registry name or package folder; device: auto|cpu|cuda; threshold: detection
+    threshold (probability) or None for the model card's; min_volume_mm3: smallest lesion
+    kept (mm^3) or None for the card's; outline_threshold: the probability lesions are
+    outlined at (<= the detection threshold) or None for the card's; brain_mask: deepbet|none.
+    The values are checked where the CLI checks them (``options``).
     """
 
     model: str = ""
     device: str = "auto"
     threshold: float | None = None
     min_volume_mm3: float | None = None
+    outline_threshold: float | None = None
     brain_mask: str = "deepbet"
     output_format: str = "nrrd"
 
@@ -88,15 +92,19 @@ class RunOptions:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.brain_mask not in BRAIN_MASK_OPTIONS:
             raise ValueError(f"brain_mask must be one of {BRAIN_MASK_OPTIONS}, got {self.brain_mask!r}")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.min_volume_mm3 is not None and self.min_volume_mm3 < 0:
-            raise ValueError(f"minimum lesion volume must be >= 0 mm^3, got {self.min_volume_mm3}")
+        for value, name in ((self.threshold, "threshold"), (self.outline_threshold, "outline threshold")):
+            if value is not None:
+                probability_threshold(value, name, error=ValueError)
+        if self.min_volume_mm3 is not None:
+            number(self.min_volume_mm3, "minimum lesion volume (mm^3)", low=0.0, error=ValueError)
+        if None not in (self.threshold, self.outline_threshold) and self.outline_threshold > self.threshold:
+            raise ValueError(f"outline threshold {self.outline_threshold:g} is above the detection "
+                             f"threshold {self.threshold:g}")
 
 
 def _model_arguments(options: RunOptions) -> list[str]:
-    """``--model`` / ``--threshold`` / ``--min-volume`` for the options that are set
-    (unset ones leave the model card's values)."""
+    """``--model`` / ``--threshold`` / ``--min-volume`` / ``--outline-threshold`` for the
+    options that are set (unset ones leave the model card's values)."""
     args = []
     if options.model:
         args += ["--model", str(options.model)]
@@ -104,6 +112,8 @@ def _model_arguments(options: RunOptions) -> list[str]:
         args += ["--threshold", f"{options.threshold:g}"]
     if options.min_volume_mm3 is not None:
         args += ["--min-volume", f"{options.min_volume_mm3:g}"]
+    if options.outline_threshold is not None:
+        args += ["--outline-threshold", f"{options.outline_threshold:g}"]
     return args
 
 

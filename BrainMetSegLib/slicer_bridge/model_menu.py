@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..operating_point import OperatingPoint
+
 
 def model_choices(registry_entries: Sequence[Mapping], extra_folders: Sequence[str] = ()
                   ) -> list[tuple[str, str]]:
@@ -51,20 +53,20 @@ def model_card(model: str | os.PathLike) -> dict:
     return load_package(model).card.to_dict()
 
 
-def card_operating_point(card: Mapping) -> tuple[float, float]:
-    """(threshold, minimum lesion volume mm^3) a model card recommends; the GUI starts
-    from these, so GUI users get the operating point the card's figures were measured at."""
-    return float(card["threshold"]), float(card["min_lesion_volume_mm3"])
+def card_operating_point(card: Mapping) -> OperatingPoint:
+    """The operating point a model card recommends (detection threshold, minimum lesion volume
+    mm^3, outline threshold: None when the card has none); the GUI starts from it, so GUI users
+    get the operating point the card's figures were measured at."""
+    outline = card.get("outline_threshold")
+    return OperatingPoint(float(card["threshold"]), float(card["min_lesion_volume_mm3"]),
+                          None if outline is None else float(outline))
 
 
-def run_operating_point(run_json: str | os.PathLike) -> tuple[float, float]:
-    """(threshold, minimum lesion volume mm^3) a CLI run used, from its ``run.json``."""
+def run_operating_point(run_json: str | os.PathLike) -> OperatingPoint:
+    """The operating point a CLI run used, from its ``run.json``: InputError for a record whose
+    fields have the wrong type, ValueError (naming the file) for one without an operating point."""
     from .. import records
-    from ..errors import InputError
     from ..run_record import RUN_SCHEMA
 
     settings = records.read(run_json, "the run record", RUN_SCHEMA).get("settings") or {}
-    for name in ("threshold_used", "min_volume_mm3_used"):
-        if settings.get(name) is None:
-            raise InputError(f"{run_json}: field 'settings.{name}' is missing.")
-    return settings["threshold_used"], settings["min_volume_mm3_used"]
+    return OperatingPoint.from_settings(settings, str(run_json))

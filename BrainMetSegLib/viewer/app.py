@@ -2,7 +2,7 @@
 
 Layout: the axial view (large) beside the 3D, coronal and sagittal views; a side panel
 with the lesion table (click a row to jump there; visibility and colour per lesion), the
-threshold / minimum-volume control, the probability overlay, the edit tools (paint,
+operating point (detection threshold, outline threshold, minimum volume), the probability overlay, the edit tools (paint,
 erase, islands) and the run information (model, settings, timings, warnings). *Save*
 writes a reviewed version (:mod:`.review`).
 
@@ -30,6 +30,7 @@ from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
+from ..operating_point import SLIDER_RANGE, SLIDER_STEP, OperatingPoint, follow
 from ..slicer_bridge.naming import lesion_id_from_segment_name
 from .exchange import dicom_files, reference_series
 from .result import ResultFolder
@@ -94,7 +95,7 @@ def run_info(result: ResultFolder) -> list[dict]:
             ("model", "name", f"{model.get('name', '?')} {model.get('version', '')}".strip()),
             ("model", "trained", str(model.get("trained", "?"))),
             ("model", "sha256", str(model.get("sha256", ""))[:16])]
-    for key in ("threshold_used", "min_volume_mm3_used", "brain_mask", "device", "precision"):
+    for key in (*result.operating_point.as_settings(), "brain_mask", "device", "precision"):
         if key in settings:
             rows.append(("settings", key, str(settings[key])))
     if "device" in run:
@@ -128,8 +129,7 @@ class ViewerApp(TrameApp):
     def _init_state(self) -> None:
         s = self.state
         s.trame__title = f"BrainMetSeg review - {self.result.run.get('case', self.result.folder.name)}"
-        s.threshold = self.session.threshold
-        s.min_volume = self.session.min_volume_mm3
+        self._show_point()
         s.overlay_opacity = 0.0
         s.segment_opacity = 0.5
         s.effect = "none"
@@ -203,25 +203,49 @@ class ViewerApp(TrameApp):
         self._refresh_rows()
 
     def apply_threshold(self) -> None:
-        """Re-threshold with the panel's threshold and minimum volume."""
+        """Re-threshold with the panel's operating point (detection threshold, outline
+        threshold, minimum volume)."""
         self._cancel_pending()
-        if (float(self.state.threshold), _number(self.state.min_volume)) == (
-                self.session.threshold, self.session.min_volume_mm3):
-            return
 
         def run():
-            min_volume = _number(self.state.min_volume)
-            if min_volume is None:
-                raise ReviewError(f"minimum volume {self.state.min_volume!r} is not a number.")
-            n = self.session.apply_threshold(float(self.state.threshold), min_volume)
+            point = self._panel_point()
+            if point.same_labels(self.session.operating_point):
+                return
+            n = self.session.apply_threshold(point)
             self._refresh_rows()
             self.state.effect = "none"
             self.state.edited = False
-            self._say(f"Threshold {self.session.threshold:g}, minimum {self.session.min_volume_mm3:g} mm³: "
-                      f"{n} lesion(s) (model not re-run).")
+            self._say(f"Threshold {point.threshold:g}, outline {point.outline:g}, minimum "
+                      f"{point.min_volume_mm3:g} mm³: {n} lesion(s) (model not re-run).")
         self._guard(run)
         # Refused (unsaved edits, too many lesions, bad number): show what the segments are.
-        self.state.threshold, self.state.min_volume = self.session.threshold, self.session.min_volume_mm3
+        self._show_point()
+
+    def _panel_point(self) -> OperatingPoint:
+        s = self.state
+        values = {"detection threshold": s.threshold, "minimum volume": s.min_volume, "outline threshold": s.outline}
+        for name, value in values.items():
+            if _number(value) is None:
+                raise ReviewError(f"{name} {value!r} is not a number.")
+        try:
+            return OperatingPoint(*(_number(v) for v in values.values()))
+        except ValueError as exc:
+            raise ReviewError(f"{exc}.") from None
+
+    def _show_point(self) -> None:
+        """The panel's controls set to the operating point of the segments shown."""
+        point = self.session.operating_point
+        self.state.threshold, self.state.outline = point.threshold, point.outline
+        self.state.min_volume = point.min_volume_mm3
+
+    def _follow(self, moved: str) -> None:
+        """Keep outline <= detection by moving the other slider, then re-threshold (debounced)."""
+        threshold, outline = _number(self.state.threshold), _number(self.state.outline)
+        if threshold is not None and outline is not None:
+            threshold, outline = follow(threshold, outline, moved)
+            if (threshold, outline) != (_number(self.state.threshold), _number(self.state.outline)):
+                self.state.threshold, self.state.outline = threshold, outline
+        self._apply_later()
 
     def discard(self) -> None:
         self.session.discard_edits()
@@ -309,8 +333,16 @@ class ViewerApp(TrameApp):
         self._pending = None
         self.ctrl.trigger("download_dicom")(self.download)
 
-        @self.state.change("threshold", "min_volume")
-        def _operating_point(**_):
+        @self.state.change("threshold")
+        def _detection(**_):
+            self._follow("detection")
+
+        @self.state.change("outline")
+        def _outline(**_):
+            self._follow("outline")
+
+        @self.state.change("min_volume")
+        def _min_volume(**_):
             self._apply_later()
 
         @self.state.change("effect")
@@ -373,12 +405,16 @@ class ViewerApp(TrameApp):
 
     def _lesions_tab(self) -> None:
         with html.Div(classes="d-flex align-center"):
-            # Live: a change of either re-thresholds once the control is still for a moment.
-            v3.VSlider(v_model=("threshold",), min=0.05, max=0.99, step=0.01, label="threshold",
-                       hide_details=True, thumb_label=True, density="compact", classes="mr-2",
+            # Live: a change of any re-thresholds once the control is still for a moment.
+            v3.VSlider(v_model=("threshold",), min=SLIDER_RANGE[0], max=SLIDER_RANGE[1], step=SLIDER_STEP,
+                       label="detect", hide_details=True, thumb_label=True, density="compact", classes="mr-2",
                        disabled=("edited",), raw_attrs=['data-testid="threshold"'])
             v3.VTextField(v_model_number=("min_volume",), type="number", label="min mm³", hide_details=True,
                           density="compact", style="max-width: 90px;", disabled=("edited",))
+        # Each detected lesion is drawn out to the connected region above this (<= detect).
+        v3.VSlider(v_model=("outline",), min=SLIDER_RANGE[0], max=SLIDER_RANGE[1], step=SLIDER_STEP,
+                   label="outline", hide_details=True, thumb_label=True, density="compact",
+                   disabled=("edited",), raw_attrs=['data-testid="outline"'])
         v3.VSlider(v_model=("overlay_opacity",), min=0, max=1, step=0.05, label="probability overlay",
                    hide_details=True, density="compact", raw_attrs=['data-testid="overlay"'])
         v3.VSlider(v_model=("segment_opacity",), min=0, max=1, step=0.05, label="lesion fill",
@@ -387,7 +423,7 @@ class ViewerApp(TrameApp):
             html.Span("{{ lesion_count }} lesion(s); axial slice S = ")
             html.Span("{{ axial_offset }}", raw_attrs=['data-testid="axial-s"'])
             html.Span(" mm")
-        with v3.VTable(density="compact", hover=True, fixed_header=True, height="calc(100vh - 330px)",
+        with v3.VTable(density="compact", hover=True, fixed_header=True, height="calc(100vh - 370px)",
                        raw_attrs=['data-testid="lesion-table"']):
             with html.Thead(), html.Tr():
                 for name, unit in TABLE_HEADERS:

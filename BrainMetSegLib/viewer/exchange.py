@@ -38,11 +38,10 @@ def reference_series(result: ResultFolder) -> Path | None:
 def model_identity(run: dict, version_name: str):
     """The model of run.json, with the review version recorded among its parameters (the
     objects then say the segments were corrected by hand after the model)."""
-    from ..dicom import ModelIdentity
+    from ..dicom import ModelIdentity, operating_parameters
 
     model = run.get("model") or {}
-    settings = run.get("settings") or {}
-    params = {k: str(settings[k]) for k in ("threshold_used", "min_volume_mm3_used") if k in settings}
+    params = operating_parameters(run.get("settings") or {})
     params["review"] = f"{version_name}: corrected in brainmetseg view"
     return ModelIdentity(str(model.get("name", "unknown")), str(model.get("version", "unknown")),
                          str(model.get("sha256", "")), params)

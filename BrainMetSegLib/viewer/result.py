@@ -16,12 +16,14 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io import read_image, same_geometry
+from ..operating_point import OperatingPoint
 from ..run_record import read_run
 
 
 @dataclass(frozen=True)
 class ResultFolder:
-    """Paths of one result folder and its run.json (parsed)."""
+    """Paths of one result folder and its run.json (parsed); ``operating_point``: the one
+    the run's lesions were made with (run.json's settings)."""
 
     folder: Path
     run: dict
@@ -29,8 +31,7 @@ class ResultFolder:
     labels_path: Path
     probability_path: Path
     table_path: Path
-    threshold: float
-    min_volume_mm3: float
+    operating_point: OperatingPoint
     warnings: tuple[str, ...] = field(default=())
 
     @classmethod
@@ -70,13 +71,12 @@ class ResultFolder:
             image_path = Path(image)
             if not image_path.exists():
                 raise InputError(f"{image_path}: CE-T1 file not found.")
-        settings = run.get("settings") or {}
-        threshold = settings.get("threshold_used", settings.get("threshold"))
-        min_volume = settings.get("min_volume_mm3_used", settings.get("min_volume_mm3"))
+        try:
+            point = OperatingPoint.from_settings(run.get("settings") or {}, str(run_path))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         return cls(folder, run, image_path, paths["labels"], paths["probability"], paths["table"],
-                   float(0.5 if threshold is None else threshold),
-                   float(0.0 if min_volume is None else min_volume),
-                   tuple(str(w) for w in run.get("warnings") or ()))
+                   point, tuple(str(w) for w in run.get("warnings") or ()))
 
     def read_table(self) -> list[dict]:
         try:

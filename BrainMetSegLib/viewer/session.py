@@ -24,7 +24,7 @@ from .. import mrml
 from ..errors import InputError
 from ..io import format_family, same_geometry
 from ..lesions import COLUMNS, lesion_table
-from ..operating_point import OperatingPoint, lesion_labels
+from ..operating_point import OperatingPoint
 from ..slicer_bridge.naming import (
     METASTASIS_TERMINOLOGY,
     lesion_id_from_segment_name,
@@ -70,8 +70,7 @@ class ReviewSession:
         self.image, self.original_labels, self.probability = result.read_images()
         # The lesion table the current segments started from (the original, or a re-threshold).
         self.base_rows: list[dict] = result.read_table()
-        self.threshold = result.threshold
-        self.min_volume_mm3 = result.min_volume_mm3
+        self.operating_point: OperatingPoint = result.operating_point  # of the segments shown
         self.base_labels = self.original_labels
         # What "discard edits" goes back to: the last saved version, else the start.
         self._restore = (self.base_labels, self.base_rows)
@@ -98,7 +97,7 @@ class ReviewSession:
             mrml.set_volume(self.volume_node, *mrml.array_and_matrix(self.image))
             self.volume_node.CreateDefaultDisplayNodes()
             result = mrml.LesionResult.from_images(self.original_labels, self.probability, self.base_rows,
-                                                   self.threshold, self.min_volume_mm3)
+                                                   self.operating_point)
             nodes = mrml.import_result(self.scene, self.volume_node, result,
                                        base_name=str(self.result.run.get("case") or "CE-T1"))
             self.segmentation_node, self.table_node = nodes.segmentation, nodes.table
@@ -220,29 +219,25 @@ class ReviewSession:
         self.segmentation_node.GetDisplayNode().SetOpacity2DFill(float(np.clip(opacity, 0.0, 1.0)))
 
     # ----------------------------------------------------------------- threshold
-    def apply_threshold(self, threshold: float, min_volume_mm3: float, discard_edits: bool = False) -> int:
-        """Re-threshold the probability map (no model run): new segments and table; lesion count.
+    def apply_threshold(self, point: OperatingPoint, discard_edits: bool = False) -> int:
+        """Apply ``point`` to the probability map (no model run) through the scene layer, which
+        makes the segments and measures the table once; returns the lesion count.
 
-        Refused while there are unsaved edits, unless ``discard_edits``.
+        Refused while there are unsaved edits, unless ``discard_edits``, and when the point
+        gives more than MAX_LESIONS lesions (the segments then stay as they were).
         """
-        if not 0.0 < threshold < 1.0:
-            raise ReviewError(f"threshold {threshold} is outside (0, 1).")
-        if min_volume_mm3 < 0:
-            raise ReviewError(f"minimum volume {min_volume_mm3} mm3 is negative.")
+        if not isinstance(point, OperatingPoint):
+            raise TypeError(f"apply_threshold takes an OperatingPoint, not {point!r}")
         if self.edited and not discard_edits:
             raise ReviewError("unsaved edits: save them, or discard them to re-threshold.")
-        labels = lesion_labels(self.probability, OperatingPoint(threshold, min_volume_mm3))  # kept alive for the view
-        n = int(sitk.GetArrayViewFromImage(labels).max())
-        if n > MAX_LESIONS:
-            raise ReviewError(f"threshold {threshold:g} gives {n} lesions (more than {MAX_LESIONS}); "
-                              "raise the threshold or the minimum volume.")
         self._edits_off()
         try:
-            n = mrml.rethreshold(self.segmentation_node, float(threshold), float(min_volume_mm3))
+            n = mrml.rethreshold(self.segmentation_node, point, max_lesions=MAX_LESIONS)
+        except mrml.TooManyLesions as exc:
+            raise ReviewError(f"{exc}; raise the threshold or the minimum volume.") from None
         finally:
             self._loading = False
-        self.threshold, self.min_volume_mm3 = float(threshold), float(min_volume_mm3)
-        self._fill_table(self.current_labels())
+        self.operating_point = point
         self._new_base()
         return n
 
@@ -265,12 +260,8 @@ class ReviewSession:
         return len(self._fill_table(self.current_labels()))
 
     def _fill_table(self, labels: sitk.Image) -> list[dict]:
-        """The table node filled with :func:`~BrainMetSegLib.lesions.lesion_table` of ``labels``.
-
-        The scene layer's own measurement (vectorised, for speed in Slicer) may break ties
-        between equally long axial diameters differently, so a perpendicular diameter could
-        differ from the saved table's; the viewer shows exactly what Save writes.
-        """
+        """The table node filled with :func:`~BrainMetSegLib.lesions.lesion_table` of ``labels``
+        (ids as the reviewer sees them), exactly what Save writes."""
         rows = lesion_table(labels, self.probability)
         mrml.fill_table(self.table_node, rows, [segment_id(int(r["lesion_id"])) for r in rows],
                         self.segmentation_node, self.volume_node)
@@ -382,12 +373,10 @@ class ReviewSession:
             "labels": self.result.labels_path.name,
             "probability": self.result.probability_path.name,
             "table": self.result.table_path.name,
-            "threshold_original": self.result.threshold,
-            "min_volume_mm3_original": self.result.min_volume_mm3,
-            "threshold": self.threshold,
-            "min_volume_mm3": self.min_volume_mm3,
-            "rethresholded": (self.threshold, self.min_volume_mm3)
-            != (self.result.threshold, self.result.min_volume_mm3),
+            # the operating point of run.json (original) and the one the review started from
+            **_point_record(self.result.operating_point, "_original"),
+            **_point_record(self.operating_point, ""),
+            "rethresholded": not self.operating_point.same_labels(self.result.operating_point),
         }
         originals = [self.result.labels_path, self.result.probability_path, self.result.table_path,
                      self.result.folder / "run.json"]
@@ -413,6 +402,11 @@ class ReviewSession:
         if self.edited:
             raise ReviewError("unsaved edits: Save them first; the DICOM export is of a saved version.")
         return export_review_dicom(self.saved[-1], reference, self.result.run, kinds)
+
+
+def _point_record(point: OperatingPoint, suffix: str) -> dict:
+    """review.json's names for an operating point (threshold, min_volume_mm3, outline_threshold)."""
+    return {f"{key.removesuffix('_used')}{suffix}": value for key, value in point.as_settings().items()}
 
 
 def _effect_label(effect_name: str) -> str:
