@@ -56,12 +56,12 @@ def test_gui_starts_at_the_cards_operating_point():
 
 def test_run_operating_point_is_read_from_run_json(tmp_path):
     run_json = tmp_path / "run.json"
-    run_json.write_text('{"case": "c", "settings": {"threshold_used": 0.8, "min_volume_mm3_used": 10}}')
+    run_json.write_text('{"case": "c", "outputs": {}, "settings": {"threshold_used": 0.8, "min_volume_mm3_used": 10}}')
     assert bridge.run_operating_point(run_json) == OperatingPoint(0.8, 10.0)  # a run before outlines
-    run_json.write_text('{"case": "c", "settings": {"threshold_used": 0.8, "min_volume_mm3_used": 10, '
+    run_json.write_text('{"case": "c", "outputs": {}, "settings": {"threshold_used": 0.8, "min_volume_mm3_used": 10, '
                         '"outline_threshold_used": 0.4}}')
     assert bridge.run_operating_point(run_json) == OperatingPoint(0.8, 10.0, 0.4)
-    run_json.write_text('{"case": "c", "settings": {}}')
+    run_json.write_text('{"case": "c", "outputs": {}, "settings": {}}')
     with pytest.raises(ValueError, match=re.escape(str(run_json))):
         bridge.run_operating_point(run_json)
 
