@@ -147,6 +147,8 @@ class ModelPackage:
                 state = load_file(str(path), device="cpu")
             except Exception as exc:  # safetensors raises its own types on corrupt headers
                 raise ModelError(f"{path}: not a valid safetensors file ({exc}).") from None
+            # Weights may be stored as fp16/bf16 (the bundled default is fp16, half the bytes);
+            # the network always runs from fp32 parameters (autocast, if any, comes later).
             state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
             state = with_aliases(net, state)
             try:

@@ -1,0 +1,33 @@
+"""How model packages are stored: the bundled default's fp16 weights load into an fp32
+network."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors import safe_open
+
+from BrainMetSegLib.models import DEFAULT_MODEL, load_package, save_package
+
+
+def test_bundled_default_is_stored_fp16_and_runs_fp32():
+    package = load_package(DEFAULT_MODEL)
+    with safe_open(str(package.weights_path), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert "F16" in dtypes and "F32" not in dtypes, dtypes
+    net = package.load_network("cpu")
+    floats = [t for t in [*net.parameters(), *net.buffers()] if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float32 for t in floats)
+    assert "fp16" in json.dumps(package.card.recipe)  # the card says how the weights are stored
+
+
+def test_fp16_weights_load_as_the_fp32_values_they_round_to(tiny_model, tmp_path):
+    net = tiny_model.load_network("cpu")
+    half = net.half()
+    package = save_package(half, tiny_model.card, tmp_path / "half")
+    loaded = package.load_network("cpu")
+    for (name, a), b in zip(half.state_dict().items(), loaded.state_dict().values()):
+        if a.is_floating_point():
+            assert b.dtype == torch.float32, name
+            assert torch.equal(a.float(), b), name
