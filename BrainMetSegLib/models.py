@@ -61,6 +61,9 @@ class ModelCard:
     network_io: dict[str, Any] = field(default_factory=dict)
     # Where the package came from (e.g. imported from nnU-Net or a MONAI bundle).
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The terms the weights may be used under (an SPDX identifier such as "Apache-2.0", or the
+    # licensor's words); empty when unknown (e.g. an imported package that did not say).
+    license: str = ""
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
