@@ -243,3 +243,25 @@ def test_the_tool_refuses_to_overwrite_and_keeps_a_clones_history(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (out / ".git" / "HEAD").is_file() and not (out / "stale.txt").exists()
     assert (out / "CMakeLists.txt").is_file()
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("c++") is None,
+                    reason="cmake and a C++ compiler are needed to configure (.ci/apt-packages.txt)")
+def test_configure_step_downloads_and_installs_the_weights(tree, tmp_path):
+    """The tree's own CMakeLists.txt, configured against a stand-in for Slicer
+    (Testing/data/slicer_stub), downloads the weights from file:// URLs into the build tree
+    and installs them beside the model card."""
+    build, prefix = tmp_path / "build", tmp_path / "install"
+    done = subprocess.run(["cmake", "-S", str(tree), "-B", str(build),
+                           f"-DSlicer_DIR={REPO / 'Testing' / 'data' / 'slicer_stub'}",
+                           f"-DBrainMetSeg_DOWNLOAD_MIRROR={(REPO / 'Resources').as_uri()}",
+                           "-DBUILD_TESTING=OFF"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    weights = REPO / "Resources" / "Models" / "brainmetseg-demo" / "model.safetensors"
+    rel = Path("lib/Slicer-5.10/qt-scripted-modules/Resources/Models/brainmetseg-demo/model.safetensors")
+    assert (build / rel).read_bytes() == weights.read_bytes()
+    assert not (build / "lib/Slicer-5.10/qt-scripted-modules/Resources/Sample").exists()  # opt-in
+    done = subprocess.run(["cmake", "--install", str(build), "--prefix", str(prefix),
+                           "--component", "RuntimeLibraries"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (prefix / rel).read_bytes() == weights.read_bytes()
