@@ -265,3 +265,12 @@ def test_configure_step_downloads_and_installs_the_weights(tree, tmp_path):
                            "--component", "RuntimeLibraries"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (prefix / rel).read_bytes() == weights.read_bytes()
+
+
+def test_assets_are_the_registered_files_named_as_their_urls(tmp_path, capsys):
+    written = release.stage_assets(tmp_path / "assets")
+    items = release.downloads(REPO)
+    assert [p.name for p in written] == [Path(urlsplit(d.url).path).name for d in items]
+    for path, item in zip(written, items):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == item.sha256
+    assert "upload as https://github.com/brainmetseg/BrainMetSeg/releases/download/" in capsys.readouterr().out
