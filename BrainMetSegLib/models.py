@@ -67,6 +67,9 @@ class ModelCard:
     network_io: dict[str, Any] = field(default_factory=dict)
     # Where the package came from (e.g. imported from nnU-Net or a MONAI bundle).
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The terms the weights may be used under (an SPDX identifier such as "Apache-2.0", or the
+    # licensor's words); empty when unknown (e.g. an imported package that did not say).
+    license: str = ""
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
@@ -153,6 +156,8 @@ class ModelPackage:
                 state = load_file(str(path), device="cpu")
             except Exception as exc:  # safetensors raises its own types on corrupt headers
                 raise ModelError(f"{path}: not a valid safetensors file ({exc}).") from None
+            # Weights may be stored as fp16/bf16 (the bundled default is fp16, half the bytes);
+            # the network always runs from fp32 parameters (autocast, if any, comes later).
             state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
             state = with_aliases(net, state)
             try:

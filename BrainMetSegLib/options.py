@@ -165,7 +165,7 @@ def check_card(card) -> None:
 
     for name in ("name", "version", "architecture"):
         text(getattr(card, name), field(name), required=True)
-    for name in ("training_data", "intended_use", "limitations"):
+    for name in ("training_data", "intended_use", "limitations", "license"):
         text(getattr(card, name), field(name))
     if card.architecture not in ARCHITECTURES:
         raise ModelError(f"{field('architecture')}: unknown architecture {card.architecture!r} "

@@ -1,0 +1,1 @@
+# Slicer's extension config and packaging: nothing in this stand-in.
