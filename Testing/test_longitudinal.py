@@ -85,15 +85,26 @@ def test_matching_overlap_split_merge_distance_new_absent():
     assert 4 in res.absent and 4 in res.new
 
 
-def test_overlap_below_the_fraction_is_no_link():
-    shape = (20, 20, 40)
+def test_a_fragment_touching_a_tracked_lesion_is_that_lesion_never_new():
+    shape = (20, 20, 60)
     base = np.zeros(shape, np.int32)
     base[_ball(shape, (10, 10, 10), 5)] = 1
     fu = np.zeros(shape, np.int32)
-    fu[_ball(shape, (10, 10, 19), 5)] = 1  # touches lesion 1 by a sliver (< 10 % of either)
-    cents = {1: np.array([19.0, 10, 10])}
-    res = match_lesions(_refs(base), fu, cents, MatchConfig(min_overlap_fraction=0.1, max_distance_mm=0.0))
-    assert res.links == [] and res.new == [1] and res.absent == [1]
+    fu[_ball(shape, (10, 10, 9), 3)] = 1  # the lesion, smaller
+    fu[_ball(shape, (10, 10, 17), 1)] = 2  # a fragment abutting its extent (nearest voxel 1 mm away)
+    fu[_ball(shape, (10, 10, 24), 2)] = 3  # 7 mm clear of it: new
+    fu[_ball(shape, (10, 10, 40), 3)] = 4  # far away: new
+    cents = {int(k): np.argwhere(fu == k).mean(0)[::-1].astype(float) for k in np.unique(fu[fu > 0])}
+    res = match_lesions(_refs(base), fu, cents, MatchConfig(max_distance_mm=0.0), spacing_xyz=(1.0, 1.0, 1.0))
+    assert [(link.tracks, link.lesions, link.kind) for link in res.links] == [([1], [1, 2], "split")]
+    assert res.new == [3, 4] and res.absent == []
+    # With no contact allowed, the abutting fragment is new: the rule is the contact distance (mm).
+    res = match_lesions(_refs(base), fu, cents, MatchConfig(contact_mm=0.0, max_distance_mm=0.0))
+    assert 2 in res.new
+    # Contact is measured in mm: on a 0.5 mm grid the fragment is 0.5 mm away.
+    res = match_lesions(_refs(base), fu, cents, MatchConfig(contact_mm=0.6, max_distance_mm=0.0),
+                        spacing_xyz=(0.5, 0.5, 0.5))
+    assert res.links[0].lesions == [1, 2]
 
 
 # --- registration on a moved head --------------------------------------------------------------
