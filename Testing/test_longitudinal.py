@@ -283,6 +283,7 @@ def test_compare_reads_segment_result_folders(series, tmp_path: Path, capsys):
 
 def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     from BrainMetSegLib.longitudinal.prior import PriorConfig, guided_labels, prior_region
+    from BrainMetSegLib.operating_point import OperatingPoint
 
     shape = (30, 30, 60)
     prior = np.zeros(shape, np.uint16)
@@ -300,10 +301,17 @@ def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     prob[_ball(shape, (15, 15, 45), 2)] = 0.5  # faint, elsewhere
     prob_img = sitk.GetImageFromArray(prob)
     prob_img.CopyInformation(fu)
-    guided = sitk.GetArrayFromImage(guided_labels(prob_img, region, 0.8, 0.0, PriorConfig(threshold_factor=0.5)))
+    point = OperatingPoint(0.8, 0.0)
+    guided = sitk.GetArrayFromImage(guided_labels(prob_img, region, point, PriorConfig(threshold_factor=0.5)))
     assert guided[15, 15, 20] > 0 and guided[15, 15, 45] == 0 and guided.max() == 1
-    plain = sitk.GetArrayFromImage(guided_labels(prob_img, np.zeros(shape, bool), 0.8, 0.0))
+    plain = sitk.GetArrayFromImage(guided_labels(prob_img, np.zeros(shape, bool), point))
     assert plain.max() == 0
+    # With an outline threshold, lesions inside the prior are drawn out to at most the lowered threshold.
+    prob[_ball(shape, (15, 15, 20), 3) & (prob == 0)] = 0.3
+    prob_img = sitk.GetImageFromArray(prob)
+    prob_img.CopyInformation(fu)
+    outlined = sitk.GetArrayFromImage(guided_labels(prob_img, region, OperatingPoint(0.8, 0.0, 0.25)))
+    assert (outlined == 1).sum() == _ball(shape, (15, 15, 20), 3).sum()
 
 
 @pytest.fixture(scope="module")
@@ -320,9 +328,9 @@ def test_compare_segments_scans_on_the_way_with_prior(series, coarse_model, tmp_
                      "--device", "cpu", "--prior", "--progress", "none", "--quiet"]) == 0
     for name in ("base", "fu"):
         assert (out / "segmentations" / name / "lesion_labels.nii.gz").is_file()
-    run = json.loads((out / "segmentations" / "fu" / "run.json").read_text())
-    assert run["prior"]["threshold_factor"] == 0.5 and "prior" not in json.loads(
-        (out / "segmentations" / "base" / "run.json").read_text())
+    for name in ("base", "fu"):  # the prior acts on every time point alike
+        run = json.loads((out / "segmentations" / name / "run.json").read_text())
+        assert run["prior"]["threshold_factor"] == 0.5 and "symmetric" in run["prior"]["rule"]
     doc = json.loads((out / "longitudinal.json").read_text())
-    assert doc["brainmetseg_compare"]["prior"] == {"threshold_factor": 0.5}
+    assert doc["brainmetseg_compare"]["prior"]["threshold_factor"] == 0.5
     assert doc["timepoints"][1]["registration"]["type"] == "rigid"

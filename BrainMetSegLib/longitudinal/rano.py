@@ -47,6 +47,8 @@ NOT_EVALUABLE = "NE"
 #: Response categories. "NCR/NPD" (non-CR/non-PD) is used when there is no target lesion at
 #: baseline; "NED" when there was no lesion at all at baseline and no unequivocal one since.
 CATEGORIES = ("CR", "PR", "SD", "PD", PD_TO_CONFIRM, "NCR/NPD", "NED", NOT_EVALUABLE)
+#: Responses a front end must never show as a bare code: spelled out (:data:`RESPONSE_WORDS`).
+CAUTION = (PD_TO_CONFIRM, NOT_EVALUABLE)
 #: How front ends write each category in words (the report, the Slicer tables, the viewer).
 RESPONSE_WORDS = {"CR": "complete response", "PR": "partial response", "SD": "stable disease",
                   "PD": "progressive disease", PD_TO_CONFIRM: "progression to be confirmed",
