@@ -180,9 +180,12 @@ def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registra
     return record
 
 
-def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress) -> Outcome:
+def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
+                   registrations: list[Registration | None] | None = None) -> Outcome:
     """Check, read (segmenting scans on the way), check consistency, register, apply the prior,
-    compare. Nothing is written here (see :func:`.outputs.write_comparison`)."""
+    compare. Nothing is written here (see :func:`.outputs.write_comparison`). ``registrations``:
+    follow-up -> baseline registrations already known (e.g. from an earlier comparison of the
+    same scans; entry 0 None); estimated here when None."""
     names = check_request(r)
     timepoints, sources, probabilities = _read(r, names)
     early = check_series([s for s in sources])  # identity and run records: before any segmentation
@@ -192,8 +195,9 @@ def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress) 
     forced = findings.enforce(r.force)
     for k, tp in enumerate(timepoints):
         tp.days = None if r.days is None else r.days[k]
-    registrations: list[Registration | None] = [None] + [
-        register_followup(timepoints[0].image, tp.image, tp.source or tp.name) for tp in timepoints[1:]]
+    if registrations is None:
+        registrations = [None] + [register_followup(timepoints[0].image, tp.image, tp.source or tp.name)
+                                  for tp in timepoints[1:]]
     prior = _apply_prior(r, timepoints, sources, probabilities, registrations, segmented) if r.prior else None
     config = CompareConfig(match=MatchConfig(contact_mm=r.contact_mm, max_distance_mm=r.max_distance_mm))
     result = compare_timepoints(timepoints, config, registrations, progress=progress)

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from ..lesions import lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .matching import Link, MatchConfig, Reference, match_lesions
-from .rano import Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
+from .rano import RESPONSE_WORDS, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
 from .registration import Registration, extent_inside, register_followup
 
 #: Status of a track on a scan whose field of view does not cover all of its extent.
@@ -60,8 +60,8 @@ class LesionAtTime:
     "not-evaluable" (the scan does not cover all of it: neither present nor absent).
     lesion_ids: the time point's own lesion ids (its label map / table) making up the track.
     method: how it was matched ("overlap", "distance", "" for baseline/new/absent).
-    Diameters are RANO-BM axial diameters (mm; several pieces: the longest diameters summed,
-    as RECIST does for a fragmented lesion); centroid in RAS mm on that time point's scan;
+    Diameters are RANO-BM axial diameters (mm; several pieces: measured as one lesion, the
+    union of the pieces); volume the pieces' sum; centroid in RAS mm on that time point's scan;
     confidence: the segmentation's peak probability in it (None without a probability map).
     """
 
@@ -166,6 +166,7 @@ class LongitudinalResult:
                  "change_from_nadir_pct": r.change_from_nadir_pct, "target": r.target_response,
                  "non_target": r.nontarget_response, "new_lesions": " ".join(map(str, r.new_lesions)),
                  "equivocal_new": " ".join(map(str, r.equivocal_new)), "radiographic_response": r.response,
+                 "response_in_words": RESPONSE_WORDS.get(r.response, r.response),
                  "confirmed": "" if r.confirmed is None else r.confirmed, "reasons": "; ".join(r.reasons)}
                 for r in self.rano.timepoints]
 
@@ -250,6 +251,22 @@ def _statuses(link: Link, assigned: dict[int, list[int]]) -> dict[int, tuple[str
     return out
 
 
+def _measure_pieces_as_one(tracks: dict[int, Track], t: int, track_map: sitk.Image) -> None:
+    """A track seen in several pieces on scan t (a lesion the segmentation broke up, or split)
+    is measured as one lesion: the diameters of the pieces' union on the track map, not the sum
+    of the pieces' diameters (which counts side-by-side fragments twice)."""
+    pieces = [tr for tr in tracks.values() if tr.at[t].seen and len(tr.at[t].lesion_ids) > 1]
+    if not pieces:
+        return
+    rows = {int(r["lesion_id"]): r for r in lesion_table(track_map)}
+    for tr in pieces:
+        at, row = tr.at[t], rows.get(tr.track_id)
+        if row is None:
+            continue
+        at.longest_mm, at.perpendicular_mm = row["axial_longest_diameter_mm"], row["axial_perpendicular_diameter_mm"]
+        at.longest_3d_mm, at.axial_slices = row["longest_diameter_mm"], row["axial_slices"]
+
+
 def _measures(tracks: list[Track], t: int) -> dict[int, Measure]:
     return {tr.track_id: m for tr in tracks if (m := tr.at[t].measure()) is not None}
 
@@ -284,6 +301,7 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         lut = _match_followup(t, tp, tables[t], base, reg, tracks, refs, outside, config, state)
         unassessable.append(outside)
         maps.append(_relabel(tp.labels, lut))
+        _measure_pieces_as_one(tracks, t, maps[-1])
         infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), _describe(reg)))
     progress(ProgressEvent("register", 1.0, "follow-ups registered and matched"))
     ordered = [tracks[k] for k in sorted(tracks)]
@@ -304,8 +322,8 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         for tr in ordered:
             at = tr.at[r.index]
             if at.status in ("split", "merged+split"):
-                r.reasons.append(f"lesion {tr.track_id} is seen in {len(at.lesion_ids)} pieces (split): its "
-                                 "diameters are summed")
+                r.reasons.append(f"lesion {tr.track_id} is seen in {len(at.lesion_ids)} pieces (split): measured "
+                                 "as one lesion")
             elif at.status == NOT_ASSESSABLE:
                 r.reasons.append(f"lesion {tr.track_id} is (partly) outside this scan's field of view: not evaluable")
     return LongitudinalResult(infos, ordered, rano, maps, regs)
