@@ -193,3 +193,6 @@ def test_viewer_and_tables_spell_out_not_evaluable_and_to_be_confirmed():
                                 registrations=[None, Registration(sitk.Euler3DTransform())])
     row = result.rano_rows()[0]
     assert row["radiographic_response"] == PD_TO_CONFIRM and row["response_in_words"] == "progression to be confirmed"
+    from BrainMetSegLib.mrml.longitudinal import caution_note
+
+    assert caution_note(result).startswith("t1: progression to be confirmed (equivocal new lesion(s) [2]")

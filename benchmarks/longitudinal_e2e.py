@@ -153,6 +153,10 @@ def run_scoring(args, cids: list[str]) -> dict:
         folders = [seg / f"{cid}_t{k}" for k in range(args.followups + 1)]
         if not all((f / "run.json").is_file() for f in folders):
             continue  # not segmented yet (a run stopped early): scored when it is
+        scored = Path(args.cache) / "scores" / f"{cid}.json"
+        if scored.is_file():  # scored by an earlier run over the same cache
+            rows.append(json.loads(scored.read_text()))
+            continue
         truth = truth_of(phantoms, cid, args.followups)
         row = {"case": cid, "true": truth["responses"], "true_at_synthesis": truth["responses_at_synthesis"],
                "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
@@ -167,6 +171,8 @@ def run_scoring(args, cids: list[str]) -> dict:
                          "fragment_pd": fragment_pds(outcome, truth),
                          "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)]}
         rows.append(row)
+        scored.parent.mkdir(parents=True, exist_ok=True)
+        scored.write_text(json.dumps(row, indent=1) + "\n")
         print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
               flush=True)
     summary = summarise(rows)
