@@ -196,3 +196,29 @@ def test_viewer_and_tables_spell_out_not_evaluable_and_to_be_confirmed():
     from BrainMetSegLib.mrml.longitudinal import caution_note
 
     assert caution_note(result).startswith("t1: progression to be confirmed (equivocal new lesion(s) [2]")
+
+
+# --- the prior acts on every time point alike ---------------------------------------------------
+
+def test_symmetric_prior_treats_baseline_and_followup_alike():
+    from BrainMetSegLib.longitudinal.prior import between, symmetric_prior
+    from BrainMetSegLib.operating_point import OperatingPoint
+
+    shape = (30, 30, 60)
+    strong, faint = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    strong[_ball(shape, (15, 15, 15), 3)] = 0.99
+    faint[_ball(shape, (15, 15, 20), 3)] = 0.6  # the same lesion, faint, on a head moved 5 mm (LPS x)
+    p0, p1 = _image(strong), _image(faint)
+    point = OperatingPoint(0.9, 0.0)
+    moved = Registration(sitk.TranslationTransform(3, (5.0, 0.0, 0.0)))  # baseline -> follow-up
+    assert np.allclose(between([None, moved], 1, 0).transform.TransformPoint((5.0, 0, 0)), (0, 0, 0))
+    first = [_image((p > point.threshold).astype(np.uint16)) for p in (strong, faint)]
+    # Follow-up faint, baseline strong: the baseline's lesion makes the follow-up's count.
+    out = symmetric_prior([p0, p1], first, [None, moved], point)
+    assert sitk.GetArrayViewFromImage(out[1])[15, 15, 20] == 1
+    # The other way round (faint at baseline): the same rule recovers the baseline lesion.
+    out = symmetric_prior([_image(np.roll(faint, -5, axis=2)), _image(np.roll(strong, 5, axis=2))],
+                          [_image((np.roll(faint, -5, axis=2) > 0.9).astype(np.uint16)),
+                           _image((np.roll(strong, 5, axis=2) > 0.9).astype(np.uint16))], [None, moved], point)
+    assert sitk.GetArrayViewFromImage(out[0])[15, 15, 15] == 1
+    assert [int(sitk.GetArrayViewFromImage(o).sum()) for o in out] == [int(_ball(shape, (15, 15, 15), 3).sum())] * 2
