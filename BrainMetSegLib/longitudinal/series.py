@@ -166,7 +166,10 @@ def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registra
     if missing:
         raise InputError(f"--prior needs every time point's probability map; {', '.join(missing)} has none "
                          "(segment it again, or compare without --prior).")
-    point = OperatingPoint.from_settings(sources[0].run.get("settings") or {}, f"{sources[0].name} run.json")
+    try:
+        point = OperatingPoint.from_settings(sources[0].run.get("settings") or {}, f"{sources[0].name} run.json")
+    except ValueError as exc:
+        raise InputError(f"--prior: {exc}") from None
     config = PriorConfig(threshold_factor=r.prior_factor)
     guided = symmetric_prior(probabilities, [tp.labels for tp in timepoints], registrations, point, config)
     record = {"rule": "each time point with the other time points' lesions as prior (symmetric)",
@@ -188,7 +191,7 @@ def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
     same scans; entry 0 None); estimated here when None."""
     names = check_request(r)
     timepoints, sources, probabilities = _read(r, names)
-    early = check_series([s for s in sources])  # identity and run records: before any segmentation
+    early = check_series(sources)  # identity and run records: before any segmentation
     early.enforce(r.force)
     segmented = _segment(r, names, timepoints, sources, probabilities, progress)
     findings = check_series(sources, [tp.image for tp in timepoints])
