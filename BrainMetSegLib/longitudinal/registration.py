@@ -94,3 +94,26 @@ def transform_error_mm(estimated: sitk.Transform, truth: sitk.Transform, points_
     a = np.array([estimated.TransformPoint(tuple(float(v) for v in p)) for p in points_lps])
     b = np.array([truth.TransformPoint(tuple(float(v) for v in p)) for p in points_lps])
     return np.linalg.norm(a - b, axis=1)
+
+
+def from_description(description: dict) -> Registration:
+    """A registration from :func:`describe`'s record (rigid only)."""
+    if description.get("type") != "rigid":
+        raise ValueError(f"cannot rebuild a {description.get('type')!r} registration from its record")
+    euler = sitk.Euler3DTransform()
+    euler.SetCenter(description["centre_mm_lps"])
+    euler.SetRotation(*np.radians(description["rotation_deg_lps"]))
+    euler.SetTranslation(description["translation_mm_lps"])
+    return Registration(euler)
+
+
+def describe(reg: Registration) -> dict:
+    """Rotation (degrees about LPS x, y, z), translation and centre (LPS mm) of a rigid registration."""
+    t = reg.transform
+    if t.GetName() != "Euler3DTransform":
+        return {"type": t.GetName(), "parameters": [round(float(v), 6) for v in t.GetParameters()]}
+    euler = sitk.Euler3DTransform(t)
+    return {"type": "rigid", "rotation_deg_lps": [round(float(np.degrees(a)), 3) for a in
+                                                  (euler.GetAngleX(), euler.GetAngleY(), euler.GetAngleZ())],
+            "translation_mm_lps": [round(float(v), 3) for v in euler.GetTranslation()],
+            "centre_mm_lps": [round(float(v), 3) for v in euler.GetCenter()]}

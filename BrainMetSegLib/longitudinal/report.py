@@ -71,7 +71,7 @@ def curves_png(result: LongitudinalResult) -> bytes:
         axes[2].annotate(resp.response, (t, resp.target_sum_mm), textcoords="offset points", xytext=(0, 8),
                          ha="center", fontsize=9, weight="bold")
     axes[2].set(title="RANO-BM: sum of target longest diameters (mm)", xlabel=xlabel)
-    if len(result.tracks) <= 20:
+    if 0 < len(result.tracks) <= 20:  # no lesion at all: no legend to draw
         axes[0].legend(fontsize=7, ncol=2)
     for ax in axes:
         ax.set_xticks(x)

@@ -23,7 +23,7 @@ from ..lesions import lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .matching import Link, MatchConfig, Reference, match_lesions
 from .rano import RESPONSE_WORDS, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
-from .registration import Registration, extent_inside, register_followup
+from .registration import Registration, describe, extent_inside, from_description, register_followup
 
 #: Status of a track on a scan whose field of view does not cover all of its extent.
 NOT_ASSESSABLE = "not-evaluable"
@@ -155,7 +155,7 @@ class LongitudinalResult:
         tracks = [Track(tr["track_id"], tr["role"], [LesionAtTime(**a) for a in tr["at"]], tr["new_at"],
                         tr["resolved_at"]) for tr in doc["tracks"]]
         infos = [TimepointInfo(**t) for t in doc["timepoints"]]
-        registrations = [None if k == 0 or info.registration is None else _rigid(info.registration)
+        registrations = [None if k == 0 or info.registration is None else from_description(info.registration)
                          for k, info in enumerate(infos)]
         return cls(infos, tracks, assessment, list(track_maps), registrations)
 
@@ -302,7 +302,7 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         unassessable.append(outside)
         maps.append(_relabel(tp.labels, lut))
         _measure_pieces_as_one(tracks, t, maps[-1])
-        infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), _describe(reg)))
+        infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), describe(reg)))
     progress(ProgressEvent("register", 1.0, "follow-ups registered and matched"))
     ordered = [tracks[k] for k in sorted(tracks)]
     for tr in ordered:
@@ -389,26 +389,3 @@ def _relabel(labels: sitk.Image, lut: dict[int, int]) -> sitk.Image:
     out = sitk.GetImageFromArray(table[arr])
     out.CopyInformation(labels)
     return out
-
-
-def _rigid(description: dict) -> Registration:
-    """A registration from :func:`_describe`'s record (rigid only)."""
-    if description.get("type") != "rigid":
-        raise ValueError(f"cannot rebuild a {description.get('type')!r} registration from its record")
-    euler = sitk.Euler3DTransform()
-    euler.SetCenter(description["centre_mm_lps"])
-    euler.SetRotation(*np.radians(description["rotation_deg_lps"]))
-    euler.SetTranslation(description["translation_mm_lps"])
-    return Registration(euler)
-
-
-def _describe(reg: Registration) -> dict:
-    """Rotation (degrees about LPS x, y, z), translation and centre (LPS mm) of a rigid registration."""
-    t = reg.transform
-    if t.GetName() != "Euler3DTransform":
-        return {"type": t.GetName(), "parameters": [round(float(v), 6) for v in t.GetParameters()]}
-    euler = sitk.Euler3DTransform(t)
-    return {"type": "rigid", "rotation_deg_lps": [round(float(np.degrees(a)), 3) for a in
-                                                  (euler.GetAngleX(), euler.GetAngleY(), euler.GetAngleZ())],
-            "translation_mm_lps": [round(float(v), 3) for v in euler.GetTranslation()],
-            "centre_mm_lps": [round(float(v), 3) for v in euler.GetCenter()]}
