@@ -222,3 +222,31 @@ def test_symmetric_prior_treats_baseline_and_followup_alike():
                            _image((np.roll(strong, 5, axis=2) > 0.9).astype(np.uint16))], [None, moved], point)
     assert sitk.GetArrayViewFromImage(out[0])[15, 15, 15] == 1
     assert [int(sitk.GetArrayViewFromImage(o).sum()) for o in out] == [int(_ball(shape, (15, 15, 15), 3).sum())] * 2
+
+
+def test_compare_refuses_result_folders_of_another_model_or_threshold(tmp_path: Path, capsys):
+    from BrainMetSegLib.io import sha256_file
+    from BrainMetSegLib.lesions import lesion_table
+
+    shape = (20, 20, 20)
+    labels = np.zeros(shape, np.uint16)
+    labels[_ball(shape, (10, 10, 10), 4)] = 1
+
+    def folder(name: str, run: dict) -> str:
+        f = tmp_path / name
+        f.mkdir()
+        scan = tmp_path / f"{name}.nii.gz"
+        sitk.WriteImage(_image(np.random.default_rng(3).normal(100, 10, shape).astype(np.float32)), str(scan))
+        sitk.WriteImage(_image(labels), str(f / "lesion_labels.nii.gz"))
+        (f / "lesions.json").write_text(json.dumps({"lesions": lesion_table(_image(labels))}))
+        (f / "run.json").write_text(json.dumps({**run, "inputs": {"t1ce": {"path": str(scan),
+                                                                           "sha256": sha256_file(scan)}}}))
+        return str(f)
+
+    base = folder("t0", _run())
+    for name, run, said in (("t1", _run(sha="b" * 64), "another model"),
+                            ("t2", _run(threshold_used=0.999999), "threshold_used = 0.999999 (t0: 0.95)")):
+        assert cli_main(["compare", base, folder(name, run), "-o", str(tmp_path / f"cmp_{name}"),
+                         "--progress", "none"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "--force REASON" in err and len(err.strip().splitlines()) == 1
