@@ -352,8 +352,12 @@ def stage_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
 
 def stage_text(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` (UTF-8) to a verified temporary file beside ``path``; see :func:`stage_image`."""
+    return stage_bytes(text.encode("utf-8"), path)
+
+
+def stage_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to a verified temporary file beside ``path``; see :func:`stage_image`."""
     path = Path(path)
-    data = text.encode("utf-8")
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(name)
     try:

@@ -125,7 +125,14 @@ def lesion_labels_array(probability_kji: np.ndarray, spacing_xyz, point: Operati
     return renumber_by_size(_grow(prob, seeds, point.outline))
 
 
-def _grow(prob: np.ndarray, seeds: np.ndarray, outline: float) -> np.ndarray:
+def grow_detections(prob: np.ndarray, seeds: np.ndarray, outline) -> np.ndarray:
+    """Detections (instance ids, (Z, Y, X)) drawn out to ``outline`` by step 2-3 of the module
+    rule, renumbered by size. ``outline``: a probability, or one per voxel (an array of
+    ``prob``'s shape, e.g. lower where a prior says a lesion was); no seed may lie at or below it."""
+    return renumber_by_size(_grow(prob, seeds, outline)) if seeds.any() else seeds
+
+
+def _grow(prob: np.ndarray, seeds: np.ndarray, outline) -> np.ndarray:
     """Each seed grown over its connected ``prob > outline`` region; regions holding several
     seeds split by a seeded watershed on ``-prob`` inside the region's bounding box."""
     import cc3d

@@ -85,15 +85,26 @@ def test_matching_overlap_split_merge_distance_new_absent():
     assert 4 in res.absent and 4 in res.new
 
 
-def test_overlap_below_the_fraction_is_no_link():
-    shape = (20, 20, 40)
+def test_a_fragment_touching_a_tracked_lesion_is_that_lesion_never_new():
+    shape = (20, 20, 60)
     base = np.zeros(shape, np.int32)
     base[_ball(shape, (10, 10, 10), 5)] = 1
     fu = np.zeros(shape, np.int32)
-    fu[_ball(shape, (10, 10, 19), 5)] = 1  # touches lesion 1 by a sliver (< 10 % of either)
-    cents = {1: np.array([19.0, 10, 10])}
-    res = match_lesions(_refs(base), fu, cents, MatchConfig(min_overlap_fraction=0.1, max_distance_mm=0.0))
-    assert res.links == [] and res.new == [1] and res.absent == [1]
+    fu[_ball(shape, (10, 10, 9), 3)] = 1  # the lesion, smaller
+    fu[_ball(shape, (10, 10, 17), 1)] = 2  # a fragment abutting its extent (nearest voxel 1 mm away)
+    fu[_ball(shape, (10, 10, 24), 2)] = 3  # 7 mm clear of it: new
+    fu[_ball(shape, (10, 10, 40), 3)] = 4  # far away: new
+    cents = {int(k): np.argwhere(fu == k).mean(0)[::-1].astype(float) for k in np.unique(fu[fu > 0])}
+    res = match_lesions(_refs(base), fu, cents, MatchConfig(max_distance_mm=0.0), spacing_xyz=(1.0, 1.0, 1.0))
+    assert [(link.tracks, link.lesions, link.kind) for link in res.links] == [([1], [1, 2], "split")]
+    assert res.new == [3, 4] and res.absent == []
+    # With no contact allowed, the abutting fragment is new: the rule is the contact distance (mm).
+    res = match_lesions(_refs(base), fu, cents, MatchConfig(contact_mm=0.0, max_distance_mm=0.0))
+    assert 2 in res.new
+    # Contact is measured in mm: on a 0.5 mm grid the fragment is 0.5 mm away.
+    res = match_lesions(_refs(base), fu, cents, MatchConfig(contact_mm=0.6, max_distance_mm=0.0),
+                        spacing_xyz=(0.5, 0.5, 0.5))
+    assert res.links[0].lesions == [1, 2]
 
 
 # --- registration on a moved head --------------------------------------------------------------
@@ -272,6 +283,7 @@ def test_compare_reads_segment_result_folders(series, tmp_path: Path, capsys):
 
 def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     from BrainMetSegLib.longitudinal.prior import PriorConfig, guided_labels, prior_region
+    from BrainMetSegLib.operating_point import OperatingPoint
 
     shape = (30, 30, 60)
     prior = np.zeros(shape, np.uint16)
@@ -289,10 +301,17 @@ def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     prob[_ball(shape, (15, 15, 45), 2)] = 0.5  # faint, elsewhere
     prob_img = sitk.GetImageFromArray(prob)
     prob_img.CopyInformation(fu)
-    guided = sitk.GetArrayFromImage(guided_labels(prob_img, region, 0.8, 0.0, PriorConfig(threshold_factor=0.5)))
+    point = OperatingPoint(0.8, 0.0)
+    guided = sitk.GetArrayFromImage(guided_labels(prob_img, region, point, PriorConfig(threshold_factor=0.5)))
     assert guided[15, 15, 20] > 0 and guided[15, 15, 45] == 0 and guided.max() == 1
-    plain = sitk.GetArrayFromImage(guided_labels(prob_img, np.zeros(shape, bool), 0.8, 0.0))
+    plain = sitk.GetArrayFromImage(guided_labels(prob_img, np.zeros(shape, bool), point))
     assert plain.max() == 0
+    # With an outline threshold, lesions inside the prior are drawn out to at most the lowered threshold.
+    prob[_ball(shape, (15, 15, 20), 3) & (prob == 0)] = 0.3
+    prob_img = sitk.GetImageFromArray(prob)
+    prob_img.CopyInformation(fu)
+    outlined = sitk.GetArrayFromImage(guided_labels(prob_img, region, OperatingPoint(0.8, 0.0, 0.25)))
+    assert (outlined == 1).sum() == _ball(shape, (15, 15, 20), 3).sum()
 
 
 @pytest.fixture(scope="module")
@@ -309,9 +328,9 @@ def test_compare_segments_scans_on_the_way_with_prior(series, coarse_model, tmp_
                      "--device", "cpu", "--prior", "--progress", "none", "--quiet"]) == 0
     for name in ("base", "fu"):
         assert (out / "segmentations" / name / "lesion_labels.nii.gz").is_file()
-    run = json.loads((out / "segmentations" / "fu" / "run.json").read_text())
-    assert run["prior"]["threshold_factor"] == 0.5 and "prior" not in json.loads(
-        (out / "segmentations" / "base" / "run.json").read_text())
+    for name in ("base", "fu"):  # the prior acts on every time point alike
+        run = json.loads((out / "segmentations" / name / "run.json").read_text())
+        assert run["prior"]["threshold_factor"] == 0.5 and "symmetric" in run["prior"]["rule"]
     doc = json.loads((out / "longitudinal.json").read_text())
-    assert doc["brainmetseg_compare"]["prior"] == {"threshold_factor": 0.5}
+    assert doc["brainmetseg_compare"]["prior"]["threshold_factor"] == 0.5
     assert doc["timepoints"][1]["registration"]["type"] == "rigid"

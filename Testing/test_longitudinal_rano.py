@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 
 from BrainMetSegLib.longitudinal.rano import (
+    NOT_EVALUABLE,
     NOT_FROM_IMAGES,
+    PD_TO_CONFIRM,
     Measure,
     RanoConfig,
     assess,
@@ -91,27 +93,51 @@ def test_stable_disease():
     assert responses(base, {1: M(22), 2: M(19)}) == ["SD"]
 
 
-def test_new_lesion_makes_progression_but_a_small_one_is_equivocal():
+def test_new_lesion_makes_progression_but_a_small_one_is_to_be_confirmed():
     base = {1: M(20)}
-    assert responses(base, {1: M(20), 9: M(6, 5, 3)}) == ["PD"]  # unequivocal new lesion
-    # Small new lesion (4 mm): equivocal, not PD on this scan ...
-    a = assess([base, {1: M(20), 9: M(4, 3, 2)}])
+    assert responses(base, {1: M(20), 9: M(12, 8, 3)}) == ["PD"]  # unequivocal (measurable) new lesion
+    # Small new lesion (6 mm, below the 10 mm of measurable disease): equivocal -> "PD to be confirmed".
+    a = assess([base, {1: M(20), 9: M(6, 5, 3)}])
     r = a.timepoints[0]
-    assert r.response == "SD" and r.equivocal_new == [9] and r.new_lesions == []
+    assert r.response == PD_TO_CONFIRM and r.equivocal_new == [9] and r.new_lesions == []
+    assert r.target_response == "SD"
     # ... confirmed on the next scan: PD dated from the scan that first showed it.
     a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: M(4.5, 3, 2)}])
     assert [x.response for x in a.timepoints] == ["PD", "SD"]
     assert any("confirmed" in x for x in a.timepoints[0].reasons) and a.timepoints[1].after_progression
-    # ... gone on the next scan: never PD.
-    assert responses(base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20)}) == ["SD", "SD"]
-    # An equivocal lesion does not change the response until confirmed: all gone + a small new one = CR.
-    r = assess([base, {9: M(4, 3, 2)}]).timepoints[0]
-    assert r.response == "CR" and r.equivocal_new == [9]
+    # ... gone on the next scan: never PD, the response targets give.
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20)}])
+    assert [x.response for x in a.timepoints] == ["SD", "SD"]
+    assert any("not confirmed" in x for x in a.timepoints[0].reasons)
+    # All gone + a small new one: to be confirmed (not CR); gone again on the next scan: CR.
+    assert responses(base, {9: M(4, 3, 2)}) == [PD_TO_CONFIRM]
+    assert responses(base, {9: M(4, 3, 2)}, {}) == ["CR", "CR"]
     assert assess([base, {9: M(4, 3, 2)}, {9: M(4, 3, 2)}]).timepoints[0].response == "PD"
     # A new lesion on a single axial slice is equivocal whatever its size.
-    assert assess([base, {1: M(20), 9: M(8, 6, 1)}]).timepoints[0].equivocal_new == [9]
+    assert assess([base, {1: M(20), 9: M(14, 6, 1)}]).timepoints[0].equivocal_new == [9]
     # The size limit is a setting (this project's choice, not the paper's).
-    assert responses(base, {1: M(20), 9: M(4, 3, 2)}, config=RanoConfig(equivocal_below_mm=3.0)) == ["PD"]
+    assert responses(base, {1: M(20), 9: M(6, 5, 2)}, config=RanoConfig(equivocal_below_mm=5.0)) == ["PD"]
+    # Low confidence (when a limit is set and the measure carries one) is equivocal too.
+    sure, unsure = Measure(14, 10, 4, confidence=0.99), Measure(14, 10, 4, confidence=0.96)
+    cfg = RanoConfig(equivocal_below_confidence=0.98)
+    assert responses(base, {1: M(20), 9: sure}, config=cfg) == ["PD"]
+    assert responses(base, {1: M(20), 9: unsure}, config=cfg) == [PD_TO_CONFIRM]
+    assert responses(base, {1: M(20), 9: unsure}) == ["PD"]  # no confidence limit by default
+
+
+def test_target_that_cannot_be_assessed_is_not_evaluable():
+    base = {1: M(20), 2: M(15), 3: M(6)}  # targets 1, 2; non-target 3
+    # Target 2 outside the follow-up's field of view: NE, never a (false) PR or CR.
+    a = assess([base, {1: M(20), 3: M(6)}], unassessable=[set(), {2}])
+    r = a.timepoints[0]
+    assert r.target_response == NOT_EVALUABLE and r.response == NOT_EVALUABLE
+    assert any("cannot be assessed" in x for x in r.reasons)
+    assert responses(base, {1: M(20), 3: M(6)}) == ["PR"]  # what it would say otherwise (-43 %)
+    # Unequivocal progression elsewhere still makes PD.
+    assert assess([base, {1: M(20), 3: M(6), 7: M(15, 10, 4)}], unassessable=[set(), {2}]).timepoints[0].response == "PD"
+    # A non-target that cannot be assessed blocks CR only.
+    assert assess([base, {}], unassessable=[set(), {3}]).timepoints[0].response == NOT_EVALUABLE
+    assert assess([base, {}]).timepoints[0].response == "CR"
 
 
 def test_reappearing_lesion_is_not_new():
@@ -134,8 +160,9 @@ def test_no_measurable_disease_and_no_disease():
     assert a.targets == [] and [r.response for r in a.timepoints] == ["NCR/NPD", "CR"]
     assert a.timepoints[0].target_response == "none"
     assert responses({}, {}) == ["NED"]
-    assert responses({}, {3: M(4, 3, 2)}) == ["NED"]  # equivocal, pending
-    assert responses({}, {3: M(7, 6, 3)}) == ["PD"]
+    assert responses({}, {3: M(4, 3, 2)}) == [PD_TO_CONFIRM]  # equivocal, pending
+    assert responses({}, {3: M(4, 3, 2)}, {}) == ["NED", "NED"]  # not confirmed
+    assert responses({}, {3: M(12, 6, 3)}) == ["PD"]
 
 
 def test_confirmation_of_response_needs_four_weeks():

@@ -29,6 +29,7 @@ from BrainMetSegLib.longitudinal import (
     TimePoint,
     compare_timepoints,
 )
+from BrainMetSegLib.longitudinal.rano import RESPONSE_WORDS
 from BrainMetSegLib.mrml import dicom_export, volumes
 from BrainMetSegLib.mrml import longitudinal as scene_longitudinal
 from BrainMetSegLib.operating_point import OperatingPoint
@@ -238,6 +239,8 @@ def test_comparison_loaded_with_shared_tracks_and_overlay():
     rano = nodes.rano_table
     assert rano.GetNumberOfRows() == 1 and rano.GetColumnIndex("radiographic_response") >= 0
     assert rano.GetCellText(0, rano.GetColumnIndex("radiographic_response")) == result.rano.timepoints[0].response
+    assert rano.GetCellText(0, rano.GetColumnIndex("response_in_words")) == RESPONSE_WORDS[
+        result.rano.timepoints[0].response]
     assert rano.GetAttribute("BrainMetSeg.Note") == NOT_FROM_IMAGES  # steroids, clinical status
     # the plain-data round trip the folder loader relies on
     doc = json.loads(json.dumps(result.to_dict(), default=float))

@@ -60,7 +60,10 @@ def test_table_and_responses_follow_longitudinal_json(compared):
     assert not any(r["new"] or r["resolved"] for r in folder.table(0))
     responses = folder.responses()
     assert responses[0]["response"] == "baseline"
-    assert responses[1]["response"] == f"{doc['rano_bm']['timepoints'][0]['response']} (radiographic)"
+    # The follow-up's only new lesion is small (< 10 mm): equivocal, so "to be confirmed", spelled out.
+    assert doc["rano_bm"]["timepoints"][0]["response"] == "PD to be confirmed"
+    assert responses[1]["response"] == "PD to be confirmed: progression to be confirmed (radiographic)"
+    assert responses[1]["caution"] and not responses[0]["caution"]
 
 
 def test_time_point_switch_shows_each_scan_with_track_segments_in_track_colours(compared):

@@ -76,7 +76,7 @@ def main() -> None:
             plain = lesion_labels(result.probability, OperatingPoint(segmenter.threshold, segmenter.min_volume))
             reg = register_followup(baseline.image, sitk.Cast(fu.case.image, sitk.sitkFloat32))
             region = prior_region(baseline.labels, fu.case.image, reg, prior_cfg.margin_mm)
-            guided = guided_labels(result.probability, region, segmenter.threshold, segmenter.min_volume, prior_cfg)
+            guided = guided_labels(result.probability, region, segmenter.operating_point, prior_cfg)
             persisting = {lid for lid, b in fu.correspondence.items() if b is not None}
             row = {"case": c, "case_seed": seed, "scenario": fu.scenario,
                    "without": score(plain, fu.case.labels, persisting), "with": score(guided, fu.case.labels, persisting)}

@@ -2,11 +2,14 @@
 
 Two steps, in this order:
 
-1. overlap: a known lesion and a follow-up lesion (resampled onto the baseline grid) are linked
-   when they share voxels, at least ``min_overlap_fraction`` of the smaller of the two. The
-   links form a bipartite graph; each connected piece is one correspondence: one-to-one
-   ("matched"), one known lesion to several follow-up lesions ("split"), several known lesions
-   to one follow-up lesion ("merged"), or several to several ("merged+split").
+1. contact: a known lesion and a follow-up lesion (resampled onto the baseline grid) are linked
+   when any voxel of the follow-up lesion lies within ``contact_mm`` of the known lesion's
+   extent (they overlap or abut). A segmentation that breaks a lesion into fragments leaves
+   them touching or overlapping its extent, so a fragment is never "new": a new lesion must lie
+   clear of every known lesion's extent. The links form a bipartite graph; each connected piece
+   is one correspondence: one-to-one ("matched"), one known lesion to several follow-up lesions
+   ("split"), several known lesions to one follow-up lesion ("merged"), or several to several
+   ("merged+split").
 2. distance: known lesions and follow-up lesions left without a partner are paired by centroid
    distance (Hungarian assignment), when the centroids are at most ``max_distance_mm`` apart
    (RAS/LPS mm in baseline space). This catches a lesion that shrank to a few voxels, or to
@@ -21,22 +24,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 
 @dataclass(frozen=True)
 class MatchConfig:
-    """min_overlap_fraction: shared voxels / voxels of the smaller lesion needed for a link;
-    max_distance_mm: largest centroid distance (mm) for the distance step."""
+    """contact_mm: a follow-up lesion with a voxel within this distance (mm) of a known lesion's
+    extent is linked to it (0: only overlapping voxels); max_distance_mm: largest centroid
+    distance (mm) for the distance step."""
 
-    min_overlap_fraction: float = 0.1
+    contact_mm: float = 1.5
     max_distance_mm: float = 8.0
 
 
 @dataclass
 class Reference:
-    """A known lesion in baseline space: flat voxel indices into the baseline array (z, y, x
-    order, may be empty) and its centroid (LPS mm)."""
+    """A known lesion in baseline space: its extent as flat voxel indices into the baseline
+    array (z, y, x order, may be empty; every voxel it has covered on any scan) and its centroid
+    (LPS mm)."""
 
     voxels: np.ndarray
     centroid_lps: np.ndarray
@@ -45,8 +51,9 @@ class Reference:
 @dataclass
 class Link:
     """One correspondence: known track ids and follow-up lesion ids, how it was found
-    ("overlap" or "distance"), its kind ("matched", "split", "merged", "merged+split"), the
-    shared voxels per (track, lesion) pair, and the centroid distance (mm) for distance links."""
+    ("overlap": in contact, or "distance"), its kind ("matched", "split", "merged",
+    "merged+split"), per (track, lesion) pair the lesion's voxels within contact of the track's
+    extent, and the centroid distance (mm) for distance links."""
 
     tracks: list[int]
     lesions: list[int]
@@ -73,30 +80,44 @@ def _kind(n_tracks: int, n_lesions: int) -> str:
     return "merged+split"
 
 
+def contact_counts(references: dict[int, Reference], followup_on_baseline: np.ndarray,
+                   spacing_xyz, contact_mm: float) -> dict[tuple[int, int], int]:
+    """(track id, follow-up lesion id) -> number of the lesion's voxels within ``contact_mm`` of
+    the track's extent (voxel centres, mm; both on the baseline grid of ``spacing_xyz``)."""
+    labels = np.asarray(followup_on_baseline)
+    spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
+    pad = np.ceil(contact_mm / spacing_zyx).astype(int) + 1
+    out: dict[tuple[int, int], int] = {}
+    for tid, ref in references.items():
+        if ref.voxels.size == 0:
+            continue
+        idx = np.array(np.unravel_index(ref.voxels, labels.shape))
+        lo = np.maximum(idx.min(1) - pad, 0)
+        hi = np.minimum(idx.max(1) + pad + 1, labels.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        extent = np.zeros(hi - lo, bool)
+        extent[tuple(idx - lo[:, None])] = True
+        near = ndimage.distance_transform_edt(~extent, sampling=spacing_zyx) <= contact_mm + 1e-6
+        counts = np.bincount(labels[box][near].ravel())
+        for lid in np.flatnonzero(counts[1:]) + 1:
+            out[(tid, int(lid))] = int(counts[lid])
+    return out
+
+
 def match_lesions(references: dict[int, Reference], followup_on_baseline: np.ndarray,
                   followup_centroids_lps: dict[int, np.ndarray],
-                  config: MatchConfig = MatchConfig()) -> MatchResult:
+                  config: MatchConfig = MatchConfig(), spacing_xyz=(1.0, 1.0, 1.0)) -> MatchResult:
     """Match follow-up lesions to known lesions.
 
     references: track id -> :class:`Reference` (baseline space).
     followup_on_baseline: follow-up instance labels resampled onto the baseline grid (z, y, x).
     followup_centroids_lps: follow-up lesion id -> centroid carried into baseline space (LPS mm);
         its keys are the follow-up's lesions (a lesion may have no voxel left on the baseline grid).
+    spacing_xyz: the baseline grid's voxel size (x, y, z mm), for ``contact_mm``.
     """
-    flat = np.asarray(followup_on_baseline).ravel()
     fu_ids = sorted(followup_centroids_lps)
-    fu_sizes = np.bincount(flat, minlength=max(fu_ids, default=0) + 1) if fu_ids else np.zeros(1, int)
-    shared: dict[tuple[int, int], int] = {}
-    for tid, ref in references.items():
-        if ref.voxels.size == 0:
-            continue
-        counts = np.bincount(flat[ref.voxels], minlength=fu_sizes.size)
-        for lid in np.flatnonzero(counts[1:]) + 1:
-            if int(lid) not in followup_centroids_lps:
-                continue
-            smaller = min(ref.voxels.size, int(fu_sizes[lid]))
-            if counts[lid] >= config.min_overlap_fraction * smaller:
-                shared[(tid, int(lid))] = int(counts[lid])
+    shared = {pair: n for pair, n in contact_counts(references, followup_on_baseline, spacing_xyz,
+                                                    config.contact_mm).items() if pair[1] in followup_centroids_lps}
     links = _components(shared)
     linked_t = {t for link in links for t in link.tracks}
     linked_l = {lid for link in links for lid in link.lesions}

@@ -17,7 +17,10 @@ The rules, as the paper states them (measurements are the longest axial diameter
   of non-target lesions; or a new lesion. A new lesion is one not present on prior scans and
   visible in at least two projections; an *equivocal* new lesion (e.g. because it is small) does
   not make PD until a later scan confirms it, and then PD dates from the scan that first showed it
-  (until then the scan's response is what targets and non-targets give, with the lesion listed);
+  (until then the scan's response is "PD to be confirmed", :data:`PD_TO_CONFIRM`; when later
+  scans do not show it, what targets and non-targets give);
+- a scan on which a target lesion cannot be assessed (outside its field of view) is "not
+  evaluable" (:data:`NOT_EVALUABLE`) unless it shows unequivocal progression;
 - stable disease (SD): neither PR nor PD;
 - CR and PR must be sustained for at least 4 weeks (a later scan).
 
@@ -35,9 +38,21 @@ from ..lesions import RANO_MIN_LONGEST_MM, RANO_MIN_PERPENDICULAR_MM, RANO_MIN_S
 NOT_FROM_IMAGES = ("RANO-BM also needs the corticosteroid dose and the clinical status, which an image "
                    "cannot give: this is the radiographic response only; a clinician must add both.")
 
+#: A scan whose only sign of progression is an equivocal new lesion: RANO-BM continues therapy
+#: and lets the next scan decide (PD, back-dated, if it shows the lesion again).
+PD_TO_CONFIRM = "PD to be confirmed"
+#: A scan on which a target lesion cannot be assessed (e.g. outside its field of view), with no
+#: unequivocal progression elsewhere: no response can be given.
+NOT_EVALUABLE = "NE"
 #: Response categories. "NCR/NPD" (non-CR/non-PD) is used when there is no target lesion at
 #: baseline; "NED" when there was no lesion at all at baseline and no unequivocal one since.
-CATEGORIES = ("CR", "PR", "SD", "PD", "NCR/NPD", "NED")
+CATEGORIES = ("CR", "PR", "SD", "PD", PD_TO_CONFIRM, "NCR/NPD", "NED", NOT_EVALUABLE)
+#: Responses a front end must never show as a bare code: spelled out (:data:`RESPONSE_WORDS`).
+CAUTION = (PD_TO_CONFIRM, NOT_EVALUABLE)
+#: How front ends write each category in words (the report, the Slicer tables, the viewer).
+RESPONSE_WORDS = {"CR": "complete response", "PR": "partial response", "SD": "stable disease",
+                  "PD": "progressive disease", PD_TO_CONFIRM: "progression to be confirmed",
+                  "NCR/NPD": "non-CR/non-PD", "NED": "no evidence of disease", NOT_EVALUABLE: "not evaluable"}
 
 _EPS = 1e-9  # "at least 30 %", "at least 20 %", ">= 5 mm" are inclusive; absorb float round-off
 
@@ -56,7 +71,11 @@ class RanoConfig:
     new_min_slices: a new lesion must be seen on >= this many axial slices ("visible in at least
         two projections"); otherwise it is equivocal.
     equivocal_below_mm: a new lesion whose longest axial diameter is below this is equivocal
-        ("for example, because of its small size"; the number, 5 mm, is this project's choice).
+        ("for example, because of its small size", Lin et al. 2015). The paper gives no number;
+        this project takes its own limit of measurable disease, 10 mm: a new lesion too small to
+        be measured reproducibly makes "PD to be confirmed", and PD once a later scan shows it.
+    equivocal_below_confidence: a new lesion whose confidence (:attr:`Measure.confidence`, the
+        model's peak probability in it) is below this is equivocal; ``None``: not used.
     nontarget_progression_mm: a non-target lesion whose longest axial diameter grows by at least
         this over the smallest size it was seen at counts as unequivocal non-target progression (the paper leaves
         "unequivocal" to the reader; 5 mm, this project's choice; ``None`` = never from images).
@@ -71,7 +90,8 @@ class RanoConfig:
     pd_increase: float = 0.20
     pd_absolute_mm: float = 5.0
     new_min_slices: int = 2
-    equivocal_below_mm: float = 5.0
+    equivocal_below_mm: float = 10.0
+    equivocal_below_confidence: float | None = None
     nontarget_progression_mm: float | None = 5.0
     confirm_days: int = 28
 
@@ -79,12 +99,14 @@ class RanoConfig:
 @dataclass(frozen=True)
 class Measure:
     """One lesion at one time point: longest and perpendicular axial diameters (mm), the number
-    of axial slices it is seen on, and its volume (mm^3)."""
+    of axial slices it is seen on, its volume (mm^3) and the segmentation's confidence in it
+    (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map)."""
 
     longest_mm: float
     perpendicular_mm: float = 0.0
     slices: int = 1
     volume_mm3: float = 0.0
+    confidence: float | None = None
 
     def measurable(self, config: RanoConfig) -> bool:
         return (self.longest_mm >= config.min_longest_mm - _EPS
@@ -158,100 +180,127 @@ def _longest(tp: dict[int, Measure], i: int) -> float:
     return 0.0 if m is None else m.longest_mm
 
 
+def _target_response(timepoints, targets, sums, t, config, reasons, unseen) -> str:
+    """Target response of scan t: CR / PR / SD / PD, "none" without targets, NE when a target
+    cannot be assessed on it (``unseen``)."""
+    tp, nadir = timepoints[t], min(sums[:t])
+    if not targets:
+        return "none"
+    if unseen:
+        reasons.append(f"target lesion(s) {sorted(unseen)} cannot be assessed on this scan: target response "
+                       "not evaluable")
+        return NOT_EVALUABLE
+    if sums[t] <= _EPS:
+        reasons.append("every target lesion is gone")
+        return "CR"
+    grew = [i for i in targets
+            if _longest(tp, i) - min(_longest(timepoints[s], i) for s in range(t)) >= config.pd_absolute_mm - _EPS]
+    rel_up = sums[t] - nadir >= config.pd_increase * nadir - _EPS
+    if rel_up and grew:
+        reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pd_increase:.0%} above the nadir "
+                       f"{nadir:.1f} mm and lesion(s) {grew} grew by >= {config.pd_absolute_mm:g} mm")
+        return "PD"
+    if sums[0] - sums[t] >= config.pr_decrease * sums[0] - _EPS:
+        reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pr_decrease:.0%} below the baseline "
+                       f"{sums[0]:.1f} mm")
+        return "PR"
+    if rel_up:
+        reasons.append(f"target sum >= {config.pd_increase:.0%} above the nadir but no lesion grew by "
+                       f">= {config.pd_absolute_mm:g} mm (RANO-BM's absolute condition): not PD")
+    return "SD"
+
+
+def _nontarget_response(timepoints, nontargets, t, config, reasons, unseen) -> str:
+    """Non-target response of scan t: CR (all gone), NCR/NPD, PD (unequivocal growth), "none";
+    NE instead of CR when a non-target lesion cannot be assessed on it."""
+    tp = timepoints[t]
+    if not nontargets:
+        return "none"
+    if all(i not in tp for i in nontargets):
+        if unseen:
+            reasons.append(f"non-target lesion(s) {sorted(unseen)} cannot be assessed on this scan")
+            return NOT_EVALUABLE
+        return "CR"
+    if config.nontarget_progression_mm is not None:
+        # Against the smallest size the lesion was *seen* at: a non-target lesion that went
+        # away and comes back at its old size has not progressed unequivocally.
+        grown = [i for i in nontargets if i in tp and _longest(tp, i) - min(
+            timepoints[s][i].longest_mm for s in range(t) if i in timepoints[s]
+        ) >= config.nontarget_progression_mm - _EPS]
+        if grown:
+            reasons.append(f"non-target lesion(s) {grown} grew by >= {config.nontarget_progression_mm:g} mm "
+                           "(taken as unequivocal progression)")
+            return "PD"
+    return "NCR/NPD"
+
+
+def is_equivocal(m: Measure, config: RanoConfig) -> bool:
+    """A new lesion RANO-BM calls equivocal: small, on too few slices, or of low confidence."""
+    low = (config.equivocal_below_confidence is not None and m.confidence is not None
+           and m.confidence < config.equivocal_below_confidence)
+    return m.slices < config.new_min_slices or m.longest_mm < config.equivocal_below_mm - _EPS or low
+
+
+def _overall(base, target, nontarget, unequivocal, equivocal) -> str:
+    if "PD" in (target, nontarget) or unequivocal:
+        return "PD"
+    if equivocal:
+        return PD_TO_CONFIRM
+    if NOT_EVALUABLE in (target, nontarget):
+        return NOT_EVALUABLE
+    if not base:  # no disease at baseline
+        return "NED"
+    if target in ("CR", "none") and nontarget in ("CR", "none"):
+        return "CR"
+    if target in ("CR", "PR"):
+        return "PR"
+    if target == "SD":
+        return "SD"
+    return "NCR/NPD"  # no targets, non-targets persist
+
+
 def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig(),
-           days: list[float] | None = None) -> RanoAssessment:
+           days: list[float] | None = None, unassessable: list[set[int]] | None = None) -> RanoAssessment:
     """RANO-BM radiographic response of every follow-up.
 
     timepoints: per scan (baseline first), track id -> :class:`Measure` of each lesion seen on it
         (a lesion not seen is absent; ids are stable across scans: the matching's job).
     days: optional scan dates as days since baseline, for the 4-week confirmation of CR/PR.
+    unassessable: optional, per scan, track ids that cannot be assessed on it (e.g. outside its
+        field of view): neither present nor absent; a target among them makes the scan NE
+        unless it shows unequivocal progression elsewhere.
     """
     if not timepoints:
         raise ValueError("assess() needs at least the baseline time point")
     base = timepoints[0]
+    unassessable = unassessable or [set() for _ in timepoints]
     targets = choose_targets(base, config)
     nontargets = sorted(i for i in base if i not in targets)
     sums = [sum(_longest(tp, i) for i in targets) for tp in timepoints]
     seen_before: set[int] = set(base)
     results: list[TimepointResponse] = []
-    first_seen: dict[int, int] = {}
     for t in range(1, len(timepoints)):
-        tp = timepoints[t]
-        nadir = min(sums[:t])
+        tp, unseen = timepoints[t], set(unassessable[t])
         reasons: list[str] = []
-        # Targets.
-        if not targets:
-            target = "none"
-        elif sums[t] <= _EPS:
-            target = "CR"
-            reasons.append("every target lesion is gone")
-        else:
-            grew = [i for i in targets
-                    if _longest(tp, i) - min(_longest(timepoints[s], i) for s in range(t)) >= config.pd_absolute_mm - _EPS]
-            rel_up = sums[t] - nadir >= config.pd_increase * nadir - _EPS
-            if rel_up and grew:
-                target = "PD"
-                reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pd_increase:.0%} above the nadir "
-                               f"{nadir:.1f} mm and lesion(s) {grew} grew by >= {config.pd_absolute_mm:g} mm")
-            elif sums[0] - sums[t] >= config.pr_decrease * sums[0] - _EPS:
-                target = "PR"
-                reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pr_decrease:.0%} below the baseline "
-                               f"{sums[0]:.1f} mm")
-            else:
-                target = "SD"
-                if rel_up:
-                    reasons.append(f"target sum >= {config.pd_increase:.0%} above the nadir but no lesion grew by "
-                                   f">= {config.pd_absolute_mm:g} mm (RANO-BM's absolute condition): not PD")
-        # Non-targets.
-        if not nontargets:
-            nontarget = "none"
-        elif all(i not in tp for i in nontargets):
-            nontarget = "CR"
-        else:
-            nontarget = "NCR/NPD"
-            if config.nontarget_progression_mm is not None:
-                # Against the smallest size the lesion was *seen* at: a non-target lesion that went
-                # away and comes back at its old size has not progressed unequivocally.
-                grown = [i for i in nontargets if i in tp and _longest(tp, i) - min(
-                    timepoints[s][i].longest_mm for s in range(t) if i in timepoints[s]
-                ) >= config.nontarget_progression_mm - _EPS]
-                if grown:
-                    nontarget = "PD"
-                    reasons.append(f"non-target lesion(s) {grown} grew by >= {config.nontarget_progression_mm:g} mm "
-                                   "(taken as unequivocal progression)")
+        target = _target_response(timepoints, targets, sums, t, config, reasons, unseen & set(targets))
+        nontarget = _nontarget_response(timepoints, nontargets, t, config, reasons, unseen & set(nontargets))
         # New lesions: tracks never seen before this scan.
         new = sorted(i for i in tp if i not in seen_before)
-        for i in new:
-            first_seen[i] = t
         seen_before |= set(tp)
-        unequivocal = [i for i in new if tp[i].slices >= config.new_min_slices
-                       and tp[i].longest_mm >= config.equivocal_below_mm - _EPS]
-        equivocal = [i for i in new if i not in unequivocal]
+        equivocal = [i for i in new if is_equivocal(tp[i], config)]
+        unequivocal = [i for i in new if i not in equivocal]
         if unequivocal:
             reasons.append(f"new lesion(s) {unequivocal}")
         if equivocal:
-            reasons.append(f"equivocal new lesion(s) {equivocal} (small or on < {config.new_min_slices} slices): "
-                           "PD only if a later scan confirms them")
-        if "PD" in (target, nontarget) or unequivocal:
-            response = "PD"
-        elif not base:  # no disease at baseline; an equivocal new lesion is pending (see above)
-            response = "NED"
-        elif target in ("CR", "none") and nontarget in ("CR", "none"):
-            # An equivocal new lesion does not change the response until a later scan confirms
-            # it (then PD is back-dated to this scan, see _confirm_equivocal).
-            response = "CR"
-        elif target in ("CR", "PR"):
-            response = "PR"
-        elif target == "SD":
-            response = "SD"
-        else:  # no targets, non-targets persist (or an equivocal new lesion pending)
-            response = "NCR/NPD"
+            reasons.append(f"equivocal new lesion(s) {equivocal} (small, on < {config.new_min_slices} slices or of "
+                           "low confidence): PD if a later scan confirms them")
+        response = _overall(base, target, nontarget, unequivocal, equivocal)
         results.append(TimepointResponse(
-            index=t, target_sum_mm=round(sums[t], 3), baseline_sum_mm=round(sums[0], 3), nadir_sum_mm=round(nadir, 3),
-            change_from_baseline_pct=_pct(sums[t], sums[0]), change_from_nadir_pct=_pct(sums[t], nadir),
-            target_response=target, nontarget_response=nontarget, new_lesions=unequivocal, equivocal_new=equivocal,
-            response=response, reasons=reasons))
-    _confirm_equivocal(results, timepoints, first_seen)
+            index=t, target_sum_mm=round(sums[t], 3), baseline_sum_mm=round(sums[0], 3),
+            nadir_sum_mm=round(min(sums[:t]), 3), change_from_baseline_pct=_pct(sums[t], sums[0]),
+            change_from_nadir_pct=_pct(sums[t], min(sums[:t])), target_response=target, nontarget_response=nontarget,
+            new_lesions=unequivocal, equivocal_new=equivocal, response=response, reasons=reasons))
+    _confirm_equivocal(results, timepoints, base)
     _confirm_responses(results, days, config)
     first_pd = next((r.index for r in results if r.response == "PD"), None)
     for r in results:
@@ -259,16 +308,22 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     return RanoAssessment(targets, nontargets, round(sums[0], 3), results, config)
 
 
-def _confirm_equivocal(results: list[TimepointResponse], timepoints, first_seen: dict[int, int]) -> None:
-    """An equivocal new lesion still present on a later scan is confirmed: PD from the scan that
-    first showed it (RANO-BM)."""
+def _confirm_equivocal(results: list[TimepointResponse], timepoints, base) -> None:
+    """"PD to be confirmed" becomes PD when a later scan shows one of its equivocal new lesions
+    again (RANO-BM: PD from the scan that first showed it), and the response targets and
+    non-targets give when the next scan shows none of them (the lesion was not confirmed)."""
     for r in results:
-        for i in r.equivocal_new:
-            later = [t for t in range(r.index + 1, len(timepoints)) if i in timepoints[t]]
-            if later:
-                r.response = "PD"
-                r.reasons.append(f"equivocal new lesion {i} confirmed on time point {later[0]}: PD dates from "
-                                 f"time point {r.index}")
+        if r.response != PD_TO_CONFIRM:
+            continue
+        later = {i: [t for t in range(r.index + 1, len(timepoints)) if i in timepoints[t]] for i in r.equivocal_new}
+        confirmed = {i: ts[0] for i, ts in later.items() if ts}
+        if confirmed:
+            r.response = "PD"
+            r.reasons += [f"equivocal new lesion {i} confirmed on time point {t}: PD dates from time point {r.index}"
+                          for i, t in confirmed.items()]
+        elif r.index + 1 < len(timepoints):
+            r.response = _overall(base, r.target_response, r.nontarget_response, [], [])
+            r.reasons.append(f"equivocal new lesion(s) {r.equivocal_new} not seen on any later scan: not confirmed")
 
 
 def _confirm_responses(results: list[TimepointResponse], days, config: RanoConfig) -> None:

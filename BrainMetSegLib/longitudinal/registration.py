@@ -39,6 +39,32 @@ class Registration:
         return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), baseline, self.transform, sitk.sitkLinear, 0.0)
 
 
+def _index_to_physical(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(3x3 matrix, origin): LPS mm = matrix @ (i, j, k) + origin."""
+    matrix = np.array(image.GetDirection(), float).reshape(3, 3) * np.array(image.GetSpacing(), float)
+    return matrix, np.array(image.GetOrigin(), float)
+
+
+def extent_inside(voxels: np.ndarray, baseline: sitk.Image, followup: sitk.Image, registration: Registration,
+                  margin_mm: float = 0.0) -> bool:
+    """Whether a lesion extent on the baseline grid (flat voxel indices, z-y-x order) lies wholly
+    inside the follow-up's field of view once carried there by ``registration`` (each voxel centre
+    at least ``margin_mm`` inside the follow-up's outer voxel faces). An empty extent is inside."""
+    if voxels.size == 0:
+        return True
+    kji = np.array(np.unravel_index(voxels, baseline.GetSize()[::-1]), float)
+    m_b, o_b = _index_to_physical(baseline)
+    points = (m_b @ kji[::-1]).T + o_b  # (N, 3) baseline LPS
+    probe = np.vstack([np.zeros(3), np.eye(3)]) * 100.0  # the rigid transform as an affine map
+    mapped = np.array([registration.transform.TransformPoint(tuple(float(v) for v in p)) for p in probe])
+    affine = ((mapped[1:] - mapped[0]) / 100.0).T
+    on_fu = (affine @ points.T).T + mapped[0]
+    m_f, o_f = _index_to_physical(followup)
+    ijk = np.linalg.solve(m_f, (on_fu - o_f).T).T
+    slack = 0.5 - margin_mm / np.array(followup.GetSpacing(), float)
+    return bool(np.all(ijk >= -slack) and np.all(ijk <= np.array(followup.GetSize(), float) - 1 + slack))
+
+
 def register_followup(baseline: sitk.Image, followup: sitk.Image, name: str = "follow-up",
                       seed: int = 0) -> Registration:
     """Rigidly register ``followup`` onto ``baseline`` (both CE-T1 images of one patient).
@@ -68,3 +94,26 @@ def transform_error_mm(estimated: sitk.Transform, truth: sitk.Transform, points_
     a = np.array([estimated.TransformPoint(tuple(float(v) for v in p)) for p in points_lps])
     b = np.array([truth.TransformPoint(tuple(float(v) for v in p)) for p in points_lps])
     return np.linalg.norm(a - b, axis=1)
+
+
+def from_description(description: dict) -> Registration:
+    """A registration from :func:`describe`'s record (rigid only)."""
+    if description.get("type") != "rigid":
+        raise ValueError(f"cannot rebuild a {description.get('type')!r} registration from its record")
+    euler = sitk.Euler3DTransform()
+    euler.SetCenter(description["centre_mm_lps"])
+    euler.SetRotation(*np.radians(description["rotation_deg_lps"]))
+    euler.SetTranslation(description["translation_mm_lps"])
+    return Registration(euler)
+
+
+def describe(reg: Registration) -> dict:
+    """Rotation (degrees about LPS x, y, z), translation and centre (LPS mm) of a rigid registration."""
+    t = reg.transform
+    if t.GetName() != "Euler3DTransform":
+        return {"type": t.GetName(), "parameters": [round(float(v), 6) for v in t.GetParameters()]}
+    euler = sitk.Euler3DTransform(t)
+    return {"type": "rigid", "rotation_deg_lps": [round(float(np.degrees(a)), 3) for a in
+                                                  (euler.GetAngleX(), euler.GetAngleY(), euler.GetAngleZ())],
+            "translation_mm_lps": [round(float(v), 3) for v in euler.GetTranslation()],
+            "centre_mm_lps": [round(float(v), 3) for v in euler.GetCenter()]}

@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..evaluate.report import CSS
-from .rano import NOT_FROM_IMAGES
+from .rano import CAUTION, NOT_FROM_IMAGES, RESPONSE_WORDS
 from .tracking import LongitudinalResult, TimePoint, track_colour
 
 MONTAGE_FIELD_MM = 48.0
@@ -71,7 +71,7 @@ def curves_png(result: LongitudinalResult) -> bytes:
         axes[2].annotate(resp.response, (t, resp.target_sum_mm), textcoords="offset points", xytext=(0, 8),
                          ha="center", fontsize=9, weight="bold")
     axes[2].set(title="RANO-BM: sum of target longest diameters (mm)", xlabel=xlabel)
-    if len(result.tracks) <= 20:
+    if 0 < len(result.tracks) <= 20:  # no lesion at all: no legend to draw
         axes[0].legend(fontsize=7, ncol=2)
     for ax in axes:
         ax.set_xticks(x)
@@ -164,7 +164,10 @@ def _b64(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def html_report(result: LongitudinalResult, curves: bytes, montage: bytes) -> str:
+def html_report(result: LongitudinalResult, curves: bytes, montage: bytes, warnings: list[str] = (),
+                forced: dict | None = None) -> str:
+    """The report; ``warnings`` (consistency checks) and ``forced`` (the ``--force`` record) are shown
+    above the response."""
     rano = result.rano
     tps = result.timepoints
     n = len(result.tracks)
@@ -179,7 +182,9 @@ def html_report(result: LongitudinalResult, curves: bytes, montage: bytes) -> st
         ("non-target lesions", [r.nontarget_response for r in rano.timepoints]),
         ("new lesions", [", ".join(map(str, r.new_lesions)) or "none" for r in rano.timepoints]),
         ("equivocal new", [", ".join(map(str, r.equivocal_new)) or "none" for r in rano.timepoints]),
-        ("<b>radiographic response</b>", [f"<b>{r.response}</b>" for r in rano.timepoints]),
+        ("<b>radiographic response</b>", [f"<b>{html.escape(r.response)}</b>"
+                                          + (f" ({RESPONSE_WORDS[r.response]})" if r.response in CAUTION else "")
+                                          for r in rano.timepoints]),
         ("confirmed (>= 4 weeks)", [{True: "yes", False: "no", None: "not yet"}[r.confirmed]
                                     if r.response in ("CR", "PR") else "" for r in rano.timepoints]),
         ("why", ["<br>".join(html.escape(x) for x in r.reasons) for r in rano.timepoints]),
@@ -214,7 +219,7 @@ def html_report(result: LongitudinalResult, curves: bytes, montage: bytes) -> st
 <header><h1>Brain metastases: follow-up comparison</h1>
 <p>{len(tps)} time points, {len(result.tracks)} lesions tracked; baseline {html.escape(tps[0].name)}</p></header><main>
 <section><h2>RANO-BM (Lin et al., Lancet Oncol 2015) — radiographic response</h2>
-<p class="warn">{html.escape(NOT_FROM_IMAGES)}</p>
+<p class="warn">{html.escape(NOT_FROM_IMAGES)}</p>{_checks_html(warnings, forced)}
 <p class="note">Targets: {", ".join(map(str, rano.targets)) or "none (no measurable lesion at baseline)"};
 non-targets: {", ".join(map(str, rano.nontargets)) or "none"}; baseline sum {rano.baseline_sum_mm:.1f} mm.</p>
 <table><tr><th></th>{head}</tr>{rano_html}</table></section>
@@ -227,6 +232,14 @@ against the lesion's first measurement. Ids are stable across time points.</p>
 an absent lesion is shown where it was last seen, carried through the registration.</p></section>
 </main></body></html>
 """
+
+
+def _checks_html(warnings, forced) -> str:
+    out = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)
+    if forced:
+        out += (f'<p class="warn">Compared although refused (--force, reason: {html.escape(forced["reason"])}): '
+                + html.escape("; ".join(forced["overrode"])) + "</p>")
+    return out
 
 
 def _pct(v) -> str:

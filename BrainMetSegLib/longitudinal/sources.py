@@ -24,7 +24,7 @@ from ..run_record import read_run
 from .tracking import TimePoint
 
 
-def _first(folder: Path, stem: str) -> Path | None:
+def first_image(folder: Path, stem: str) -> Path | None:
     for suf in IMAGE_SUFFIXES:
         if (folder / f"{stem}{suf}").is_file():
             return folder / f"{stem}{suf}"
@@ -33,17 +33,17 @@ def _first(folder: Path, stem: str) -> Path | None:
 
 def is_result_folder(path: str | Path) -> bool:
     p = Path(path)
-    return p.is_dir() and (p / "run.json").is_file() and _first(p, "lesion_labels") is not None
+    return p.is_dir() and (p / "run.json").is_file() and first_image(p, "lesion_labels") is not None
 
 
 def read_labels(path: str | Path, image: sitk.Image, image_path: str | Path) -> sitk.Image:
     """An instance label map for ``image``: integer voxels, same grid. A binary mask is split
-    into 26-connected lesions (largest first)."""
+    into 26-connected lesions (largest first); an all-zero map is a scan without lesions."""
     from ..lesions import label_instances
 
-    labels = read_mask_image(path, "label map") if Path(path).exists() else None
-    if labels is None:
+    if not Path(path).exists():
         raise InputError(f"{path}: label map not found.")
+    labels = read_mask_image(path, "label map")  # all zero: no lesion; all non-zero: refused
     if labels.GetDimension() == 4:
         labels = labels[:, :, :, 0]
     arr = sitk.GetArrayFromImage(labels)
@@ -76,7 +76,7 @@ def from_result_folder(folder: str | Path, name: str | None = None) -> TimePoint
         raise InputError(f"{scan_path}: the scan changed since {folder} was segmented (sha256 differs from "
                          "run.json); segment it again.")
     image = read_scalar_volume(scan_path, "CE-T1")
-    labels_path = _first(folder, "lesion_labels")
+    labels_path = first_image(folder, "lesion_labels")
     labels = read_labels(labels_path, image, scan_path)
     table = None
     table_path = folder / "lesions.json"

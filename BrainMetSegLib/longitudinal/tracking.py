@@ -22,8 +22,11 @@ import SimpleITK as sitk
 from ..lesions import lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .matching import Link, MatchConfig, Reference, match_lesions
-from .rano import Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
-from .registration import Registration, register_followup
+from .rano import RESPONSE_WORDS, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
+from .registration import Registration, describe, extent_inside, from_description, register_followup
+
+#: Status of a track on a scan whose field of view does not cover all of its extent.
+NOT_ASSESSABLE = "not-evaluable"
 
 
 @dataclass
@@ -52,12 +55,14 @@ class LesionAtTime:
     """A track at one time point.
 
     status: "present", "new" (first seen here), "split" (seen as several pieces), "merged"
-    (this track's lesion joined others; ``merged_with`` lists them), "merged-into" (its
-    lesion is counted under track ``merged_into``), "absent", or "not-yet-seen".
+    (other tracks' lesions joined this one; ``merged_with`` lists them), "merged-into" (its
+    lesion is counted under track ``merged_into``), "absent", "not-yet-seen", or
+    "not-evaluable" (the scan does not cover all of it: neither present nor absent).
     lesion_ids: the time point's own lesion ids (its label map / table) making up the track.
     method: how it was matched ("overlap", "distance", "" for baseline/new/absent).
-    Diameters are RANO-BM axial diameters (mm; several pieces: the longest diameters summed,
-    as RECIST does for a fragmented lesion); centroid in RAS mm on that time point's scan.
+    Diameters are RANO-BM axial diameters (mm; several pieces: measured as one lesion, the
+    union of the pieces); volume the pieces' sum; centroid in RAS mm on that time point's scan;
+    confidence: the segmentation's peak probability in it (None without a probability map).
     """
 
     timepoint: int
@@ -72,6 +77,7 @@ class LesionAtTime:
     centroid_ras_mm: list[float] | None = None
     merged_into: int | None = None
     merged_with: list[int] = field(default_factory=list)
+    confidence: float | None = None
 
     @property
     def seen(self) -> bool:
@@ -81,7 +87,7 @@ class LesionAtTime:
         if not self.seen:
             return None
         return Measure(self.longest_mm or 0.0, self.perpendicular_mm or 0.0, self.axial_slices or 0,
-                       self.volume_mm3 or 0.0)
+                       self.volume_mm3 or 0.0, self.confidence)
 
 
 @dataclass
@@ -149,7 +155,7 @@ class LongitudinalResult:
         tracks = [Track(tr["track_id"], tr["role"], [LesionAtTime(**a) for a in tr["at"]], tr["new_at"],
                         tr["resolved_at"]) for tr in doc["tracks"]]
         infos = [TimepointInfo(**t) for t in doc["timepoints"]]
-        registrations = [None if k == 0 or info.registration is None else _rigid(info.registration)
+        registrations = [None if k == 0 or info.registration is None else from_description(info.registration)
                          for k, info in enumerate(infos)]
         return cls(infos, tracks, assessment, list(track_maps), registrations)
 
@@ -160,6 +166,7 @@ class LongitudinalResult:
                  "change_from_nadir_pct": r.change_from_nadir_pct, "target": r.target_response,
                  "non_target": r.nontarget_response, "new_lesions": " ".join(map(str, r.new_lesions)),
                  "equivocal_new": " ".join(map(str, r.equivocal_new)), "radiographic_response": r.response,
+                 "response_in_words": RESPONSE_WORDS.get(r.response, r.response),
                  "confirmed": "" if r.confirmed is None else r.confirmed, "reasons": "; ".join(r.reasons)}
                 for r in self.rano.timepoints]
 
@@ -206,7 +213,9 @@ def _combine(t: int, status: str, rows: list[dict], method: str) -> LesionAtTime
         volume_mm3=float(vol.sum()), longest_mm=float(sum(r["axial_longest_diameter_mm"] for r in rows)),
         perpendicular_mm=float(max(r["axial_perpendicular_diameter_mm"] for r in rows)),
         longest_3d_mm=float(max(r["longest_diameter_mm"] for r in rows)),
-        axial_slices=int(max(r["axial_slices"] for r in rows)), centroid_ras_mm=[round(float(v), 3) for v in ras])
+        axial_slices=int(max(r["axial_slices"] for r in rows)), centroid_ras_mm=[round(float(v), 3) for v in ras],
+        confidence=max((float(p) for r in rows if (p := r.get("max_probability")) is not None
+                        and np.isfinite(float(p))), default=None))
 
 
 def _assign(link: Link) -> dict[int, list[int]]:
@@ -219,6 +228,47 @@ def _assign(link: Link) -> dict[int, list[int]]:
         best = max(link.tracks, key=lambda t: (link.shared_voxels.get((t, lid), 0), -t))
         out[best].append(lid)
     return out
+
+
+def _statuses(link: Link, assigned: dict[int, list[int]]) -> dict[int, tuple[str, int | None, list[int]]]:
+    """Per track of a link: status, the track it merged into (for "merged-into") and the tracks
+    merged into it. A track left without a lesion merged into the track owning the lesion it
+    touches most; a track that absorbed others is "merged" ("merged+split" in several pieces)."""
+    owner = {lid: t for t, lids in assigned.items() for lid in lids}
+    into: dict[int, int] = {}
+    for t, lids in assigned.items():
+        if not lids:
+            touched = [(n, lid) for (tt, lid), n in link.shared_voxels.items() if tt == t]
+            into[t] = owner[max(touched)[1]] if touched else next(o for o, ls in assigned.items() if ls)
+    out = {}
+    for t, lids in assigned.items():
+        if not lids:
+            out[t] = ("merged-into", into[t], [])
+            continue
+        absorbed = sorted(o for o, target in into.items() if target == t)
+        status = ("merged" if absorbed else "present") if len(lids) == 1 else ("merged+split" if absorbed else "split")
+        out[t] = (status, None, absorbed)
+    return out
+
+
+def _measure_pieces_as_one(tracks: dict[int, Track], t: int, track_map: sitk.Image) -> None:
+    """A track seen in several pieces on scan t (a lesion the segmentation broke up, or split)
+    is measured as one lesion: the diameters of the pieces' union on the track map, not the sum
+    of the pieces' diameters (which counts side-by-side fragments twice)."""
+    pieces = [tr for tr in tracks.values() if tr.at[t].seen and len(tr.at[t].lesion_ids) > 1]
+    if not pieces:
+        return
+    rows = {int(r["lesion_id"]): r for r in lesion_table(track_map)}
+    for tr in pieces:
+        at, row = tr.at[t], rows.get(tr.track_id)
+        if row is None:
+            continue
+        at.longest_mm, at.perpendicular_mm = row["axial_longest_diameter_mm"], row["axial_perpendicular_diameter_mm"]
+        at.longest_3d_mm, at.axial_slices = row["longest_diameter_mm"], row["axial_slices"]
+
+
+def _measures(tracks: list[Track], t: int) -> dict[int, Measure]:
+    return {tr.track_id: m for tr in tracks if (m := tr.at[t].measure()) is not None}
 
 
 def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = CompareConfig(),
@@ -234,63 +284,25 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
     base = timepoints[0]
     n_t = len(timepoints)
     tables = [tp.table if tp.table is not None else lesion_table(tp.labels) for tp in timepoints]
-    base_arr = sitk.GetArrayViewFromImage(base.labels)
-    tracks: dict[int, Track] = {}
-    refs: dict[int, Reference] = {}
-    flat_base = base_arr.ravel()
-    order = np.argsort(flat_base, kind="stable")
-    bounds = np.searchsorted(flat_base[order], np.arange(int(flat_base.max(initial=0)) + 2))
-    for row in tables[0]:
-        lid = int(row["lesion_id"])
-        at0 = _combine(0, "present", [row], "")
-        tracks[lid] = Track(lid, "non-target", [at0] + [LesionAtTime(t, "absent") for t in range(1, n_t)])
-        refs[lid] = Reference(order[bounds[lid]:bounds[lid + 1]], _centroid_lps(row))
-    next_id = max(tracks, default=0) + 1
+    tracks, refs = _baseline_tracks(base, tables[0], n_t)
+    state = {"next_id": max(tracks, default=0) + 1}
     infos = [TimepointInfo(base.name, base.source, base.days, len(tables[0]), None)]
     maps = [sitk.Cast(base.labels, sitk.sitkUInt16)]
     regs: list[Registration | None] = [None]
+    unassessable: list[set[int]] = [set()]
     for t in range(1, n_t):
         tp = timepoints[t]
         progress(ProgressEvent("register", (t - 1) / (n_t - 1), f"registering {tp.name} to {base.name}"))
         reg = registrations[t] if registrations is not None and registrations[t] is not None else \
             register_followup(base.image, tp.image, tp.source or tp.name, config.registration_seed)
         regs.append(reg)
-        on_base = sitk.GetArrayFromImage(reg.labels_on_baseline(sitk.Cast(tp.labels, sitk.sitkUInt32), base.labels))
-        rows = {int(r["lesion_id"]): r for r in tables[t]}
-        cents = {lid: reg.followup_to_baseline_lps(_centroid_lps(r))[0] for lid, r in rows.items()}
-        result = match_lesions(refs, on_base, cents, config.match)
-        lut: dict[int, int] = {}
-        for link in result.links:
-            assigned = _assign(link)
-            for tid, lids in assigned.items():
-                tr = tracks[tid]
-                if not lids:
-                    into = next(o for o, ls in assigned.items() if ls and any(
-                        link.shared_voxels.get((tid, lid), 0) for lid in ls)) if link.shared_voxels else None
-                    tr.at[t] = LesionAtTime(t, "merged-into", method=link.method, merged_into=into)
-                    continue
-                status = {"matched": "present", "split": "split"}.get(link.kind, "merged")
-                if len(lids) > 1 and status == "merged":
-                    status = "merged+split"
-                at = _combine(t, status, [rows[lid] for lid in lids], link.method)
-                if status.startswith("merged"):
-                    at.merged_with = [o for o in link.tracks if o != tid]
-                tr.at[t] = at
-                for lid in lids:
-                    lut[lid] = tid
-                voxels = np.flatnonzero(np.isin(on_base.ravel(), lids))
-                refs[tid] = Reference(voxels if voxels.size else refs[tid].voxels,
-                                      np.mean([cents[lid] for lid in lids], 0))
-        for lid in result.new:
-            tid = next_id
-            next_id += 1
-            at = [LesionAtTime(s, "not-yet-seen") for s in range(t)] + [_combine(t, "new", [rows[lid]], "")] + \
-                 [LesionAtTime(s, "absent") for s in range(t + 1, n_t)]
-            tracks[tid] = Track(tid, "new", at, new_at=t)
-            refs[tid] = Reference(np.flatnonzero(on_base.ravel() == lid), cents[lid])
-            lut[lid] = tid
+        outside = {tid for tid, ref in refs.items()
+                   if not extent_inside(ref.voxels, base.labels, tp.labels, reg)}
+        lut = _match_followup(t, tp, tables[t], base, reg, tracks, refs, outside, config, state)
+        unassessable.append(outside)
         maps.append(_relabel(tp.labels, lut))
-        infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), _describe(reg)))
+        _measure_pieces_as_one(tracks, t, maps[-1])
+        infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), describe(reg)))
     progress(ProgressEvent("register", 1.0, "follow-ups registered and matched"))
     ordered = [tracks[k] for k in sorted(tracks)]
     for tr in ordered:
@@ -301,12 +313,71 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
             absent_tail += 1
         tr.resolved_at = n_t - absent_tail if absent_tail else None
     days = [tp.days for tp in timepoints]
-    measures = [{tr.track_id: m for tr in ordered if (m := tr.at[t].measure()) is not None} for t in range(n_t)]
-    rano = assess(measures, config.rano, days if all(d is not None for d in days) else None)
+    rano = assess([_measures(ordered, t) for t in range(n_t)], config.rano,
+                  days if all(d is not None for d in days) else None, unassessable)
     for tr in ordered:
         if tr.track_id in rano.targets:
             tr.role = "target"
+    for r in rano.timepoints:  # say what the numbers hide
+        for tr in ordered:
+            at = tr.at[r.index]
+            if at.status in ("split", "merged+split"):
+                r.reasons.append(f"lesion {tr.track_id} is seen in {len(at.lesion_ids)} pieces (split): measured "
+                                 "as one lesion")
+            elif at.status == NOT_ASSESSABLE:
+                r.reasons.append(f"lesion {tr.track_id} is (partly) outside this scan's field of view: not evaluable")
     return LongitudinalResult(infos, ordered, rano, maps, regs)
+
+
+def _baseline_tracks(base: TimePoint, table: list[dict], n_t: int) -> tuple[dict[int, Track], dict[int, Reference]]:
+    """A track (and its reference extent) per baseline lesion."""
+    flat_base = sitk.GetArrayViewFromImage(base.labels).ravel()
+    order = np.argsort(flat_base, kind="stable")
+    bounds = np.searchsorted(flat_base[order], np.arange(int(flat_base.max(initial=0)) + 2))
+    tracks, refs = {}, {}
+    for row in table:
+        lid = int(row["lesion_id"])
+        at0 = _combine(0, "present", [row], "")
+        tracks[lid] = Track(lid, "non-target", [at0] + [LesionAtTime(t, "absent") for t in range(1, n_t)])
+        refs[lid] = Reference(order[bounds[lid]:bounds[lid + 1]], _centroid_lps(row))
+    return tracks, refs
+
+
+def _match_followup(t, tp, table, base, reg, tracks, refs, outside, config, state) -> dict[int, int]:
+    """Match follow-up ``t`` against the tracks (updated in place); returns its lesion id -> track id."""
+    n_t = len(next(iter(tracks.values())).at) if tracks else t + 1
+    on_base = sitk.GetArrayFromImage(reg.labels_on_baseline(sitk.Cast(tp.labels, sitk.sitkUInt32), base.labels))
+    rows = {int(r["lesion_id"]): r for r in table}
+    cents = {lid: reg.followup_to_baseline_lps(_centroid_lps(r))[0] for lid, r in rows.items()}
+    result = match_lesions(refs, on_base, cents, config.match, base.labels.GetSpacing())
+    lut: dict[int, int] = {}
+    for link in result.links:
+        assigned = _assign(link)
+        for tid, (status, into, absorbed) in _statuses(link, assigned).items():
+            lids = assigned[tid]
+            tr = tracks[tid]
+            if not lids:
+                tr.at[t] = LesionAtTime(t, "merged-into", method=link.method, merged_into=into)
+                continue
+            at = _combine(t, status, [rows[lid] for lid in lids], link.method)
+            at.merged_with = absorbed
+            tr.at[t] = at
+            for lid in lids:
+                lut[lid] = tid
+            voxels = np.flatnonzero(np.isin(on_base.ravel(), lids))
+            refs[tid] = Reference(np.union1d(refs[tid].voxels, voxels), np.mean([cents[lid] for lid in lids], 0))
+    for tid in outside:  # the scan does not show all of it: neither present nor absent
+        old = tracks[tid].at[t]
+        tracks[tid].at[t] = LesionAtTime(t, NOT_ASSESSABLE, lesion_ids=old.lesion_ids, method=old.method)
+    for lid in result.new:
+        tid = state["next_id"]
+        state["next_id"] += 1
+        at = [LesionAtTime(s, "not-yet-seen") for s in range(t)] + [_combine(t, "new", [rows[lid]], "")] + \
+             [LesionAtTime(s, "absent") for s in range(t + 1, n_t)]
+        tracks[tid] = Track(tid, "new", at, new_at=t)
+        refs[tid] = Reference(np.flatnonzero(on_base.ravel() == lid), cents[lid])
+        lut[lid] = tid
+    return lut
 
 
 def _relabel(labels: sitk.Image, lut: dict[int, int]) -> sitk.Image:
@@ -318,26 +389,3 @@ def _relabel(labels: sitk.Image, lut: dict[int, int]) -> sitk.Image:
     out = sitk.GetImageFromArray(table[arr])
     out.CopyInformation(labels)
     return out
-
-
-def _rigid(description: dict) -> Registration:
-    """A registration from :func:`_describe`'s record (rigid only)."""
-    if description.get("type") != "rigid":
-        raise ValueError(f"cannot rebuild a {description.get('type')!r} registration from its record")
-    euler = sitk.Euler3DTransform()
-    euler.SetCenter(description["centre_mm_lps"])
-    euler.SetRotation(*np.radians(description["rotation_deg_lps"]))
-    euler.SetTranslation(description["translation_mm_lps"])
-    return Registration(euler)
-
-
-def _describe(reg: Registration) -> dict:
-    """Rotation (degrees about LPS x, y, z), translation and centre (LPS mm) of a rigid registration."""
-    t = reg.transform
-    if t.GetName() != "Euler3DTransform":
-        return {"type": t.GetName(), "parameters": [round(float(v), 6) for v in t.GetParameters()]}
-    euler = sitk.Euler3DTransform(t)
-    return {"type": "rigid", "rotation_deg_lps": [round(float(np.degrees(a)), 3) for a in
-                                                  (euler.GetAngleX(), euler.GetAngleY(), euler.GetAngleZ())],
-            "translation_mm_lps": [round(float(v), 3) for v in euler.GetTranslation()],
-            "centre_mm_lps": [round(float(v), 3) for v in euler.GetCenter()]}

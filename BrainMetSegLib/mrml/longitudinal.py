@@ -111,10 +111,22 @@ def import_comparison(scene, result: LongitudinalResult, images: Sequence) -> Co
         out.rano_table = create("vtkMRMLTableNode", f"{names[0]} RANO-BM (radiographic)")
         fill_rows_table(out.rano_table, result.rano_rows())
         out.rano_table.SetAttribute("BrainMetSeg.Note", result.rano.note)
+        caution = caution_note(result)
+        if caution:
+            out.rano_table.SetAttribute("BrainMetSeg.Caution", caution)
     except Exception:
         scene_tools.remove_nodes(scene, created)
         raise
     return out
+
+
+def caution_note(result: LongitudinalResult) -> str:
+    """The follow-ups whose response is "not evaluable" or "PD to be confirmed", with why, for the
+    RANO-BM table's "BrainMetSeg.Caution" attribute (empty when none)."""
+    from ..longitudinal.rano import CAUTION, RESPONSE_WORDS
+
+    return " | ".join(f"{result.timepoints[r.index].name}: {RESPONSE_WORDS[r.response]} ({'; '.join(r.reasons)})"
+                      for r in result.rano.timepoints if r.response in CAUTION)
 
 
 def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:

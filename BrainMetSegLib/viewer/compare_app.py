@@ -81,7 +81,8 @@ class CompareApp(TrameApp):
                             html.Th(name, classes="px-1")
                     with html.Tbody():
                         with html.Tr(v_for="r in responses", key="r.index", title=("r.reasons",),
-                                     classes=("r.index === timepoint ? 'bg-blue-grey-darken-3' : ''",)):
+                                     classes=("(r.index === timepoint ? 'bg-blue-grey-darken-3' : '') + "
+                                              "(r.caution ? ' text-amber' : '')",)):
                             for key in ("name", "response", "target_sum", "from_baseline", "from_nadir"):
                                 html.Td(f"{{{{ r.{key} }}}}", classes="px-1 text-no-wrap")
                 html.Div("{{ rano_note }}", classes="text-caption my-1 text-grey")

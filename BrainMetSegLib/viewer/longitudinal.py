@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io import read_image, same_geometry
+from ..longitudinal.rano import CAUTION, RESPONSE_WORDS
 from ..longitudinal.tracking import track_colour
 from ..run_record import read_run
 
@@ -42,6 +43,12 @@ def _scan_of(source: str, doc_path: Path) -> Path:
     if not source or not path.exists():
         raise InputError(f"{path}: the scan of a time point in {doc_path} is not there any more.")
     return path
+
+
+def response_text(response: str) -> str:
+    """A response as the viewer shows it: the code, spelled out where a code would mislead
+    ("PD to be confirmed" is not PD; "NE": not evaluable)."""
+    return f"{response}: {RESPONSE_WORDS[response]}" if response in CAUTION else response
 
 
 def _pct(value) -> str:
@@ -130,7 +137,8 @@ class CompareFolder:
             t = by_index.get(k)
             out.append({
                 "index": k, "name": name, "days": self.doc["timepoints"][k].get("days"),
-                "response": "baseline" if t is None else f"{t['response']} (radiographic)",
+                "response": "baseline" if t is None else f"{response_text(t['response'])} (radiographic)",
+                "caution": t is not None and t["response"] in CAUTION,
                 "target_sum": _mm(rano.get("baseline_sum_mm") if t is None else t["target_sum_mm"]),
                 "from_baseline": "" if t is None else _pct(t.get("change_from_baseline_pct")),
                 "from_nadir": "" if t is None else _pct(t.get("change_from_nadir_pct")),

@@ -1,0 +1,207 @@
+"""A comparison from what the user has: the pipeline ``brainmetseg compare`` runs.
+
+Each input is a ``segment`` result folder, a scan (segmented on the way), or a scan with a label
+map (``labels``). In order: the request is checked; every time point is read (result folders:
+label map, table, run.json, probability map; scans: segmented once, nothing written yet);
+whether the time points belong together is checked (:mod:`.consistency`: refused unless
+``force`` gives a reason); each follow-up is registered to the baseline; with ``prior``, every
+time point is re-thresholded with the others' lesions (:mod:`.prior`, symmetric); lesions are
+tracked and RANO-BM assessed (:func:`.tracking.compare_timepoints`).
+
+    from BrainMetSegLib.longitudinal.series import CompareRequest, run_comparison
+    outcome = run_comparison(CompareRequest(("out/t0", "out/t1"), "out/cmp"))
+    outcome.result.rano.timepoints[0].response, outcome.record()
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..progress import ProgressCallback, no_progress
+from .consistency import SourceInfo, check_series, dicom_identity
+from .matching import MatchConfig
+from .prior import PriorConfig, symmetric_prior
+from .registration import Registration, register_followup
+from .sources import (
+    first_image,
+    from_result_folder,
+    from_scan_and_labels,
+    is_result_folder,
+    scan_name,
+)
+from .tracking import CompareConfig, LongitudinalResult, TimePoint, compare_timepoints
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """inputs: baseline first (result folders, scans, or scans with ``labels``); output: folder
+    for ``segmentations/<name>/`` of scans segmented on the way; names, days: one per input
+    (days since baseline); model, device, brain_mask: for scans segmented on the way; prior,
+    prior_factor: re-threshold every time point with the others' lesions (needs probability
+    maps); contact_mm, max_distance_mm: matching (:class:`.matching.MatchConfig`); force: a
+    reason to compare time points that the consistency checks refuse; overwrite: replace
+    earlier outputs."""
+
+    inputs: tuple[str, ...]
+    output: str
+    labels: tuple[str, ...] | None = None
+    names: tuple[str, ...] | None = None
+    days: tuple[float, ...] | None = None
+    model: str | None = None
+    device: str = "auto"
+    brain_mask: str = "deepbet"
+    prior: bool = False
+    prior_factor: float = 0.5
+    contact_mm: float = MatchConfig.contact_mm
+    max_distance_mm: float = MatchConfig.max_distance_mm
+    force: str | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class Outcome:
+    """The comparison, its time points (as compared), consistency warnings, the override record
+    (``--force``), the prior record and the ``segment`` results of scans segmented on the way."""
+
+    request: CompareRequest
+    result: LongitudinalResult
+    timepoints: list[TimePoint]
+    warnings: list[str] = field(default_factory=list)
+    forced: dict | None = None
+    prior: dict | None = None
+    segmented: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """longitudinal.json: the request, checks and the result's plain data."""
+        r = self.request
+        return {"brainmetseg_compare": {
+            "inputs": list(r.inputs), "labels": None if r.labels is None else list(r.labels),
+            "match": {"contact_mm": r.contact_mm, "max_distance_mm": r.max_distance_mm},
+            "prior": self.prior, "warnings": self.warnings, "forced": self.forced},
+            **self.result.to_dict()}
+
+
+def check_request(r: CompareRequest) -> list[str]:
+    """:class:`InputError` for an unusable request; returns the time points' names."""
+    n = len(r.inputs)
+    if n < 2:
+        raise InputError("compare needs a baseline and at least one follow-up (two or more inputs).")
+    for what, values in (("--labels", r.labels), ("--names", r.names), ("--days", r.days)):
+        if values is not None and len(values) != n:
+            raise InputError(f"{what}: give one value per input ({n}), got {len(values)}.")
+    if r.days is not None and (r.days[0] != 0 or any(b <= a for a, b in zip(r.days, r.days[1:], strict=False))):
+        raise InputError("--days: the baseline is day 0 and the dates must increase.")
+    if r.prior and r.labels:
+        raise InputError("--prior re-thresholds probability maps; label maps given with --labels have none.")
+    if not 0 < r.prior_factor <= 1:
+        raise InputError(f"--prior-factor {r.prior_factor}: must be in (0, 1].")
+    if not 0 <= r.contact_mm <= 10 or r.max_distance_mm < 0:
+        raise InputError("--contact must be 0-10 mm and --max-distance >= 0 mm.")
+    if r.force is not None and not r.force.strip():
+        raise InputError("--force needs a reason (recorded with the result).")
+    for path in r.inputs + (r.labels or ()):
+        if not Path(path).exists():
+            raise InputError(f"{path}: not found.")
+    names = list(r.names or [scan_name(p) if Path(p).is_file() else Path(p).name for p in r.inputs])
+    if len(set(names)) != n:
+        names = [f"{k}_{name}" for k, name in enumerate(names)]
+    return names
+
+
+def _read(r: CompareRequest, names: list[str]):
+    """Time points (None: to segment), their source records and probability maps."""
+    timepoints, sources, probabilities = [], [], []
+    for k, (path, name) in enumerate(zip(r.inputs, names, strict=True)):
+        run, probability = None, None
+        if r.labels:
+            tp, scan = from_scan_and_labels(path, r.labels[k], name), path
+        elif is_result_folder(path):
+            tp = from_result_folder(path, name)
+            run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
+            scan = run["inputs"]["t1ce"]["path"]
+            found = first_image(Path(path), "probability")
+            probability = None if found is None else sitk.ReadImage(str(found), sitk.sitkFloat32)
+        elif Path(path).is_dir() and any(Path(path).glob("lesion_labels.*")):
+            raise InputError(f"{path}: result folder without run.json; give the scan and --labels instead.")
+        else:
+            tp, scan = None, path
+        timepoints.append(tp)
+        sources.append(SourceInfo(name, str(scan), run, dicom_identity(scan)))
+        probabilities.append(probability)
+    return timepoints, sources, probabilities
+
+
+def _segment(r: CompareRequest, names, timepoints, sources, probabilities, progress) -> dict:
+    """Segment the scans given without a result (in place); returns index -> pipeline Result."""
+    from ..io import read_scalar_volume
+    from ..pipeline import SegmentConfig, Segmenter
+
+    todo = [k for k, tp in enumerate(timepoints) if tp is None]
+    if not todo:
+        return {}
+    segmenter = Segmenter(SegmentConfig(device=r.device, brain_mask=r.brain_mask,
+                                        **({"model": r.model} if r.model else {})))
+    results = {}
+    for k in todo:
+        result = segmenter.run(r.inputs[k], progress)
+        timepoints[k] = TimePoint(names[k], read_scalar_volume(r.inputs[k], "CE-T1"), result.labels, result.table,
+                                  source=str(r.inputs[k]))
+        sources[k].run = result.provenance
+        probabilities[k] = result.probability
+        results[k] = result
+    return results
+
+
+def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registrations, segmented) -> dict:
+    """Every time point re-thresholded with the others' lesions (in place); the prior record."""
+    from ..lesions import lesion_table
+    from ..operating_point import OperatingPoint
+
+    missing = [tp.name for tp, p in zip(timepoints, probabilities, strict=True) if p is None]
+    if missing:
+        raise InputError(f"--prior needs every time point's probability map; {', '.join(missing)} has none "
+                         "(segment it again, or compare without --prior).")
+    try:
+        point = OperatingPoint.from_settings(sources[0].run.get("settings") or {}, f"{sources[0].name} run.json")
+    except ValueError as exc:
+        raise InputError(f"--prior: {exc}") from None
+    config = PriorConfig(threshold_factor=r.prior_factor)
+    guided = symmetric_prior(probabilities, [tp.labels for tp in timepoints], registrations, point, config)
+    record = {"rule": "each time point with the other time points' lesions as prior (symmetric)",
+              "threshold_factor": config.threshold_factor, "margin_mm": config.margin_mm,
+              "threshold_inside_prior": point.threshold * config.threshold_factor, "operating_point": point.describe()}
+    for k, (tp, labels) in enumerate(zip(timepoints, guided, strict=True)):
+        tp.labels, tp.table = labels, lesion_table(labels, probabilities[k])
+        if k in segmented:
+            segmented[k].labels, segmented[k].table = tp.labels, tp.table
+            segmented[k].provenance["prior"] = record
+    return record
+
+
+def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
+                   registrations: list[Registration | None] | None = None) -> Outcome:
+    """Check, read (segmenting scans on the way), check consistency, register, apply the prior,
+    compare. Nothing is written here (see :func:`.outputs.write_comparison`). ``registrations``:
+    follow-up -> baseline registrations already known (e.g. from an earlier comparison of the
+    same scans; entry 0 None); estimated here when None."""
+    names = check_request(r)
+    timepoints, sources, probabilities = _read(r, names)
+    early = check_series(sources)  # identity and run records: before any segmentation
+    early.enforce(r.force)
+    segmented = _segment(r, names, timepoints, sources, probabilities, progress)
+    findings = check_series(sources, [tp.image for tp in timepoints])
+    forced = findings.enforce(r.force)
+    for k, tp in enumerate(timepoints):
+        tp.days = None if r.days is None else r.days[k]
+    if registrations is None:
+        registrations = [None] + [register_followup(timepoints[0].image, tp.image, tp.source or tp.name)
+                                  for tp in timepoints[1:]]
+    prior = _apply_prior(r, timepoints, sources, probabilities, registrations, segmented) if r.prior else None
+    config = CompareConfig(match=MatchConfig(contact_mm=r.contact_mm, max_distance_mm=r.max_distance_mm))
+    result = compare_timepoints(timepoints, config, registrations, progress=progress)
+    return Outcome(r, result, timepoints, findings.warnings, forced, prior, segmented)

@@ -1,0 +1,227 @@
+"""End to end follow-up benchmark: synthetic patients, segmented by a model, compared, scored.
+
+1. ``brainmetseg synth -n N --seed S --followups 2`` writes N synthetic patients with two
+   follow-ups each and their true RANO-BM radiographic responses (from the true label maps).
+2. Every scan (baseline and follow-ups) is segmented once by the model, as ``brainmetseg
+   segment`` does (result folders with run.json and the probability map, kept in --cache so an
+   interrupted run resumes).
+3. Each patient's series is compared (``BrainMetSegLib.longitudinal.series.compare_folders``,
+   what ``brainmetseg compare`` runs) without and with the prior (every scan re-thresholded with
+   the other scans' lesions as a hint, symmetric), and each follow-up's response is scored
+   against the truth: a confusion matrix, the count of PDs caused by a fragment of a tracked
+   lesion, and the follow-up / baseline diameter ratio of stable lesions (lesions whose true
+   diameter scale is within +-10 % of 1, found on both scans).
+
+    nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --outline-threshold 0.4 \
+        --cache /tmp/e2e
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from BrainMetSegLib.longitudinal.rano import CATEGORIES as RESPONSES
+
+
+def case_ids(phantoms: Path) -> list[str]:
+    return sorted(p.name[: -len("_0000.nii.gz")] for p in (phantoms / "imagesTr").glob("*_0000.nii.gz"))
+
+
+def series_images(phantoms: Path, cid: str, followups: int) -> list[Path]:
+    return [phantoms / "imagesTr" / f"{cid}_0000.nii.gz"] + [
+        phantoms / "followups" / f"{cid}_fu{k}_0000.nii.gz" for k in range(1, followups + 1)]
+
+
+def prepare(args) -> list[str]:
+    """Synthesise the patients (once) and segment every scan not yet segmented into the cache."""
+    phantoms = Path(args.cache) / "phantoms"
+    if not (phantoms / "dataset.json").is_file():
+        subprocess.run([sys.executable, "-m", "BrainMetSegLib", "synth", "-n", str(args.cases), "-o", str(phantoms),
+                        "--seed", str(args.seed), "--followups", str(args.followups), "--progress", "none"],
+                       check=True)
+    from BrainMetSegLib.outputs import write_result
+    from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
+
+    segmenter = None
+    cids = case_ids(phantoms)[: args.cases]
+    for cid in cids:
+        for k, image in enumerate(series_images(phantoms, cid, args.followups)):
+            folder = Path(args.cache) / "seg" / f"{cid}_t{k}"
+            if (folder / "run.json").is_file():
+                continue
+            if segmenter is None:
+                segmenter = Segmenter(SegmentConfig(device="cpu", outline_threshold=args.outline_threshold,
+                                                    **({"model": args.model} if args.model else {})))
+            t0 = time.perf_counter()
+            result = segmenter.run(str(image))
+            write_result(result, folder, ".nii.gz")
+            print(f"segmented {image.name}: {result.n_lesions} lesion(s), {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+    return cids
+
+
+def _measures(labels, track_of: dict[int, int]) -> dict:
+    from BrainMetSegLib.lesions import lesion_table
+    from BrainMetSegLib.longitudinal.rano import Measure
+
+    return {track_of[int(r["lesion_id"])]: Measure(r["axial_longest_diameter_mm"], r["axial_perpendicular_diameter_mm"],
+                                                   r["axial_slices"], r["volume_mm3"])
+            for r in lesion_table(labels) if int(r["lesion_id"]) in track_of}
+
+
+def truth_of(phantoms: Path, cid: str, followups: int) -> dict:
+    """The true label maps, the truth records and the true responses by this library's rules now
+    (the truth JSON's response was computed by the rules at synthesis time; both are kept)."""
+    import SimpleITK as sitk
+
+    from BrainMetSegLib.longitudinal.rano import assess
+
+    base = sitk.ReadImage(str(phantoms / "instancesTr" / f"{cid}.nii.gz"))
+    ids = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(base))} - {0}
+    docs = [json.loads((phantoms / "followups" / f"{cid}_fu{k}.json").read_text()) for k in range(1, followups + 1)]
+    maps = [base] + [sitk.ReadImage(str(phantoms / "followups" / f"{cid}_fu{k}_instances.nii.gz"))
+                     for k in range(1, followups + 1)]
+    track_of = [{i: i for i in ids}] + [{int(a): int(b) for a, b in d["truth"]["track_of"].items()} for d in docs]
+    series = [_measures(m, t) for m, t in zip(maps, track_of, strict=True)]
+    rano = assess(series)
+    return {"maps": maps, "track_of": track_of, "measures": series, "docs": docs,
+            "responses": [r.response for r in rano.timepoints],
+            "responses_at_synthesis": [d["true_rano_bm"]["response"] for d in docs]}
+
+
+def _true_track_at(pred_map, k: int, lesion_ids: list[int], truth: dict) -> set[int]:
+    """True track ids overlapped by a predicted lesion (its ids on scan k)."""
+    import SimpleITK as sitk
+
+    p, t = sitk.GetArrayViewFromImage(pred_map), sitk.GetArrayViewFromImage(truth["maps"][k])
+    hit = set(np.unique(t[np.isin(p, lesion_ids) & (t > 0)]).tolist())
+    return {truth["track_of"][k][int(h)] for h in hit if int(h) in truth["track_of"][k]}
+
+
+def fragment_pds(outcome, truth: dict) -> list[int]:
+    """Follow-ups whose PD rests only on "new" lesions that lie on a true lesion already seen."""
+    result, out = outcome.result, []
+    for r in result.rano.timepoints:
+        if r.response != "PD" or "PD" in (r.target_response, r.nontarget_response) or not r.new_lesions:
+            continue
+        seen_before = set().union(*(truth["measures"][s] for s in range(r.index)))
+        fake = []
+        for tid in r.new_lesions:
+            at = next(tr for tr in result.tracks if tr.track_id == tid).at[r.index]
+            hit = _true_track_at(outcome.timepoints[r.index].labels, r.index, at.lesion_ids, truth)
+            fake.append(bool(hit) and hit <= seen_before)
+        if all(fake):
+            out.append(r.index)
+    return out
+
+
+def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0) -> list[float]:
+    """Measured follow-up / baseline longest axial diameter of lesions whose true diameter stayed
+    within +-``tolerance`` (true ratio of the true label maps' measurements), each seen as one
+    piece on both scans, baseline >= ``min_mm``; divided by the true ratio."""
+    ratios = []
+    for tr in outcome.result.tracks:
+        if tr.new_at is not None:
+            continue
+        hit0 = _true_track_at(outcome.timepoints[0].labels, 0, tr.at[0].lesion_ids, truth)
+        if len(hit0) != 1 or tr.at[0].longest_mm < min_mm:
+            continue
+        (true_id,) = hit0
+        for k in range(1, len(tr.at)):
+            at, t0, tk = tr.at[k], truth["measures"][0].get(true_id), truth["measures"][k].get(true_id)
+            if at.status != "present" or t0 is None or tk is None:
+                continue
+            true_ratio = tk.longest_mm / t0.longest_mm
+            if abs(true_ratio - 1) <= tolerance:
+                ratios.append((at.longest_mm / tr.at[0].longest_mm) / true_ratio)
+    return ratios
+
+
+def run_scoring(args, cids: list[str]) -> dict:
+    from BrainMetSegLib.longitudinal.series import CompareRequest, run_comparison
+
+    phantoms, seg = Path(args.cache) / "phantoms", Path(args.cache) / "seg"
+    rows = []
+    for cid in cids:
+        folders = [seg / f"{cid}_t{k}" for k in range(args.followups + 1)]
+        if not all((f / "run.json").is_file() for f in folders):
+            continue  # not segmented yet (a run stopped early): scored when it is
+        scored = Path(args.cache) / "scores" / f"{cid}.json"
+        if scored.is_file():  # scored by an earlier run over the same cache
+            rows.append(json.loads(scored.read_text()))
+            continue
+        truth = truth_of(phantoms, cid, args.followups)
+        row = {"case": cid, "true": truth["responses"], "true_at_synthesis": truth["responses_at_synthesis"],
+               "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
+        registrations = None
+        for mode in ("without", "with"):
+            request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
+                                     prior=mode == "with")
+            outcome = run_comparison(request, registrations=registrations)
+            registrations = outcome.result.registrations
+            row[mode] = {"responses": [r.response for r in outcome.result.rano.timepoints],
+                         "reasons": [r.reasons for r in outcome.result.rano.timepoints],
+                         "fragment_pd": fragment_pds(outcome, truth),
+                         "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)]}
+        rows.append(row)
+        scored.parent.mkdir(parents=True, exist_ok=True)
+        scored.write_text(json.dumps(row, indent=1) + "\n")
+        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
+              flush=True)
+    summary = summarise(rows)
+    doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed} --outline-threshold "
+                      f"{args.outline_threshold} --cache CACHE", "patients_scored": len(rows),
+           "followups_scored": sum(len(r["true"]) for r in rows),
+           "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} (default "
+                   "options: 1 mm, whole head); every scan segmented by the default model; true responses from "
+                   "the true label maps by the same RANO-BM rules", "summary": summary, "patients": rows}
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return doc
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for mode in ("without", "with"):
+        pairs = [(t, p) for r in rows for t, p in zip(r["true"], r[mode]["responses"], strict=True)]
+        labels = [c for c in RESPONSES if any(c in pair for pair in pairs)]
+        matrix = {t: {p: sum(1 for a, b in pairs if a == t and b == p) for p in labels} for t in labels}
+        ratios = [v for r in rows for v in r[mode]["stable_ratios"]]
+        out[mode] = {"right": f"{sum(a == b for a, b in pairs)}/{len(pairs)}", "confusion_true_by_predicted": matrix,
+                     "pd_from_fragments": sum(len(r[mode]["fragment_pd"]) for r in rows),
+                     "stable_diameter_ratio": {"n": len(ratios), "median": round(float(np.median(ratios)), 3)
+                                               if ratios else None,
+                                               "mean": round(float(np.mean(ratios)), 3) if ratios else None,
+                                               "sd": round(float(np.std(ratios)), 3) if ratios else None}}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--cases", type=int, default=15, help="synthetic patients (default 15)")
+    ap.add_argument("--followups", type=int, default=2, help="follow-ups per patient (default 2)")
+    ap.add_argument("--seed", type=int, default=7300, help="synth seed (default 7300, not used elsewhere)")
+    ap.add_argument("--model", default=None, help="model (default: the default model)")
+    ap.add_argument("--outline-threshold", type=float, default=None,
+                    help="outline threshold for segment (default: the model card's)")
+    ap.add_argument("--cache", required=True, help="folder for phantoms and segmentations (reused when re-run)")
+    ap.add_argument("--prepare-only", action="store_true", help="synthesise and segment, do not compare")
+    ap.add_argument("--score-only", action="store_true",
+                    help="compare and score the patients already segmented in --cache, segment nothing")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("results_longitudinal_e2e.json")))
+    args = ap.parse_args()
+    cids = case_ids(Path(args.cache) / "phantoms")[: args.cases] if args.score_only else prepare(args)
+    if args.prepare_only:
+        return
+    run_scoring(args, cids)
+
+
+if __name__ == "__main__":
+    main()
