@@ -129,6 +129,8 @@ def grow_detections(prob: np.ndarray, seeds: np.ndarray, outline) -> np.ndarray:
     """Detections (instance ids, (Z, Y, X)) drawn out to ``outline`` by step 2-3 of the module
     rule, renumbered by size. ``outline``: a probability, or one per voxel (an array of
     ``prob``'s shape, e.g. lower where a prior says a lesion was); no seed may lie at or below it."""
+    from .lesions import renumber_by_size
+
     return renumber_by_size(_grow(prob, seeds, outline)) if seeds.any() else seeds
 
 
