@@ -148,7 +148,8 @@ def test_deepbet_runs_under_bf16_autocast_only_when_asked(monkeypatch):
     class FakeBet:
         model = torch.nn.Conv3d(1, 2, 3)
 
-        def run_model(self, x):
+        def run_model(self, x, shape=(256, 256, 256)):
+            assert shape == (skullstrip.DEEPBET_GRID,) * 3  # the smaller grid, both paths
             seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
             return (x > 0).astype(np.float32)
 

@@ -68,11 +68,10 @@ def main() -> None:
                 "lesions_kept_99": sum(k >= 0.99 for k in kept), "lesion_keep_min": round(min(kept, default=1.0), 4)}
             print(path.name, shape, case["shapes"][shape], flush=True)
         report["cases"].append(case)
-    report["load_average_at_end"] = os.getloadavg()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+        report["load_average_at_end"] = os.getloadavg()
+        if args.json:  # after each case: a long run may be stopped
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
