@@ -128,6 +128,8 @@ def test_run_json_records_mode_precision_and_cpu(tiny_model, volume_file):
     run = result.provenance["inference_run"]
     assert run["mode"] == "whole" and run["mode_requested"] == "auto" and run["device"] == "cpu"
     assert run["precision"]["autocast"] in ("fp32", "bf16") and run["precision"]["reason"]
+    assert run["budget_mib"] > 0 and run["budget_source"]  # from the memory available
+    assert result.provenance["brain_mask_run"]["method"] == "none"
     assert result.provenance["cpu"]["native_bf16"] in (True, False)
     assert result.provenance["settings"]["inference"]["size_divisor"] == 16
     # deepbet follows the precision choice: bf16 exactly when inference uses bf16
