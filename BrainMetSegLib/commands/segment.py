@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from .. import batch as cohort
-from .. import memory
 from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
 from ..io import format_family, read_csv_rows
+from ..memory import AVAILABLE_FRACTION, PIPELINE_RESERVE_MB
 from ..options import (
     BlendMode,
     Device,
@@ -48,8 +48,8 @@ def add_arguments(p) -> None:
                         "windows; paper: the card's sliding window (128^3, 50%% overlap, averaged)")
     p.add_argument("--memory-budget", type=cli_float, metavar="MB",
                    help="memory the forward may use in auto mode, MiB (default: "
-                        f"{memory.AVAILABLE_FRACTION:g} x (available memory, cgroup limits included, - "
-                        f"{memory.PIPELINE_RESERVE_MB:.0f} MiB for the rest of the pipeline))")
+                        f"{AVAILABLE_FRACTION:g} x (available memory, cgroup limits included, - "
+                        f"{PIPELINE_RESERVE_MB:.0f} MiB for the rest of the pipeline))")
     p.add_argument("--threshold", type=cli_float, help="probability threshold (default: the model card's)")
     p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
