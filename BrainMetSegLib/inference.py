@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .errors import NotEnoughMemoryError
+from .memory import memory_budget
 from .options import InferenceMode
 from .precision import PrecisionChoice, choose_precision
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
@@ -41,10 +42,6 @@ from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, n
 # Peak resident bytes per convolution output element per input voxel, by autocast dtype
 # (measured, see the module docstring; fp32 keeps ~2 live float32 copies, bf16 ~2.25 bf16).
 LIVE_BYTES_PER_ELEMENT = {"fp32": 8.0, "bf16": 4.5, "fp16": 4.5}
-# Default budget for the forward's own memory (MiB): whole-brain forwards of the paper's
-# network in bf16 (~1.9 GB) fit, the same in fp32 (~3.4 GB) falls back to two windows,
-# so the pipeline stays under 4 GB resident.
-DEFAULT_MEMORY_BUDGET_MB = 2560.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,8 @@ class InferenceConfig:
     precision: ``"auto"`` (bf16 + channels_last_3d on CPUs with native bf16, fp32 on other
         CPUs, fp16 autocast on CUDA), ``"fp32"`` or ``"bf16"``.
     size_divisor: every input dimension of the network must be a multiple of this (voxels).
-    memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); ``None`` = the
-        smaller of :data:`DEFAULT_MEMORY_BUDGET_MB` and half the memory available now.
+    memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); ``None`` = derived
+        from the memory available now (:mod:`BrainMetSegLib.memory`).
     bytes_per_voxel: override of the estimated peak bytes per input voxel.
     fallback_overlap: overlap of the large windows ``auto`` uses when whole does not fit.
     """
@@ -84,6 +81,7 @@ class WindowPlan:
 
     mode: ``"whole"``, ``"windows"`` (auto's large-window fallback) or ``"paper"``.
     estimated_mib: estimated memory of one window's forward (MiB).
+    budget_source: where ``budget_mib`` came from (``--memory-budget`` or the memory available).
     """
 
     mode: str
@@ -95,6 +93,7 @@ class WindowPlan:
     budget_mib: float
     bytes_per_voxel: float
     precision: PrecisionChoice
+    budget_source: str = ""
 
 
 def resolve_device(device: str) -> str:
@@ -169,33 +168,6 @@ def outputs_per_voxel(net, in_channels: int, divisor: int) -> float:
     return _OUTPUTS_PER_VOXEL[net]
 
 
-def memory_budget_mb(config: InferenceConfig, device: str) -> float:
-    """The forward's memory budget (MiB): the configured one, else the default capped by half
-    of what the device has free now."""
-    if config.memory_budget_mb is not None:
-        return float(config.memory_budget_mb)
-    free = _free_memory_mb(device)
-    return DEFAULT_MEMORY_BUDGET_MB if free is None else min(DEFAULT_MEMORY_BUDGET_MB, free / 2)
-
-
-def _free_memory_mb(device: str) -> float | None:
-    if device == "cuda":
-        import torch
-
-        try:
-            return torch.cuda.mem_get_info()[0] / 2**20
-        except (RuntimeError, AssertionError):  # no usable CUDA: no cap
-            return None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def padded_shape(shape_zyx, divisor: int) -> tuple[int, ...]:
     """``shape_zyx`` rounded up to multiples of ``divisor`` (voxels)."""
     return tuple(int(math.ceil(s / divisor) * divisor) for s in shape_zyx)
@@ -228,12 +200,14 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> Windo
     shape = tuple(shape_czyx[1:])
     bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor)
                                      * LIVE_BYTES_PER_ELEMENT[precision.autocast])
-    budget = memory_budget_mb(config, device)
+    chosen = memory_budget(config.memory_budget_mb, device)
+    budget = chosen.mib
 
     def plan(mode, roi, overlap, blend):
         return WindowPlan(mode, tuple(int(r) for r in roi), overlap, blend,
                           count_windows(shape, roi, overlap),
-                          round(math.prod(roi) * bpv / 2**20, 1), round(budget, 1), round(bpv, 1), precision)
+                          round(math.prod(roi) * bpv / 2**20, 1), round(budget, 1), round(bpv, 1), precision,
+                          chosen.source)
 
     if config.mode == "paper":
         return plan("paper", config.patch_size[::-1], config.overlap, config.blend_mode)

@@ -300,6 +300,7 @@ class Segmenter:
             table = lesion_table(labels, probability)
         provenance = self.provenance()
         provenance["inference_run"] = plan
+        provenance["brain_mask_run"] = pre.brain_mask_run
         return Result(case_id, labels, probability, table, timer.timings, provenance, notes)
 
     def provenance(self) -> dict:

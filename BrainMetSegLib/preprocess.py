@@ -10,7 +10,7 @@ back to the input grid.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ class PreprocessConfig:
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
+    detect_stripped: with ``brain_mask="deepbet"``, skip deepbet when the CE-T1 is already
+        skull-stripped (:mod:`BrainMetSegLib.stripped`) and use its non-zero voxels.
     """
 
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
@@ -51,17 +53,20 @@ class PreprocessConfig:
     device: str = "cpu"
     trust_header: bool = False
     deepbet_bf16: bool = False
+    detect_stripped: bool = True
 
 
 @dataclass
 class Preprocessed:
     """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask;
-    brain_ml: volume of the brain mask before dilation (mL)."""
+    brain_ml: volume of the brain mask before dilation (mL); brain_mask_run: how the mask was
+    made, for run.json (method used, the skull-stripped check)."""
 
     array: np.ndarray
     brain: np.ndarray
     geometry: Geometry
     brain_ml: float = float("nan")
+    brain_mask_run: dict = field(default_factory=dict)
 
 
 def _ball(radius_mm: float, spacing_xyz) -> np.ndarray:
@@ -92,6 +97,23 @@ def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu",
             return nonzero
         return ndimage.binary_fill_holes(nonzero)
     raise ValueError(f"brain mask method {method!r}")
+
+
+def brain_mask_checked(ce_t1_grid: sitk.Image, config: PreprocessConfig) -> tuple[np.ndarray, dict]:
+    """:func:`brain_mask_on_grid` for ``config.brain_mask``, except that deepbet is skipped (and
+    the non-zero voxels used, as ``none`` does) when the image is already skull-stripped.
+    Returns the mask and what was done (for run.json)."""
+    method = config.brain_mask
+    if method == "deepbet" and config.detect_stripped:
+        from .stripped import check_skull_stripped
+
+        check = check_skull_stripped(sitk.GetArrayViewFromImage(ce_t1_grid), ce_t1_grid.GetSpacing())
+        run = {"method_requested": method, "skull_stripped_check": check.as_dict()}
+        if check.stripped:
+            return brain_mask_on_grid(ce_t1_grid, "none"), {**run, "method": "none (deepbet skipped)"}
+        return brain_mask_on_grid(ce_t1_grid, method, config.device, config.deepbet_bf16), {**run, "method": method}
+    return (brain_mask_on_grid(ce_t1_grid, method, config.device, config.deepbet_bf16),
+            {"method_requested": method, "method": method})
 
 
 def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
@@ -138,12 +160,13 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     brain_mask: an explicit mask image (physical space); overrides ``config.brain_mask``.
     """
     ce_t1 = images[0]
+    mask_run = {"method": "given" if brain_mask is not None else config.brain_mask}
     grid = axis_aligned_grid(ce_t1, config.spacing_mm)
     on_grid = [resample(sitk.Cast(im, sitk.sitkFloat32), grid) for im in images]
     if brain_mask is not None:
         brain = sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0
     elif config.brain_mask in MASK_METHODS:
-        brain = brain_mask_on_grid(on_grid[0], config.brain_mask, config.device, config.deepbet_bf16)
+        brain, mask_run = brain_mask_checked(on_grid[0], config)
     elif os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
         brain = _mask_from_file(config.brain_mask, grid, config.trust_header)
     else:
@@ -170,4 +193,4 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     size_xyz = [s.stop - s.start for s in box[::-1]]
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
     brain_ml = float(brain.sum()) * float(np.prod(grid.spacing_xyz)) / 1000.0
-    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry, brain_ml)
+    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry, brain_ml, mask_run)

@@ -128,6 +128,8 @@ def test_run_json_records_mode_precision_and_cpu(tiny_model, volume_file):
     run = result.provenance["inference_run"]
     assert run["mode"] == "whole" and run["mode_requested"] == "auto" and run["device"] == "cpu"
     assert run["precision"]["autocast"] in ("fp32", "bf16") and run["precision"]["reason"]
+    assert run["budget_mib"] > 0 and run["budget_source"]  # from the memory available
+    assert result.provenance["brain_mask_run"]["method"] == "none"
     assert result.provenance["cpu"]["native_bf16"] in (True, False)
     assert result.provenance["settings"]["inference"]["size_divisor"] == 16
     # deepbet follows the precision choice: bf16 exactly when inference uses bf16
@@ -148,7 +150,8 @@ def test_deepbet_runs_under_bf16_autocast_only_when_asked(monkeypatch):
     class FakeBet:
         model = torch.nn.Conv3d(1, 2, 3)
 
-        def run_model(self, x):
+        def run_model(self, x, shape=(256, 256, 256)):
+            assert shape == (skullstrip.DEEPBET_GRID,) * 3  # the smaller grid, both paths
             seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
             return (x > 0).astype(np.float32)
 

@@ -40,7 +40,7 @@ def main() -> None:
     def mask(kind: str, shape: int = 256) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
         if kind == "bf16_cl":
-            prob = _run_bf16(bet, ras)
+            prob = _run_bf16(bet, ras, 256)
         else:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=kind == "bf16"):
                 prob = bet.run_model(ras.copy(), shape=(shape,) * 3)

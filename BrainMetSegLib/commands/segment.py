@@ -12,6 +12,7 @@ from .. import batch as cohort
 from ..dicom_series import check_dicom_folder
 from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
 from ..io import format_family, read_csv_rows
+from ..memory import AVAILABLE_FRACTION, PIPELINE_RESERVE_MB
 from ..options import (
     BlendMode,
     Device,
@@ -47,7 +48,9 @@ def add_arguments(p) -> None:
                    help="auto: one forward over the cropped brain when it fits --memory-budget, else large "
                         "windows; paper: the card's sliding window (128^3, 50%% overlap, averaged)")
     p.add_argument("--memory-budget", type=cli_float, metavar="MB",
-                   help="memory the forward may use in auto mode, MiB (default: 2560 or half the free memory)")
+                   help="memory the forward may use in auto mode, MiB (default: "
+                        f"{AVAILABLE_FRACTION:g} x (available memory, cgroup limits included, - "
+                        f"{PIPELINE_RESERVE_MB:.0f} MiB for the rest of the pipeline))")
     p.add_argument("--threshold", type=cli_float,
                    help="detection threshold: which components are lesions (default: the model card's)")
     p.add_argument("--outline-threshold", type=cli_float,
