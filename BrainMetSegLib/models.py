@@ -61,6 +61,10 @@ class ModelCard:
     network_io: dict[str, Any] = field(default_factory=dict)
     # Where the package came from (e.g. imported from nnU-Net or a MONAI bundle).
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The acquisitions the model was trained and tested on: {"slice_thickness_mm": [min, max],
+    # "in_plane_spacing_mm": [min, max], "obliquity_deg": max, "note": text}; scans outside
+    # them get a warning (BrainMetSegLib.acquisition). Empty: not stated, no warning.
+    acquisition: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
@@ -259,6 +260,7 @@ class Segmenter:
                                  "rescale the image.")
             notes = [f"{sources[0]}: {note}" for note in image_notes(images[0])]
             notes += [n for n in [brain_volume_note(pre.brain_ml, self.config.brain_mask)] if n]
+            notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
             net = self.net
         plan: dict = {}

@@ -19,7 +19,16 @@ from scipy import ndimage
 
 from . import normalisation as imported_norm
 from .errors import InputError
-from .geometry import Geometry, Grid, axis_aligned_grid, resample
+from .geometry import (
+    Geometry,
+    Grid,
+    axis_aligned_grid,
+    covering_grid,
+    field_of_view_mask,
+    nearest_axes_direction,
+    obliquity_deg,
+    resample,
+)
 from .options import MaskMethod, Normalisation, values
 
 MASK_METHODS = values(MaskMethod)
@@ -41,6 +50,9 @@ class PreprocessConfig:
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
+    skullstrip_grid: where deepbet runs: ``"input-axes"`` (the scan's own planes at the model
+        spacing, covering exactly its field of view; see :func:`deepbet_on_input_axes`) or
+        ``"model-grid"`` (the axis-aligned model grid; before issue 24, kept for comparison).
     """
 
     spacing_mm: tuple[float, float, float] = (0.833, 0.833, 0.833)
@@ -51,17 +63,21 @@ class PreprocessConfig:
     device: str = "cpu"
     trust_header: bool = False
     deepbet_bf16: bool = False
+    skullstrip_grid: str = "input-axes"
 
 
 @dataclass
 class Preprocessed:
-    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask;
-    brain_ml: volume of the brain mask before dilation (mL)."""
+    """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask
+    (never outside the input's field of view); brain_ml: volume of the brain mask before
+    dilation (mL); fov_ml: volume (mL) of the model grid the input does not cover (zero-filled
+    by resampling, excluded from the brain)."""
 
     array: np.ndarray
     brain: np.ndarray
     geometry: Geometry
     brain_ml: float = float("nan")
+    fov_ml: float = 0.0
 
 
 def _ball(radius_mm: float, spacing_xyz) -> np.ndarray:
@@ -128,26 +144,60 @@ def zscore(array: np.ndarray, brain: np.ndarray) -> np.ndarray:
     return ((array.astype(np.float64) - mean) / std).astype(np.float32)
 
 
+def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, device: str = "cpu",
+                          bf16: bool = False) -> np.ndarray:
+    """deepbet's brain mask of ``ce_t1`` as a (Z, Y, X) bool array on the model ``grid``.
+
+    deepbet runs on a grid holding the scan's own planes (its axes reordered towards L, P, S,
+    :func:`~BrainMetSegLib.geometry.nearest_axes_direction`) at the model spacing and covering
+    exactly the scan's field of view, then the mask is mapped once onto ``grid`` (nearest).
+    Why: the axis-aligned box around an oblique scan is up to 2x its volume, the rest being
+    zero-filled wedges; deepbet finds its brain box on a 128^3 thumbnail of the whole array and
+    normalises on its quantiles, and on the bundled sample tilted 25/15 degrees it let in
+    ~500 mL of scalp, orbit and skull base (docs/robustness.md). An axis-aligned scan's own grid
+    is ``grid`` itself: ``on_grid`` (the CE-T1 already resampled there) is used as is.
+    """
+    from .skullstrip import deepbet_mask
+
+    source = Grid.of(ce_t1)
+    if obliquity_deg(source.direction) < 0.5:
+        return deepbet_mask(sitk.GetArrayFromImage(on_grid), device=device, bf16=bf16)
+    strip = covering_grid(source.corners_lps(), grid.spacing_xyz, nearest_axes_direction(source.direction))
+    array = sitk.GetArrayFromImage(resample(sitk.Cast(ce_t1, sitk.sitkFloat32), strip))
+    mask = deepbet_mask(array, device=device, bf16=bf16).astype(np.uint8)
+    return sitk.GetArrayFromImage(resample(strip.image_from_array(mask), grid, linear=False)) > 0
+
+
+def _brain(images: list[sitk.Image], on_grid: list[sitk.Image], grid: Grid, config: PreprocessConfig,
+           brain_mask: sitk.Image | None) -> np.ndarray:
+    """The (undilated) brain mask on ``grid`` from ``brain_mask``, deepbet, ``none`` or a file."""
+    if brain_mask is not None:
+        return sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0
+    if config.brain_mask == MaskMethod.DEEPBET and config.skullstrip_grid == "input-axes":
+        return deepbet_on_input_axes(images[0], grid, on_grid[0], config.device, config.deepbet_bf16)
+    if config.brain_mask in MASK_METHODS:
+        return brain_mask_on_grid(on_grid[0], config.brain_mask, config.device, config.deepbet_bf16)
+    if os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
+        return _mask_from_file(config.brain_mask, grid, config.trust_header)
+    raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
+
+
 def preprocess(images: list[sitk.Image], config: PreprocessConfig,
                brain_mask: sitk.Image | None = None) -> Preprocessed:
     """Resample ``images`` (CE-T1 first, all on its grid) to the model grid, mask, normalise, crop.
 
     brain_mask: an explicit mask image (physical space); overrides ``config.brain_mask``.
+    Voxels of the model grid outside the CE-T1's field of view (never measured, zero-filled
+    by resampling) are never brain, so they never hold a lesion.
     """
     ce_t1 = images[0]
     grid = axis_aligned_grid(ce_t1, config.spacing_mm)
     on_grid = [resample(sitk.Cast(im, sitk.sitkFloat32), grid) for im in images]
-    if brain_mask is not None:
-        brain = sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0
-    elif config.brain_mask in MASK_METHODS:
-        brain = brain_mask_on_grid(on_grid[0], config.brain_mask, config.device, config.deepbet_bf16)
-    elif os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
-        brain = _mask_from_file(config.brain_mask, grid, config.trust_header)
-    else:
-        raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
+    fov = field_of_view_mask(Grid.of(ce_t1), grid)
+    brain = _brain(images, on_grid, grid, config, brain_mask) & fov
     if not brain.any():
         raise InputError("the brain mask is empty; check the image or pass --brain-mask.")
-    gate = dilate_mm(brain, config.mask_dilation_mm, grid.spacing_xyz)
+    gate = dilate_mm(brain, config.mask_dilation_mm, grid.spacing_xyz) & fov
     margin = [int(np.ceil(config.crop_margin_mm / s)) for s in grid.spacing_xyz[::-1]]
     box = _crop_box(gate, margin)
     native, native_mask = None, None
@@ -166,5 +216,6 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     start_xyz = [s.start for s in box[::-1]]
     size_xyz = [s.stop - s.start for s in box[::-1]]
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
-    brain_ml = float(brain.sum()) * float(np.prod(grid.spacing_xyz)) / 1000.0
-    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry, brain_ml)
+    voxel_ml = float(np.prod(grid.spacing_xyz)) / 1000.0
+    return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry,
+                        float(brain.sum()) * voxel_ml, float((~fov).sum()) * voxel_ml)
