@@ -35,7 +35,12 @@ from .io import (
 from .lesions import lesion_table, threshold_lesions
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .options import check_segment_config
-from .plausibility import brain_volume_note, image_notes
+from .plausibility import (
+    brain_volume_note,
+    extracerebral_note,
+    field_of_view_edge_note,
+    image_notes,
+)
 from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
@@ -260,6 +265,8 @@ class Segmenter:
                                  "rescale the image.")
             notes = [f"{sources[0]}: {note}" for note in image_notes(images[0])]
             notes += [n for n in [brain_volume_note(pre.brain_ml, self.config.brain_mask)] if n]
+            notes += [n for n in [extracerebral_note(pre.brain_ml, self.config.brain_mask),
+                                  field_of_view_edge_note(pre.edge_ml)] if n]
             notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
             net = self.net

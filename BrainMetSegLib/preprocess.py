@@ -71,13 +71,15 @@ class Preprocessed:
     """array: (C, Z, Y, X) float32, normalised; brain: (Z, Y, X) bool, dilated brain mask
     (never outside the input's field of view); brain_ml: volume of the brain mask before
     dilation (mL); fov_ml: volume (mL) of the model grid the input does not cover (zero-filled
-    by resampling, excluded from the brain)."""
+    by resampling, excluded from the brain); edge_ml: brain (mL) within 2 mm of the field of
+    view's edge (a brain the scan cut)."""
 
     array: np.ndarray
     brain: np.ndarray
     geometry: Geometry
     brain_ml: float = float("nan")
     fov_ml: float = 0.0
+    edge_ml: float = 0.0
 
 
 def _ball(radius_mm: float, spacing_xyz) -> np.ndarray:
@@ -142,6 +144,14 @@ def zscore(array: np.ndarray, brain: np.ndarray) -> np.ndarray:
     if std <= 0:
         raise InputError("the image is constant inside the brain mask; nothing to normalise.")
     return ((array.astype(np.float64) - mean) / std).astype(np.float32)
+
+
+def edge_ml(brain: np.ndarray, fov: np.ndarray, spacing_xyz, mm: float = 2.0) -> float:
+    """mL of ``brain`` within ``mm`` of the edge of ``fov`` or of the grid (both (Z, Y, X) bool)."""
+    r = int(np.ceil(mm / min(spacing_xyz)))
+    box = _crop_box(brain, [r] * 3)  # the brain lies >= r voxels inside the box unless at the grid's edge
+    inner = ndimage.binary_erosion(fov[box], iterations=r, border_value=0)
+    return float((brain[box] & ~inner).sum()) * float(np.prod(spacing_xyz)) / 1000.0
 
 
 def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, device: str = "cpu",
@@ -218,4 +228,5 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
     voxel_ml = float(np.prod(grid.spacing_xyz)) / 1000.0
     return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry,
-                        float(brain.sum()) * voxel_ml, float((~fov).sum()) * voxel_ml)
+                        float(brain.sum()) * voxel_ml, float((~fov).sum()) * voxel_ml,
+                        edge_ml(brain, fov, grid.spacing_xyz))

@@ -22,8 +22,8 @@ import json
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.models import load_package
 from BrainMetSegLib.geometry import field_of_view_mask
+from BrainMetSegLib.models import load_package
 from BrainMetSegLib.preprocess import PreprocessConfig, preprocess
 
 
