@@ -184,4 +184,40 @@ def test_oblique_and_thick_slice_phantoms_end_to_end(options, warning, tested_mo
     spacing = case.image.GetSpacing()
     outside_mm = ndimage.distance_transform_edt(sitk.GetArrayFromImage(case.image) == 0, sampling=spacing[::-1])
     assert prob.max() > 0
-    assert not prob[outside_mm > 4.0 + max(spacing)].any()  # never beyond the 4 mm gate around the brain
+    # nothing beyond the 4 mm gate around the brain (+ a voxel of each grid and of the mask per resampling)
+    assert not prob[outside_mm > 4.0 + 2 * 2.0 + 2 * max(spacing)].any()
+
+
+def test_deepbet_sees_the_oblique_scans_own_planes_not_zero_filled_wedges(monkeypatch):
+    """deepbet is given the scan's own field of view (every voxel measured), and its mask comes
+    back onto the axis-aligned model grid in the right place; before, it got the axis-aligned
+    box around the tilted scan, ~half of it zero-filled."""
+    import torch
+
+    from BrainMetSegLib import skullstrip
+
+    seen = []
+
+    class FakeBet:
+        model = torch.nn.Conv3d(1, 2, 3)
+
+        def run_model(self, x):
+            seen.append(float((x == 0).mean()))
+            return (x > 50).astype(np.float32)  # "brain": the bright ellipsoid
+
+        def postprocess(self, mask):
+            return mask
+
+    monkeypatch.setattr(skullstrip, "_deepbet", lambda device: FakeBet())
+    image = _image(direction=rotation((25, 15)).ravel().tolist(), shape=(40, 48, 56))
+    arr = sitk.GetArrayFromImage(image)
+    arr[arr == 0] = 5.0  # measured air
+    scan = sitk.GetImageFromArray(arr)
+    scan.CopyInformation(image)
+    config = PreprocessConfig(spacing_mm=(1.0, 1.0, 1.0))
+    after = preprocess([scan], config)
+    before = preprocess([scan], PreprocessConfig(spacing_mm=(1.0, 1.0, 1.0), skullstrip_grid="model-grid"))
+    assert seen[0] < 0.02 and seen[1] > 0.3  # zero-filled share of what deepbet saw
+    ellipsoid_ml = (arr > 50).sum() / 1000.0
+    assert after.brain_ml == pytest.approx(ellipsoid_ml, rel=0.05)
+    assert before.brain_ml == pytest.approx(ellipsoid_ml, rel=0.05)  # a perfect fake agrees on both

@@ -127,7 +127,8 @@ def markdown(summary: dict, header: str) -> str:
     cols = ["variant", "cases", "lesions found", "sensitivity", ">=10 mm", "FP/case", "FP outside brain",
             "cases warned"]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for name, s in summary.items():
+    for name in sorted(summary, key=list(VARIANTS).index):
+        s = summary[name]
         if not s["cases"]:
             continue
         ge10 = f"{s['sensitivity_ge10mm']} ({s['gt_ge10mm']})" if s["gt_ge10mm"] else "-"

@@ -4,9 +4,9 @@
         [--title TEXT] [--truth INSTANCES] [--reference ORIGINAL] [--skullstrip-grid model-grid]
 
 Runs :func:`BrainMetSegLib.preprocess.preprocess` with the default model's settings (deepbet
-mask) and draws the middle axial, coronal and sagittal slices of the model-grid array (what
-the network is given, z-scored, 0 outside the dilated mask) with the brain mask outlined
-(red: deepbet's mask; yellow: the input's field of view where it does not cover the grid;
+mask) and draws the middle axial, coronal and sagittal slices of the scan resampled on the model grid
+(z-scored as the network gets it, but shown outside the gate too) with the dilated brain mask that gates it outlined
+(red: the gate; yellow: the input's field of view where it does not cover the grid;
 green: ground-truth lesions when ``--truth`` is given). Prints (JSON) the brain-mask volume
 (mL), the model-grid volume outside the input's field of view and, with ``--reference`` (the
 same head as originally acquired), the mL of the dilated mask outside the reference's dilated
@@ -27,13 +27,15 @@ from BrainMetSegLib.models import load_package
 from BrainMetSegLib.preprocess import PreprocessConfig, preprocess
 
 
-def _panels(pre, truth):
+def _panels(pre, image, truth):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arr = pre.array[0]
+    arr = pre.geometry.to_model_grid(sitk.Cast(image, sitk.sitkFloat32), linear=True)
+    inside = arr[pre.brain]
+    arr = (arr - inside.mean()) / inside.std()  # as the network's z-score, but not gated
     fov = field_of_view_mask(pre.geometry.input_grid, pre.geometry.model_grid)
     centre = [int(np.mean(i)) for i in np.nonzero(pre.brain)]
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8), dpi=80)
@@ -74,7 +76,7 @@ def main() -> None:
     image = sitk.ReadImage(args.image)
     pre = preprocess([image], config)
     truth = pre.geometry.to_model_grid(sitk.ReadImage(args.truth)) > 0 if args.truth else None
-    fig = _panels(pre, truth)
+    fig = _panels(pre, image, truth)
     stats = {"image": args.image, "brain_ml": round(pre.brain_ml, 1), "spacing_mm": list(image.GetSpacing()),
              "skullstrip_grid": args.skullstrip_grid, "outside_fov_ml": round(pre.fov_ml, 1),
              "model_grid_size_xyz": list(pre.geometry.model_grid.size_xyz)}
