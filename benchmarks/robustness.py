@@ -10,7 +10,9 @@ as every variant: tilted 15 and 30 degrees about x and y; 2D slices 3, 5 and 7 m
 (slab-averaged, 0.5 mm in-plane for 5 and 7 mm as spin echo is written); the brain's box only;
 the top 20 mm of the brain cut off (vertex). Each re-acquired scan goes through the whole
 pipeline (``Segmenter.run``, model card defaults); its lesion labels are mapped back onto the
-original grid (nearest) and matched with the original ground truth (any overlap, 26-connected).
+original grid (nearest, each keeping its id) and matched with the original ground truth (any
+overlap). Lesion size for the ">= 10 mm" column: the truth lesion's longest diameter
+(``lesions.component_diameters_mm``).
 Truth lesions mostly outside a variant's field of view are left out of its counts. A false
 lesion is "outside the brain" when most of it lies outside the phantom's brain mask.
 
@@ -29,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.evaluate.lesionwise import match_lesions
 from BrainMetSegLib.geometry import Grid, field_of_view_mask
+from BrainMetSegLib.lesions import Frame, component_diameters_mm
 from BrainMetSegLib.synth.reacquire import Reacquisition, reacquire
 
 VARIANTS = {
@@ -58,30 +60,33 @@ def phantom(folder: Path, k: int, seed: int) -> str:
 
 
 def score(pred_labels: sitk.Image, truth: sitk.Image, brain: sitk.Image, variant_grid: Grid) -> dict:
-    """Lesion counts of ``pred_labels`` (any grid) against ``truth`` (instances, original grid)."""
+    """Lesion counts of ``pred_labels`` (instance ids, any grid) against ``truth`` (instances,
+    original grid). Each predicted lesion keeps the segmenter's own id through the nearest-
+    neighbour mapping (recomputing components on another grid would split or merge some); a
+    predicted lesion too small to keep a voxel on the original grid counts as false."""
     pred = sitk.GetArrayFromImage(sitk.Resample(pred_labels, truth, sitk.Transform(),
-                                                sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)) > 0
+                                                sitk.sitkNearestNeighbor, 0, sitk.sitkUInt32))
     gt = sitk.GetArrayFromImage(truth)
     in_fov = field_of_view_mask(variant_grid, Grid.of(truth))
-    ids = [i for i in np.unique(gt[gt > 0]) if in_fov[gt == i].mean() >= 0.5]
-    gt_in = np.isin(gt, ids)
-    match = match_lesions(gt_in, pred, truth.GetSpacing(), direction=truth.GetDirection())
+    all_ids = np.unique(gt[gt > 0])
+    ids = [i for i in all_ids if in_fov[gt == i].mean() >= 0.5]
     brain_arr = sitk.GetArrayViewFromImage(brain) > 0
-    fp = [p for p in match.pred if not p.true_positive]
-    pred_lab = _components(pred)
-    outside = sum(1 for p in fp if brain_arr[pred_lab == p.pred_id].mean() < 0.5)
-    return {"gt_lesions": len(match.gt), "gt_lesions_outside_fov": int(len(np.unique(gt[gt > 0])) - len(ids)),
-            "detected": sum(g.detected for g in match.gt),
-            "gt_ge10mm": sum(g.longest_diameter_mm >= 10 for g in match.gt),
-            "detected_ge10mm": sum(g.detected and g.longest_diameter_mm >= 10 for g in match.gt),
-            "fp": len(fp), "fp_outside_brain": outside,
-            "fp_volumes_mm3": [round(p.volume_mm3, 1) for p in fp]}
-
-
-def _components(mask: np.ndarray) -> np.ndarray:
-    import cc3d
-
-    return cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    diameters = component_diameters_mm(gt, int(gt.max()), Frame.of(truth))
+    gt_rows = [(bool((pred[gt == i] > 0).any()), float(diameters[i - 1])) for i in ids]
+    fp, outside = [], 0
+    for p in np.unique(sitk.GetArrayViewFromImage(pred_labels)):
+        if p == 0:
+            continue
+        sel = pred == p
+        if sel.any() and np.isin(gt[sel], ids).any():
+            continue
+        fp.append(round(float(sel.sum()) * float(np.prod(truth.GetSpacing())), 1))
+        outside += bool(sel.any() and brain_arr[sel].mean() < 0.5)
+    return {"gt_lesions": len(ids), "gt_lesions_outside_fov": int(len(all_ids) - len(ids)),
+            "detected": sum(d for d, _ in gt_rows),
+            "gt_ge10mm": sum(e >= 10 for _, e in gt_rows),
+            "detected_ge10mm": sum(d and e >= 10 for d, e in gt_rows),
+            "fp": len(fp), "fp_outside_brain": outside, "fp_volumes_mm3": fp}
 
 
 def run_case(segmenter, folder: Path, cid: str, variant: str, out: Path) -> dict:
@@ -104,6 +109,7 @@ def run_case(segmenter, folder: Path, cid: str, variant: str, out: Path) -> dict
            "spacing_mm": list(scans["image"].GetSpacing()),
            **score(result.labels, truth, brain, Grid.of(scans["image"]))}
     cache.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(result.labels, str(cache.with_suffix(".labels.nii.gz")))  # to re-score without re-running
     cache.write_text(json.dumps(row, indent=1) + "\n")
     scan_path.unlink()  # re-made from the phantom when needed; keeps OUT small
     return row
