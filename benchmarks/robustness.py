@@ -152,6 +152,8 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--json", help="write the per-case rows and the summary here")
     p.add_argument("--markdown", help="write the summary table here")
+    p.add_argument("--cached-only", action="store_true",
+                   help="summarise the cached results only (what a stopped run finished), run nothing")
     args = p.parse_args()
     from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 
@@ -163,6 +165,13 @@ def main() -> None:
     segmenter = Segmenter(SegmentConfig(model=args.model))
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for k in range(args.n):  # case-major: every variant has the same cases whenever the run stops
+        if args.cached_only:
+            cid = f"synth_{k:03d}"
+            if not all((out / "results" / v / f"{cid}.json").exists() for v in variants):
+                continue  # only cases every variant has, so the variants compare
+            for v in variants:
+                rows[v].append(json.loads((out / "results" / v / f"{cid}.json").read_text()))
+            continue
         cid = phantom(out / "phantoms", k, args.seed)
         for v in variants:
             rows[v].append(run_case(segmenter, out / "phantoms", cid, v, out))
@@ -171,11 +180,12 @@ def main() -> None:
     for v, s in summary.items():
         print(v, json.dumps(s))
     card = segmenter.package.card
-    header = (f"Model {card.name} {card.version}; phantoms `brainmetseg synth -n {args.n} --seed {args.seed} "
-              "--isotropic-only`; truth lesions outside a variant's field of view left out.")
+    n_cases = len(next(iter(rows.values()), []))
+    header = (f"Model {card.name} {card.version}; {n_cases} phantoms (`brainmetseg synth --seed {args.seed} "
+              "--isotropic-only`, cases synth_000...); truth lesions outside a variant's field of view left out.")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": f"{card.name} {card.version}", "seed": args.seed,
-                                               "n": args.n, "summary": summary, "rows": rows}, indent=1) + "\n")
+                                               "n": n_cases, "summary": summary, "rows": rows}, indent=1) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown(summary, header))
 
