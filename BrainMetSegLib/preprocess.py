@@ -161,11 +161,12 @@ def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, de
     deepbet runs on a grid holding the scan's own planes (its axes reordered towards L, P, S,
     :func:`~BrainMetSegLib.geometry.nearest_axes_direction`) at the model spacing and covering
     exactly the scan's field of view, then the mask is mapped once onto ``grid`` (nearest).
-    Why: the axis-aligned box around an oblique scan is up to 2x its volume, the rest being
-    zero-filled wedges; deepbet finds its brain box on a 128^3 thumbnail of the whole array and
-    normalises on its quantiles, and on the bundled sample tilted 25/15 degrees it let in
-    ~500 mL of scalp, orbit and skull base (docs/robustness.md). An axis-aligned scan's own grid
-    is ``grid`` itself: ``on_grid`` (the CE-T1 already resampled there) is used as is.
+    Why: the axis-aligned box around an oblique scan is much larger than the scan (the bundled
+    sample tilted 25/15 degrees: 23 L of zero-filled wedges), deepbet finds its brain box on a
+    128^3 thumbnail of the whole array and normalises by its quantiles, and there it let in
+    skull base and neck (227 mL of the gate outside the upright original's; 195 mL on the scan's
+    own axes; docs/robustness.md). An axis-aligned scan's own grid is ``grid`` itself:
+    ``on_grid`` (the CE-T1 already resampled there) is used as is, as before.
     """
     from .skullstrip import deepbet_mask
 
