@@ -57,14 +57,49 @@ class Grid:
         return Grid(tuple(int(s) for s in size_xyz), self.spacing_xyz, tuple(origin.tolist()), self.direction)
 
 
-def axis_aligned_grid(image: sitk.Image, spacing_xyz) -> Grid:
-    """Identity-direction LPS grid at ``spacing_xyz`` (mm) covering ``image``'s physical extent."""
-    corners = Grid.of(image).corners_lps()
-    low, high = corners.min(axis=0), corners.max(axis=0)
+def covering_grid(corners_lps: np.ndarray, spacing_xyz, direction=None) -> Grid:
+    """Grid with ``direction`` (row-major 3x3, default identity) at ``spacing_xyz`` (mm) whose
+    voxel extent covers the points ``corners_lps`` (n, 3), LPS mm."""
+    d = np.eye(3) if direction is None else np.reshape(direction, (3, 3))
+    local = np.asarray(corners_lps) @ d  # coordinates along the grid's axes
+    low, high = local.min(axis=0), local.max(axis=0)
     spacing = np.asarray(spacing_xyz, dtype=float)
     size = np.maximum(np.round((high - low) / spacing).astype(int), 1)
-    origin = low + spacing / 2
-    return Grid(tuple(int(s) for s in size), tuple(spacing.tolist()), tuple(origin.tolist()))
+    origin = d @ (low + spacing / 2)
+    return Grid(tuple(int(s) for s in size), tuple(spacing.tolist()), tuple(origin.tolist()),
+                tuple(float(v) for v in d.ravel()))
+
+
+def axis_aligned_grid(image: sitk.Image, spacing_xyz) -> Grid:
+    """Identity-direction LPS grid at ``spacing_xyz`` (mm) covering ``image``'s physical extent."""
+    return covering_grid(Grid.of(image).corners_lps(), spacing_xyz)
+
+
+def nearest_axes_direction(direction) -> np.ndarray:
+    """The input's own axes (row-major 3x3 ``direction``), reordered and signed so they are as
+    close as possible to L, P, S: a grid with this direction holds the scan's voxels' own
+    planes (oblique ones included) in an LPS-like array order."""
+    d = np.reshape(direction, (3, 3))
+    out = np.zeros((3, 3))
+    used: set[int] = set()
+    for lps_axis in np.argsort(-np.abs(d).max(axis=1)):  # most decided LPS axis first
+        col = max((c for c in range(3) if c not in used), key=lambda c: abs(d[lps_axis, c]))
+        used.add(col)
+        out[:, lps_axis] = d[:, col] * np.sign(d[lps_axis, col])
+    return out
+
+
+def obliquity_deg(direction) -> float:
+    """Largest angle (degrees) between an image axis and the nearest of L, P, S."""
+    d = np.abs(np.reshape(direction, (3, 3)))
+    return float(np.degrees(np.arccos(np.clip(d.max(axis=0), -1.0, 1.0))).max())
+
+
+def field_of_view_mask(input_grid: Grid, grid: Grid) -> np.ndarray:
+    """(Z, Y, X) bool on ``grid``: voxel centres inside ``input_grid``'s voxel extent, i.e. where
+    the scanner measured something. Elsewhere resampling only filled in zeros."""
+    ones = input_grid.image_from_array(np.ones(input_grid.size_xyz[::-1], np.uint8))
+    return sitk.GetArrayFromImage(resample(ones, grid, linear=False)) > 0
 
 
 def resample(image: sitk.Image, grid: Grid, linear: bool = True, default: float = 0.0,

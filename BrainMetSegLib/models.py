@@ -70,6 +70,10 @@ class ModelCard:
     # The terms the weights may be used under (an SPDX identifier such as "Apache-2.0", or the
     # licensor's words); empty when unknown (e.g. an imported package that did not say).
     license: str = ""
+    # The acquisitions the model was trained and tested on: {"slice_thickness_mm": [min, max],
+    # "in_plane_spacing_mm": [min, max], "obliquity_deg": max, "note": text}; scans outside
+    # them get a warning (BrainMetSegLib.acquisition). Empty: not stated, no warning.
+    acquisition: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:

@@ -199,6 +199,36 @@ def check_card(card) -> None:
         raise ModelError(f"{field('sha256')} must be 64 hexadecimal digits, not {card.sha256!r}.")
     if not isinstance(card.trained, bool):
         raise ModelError(f"{field('trained')} must be true or false, not {card.trained!r}.")
+    card.acquisition = check_acquisition(card.acquisition, field("acquisition"))
+
+
+def check_acquisition(acquisition, name: str) -> dict:
+    """The card's ``acquisition`` (see :mod:`BrainMetSegLib.acquisition`): known keys only,
+    spacing ranges [min, max] in (0, 20] mm, obliquity in [0, 90] degrees; numbers as floats."""
+    from .acquisition import MAX_KEYS, RANGE_KEYS, TEXT_KEYS
+
+    if not isinstance(acquisition, dict):
+        raise ModelError(f"{name} must be an object, not {acquisition!r}.")
+    unknown = sorted(set(acquisition) - set(RANGE_KEYS + MAX_KEYS + TEXT_KEYS))
+    if unknown:
+        raise ModelError(f"{name} has unknown keys {unknown} (known: {', '.join(RANGE_KEYS + MAX_KEYS + TEXT_KEYS)}).")
+    out = dict(acquisition)
+    for key in RANGE_KEYS:
+        if key in out:
+            v = out[key]
+            if not isinstance(v, list | tuple) or len(v) != 2:
+                raise ModelError(f"{name}[{key!r}] must be [min, max] in mm, not {v!r}.")
+            lo, hi = (number(x, f"{name}[{key!r}]", 0.0, 20.0, low_open=True, error=ModelError) for x in v)
+            if lo > hi:
+                raise ModelError(f"{name}[{key!r}]: min {lo:g} is above max {hi:g}.")
+            out[key] = [lo, hi]
+    for key in MAX_KEYS:
+        if key in out:
+            out[key] = number(out[key], f"{name}[{key!r}]", 0.0, 90.0, error=ModelError)
+    for key in TEXT_KEYS:
+        if key in out:
+            text(out[key], f"{name}[{key!r}]")
+    return out
 
 
 def check_segment_config(config) -> None:

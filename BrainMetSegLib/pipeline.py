@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
@@ -35,7 +36,12 @@ from .lesions import lesion_table
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .operating_point import OperatingPoint, lesion_labels
 from .options import check_segment_config
-from .plausibility import brain_volume_note, image_notes
+from .plausibility import (
+    brain_volume_note,
+    extracerebral_note,
+    field_of_view_edge_note,
+    image_notes,
+)
 from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
@@ -286,6 +292,9 @@ class Segmenter:
                                  "rescale the image.")
             notes = [f"{sources[0]}: {note}" for note in image_notes(images[0])]
             notes += [n for n in [brain_volume_note(pre.brain_ml, self.config.brain_mask)] if n]
+            notes += [n for n in [extracerebral_note(pre.brain_ml, self.config.brain_mask),
+                                  field_of_view_edge_note(pre.edge_ml)] if n]
+            notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
             net = self.net
         plan: dict = {}

@@ -14,6 +14,12 @@ import SimpleITK as sitk
 MIN_FIELD_OF_VIEW_MM = 60.0
 MIN_VOXELS_PER_AXIS = 16
 MIN_BRAIN_ML = 300.0
+#: An adult's intracranial volume is at most ~1,900 mL; a brain mask well above it holds scalp,
+#: orbits or skull base (deepbet on the sample tilted 25/15 degrees before issue 24: 2,511 mL
+#: against 2,008 mL upright, the synthetic head being 1.0-1.3x Colin27's size).
+MAX_BRAIN_ML = 2200.0
+#: Brain (mL) within 2 mm of the edge of the scan's field of view above which the brain is cut.
+FOV_EDGE_ML = 1.0
 # Neighbouring voxels of any MR image are strongly correlated (point-spread, anatomy);
 # white noise is not.
 MIN_NEIGHBOUR_CORRELATION = 0.2
@@ -60,6 +66,23 @@ def brain_volume_note(brain_ml: float, method: str) -> str | None:
         return (f"the brain mask ({method}) holds only {brain_ml:.0f} mL (an adult brain is about "
                 "1,000-1,600 mL): brain extraction may have failed or the scan covers little brain; "
                 "check the result or pass --brain-mask.")
+    return None
+
+
+def extracerebral_note(brain_ml: float, method: str) -> str | None:
+    """Warn when the brain mask is larger than any adult brain (extracerebral tissue let in)."""
+    if brain_ml > MAX_BRAIN_ML:
+        return (f"the brain mask ({method}) holds {brain_ml:.0f} mL, more than an adult's intracranial "
+                f"volume (up to ~1,900 mL): it probably includes scalp, orbits or skull base, where false "
+                "lesions appear; check the mask or pass --brain-mask.")
+    return None
+
+
+def field_of_view_edge_note(edge_ml: float) -> str | None:
+    """Warn when the brain mask runs into the edge of the scan's field of view."""
+    if edge_ml > FOV_EDGE_ML:
+        return (f"the brain reaches the edge of the scan's field of view ({edge_ml:.0f} mL of brain within "
+                "2 mm of it): part of the brain is probably outside the scan, and lesions there are not found.")
     return None
 
 

@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="no bias field, noise, blur or random scaling (clean images)")
     p.add_argument("--field-of-view", choices=("head", "brain"), default="head")
     p.add_argument("--deformation", type=float, default=1.0, help="scale of the random deformation (0 = none)")
+    p.add_argument("--oblique", type=float, nargs=2, default=None, metavar=("A", "B"),
+                   help="write each case on a grid tilted A degrees about x, then B about y (oblique planes)")
+    p.add_argument("--slice-thickness", type=float, default=None, metavar="MM",
+                   help="write each case as 2D slices MM thick (slab-averaged), e.g. 5")
+    p.add_argument("--in-plane", type=float, default=None, metavar="MM",
+                   help="in-plane spacing with --slice-thickness (default: --spacing's x)")
     p.add_argument("--preview", action="store_true", help="also write preview/<case>.png contact sheets")
     p.add_argument("--followups", type=int, default=0, metavar="K",
                    help="also write K follow-up scans per case into followups/ (moved head, lesions grown, "
@@ -80,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         diameter_range_mm=tuple(args.diameter), patterns=patterns, confounders=not args.no_confounders,
         skull=not args.no_skull, anisotropic_acquisition=aniso, acquisition=not args.no_acquisition,
         field_of_view=args.field_of_view, deformation=args.deformation,
+        oblique_deg=None if args.oblique is None else tuple(args.oblique),
+        slice_thickness_mm=args.slice_thickness, in_plane_mm=args.in_plane,
     )
     progress = reporter(args.progress)
     t0 = time.perf_counter()

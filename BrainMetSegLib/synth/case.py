@@ -219,4 +219,10 @@ def make_case(seed: int, config: C.SynthConfig | None = None) -> SynthCase:
     """Generate one case from ``seed`` (same seed and config -> identical arrays)."""
     config = config or C.SynthConfig()
     plan = plan_case(seed, config)
-    return render_case(plan, plan.specs, plan.rng, config)
+    case = render_case(plan, plan.specs, plan.rng, config)
+    spec = config.reacquisition()
+    if spec is None:
+        return case
+    from .reacquire import reacquire_case
+
+    return reacquire_case(case, spec)

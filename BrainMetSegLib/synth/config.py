@@ -78,6 +78,11 @@ class SynthConfig:
     field_of_view: ``"head"`` (whole head/template) or ``"brain"`` (brain box + margin).
     margin_mm: margin around the brain for ``field_of_view="brain"``.
     deformation: scale of the random affine + elastic deformation (0 = none, 1 = default).
+    oblique_deg: ``None`` or (a, b): write the case on a grid tilted a degrees about x, then b
+        about y (an oblique acquisition of the same head; :mod:`.reacquire`).
+    slice_thickness_mm: ``None`` or the thickness (= spacing) of 2D slices the case is written
+        with (slab-averaged, e.g. 5 for a clinic's spin echo); in-plane spacing ``in_plane_mm``
+        (``None``: ``spacing_mm``'s x).
     """
 
     anatomy: str = "auto"
@@ -94,6 +99,9 @@ class SynthConfig:
     field_of_view: str = "head"
     margin_mm: float = 12.0
     deformation: float = 1.0
+    oblique_deg: tuple[float, float] | None = None
+    slice_thickness_mm: float | None = None
+    in_plane_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.anatomy not in ("auto", "mni152", "colin27"):
@@ -118,6 +126,13 @@ class SynthConfig:
             raise InputError(f"field_of_view {self.field_of_view!r}: use head or brain.")
         if not 0 <= self.deformation <= 3:
             raise InputError(f"deformation {self.deformation}: must be in [0, 3].")
+        if self.oblique_deg is not None and (len(self.oblique_deg) != 2
+                                             or any(not -45 <= float(a) <= 45 for a in self.oblique_deg)):
+            raise InputError(f"oblique_deg {self.oblique_deg}: give two angles in [-45, 45] degrees.")
+        for name, lo in (("slice_thickness_mm", 0.5), ("in_plane_mm", 0.2)):
+            v = getattr(self, name)
+            if v is not None and not lo <= v <= 10:
+                raise InputError(f"{name} {v}: must be in [{lo:g}, 10] mm.")
         aniso = self.anisotropic_acquisition
         if aniso not in (None, False, True) and (len(aniso) != 3 or any(a <= 0 for a in aniso)):
             raise InputError(f"anisotropic_acquisition {aniso}: give three positive spacings in mm.")
@@ -128,8 +143,18 @@ class SynthConfig:
         s = self.spacing_mm
         return (float(s),) * 3 if isinstance(s, int | float) else tuple(float(v) for v in s)
 
+    def reacquisition(self):
+        """The :class:`~.reacquire.Reacquisition` the options ask for, or ``None``."""
+        if self.oblique_deg is None and self.slice_thickness_mm is None and self.in_plane_mm is None:
+            return None
+        from .reacquire import Reacquisition
+
+        return Reacquisition(tilt_deg=tuple(self.oblique_deg or (0.0, 0.0)),
+                             slice_thickness_mm=self.slice_thickness_mm, in_plane_mm=self.in_plane_mm)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["spacing_mm"] = list(self.spacing)
         d["spacing_range_mm"] = None if self.spacing_range_mm is None else list(self.spacing_range_mm)
+        d["oblique_deg"] = None if self.oblique_deg is None else list(self.oblique_deg)
         return d

@@ -1,0 +1,81 @@
+"""A scan's acquisition (slice spacing, in-plane spacing, obliquity) against the acquisitions a
+model was trained and tested on (model card field ``acquisition``).
+
+The card states, e.g. ``{"slice_thickness_mm": [1, 3], "in_plane_spacing_mm": [1, 1],
+"obliquity_deg": 0}``. A scan outside those ranges still runs (a model cannot be proven wrong
+on it), but the run says so with the numbers, in ``run.json`` ``warnings``, on stderr and in
+the Slicer module and viewer, e.g. "slice spacing 7 mm; model brainmetseg-demo was tested on
+slices of 1-3 mm": false lesions and missed thin ones are more likely there
+(docs/robustness.md). The slice axis is the scan's coarsest one; its spacing stands for the
+slice thickness (equal for gapless 2D slices; a file does not record thickness reliably).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .geometry import obliquity_deg
+
+#: Card keys: ranges [min, max] of spacings (mm) and the largest obliquity (degrees).
+RANGE_KEYS = ("slice_thickness_mm", "in_plane_spacing_mm")
+MAX_KEYS = ("obliquity_deg",)
+TEXT_KEYS = ("note",)
+#: A scan is outside a spacing range when it is more than 10 % beyond it (scanners write
+#: 0.9375 or 1.1 mm for a "1 mm" protocol), and outside the obliquity when more than 3 degrees
+#: beyond it (planning a plane by hand leaves a few degrees).
+SPACING_TOLERANCE = 0.10
+OBLIQUITY_TOLERANCE_DEG = 3.0
+
+
+@dataclass(frozen=True)
+class ScanAcquisition:
+    """slice_spacing_mm: the coarsest voxel spacing; in_plane_spacing_mm: the other two
+    (largest first); obliquity_deg: the largest angle between a voxel axis and L, P or S."""
+
+    slice_spacing_mm: float
+    in_plane_spacing_mm: tuple[float, float]
+    obliquity_deg: float
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> ScanAcquisition:
+        spacing = sorted((float(s) for s in image.GetSpacing()[:3]), reverse=True)
+        return cls(spacing[0], (spacing[1], spacing[2]), obliquity_deg(image.GetDirection()))
+
+
+def _mm(v: float) -> str:
+    return f"{v:.2g}" if v < 1 else f"{v:.3g}"
+
+
+def _range(lo: float, hi: float) -> str:
+    return f"{_mm(lo)} mm" if np.isclose(lo, hi) else f"{_mm(lo)}-{_mm(hi)} mm"
+
+
+def acquisition_notes(image: sitk.Image, acquisition: dict, model: str) -> list[str]:
+    """Sentences for each way ``image``'s acquisition lies outside the card's ``acquisition``
+    (empty when the card states none, or the scan is within it)."""
+    scan = ScanAcquisition.of(image)
+    notes = []
+    tol = 1 + SPACING_TOLERANCE
+    if "slice_thickness_mm" in acquisition:
+        lo, hi = acquisition["slice_thickness_mm"]
+        if not lo / tol <= scan.slice_spacing_mm <= hi * tol:
+            more = (" Thin lesions are averaged with the tissue around them: expect missed small "
+                    "lesions and false ones" if scan.slice_spacing_mm > hi else "")
+            notes.append(f"slice spacing {_mm(scan.slice_spacing_mm)} mm; model {model} was tested on "
+                         f"slices of {_range(lo, hi)}.{more}".rstrip(".") + ".")
+    if "in_plane_spacing_mm" in acquisition:
+        lo, hi = acquisition["in_plane_spacing_mm"]
+        outside = [s for s in scan.in_plane_spacing_mm if not lo / tol <= s <= hi * tol]
+        if outside:
+            shown = " x ".join(_mm(s) for s in scan.in_plane_spacing_mm)
+            notes.append(f"in-plane spacing {shown} mm; model {model} was tested on {_range(lo, hi)}.")
+    if "obliquity_deg" in acquisition:
+        limit = acquisition["obliquity_deg"]
+        if scan.obliquity_deg > limit + OBLIQUITY_TOLERANCE_DEG:
+            tested = "axis-aligned scans" if limit == 0 else f"scans oblique by up to {limit:g} degrees"
+            notes.append(f"the scan's planes are oblique by {scan.obliquity_deg:.0f} degrees; model {model} "
+                         f"was tested on {tested}.")
+    return notes
