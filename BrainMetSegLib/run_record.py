@@ -25,8 +25,10 @@ from .io import sha256_file
 
 RUN_NAME = "run.json"
 
+# Fields are typed, not required: readers that need one say so (a comparison needs only the
+# scan in ``inputs``; skip-existing and summarize need ``case`` and ``outputs``).
 RUN_SCHEMA = {
-    "case": r.string(required=True),
+    "case": r.string(),
     "model": r.obj({"sha256": r.string(), "name": r.string()}),
     "settings": r.obj({k: r.num(low=0.0) for k in ("threshold", "threshold_used", "min_volume_mm3",
                                                       "min_volume_mm3_used", "outline_threshold",
@@ -35,7 +37,7 @@ RUN_SCHEMA = {
     "timings_s": r.mapping(r.num(low=0.0)),
     "lesions": r.num(low=0, integer=True),
     "warnings": r.array(r.string()),
-    "outputs": r.mapping(r.file_name(), required=True),
+    "outputs": r.mapping(r.file_name()),
     "output_sha256": r.mapping(r.sha256()),
 }
 
@@ -66,6 +68,8 @@ def verify_outputs(folder: str | os.PathLike, run: dict) -> str:
 
     ``run`` is a record from :func:`read_run` (types checked)."""
     folder = Path(folder)
+    if not run.get("outputs"):
+        return f"{folder / RUN_NAME} lists no outputs"
     hashes = run.get("output_sha256")
     if not hashes:
         return (f"{folder / RUN_NAME} records no content hashes of its outputs (written by an older "

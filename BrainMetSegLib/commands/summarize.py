@@ -68,8 +68,8 @@ def collect(outdir: Path, manifest_ids: list[str] | None = None) -> tuple[list[d
     runs, damaged = {}, {}
     for folder in sorted(p for p in outdir.iterdir() if p.is_dir() and not p.is_symlink()):
         run, why = _run_json(folder)
-        if run is not None and run["case"] != folder.name:
-            run, why = None, f"{folder / 'run.json'}: records case {run['case']!r}, not {folder.name!r}"
+        if run is not None and run.get("case") != folder.name:
+            run, why = None, f"{folder / 'run.json'}: records case {run.get('case')!r}, not {folder.name!r}"
         if run is not None:
             runs[folder.name] = run
         elif why:
