@@ -148,28 +148,57 @@ async def shoot(url: str, out: Path, lesion: dict) -> list[Path]:
         await settle(page)
         written.append(await save(page, out / "viewer_jump.png"))
 
-        await page.get_by_role("tab", name="Edit").click()
-        await page.locator('[data-testid="effect-paint"]').click()
-        await asyncio.sleep(1.0)
-        axial = page.locator("img.image-display-area").first
-        box = await axial.bounding_box()
-        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # the jump centred the lesion
-        # Each event is a round trip to the server: pace the stroke so none is dropped.
-        await page.mouse.move(cx, cy)
-        await asyncio.sleep(0.3)
-        await page.mouse.down()
-        await asyncio.sleep(0.3)
-        for step in range(1, 13):
-            await page.mouse.move(cx + 2.5 * step, cy + 1.5 * step)
-            await asyncio.sleep(0.1)
-        await page.mouse.up()
-        await asyncio.sleep(1.5)
-        await page.get_by_role("button", name="Re-measure").click()
-        await page.get_by_role("tab", name="Lesions").click()
+        await grow_lesion(page, lesion)
         await settle(page)
         written.append(await save(page, out / "viewer_edit.png"))
         await browser.close()
     return written
+
+
+ROW_CHANGED = """([selector, before]) => { const row = document.querySelector(selector);
+  return row !== null && row.innerText !== before; }"""
+
+
+async def grow_lesion(page, lesion: dict, tries: int = 3) -> None:
+    """Paint a stroke from the lesion's centre (the jump centred it in the axial view), re-measure,
+    and check its table row changed; on a busy machine the server may apply a stroke late or
+    lose its end, so the stroke is repeated (up to ``tries``) and a picture of an edit that did
+    not happen is refused."""
+    row = f'[data-testid="lesion-row"][data-lesion-id="{lesion["lesion_id"]}"]'
+    before = await page.locator(row).inner_text()
+    for attempt in range(1, tries + 1):
+        await page.get_by_role("tab", name="Edit").click()
+        if attempt == 1:
+            await page.locator('[data-testid="effect-paint"]').click()
+            await asyncio.sleep(1.0)
+        axial = page.locator("img.image-display-area").first
+        box = await axial.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        # Each event is a round trip to the server: pace the stroke so none is dropped.
+        await page.mouse.move(cx, cy)
+        await asyncio.sleep(0.3 * attempt)
+        await page.mouse.down()
+        await asyncio.sleep(0.3 * attempt)
+        for step in range(1, 13):
+            await page.mouse.move(cx + 2.5 * step, cy + 1.5 * step)
+            await asyncio.sleep(0.1 * attempt)
+        await asyncio.sleep(0.3 * attempt)
+        await page.mouse.up()
+        try:
+            await page.get_by_text("unsaved edits").wait_for(timeout=60_000)
+        except Exception:  # playwright's TimeoutError: the stroke never reached the segment
+            continue
+        await asyncio.sleep(1.5)
+        await page.get_by_role("button", name="Re-measure").click()
+        await page.get_by_role("tab", name="Lesions").click()
+        try:
+            await page.wait_for_function(ROW_CHANGED, arg=[row, before], timeout=30_000)
+            return
+        except Exception:
+            print(f"make_screenshots: stroke {attempt} left lesion {lesion['lesion_id']}'s row unchanged; "
+                  "painting again", file=sys.stderr)
+    raise SystemExit(f"make_screenshots: {tries} brush strokes did not change lesion {lesion['lesion_id']}; "
+                     "no picture replaced.")
 
 
 async def save(page, path: Path) -> Path:
