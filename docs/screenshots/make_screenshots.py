@@ -54,7 +54,7 @@ PICTURES = ("viewer_overview.png", "viewer_jump.png", "viewer_edit.png")
 # other field (weights, sha256, threshold, min_lesion_volume_mm3, a new operating value, the
 # grid, the windows...) is recorded, and a change to any of them makes the pictures stale.
 DESCRIPTIVE_CARD_FIELDS = ("training_data", "intended_use", "limitations", "validation", "recipe",
-                           "provenance")
+                           "provenance", "license")
 VIEWPORT = {"width": 1400, "height": 820}
 VIEWS_DRAWN = """() => { const imgs = Array.from(document.querySelectorAll('img.image-display-area'));
   return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
