@@ -172,7 +172,11 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     if run.get("case") != case.id:
         return f"run.json is for case {run.get('case')!r}"
     wanted = {k: p.name for k, p in planned_paths(folder, ext).items()}
-    if run.get("outputs") != wanted:
+    recorded = run.get("outputs") or {}
+    if recorded != wanted:
+        missing = sorted(set(wanted) - set(recorded))
+        if missing and all(recorded.get(k) == v for k, v in wanted.items() if k in recorded):
+            return f"made by an earlier version that did not write {', '.join(wanted[k] for k in missing)}"
         return "outputs were written in another format"
     damaged = verify_outputs(folder, run)  # present, inside the folder, and as written (sha256)
     if damaged:
