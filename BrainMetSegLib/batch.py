@@ -172,10 +172,10 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     if run.get("case") != case.id:
         return f"run.json is for case {run.get('case')!r}"
     wanted = {k: p.name for k, p in planned_paths(folder, ext).items()}
-    recorded = run.get("outputs") or {}
-    if recorded != wanted:
-        missing = sorted(set(wanted) - set(recorded))
-        if missing and all(recorded.get(k) == v for k, v in wanted.items() if k in recorded):
+    written = run.get("outputs") or {}
+    if written != wanted:
+        missing = sorted(set(wanted) - set(written))
+        if missing and all(written.get(k) == v for k, v in wanted.items() if k in written):
             return f"made by an earlier version that did not write {', '.join(wanted[k] for k in missing)}"
         return "outputs were written in another format"
     damaged = verify_outputs(folder, run)  # present, inside the folder, and as written (sha256)
