@@ -57,7 +57,8 @@ SUMMARY_GLOB = "summary*.csv"
 # overlap in ``inference.overlap``, the device in ``preprocess``/``inference``...): compare
 # the resolved values, so ``--threshold 0.5`` on a card whose threshold is 0.5 is no change.
 # The model is compared by its weights' sha256 (its name or folder may differ).
-_IGNORED_SETTINGS = ("model", "device", "threshold", "min_volume_mm3", "overlap", "blend_mode", "patch_size")
+_IGNORED_SETTINGS = ("model", "device", "threshold", "min_volume_mm3", "outline_threshold", "overlap",
+                     "blend_mode", "patch_size")
 
 
 @dataclass(frozen=True)
