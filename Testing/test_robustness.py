@@ -201,7 +201,7 @@ def test_deepbet_sees_the_oblique_scans_own_planes_not_zero_filled_wedges(monkey
     class FakeBet:
         model = torch.nn.Conv3d(1, 2, 3)
 
-        def run_model(self, x):
+        def run_model(self, x, **kwargs):
             seen.append(float((x == 0).mean()))
             return (x > 50).astype(np.float32)  # "brain": the bright ellipsoid
 
