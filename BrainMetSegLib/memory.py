@@ -1,11 +1,13 @@
 """How much memory one network forward may use: the default ``--memory-budget``.
 
-The budget follows the machine: the memory available now (the smaller of /proc/meminfo's
-``MemAvailable`` and the room left under this process's cgroup limit, v2 ``memory.max`` or
-v1 ``memory.limit_in_bytes``), less :data:`PIPELINE_RESERVE_MB` for everything else the
+The budget follows the machine: its memory (the smaller of /proc/meminfo's ``MemTotal`` and
+this process's cgroup limit, v2 ``memory.max`` or v1 ``memory.limit_in_bytes``), less :data:`PIPELINE_RESERVE_MB` for everything else the
 pipeline holds while the forward runs (the interpreter, torch and MONAI, the model, deepbet,
 the images and the probability map), times :data:`AVAILABLE_FRACTION` so that other programs
-and the estimate's error keep room. On CUDA: the free GPU memory times the same fraction.
+and the estimate's error keep room. The machine's size, not the memory free at the moment:
+the budget picks the inference plan (one forward or windows), and the plan changes the
+probabilities at window edges, so the same scan on the same machine must always get the same
+plan (free memory varies from run to run). On CUDA: the free GPU memory times the same fraction.
 The value and where it came from go into run.json (``inference_run.budget_source``).
 """
 
@@ -24,8 +26,8 @@ MINIMUM_BUDGET_MB = 256.0
 # whole-brain bf16 forward of the paper's network (~1.9 GB) on a 4 GB-RSS pipeline.
 FALLBACK_BUDGET_MB = 2560.0
 
-_CGROUP_V2 = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current")
-_CGROUP_V1 = ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
+_CGROUP_V2 = "/sys/fs/cgroup/memory.max"
+_CGROUP_V1 = "/sys/fs/cgroup/memory/memory.limit_in_bytes"
 # cgroup v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
 _NO_LIMIT = 2**60
 
@@ -38,12 +40,12 @@ class MemoryBudget:
     source: str
 
 
-def meminfo_available_mb(path: str = "/proc/meminfo") -> float | None:
-    """``MemAvailable`` of /proc/meminfo in MiB (None when unreadable)."""
+def meminfo_total_mb(path: str = "/proc/meminfo") -> float | None:
+    """``MemTotal`` of /proc/meminfo in MiB (None when unreadable)."""
     try:
         with open(path) as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith("MemTotal:"):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
@@ -64,37 +66,35 @@ def _read_bytes(path: str) -> int | None:
         return None
 
 
-def cgroup_room_mb(root: str = "") -> float | None:
-    """MiB left under this process's cgroup memory limit (limit - usage), v2 then v1; None
-    without a limit. ``root`` prefixes the paths (tests)."""
-    for limit_path, usage_path in (_CGROUP_V2, _CGROUP_V1):
+def cgroup_limit_mb(root: str = "") -> float | None:
+    """This process's cgroup memory limit in MiB, v2 then v1; None without a limit. ``root``
+    prefixes the paths (tests)."""
+    for limit_path in (_CGROUP_V2, _CGROUP_V1):
         limit = _read_bytes(root + limit_path)
-        if limit is None or limit >= _NO_LIMIT:
-            continue
-        usage = _read_bytes(root + usage_path) or 0
-        return max(limit - usage, 0) / 2**20
+        if limit is not None and limit < _NO_LIMIT:
+            return limit / 2**20
     return None
 
 
-def available_memory_mb(root: str = "") -> tuple[float | None, str]:
-    """The memory this process can still take (MiB) and what it was read from."""
-    meminfo = meminfo_available_mb(root + "/proc/meminfo")
-    cgroup = cgroup_room_mb(root)
+def machine_memory_mb(root: str = "") -> tuple[float | None, str]:
+    """The memory this process may use at most (MiB) and what it was read from."""
+    meminfo = meminfo_total_mb(root + "/proc/meminfo")
+    cgroup = cgroup_limit_mb(root)
     if cgroup is not None and (meminfo is None or cgroup < meminfo):
-        return cgroup, f"cgroup limit ({cgroup:.0f} MiB left)"
+        return cgroup, f"cgroup limit {cgroup:.0f} MiB"
     if meminfo is not None:
-        return meminfo, f"MemAvailable {meminfo:.0f} MiB"
-    return None, "available memory unreadable"
+        return meminfo, f"MemTotal {meminfo:.0f} MiB"
+    return None, "machine memory unreadable"
 
 
 def budget_from_available(available_mb: float) -> float:
-    """The forward's budget (MiB) for ``available_mb`` of free memory."""
+    """The forward's budget (MiB) for ``available_mb`` of memory."""
     return max((available_mb - PIPELINE_RESERVE_MB) * AVAILABLE_FRACTION, MINIMUM_BUDGET_MB)
 
 
 def cpu_memory_budget(root: str = "") -> MemoryBudget:
-    """The default CPU budget from the memory available now."""
-    available, where = available_memory_mb(root)
+    """The default CPU budget from the machine's memory."""
+    available, where = machine_memory_mb(root)
     if available is None:
         return MemoryBudget(FALLBACK_BUDGET_MB, f"fixed {FALLBACK_BUDGET_MB:.0f} MiB ({where})")
     mib = budget_from_available(available)

@@ -1,4 +1,5 @@
-"""The default memory budget follows the machine: MemAvailable and cgroup limits, recorded."""
+"""The default memory budget follows the machine: MemTotal and cgroup limits (not the memory
+free at the moment, which would make the inference plan and so the result vary), recorded."""
 
 from pathlib import Path
 
@@ -10,11 +11,11 @@ from BrainMetSegLib.architectures import build_network
 from BrainMetSegLib.inference import InferenceConfig, plan_windows
 
 
-def fake_machine(root: Path, available_kb: int | None, v2=None, v1=None) -> str:
+def fake_machine(root: Path, total_kb: int | None, v2=None, v1=None) -> str:
     """A /proc and /sys/fs/cgroup tree under ``root``; v2 / v1 = (limit, usage) as text."""
     (root / "proc").mkdir(parents=True)
-    if available_kb is not None:
-        (root / "proc" / "meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {available_kb} kB\n")
+    if total_kb is not None:  # what is free now must not matter
+        (root / "proc" / "meminfo").write_text(f"MemTotal: {total_kb} kB\nMemAvailable: 1024 kB\n")
     cg = root / "sys" / "fs" / "cgroup"
     if v2:
         cg.mkdir(parents=True)
@@ -27,12 +28,12 @@ def fake_machine(root: Path, available_kb: int | None, v2=None, v1=None) -> str:
     return str(root)
 
 
-def test_budget_follows_memavailable(tmp_path):
+def test_budget_follows_the_machines_memory_not_what_is_free(tmp_path):
     small = memory.cpu_memory_budget(fake_machine(tmp_path / "a", 4 * 1024 * 1024))  # 4 GiB free
     large = memory.cpu_memory_budget(fake_machine(tmp_path / "b", 22 * 1024 * 1024))  # 22 GiB free
     assert small.mib == pytest.approx((4096 - memory.PIPELINE_RESERVE_MB) * memory.AVAILABLE_FRACTION)
     assert large.mib == pytest.approx((22528 - memory.PIPELINE_RESERVE_MB) * memory.AVAILABLE_FRACTION)
-    assert "MemAvailable 22528 MiB" in large.source
+    assert "MemTotal 22528 MiB" in large.source
     # almost nothing free: the floor, not a negative budget
     assert memory.cpu_memory_budget(fake_machine(tmp_path / "c", 100 * 1024)).mib == memory.MINIMUM_BUDGET_MB
 
@@ -40,16 +41,16 @@ def test_budget_follows_memavailable(tmp_path):
 def test_cgroup_limit_caps_the_budget(tmp_path):
     gib = 2**30
     v2 = memory.cpu_memory_budget(fake_machine(tmp_path / "v2", 22 * 1024 * 1024,
-                                               v2=(str(6 * gib), str(2 * gib))))  # 4 GiB left
+                                               v2=(str(4 * gib), str(2 * gib))))  # a 4 GiB limit
     assert v2.mib == pytest.approx((4096 - memory.PIPELINE_RESERVE_MB) * memory.AVAILABLE_FRACTION)
     assert "cgroup" in v2.source
     v1 = memory.cpu_memory_budget(fake_machine(tmp_path / "v1", 22 * 1024 * 1024,
-                                               v1=(str(5 * gib), str(gib))))
+                                               v1=(str(4 * gib), str(gib))))
     assert v1.mib == pytest.approx((4096 - memory.PIPELINE_RESERVE_MB) * memory.AVAILABLE_FRACTION)
-    # "max" (v2) and cgroup v1's huge "no limit" number leave MemAvailable in charge
+    # "max" (v2) and cgroup v1's huge "no limit" number leave MemTotal in charge
     unlimited = memory.cpu_memory_budget(fake_machine(tmp_path / "no", 8 * 1024 * 1024, v2=("max", "0"),
                                                       v1=("9223372036854771712", "0")))
-    assert "MemAvailable" in unlimited.source and unlimited.mib > 3000
+    assert "MemTotal" in unlimited.source and unlimited.mib > 3000
 
 
 def test_unreadable_memory_falls_back_to_the_fixed_budget(tmp_path):
