@@ -182,10 +182,10 @@ def scored_model(tiny_model, tmp_path):
 
 
 def test_pipeline_with_a_scorer_writes_the_probability_and_the_review_list(scored_model, tmp_path):
-    from BrainMetSegLib.outputs import write_result
-    from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
     from test_pipeline import BrightNet, with_sphere
 
+    from BrainMetSegLib.outputs import write_result
+    from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
     from conftest import make_volume
 
     image = make_volume((40, 48, 56))
@@ -227,3 +227,29 @@ def test_mode_needs_a_scorer_and_a_tampered_scorer_is_refused(tiny_model, scored
     (scored_model / "candidate_scorer.json").write_text(json.dumps(bright_scorer(0.6)))
     with pytest.raises(ModelError, match="sha256 does not match"):
         Segmenter(SegmentConfig(model=str(scored_model), device="cpu"))
+
+
+def test_dicom_sr_carries_the_lesion_probability(tmp_path):
+    import highdicom as hd
+
+    from BrainMetSegLib.dicom import ModelIdentity, export_dicom
+    from BrainMetSegLib.io import read_image
+    from BrainMetSegLib.lesions import lesion_table
+    from dicom_phantoms import LESIONS, lesion_labels, phantom_image, write_series
+
+    write_series(phantom_image("axial"), tmp_path / "series")
+    labels = lesion_labels(read_image(tmp_path / "series"), LESIONS)
+    table = lesion_table(labels)
+    for n, row in enumerate(table):
+        row["lesion_probability"] = 0.9 - 0.3 * n
+    paths = export_dicom(labels, table, tmp_path / "series", tmp_path / "out", ("seg", "sr"),
+                         ModelIdentity("m", "1", "ab" * 32, {"threshold_used": "0.5"}))
+    groups = hd.sr.srread(paths["dicom_sr"]).content.get_volumetric_roi_measurement_groups()
+    for group, row in zip(groups, table, strict=True):
+        values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
+        assert values["Probability of cancer"] == (pytest.approx(row["lesion_probability"]), "1")
+    table[0]["lesion_probability"] = float("nan")  # a model without a scorer: no such measurement
+    paths = export_dicom(labels, table[:1], tmp_path / "series", tmp_path / "out2", ("seg", "sr"),
+                         ModelIdentity("m", "1", "ab" * 32, {"threshold_used": "0.5"}))
+    group = hd.sr.srread(paths["dicom_sr"]).content.get_volumetric_roi_measurement_groups()[0]
+    assert "Probability of cancer" not in {m.name.meaning for m in group.get_measurements()}

@@ -7,7 +7,9 @@ One TID 1411 volumetric measurement group per lesion, referencing the lesion's S
 - longest 3D diameter (IBSI L0JK "Maximum 3D Diameter of a Mesh", mm): the table's
   ``longest_diameter_mm``, measured between marching-cubes surface vertices;
 - RANO-BM axial diameters (SCT 103339001 "Long axis" and SCT 131189007 "Perpendicular
-  Axis", mm) on the axial slice where the long axis is largest.
+  Axis", mm) on the axial slice where the long axis is largest;
+- for a model with a candidate scorer, the calibrated lesion probability (DCM 111047
+  "Probability of cancer", UCUM "1" no units, 0..1): ``lesion_probability``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MAX_3D_DIAMETER = Code("L0JK", "IBSI", "Maximum 3D Diameter of a Mesh")
 LONG_AXIS = Code("103339001", "SCT", "Long axis")
 PERPENDICULAR_AXIS = Code("131189007", "SCT", "Perpendicular Axis")
 PROCEDURE = codes.LN.MRIUnspecifiedBodyRegion
+PROBABILITY = codes.DCM.ProbabilityOfCancer
 
 
 def _referenced_segment(seg: hd.seg.Segmentation, number: int, sources) -> hd.sr.ReferencedSegment:
@@ -52,6 +55,10 @@ def _group(seg: hd.seg.Segmentation, row: dict, algorithm: hd.sr.AlgorithmIdenti
         hd.sr.Measurement(PERPENDICULAR_AXIS, float(row["axial_perpendicular_diameter_mm"]), mm,
                           algorithm_id=algorithm),
     ]
+    probability = row.get("lesion_probability")
+    if probability is not None and np.isfinite(probability):
+        measurements.append(hd.sr.Measurement(PROBABILITY, float(probability), codes.UCUM.NoUnits,
+                                              algorithm_id=algorithm))
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=description.tracking_uid,
                                                      identifier=description.tracking_id),

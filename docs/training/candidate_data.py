@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ import SimpleITK as sitk
 from BrainMetSegLib.candidate_stage import find_candidates
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
 from BrainMetSegLib.pipeline import CaseInputs, SegmentConfig, Segmenter
+from BrainMetSegLib.preprocess import dilate_mm
 
 
 def infer(seg: Segmenter, image: Path, cid: str, out: Path) -> None:
@@ -41,6 +43,20 @@ def infer(seg: Segmenter, image: Path, cid: str, out: Path) -> None:
     seconds = sum(v for k, v in result.timings_s.items() if k != "load_model")
     (out / "run.json").write_text(json.dumps({"seconds": seconds, "wall": time.perf_counter() - t0,
                                               "timings_s": result.timings_s}) + "\n")
+
+
+def from_segment(seg: Path, mask_path: Path, out: Path) -> None:
+    """Cache a `segment` run's probability map with the phantom's brain mask dilated 4 mm."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(seg / "probability.nii.gz", out / "probability.nii.gz")
+    mask = sitk.ReadImage(str(mask_path))
+    dilated = dilate_mm(sitk.GetArrayFromImage(mask) > 0, SegmentConfig.mask_dilation_mm, mask.GetSpacing())
+    image = sitk.GetImageFromArray(dilated.astype(np.uint8))
+    image.CopyInformation(mask)
+    sitk.WriteImage(image, str(out / "brain.nii.gz"))
+    timings = json.loads((seg / "run.json").read_text())["timings_s"]
+    (out / "run.json").write_text(json.dumps({"seconds": sum(v for k, v in timings.items() if k != "load_model"),
+                                              "timings_s": timings, "from": str(seg)}) + "\n")
 
 
 def ground_truth_links(cand_labels: np.ndarray, gt: sitk.Image) -> tuple[list[dict], list[list[int]]]:
@@ -68,6 +84,13 @@ def main() -> int:
     p.add_argument("--brain-mask", choices=("deepbet", "generator"), default="deepbet",
                    help="generator: the phantom's own brain mask (brainmasksTr), which saves deepbet's time")
     p.add_argument("--shard", default="0/1", help="I/N: every N-th case from the I-th (parallel runs)")
+    p.add_argument("--probability-from", type=Path, metavar="SEGDIR",
+                   help="use the probability maps of an earlier `segment` run (SEGDIR/<case>/probability.nii.gz) "
+                        "instead of running the network; the brain mask is then the phantom's, dilated as the "
+                        "pipeline dilates deepbet's (4 mm)")
+    p.add_argument("--infer-only", action="store_true",
+                   help="only run the network (a test set's probability maps, before the scorer is fixed: "
+                        "nothing about its candidates or ground truth is computed or printed)")
     args = p.parse_args()
     cases = sorted(f.name[: -len("_0000.nii.gz")] for f in (args.synth / "imagesTr").glob("*_0000.nii.gz"))
     shard, n_shards = (int(v) for v in args.shard.split("/"))
@@ -76,12 +99,17 @@ def main() -> int:
     for cid in cases:
         out = args.output / f"{args.prefix}{cid}"
         image = args.synth / "imagesTr" / f"{cid}_0000.nii.gz"
+        if not (out / "run.json").is_file() and args.probability_from:
+            from_segment(args.probability_from / cid, args.synth / "brainmasksTr" / f"{cid}.nii.gz", out)
         if not (out / "run.json").is_file():
             mask = (str(args.synth / "brainmasksTr" / f"{cid}.nii.gz") if args.brain_mask == "generator"
                     else "deepbet")
             seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask), network=net)
             infer(seg, image, cid, out)
             net = seg.net  # one network for every case
+        if args.infer_only:
+            print(f"{out.name}: probability map cached", flush=True)
+            continue
         t0 = time.perf_counter()
         prob = sitk.ReadImage(str(out / "probability.nii.gz"))
         cand = find_candidates(prob, sitk.ReadImage(str(image), sitk.sitkFloat32),

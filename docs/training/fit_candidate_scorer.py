@@ -45,7 +45,7 @@ from BrainMetSegLib.train.candidate_scorer import (
     scorer_json,
 )
 
-CUTS = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+CUTS = np.round(np.r_[np.arange(0.0, 0.05, 0.002), np.arange(0.05, 1.0001, 0.01)], 3)  # finer where cuts are low
 
 
 def load(dirs: list[Path]) -> list[dict]:
