@@ -248,8 +248,7 @@ def test_dicom_sr_carries_the_lesion_probability(tmp_path):
     for group, row in zip(groups, table, strict=True):
         values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
         assert values["Probability of cancer"] == (pytest.approx(row["lesion_probability"]), "1")
-    table[0]["lesion_probability"] = float("nan")  # a model without a scorer: no such measurement
-    paths = export_dicom(labels, table[:1], tmp_path / "series", tmp_path / "out2", ("seg", "sr"),
-                         ModelIdentity("m", "1", "ab" * 32, {"threshold_used": "0.5"}))
-    group = hd.sr.srread(paths["dicom_sr"]).content.get_volumetric_roi_measurement_groups()[0]
-    assert "Probability of cancer" not in {m.name.meaning for m in group.get_measurements()}
+    paths = export_dicom(labels, lesion_table(labels), tmp_path / "series", tmp_path / "out2", ("seg", "sr"),
+                         ModelIdentity("m", "1", "ab" * 32, {"threshold_used": "0.5"}))  # no scorer: NaN
+    for group in hd.sr.srread(paths["dicom_sr"]).content.get_volumetric_roi_measurement_groups():
+        assert "Probability of cancer" not in {m.name.meaning for m in group.get_measurements()}
