@@ -172,7 +172,8 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     """Why the finished run in ``run`` does not stand for this case now ("" when it does)."""
     if run.get("case") != case.id:
         return f"run.json is for case {run.get('case')!r}"
-    wanted = {k: p.name for k, p in planned_paths(folder, ext).items()}
+    scored = (provenance.get("settings") or {}).get("candidate_stage") is not None
+    wanted = {k: p.name for k, p in planned_paths(folder, ext, scored).items()}
     written = run.get("outputs") or {}
     if written != wanted:
         missing = sorted(set(wanted) - set(written))

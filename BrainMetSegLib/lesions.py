@@ -21,8 +21,10 @@ COLUMNS = (
     "lesion_id", "voxels", "volume_mm3", "longest_diameter_mm", "axial_longest_diameter_mm",
     "axial_perpendicular_diameter_mm", "axial_slices", "centroid_r", "centroid_a", "centroid_s",
     "centroid_i", "centroid_j", "centroid_k", "max_probability", "mean_probability",
-    "rano_bm_measurable",
+    "rano_bm_measurable", "lesion_probability",
 )
+# lesion_probability: the candidate scorer's calibrated probability that the lesion is a
+# metastasis (BrainMetSegLib.candidate_stage); NaN / empty for models without a scorer.
 
 # RANO-BM (Lin et al. 2015): measurable = longest axial diameter >= 10 mm, perpendicular
 # >= 5 mm, seen on >= 2 axial slices.
@@ -273,5 +275,6 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> l
             "rano_bm_measurable": bool(ax_long[idx] >= RANO_MIN_LONGEST_MM
                                        and ax_perp[idx] >= RANO_MIN_PERPENDICULAR_MM
                                        and n_slices[idx] >= RANO_MIN_SLICES),
+            "lesion_probability": float("nan"),
         })
     return rows

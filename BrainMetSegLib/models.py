@@ -36,6 +36,8 @@ class ModelCard:
     min_lesion_volume_mm3: detected components smaller than this are dropped.
     outline_threshold: lesions are drawn as the connected region of probability > this value
         that holds a detection (<= threshold); None draws them at the detection threshold.
+    candidate_scorer: ``{"file": name, "sha256": hex}`` of the package's candidate scorer
+        (:mod:`BrainMetSegLib.scorer`); empty: no candidate stage, lesions are the detections.
     """
 
     name: str
@@ -74,6 +76,7 @@ class ModelCard:
     # "in_plane_spacing_mm": [min, max], "obliquity_deg": max, "note": text}; scans outside
     # them get a warning (BrainMetSegLib.acquisition). Empty: not stated, no warning.
     acquisition: dict[str, Any] = field(default_factory=dict)
+    candidate_scorer: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
@@ -129,6 +132,32 @@ class ModelPackage:
                                  "weights file inside the package folder.")
             out.append((path, str(m.get("sha256", ""))))
         return out
+
+    def load_scorer(self):
+        """The card's candidate scorer (:class:`~BrainMetSegLib.scorer.Scorer`) after its sha256
+        is checked, or None when the card names none; :class:`ModelError` otherwise."""
+        from .scorer import ScorerError, load_scorer
+
+        entry = self.card.candidate_scorer
+        if not entry:
+            return None
+        card_path = self.folder / CARD_NAME
+        name, expected = entry.get("file"), str(entry.get("sha256", ""))
+        folder = self.folder.resolve()
+        path = (folder / name).resolve() if isinstance(name, str) and name else folder
+        if path == folder or Path(name).is_absolute() or not path.is_relative_to(folder):
+            raise ModelError(f"{card_path}: candidate_scorer {entry!r} must name a file inside the package folder.")
+        if file_kind(path) != "file":
+            raise ModelError(f"{path}: candidate scorer named by the model card is missing or not a regular file.")
+        if not expected:
+            raise ModelError(f"{card_path}: model card has no sha256 for {path.name}.")
+        if sha256_file(path) != expected.lower():
+            raise ModelError(f"{path}: sha256 does not match the model card ({expected[:12]}...); "
+                             "the file is damaged or was altered.")
+        try:
+            return load_scorer(path)
+        except ScorerError as exc:
+            raise ModelError(str(exc)) from None
 
     def io(self):
         """The card's checked ``network_io`` (:class:`~BrainMetSegLib.network_io.NetworkIO`)."""

@@ -200,6 +200,12 @@ def check_card(card) -> None:
     if not isinstance(card.trained, bool):
         raise ModelError(f"{field('trained')} must be true or false, not {card.trained!r}.")
     card.acquisition = check_acquisition(card.acquisition, field("acquisition"))
+    scorer = card.candidate_scorer
+    if not isinstance(scorer, dict) or (scorer and not (
+            set(scorer) == {"file", "sha256"} and isinstance(scorer["file"], str) and scorer["file"]
+            and isinstance(scorer["sha256"], str) and _SHA256.fullmatch(scorer["sha256"]))):
+        raise ModelError(f"{field('candidate_scorer')} must be {{}} or {{\"file\": name, \"sha256\": "
+                         f"64 hexadecimal digits}}, not {scorer!r}.")
 
 
 def check_acquisition(acquisition, name: str) -> dict:
@@ -247,6 +253,14 @@ def check_segment_config(config) -> None:
         number(config.min_volume_mm3, "--min-volume (mm^3)", low=0.0)
     if config.outline_threshold is not None:
         probability_threshold(config.outline_threshold, "--outline-threshold")
+    if config.mode is not None:
+        from .scorer import MODES
+
+        if config.mode not in MODES:
+            raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {config.mode!r}.")
+        if config.threshold is not None or config.min_volume_mm3 is not None:
+            raise OptionError("--mode chooses lesions by the candidate scorer's lesion probability; "
+                              "it cannot be combined with --threshold or --min-volume.")
     if config.overlap is not None:
         overlap(config.overlap, "--overlap")
     if config.patch_size is not None:

@@ -34,11 +34,17 @@ except ImportError:  # Windows: msvcrt byte-range locks instead of flock
 LOCK_NAME = ".brainmetseg.lock"
 OUTPUT_NAMES = {"labels": "lesion_labels", "probability": "probability"}
 FORMATS = {f.value: f.suffix for f in OutputFormat}
+# Candidates just below the cut of a model with a candidate scorer, listed for review; they
+# are not in the label map (BrainMetSegLib.candidate_stage).
+POSSIBLE_CSV = "possible_lesions.csv"
 
 
-def table_csv(rows: list[dict]) -> str:
+def table_csv(rows: list[dict], scored: bool = False, extra: tuple[str, ...] = ()) -> str:
+    """CSV of lesion rows, columns :data:`COLUMNS` (``lesion_probability`` only for a run with
+    a candidate scorer, ``scored``) and then ``extra``."""
+    columns = [c for c in COLUMNS if scored or c != "lesion_probability"] + list(extra)
     buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else v)
@@ -56,8 +62,10 @@ def _json_safe(obj):
     return obj
 
 
-def planned_paths(outdir: Path, ext: str) -> dict[str, Path]:
-    return {
+def planned_paths(outdir: Path, ext: str, scored: bool = False) -> dict[str, Path]:
+    """The files a run writes (``scored``: a run with a candidate scorer, which also lists the
+    possible lesions)."""
+    paths = {
         "labels": outdir / f"lesion_labels{ext}",
         "probability": outdir / f"probability{ext}",
         "segmentation": outdir / SEG_NRRD_NAME,
@@ -65,6 +73,9 @@ def planned_paths(outdir: Path, ext: str) -> dict[str, Path]:
         "table_json": outdir / "lesions.json",
         "run": outdir / "run.json",
     }
+    if scored:
+        paths["possible_csv"] = outdir / POSSIBLE_CSV
+    return paths
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -78,13 +89,13 @@ def stale_paths(outdir: Path, ext: str) -> list[Path]:
 
 
 def check_outputs(outdir: Path, ext: str, overwrite: bool,
-                  inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
+                  inputs: Iterable[str | os.PathLike] = (), scored: bool = False) -> dict[str, Path]:
     """Fail before any work if an output exists (without overwrite), the folder is not writable,
     or an output (or a stale output to be removed) would replace one of ``inputs``, or the output
     folder is inside an input folder (a DICOM series)."""
     if ext not in FORMATS.values():
         raise OutputError(f"{outdir}: unknown output format {ext!r}.")
-    paths = planned_paths(outdir, ext)
+    paths = planned_paths(outdir, ext, scored)
     for path in paths.values():
         check_writable(path, overwrite, create=False)
     stale = stale_paths(outdir, ext)
@@ -112,7 +123,8 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
     removed only after that (with ``overwrite``). A failure leaves the folder as it was.
     ``inputs`` are never written over (see :func:`check_outputs`).
     """
-    paths = check_outputs(outdir, ext, overwrite, inputs)
+    scored = result.provenance.get("settings", {}).get("candidate_stage") is not None
+    paths = check_outputs(outdir, ext, overwrite, inputs, scored)
     run = {"case": result.case_id, **result.provenance, "timings_s": result.timings_s,
            "lesions": result.n_lesions, "warnings": list(result.warnings),
            "outputs": {k: p.name for k, p in paths.items()}}
@@ -124,14 +136,20 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
                        paths["probability"]))
         staged.append((stage_image(segmentation_image(result.labels), paths["segmentation"]),
                        paths["segmentation"]))
-        staged.append((stage_text(table_csv(result.table), paths["table_csv"]), paths["table_csv"]))
-        table = json.dumps(_json_safe({"case": result.case_id, "lesions": result.table}), indent=2) + "\n"
+        staged.append((stage_text(table_csv(result.table, scored), paths["table_csv"]), paths["table_csv"]))
+        if scored:
+            staged.append((stage_text(table_csv(result.possible, True, ("status",)), paths["possible_csv"]),
+                           paths["possible_csv"]))
+        content = {"case": result.case_id, "lesions": result.table}
+        if scored:
+            content["possible_lesions"] = result.possible
+        table = json.dumps(_json_safe(content), indent=2) + "\n"
         staged.append((stage_text(table, paths["table_json"]), paths["table_json"]))
         # run.json, written last, records each output's sha256: a later --skip-existing or
         # summarize believes the folder only while every output still has that content.
         run["output_sha256"] = output_hashes({k: tmp for tmp, final in staged for k, p in paths.items() if p == final})
         staged.append((stage_text(json.dumps(_json_safe(run), indent=2) + "\n", paths["run"]), paths["run"]))
-        check_outputs(outdir, ext, overwrite, inputs)  # nothing appeared meanwhile
+        check_outputs(outdir, ext, overwrite, inputs, scored)  # nothing appeared meanwhile
         commit(staged)
     except BaseException:
         for tmp, _ in staged:
@@ -142,6 +160,8 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
         raise
     for old in stale_paths(outdir, ext):  # only now: the new outputs are in place and verified
         old.unlink(missing_ok=True)
+    if not scored and overwrite:  # an earlier scored run's review list does not belong to this run
+        (outdir / POSSIBLE_CSV).unlink(missing_ok=True)
     return paths
 
 

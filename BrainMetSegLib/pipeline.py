@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from . import __version__
 from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
+from .candidate_stage import apply_scorer
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
 from .inference import InferenceConfig, predict, resolve_device
@@ -68,6 +69,9 @@ class SegmentConfig:
         ``memory_budget_mb``, else large windows), ``"whole"`` or ``"paper"`` (the card's
         patch and overlap, averaged); see :mod:`BrainMetSegLib.inference`.
     memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); None = default.
+    mode: operating mode of a model with a candidate scorer (:data:`BrainMetSegLib.scorer.MODES`;
+        None = "default"); see :mod:`BrainMetSegLib.candidate_stage`. An explicit
+        ``threshold`` or ``min_volume_mm3`` turns the candidate stage off (the card's rule).
     """
 
     model: str = DEFAULT_MODEL
@@ -85,6 +89,7 @@ class SegmentConfig:
     trust_header: bool = False
     inference_mode: str = "auto"
     memory_budget_mb: float | None = None
+    mode: str | None = None
 
     def __post_init__(self):
         check_segment_config(self)
@@ -123,6 +128,8 @@ class Result:
     timings_s: dict[str, float]
     provenance: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    brain_mask: sitk.Image | None = None  # uint8, the dilated mask that gated the probability
+    possible: list[dict] = field(default_factory=list)  # candidates listed for review (not lesions)
 
     @property
     def n_lesions(self) -> int:
@@ -218,6 +225,11 @@ class Segmenter:
         if problem:
             raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
+        explicit = config.threshold is not None or config.min_volume_mm3 is not None
+        self.scorer = None if explicit else self.package.load_scorer()
+        if config.mode is not None and self.scorer is None:
+            raise OptionError(f"--mode {config.mode}: model {card.name} has no candidate scorer.")
+        self.mode = (config.mode or "default") if self.scorer else None
 
     @property
     def threshold(self) -> float:
@@ -305,12 +317,30 @@ class Segmenter:
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-            labels = lesion_labels(probability, self.operating_point)
-            table = lesion_table(labels, probability)
+            brain, possible, stage = None, [], None
+            if self.scorer is None:
+                labels = lesion_labels(probability, self.operating_point)
+                table = lesion_table(labels, probability)
+            else:
+                brain = pre.geometry.to_input(pre.brain.astype(np.uint8), linear=False)
+                labels, table, possible, n = apply_scorer(probability, images[0], brain, self.scorer, self.mode,
+                                                          self.operating_point.outline_threshold)
+                stage = {"candidates": n, "lesions": len(table), "possible": len(possible)}
         provenance = self.provenance()
         provenance["inference_run"] = plan
         provenance["brain_mask_run"] = pre.brain_mask_run
-        return Result(case_id, labels, probability, table, timer.timings, provenance, notes)
+        if stage is not None:
+            provenance["settings"]["candidate_stage"].update(stage)
+        return Result(case_id, labels, probability, table, timer.timings, provenance, notes, brain, possible)
+
+    def candidate_settings(self) -> dict | None:
+        """run.json's record of the candidate stage (None: the card's detection rule ran)."""
+        if self.scorer is None:
+            return None
+        mode = self.scorer.modes[self.mode]
+        return {"mode": self.mode, "cut": mode.cut, "review_from": mode.review_from,
+                "candidate_threshold": self.scorer.candidate_threshold,
+                "scorer_sha256": self.package.card.candidate_scorer["sha256"]}
 
     def provenance(self) -> dict:
         card = self.package.card
@@ -320,6 +350,7 @@ class Segmenter:
             "model": {"name": card.name, "version": card.version, "sha256": card.sha256,
                       "trained": card.trained, "folder": str(self.package.folder)},
             "settings": {**asdict(self.config), **self.operating_point.as_settings(),
+                         "candidate_stage": self.candidate_settings(),
                          "preprocess": asdict(self.preprocess_config),
                          "inference": asdict(self.inference_config)},
             "device": self.device,

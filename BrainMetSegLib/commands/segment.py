@@ -27,6 +27,7 @@ from ..options import (
 from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import error_json, reporter
+from ..scorer import MODES
 
 
 def add_arguments(p) -> None:
@@ -56,6 +57,10 @@ def add_arguments(p) -> None:
     p.add_argument("--outline-threshold", type=cli_float,
                    help="each lesion is drawn as its connected region above this probability, <= --threshold "
                         "(default: the model card's)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="for a model with a candidate scorer: default (<= 0.5 false positives per case "
+                        "on tuning phantoms) or sensitive (screening reads); candidates just below the "
+                        "cut go to possible_lesions.csv for review")
     p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
     p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
@@ -183,7 +188,7 @@ def run(args) -> int:
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
-                           outline_threshold=args.outline_threshold,
+                           outline_threshold=args.outline_threshold, mode=args.mode,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
                            trust_header=args.trust_header, inference_mode=args.inference_mode,
                            memory_budget_mb=args.memory_budget)
@@ -237,7 +242,8 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
                     if decision.skip:
                         return 0
                     overwrite = decision.overwrite
-                check_outputs(folder, ext, overwrite, _protected(case, args))  # fail before any work
+                check_outputs(folder, ext, overwrite, _protected(case, args),  # fail before any work
+                              segmenter.scorer is not None)
                 if dicom:
                     dicom.check()
                 result = segmenter.run(case, progress)

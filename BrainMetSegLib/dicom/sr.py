@@ -7,7 +7,10 @@ One TID 1411 volumetric measurement group per lesion, referencing the lesion's S
 - longest 3D diameter (IBSI L0JK "Maximum 3D Diameter of a Mesh", mm): the table's
   ``longest_diameter_mm``, measured between marching-cubes surface vertices;
 - RANO-BM axial diameters (SCT 103339001 "Long axis" and SCT 131189007 "Perpendicular
-  Axis", mm) on the axial slice where the long axis is largest.
+  Axis", mm) on the axial slice where the long axis is largest;
+- for a model with a candidate scorer, the calibrated lesion probability (DCM 111047
+  "Probability of cancer", UCUM "1" no units, 0..1): ``lesion_probability``.
+
 
 A case without any lesion gets a "no findings" report (:func:`build_no_findings_sr`): the
 model looked and found none, which a PACS user should see rather than no object at all.
@@ -33,6 +36,7 @@ PERPENDICULAR_AXIS = Code("131189007", "SCT", "Perpendicular Axis")
 PROCEDURE = codes.LN.MRIUnspecifiedBodyRegion
 ABSENT = Code("2667000", "SCT", "Absent")
 NO_FINDINGS_ID = "No metastasis found"
+PROBABILITY = codes.DCM.ProbabilityOfCancer
 
 
 def _referenced_segment(seg: hd.seg.Segmentation, number: int, sources) -> hd.sr.ReferencedSegment:
@@ -57,6 +61,10 @@ def _group(seg: hd.seg.Segmentation, row: dict, algorithm: hd.sr.AlgorithmIdenti
         hd.sr.Measurement(PERPENDICULAR_AXIS, float(row["axial_perpendicular_diameter_mm"]), mm,
                           algorithm_id=algorithm),
     ]
+    probability = row.get("lesion_probability")
+    if probability is not None and np.isfinite(probability):
+        measurements.append(hd.sr.Measurement(PROBABILITY, float(probability), codes.UCUM.NoUnits,
+                                              algorithm_id=algorithm))
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=description.tracking_uid,
                                                      identifier=description.tracking_id),

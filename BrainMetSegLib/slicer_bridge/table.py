@@ -42,6 +42,9 @@ LESION_COLUMNS: tuple[TableColumn, ...] = (
     TableColumn("mean_probability", "double", "", "Mean model probability in the lesion"),
     TableColumn("rano_bm_measurable", "bool", "",
                 "RANO-BM measurable: axial longest >= 10 mm, perpendicular >= 5 mm, >= 2 slices"),
+    TableColumn("lesion_probability", "double", "",
+                "Calibrated probability that the lesion is a metastasis (candidate scorer; "
+                "empty for models without one)"),
 )
 
 TABLE_COLUMNS: tuple[TableColumn, ...] = (SEGMENT_COLUMN, *LESION_COLUMNS)

@@ -12,6 +12,8 @@ browser test reads carry ``data-testid`` attributes.
 
 from __future__ import annotations
 
+import math
+
 from trame.app import TrameApp
 from trame.widgets import html
 from trame_slicer import module as trame_slicer_module
@@ -39,7 +41,7 @@ from .session import ReviewError, ReviewSession
 LAYOUT_ID = "brainmetseg-review"
 THRESHOLD_DEBOUNCE_S = 0.5
 TABLE_HEADERS = (("", ""), ("", ""), ("id", ""), ("volume", "mm³"), ("longest", "mm"),
-                 ("RANO-BM", "mm"), ("meas.", ""), ("p max", ""))
+                 ("RANO-BM", "mm"), ("meas.", ""), ("p max", ""), ("p lesion", ""))
 
 
 def review_layout() -> Layout:
@@ -160,6 +162,7 @@ class ViewerApp(TrameApp):
                          f"{_fmt(m.get('axial_perpendicular_diameter_mm'), 1)}") if m else "",
                 "measurable": "yes" if m.get("rano_bm_measurable") else ("no" if m else ""),
                 "pmax": _fmt(m.get("max_probability"), 2),
+                "plesion": _fmt(m.get("lesion_probability"), 2),  # calibrated; empty without a scorer
             })
         self.state.lesion_rows = rows
         self.state.lesion_count = len(rows)
@@ -440,7 +443,7 @@ class ViewerApp(TrameApp):
                     with html.Td(classes="px-1", click="$event.stopPropagation()"):
                         html.Input(type="color", value=("row.color",), style="width: 24px; height: 20px;",
                                    change=(self.set_color, "[row.lesion_id, $event.target.value]"))
-                    for key in ("lesion_id", "volume", "longest", "rano", "measurable", "pmax"):
+                    for key in ("lesion_id", "volume", "longest", "rano", "measurable", "pmax", "plesion"):
                         html.Td(f"{{{{ row.{key} }}}}", classes="px-1 text-no-wrap")
 
     def _edit_tab(self) -> None:
@@ -507,6 +510,7 @@ def _fmt(value, digits: int) -> str:
     if value is None:
         return ""
     try:
-        return f"{float(value):.{digits}f}"
+        number = float(value)
     except (TypeError, ValueError):
         return str(value)
+    return f"{number:.{digits}f}" if math.isfinite(number) else ""  # NaN: not measured

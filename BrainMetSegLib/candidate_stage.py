@@ -1,0 +1,98 @@
+"""The candidate stage: low-threshold candidates, each given a calibrated lesion probability.
+
+Runs after the network when the model card names a candidate scorer (:mod:`.scorer`):
+
+1. candidates: :func:`~BrainMetSegLib.operating_point.lesion_labels_array` at the scorer's
+   candidate threshold with no minimum volume, outlined at the card's outline threshold
+   (capped at the candidate threshold);
+2. each candidate's features (:mod:`.candidates`) -> the scorer's calibrated probability;
+3. the mode decides: probability >= its ``cut`` -> a **lesion** (label map, lesion table,
+   ids 1..N by decreasing size); in [``review_from``, ``cut``) -> **possible**, listed for
+   review in a separate table (ids 1..M, by decreasing lesion probability), never in the
+   label map; below -> dropped.
+
+The card's detection threshold and minimum volume are not used when a scorer is: the scorer's
+cut replaces them (run.json records the mode, its cut and the candidate threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .candidates import candidate_features, zscore_within
+from .lesions import Frame, lesion_table, renumber_by_size
+from .operating_point import OperatingPoint, lesion_labels_array
+from .scorer import Scorer
+
+
+@dataclass
+class Candidates:
+    """labels: (Z, Y, X) int32 candidate ids 1..N; features: (N, F); probability: (N,) the
+    calibrated lesion probability (NaN until scored)."""
+
+    labels: np.ndarray
+    features: np.ndarray
+    probability: np.ndarray
+
+
+def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image,
+                    candidate_threshold: float, outline_threshold: float | None) -> Candidates:
+    """Candidates of a probability map and their features (all images on one grid)."""
+    prob = sitk.GetArrayViewFromImage(probability)
+    outline = None if outline_threshold is None else min(outline_threshold, candidate_threshold)
+    point = OperatingPoint(candidate_threshold, 0.0, outline)
+    labels = lesion_labels_array(prob, probability.GetSpacing(), point)
+    brain_kji = sitk.GetArrayViewFromImage(brain) > 0
+    image = sitk.GetArrayViewFromImage(ce_t1).astype(np.float32)
+    features = candidate_features(labels, prob, zscore_within(image, brain_kji), brain_kji,
+                                  Frame.of(probability), candidate_threshold)
+    return Candidates(labels, features, np.full(len(features), np.nan))
+
+
+def _subset(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label map of the kept candidate ids (bool per id 1..N) renumbered 1..M by decreasing
+    size, and for each new id its old one."""
+    lut = np.zeros(len(keep) + 1, np.int32)
+    lut[1:][keep] = np.flatnonzero(keep) + 1
+    sub = renumber_by_size(lut[labels])
+    old = np.zeros(int(sub.max(initial=0)) + 1, np.int64)
+    old[sub[sub > 0]] = lut[labels][sub > 0]
+    return sub, old[1:]
+
+
+def _image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
+    out = sitk.GetImageFromArray(array.astype(np.uint16))
+    out.CopyInformation(like)
+    return out
+
+
+def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, scorer: Scorer,
+                 mode: str, outline_threshold: float | None):
+    """(label image, lesion table, possible table, candidate count) of one case.
+
+    Each table row carries ``lesion_probability``; possible rows have ``status`` "possible"
+    and ids of their own (1 = most probable). Images share ``probability``'s geometry."""
+    cand = find_candidates(probability, ce_t1, brain, scorer.candidate_threshold, outline_threshold)
+    cand.probability = scorer.probability(cand.features)
+    cut = scorer.modes[mode]
+    confirmed = cand.probability >= cut.cut
+    possible = ~confirmed & (cand.probability >= cut.review_from)
+    lab, old = _subset(cand.labels, confirmed)
+    labels = _image(lab, probability)
+    table = lesion_table(labels, probability)
+    for row in table:
+        row["lesion_probability"] = float(cand.probability[old[row["lesion_id"] - 1] - 1])
+    review = []
+    if possible.any():
+        plab, pold = _subset(cand.labels, possible)
+        rows = lesion_table(_image(plab, probability), probability)
+        for row in rows:
+            row["lesion_probability"] = float(cand.probability[pold[row["lesion_id"] - 1] - 1])
+            row["status"] = "possible"
+        review = sorted(rows, key=lambda r: -r["lesion_probability"])
+        for n, row in enumerate(review, 1):
+            row["lesion_id"] = n
+    return labels, table, review, len(cand.probability)

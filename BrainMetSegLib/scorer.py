@@ -1,0 +1,170 @@
+"""The candidate scorer of a model package: a small model stored as JSON, evaluated with numpy.
+
+No pickle: the file holds numbers only (a logistic regression's coefficients, or a gradient-
+boosted ensemble's trees as arrays), a calibration map, and the operating modes. Its sha256 is
+in the model card like the weights'. Layout (``format`` ``brainmetseg-candidate-scorer``,
+``version`` 1)::
+
+    {"candidate_threshold": 0.5,              # candidates: components of p > this, no minimum
+     "features": [...],                       # names, in BrainMetSegLib.candidates.FEATURES order
+     "model": {"kind": "logistic", "mean": [...], "scale": [...], "coef": [...], "intercept": b}
+           | {"kind": "gbt", "init": b, "learning_rate": r,
+              "trees": [{"feature": [...], "threshold": [...], "left": [...], "right": [...],
+                         "value": [...]}, ...]},       # sklearn's tree arrays; leaves: left == -1
+     "calibration": {"kind": "platt", "a": a, "b": b}     # p = 1 / (1 + exp(-(a * raw + b)))
+                  | {"kind": "isotonic", "x": [...], "y": [...]},   # p = interp(raw, x, y)
+     "modes": {"default": {"cut": c, "review_from": r}, "sensitive": {...}}}
+
+``raw`` is the model's log-odds (logistic: ``coef . (x - mean) / scale + intercept``; trees:
+``init + learning_rate * sum of leaf values``, sklearn's ``decision_function``). A candidate
+whose calibrated lesion probability is >= the mode's ``cut`` is a lesion; one in
+[``review_from``, ``cut``) is listed as "possible" for review.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .candidates import FEATURES
+
+FORMAT = "brainmetseg-candidate-scorer"
+MODES = ("default", "sensitive")
+
+
+class ScorerError(ValueError):
+    """A scorer file that cannot be trusted (message names the file and the problem)."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    """cut: lesion probability at or above which a candidate is a lesion; review_from: lower
+    bound of the "possible" band listed for review (<= cut)."""
+
+    cut: float
+    review_from: float
+
+
+@dataclass(frozen=True)
+class Scorer:
+    candidate_threshold: float
+    model: dict
+    calibration: dict
+    modes: dict[str, Mode]
+    source: str = ""
+
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        """Uncalibrated log-odds of each row of ``features`` (N, len(FEATURES))."""
+        x = np.asarray(features, np.float64).reshape(-1, len(FEATURES))
+        m = self.model
+        if m["kind"] == "logistic":
+            return ((x - m["mean"]) / m["scale"]) @ m["coef"] + m["intercept"]
+        x32 = x.astype(np.float32)  # sklearn's trees compare float32 features with float64 cuts
+        total = np.zeros(len(x))
+        rows = np.arange(len(x))
+        for tree in m["trees"]:
+            node = np.zeros(len(x), np.int64)
+            for _ in range(tree["depth"]):
+                leaf = tree["left"][node] < 0
+                go_left = x32[rows, np.maximum(tree["feature"][node], 0)] <= tree["threshold"][node]
+                node = np.where(leaf, node, np.where(go_left, tree["left"][node], tree["right"][node]))
+            total += tree["value"][node]
+        return m["init"] + m["learning_rate"] * total
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        """Calibrated lesion probability of each candidate (row of ``features``)."""
+        return calibrate(self.calibration, self.raw(features))
+
+
+def calibrate(calibration: dict, raw: np.ndarray) -> np.ndarray:
+    raw = np.asarray(raw, np.float64)
+    if calibration["kind"] == "platt":
+        return 1.0 / (1.0 + np.exp(-(calibration["a"] * raw + calibration["b"])))
+    return np.interp(raw, calibration["x"], calibration["y"])
+
+
+def _floats(value, name: str, n: int | None = None) -> np.ndarray:
+    arr = np.asarray(value, np.float64)
+    if arr.ndim != 1 or (n is not None and len(arr) != n) or not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be {n or 'a list of'} finite numbers")
+    return arr
+
+
+def _tree(t: dict, n_features: int) -> dict:
+    left, right = (np.asarray(t[k], np.int64) for k in ("left", "right"))
+    feature = np.asarray(t["feature"], np.int64)
+    nodes = len(left)
+    if not (len(right) == len(feature) == len(t["threshold"]) == len(t["value"]) == nodes > 0):
+        raise ValueError("tree arrays differ in length")
+    inner = left >= 0
+    if ((right >= 0) != inner).any() or (left[inner] >= nodes).any() or (right[inner] >= nodes).any() \
+            or (left[inner] <= np.flatnonzero(inner)).any() or (right[inner] <= np.flatnonzero(inner)).any() \
+            or (feature[inner] >= n_features).any() or (feature[inner] < 0).any():
+        raise ValueError("tree arrays do not form a tree over the features")
+    depth = np.zeros(nodes, np.int64)  # children come after parents (sklearn's depth-first order)
+    for i in np.flatnonzero(inner):
+        depth[left[i]] = depth[right[i]] = depth[i] + 1
+    return {"left": left, "right": right, "feature": feature,
+            "threshold": _floats(t["threshold"], "threshold"), "value": _floats(t["value"], "value"),
+            "depth": int(depth.max())}
+
+
+def _model(m: dict) -> dict:
+    n = len(FEATURES)
+    if m.get("kind") == "logistic":
+        scale = _floats(m["scale"], "scale", n)
+        if (scale <= 0).any():
+            raise ValueError("scale must be > 0")
+        return {"kind": "logistic", "mean": _floats(m["mean"], "mean", n), "scale": scale,
+                "coef": _floats(m["coef"], "coef", n), "intercept": float(m["intercept"])}
+    if m.get("kind") == "gbt":
+        return {"kind": "gbt", "init": float(m["init"]), "learning_rate": float(m["learning_rate"]),
+                "trees": [_tree(t, n) for t in m["trees"]]}
+    raise ValueError(f"unknown model kind {m.get('kind')!r} (logistic or gbt)")
+
+
+def _calibration(c: dict) -> dict:
+    if c.get("kind") == "platt":
+        return {"kind": "platt", "a": float(c["a"]), "b": float(c["b"])}
+    if c.get("kind") == "isotonic":
+        x, y = _floats(c["x"], "x"), _floats(c["y"], "y", len(c["x"]))
+        if len(x) < 2 or (np.diff(x) < 0).any() or (np.diff(y) < 0).any() or y.min() < 0 or y.max() > 1:
+            raise ValueError("isotonic calibration needs >= 2 increasing points with y in [0, 1]")
+        return {"kind": "isotonic", "x": x, "y": y}
+    raise ValueError(f"unknown calibration kind {c.get('kind')!r} (platt or isotonic)")
+
+
+def scorer_from_dict(data: dict, source: str = "scorer") -> Scorer:
+    """A :class:`Scorer` from the JSON layout above; :class:`ScorerError` naming ``source``."""
+    try:
+        if data.get("format") != FORMAT or data.get("version") != 1:
+            raise ValueError(f"not a {FORMAT} version 1 file")
+        if list(data["features"]) != list(FEATURES):
+            raise ValueError("its features are not this library's (BrainMetSegLib.candidates.FEATURES)")
+        threshold = float(data["candidate_threshold"])
+        if not 0 < threshold < 1:
+            raise ValueError("candidate_threshold must be in (0, 1)")
+        modes = {}
+        for name in MODES:
+            mode = Mode(float(data["modes"][name]["cut"]), float(data["modes"][name]["review_from"]))
+            if not 0 <= mode.review_from <= mode.cut <= 1:
+                raise ValueError(f"mode {name}: need 0 <= review_from <= cut <= 1")
+            modes[name] = mode
+        return Scorer(threshold, _model(data["model"]), _calibration(data["calibration"]), modes, source)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ScorerError(f"{source}: invalid candidate scorer ({detail}).") from None
+
+
+def load_scorer(path: str | Path) -> Scorer:
+    """Read a scorer JSON file (the caller checks its sha256 against the card)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ScorerError(f"{path}: cannot read the candidate scorer ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ScorerError(f"{path}: invalid candidate scorer (not a JSON object).")
+    return scorer_from_dict(data, str(path))

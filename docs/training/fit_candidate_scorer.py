@@ -1,0 +1,134 @@
+"""Fit, compare, calibrate and export the candidate scorer (docs/training/candidate_stage.md).
+
+Usage::
+
+    python docs/training/fit_candidate_scorer.py --train CACHE_DIRS... --tune CACHE_DIRS... \
+        -o candidate_scorer.json [--report fit_report.json] [--max-fp-default 0.5] [--max-fp-sensitive 2]
+
+CACHE_DIRS hold one folder per case with candidates.json (docs/training/candidate_data.py).
+1. A logistic regression (standardised features) and a gradient-boosted tree ensemble are fitted
+   on the --train candidates and compared by log-loss and AUC on the --tune candidates; the one
+   with the lower tuning log-loss is kept.
+2. Its log-odds are calibrated on the --tune candidates: Platt and isotonic, compared by
+   case-grouped 2-fold cross-fitting on the tuning set (each half calibrated on the other); the
+   lower expected calibration error wins, and the chosen map is refitted on the whole tuning set.
+3. Modes, chosen on the tuning set: "default" = the lowest cut with at most --max-fp-default
+   false positives per case, "sensitive" = the lowest with at most --max-fp-sensitive; the
+   possible-lesion band of default reaches down to the sensitive cut, that of sensitive down to
+   the cut with twice its false positives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from BrainMetSegLib.candidates import FEATURES
+from BrainMetSegLib.scorer import calibrate, scorer_from_dict
+from BrainMetSegLib.train.candidate_scorer import (
+    export_gbt,
+    export_logistic,
+    fit_isotonic,
+    fit_platt,
+    lowest_cut,
+    operating_curve,
+    pool,
+    reliability,
+    scorer_json,
+)
+
+CUTS = np.round(np.r_[np.arange(0.0, 0.05, 0.002), np.arange(0.05, 1.0001, 0.01)], 3)  # finer where cuts are low
+
+
+def load(dirs: list[Path]) -> list[dict]:
+    return [json.loads(f.read_text()) for d in dirs for f in sorted(d.glob("*/candidates.json"))]
+
+
+def fit_models(train) -> dict[str, dict]:
+    scaler = StandardScaler().fit(train.features)
+    lr = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(train.features), train.label)
+    gbt = GradientBoostingClassifier(n_estimators=150, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                     min_samples_leaf=5, random_state=0).fit(train.features, train.label)
+    return {"logistic": export_logistic(scaler, lr), "gbt": export_gbt(gbt)}
+
+
+def raw_of(model: dict, features: np.ndarray) -> np.ndarray:
+    dummy = {"kind": "platt", "a": 1.0, "b": 0.0}
+    modes = {m: {"cut": 0.5, "review_from": 0.5} for m in ("default", "sensitive")}
+    return scorer_from_dict(scorer_json(model, dummy, modes, 0.5, {})).raw(features)
+
+
+def choose_calibration(raw: np.ndarray, tune) -> tuple[str, dict]:
+    """Platt vs isotonic by 2-fold case-grouped cross-fitting on the tuning candidates."""
+    half = tune.case % 2 == 0
+    scores = {}
+    for name, fit in (("platt", fit_platt), ("isotonic", fit_isotonic)):
+        prob = np.zeros(len(raw))
+        for part in (half, ~half):
+            prob[~part] = calibrate(fit(raw[part], tune.label[part]), raw[~part])
+        scores[name] = {"ece": reliability(prob, tune.label)[1], "log_loss": float(log_loss(tune.label, np.clip(prob, 1e-6, 1 - 1e-6)))}
+    return min(scores, key=lambda k: scores[k]["ece"]), scores
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", type=Path, nargs="+", required=True)
+    p.add_argument("--tune", type=Path, nargs="+", required=True)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--report", type=Path)
+    p.add_argument("--max-fp-default", type=float, default=0.5)
+    p.add_argument("--max-fp-sensitive", type=float, default=2.0)
+    p.add_argument("--drop", nargs="*", default=[], help="features to leave out (ablation: their weight set to 0)")
+    args = p.parse_args()
+    train, tune = pool(load(args.train)), pool(load(args.tune))
+    keep = np.array([f not in args.drop for f in FEATURES])
+    train.features = np.where(keep, train.features, 0.0)  # a dropped feature is constant: it cannot split or weigh
+    tune.features = np.where(keep, tune.features, 0.0)
+    report = {"train": {"cases": len(train.records), "candidates": len(train.label), "positive": int(train.label.sum())},
+              "tune": {"cases": len(tune.records), "candidates": len(tune.label), "positive": int(tune.label.sum())},
+              "dropped_features": args.drop, "models": {}}
+    models = fit_models(train)
+    for name, model in models.items():
+        raw = raw_of(model, tune.features)
+        prob = 1 / (1 + np.exp(-raw))
+        report["models"][name] = {"tune_log_loss": float(log_loss(tune.label, np.clip(prob, 1e-6, 1 - 1e-6))),
+                                  "tune_auc": float(roc_auc_score(tune.label, raw))}
+    # the network's own confidence alone, for reference: logit of the candidate's max probability
+    report["models"]["max_probability_only"] = {"tune_auc": float(roc_auc_score(tune.label, tune.features[:, 2]))}
+    chosen = min(models, key=lambda k: report["models"][k]["tune_log_loss"])
+    raw = raw_of(models[chosen], tune.features)
+    cal_name, cal_scores = choose_calibration(raw, tune)
+    calibration = fit_isotonic(raw, tune.label) if cal_name == "isotonic" else fit_platt(raw, tune.label)
+    prob = calibrate(calibration, raw)
+    curve = operating_curve(prob, tune, CUTS)
+    default, sensitive = lowest_cut(curve, args.max_fp_default), lowest_cut(curve, args.max_fp_sensitive)
+    floor = lowest_cut(curve, 2 * args.max_fp_sensitive)
+    modes = {"default": {"cut": default, "review_from": min(sensitive, default)},
+             "sensitive": {"cut": sensitive, "review_from": min(floor, sensitive)}}
+    report.update(chosen=chosen, calibration=cal_name, calibration_cross_fit=cal_scores, modes=modes,
+                  tune_curve=[r for r in curve if r["cut"] in (default, sensitive, floor)])
+    training = {"train": [str(d) for d in args.train], "tune": [str(d) for d in args.tune],
+                "model": chosen, "calibration": cal_name, "rule": (
+                    f"default: lowest cut with <= {args.max_fp_default} FP/case on the tuning set; sensitive: "
+                    f"<= {args.max_fp_sensitive}"), "candidates": report["train"] | {"tune": report["tune"]}}
+    data = scorer_json(models[chosen], calibration, modes, float(train.records[0]["candidate_threshold"]), training)
+    scorer_from_dict(data, str(args.output))  # refuse to write what the run time cannot read
+    args.output.write_text(json.dumps(data) + "\n")
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "tune_curve"}, indent=1))
+    for row in report["tune_curve"]:
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
