@@ -94,16 +94,10 @@ def _roi_contours(reference: ReferenceSeries, labels_frames: np.ndarray, lesion_
     return contours
 
 
-def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
-                   model: ModelIdentity) -> pydicom.Dataset:
-    """An RT Structure Set with one ROI per lesion id 1..N of ``labels_frames``
-    ((slice, row, column) on ``reference``)."""
-    n = int(labels_frames.max())
-    if n < 1:
-        raise ValueError("no lesion to export: an RTSTRUCT needs at least one ROI")
-    source = reference.datasets[0]
+def _structure_set_header(ds: Dataset, source: pydicom.Dataset, model: ModelIdentity) -> None:
+    """Patient/study attributes copied from the source series; series, equipment and
+    structure-set modules of a new, unapproved structure set."""
     now = _dt.datetime.now()
-    ds = Dataset()
     for keyword in PATIENT_STUDY_ATTRIBUTES:
         if keyword in source:
             setattr(ds, keyword, source[keyword].value)
@@ -129,8 +123,11 @@ def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
     ds.StructureSetDescription = f"Automatic segmentation, {model.label}; review before use"
     ds.ApprovalStatus = "UNAPPROVED"
 
-    frame_uid = source.FrameOfReferenceUID
-    ds.FrameOfReferenceUID = frame_uid  # Frame of Reference module: the source's frame
+
+def _frame_references(ds: Dataset, reference: ReferenceSeries) -> None:
+    """Frame of Reference module and the referenced frame/study/series/images of the source."""
+    source = reference.datasets[0]
+    ds.FrameOfReferenceUID = source.FrameOfReferenceUID  # the source's frame
     ds.PositionReferenceIndicator = source.get("PositionReferenceIndicator", "")
     series_ref = Dataset()
     series_ref.SeriesInstanceUID = source.SeriesInstanceUID
@@ -140,35 +137,53 @@ def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
     study_ref.ReferencedSOPInstanceUID = source.StudyInstanceUID
     study_ref.RTReferencedSeriesSequence = Sequence([series_ref])
     frame_ref = Dataset()
-    frame_ref.FrameOfReferenceUID = frame_uid
+    frame_ref.FrameOfReferenceUID = source.FrameOfReferenceUID
     frame_ref.RTReferencedStudySequence = Sequence([study_ref])
     ds.ReferencedFrameOfReferenceSequence = Sequence([frame_ref])
 
+
+def _roi(reference: ReferenceSeries, labels_frames: np.ndarray, lesion_id: int, box,
+         model: ModelIdentity) -> tuple[Dataset, Dataset, Dataset]:
+    """One lesion's Structure Set ROI, ROI Contour and RT ROI Observation items."""
+    roi = Dataset()
+    roi.ROINumber = lesion_id
+    roi.ReferencedFrameOfReferenceUID = reference.datasets[0].FrameOfReferenceUID
+    roi.ROIName = segment_name(lesion_id)
+    roi.ROIDescription = "Brain metastasis (automatic)"
+    roi.ROIGenerationAlgorithm = "AUTOMATIC"
+    roi.ROIGenerationDescription = model.label
+    contour = Dataset()
+    contour.ReferencedROINumber = lesion_id
+    contour.ROIDisplayColor = [round(255 * c) for c in segment_color(lesion_id)]
+    contour.ContourSequence = _roi_contours(reference, labels_frames, lesion_id, box)
+    obs = Dataset()
+    obs.ObservationNumber = lesion_id
+    obs.ReferencedROINumber = lesion_id
+    obs.ROIObservationLabel = segment_name(lesion_id)
+    obs.RTROIInterpretedType = INTERPRETED_TYPE
+    obs.ROIInterpreter = ""
+    return roi, contour, obs
+
+
+def build_rtstruct(reference: ReferenceSeries, labels_frames: np.ndarray,
+                   model: ModelIdentity) -> pydicom.Dataset:
+    """An RT Structure Set with one ROI per lesion id 1..N of ``labels_frames``
+    ((slice, row, column) on ``reference``)."""
+    n = int(labels_frames.max())
+    if n < 1:
+        raise ValueError("no lesion to export: an RTSTRUCT needs at least one ROI")
+    ds = Dataset()
+    _structure_set_header(ds, reference.datasets[0], model)
+    _frame_references(ds, reference)
     rois, roi_contours, observations = Sequence(), Sequence(), Sequence()
     boxes = ndimage.find_objects(labels_frames.astype(np.int32, copy=False))
     for lesion_id in range(1, n + 1):
         box = boxes[lesion_id - 1]
         if box is None:
             raise ValueError(f"label map ids must be 1..{n} without gaps; {lesion_id} is missing")
-        roi = Dataset()
-        roi.ROINumber = lesion_id
-        roi.ReferencedFrameOfReferenceUID = frame_uid
-        roi.ROIName = segment_name(lesion_id)
-        roi.ROIDescription = "Brain metastasis (automatic)"
-        roi.ROIGenerationAlgorithm = "AUTOMATIC"
-        roi.ROIGenerationDescription = model.label
+        roi, contour, obs = _roi(reference, labels_frames, lesion_id, box, model)
         rois.append(roi)
-        contour = Dataset()
-        contour.ReferencedROINumber = lesion_id
-        contour.ROIDisplayColor = [round(255 * c) for c in segment_color(lesion_id)]
-        contour.ContourSequence = _roi_contours(reference, labels_frames, lesion_id, box)
         roi_contours.append(contour)
-        obs = Dataset()
-        obs.ObservationNumber = lesion_id
-        obs.ReferencedROINumber = lesion_id
-        obs.ROIObservationLabel = segment_name(lesion_id)
-        obs.RTROIInterpretedType = INTERPRETED_TYPE
-        obs.ROIInterpreter = ""
         observations.append(obs)
     ds.StructureSetROISequence = rois
     ds.ROIContourSequence = roi_contours
