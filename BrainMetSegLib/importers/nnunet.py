@@ -200,6 +200,26 @@ def _network_weights(checkpoint: object, path: Path) -> tuple[dict, dict]:
     return state, checkpoint
 
 
+def _read_folds(folder: Path, folds, checkpoint_file: str):
+    """Each fold's network weights (safetensors name, state), the mirroring axes they share,
+    the checkpoints' sha256 and their trainer/epoch records."""
+    states, mirror_axes, hashes, epochs = [], None, {}, {}
+    for fold in _folds(folder, folds, checkpoint_file):
+        path = folder / fold / checkpoint_file
+        state, ckpt = _network_weights(load_checkpoint(path), path)
+        axes = ckpt.get("inference_allowed_mirroring_axes") or []
+        axes = tuple(records.value(list(axes) if isinstance(axes, tuple) else axes,
+                                   records.array(records.num(low=0, high=2, integer=True)),
+                                   "inference_allowed_mirroring_axes", path, ModelError))
+        if mirror_axes is not None and axes != mirror_axes:
+            raise ModelError(f"{path}: mirroring axes {axes} differ from the other folds' {mirror_axes}.")
+        mirror_axes = axes
+        states.append((f"{fold}.safetensors", state))
+        hashes[fold] = sha256_file(path)
+        epochs[fold] = {"trainer": ckpt.get("trainer_name"), "epochs": ckpt.get("current_epoch")}
+    return states, mirror_axes, hashes, epochs
+
+
 def import_nnunet(request: NnUNetImport) -> ModelPackage:
     """Read the results folder, build and check the network(s), write the package."""
     folder = Path(request.results_folder)
@@ -236,21 +256,7 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         patch_zyx[axis] = int(config["patch_size"][k])
 
     checkpoint_file = CHECKPOINTS[request.checkpoint]
-    states, mirror_axes, hashes, epochs = [], None, {}, {}
-    for fold in _folds(folder, request.folds, checkpoint_file):
-        path = folder / fold / checkpoint_file
-        state, ckpt = _network_weights(load_checkpoint(path), path)
-        trainer_saved = ckpt.get("trainer_name")
-        axes = ckpt.get("inference_allowed_mirroring_axes") or []
-        axes = tuple(records.value(list(axes) if isinstance(axes, tuple) else axes,
-                                   records.array(records.num(low=0, high=2, integer=True)),
-                                   "inference_allowed_mirroring_axes", path, ModelError))
-        if mirror_axes is not None and axes != mirror_axes:
-            raise ModelError(f"{path}: mirroring axes {axes} differ from the other folds' {mirror_axes}.")
-        mirror_axes = axes
-        states.append((f"{fold}.safetensors", state))
-        hashes[fold] = sha256_file(path)
-        epochs[fold] = {"trainer": trainer_saved, "epochs": ckpt.get("current_epoch")}
+    states, mirror_axes, hashes, epochs = _read_folds(folder, request.folds, checkpoint_file)
     # NibabelIOWithReorient feeds RAS arrays; other readers the files' own order, unknown here
     reorients = plans.get("image_reader_writer") == "NibabelIOWithReorient"
     orientation = "RAS" if reorients else request.orientation
