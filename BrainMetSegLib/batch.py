@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io as _io
+import io
 import json
 import math
 import os
@@ -45,8 +45,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checksums import sha256_file
 from .errors import BrainMetSegError, FolderBusyError, InputError
-from .io import sha256_file
 from .outputs import planned_paths, update_shared_text
 from .run_record import RunRecordError, read_run, verify_outputs
 
@@ -310,13 +310,13 @@ class BatchRun:
             rows = {}
             if old_text:
                 try:
-                    rows = {r.get("case_id"): r for r in csv.DictReader(_io.StringIO(old_text, newline=""))
+                    rows = {r.get("case_id"): r for r in csv.DictReader(io.StringIO(old_text, newline=""))
                             if r.get("case_id")}
                 except csv.Error:
                     rows = {}
             if row is not None and not (keep_others and row["case_id"] in rows):
                 rows[row["case_id"]] = row
-            buf = _io.StringIO()
+            buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), extrasaction="ignore",
                                     restval="", lineterminator="\n")
             writer.writeheader()

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .geometry import Grid
-from .io import same_geometry
+from .images import same_geometry
 
 
 def overlap_fraction(fixed: sitk.Image, moving: sitk.Image) -> float:

@@ -1,6 +1,6 @@
 """Reading a DICOM series folder: one series, every DICOM file in it intact.
 
-Volumes are ``SimpleITK.Image`` objects in LPS physical space (see :mod:`BrainMetSegLib.io`).
+Volumes are ``SimpleITK.Image`` objects in LPS physical space (see :mod:`BrainMetSegLib.images`).
 """
 
 from __future__ import annotations

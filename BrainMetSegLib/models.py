@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .checksums import sha256_file
 from .errors import ModelError
 from .filecheck import file_kind
-from .io import read_json_object, sha256_file
 from .options import PAPER_SPACING_MM, PAPER_THRESHOLD
 from .resources import REGISTRY_FILE
+from .textfiles import read_json_object
 
 DEFAULT_MODEL = "brainmetseg-demo"
 CARD_NAME = "model.json"
@@ -330,7 +331,7 @@ def save_package(net, card: ModelCard, folder: str | os.PathLike, overwrite: boo
     """Write ``net``'s weights (safetensors) and the card with their sha256 into ``folder``."""
     from safetensors.torch import save_file
 
-    from .io import default_file_mode, write_text
+    from .staging import default_file_mode, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import io as _io
+import io
 import json
 import math
 import os
@@ -19,11 +19,11 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .errors import FolderBusyError, OutputError
-from .io import check_writable, commit, stage_image, stage_text, write_text
 from .lesions import COLUMNS
 from .options import OutputFormat
 from .run_record import output_hashes
 from .slicer_seg import SEG_NRRD_NAME, segmentation_image
+from .staging import check_writable, commit, stage_image, stage_text, write_text
 
 try:
     import fcntl
@@ -43,7 +43,7 @@ def table_csv(rows: list[dict], scored: bool = False, extra: tuple[str, ...] = (
     """CSV of lesion rows, columns :data:`COLUMNS` (``lesion_probability`` only for a run with
     a candidate scorer, ``scored``) and then ``extra``."""
     columns = [c for c in COLUMNS if scored or c != "lesion_probability"] + list(extra)
-    buf = _io.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:

@@ -23,16 +23,11 @@ from . import __version__
 from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
 from .candidate_stage import apply_scorer
+from .checksums import sha256_file
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
+from .images import as_scalar_volume, read_scalar_volume, split_image_suffix, validate_image
 from .inference import InferenceConfig, predict, resolve_device
-from .io import (
-    as_scalar_volume,
-    read_scalar_volume,
-    sha256_file,
-    split_image_suffix,
-    validate_image,
-)
 from .lesions import lesion_table
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .operating_point import OperatingPoint, lesion_labels

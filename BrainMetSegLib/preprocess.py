@@ -138,7 +138,7 @@ def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid,
 
 
 def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
-    from .io import read_mask_image
+    from .images import read_mask_image
 
     mask = read_mask_image(path, role="brain mask", trust_header=trust_header, empty_ok=False)
     if sitk.GetArrayViewFromImage(mask).min() != 0:

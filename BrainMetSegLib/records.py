@@ -76,7 +76,7 @@ def boolean(required: bool = False) -> Spec:
 
 
 def sha256(required: bool = False) -> Spec:
-    """64 lower-case hexadecimal digits, as :func:`BrainMetSegLib.io.sha256_file` writes them."""
+    """64 lower-case hexadecimal digits, as :func:`BrainMetSegLib.checksums.sha256_file` writes them."""
     def convert(value, name):
         if not isinstance(value, str) or not _SHA256.fullmatch(value):
             raise _fail(name, "a sha256 (64 hexadecimal digits)", value)
@@ -155,6 +155,6 @@ def value(raw, spec: Spec, name: str, source: str | os.PathLike, error=InputErro
 def read(path: str | os.PathLike, what: str, schema: Mapping[str, Spec], error=InputError) -> dict:
     """The JSON object in ``path`` with ``schema``'s fields checked; ``error`` naming the file
     (unreadable, not JSON, not an object) or the file and the field."""
-    from .io import read_json_object
+    from .textfiles import read_json_object
 
     return check(read_json_object(path, what, error), schema, path, error)

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 
 from . import records as r
+from .checksums import sha256_file
 from .errors import InputError
-from .io import sha256_file
 
 RUN_NAME = "run.json"
 

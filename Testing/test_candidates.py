@@ -10,8 +10,8 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.candidate_stage import apply_scorer
 from BrainMetSegLib.candidates import FEATURES, candidate_features, zscore_within
+from BrainMetSegLib.checksums import sha256_file
 from BrainMetSegLib.errors import ModelError, OptionError
-from BrainMetSegLib.io import sha256_file
 from BrainMetSegLib.lesions import Frame
 from BrainMetSegLib.scorer import ScorerError, scorer_from_dict
 from BrainMetSegLib.train.candidate_scorer import (
@@ -233,7 +233,7 @@ def test_dicom_sr_carries_the_lesion_probability(tmp_path):
     import highdicom as hd
 
     from BrainMetSegLib.dicom import ModelIdentity, export_dicom
-    from BrainMetSegLib.io import read_image
+    from BrainMetSegLib.images import read_image
     from BrainMetSegLib.lesions import lesion_table
     from dicom_phantoms import LESIONS, lesion_labels, phantom_image, write_series
 

@@ -33,7 +33,7 @@ from BrainMetSegLib.dicom import (
     read_reference_series,
 )
 from BrainMetSegLib.errors import InputError
-from BrainMetSegLib.io import read_image
+from BrainMetSegLib.images import read_image
 from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.operating_point import OperatingPoint
 from BrainMetSegLib.slicer_bridge.naming import segment_color

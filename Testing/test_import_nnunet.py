@@ -92,7 +92,7 @@ def test_import_card_and_ensemble(binary_results, tmp_path):
     assert card.normalisation == "nnunet-zscore-masked" and card.blend_mode == "gaussian"
     assert [m["weights"] for m in card.ensemble] == ["fold_0.safetensors", "fold_1.safetensors"]
     for m in card.ensemble:
-        from BrainMetSegLib.io import sha256_file
+        from BrainMetSegLib.checksums import sha256_file
 
         assert sha256_file(pkg.folder / m["weights"]) == m["sha256"]
     assert card.network_io["mirror_axes"] == [0, 1, 2] and card.network_io["channels"] == [1]

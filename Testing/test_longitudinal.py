@@ -256,7 +256,7 @@ def test_compare_command_writes_table_report_and_refuses_overwrite(series, tmp_p
 
 def _result_folder(folder: Path, image: sitk.Image, labels: sitk.Image) -> Path:
     """A folder as `segment` writes it (labels, lesions.json, run.json naming the scan)."""
-    from BrainMetSegLib.io import sha256_file
+    from BrainMetSegLib.checksums import sha256_file
     from BrainMetSegLib.lesions import lesion_table
 
     folder.mkdir(parents=True)

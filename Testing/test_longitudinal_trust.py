@@ -98,7 +98,7 @@ def test_dicom_series_of_two_patients_refused_by_compare_unless_forced(tmp_path:
     dicom_phantoms.write_series(image, tmp_path / "b", series_uid="1.2.826.0.1.3680043.8.498.16.9")
     assert dicom_identity(tmp_path / "a")["PatientID"] == "BMS-PH-016"
     assert dicom_identity(tmp_path / "b")["PatientID"] == "OTHER-7"
-    from BrainMetSegLib.io import read_scalar_volume
+    from BrainMetSegLib.images import read_scalar_volume
 
     grid = read_scalar_volume(tmp_path / "a", "CE-T1")
     empty = sitk.Image(grid.GetSize(), sitk.sitkUInt8)
@@ -225,7 +225,7 @@ def test_symmetric_prior_treats_baseline_and_followup_alike():
 
 
 def test_compare_refuses_result_folders_of_another_model_or_threshold(tmp_path: Path, capsys):
-    from BrainMetSegLib.io import sha256_file
+    from BrainMetSegLib.checksums import sha256_file
     from BrainMetSegLib.lesions import lesion_table
 
     shape = (20, 20, 20)

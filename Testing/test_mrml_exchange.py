@@ -21,7 +21,7 @@ import vtk
 from BrainMetSegLib import lesions, mrml
 from BrainMetSegLib.cli import main as cli_main
 from BrainMetSegLib.errors import InputError
-from BrainMetSegLib.io import read_image
+from BrainMetSegLib.images import read_image
 from BrainMetSegLib.longitudinal import (
     NOT_FROM_IMAGES,
     LongitudinalResult,

@@ -17,7 +17,6 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from BrainMetSegLib.cli import main
-from BrainMetSegLib.io import stage_image
 from BrainMetSegLib.mrml import array_and_matrix, segmentations_logic
 from BrainMetSegLib.slicer_bridge.naming import (
     METASTASIS_TERMINOLOGY,
@@ -26,6 +25,7 @@ from BrainMetSegLib.slicer_bridge.naming import (
     segment_name,
 )
 from BrainMetSegLib.slicer_seg import SEG_NRRD_NAME, segmentation_image
+from BrainMetSegLib.staging import stage_image
 from conftest import make_volume
 
 

@@ -177,8 +177,8 @@ def test_train_reduces_loss_resumes_and_round_trips(data, tmp_path, capsys):
     assert code == 0, err
     assert "chosen again" in out_text
     # The package loads as is and segments a case through the inference pipeline.
-    from BrainMetSegLib.io import default_file_mode
     from BrainMetSegLib.models import load_package
+    from BrainMetSegLib.staging import default_file_mode
 
     package = load_package(out / "model")
     assert (package.weights_path.stat().st_mode & 0o777) == default_file_mode()  # not private 0600

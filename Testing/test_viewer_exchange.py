@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.dicom import ModelIdentity, export_dicom
 from BrainMetSegLib.errors import OutputError
-from BrainMetSegLib.io import read_image
+from BrainMetSegLib.images import read_image
 from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import Result

@@ -38,7 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from BrainMetSegLib.geometry import axis_aligned_grid, resample
-from BrainMetSegLib.io import read_scalar_volume
+from BrainMetSegLib.images import read_scalar_volume
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.precision import cpu_features
 from BrainMetSegLib.preprocess import brain_mask_on_grid

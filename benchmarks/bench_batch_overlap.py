@@ -30,12 +30,13 @@ import SimpleITK as sitk
 import torch
 
 from BrainMetSegLib.commands.segment import read_manifest
+from BrainMetSegLib.images import read_scalar_volume
 from BrainMetSegLib.inference import predict
-from BrainMetSegLib.io import read_scalar_volume, write_image
 from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.preprocess import preprocess
+from BrainMetSegLib.staging import write_image
 
 
 def prepare(seg: Segmenter, case):

@@ -27,7 +27,7 @@ from BrainMetSegLib.dicom.reference import labels_on_reference  # noqa: E402
 from BrainMetSegLib.dicom.rtstruct import build_rtstruct  # noqa: E402
 from BrainMetSegLib.dicom.seg import build_seg  # noqa: E402
 from BrainMetSegLib.dicom.sr import build_sr  # noqa: E402
-from BrainMetSegLib.io import read_image  # noqa: E402
+from BrainMetSegLib.images import read_image  # noqa: E402
 from BrainMetSegLib.lesions import lesion_table  # noqa: E402
 from dicom_phantoms import lesion_labels, phantom_image, write_series  # noqa: E402
 

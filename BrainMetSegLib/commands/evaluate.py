@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.cohort import SubgroupSpec, read_clinical
     from ..evaluate.pairing import find_cases
     from ..evaluate.runner import planned_outputs
-    from ..io import check_writable
+    from ..staging import check_writable
 
     try:
         config = EvaluationConfig(match=args.match, threshold=args.threshold, min_volume_mm3=args.min_volume,

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import batch as cohort
 from ..dicom_series import check_dicom_folder
 from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
-from ..io import format_family, read_csv_rows
+from ..images import format_family
 from ..memory import AVAILABLE_FRACTION, PIPELINE_RESERVE_MB
 from ..options import (
     BlendMode,
@@ -28,6 +28,7 @@ from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import error_json, reporter
 from ..scorer import MODES
+from ..textfiles import read_csv_rows
 
 
 def add_arguments(p) -> None:

@@ -18,14 +18,15 @@ when every case is done.
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import statistics
 from pathlib import Path
 
 from ..batch import SUMMARY_GLOB
 from ..errors import InputError
-from ..io import read_csv_rows, write_text
 from ..run_record import RunRecordError, read_run, verify_outputs
+from ..staging import write_text
+from ..textfiles import read_csv_rows
 
 COLUMNS = ("case_id", "status", "lesions", "total_volume_mm3", "seconds", "source", "message")
 DONE = ("ok", "skipped")
@@ -109,7 +110,7 @@ def run(args) -> int:
     rows, stages = collect(outdir, manifest_ids)
     if not rows:
         raise InputError(f"{outdir}: no {SUMMARY_GLOB} and no case folder with run.json; nothing to summarize.")
-    buf = _io.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

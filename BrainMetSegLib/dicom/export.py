@@ -21,7 +21,7 @@ import pydicom
 import SimpleITK as sitk
 
 from ..errors import InputError, OutputError
-from ..io import check_writable, default_file_mode
+from ..staging import check_writable, default_file_mode
 from .identity import ModelIdentity
 from .reference import ReferenceSeries, check_lattice, labels_on_reference, read_reference_series
 from .rtstruct import build_rtstruct

@@ -7,22 +7,22 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .. import io
 from ..errors import ConstantImageError, InputError
+from ..images import read_image, same_geometry
 from .pairing import CaseFiles
 
 
 def read_mask(path: Path, role: str) -> sitk.Image:
     """Read a 3D label/mask image; an empty (constant) mask is valid here, unlike an image."""
     try:
-        image = io.read_image(path, role)
+        image = read_image(path, role)
     except ConstantImageError:  # an empty mask is a valid answer (no lesion)
         image = sitk.ReadImage(str(path))
     return image[:, :, :, 0] if image.GetDimension() == 4 else image
 
 
 def _check_geometry(ref: sitk.Image, ref_path: Path, other: sitk.Image, other_path: Path) -> None:
-    if not io.same_geometry(ref, other):
+    if not same_geometry(ref, other):
         raise InputError(
             f"{other_path} and {ref_path} do not share geometry (size {other.GetSize()} vs {ref.GetSize()}, "
             f"spacing {tuple(round(s, 4) for s in other.GetSpacing())} vs "

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, read_csv_rows, split_image_suffix
+from ..images import IMAGE_SUFFIXES, split_image_suffix
+from ..textfiles import read_csv_rows
 
 
 @dataclass(frozen=True)

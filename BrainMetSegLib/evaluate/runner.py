@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import json
 import math
 import threading
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
 from ..errors import BrainMetSegError, InputError
 from ..progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
+from ..staging import write_text
 from . import cohort, threshold
 from .case import CaseResult, EvaluationConfig, evaluate_case
 from .loading import load_case
@@ -128,7 +128,7 @@ def _csv_text(rows: list[dict]) -> str:
     fields: list[str] = []
     for r in rows:
         fields.extend(k for k in r if k not in fields)
-    buf = _io.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -197,7 +197,7 @@ def write_outputs(result: CohortResult, outdir, overwrite: bool = False, report:
     if result.threshold_selection:
         texts["suggested_threshold.json"] = json.dumps(_json_safe(result.threshold_selection), indent=2)
     for name, text in texts.items():
-        written[name] = io.write_text(text, outdir / name, overwrite=overwrite)
+        written[name] = write_text(text, outdir / name, overwrite=overwrite)
     if report:
-        written["report.html"] = io.write_text(render_report(result, title), outdir / "report.html", overwrite=overwrite)
+        written["report.html"] = write_text(render_report(result, title), outdir / "report.html", overwrite=overwrite)
     return written

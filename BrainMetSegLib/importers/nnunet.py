@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__, records
+from ..checksums import sha256_file
 from ..errors import InputError, ModelError
-from ..io import sha256_file
 from ..models import ModelCard, ModelPackage
 from .checkpoint import load_checkpoint
 from .package import write_package

@@ -24,7 +24,8 @@ def write_package(card: ModelCard, states: list[tuple[str, dict]], output: str |
     import torch
     from safetensors.torch import save_file
 
-    from ..io import default_file_mode, sha256_file
+    from ..checksums import sha256_file
+    from ..staging import default_file_mode
 
     output = Path(output)
     if output.exists() and not overwrite:

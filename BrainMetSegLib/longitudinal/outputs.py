@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import json
 import math
 from pathlib import Path
 
-from ..io import check_writable, commit, format_family, stage_bytes, stage_image, stage_text
+from ..images import format_family
+from ..staging import check_writable, commit, stage_bytes, stage_image, stage_text
 
 OUTPUT_FILES = ("longitudinal.json", "longitudinal.csv", "rano_bm.csv", "report.html", "curves.png", "montage.png")
 
@@ -46,7 +47,7 @@ def check_before_work(request, names: list[str]) -> None:
 
 
 def _csv(rows: list[dict]) -> str:
-    buf = _io.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["track_id"], lineterminator="\n")
     writer.writeheader()
     for row in rows:

@@ -138,7 +138,7 @@ def _read(r: CompareRequest, names: list[str]):
 
 def _segment(r: CompareRequest, names, timepoints, sources, probabilities, progress) -> dict:
     """Segment the scans given without a result (in place); returns index -> pipeline Result."""
-    from ..io import read_scalar_volume
+    from ..images import read_scalar_volume
     from ..pipeline import SegmentConfig, Segmenter
 
     todo = [k for k, tp in enumerate(timepoints) if tp is None]

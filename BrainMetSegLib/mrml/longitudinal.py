@@ -135,7 +135,7 @@ def load_comparison_folder(scene, folder: str | Path) -> ComparisonNodes:
     result folder's CE-T1, checked against its run.json, or the scan itself)."""
     from .. import records
     from ..errors import InputError
-    from ..io import read_mask_image, read_scalar_volume
+    from ..images import read_mask_image, read_scalar_volume
     from ..longitudinal.sources import from_result_folder, is_result_folder
 
     folder = Path(folder)

@@ -38,7 +38,7 @@ def read_model_card(folder: str | os.PathLike) -> dict:
     if not card_path.is_file():
         raise FileNotFoundError(f"{folder}: not a model package ({CARD_NAME} is missing).")
     from ..errors import ModelError
-    from ..io import read_json_object
+    from ..textfiles import read_json_object
 
     data = read_json_object(card_path, "model card", ModelError)
     return ModelCard.from_dict(data, str(card_path)).to_dict()

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
-from ..io import write_image, write_text
 from ..progress import ProgressCallback, ProgressEvent, Stage
+from ..staging import write_image, write_text
 from . import config as C
 from .case import SynthCase, make_case
 

@@ -263,7 +263,7 @@ def write_followups(baseline: SynthCase, followups: list[Followup], outdir, cid:
     lesions, movement, the transform, the true RANO-BM response of the series)."""
     import json
 
-    from ..io import write_image, write_text
+    from ..staging import write_image, write_text
 
     assessment = true_response(baseline, followups)
     written = []

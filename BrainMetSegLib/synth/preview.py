@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..io import check_writable
+from ..staging import check_writable
 
 
 def _slices_through_lesions(labels: np.ndarray, lesions: list[dict], n: int) -> list[int]:

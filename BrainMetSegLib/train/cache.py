@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checksums import sha256_file
 from ..errors import InputError
-from ..io import read_scalar_volume, same_geometry, sha256_file
+from ..images import read_scalar_volume, same_geometry
 from ..preprocess import PreprocessConfig, preprocess
 from .dataset import CaseRecord
 

@@ -11,7 +11,7 @@ import torch
 
 from .. import records
 from ..errors import InputError
-from ..io import write_text
+from ..staging import write_text
 
 
 def state_hash(net: torch.nn.Module) -> str:

@@ -24,8 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io import read_json_object
 from ..sequences import SEQUENCES
+from ..textfiles import read_json_object
 
 SPLITS = ("train", "val", "test")
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from ..io import write_text
 from ..operating_point import OperatingPoint
 from ..options import PAPER_SPACING_MM, PAPER_THRESHOLD
+from ..staging import write_text
 from .augment import AugmentConfig
 from .checkpoint import save_checkpoint, state_hash
 from .epochs import train_epochs

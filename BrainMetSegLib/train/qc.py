@@ -82,7 +82,7 @@ def write_qc(items: list[CaseQC], folder: str | Path, per_case: bool = True) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import write_text
+    from ..staging import write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import InputError, OutputError
-from ..io import write_text
 from ..preprocess import PreprocessConfig
+from ..staging import write_text
 from .cache import CaseCache
 from .checkpoint import load_checkpoint
 from .dataset import (

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..io import write_text
 from ..operating_point import OperatingPoint
 from ..options import PAPER_THRESHOLD
+from ..staging import write_text
 from .metrics import case_metrics, summarise
 
 if TYPE_CHECKING:

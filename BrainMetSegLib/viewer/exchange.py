@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, OutputError
-from ..io import write_text
+from ..staging import write_text
 from .result import ResultFolder
 
 # The names ``segment --dicom`` writes (BrainMetSegLib.dicom.OUTPUT_NAMES, repeated so that

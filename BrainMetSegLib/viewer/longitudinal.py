@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io import read_image, same_geometry
+from ..images import read_image, same_geometry
 from ..longitudinal.rano import CAUTION, RESPONSE_WORDS
 from ..longitudinal.tracking import track_colour
 from ..run_record import read_run

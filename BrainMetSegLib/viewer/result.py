@@ -15,7 +15,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io import read_image, same_geometry
+from ..images import read_image, same_geometry
 from ..operating_point import OperatingPoint
 from ..run_record import read_run
 

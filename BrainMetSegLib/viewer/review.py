@@ -28,11 +28,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
+from ..checksums import sha256_file
 from ..errors import OutputError
-from ..io import same_geometry, sha256_file, write_image, write_text
+from ..images import same_geometry
 from ..lesions import lesion_table
 from ..outputs import _json_safe, table_csv
 from ..slicer_seg import SEG_NRRD_NAME, segmentation_image
+from ..staging import write_image, write_text
 
 REVIEW_PREFIX = "review_"
 

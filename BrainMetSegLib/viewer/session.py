@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from .. import mrml
 from ..errors import InputError
-from ..io import format_family, same_geometry
+from ..images import format_family, same_geometry
 from ..lesions import COLUMNS, lesion_table
 from ..operating_point import OperatingPoint
 from ..slicer_bridge.naming import (
