@@ -17,10 +17,10 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from BrainMetSegLib import lesion_vocabulary as naming
 from BrainMetSegLib import lesions, mrml
 from BrainMetSegLib.mrml import results, volumes
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
-from BrainMetSegLib.slicer_bridge import naming
 
 assert hasattr(slicer, "vtkMRMLScene"), (
     "the 'slicer' package is not slicer-core (PyPI's unrelated 'slicer' package shadows it?)")

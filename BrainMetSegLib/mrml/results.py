@@ -27,10 +27,9 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from .. import lesion_vocabulary as vocabulary
 from .. import lesions
 from ..operating_point import OperatingPoint, lesion_labels
-from ..slicer_bridge import naming
-from ..slicer_bridge import table as table_spec
 from . import scene as scene_tools
 from . import volumes
 
@@ -143,14 +142,14 @@ def set_segments(segmentation, labels_kji: np.ndarray, ijk_to_ras: np.ndarray,
     fresh = slicer.vtkSegmentation()
     fresh.SetSourceRepresentationName(labelmap)
     fresh.CopyConversionParameters(old)  # reference geometry and conversion settings
-    style = style or (lambda n: (naming.segment_id(n), naming.segment_name(n), naming.segment_color(n)))
+    style = style or (lambda n: (vocabulary.segment_id(n), vocabulary.segment_name(n), vocabulary.segment_color(n)))
     segment_ids = []
     for value, lesion_id in enumerate(lesion_ids, start=1):
         segment_id, name, colour = style(lesion_id)
         segment = slicer.vtkSegment()
         segment.SetName(name)
         segment.SetColor(*colour)
-        segment.SetTerminology(naming.METASTASIS_TERMINOLOGY)
+        segment.SetTerminology(vocabulary.METASTASIS_TERMINOLOGY)
         segment.AddRepresentation(labelmap, shared)
         segment.SetLabelValue(value)
         if not fresh.AddSegment(segment, segment_id):
@@ -279,12 +278,12 @@ def fill_table(table, rows: Sequence[Mapping], segment_ids: Sequence[str], segme
     seg = segmentation.GetSegmentation() if segmentation is not None else None
     for segment_id, row in zip(segment_ids, rows, strict=True):
         segment = seg.GetSegment(segment_id) if seg is not None else None
-        names.append(segment.GetName() if segment else naming.segment_name(int(row["lesion_id"])))
+        names.append(segment.GetName() if segment else vocabulary.segment_name(int(row["lesion_id"])))
     was = table.StartModify()
     try:
         table.SetLocked(False)
         table.RemoveAllColumns()
-        for column, values in table_spec.table_columns(rows, names):
+        for column, values in vocabulary.table_columns(rows, names):
             array = {"string": vtk.vtkStringArray, "int": vtk.vtkIntArray,
                      "bool": vtk.vtkIntArray}.get(column.kind, vtk.vtkDoubleArray)()
             array.SetName(column.name)

@@ -32,8 +32,8 @@ from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
+from ..lesion_vocabulary import lesion_id_from_segment_name
 from ..operating_point import SLIDER_RANGE, SLIDER_STEP, OperatingPoint, follow
-from ..slicer_bridge.naming import lesion_id_from_segment_name
 from .exchange import dicom_files, reference_series
 from .result import ResultFolder
 from .session import ReviewError, ReviewSession

@@ -23,15 +23,15 @@ import SimpleITK as sitk
 from .. import mrml
 from ..errors import InputError
 from ..io import format_family, same_geometry
-from ..lesions import COLUMNS, lesion_table
-from ..operating_point import OperatingPoint
-from ..slicer_bridge.naming import (
+from ..lesion_vocabulary import (
     METASTASIS_TERMINOLOGY,
     lesion_id_from_segment_name,
     segment_color,
     segment_id,
     segment_name,
 )
+from ..lesions import COLUMNS, lesion_table
+from ..operating_point import OperatingPoint
 from .exchange import export_review_dicom, reference_series
 from .result import ResultFolder
 from .review import save_review
