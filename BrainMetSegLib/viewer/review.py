@@ -28,13 +28,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from ..io import same_geometry, sha256_file, write_image, write_text
 from ..lesions import lesion_table
 from ..outputs import _json_safe, table_csv
 from ..slicer_seg import SEG_NRRD_NAME, segmentation_image
 
 REVIEW_PREFIX = "review_"
+
+
+class ReviewError(InputError):
+    """A review action that cannot be done in the session's current state."""
 
 
 @dataclass(frozen=True)
