@@ -49,12 +49,14 @@ def box_plots(panels: list[tuple[str, dict[str, list[float]], tuple | None]], co
 
 
 def metric_ylim(metric: str):
+    """y range of a metric's box plot: None for counts and mm (open-ended), else [0, 1] (MCC [-1, 1])."""
     if metric in ("fp_lesions", "fp_lesions_ge10mm", "lesionwise_hd95_mm", "seconds"):
         return None
     return (-1.05, 1.05) if metric == "mcc" else (-0.03, 1.03)
 
 
 def size_plot(rows: list[dict]) -> str:
+    """Lesion sensitivity per GT size bin with its Wilson 95 % CI (rows: cohort.sensitivity_by_size)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.4, 3.0))
     names = [r["size_bin"] for r in rows]
@@ -72,7 +74,17 @@ def size_plot(rows: list[dict]) -> str:
     return figure_data_uri(fig)
 
 
+def _finish(fig, ax, xlabel: str, ylim: tuple[float, float], title: str) -> str:
+    """x label, y range, grid and title of a one-panel plot; the plot embedded."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    return figure_data_uri(fig)
+
+
 def froc_plot(rows: list[dict], operating: float | None) -> str:
+    """Pooled FROC (rows: cohort.pooled_froc), the point nearest the ``operating`` threshold starred."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     fp = [r["fp_per_case"] for r in rows]
@@ -87,15 +99,12 @@ def froc_plot(rows: list[dict], operating: float | None) -> str:
         ax.plot([near["fp_per_case"]], [near["sensitivity"]], "*", color=PRED_COLOUR, ms=12,
                 label=f"threshold {near['threshold']:g}")
         ax.legend(fontsize=8, loc="lower right")
-    ax.set_xlabel("false positives per case")
     ax.set_ylabel("lesion sensitivity")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.set_title("FROC (probability threshold annotated)", fontsize=10)
-    return figure_data_uri(fig)
+    return _finish(fig, ax, "false positives per case", (0, 1.05), "FROC (probability threshold annotated)")
 
 
 def sweep_plot(rows: list[dict], selection: dict | None) -> str:
+    """Voxel-wise sensitivity, precision, F1 and Youden against the threshold, selected points marked."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     t = [r["threshold"] for r in rows]
@@ -106,12 +115,8 @@ def sweep_plot(rows: list[dict], selection: dict | None) -> str:
         for name, point in selection["operating_points"].items():
             ax.axvline(point["threshold"], ls="--", lw=0.8, color="grey")
             ax.text(point["threshold"], 1.02, name, rotation=90, fontsize=7, va="bottom")
-    ax.set_xlabel("probability threshold")
-    ax.set_ylim(0, 1.15)
     ax.legend(fontsize=7, loc="lower left")
-    ax.grid(alpha=0.3)
-    ax.set_title("Voxel-wise threshold sweep (pooled, inside brain)", fontsize=10)
-    return figure_data_uri(fig)
+    return _finish(fig, ax, "probability threshold", (0, 1.15), "Voxel-wise threshold sweep (pooled, inside brain)")
 
 
 def volume_agreement_plot(agreement: VolumeAgreement | None) -> str:
