@@ -17,8 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..evaluate.pairing import IMAGE_SUFFIXES
-from ..io import read_mask_image, read_scalar_volume, same_geometry, sha256_file
+from ..io import IMAGE_SUFFIXES, read_mask_image, read_scalar_volume, same_geometry, sha256_file
 from ..lesions import lesion_table
 from ..run_record import read_run
 from .tracking import TimePoint
