@@ -34,9 +34,9 @@ from BrainMetSegLib.dicom import (
 )
 from BrainMetSegLib.errors import InputError
 from BrainMetSegLib.images import read_image
+from BrainMetSegLib.lesion_vocabulary import segment_color
 from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.operating_point import OperatingPoint
-from BrainMetSegLib.slicer_bridge.naming import segment_color
 from dicom_phantoms import LESIONS, PATIENT, lesion_labels, phantom_image, write_series
 
 MODEL = ModelIdentity("phantom-model", "9.8.7", "ab" * 32, {"threshold_used": "0.5"})

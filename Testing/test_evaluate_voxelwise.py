@@ -161,7 +161,7 @@ def test_threshold_sweep_youden_and_f1():
 
 
 def test_thumbnail_orientation_is_radiological():
-    from BrainMetSegLib.evaluate.report import radiological_slice
+    from BrainMetSegLib.evaluate.thumbnails import radiological_slice
 
     a = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)  # LPS: rows already A -> P, columns R -> L
@@ -172,9 +172,9 @@ def test_thumbnail_orientation_is_radiological():
 
 def test_size_plot_with_empty_and_undetected_bins():
     from BrainMetSegLib.evaluate.cohort import sensitivity_by_size
-    from BrainMetSegLib.evaluate.report import _size_plot
+    from BrainMetSegLib.evaluate.figures import size_plot
 
     rows = sensitivity_by_size([{"size_bin": "<3 mm", "detected": False}] * 4
                                + [{"size_bin": ">=10 mm", "detected": True}] * 3)
     assert rows[0]["sensitivity"] == 0 and math.isnan(rows[1]["sensitivity"]) and rows[2]["sensitivity"] == 1
-    assert _size_plot(rows).startswith("data:image/png;base64,")
+    assert size_plot(rows).startswith("data:image/png;base64,")

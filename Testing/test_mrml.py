@@ -17,10 +17,10 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from BrainMetSegLib import lesion_vocabulary as naming
 from BrainMetSegLib import lesions, mrml
-from BrainMetSegLib.mrml import results, volumes
+from BrainMetSegLib.mrml import results, segments, volumes
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
-from BrainMetSegLib.slicer_bridge import naming
 
 assert hasattr(slicer, "vtkMRMLScene"), (
     "the 'slicer' package is not slicer-core (PyPI's unrelated 'slicer' package shadows it?)")
@@ -566,15 +566,15 @@ def test_label_map_read_from_layers_equals_slicers_merge():
         slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE, None, False, [])
     ids = vtk.vtkStringArray()
     seg.GetSegmentation().GetSegmentIDs(ids)
-    dims, matrix = results._geometry(volume)
-    fast = results._label_map_on_grid(seg, volume, [ids.GetValue(n) for n in range(ids.GetNumberOfValues())],
-                                      dims, matrix)
-    slow = results._label_map_by_slicer(seg, volume, ids, dims)
+    dims, matrix = segments.volume_grid(volume)
+    fast = segments._label_map_on_grid(seg, volume, [ids.GetValue(n) for n in range(ids.GetNumberOfValues())],
+                                       dims, matrix)
+    slow = segments._label_map_by_slicer(seg, volume, ids, dims)
     assert fast is not None
     np.testing.assert_array_equal(fast, slow)
     assert (fast == 4).sum() == overlap.sum()  # the later segment wins where they overlap
     # under a transform the segmentation does not share, Slicer resamples (no fast path)
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     seg.SetAndObserveTransformNodeID(transform.GetID())
-    assert results._label_map_on_grid(seg, volume, ["extra"], dims, matrix) is None
+    assert segments._label_map_on_grid(seg, volume, ["extra"], dims, matrix) is None
     np.testing.assert_array_equal(mrml.segments_label_map(seg, volume)[0], slow)

@@ -17,13 +17,13 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from BrainMetSegLib.cli import main
-from BrainMetSegLib.mrml import array_and_matrix, segmentations_logic
-from BrainMetSegLib.slicer_bridge.naming import (
+from BrainMetSegLib.lesion_vocabulary import (
     METASTASIS_TERMINOLOGY,
     segment_color,
     segment_id,
     segment_name,
 )
+from BrainMetSegLib.mrml import array_and_matrix, segmentations_logic
 from BrainMetSegLib.slicer_seg import SEG_NRRD_NAME, segmentation_image
 from BrainMetSegLib.staging import stage_image
 from conftest import make_volume

@@ -18,10 +18,10 @@ import SimpleITK as sitk
 from BrainMetSegLib.dicom import ModelIdentity, export_dicom
 from BrainMetSegLib.errors import OutputError
 from BrainMetSegLib.images import read_image
+from BrainMetSegLib.lesion_vocabulary import segment_id
 from BrainMetSegLib.lesions import lesion_table
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import Result
-from BrainMetSegLib.slicer_bridge.naming import segment_id
 from BrainMetSegLib.viewer import render
 from BrainMetSegLib.viewer.exchange import EXPORT_RECORD, dicom_files, reference_series
 from BrainMetSegLib.viewer.result import ResultFolder

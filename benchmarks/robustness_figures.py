@@ -24,15 +24,12 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.geometry import field_of_view_mask
 from BrainMetSegLib.models import load_package
+from BrainMetSegLib.plotting import pyplot
 from BrainMetSegLib.preprocess import PreprocessConfig, preprocess
 
 
 def _panels(pre, image, truth):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     arr = pre.geometry.to_model_grid(sitk.Cast(image, sitk.sitkFloat32), linear=True)
     inside = arr[pre.brain]
     arr = (arr - inside.mean()) / inside.std()  # as the network's z-score, but not gated

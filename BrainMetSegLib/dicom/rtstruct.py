@@ -26,7 +26,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from scipy import ndimage
 from skimage import measure
 
-from ..slicer_bridge.naming import segment_color, segment_name
+from ..lesion_vocabulary import segment_color, segment_name
 from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity, lo
 from .reference import ReferenceSeries
 

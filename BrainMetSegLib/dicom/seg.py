@@ -16,7 +16,7 @@ import numpy as np
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian
 
-from ..slicer_bridge.naming import (
+from ..lesion_vocabulary import (
     CATEGORY_CODE,
     REGION_CODE,
     TYPE_CODE,

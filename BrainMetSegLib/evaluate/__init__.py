@@ -4,7 +4,8 @@
   measure one case (three lesion matching rules); :mod:`.case` puts them together;
   :mod:`.cohort` and :mod:`.stats` summarise and compare groups (Mann-Whitney U,
   clustered DeLong); :mod:`.threshold` picks operating points; :mod:`.runner` reads the
-  files and writes the tables; :mod:`.report` renders the HTML report.
+  files and writes the tables; :mod:`.report_data` gathers what the report shows of the
+  worst cases (:mod:`.thumbnails`) and :mod:`.report` renders it as HTML (:mod:`.figures`).
 """
 
 from .case import CaseResult, EvaluationConfig, evaluate_case

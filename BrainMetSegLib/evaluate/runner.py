@@ -20,6 +20,7 @@ from .case import CaseResult, EvaluationConfig, evaluate_case
 from .loading import load_case
 from .pairing import CaseFiles
 from .report import render_report
+from .report_data import report_data
 from .result import CONVENTIONS, CohortResult
 from .size_accuracy import size_accuracy
 
@@ -199,5 +200,6 @@ def write_outputs(result: CohortResult, outdir, overwrite: bool = False, report:
     for name, text in texts.items():
         written[name] = write_text(text, outdir / name, overwrite=overwrite)
     if report:
-        written["report.html"] = write_text(render_report(result, title), outdir / "report.html", overwrite=overwrite)
+        page = render_report(report_data(result), title)
+        written["report.html"] = write_text(page, outdir / "report.html", overwrite=overwrite)
     return written

@@ -9,12 +9,14 @@ ground-truth lesion (longest diameter, :data:`~.lesionwise.SIZE_BIN_NAMES`) and 
 - ``diameter_error_mm``: predicted - true longest diameter (mm), and its absolute value.
 
 Medians with interquartile ranges (lesion sizes are skewed; a few merged lesions must not
-move the summary). The Bland-Altman plot shows volume differences against mean volume.
+move the summary). :func:`volume_agreement` gives the Bland-Altman data (volume differences
+against mean volume) that the report plots.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,25 +54,24 @@ def size_accuracy(lesions: list[GTLesion]) -> list[dict]:
     return out
 
 
-def bland_altman(lesions: list[GTLesion], ax) -> None:
-    """Bland-Altman plot of lesion volume on ``ax``: predicted - true volume (mm^3) against
-    their mean (log axis: volumes span three decades), with the bias and 95 % limits."""
+@dataclass
+class VolumeAgreement:
+    """Bland-Altman data of lesion volume over the detected GT lesions (one entry each)."""
+
+    mean_mm3: np.ndarray  # mean of predicted and true volume
+    difference_mm3: np.ndarray  # predicted - true volume
+    size_bins: list[str]  # the GT lesion's size bin
+    bias_mm3: float  # mean difference
+    sd_mm3: float  # SD of the differences (0 with one lesion); 95 % limits: bias +- 1.96 SD
+
+
+def volume_agreement(lesions: list[GTLesion]) -> VolumeAgreement | None:
+    """Predicted against true volume of each detected lesion (``None`` when none was detected)."""
     detected = _detected(lesions)
     if not detected:
-        ax.text(0.5, 0.5, "no detected lesion", ha="center", transform=ax.transAxes)
-        return
+        return None
     pred = np.array([g.pred_volume_mm3 for g in detected])
     true = np.array([g.volume_mm3 for g in detected])
     mean, diff = (pred + true) / 2, pred - true
-    for name, colour in zip(SIZE_BIN_NAMES, ("tab:red", "tab:orange", "tab:blue"), strict=True):
-        sel = np.array([g.size_bin == name for g in detected])
-        ax.scatter(mean[sel], diff[sel], s=10, alpha=0.7, color=colour, label=f"{name} ({sel.sum()})")
     bias, sd = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-    for y, style in ((bias, "-"), (bias - 1.96 * sd, "--"), (bias + 1.96 * sd, "--")):
-        ax.axhline(y, color="grey", linestyle=style, linewidth=1)
-    ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("mean of predicted and true volume (mm³)")
-    ax.set_ylabel("predicted − true volume (mm³)")
-    ax.set_title(f"Bland-Altman, lesion volume (bias {bias:.0f} mm³, limits ±{1.96 * sd:.0f})")
-    ax.legend(fontsize=8, loc="best")
+    return VolumeAgreement(mean, diff, [g.size_bin for g in detected], bias, sd)

@@ -6,28 +6,18 @@ matplotlib (Agg) draws everything; images are embedded as base64 so the HTML can
 
 from __future__ import annotations
 
-import base64
 import html
-import io as _io
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..evaluate.report import CSS
+from ..html_report import CSS
+from ..plotting import png_data_uri, pyplot, report_png
 from .rano import CAUTION, NOT_FROM_IMAGES, RESPONSE_WORDS
 from .tracking import LongitudinalResult, TimePoint, track_colour
 
 MONTAGE_FIELD_MM = 48.0
 MAX_MONTAGE_TRACKS = 30
-
-
-def _fig_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _x(result: LongitudinalResult) -> tuple[list[float], str]:
@@ -39,11 +29,7 @@ def _x(result: LongitudinalResult) -> tuple[list[float], str]:
 
 def curves_png(result: LongitudinalResult) -> bytes:
     """Per-lesion longest axial diameter and volume over time, and the RANO-BM target sum."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x, xlabel = _x(result)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for tr in result.tracks:
@@ -77,7 +63,7 @@ def curves_png(result: LongitudinalResult) -> bytes:
         ax.set_xticks(x)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _fig_png(fig)
+    return report_png(fig)
 
 
 def _centre_lps(result: LongitudinalResult, tr, t: int) -> np.ndarray | None:
@@ -105,11 +91,7 @@ def _centre_lps(result: LongitudinalResult, tr, t: int) -> np.ndarray | None:
 def montage_png(result: LongitudinalResult, timepoints: list[TimePoint]) -> bytes:
     """One row per lesion, one column per time point: the axial slice through the lesion with its
     outline in the lesion's colour (dashed frame where it is absent)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tracks = result.tracks[:MAX_MONTAGE_TRACKS]
     n_t = len(timepoints)
     fig, axes = plt.subplots(max(len(tracks), 1), n_t, figsize=(2.2 * n_t, 2.2 * max(len(tracks), 1)),
@@ -157,11 +139,7 @@ def montage_png(result: LongitudinalResult, timepoints: list[TimePoint]) -> byte
     if not tracks:
         axes[0, 0].text(0.5, 0.5, "no lesion on any scan", ha="center", va="center")
     fig.tight_layout()
-    return _fig_png(fig)
-
-
-def _b64(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return report_png(fig)
 
 
 def html_report(result: LongitudinalResult, curves: bytes, montage: bytes, warnings: list[str] = (),
@@ -226,8 +204,8 @@ non-targets: {", ".join(map(str, rano.nontargets)) or "none"}; baseline sum {ran
 <section><h2>Lesions over time</h2><p class="note">Volume, longest × perpendicular axial diameter, change
 against the lesion's first measurement. Ids are stable across time points.</p>
 <table><tr><th>lesion</th><th>role</th>{track_head}<th>flags</th></tr>{''.join(track_rows)}</table></section>
-<section><h2>Size curves</h2><figure><img src="{_b64(curves)}" alt="size curves"></figure></section>
-<section><h2>Each lesion at each time point</h2><figure><img src="{_b64(montage)}" alt="montage"></figure>
+<section><h2>Size curves</h2><figure><img src="{png_data_uri(curves)}" alt="size curves"></figure></section>
+<section><h2>Each lesion at each time point</h2><figure><img src="{png_data_uri(montage)}" alt="montage"></figure>
 <p class="note">{shown}Axial slice through the lesion ({MONTAGE_FIELD_MM:.0f} mm field), outline in the lesion's colour;
 an absent lesion is shown where it was last seen, carried through the registration.</p></section>
 </main></body></html>

@@ -18,8 +18,7 @@ import SimpleITK as sitk
 
 from ..checksums import sha256_file
 from ..errors import InputError
-from ..evaluate.pairing import IMAGE_SUFFIXES
-from ..images import read_mask_image, read_scalar_volume, same_geometry
+from ..images import IMAGE_SUFFIXES, read_mask_image, read_scalar_volume, same_geometry
 from ..lesions import lesion_table
 from ..run_record import read_run
 from .tracking import TimePoint

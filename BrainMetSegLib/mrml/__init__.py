@@ -43,10 +43,19 @@ API:
 - scene helpers: :func:`segmentations_logic` (registers Slicer's segmentation converters
   on a slicer-core scene), :func:`node_counts`, :func:`remove_nodes`, :func:`slice_nodes`,
   :func:`segment_editor_node`; volume helpers in :mod:`.volumes`.
+
+Modules, each one job (every name above is importable from the package): :mod:`.results`
+(a result imported as nodes, removed), :mod:`.links` (node-reference roles, attributes,
+:class:`ResultNodes`), :mod:`.segments` (label map <-> one segment per lesion),
+:mod:`.lesion_table` (the table node, lesion positions, jump), :mod:`.thresholding`
+(recorded operating point, edited or not, re-threshold, re-measure), :mod:`.run`,
+:mod:`.scene`, :mod:`.volumes`. Names, colours and table columns come from
+:mod:`BrainMetSegLib.lesion_vocabulary`.
 """
 
 from . import selftest
-from .results import (
+from .lesion_table import fill_table, jump_to_lesion, lesion_world_ras
+from .links import (
     ATTR_CENTROID_FRAME,
     ATTR_MIN_VOLUME,
     ATTR_MODEL,
@@ -59,28 +68,24 @@ from .results import (
     ROLE_PROBABILITY,
     ROLE_SEGMENTATION,
     ROLE_TABLE,
-    LesionResult,
     ResultNodes,
+    link_result,
+    result_nodes,
+)
+from .results import LesionResult, import_result, remove_result
+from .run import read_run_outputs, start_segmentation
+from .scene import node_counts, remove_nodes, segment_editor_node, segmentations_logic, slice_nodes
+from .segments import segments_label_map, set_segments
+from .thresholding import (
     RethresholdAction,
     TooManyLesions,
     can_rethreshold,
-    fill_table,
-    import_result,
-    jump_to_lesion,
-    lesion_world_ras,
-    link_result,
     operating_point,
-    remove_result,
-    result_nodes,
     rethreshold,
     rethreshold_action,
     segments_edited,
-    segments_label_map,
-    set_segments,
     update_table,
 )
-from .run import read_run_outputs, start_segmentation
-from .scene import node_counts, remove_nodes, segment_editor_node, segmentations_logic, slice_nodes
 from .volumes import (
     array_and_matrix,
     ijk_to_ras_of_image,

@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import lesions
-from .results import ATTR_MODEL, operating_point, result_nodes, segments_edited, segments_label_map
+from .links import ATTR_MODEL, result_nodes
+from .segments import segments_label_map
+from .thresholding import operating_point, segments_edited
 from .volumes import image_from_array
 
 try:

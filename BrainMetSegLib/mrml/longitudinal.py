@@ -27,7 +27,7 @@ import vtk
 from ..longitudinal import LongitudinalResult, track_colour
 from . import scene as scene_tools
 from . import volumes
-from .results import _geometry, set_segments
+from .segments import set_segments, volume_grid
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 UNITS = {"volume_mm3": "mm3", "_pct": "%", "_mm": "mm"}
@@ -87,7 +87,7 @@ def import_comparison(scene, result: LongitudinalResult, images: Sequence) -> Co
                 volumes.set_volume(volume, *volumes.array_and_matrix(image))
                 volume.CreateDefaultDisplayNodes()
             labels, ijk_to_ras = volumes.array_and_matrix(tracks)
-            dims, matrix = _geometry(volume)
+            dims, matrix = volume_grid(volume)
             if labels.shape != tuple(dims[::-1]) or not np.allclose(matrix, ijk_to_ras, atol=1e-4):
                 raise ValueError(f"time point {name!r}: the track map is not on the grid of its scan")
             segmentation = create("vtkMRMLSegmentationNode", f"{name} lesions")

@@ -20,7 +20,8 @@ import SimpleITK as sitk
 
 from .. import slicer_bridge as bridge
 from ..lesions import COLUMNS
-from .results import LesionResult, ResultNodes, import_result
+from .links import ResultNodes
+from .results import LesionResult, import_result
 from .volumes import write_volume
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import lesions
 from ..operating_point import OperatingPoint
-from . import results, scene, volumes
+from . import lesion_table, results, scene, thresholding, volumes
 
 
 def check_editing_loop(mrml_scene) -> None:
@@ -31,18 +31,18 @@ def check_editing_loop(mrml_scene) -> None:
                                       results.LesionResult(labels, prob, matrix, rows, OperatingPoint(0.5)))
         segmentation, table = nodes.segmentation, nodes.table
         assert segmentation.GetSegmentation().GetSegment("Metastasis_1").GetName() == "Metastasis 1"
-        nothing = results.RethresholdAction.NOTHING
-        assert results.rethreshold_action(segmentation, OperatingPoint(0.5, 0.0, 0.5)) is nothing
-        assert results.rethreshold(segmentation, OperatingPoint(0.9)) == 2
-        assert results.rethreshold(segmentation, OperatingPoint(0.9, 0.0, 0.5)) == 2  # outlined at 0.5
+        nothing = thresholding.RethresholdAction.NOTHING
+        assert thresholding.rethreshold_action(segmentation, OperatingPoint(0.5, 0.0, 0.5)) is nothing
+        assert thresholding.rethreshold(segmentation, OperatingPoint(0.9)) == 2
+        assert thresholding.rethreshold(segmentation, OperatingPoint(0.9, 0.0, 0.5)) == 2  # outlined at 0.5
         voxels = table.GetTable().GetColumnByName("voxels")
         assert voxels.GetValue(0) + voxels.GetValue(1) == np.count_nonzero(prob > 0.5) > np.count_nonzero(prob > 0.9)
-        assert results.rethreshold(segmentation, OperatingPoint(0.5, 200.0)) == 1  # the larger (~370 mm3)
-        assert results.rethreshold(segmentation, OperatingPoint(0.5)) == 2
+        assert thresholding.rethreshold(segmentation, OperatingPoint(0.5, 200.0)) == 1  # the larger (~370 mm3)
+        assert thresholding.rethreshold(segmentation, OperatingPoint(0.5)) == 2
         segmentation.GetSegmentation().RemoveSegment("Metastasis_2")  # an edit
-        assert results.segments_edited(segmentation)
-        assert results.update_table(segmentation) == table.GetNumberOfRows() == 1
-        r, a, s = results.jump_to_lesion(table, 0)
+        assert thresholding.segments_edited(segmentation)
+        assert thresholding.update_table(segmentation) == table.GetNumberOfRows() == 1
+        r, a, s = lesion_table.jump_to_lesion(table, 0)
         assert abs(table.GetTable().GetColumnByName("centroid_s").GetValue(0) - s) < 1e-9
     finally:
         if nodes is not None:

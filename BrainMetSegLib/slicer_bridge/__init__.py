@@ -5,9 +5,6 @@ runs ``PythonSlicer -m BrainMetSegLib segment ... --progress json`` in a subproc
 and turns the outputs into MRML nodes. The decisions behind that glue live in this
 package, one module per job, so that pytest can check them without Slicer:
 
-- :mod:`.naming`: segment names, ids, colours and the DICOM terminology entry of a
-  metastasis;
-- :mod:`.table`: the lesion table's column types and units for ``vtkMRMLTableNode``;
 - :mod:`.requirements`: which Python packages are missing in Slicer's environment and
   how to install them without ever replacing Slicer's own SimpleITK or torch;
 - :mod:`.commands`: the per-run temporary folder (inputs written, outputs collected,
@@ -18,6 +15,10 @@ package, one module per job, so that pytest can check them without Slicer:
   children (Cancel);
 - :mod:`.gpu`: GPU names / memory from ``nvidia-smi`` (shown without importing torch);
 - :mod:`.model_menu`: the models offered in the GUI, their cards and operating points.
+
+Segment names, colours, the terminology entry and the lesion table's columns are not
+here: the scene layer, the viewer and the DICOM writers share them, so they live below
+all of them in :mod:`BrainMetSegLib.lesion_vocabulary`.
 
 Every public name is re-exported here (``from BrainMetSegLib.slicer_bridge import X``).
 This package never imports ``slicer``, ``qt``, ``vtk``, torch or MONAI.
@@ -59,25 +60,6 @@ from .monitor import (
     RunResult,
     parse_result_line,
 )
-from .naming import (
-    ANATOMIC_CONTEXT,
-    CATEGORY_CODE,
-    EMPTY_CODE,
-    METASTASIS_TERMINOLOGY,
-    PALETTE,
-    REGION_CODE,
-    SEGMENT_NAME_PREFIX,
-    TERMINOLOGY_CONTEXT,
-    TYPE_CODE,
-    SegmentSpec,
-    lesion_id_from_segment_name,
-    parse_terminology_entry,
-    segment_color,
-    segment_id,
-    segment_name,
-    segment_specs,
-    terminology_entry,
-)
 from .requirements import (
     PROTECTED,
     REQUIREMENTS,
@@ -97,39 +79,8 @@ from .runner import (
     popen_kwargs,
     start_batch,
 )
-from .table import (
-    LESION_COLUMNS,
-    SEGMENT_COLUMN,
-    TABLE_COLUMNS,
-    TableColumn,
-    table_cell,
-    table_columns,
-)
 
 __all__ = [
-    "SEGMENT_NAME_PREFIX",
-    "PALETTE",
-    "TERMINOLOGY_CONTEXT",
-    "ANATOMIC_CONTEXT",
-    "CATEGORY_CODE",
-    "TYPE_CODE",
-    "REGION_CODE",
-    "EMPTY_CODE",
-    "terminology_entry",
-    "METASTASIS_TERMINOLOGY",
-    "parse_terminology_entry",
-    "segment_name",
-    "segment_id",
-    "lesion_id_from_segment_name",
-    "segment_color",
-    "SegmentSpec",
-    "segment_specs",
-    "TableColumn",
-    "SEGMENT_COLUMN",
-    "LESION_COLUMNS",
-    "TABLE_COLUMNS",
-    "table_cell",
-    "table_columns",
     "Requirement",
     "PROTECTED",
     "TORCH_MINIMUM",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io as _io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..plotting import pyplot, save_png
 from ..staging import check_writable
 
 
@@ -38,10 +36,6 @@ def contact_sheet(case, path, title: str = "", n_slices: int = 4, overwrite: boo
                   dpi: int = 80) -> Path:
     """Write a PNG of ``n_slices`` axial slices, each shown plain and with the ground truth
     outlined in red (patient right on the image left, anterior up)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from skimage import segmentation
 
     path = Path(path)
@@ -54,7 +48,7 @@ def contact_sheet(case, path, title: str = "", n_slices: int = 4, overwrite: boo
     aspect = sp[1] / sp[0]
     cols = 4
     rows = int(np.ceil(2 * len(zs) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.0, rows * 3.4), squeeze=False)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(cols * 3.0, rows * 3.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     tiles = axes.ravel()
@@ -80,14 +74,5 @@ def contact_sheet(case, path, title: str = "", n_slices: int = 4, overwrite: boo
     fig.suptitle(f"{title} SYNTHETIC - {info.get('anatomy', '')}, {len(case.lesions)} lesions "
                  f"(stratum {info.get('stratum')}){size_text}", fontsize=9)
     fig.tight_layout()
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-    os.replace(tmp, path)
-    return path
+    # no matplotlib version in the file: the same phantom gives the same bytes on any install
+    return save_png(fig, path, dpi=dpi, overwrite=overwrite, metadata={"Software": None})

@@ -77,13 +77,10 @@ def _plot(ax, items: list[CaseQC]) -> None:
 
 def write_qc(items: list[CaseQC], folder: str | Path, per_case: bool = True) -> Path:
     """Write ``qc.csv``, ``histograms.png`` (all cases, outliers red) and per-case PNGs into ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from ..plotting import pyplot, save_png
     from ..staging import write_text
 
+    plt = pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["case_id,channel," + ",".join(STATS) + ",outlier,reasons"]
@@ -96,14 +93,12 @@ def write_qc(items: list[CaseQC], folder: str | Path, per_case: bool = True) -> 
     n_out = len({q.case_id for q in items if q.outlier})
     ax.set_title(f"{len({q.case_id for q in items})} cases, {n_out} flagged (red)")
     fig.tight_layout()
-    fig.savefig(folder / "histograms.png", dpi=90)
-    plt.close(fig)
+    save_png(fig, folder / "histograms.png", dpi=90, overwrite=True)
     if per_case:
         for q in items:
             fig, ax = plt.subplots(figsize=(4, 2.6))
             _plot(ax, [q])
             ax.set_title(f"{q.case_id} ch{q.channel}" + (" OUTLIER" if q.outlier else ""), fontsize=9)
             fig.tight_layout()
-            fig.savefig(folder / f"{q.case_id}_ch{q.channel}.png", dpi=70)
-            plt.close(fig)
+            save_png(fig, folder / f"{q.case_id}_ch{q.channel}.png", dpi=70, overwrite=True)
     return folder / "qc.csv"

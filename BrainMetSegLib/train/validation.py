@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..operating_point import OperatingPoint
 from ..options import PAPER_THRESHOLD
+from ..plotting import pyplot, save_png
 from ..staging import write_text
 from .metrics import case_metrics, summarise
 
@@ -73,12 +73,7 @@ def write_log(path: Path, rows: list[dict]) -> None:
 
 def plot_curves(rows: list[dict], path: Path) -> None:
     """Training loss and validation metrics per epoch (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     epochs = [int(r["epoch"]) for r in rows]
     axes[0].plot(epochs, [float(r["train_loss"]) for r in rows], "-o", ms=3)
     axes[0].set_title("training loss (see the card recipe's loss)")
@@ -97,7 +92,4 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.part.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_png(fig, path, dpi=90, overwrite=True)

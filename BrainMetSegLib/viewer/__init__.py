@@ -9,8 +9,13 @@ folder, saving a reviewed version) work without the ``[web]`` extra.
 
 - :mod:`.result`: a ``brainmetseg segment`` output folder (run.json, images, table);
 - :mod:`.review`: Save -> a new reviewed version beside the originals, with its edits;
-- :mod:`.session`: the review session on a Slicer scene (load, threshold, jump, edit);
-- :mod:`.app`: the trame web application around a session;
+- :mod:`.session`: the review session on a Slicer scene (load, threshold, jump, edit,
+  save), with :mod:`.lesion_rows` (the lesions as shown, read from the scene's nodes),
+  :mod:`.editing` (the segment editor's tools) and :mod:`.display` (overlay, layers,
+  views fitted);
+- :mod:`.app`: the trame web application around a session (state and actions), with
+  :mod:`.layout` (the four Slicer views), :mod:`.panel` (the page's widgets) and
+  :mod:`.panel_text` (what the side panel shows, as text);
 - :mod:`.render`: offscreen views and pixel read-back (tests, checks).
 """
 

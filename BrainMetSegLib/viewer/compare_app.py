@@ -14,7 +14,7 @@ from trame_vuetify.widgets import vuetify3 as v3
 
 from ..errors import BrainMetSegError
 from ..longitudinal.rano import NOT_FROM_IMAGES
-from .app import slicer_views
+from .layout import slicer_views
 from .longitudinal import CompareFolder, CompareSession
 
 TABLE = (("id", "track_id"), ("role", "role"), ("status", "status"), ("volume mm³", "volume"),

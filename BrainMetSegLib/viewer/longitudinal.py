@@ -23,6 +23,7 @@ from ..images import read_image, same_geometry
 from ..longitudinal.rano import CAUTION, RESPONSE_WORDS
 from ..longitudinal.tracking import track_colour
 from ..run_record import read_run
+from .display import reset_views  # no VTK: this module must not load it at import
 
 DOC = "longitudinal.json"
 
@@ -201,8 +202,6 @@ class CompareSession:
         return tracks
 
     def reset_views(self) -> None:
-        from .session import reset_views  # here, not at the top: this module must not load VTK
-
         reset_views(self.app)
 
     def segment_colours(self) -> dict[int, str]:

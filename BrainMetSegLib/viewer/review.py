@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..checksums import sha256_file
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from ..images import same_geometry
 from ..lesions import lesion_table
 from ..outputs import _json_safe, table_csv
@@ -37,6 +37,10 @@ from ..slicer_seg import SEG_NRRD_NAME, segmentation_image
 from ..staging import write_image, write_text
 
 REVIEW_PREFIX = "review_"
+
+
+class ReviewError(InputError):
+    """A review action that cannot be done in the session's current state."""
 
 
 @dataclass(frozen=True)

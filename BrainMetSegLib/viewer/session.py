@@ -4,7 +4,9 @@ The session holds no user-interface code: the web application (:mod:`.app`) and 
 offscreen tests drive the same methods. Scene content (volumes, one segment per lesion,
 the lesion table node and their links, re-threshold, re-measure, jump) is made by the
 library's MRML scene layer :mod:`BrainMetSegLib.mrml`, the code the Slicer module uses;
-this module adds only the viewer's presentation and the review bookkeeping.
+this module adds only the review bookkeeping (what the segments started from, the edits,
+save, export). The lesions as shown come from :mod:`.lesion_rows`, the edit tools from
+:mod:`.editing`, the views' look from :mod:`.display`.
 
 Views (slice views Red / Green / Yellow = axial / coronal / sagittal, and the 3D view)
 must exist in ``slicer_app.view_manager`` before :meth:`ReviewSession.load` so their
@@ -13,52 +15,36 @@ layers can be set. Coordinates are RAS mm; label maps are (K, J, I) = (Z, Y, X) 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .. import mrml
-from ..errors import InputError
 from ..images import format_family, same_geometry
-from ..lesions import COLUMNS, lesion_table
+from ..lesion_vocabulary import lesion_id_from_segment_name, segment_id
+from ..lesions import lesion_table
 from ..operating_point import OperatingPoint
-from ..slicer_bridge.naming import (
-    METASTASIS_TERMINOLOGY,
-    lesion_id_from_segment_name,
-    segment_color,
-    segment_id,
-    segment_name,
-)
+from . import editing
+from .display import reset_views, show_layers, style_probability_overlay, style_segments
+from .editing import effect_label
 from .exchange import export_review_dicom, reference_series
+from .lesion_rows import (
+    LesionRow,
+    lesion_segments,
+    measured_rows,
+    rgb_color,
+    segments_as_labels,
+    shown_rows,
+    table_row_index,
+)
 from .result import ResultFolder
-from .review import save_review
+from .review import ReviewError, save_review  # ReviewError: importable from here too
 
 # Far below the operating point the map breaks into thousands of specks: a table of
 # thousands of rows is no review, so the viewer refuses and says why.
 MAX_LESIONS = 500
-PROBABILITY_COLORMAP = "vtkMRMLColorTableNodeIron"
-# Probabilities below this are drawn transparent in the overlay (the map is ~0 almost everywhere).
-OVERLAY_FLOOR = 0.05
-EFFECTS = ("none", "paint", "erase", "islands")
 UNDO_LIMIT = 20
-
-
-@dataclass
-class LesionRow:
-    """A row of the viewer's lesion table: the library's measures plus how it is shown."""
-
-    lesion_id: int
-    name: str
-    color_hex: str
-    visible: bool
-    measures: dict
-
-
-class ReviewError(InputError):
-    """A review action that cannot be done in the session's current state."""
 
 
 class ReviewSession:
@@ -102,26 +88,15 @@ class ReviewSession:
                                        base_name=str(self.result.run.get("case") or "CE-T1"))
             self.segmentation_node, self.table_node = nodes.segmentation, nodes.table
             self.probability_node = nodes.probability
-            display = self.probability_node.GetDisplayNode()
-            display.SetAndObserveColorNodeID(PROBABILITY_COLORMAP)
-            display.SetApplyThreshold(1)
-            display.SetLowerThreshold(OVERLAY_FLOOR)
-            display.SetUpperThreshold(1.0)
+            style_probability_overlay(self.probability_node)
             from undo_stack import UndoStack  # trame-slicer's dependency
 
             # Undo / redo of single strokes (the segment editor records labelmap changes).
             self.editor.set_undo_stack(UndoStack(undo_limit=UNDO_LIMIT))
             self.editor.set_active_segmentation(self.segmentation_node, self.volume_node)
             self.editor.set_surface_representation_enabled(True)
-            seg_display = self.segmentation_node.GetDisplayNode()
-            seg_display.SetOpacity2DFill(0.5)
-            seg_display.SetOpacity2DOutline(1.0)
-            for view in self.app.view_manager.get_slice_views():
-                view.set_background_volume_id(self.volume_node.GetID())
-                view.set_foreground_volume_id(self.probability_node.GetID())
-                view.set_foreground_opacity(0.0)
-                # Only the axial plane in 3D: three opaque planes would hide most lesion surfaces.
-                view.set_visible_in_3d(view.get_orientation() == "Axial")
+            style_segments(self.segmentation_node)
+            show_layers(self.app, self.volume_node, self.probability_node)
             self.reset_views()
             if self.segments():  # open at the largest lesion (id 1 by the library's numbering)
                 self.jump_to_lesion(min(lesion_id for _, lesion_id in self.segments()))
@@ -137,54 +112,27 @@ class ReviewSession:
             return
         self.edited = True
         effect = self.editor.active_effect_name
-        if effect and _effect_label(effect) not in ("", "notool"):
-            op = {"effect": _effect_label(effect), "segment": self.editor.get_active_segment_id()}
+        if effect and effect_label(effect) not in ("", "notool"):
+            op = {"effect": effect_label(effect), "segment": self.editor.get_active_segment_id()}
             if not self.operations or self.operations[-1] != op:
                 self.operations.append(op)
 
     # ----------------------------------------------------------------- lesions
     def segments(self) -> list[tuple[str, int]]:
         """(segment id, lesion id) of every lesion segment, in segment order."""
-        out = []
-        segmentation = self.segmentation_node.GetSegmentation()
-        for i in range(segmentation.GetNumberOfSegments()):
-            seg_id = segmentation.GetNthSegmentID(i)
-            lesion_id = lesion_id_from_segment_name(seg_id)
-            if lesion_id is not None:
-                out.append((seg_id, lesion_id))
-        return out
+        return lesion_segments(self.segmentation_node)
 
     def table_rows(self) -> list[tuple[str, dict]]:
         """(segment id, measures) of each row of the scene's lesion table node."""
-        table = self.table_node.GetTable()
-        ids = json.loads(self.table_node.GetAttribute(mrml.ATTR_SEGMENT_IDS) or "[]")
-        columns = {name: table.GetColumnByName(name) for name in COLUMNS}
-        out = []
-        for row, seg_id in enumerate(ids):
-            out.append((seg_id, {name: col.GetValue(row) for name, col in columns.items() if col is not None}))
-        return out
+        return measured_rows(self.table_node)
 
     def rows(self) -> list[LesionRow]:
         """The lesion table as shown: one row per segment (measures from the table node,
         empty for a lesion drawn since the last measurement), colour and visibility."""
-        display = self.segmentation_node.GetDisplayNode()
-        segmentation = self.segmentation_node.GetSegmentation()
-        measured = dict(self.table_rows())
-        rows = []
-        for seg_id, lesion_id in self.segments():
-            segment = segmentation.GetSegment(seg_id)
-            measures = dict(measured.get(seg_id, {}))
-            if measures:
-                measures["lesion_id"] = lesion_id
-            rows.append(LesionRow(lesion_id, segment.GetName(), _hex(segment.GetColor()),
-                                  bool(display.GetSegmentVisibility(seg_id)), measures))
-        return rows
+        return shown_rows(self.segmentation_node, self.table_node)
 
     def _table_row_index(self, lesion_id: int) -> int:
-        for row, (seg_id, _) in enumerate(self.table_rows()):
-            if seg_id == segment_id(lesion_id):
-                return row
-        raise ReviewError(f"lesion {lesion_id} is not measured yet; re-measure the table first.")
+        return table_row_index(self.table_node, lesion_id)
 
     def lesion_ras(self, lesion_id: int) -> tuple[float, float, float]:
         """World RAS (mm) of the lesion's centroid, from the scene's table node."""
@@ -208,7 +156,7 @@ class ReviewSession:
         segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id(lesion_id))
         if segment is None:
             raise ReviewError(f"lesion {lesion_id} has no segment.")
-        segment.SetColor(*_rgb(color_hex))
+        segment.SetColor(*rgb_color(color_hex))
 
     def set_probability_overlay(self, opacity: float) -> None:
         """Probability map over the CE-T1 in the slice views (0 hides it)."""
@@ -305,59 +253,28 @@ class ReviewSession:
     def add_lesion(self) -> int:
         """An empty segment for a lesion the model missed; returns its lesion id."""
         lesion_id = max((lid for _, lid in self.segments()), default=0) + 1
-        seg = self.segmentation_node.GetSegmentation()
-        seg.AddEmptySegment(segment_id(lesion_id), segment_name(lesion_id), segment_color(lesion_id))
-        seg.GetSegment(segment_id(lesion_id)).SetTerminology(METASTASIS_TERMINOLOGY)
-        self.editor.set_active_segment_id(segment_id(lesion_id))
-        self.operations.append({"effect": "add", "segment": segment_id(lesion_id)})
+        seg_id = editing.add_empty_lesion(self.segmentation_node, lesion_id)
+        self.editor.set_active_segment_id(seg_id)
+        self.operations.append({"effect": "add", "segment": seg_id})
         return lesion_id
 
     def set_effect(self, name: str, brush_diameter_mm: float | None = None) -> None:
         """Activate "paint", "erase", "islands" (click an island to keep it) or "none"."""
-        from trame_slicer.segmentation import (
-            SegmentationEffectErase,
-            SegmentationEffectIslands,
-            SegmentationEffectPaint,
-        )
-        from trame_slicer.segmentation.segmentation_effect_islands import SegmentationIslandsMode
-
-        if name == "none":
-            self.editor.deactivate_effect()
-            return
-        types = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase,
-                 "islands": SegmentationEffectIslands}
-        if name not in types:
-            raise ReviewError(f"unknown effect {name!r}; one of {', '.join(EFFECTS)}.")
-        effect = self.editor.set_active_effect_type(types[name])
-        if name == "islands":
-            effect.set_island_mode(SegmentationIslandsMode.KEEP_SELECTED)
-        elif brush_diameter_mm is not None:
-            self.set_brush_diameter(brush_diameter_mm)
+        editing.activate_effect(self.editor, name, brush_diameter_mm)
 
     def set_brush_diameter(self, diameter_mm: float) -> None:
         """Brush diameter of paint / erase in mm (not relative to the screen)."""
-        from trame_slicer.segmentation.paint_effect_parameters import BrushDiameterMode
-
-        effect = self.editor.active_effect
-        if effect is not None and hasattr(effect, "set_brush_diameter"):
-            effect.set_brush_diameter(float(diameter_mm), BrushDiameterMode.Absolute)
+        editing.set_brush_diameter(self.editor, diameter_mm)
 
     def keep_largest_island(self) -> None:
         """Keep only the largest 26-connected piece of the selected lesion's segment."""
-        from trame_slicer.segmentation import SegmentationEffectIslands
-
-        effect = self.editor.set_active_effect_type(SegmentationEffectIslands)
-        effect.keep_largest_island()
+        editing.keep_largest_island(self.editor)
         self.operations.append({"effect": "keep largest island", "segment": self.editor.get_active_segment_id()})
         self.edited = True
 
     def current_labels(self) -> sitk.Image:
         """The segments as an instance label map on the CE-T1 grid (lesion id per voxel)."""
-        merged, ijk_to_ras, seg_ids = mrml.segments_label_map(self.segmentation_node, self.volume_node)
-        lut = np.zeros(len(seg_ids) + 1, np.uint16)
-        for index, seg_id in enumerate(seg_ids, start=1):
-            lut[index] = lesion_id_from_segment_name(seg_id) or 0
-        image = mrml.image_from_array(lut[merged], ijk_to_ras)
+        image = segments_as_labels(self.segmentation_node, self.volume_node)
         if not same_geometry(image, self.probability):
             raise ReviewError("the segmentation is not on the CE-T1's grid any more.")
         image.CopyInformation(self.probability)  # the exact header of the originals
@@ -407,34 +324,3 @@ class ReviewSession:
 def _point_record(point: OperatingPoint, suffix: str) -> dict:
     """review.json's names for an operating point (threshold, min_volume_mm3, outline_threshold)."""
     return {f"{key.removesuffix('_used')}{suffix}": value for key, value in point.as_settings().items()}
-
-
-def _effect_label(effect_name: str) -> str:
-    """"paint" for trame-slicer's effect name (module path + class name)."""
-    return effect_name.rsplit(".", 1)[-1].replace("SegmentationEffect", "").lower() or effect_name
-
-
-def _hex(rgb) -> str:
-    return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in rgb[:3])
-
-
-def _rgb(color_hex: str) -> tuple[float, float, float]:
-    h = color_hex.lstrip("#")
-    if len(h) != 6:
-        raise ReviewError(f"colour {color_hex!r} is not #rrggbb.")
-    return tuple(int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
-
-
-def reset_views(app) -> None:
-    """Fit the slice views to the scene; turn the 3D views to look from front-left-above."""
-    for view in app.view_manager.get_slice_views():
-        view.fit_view_to_content()
-        view.schedule_render()
-    for view in app.view_manager.get_threed_views():
-        view.reset_view()
-        camera = view.first_renderer().GetActiveCamera()
-        camera.Azimuth(35)  # from front-left-above, so lesions over and under the axial plane show
-        camera.Elevation(35)
-        camera.OrthogonalizeViewUp()
-        view.first_renderer().ResetCamera()
-        camera.Zoom(1.4)

@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.evaluate.stats import wilson_ci
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels_array
+from BrainMetSegLib.plotting import pyplot
 from BrainMetSegLib.scorer import MODES, load_scorer
 from BrainMetSegLib.train.candidate_scorer import operating_curve, pool, reliability
 from BrainMetSegLib.train.metrics import case_result
@@ -54,11 +55,7 @@ def baseline(cache: Path, gt_path: Path, point: OperatingPoint) -> dict:
 
 
 def plot(out: Path, curve: list[dict], base: dict, rel: list[dict], ece: float, modes: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
     for name, style in (("all", "-"), ("3-10 mm", "--"), ("<3 mm", ":")):
         a.plot([r["fp_per_case"] for r in curve], [r[name][0] / max(r[name][1], 1) for r in curve], style,
