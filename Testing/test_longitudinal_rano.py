@@ -165,6 +165,19 @@ def test_no_measurable_disease_and_no_disease():
     assert responses({}, {3: M(12, 6, 3)}) == ["PD"]
 
 
+def test_a_lesion_that_appeared_later_and_is_still_there_is_no_complete_response():
+    # Seen in a real run (issue 26, synthetic patient): a false "new" lesion confirmed on the
+    # next scan while the baseline lesion had gone was reported as CR there, lesion present.
+    base, new = {1: M(6)}, {2: M(12)}
+    a = assess([base, new, {2: M(12)}])
+    assert [r.response for r in a.timepoints] == ["PD", "NCR/NPD"]
+    assert a.timepoints[1].after_progression and "still present" in " ".join(a.timepoints[1].reasons)
+    assert responses({}, {3: M(12)}, {3: M(12)}) == ["PD", "NCR/NPD"]  # never "no evidence of disease"
+    targets_gone = responses({1: M(20)}, {1: M(20), 2: M(12)}, {2: M(12)})
+    assert targets_gone == ["PD", "PR"]  # targets gone, later lesion present: not CR
+    assert responses(base, {2: M(4, 3, 2)}, {2: M(4, 3, 2)}) == ["PD", "NCR/NPD"]  # equivocal, then confirmed
+
+
 def test_confirmation_of_response_needs_four_weeks():
     base = {1: M(20)}
     pr = {1: M(12)}

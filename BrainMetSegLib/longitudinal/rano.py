@@ -241,6 +241,16 @@ def is_equivocal(m: Measure, config: RanoConfig) -> bool:
     return m.slices < config.new_min_slices or m.longest_mm < config.equivocal_below_mm - _EPS or low
 
 
+def _with_later_lesions(nontarget: str, persisting: list[int], reasons: list[str]) -> str:
+    """Lesions first seen on an earlier follow-up and still present are disease like non-target
+    lesions: no complete response (nor "no evidence of disease") while one is there."""
+    if not persisting or nontarget not in ("CR", "none"):
+        return nontarget
+    reasons.append(f"lesion(s) {sorted(persisting)} first seen on an earlier follow-up are still present: "
+                   "not a complete response")
+    return "NCR/NPD"
+
+
 def _overall(base, target, nontarget, unequivocal, equivocal) -> str:
     if "PD" in (target, nontarget) or unequivocal:
         return "PD"
@@ -248,7 +258,7 @@ def _overall(base, target, nontarget, unequivocal, equivocal) -> str:
         return PD_TO_CONFIRM
     if NOT_EVALUABLE in (target, nontarget):
         return NOT_EVALUABLE
-    if not base:  # no disease at baseline
+    if not base and nontarget == "none":  # no disease at baseline, none since
         return "NED"
     if target in ("CR", "none") and nontarget in ("CR", "none"):
         return "CR"
@@ -286,6 +296,7 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
         nontarget = _nontarget_response(timepoints, nontargets, t, config, reasons, unseen & set(nontargets))
         # New lesions: tracks never seen before this scan.
         new = sorted(i for i in tp if i not in seen_before)
+        nontarget = _with_later_lesions(nontarget, [i for i in tp if i not in base and i not in new], reasons)
         seen_before |= set(tp)
         equivocal = [i for i in new if is_equivocal(tp[i], config)]
         unequivocal = [i for i in new if i not in equivocal]
