@@ -19,7 +19,7 @@ from . import records
 from .errors import ModelError
 from .filecheck import file_kind
 from .io import read_json_object, sha256_file
-from .options import PAPER_SPACING_MM, PAPER_THRESHOLD
+from .options import PAPER_SPACING_MM, PAPER_THRESHOLD, BlendMode, Normalisation
 from .resources import REGISTRY_FILE
 
 DEFAULT_MODEL = "brainmetseg-demo"
@@ -48,8 +48,8 @@ class ModelCard:
     spacing_mm: list[float] = field(default_factory=lambda: list(PAPER_SPACING_MM))
     patch_size: list[int] = field(default_factory=lambda: [128, 128, 128])
     overlap: float = 0.5
-    blend_mode: str = "constant"
-    normalisation: str = "zscore-brain"
+    blend_mode: str = BlendMode.CONSTANT.value
+    normalisation: str = Normalisation.ZSCORE_BRAIN.value
     threshold: float = PAPER_THRESHOLD
     min_lesion_volume_mm3: float = 0.0
     outline_threshold: float | None = None

@@ -91,6 +91,13 @@ class ProgressMode(StrEnum):
     NONE = "none"
 
 
+class PosSampling(StrEnum):
+    """How training draws lesion-centred patches (:mod:`BrainMetSegLib.train.sampling`)."""
+
+    VOXEL = "voxel"
+    LESION = "lesion"
+
+
 class ScorerMode(StrEnum):
     """Operating modes of a candidate scorer (:mod:`BrainMetSegLib.candidate_stage`)."""
 

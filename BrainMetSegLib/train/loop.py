@@ -27,7 +27,15 @@ import torch
 
 from ..io import write_text
 from ..operating_point import OperatingPoint
-from ..options import PAPER_SPACING_MM, PAPER_THRESHOLD
+from ..options import (
+    PAPER_SPACING_MM,
+    PAPER_THRESHOLD,
+    Device,
+    MaskMethod,
+    PosSampling,
+    Precision,
+    as_options,
+)
 from .augment import AugmentConfig
 from .checkpoint import save_checkpoint, state_hash
 from .epochs import train_epochs
@@ -63,6 +71,7 @@ class TrainConfig:
         0 = the paper.
     lr: learning rate; a resumed run takes the one given now (a step decay is a resume
         with a smaller ``lr``).
+    Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     """
 
     architecture: str = "FlexibleUNet"
@@ -71,7 +80,7 @@ class TrainConfig:
     patch_size: tuple[int, int, int] = (128, 128, 128)
     batch_size: int = 4
     pos_fraction: float = 0.5
-    pos_sampling: str = "voxel"
+    pos_sampling: PosSampling = PosSampling.VOXEL
     hard_negative_fraction: float = 0.0
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -88,12 +97,12 @@ class TrainConfig:
     fold: str = "0"
     n_folds: int = 5
     seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
+    device: Device = Device.AUTO
+    precision: Precision = Precision.AUTO
     threads: int | None = None
     workers: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    brain_mask: str = "deepbet"
+    brain_mask: MaskMethod = MaskMethod.DEEPBET
     encoder_weights: str | None = None
     init_weights: str | None = None
     output_prior: float | None = 0.01
@@ -102,6 +111,10 @@ class TrainConfig:
     min_lesion_volume_mm3: float | None = None
     max_minutes: float | None = None
     max_val_cases: int | None = None
+
+    def __post_init__(self):
+        as_options(self, pos_sampling=(PosSampling, "--pos-sampling"), device=(Device, "--device"),
+                   precision=(Precision, "--precision"), brain_mask=(MaskMethod, "--brain-mask"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

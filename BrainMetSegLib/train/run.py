@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..io import write_text
+from ..options import Device
 from ..preprocess import PreprocessConfig
 from .cache import CaseCache
 from .checkpoint import load_checkpoint
@@ -44,7 +45,7 @@ class Distributed:
             torch.distributed.barrier()
 
 
-def setup_distributed(device: str) -> Distributed:
+def setup_distributed(device: Device) -> Distributed:
     """Join the process group ``torchrun`` describes (env vars), or run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -52,7 +53,7 @@ def setup_distributed(device: str) -> Distributed:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo", init_method="env://")
+        dist.init_process_group(backend="nccl" if device == Device.CUDA else "gloo", init_method="env://")
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -61,7 +62,7 @@ class Run:
     """Where a training run writes and who it is (rank, device, logger)."""
 
     outdir: Path
-    device: str
+    device: Device
     dist: Distributed
     say: Callable[[str], None]
 
@@ -103,7 +104,7 @@ def open_run(outdir: Path, config: TrainConfig, resume: bool, overwrite: bool,
     if config.threads:
         torch.set_num_threads(config.threads)
     dist = setup_distributed(device)
-    if device == "cuda":
+    if device == Device.CUDA:
         torch.cuda.set_device(dist.local_rank)
     run = Run(Path(outdir), device, dist, log if dist.main else (lambda _msg: None))
     if not resume and (run.checkpoints / "last.json").exists() and not overwrite:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io import write_text
 from ..operating_point import OperatingPoint
-from ..options import PAPER_THRESHOLD
+from ..options import PAPER_THRESHOLD, Device
 from .metrics import case_metrics, summarise
 
 if TYPE_CHECKING:
@@ -39,14 +39,13 @@ def choose_operating_point(probs: list[np.ndarray], labels: list[np.ndarray], sp
     return best[1], best[2]
 
 
-def validate(net, cases: list[dict], config: TrainConfig, device: str,
+def validate(net, cases: list[dict], config: TrainConfig, device: Device,
              point: OperatingPoint) -> tuple[dict, list[np.ndarray]]:
     """Sliding-window prediction (the inference code) on each validation case; metrics + probs."""
     from ..inference import InferenceConfig, predict
 
     infer = InferenceConfig(patch_size=tuple(config.infer_patch_size or config.patch_size),
-                            overlap=config.overlap, device=device,
-                            precision="fp32" if config.precision == "fp32" else config.precision)
+                            overlap=config.overlap, device=device, precision=config.precision)
     probs, results = [], []
     for case in cases:
         prob = predict(net, case["image"], infer)
