@@ -93,7 +93,7 @@ class ModelCard:
             raise ModelError(f"{source}: {exc}") from None
 
     def __post_init__(self):
-        from .options import check_card
+        from .card_check import check_card
 
         check_card(self)
 

@@ -124,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from ..train.augment import AugmentConfig
-    from ..train.loop import TrainConfig
+    from ..train.config import TrainConfig
 
     if args.arch_args:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,13 +11,11 @@ import torch
 from ..inference import autocast
 from ..options import Device, Precision
 from .checkpoint import save_checkpoint
+from .config import TrainConfig
 from .losses import SegmentationLoss
 from .run import Run, TrainData
 from .sampling import PatchBatches, item_seed
 from .validation import plot_curves, validate, write_log
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 
 def make_loader(run: Run, config: TrainConfig, train_data: list[dict]):

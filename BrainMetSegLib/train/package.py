@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..operating_point import OperatingPoint
 from ..options import Normalisation, PosSampling
 from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .metrics import case_metrics, summarise
 from .run import Run, TrainData
 from .validation import choose_operating_point, validate
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 
 def training_data_text(dataset, train_ids, val_ids, excluded) -> str:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +17,7 @@ from ..options import Device
 from ..preprocess import PreprocessConfig
 from .cache import CaseCache
 from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .dataset import (
     GeometryTolerance,
     check_geometry,
@@ -25,9 +25,6 @@ from .dataset import (
     load_dataset,
     split_cases,
 )
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 
 @dataclass

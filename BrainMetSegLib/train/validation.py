@@ -7,17 +7,14 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..io import write_text
 from ..operating_point import OperatingPoint
 from ..options import PAPER_THRESHOLD, Device
+from .config import TrainConfig
 from .metrics import case_metrics, summarise
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MIN_VOLUMES_MM3 = (0.0, 5.0, 10.0, 20.0)
