@@ -32,6 +32,7 @@ try:  # installed extension: BrainMetSegLib is next to this file
 except ModuleNotFoundError:  # source tree: BrainMetSeg/ is next to BrainMetSegLib/
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from BrainMetSegLib import slicer_bridge as bridge
+from BrainMetSegLib import options as libOptions
 from BrainMetSegLib.models import DEFAULT_MODEL, ModelCard
 from BrainMetSegLib.operating_point import SLIDER_RANGE, OperatingPoint, follow
 
@@ -69,12 +70,13 @@ template and the TotalSegmentator, MONAIAuto3DSeg and nnU-Net extensions (PerkLa
 
 
 class Device(enum.Enum):
-    AUTO = "auto"
-    CPU = "cpu"
-    GPU = "cuda"
+    """The device menu: the values of ``BrainMetSegLib.options.Device``, with labels."""
+    AUTO = libOptions.Device.AUTO.value
+    CPU = libOptions.Device.CPU.value
+    GPU = libOptions.Device.CUDA.value
 
     def label(self):
-        return {"auto": _("Auto"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}[self.value]
+        return {Device.AUTO: _("Auto"), Device.CPU: _("CPU"), Device.GPU: _("GPU (CUDA)")}[self]
 
 
 @parameterNodeWrapper
@@ -459,13 +461,14 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- running
 
     def _options(self, model, device, brainExtraction, threshold, minLesionVolume, outlineThreshold, **kwargs):
+        mask = libOptions.MaskMethod.DEEPBET if brainExtraction else libOptions.MaskMethod.NONE
         return bridge.RunOptions(model=model or DEFAULT_MODEL, device=device, threshold=threshold,
                                  min_volume_mm3=minLesionVolume, outline_threshold=outlineThreshold,
-                                 brain_mask="deepbet" if brainExtraction else "none", **kwargs)
+                                 brain_mask=mask, **kwargs)
 
     def startSegmentation(self, inputVolume, t1Volume=None, t2Volume=None, flairVolume=None,
                           outputSegmentation=None, outputTable=None, outputProbability=None,
-                          model=None, device="auto", brainExtraction=True, threshold=None,
+                          model=None, device=libOptions.Device.AUTO.value, brainExtraction=True, threshold=None,
                           minLesionVolume=None, outlineThreshold=None, progressCallback=None, completedCallback=None):
         """Start the CLI on ``inputVolume``; returns a ``slicer_bridge.CliRun`` (non-blocking).
 
@@ -490,7 +493,7 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         return run
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, outputProbability=None,
-                t1Volume=None, t2Volume=None, flairVolume=None, model=None, device="auto",
+                t1Volume=None, t2Volume=None, flairVolume=None, model=None, device=libOptions.Device.AUTO.value,
                 brainExtraction=True, threshold=None, minLesionVolume=None, outlineThreshold=None,
                 askConfirmation=True):
         """Segment ``inputVolume`` and wait; returns (segmentationNode, tableNode, probabilityNode).
@@ -514,9 +517,9 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
             logging.warning(f"BrainMetSeg: {warning}")
         return run.value.segmentation, run.value.table, run.value.probability
 
-    def processFiles(self, paths, outputFolder, model=None, device="auto", brainExtraction=True,
-                     threshold=None, minLesionVolume=None, outlineThreshold=None, outputFormat="nii.gz",
-                     overwrite=False, askConfirmation=True):
+    def processFiles(self, paths, outputFolder, model=None, device=libOptions.Device.AUTO.value,
+                     brainExtraction=True, threshold=None, minLesionVolume=None, outlineThreshold=None,
+                     outputFormat=libOptions.OutputFormat.NIFTI.value, overwrite=False, askConfirmation=True):
         """Segment image files without loading them into the scene (cohorts).
 
         paths: CE-T1 files (or DICOM folders), or dicts with t1ce and optional t1, t2, flair, case_id.

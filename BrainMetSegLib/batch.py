@@ -47,6 +47,7 @@ from pathlib import Path
 
 from .checksums import sha256_file
 from .errors import BrainMetSegError, FolderBusyError, InputError
+from .options import ProgressMode
 from .outputs import planned_paths, update_shared_text
 from .run_record import RunRecordError, read_run, verify_outputs
 
@@ -245,7 +246,7 @@ class BatchRun:
     def from_args(cls, args, out: Path, provenance: dict) -> BatchRun:
         shard = parse_shard(args.shard) if args.shard else None
         return cls(out, shard, args.skip_existing, args.overwrite, provenance, args.quiet,
-                   args.progress == "json")
+                   args.progress == ProgressMode.JSON)
 
     def select(self, plans: list[tuple]) -> list[tuple]:
         """This process's share of ``plans`` ((case, folder, ext) tuples)."""

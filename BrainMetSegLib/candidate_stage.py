@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from .candidates import candidate_features, zscore_within
 from .lesions import Frame, lesion_table, renumber_by_size
 from .operating_point import OperatingPoint, lesion_labels_array
+from .options import ScorerMode
 from .scorer import Scorer
 
 
@@ -70,7 +71,7 @@ def _image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
 
 
 def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, scorer: Scorer,
-                 mode: str, outline_threshold: float | None):
+                 mode: ScorerMode, outline_threshold: float | None):
     """(label image, lesion table, possible table, candidate count) of one case.
 
     Each table row carries ``lesion_probability``; possible rows have ``status`` "possible"

@@ -19,6 +19,7 @@ import threading
 
 from . import __version__
 from .errors import BrainMetSegError, CancelledError
+from .options import ProgressMode
 
 # name -> (one-line summary for `brainmetseg --help`, fits an 80-column terminal beside the
 # name; description heading `brainmetseg NAME --help`)
@@ -125,7 +126,7 @@ def _sigterm_cancels():
 def _report_json(args, exc: BrainMetSegError) -> None:
     """With ``--progress json`` the error is also a JSON ``error`` object on stdout, so a
     reader (the Slicer module) gets its kind and message without parsing text."""
-    if getattr(args, "progress", None) == "json":
+    if getattr(args, "progress", None) == ProgressMode.JSON:
         from .progress import error_json
 
         print(error_json(exc), flush=True)

@@ -35,13 +35,13 @@ import numpy as np
 
 from .errors import NotEnoughMemoryError
 from .memory import memory_budget
-from .options import InferenceMode
+from .options import Autocast, BlendMode, Device, InferenceMode, PlanMode, Precision, as_options
 from .precision import PrecisionChoice, choose_precision
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 
 # Peak resident bytes per convolution output element per input voxel, by autocast dtype
 # (measured, see the module docstring; fp32 keeps ~2 live float32 copies, bf16 ~2.25 bf16).
-LIVE_BYTES_PER_ELEMENT = {"fp32": 8.0, "bf16": 4.5, "fp16": 4.5}
+LIVE_BYTES_PER_ELEMENT = {Autocast.FP32: 8.0, Autocast.BF16: 4.5, Autocast.FP16: 4.5}
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,24 @@ class InferenceConfig:
         from the memory available now (:mod:`BrainMetSegLib.memory`).
     bytes_per_voxel: override of the estimated peak bytes per input voxel.
     fallback_overlap: overlap of the large windows ``auto`` uses when whole does not fit.
+    Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     """
 
-    mode: str = "auto"
+    mode: InferenceMode = InferenceMode.AUTO
     patch_size: tuple[int, int, int] = (128, 128, 128)
     overlap: float = 0.5
-    blend_mode: str = "constant"
-    device: str = "auto"
-    precision: str = "auto"
+    blend_mode: BlendMode = BlendMode.CONSTANT
+    device: Device = Device.AUTO
+    precision: Precision = Precision.AUTO
     sw_batch_size: int = 1
     size_divisor: int = 32
     memory_budget_mb: float | None = None
     bytes_per_voxel: float | None = None
     fallback_overlap: float = 0.25
+
+    def __post_init__(self):
+        as_options(self, mode=(InferenceMode, "--inference-mode"), blend_mode=(BlendMode, "--blend"),
+                   device=(Device, "--device"), precision=(Precision, "--precision"))
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,10 @@ class WindowPlan:
     budget_source: where ``budget_mib`` came from (``--memory-budget`` or the memory available).
     """
 
-    mode: str
+    mode: PlanMode
     roi_zyx: tuple[int, int, int]
     overlap: float
-    blend_mode: str
+    blend_mode: BlendMode
     windows: int
     estimated_mib: float
     budget_mib: float
@@ -96,19 +101,19 @@ class WindowPlan:
     budget_source: str = ""
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; ``"cuda"`` without CUDA is an error."""
+def resolve_device(device: Device | str) -> Device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without CUDA is an error."""
     import torch
 
     from .errors import InputError
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == Device.AUTO:
+        return Device.CUDA if torch.cuda.is_available() else Device.CPU
+    if device == Device.CUDA and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for, but no CUDA device is available; use --device cpu.")
-    if device not in ("cpu", "cuda"):
+    if device not in (Device.CPU, Device.CUDA):
         raise InputError(f"unknown device {device!r}; use auto, cpu or cuda.")
-    return device
+    return Device(device)
 
 
 def count_windows(shape_zyx, roi_zyx, overlap: float) -> int:
@@ -126,15 +131,15 @@ def _windows_along(size: int, roi: int, overlap: float) -> int:
     return math.ceil((size - roi) / step) + 1
 
 
-def autocast(device: str, precision: str):
+def autocast(device: Device, precision: Autocast | Precision):
     """Mixed-precision context: bf16/fp16 when asked, fp16 for ``auto`` on CUDA, else none."""
     import contextlib
 
     import torch
 
-    if precision == "bf16":
+    if precision == Autocast.BF16:
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision == "fp16" or (precision == "auto" and device == "cuda"):
+    if precision == Autocast.FP16 or (precision == Precision.AUTO and device == Device.CUDA):
         return torch.autocast(device_type=device, dtype=torch.float16)
     return contextlib.nullcontext()
 
@@ -195,7 +200,6 @@ def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: in
 
 def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> WindowPlan:
     """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``."""
-    InferenceMode(config.mode)  # ValueError for anything else
     precision = choose_precision(config.precision, device)
     shape = tuple(shape_czyx[1:])
     bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor)
@@ -209,20 +213,20 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> Windo
                           round(math.prod(roi) * bpv / 2**20, 1), round(budget, 1), round(bpv, 1), precision,
                           chosen.source)
 
-    if config.mode == "paper":
-        return plan("paper", config.patch_size[::-1], config.overlap, config.blend_mode)
+    if config.mode == InferenceMode.PAPER:
+        return plan(PlanMode.PAPER, config.patch_size[::-1], config.overlap, config.blend_mode)
     # never below the card's patch: the network has not seen smaller inputs (and a tiny
     # volume would shrink to nothing in its deepest layer)
     padded = tuple(max(p, int(m)) for p, m in zip(padded_shape(shape, config.size_divisor),
                                                   config.patch_size[::-1], strict=True))
-    if config.mode == "whole" or math.prod(padded) * bpv <= budget * 2**20:
-        return plan("whole", padded, 0.0, "constant")
+    if config.mode == InferenceMode.WHOLE or math.prod(padded) * bpv <= budget * 2**20:
+        return plan(PlanMode.WHOLE, padded, 0.0, BlendMode.CONSTANT)
     roi = _cheapest_fitting_roi(shape, padded, config.patch_size[::-1], budget * 2**20 / bpv,
                                 config.size_divisor, config.fallback_overlap)
-    return plan("windows", roi, config.fallback_overlap, config.blend_mode)
+    return plan(PlanMode.WINDOWS, roi, config.fallback_overlap, config.blend_mode)
 
 
-def _run(net, array: np.ndarray, plan: WindowPlan, device: str, sw_batch: int,
+def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int,
          progress: ProgressCallback, cancel: threading.Event | None) -> np.ndarray:
     import torch
     from monai.inferers import sliding_window_inference
@@ -264,19 +268,19 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
     if hasattr(net, "predict_volume"):  # an imported model that tiles as its framework does
         if info is not None:
             info.clear()
-            info.update({"mode": "imported-framework", "mode_requested": config.mode, "device": device})
+            info.update({"mode": PlanMode.IMPORTED_FRAMEWORK, "mode_requested": config.mode, "device": device})
         return net.predict_volume(array, device, progress, cancel)
     attempts = [(device, config.sw_batch_size, config)]
-    if config.sw_batch_size > 1 or config.mode != "paper":
-        attempts.append((device, 1, replace(config, mode="paper")))
-    if device == "cuda":
-        attempts.append(("cpu", 1, config))
+    if config.sw_batch_size > 1 or config.mode != InferenceMode.PAPER:
+        attempts.append((device, 1, replace(config, mode=InferenceMode.PAPER)))
+    if device == Device.CUDA:
+        attempts.append((Device.CPU, 1, config))
     for i, (dev, batch, cfg) in enumerate(attempts):
         try:
             plan = plan_windows(net, array.shape, cfg, dev)
             out = _run(net, array, plan, dev, batch, progress, cancel)
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            if dev == "cuda":
+            if dev == Device.CUDA:
                 torch.cuda.empty_cache()
             if i + 1 == len(attempts):
                 raise NotEnoughMemoryError(

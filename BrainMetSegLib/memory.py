@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .options import Device
+
 # MiB the rest of the pipeline needs next to the forward (peak RSS outside the forward
 # measured at 1.0-1.4 GiB: torch + MONAI + a loaded model + deepbet + images).
 PIPELINE_RESERVE_MB = 1536.0
@@ -114,10 +116,10 @@ def cuda_memory_budget() -> MemoryBudget:
                         f"auto: CUDA free {free:.0f} MiB x {AVAILABLE_FRACTION:g}")
 
 
-def memory_budget(requested_mb: float | None, device: str) -> MemoryBudget:
+def memory_budget(requested_mb: float | None, device: Device) -> MemoryBudget:
     """``requested_mb`` (``--memory-budget``) when given, else the default for ``device``."""
     if requested_mb is not None:
         return MemoryBudget(float(requested_mb), "--memory-budget")
-    if device == "cuda":
+    if device == Device.CUDA:
         return cuda_memory_budget()
     return cpu_memory_budget()

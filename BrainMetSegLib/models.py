@@ -19,7 +19,7 @@ from . import records
 from .checksums import sha256_file
 from .errors import ModelError
 from .filecheck import file_kind
-from .options import PAPER_SPACING_MM, PAPER_THRESHOLD
+from .options import PAPER_SPACING_MM, PAPER_THRESHOLD, BlendMode, Normalisation
 from .resources import REGISTRY_FILE
 from .textfiles import read_json_object
 
@@ -49,8 +49,8 @@ class ModelCard:
     spacing_mm: list[float] = field(default_factory=lambda: list(PAPER_SPACING_MM))
     patch_size: list[int] = field(default_factory=lambda: [128, 128, 128])
     overlap: float = 0.5
-    blend_mode: str = "constant"
-    normalisation: str = "zscore-brain"
+    blend_mode: str = BlendMode.CONSTANT.value
+    normalisation: str = Normalisation.ZSCORE_BRAIN.value
     threshold: float = PAPER_THRESHOLD
     min_lesion_volume_mm3: float = 0.0
     outline_threshold: float | None = None
@@ -94,7 +94,7 @@ class ModelCard:
             raise ModelError(f"{source}: {exc}") from None
 
     def __post_init__(self):
-        from .options import check_card
+        from .card_check import check_card
 
         check_card(self)
 

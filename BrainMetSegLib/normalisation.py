@@ -26,15 +26,14 @@ from scipy import ndimage
 from .errors import InputError
 from .options import Normalisation
 
-SCHEMES = (Normalisation.NNUNET_ZSCORE.value, Normalisation.NNUNET_ZSCORE_MASKED.value,
-           Normalisation.ZSCORE_NONZERO.value)
+SCHEMES = (Normalisation.NNUNET_ZSCORE, Normalisation.NNUNET_ZSCORE_MASKED, Normalisation.ZSCORE_NONZERO)
 
 
 @dataclass(frozen=True)
 class NativeStatistics:
     """Per-channel (mean, SD) and the mask (on the native grid, uint8) outside which voxels are 0."""
 
-    scheme: str
+    scheme: Normalisation
     mean_sd: list[tuple[float, float]]
     mask: sitk.Image | None
 
@@ -54,17 +53,17 @@ def _nonzero_filled(arrays: list[np.ndarray]) -> np.ndarray:
     return ndimage.binary_fill_holes(mask)
 
 
-def native_statistics(images: list[sitk.Image], scheme: str) -> NativeStatistics:
+def native_statistics(images: list[sitk.Image], scheme: Normalisation) -> NativeStatistics:
     """Statistics of ``scheme`` on ``images`` (all on the first one's grid)."""
     arrays = [sitk.GetArrayViewFromImage(im).astype(np.float32) for im in images]
     eps = 1e-8  # nnU-Net's floor on the SD
     stats = []
     mask_image = None
-    if scheme in ("nnunet-zscore", "nnunet-zscore-masked"):
+    if scheme in (Normalisation.NNUNET_ZSCORE, Normalisation.NNUNET_ZSCORE_MASKED):
         nonzero = _nonzero_filled(arrays)
         if not nonzero.any():
             raise InputError("the image is all zero; nothing to normalise.")
-        if scheme == "nnunet-zscore-masked":
+        if scheme == Normalisation.NNUNET_ZSCORE_MASKED:
             selected = [a[nonzero] for a in arrays]
             mask_image = sitk.GetImageFromArray(nonzero.astype(np.uint8))
             mask_image.CopyInformation(images[0])
@@ -74,7 +73,7 @@ def native_statistics(images: list[sitk.Image], scheme: str) -> NativeStatistics
             selected = [a[box] for a in arrays]
         for v in selected:
             stats.append((float(v.mean()), max(float(v.std()), eps)))
-    elif scheme == "zscore-nonzero":
+    elif scheme == Normalisation.ZSCORE_NONZERO:
         for a in arrays:
             v = a[a != 0]
             if v.size == 0 or float(v.std()) <= 0:

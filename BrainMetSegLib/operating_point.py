@@ -19,15 +19,18 @@ Regions of ``p > outline_threshold`` that hold no detection are not lesions. Wit
 outline threshold (``None``, a model card without the field) the outline is the detection
 itself: the single-threshold rule of earlier versions, bit for bit.
 
-The :class:`OperatingPoint` half imports nothing beyond the standard library, so the Slicer
-module can read a card's or a run's operating point before the library's packages are
-installed; the labelling half imports its image libraries when first called.
+The :class:`OperatingPoint` half imports nothing beyond the standard library (and :mod:`.options`,
+which imports nothing else either), so the Slicer module can read a card's or a run's operating
+point before the library's packages are installed; the labelling half imports its image
+libraries when first called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from .options import PROBABILITY_OPEN_RANGE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,12 +59,13 @@ class OperatingPoint:
     outline_threshold: float | None = None
 
     def __post_init__(self):
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"detection threshold must be in (0, 1), not {self.threshold}")
+        low, high = PROBABILITY_OPEN_RANGE
+        if not low < self.threshold < high:
+            raise ValueError(f"detection threshold must be in ({low:g}, {high:g}), not {self.threshold}")
         if not self.min_volume_mm3 >= 0.0:
             raise ValueError(f"minimum lesion volume must be >= 0 mm^3, not {self.min_volume_mm3}")
-        if self.outline_threshold is not None and not 0.0 < self.outline_threshold <= self.threshold:
-            raise ValueError(f"outline threshold must be in (0, detection threshold {self.threshold:g}], "
+        if self.outline_threshold is not None and not low < self.outline_threshold <= self.threshold:
+            raise ValueError(f"outline threshold must be in ({low:g}, detection threshold {self.threshold:g}], "
                              f"not {self.outline_threshold}")
 
     @property

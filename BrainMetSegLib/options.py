@@ -1,10 +1,16 @@
 """The typed values of run options and model-card fields, each defined once, and their checks.
 
-Every choice is an enum here (the CLI's ``choices``, the configs and the card use the same
-one); every number goes through :func:`number` (finite, in range, not a bool or a string).
+Every choice is an enum here (the CLI's ``choices``, the configs' field types and the card
+use the same one): a config takes a member or its string and turns it into the member once, on
+creation (:func:`as_option`, as MONAI's ``look_up_option``), so code past that point compares
+members, never literals. A member is a ``str``, so run.json and f-strings write its value.
+Every number goes through :func:`number` (finite, in range, not a bool or a string).
 A check failing raises :class:`OptionError` (a run option) or :class:`ModelError` (a card
-field) with the option or field named, so ``--overlap 1``, ``--min-volume nan`` or a card
-with ``"normalisation": "magic"`` stop before any work.
+field, :mod:`.card_check`) with the option or field named, so ``--overlap 1``,
+``--min-volume nan`` or a card with ``"normalisation": "magic"`` stop before any work.
+
+Standard library only (no numpy): :mod:`.operating_point` imports it, and the Slicer module
+reads operating points before the library's dependencies are installed.
 """
 
 from __future__ import annotations
@@ -12,18 +18,16 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import re
 from enum import StrEnum
 
-import numpy as np
-
 from .errors import ModelError, OptionError
-from .sequences import SEQUENCES
 
 # The paper's grid (Shi et al. 2025: resampled to 0.833 mm isotropic) and its binary mask
 # (probability > 0.5): the defaults of model cards, training and preprocessing.
 PAPER_SPACING_MM = (0.833, 0.833, 0.833)
 PAPER_THRESHOLD = 0.5
+# A probability threshold lies strictly inside this interval (0 keeps every voxel, 1 none).
+PROBABILITY_OPEN_RANGE = (0.0, 1.0)
 
 
 class Device(StrEnum):
@@ -78,21 +82,80 @@ class OutputFormat(StrEnum):
 
 
 class ProgressMode(StrEnum):
+    """What a command's ``--progress`` prints (:func:`BrainMetSegLib.progress.reporter`)."""
+
     BAR = "bar"
     JSON = "json"
     NONE = "none"
 
 
+class PosSampling(StrEnum):
+    """How training draws lesion-centred patches (:mod:`BrainMetSegLib.train.sampling`)."""
+
+    VOXEL = "voxel"
+    LESION = "lesion"
+
+
+class ScorerMode(StrEnum):
+    """Operating modes of a candidate scorer (:mod:`BrainMetSegLib.candidate_stage`)."""
+
+    DEFAULT = "default"
+    SENSITIVE = "sensitive"
+
+
+class SkullstripGrid(StrEnum):
+    """Where deepbet runs (:func:`BrainMetSegLib.preprocess.brain_mask_checked`)."""
+
+    INPUT_AXES = "input-axes"
+    MODEL_GRID = "model-grid"
+
+
+class PlanMode(StrEnum):
+    """How one volume was actually run (run.json's ``inference_run.mode``): an
+    :class:`InferenceMode` resolved, ``windows`` being auto's large-window fallback."""
+
+    WHOLE = "whole"
+    WINDOWS = "windows"
+    PAPER = "paper"
+    IMPORTED_FRAMEWORK = "imported-framework"
+
+
+class Autocast(StrEnum):
+    """The arithmetic a forward runs in (a :class:`Precision` resolved for a device)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The enum's values as plain strings (argparse ``choices``: its messages show their repr)."""
     return tuple(e.value for e in enum)
 
 
-def choice(enum: type[StrEnum], value, name: str, error=OptionError) -> StrEnum:
-    """``value`` as a member of ``enum``; ``error`` naming ``name`` and the choices otherwise."""
+def as_option(enum: type[StrEnum], value, name: str, error=OptionError) -> StrEnum:
+    """``value`` (a member or its string) as a member of ``enum``; ``error`` naming ``name`` and
+    listing the valid values otherwise."""
     try:
         return enum(value)
     except (ValueError, TypeError):
         raise error(f"{name} {value!r} is not one of {', '.join(values(enum))}.") from None
+
+
+def as_options(config, error=OptionError, **fields: tuple[type[StrEnum], str]) -> None:
+    """Turn each named field of ``config`` (a dataclass, frozen or not) into its enum member
+    (:func:`as_option`: ``fields`` maps a field to (enum, name in messages)); None stays None.
+    For ``__post_init__``, so callers passing strings keep working."""
+    for field, (enum, name) in fields.items():
+        value = getattr(config, field)
+        if value is not None:
+            object.__setattr__(config, field, as_option(enum, value, name, error))
+
+
+def as_brain_mask(value):
+    """A ``brain_mask`` option: a :class:`MaskMethod` member for a method's name, anything else
+    as given (a mask file's path; checked when read, and recorded in run.json as given)."""
+    return MaskMethod(value) if isinstance(value, str) and value in values(MaskMethod) else value
 
 
 def number(value, name: str, low: float | None = None, high: float | None = None,
@@ -103,7 +166,8 @@ def number(value, name: str, low: float | None = None, high: float | None = None
     Strings and booleans are refused (a card's ``"0.8"`` is a typo to report, not to guess).
     """
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+    # numpy's bool is no numbers.Real, so it is refused here too (without importing numpy)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise error(f"{name} must be {kind}, not {value!r}.")
     value = float(value) if not isinstance(value, numbers.Integral) else int(value)
     if integer and isinstance(value, float) and not value.is_integer():
@@ -128,7 +192,8 @@ def triple(value, name: str, integer: bool = False, error=OptionError, **bounds)
 
 
 def probability_threshold(value, name: str, error=OptionError) -> float:
-    return number(value, name, 0.0, 1.0, low_open=True, high_open=True, error=error)
+    """A threshold on a probability: a number inside :data:`PROBABILITY_OPEN_RANGE`."""
+    return number(value, name, *PROBABILITY_OPEN_RANGE, low_open=True, high_open=True, error=error)
 
 
 def overlap(value, name: str, error=OptionError) -> float:
@@ -152,101 +217,15 @@ def cli_float(text_value: str) -> float:
         raise argparse.ArgumentTypeError(f"{text_value!r} is not a number") from None
 
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def check_card(card) -> None:
-    """Check every field of a :class:`~BrainMetSegLib.models.ModelCard`; :class:`ModelError`
-    naming the field. Numbers and enums are normalised in place (e.g. ints to floats)."""
-    from .architectures import ARCHITECTURES, patch_size_problem
-
-    def field(name):
-        return f"model card field {name!r}"
-
-    for name in ("name", "version", "architecture"):
-        text(getattr(card, name), field(name), required=True)
-    for name in ("training_data", "intended_use", "limitations", "license"):
-        text(getattr(card, name), field(name))
-    if card.architecture not in ARCHITECTURES:
-        raise ModelError(f"{field('architecture')}: unknown architecture {card.architecture!r} "
-                         f"(known: {', '.join(ARCHITECTURES)}).")
-    for name in ("architecture_args", "validation", "recipe"):
-        if not isinstance(getattr(card, name), dict):
-            raise ModelError(f"{field(name)} must be an object, not {getattr(card, name)!r}.")
-    seqs = card.input_sequences
-    if (not isinstance(seqs, list | tuple) or not seqs or len(set(map(str, seqs))) != len(seqs)
-            or any(s not in SEQUENCES for s in seqs) or seqs[0] != "t1ce"):
-        raise ModelError(f"{field('input_sequences')} must list distinct sequences from "
-                         f"{', '.join(SEQUENCES)}, starting with t1ce; not {seqs!r}.")
-    card.spacing_mm = list(triple(card.spacing_mm, field("spacing_mm"), low=0.0, low_open=True,
-                                  high=20.0, error=ModelError))
-    card.patch_size = list(triple(card.patch_size, field("patch_size"), integer=True, low=8,
-                                  high=1024, error=ModelError))
-    problem = patch_size_problem(card.architecture, card.patch_size, card.architecture_args)
-    if problem:
-        raise ModelError(f"{field('patch_size')}: {problem}.")
-    card.overlap = overlap(card.overlap, field("overlap"), error=ModelError)
-    card.blend_mode = choice(BlendMode, card.blend_mode, field("blend_mode"), ModelError).value
-    card.normalisation = choice(Normalisation, card.normalisation, field("normalisation"), ModelError).value
-    card.threshold = probability_threshold(card.threshold, field("threshold"), error=ModelError)
-    if card.outline_threshold is not None:
-        card.outline_threshold = number(card.outline_threshold, field("outline_threshold"), 0.0,
-                                        card.threshold, low_open=True, error=ModelError)
-    card.min_lesion_volume_mm3 = number(card.min_lesion_volume_mm3, field("min_lesion_volume_mm3"),
-                                        low=0.0, error=ModelError)
-    text(card.weights, field("weights"), required=True)
-    if card.sha256 and not (isinstance(card.sha256, str) and _SHA256.fullmatch(card.sha256)):
-        raise ModelError(f"{field('sha256')} must be 64 hexadecimal digits, not {card.sha256!r}.")
-    if not isinstance(card.trained, bool):
-        raise ModelError(f"{field('trained')} must be true or false, not {card.trained!r}.")
-    card.acquisition = check_acquisition(card.acquisition, field("acquisition"))
-    scorer = card.candidate_scorer
-    if not isinstance(scorer, dict) or (scorer and not (
-            set(scorer) == {"file", "sha256"} and isinstance(scorer["file"], str) and scorer["file"]
-            and isinstance(scorer["sha256"], str) and _SHA256.fullmatch(scorer["sha256"]))):
-        raise ModelError(f"{field('candidate_scorer')} must be {{}} or {{\"file\": name, \"sha256\": "
-                         f"64 hexadecimal digits}}, not {scorer!r}.")
-
-
-def check_acquisition(acquisition, name: str) -> dict:
-    """The card's ``acquisition`` (see :mod:`BrainMetSegLib.acquisition`): known keys only,
-    spacing ranges [min, max] in (0, 20] mm, obliquity in [0, 90] degrees; numbers as floats."""
-    from .acquisition import MAX_KEYS, RANGE_KEYS, TEXT_KEYS
-
-    if not isinstance(acquisition, dict):
-        raise ModelError(f"{name} must be an object, not {acquisition!r}.")
-    unknown = sorted(set(acquisition) - set(RANGE_KEYS + MAX_KEYS + TEXT_KEYS))
-    if unknown:
-        raise ModelError(f"{name} has unknown keys {unknown} (known: {', '.join(RANGE_KEYS + MAX_KEYS + TEXT_KEYS)}).")
-    out = dict(acquisition)
-    for key in RANGE_KEYS:
-        if key in out:
-            v = out[key]
-            if not isinstance(v, list | tuple) or len(v) != 2:
-                raise ModelError(f"{name}[{key!r}] must be [min, max] in mm, not {v!r}.")
-            lo, hi = (number(x, f"{name}[{key!r}]", 0.0, 20.0, low_open=True, error=ModelError) for x in v)
-            if lo > hi:
-                raise ModelError(f"{name}[{key!r}]: min {lo:g} is above max {hi:g}.")
-            out[key] = [lo, hi]
-    for key in MAX_KEYS:
-        if key in out:
-            out[key] = number(out[key], f"{name}[{key!r}]", 0.0, 90.0, error=ModelError)
-    for key in TEXT_KEYS:
-        if key in out:
-            text(out[key], f"{name}[{key!r}]")
-    return out
-
-
 def check_segment_config(config) -> None:
-    """Check a :class:`~BrainMetSegLib.pipeline.SegmentConfig`; :class:`OptionError` naming the
-    option (as the CLI spells it). ``None`` means "the model card's value" and passes."""
-    choice(Device, config.device, "--device")
-    choice(Precision, config.precision, "--precision")
-    choice(InferenceMode, config.inference_mode, "--inference-mode")
+    """Check a :class:`~BrainMetSegLib.pipeline.SegmentConfig` and turn its choices into enum
+    members (in place); :class:`OptionError` naming the option (as the CLI spells it). ``None``
+    means "the model card's value" and passes."""
+    as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),
+               inference_mode=(InferenceMode, "--inference-mode"))
     if config.memory_budget_mb is not None:
         number(config.memory_budget_mb, "--memory-budget (MiB)", low=64.0)
-    if config.blend_mode is not None:
-        choice(BlendMode, config.blend_mode, "--blend")
+    as_options(config, blend_mode=(BlendMode, "--blend"))
     if config.threshold is not None:
         probability_threshold(config.threshold, "--threshold")
     if config.min_volume_mm3 is not None:
@@ -254,10 +233,9 @@ def check_segment_config(config) -> None:
     if config.outline_threshold is not None:
         probability_threshold(config.outline_threshold, "--outline-threshold")
     if config.mode is not None:
-        from .scorer import MODES
-
-        if config.mode not in MODES:
-            raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {config.mode!r}.")
+        if config.mode not in values(ScorerMode):
+            raise OptionError(f"--mode must be one of {', '.join(values(ScorerMode))}, not {config.mode!r}.")
+        as_options(config, mode=(ScorerMode, "--mode"))
         if config.threshold is not None or config.min_volume_mm3 is not None:
             raise OptionError("--mode chooses lesions by the candidate scorer's lesion probability; "
                               "it cannot be combined with --threshold or --min-volume.")
@@ -268,6 +246,8 @@ def check_segment_config(config) -> None:
     number(config.mask_dilation_mm, "mask_dilation_mm", low=0.0, high=50.0)
     number(config.crop_margin_mm, "crop_margin_mm", low=0.0, high=200.0)
     if not isinstance(config.brain_mask, str) or not config.brain_mask.strip():
-        raise OptionError(f"--brain-mask must be deepbet, none or a mask file, not {config.brain_mask!r}.")
+        raise OptionError(f"--brain-mask must be {', '.join(values(MaskMethod))} or a mask file, "
+                          f"not {config.brain_mask!r}.")
+    object.__setattr__(config, "brain_mask", as_brain_mask(config.brain_mask))
     if not isinstance(config.model, str | os.PathLike) or not str(config.model).strip():
         raise OptionError(f"--model must be a model name or folder, not {config.model!r}.")

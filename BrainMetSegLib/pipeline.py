@@ -31,7 +31,16 @@ from .inference import InferenceConfig, predict, resolve_device
 from .lesions import lesion_table
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .operating_point import OperatingPoint, lesion_labels
-from .options import check_segment_config
+from .options import (
+    Autocast,
+    BlendMode,
+    Device,
+    InferenceMode,
+    MaskMethod,
+    Precision,
+    ScorerMode,
+    check_segment_config,
+)
 from .plausibility import (
     brain_volume_note,
     extracerebral_note,
@@ -52,39 +61,41 @@ class SegmentConfig:
     min_volume_mm3: smaller detected components are removed (mm^3).
     outline_threshold: each detected lesion is drawn as its connected region of probability >
         outline_threshold (<= threshold); see :mod:`BrainMetSegLib.operating_point`.
-    brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped) or a mask file.
+    brain_mask: a :class:`~BrainMetSegLib.options.MaskMethod` (``"none"``: already
+        skull-stripped) or a mask file's path (kept as given).
     mask_dilation_mm: dilation of the brain mask before it gates predictions (mm).
     crop_margin_mm: margin around the dilated brain's bounding box (mm); see
         :class:`~BrainMetSegLib.preprocess.PreprocessConfig`.
     trust_header: use an input's geometry even where its header makes orientation or spacing
         untrustworthy (NIfTI pixdim <= 0 or no qform/sform code, MetaImage/NRRD spacing <= 0);
         refused by default, since a wrong orientation silently mirrors every lesion.
-    Every value is checked on creation (:func:`options.check_segment_config`).
+    Every value is checked on creation, and choices given as strings become the enum members of
+    :mod:`~BrainMetSegLib.options` (:func:`options.check_segment_config`).
     inference_mode: ``"auto"`` (one forward over the cropped brain when it fits
         ``memory_budget_mb``, else large windows), ``"whole"`` or ``"paper"`` (the card's
         patch and overlap, averaged); see :mod:`BrainMetSegLib.inference`.
     memory_budget_mb: memory the forward may use in ``auto`` mode (MiB); None = default.
-    mode: operating mode of a model with a candidate scorer (:data:`BrainMetSegLib.scorer.MODES`;
+    mode: operating mode of a model with a candidate scorer (:class:`~BrainMetSegLib.options.ScorerMode`;
         None = "default"); see :mod:`BrainMetSegLib.candidate_stage`. An explicit
         ``threshold`` or ``min_volume_mm3`` turns the candidate stage off (the card's rule).
     """
 
     model: str = DEFAULT_MODEL
-    device: str = "auto"
-    precision: str = "auto"
+    device: Device = Device.AUTO
+    precision: Precision = Precision.AUTO
     threshold: float | None = None
     min_volume_mm3: float | None = None
     outline_threshold: float | None = None
-    brain_mask: str = "deepbet"
+    brain_mask: MaskMethod | str = MaskMethod.DEEPBET
     mask_dilation_mm: float = 4.0
     crop_margin_mm: float = 0.0
     patch_size: tuple[int, int, int] | None = None
     overlap: float | None = None
-    blend_mode: str | None = None
+    blend_mode: BlendMode | None = None
     trust_header: bool = False
-    inference_mode: str = "auto"
+    inference_mode: InferenceMode = InferenceMode.AUTO
     memory_budget_mb: float | None = None
-    mode: str | None = None
+    mode: ScorerMode | None = None
 
     def __post_init__(self):
         check_segment_config(self)
@@ -160,15 +171,15 @@ def _check_sequences(inputs: CaseInputs, package: ModelPackage) -> list[str]:
     return wanted
 
 
-def _inference_mode(config: SegmentConfig, card) -> str:
+def _inference_mode(config: SegmentConfig, card) -> InferenceMode:
     """The mode to run: an imported network whose size divisor is unknown runs only on its
     card's own window ("paper" mode); asking it for a whole-volume forward is an error."""
     if size_divisor(card.architecture, card.architecture_args) is not None:
         return config.inference_mode
-    if config.inference_mode == "whole":
+    if config.inference_mode == InferenceMode.WHOLE:
         raise OptionError(f"--inference-mode whole: model {card.name} ({card.architecture}) runs only on "
                           "its card's window; use auto or paper.")
-    return "paper"
+    return InferenceMode.PAPER
 
 
 def resolve_operating_point(card, config: SegmentConfig) -> OperatingPoint:
@@ -208,7 +219,7 @@ class Segmenter:
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
             normalisation=card.normalisation, device=self.device, trust_header=config.trust_header,
-            deepbet_bf16=choose_precision(config.precision, self.device).autocast == "bf16")
+            deepbet_bf16=choose_precision(config.precision, self.device).autocast == Autocast.BF16)
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
@@ -224,7 +235,7 @@ class Segmenter:
         self.scorer = None if explicit else self.package.load_scorer()
         if config.mode is not None and self.scorer is None:
             raise OptionError(f"--mode {config.mode}: model {card.name} has no candidate scorer.")
-        self.mode = (config.mode or "default") if self.scorer else None
+        self.mode = (config.mode or ScorerMode.DEFAULT) if self.scorer else None
 
     @property
     def threshold(self) -> float:

@@ -13,7 +13,9 @@ import functools
 import os
 from dataclasses import asdict, dataclass
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .options import Autocast, Device, Precision, values
+
+PRECISIONS = values(Precision)
 # /proc/cpuinfo flags that mean the CPU computes bf16 natively (AVX-512 BF16, AMX).
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Flags recorded in run.json and benchmark results (what decides speed on a CPU).
@@ -87,34 +89,36 @@ def cpu_features() -> CpuFeatures:
 class PrecisionChoice:
     """The arithmetic one run uses.
 
-    autocast: ``"fp32"`` (none), ``"bf16"`` or ``"fp16"`` autocast.
+    autocast: ``fp32`` (none), ``bf16`` or ``fp16`` autocast.
     channels_last: network and input in channels_last_3d memory format (helps oneDNN's bf16).
     reason: why, in words, for run.json.
     """
 
-    autocast: str
+    autocast: Autocast
     channels_last: bool
     reason: str
 
 
-def choose_precision(requested: str, device: str, features: CpuFeatures | None = None) -> PrecisionChoice:
-    """Resolve ``requested`` (:data:`PRECISIONS`) for ``device`` (``"cpu"`` or ``"cuda"``)."""
+def choose_precision(requested: Precision | str, device: Device | str,
+                     features: CpuFeatures | None = None) -> PrecisionChoice:
+    """Resolve ``requested`` (:class:`~BrainMetSegLib.options.Precision`) for ``device``
+    (``cpu`` or ``cuda``)."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision {requested!r}; use one of {', '.join(PRECISIONS)}")
-    if device == "cuda":
-        if requested == "auto":
-            return PrecisionChoice("fp16", False, "CUDA: fp16 autocast")
-        return PrecisionChoice(requested, False, f"CUDA: {requested} as asked")
-    if requested == "fp32":
-        return PrecisionChoice("fp32", False, "fp32 as asked")
+    if device == Device.CUDA:
+        if requested == Precision.AUTO:
+            return PrecisionChoice(Autocast.FP16, False, "CUDA: fp16 autocast")
+        return PrecisionChoice(Autocast(requested), False, f"CUDA: {requested} as asked")
+    if requested == Precision.FP32:
+        return PrecisionChoice(Autocast.FP32, False, "fp32 as asked")
     features = features or cpu_features()
     native = features.native_bf16
-    if requested == "bf16":
-        return PrecisionChoice("bf16", True, "bf16 as asked" + ("" if native else
+    if requested == Precision.BF16:
+        return PrecisionChoice(Autocast.BF16, True, "bf16 as asked" + ("" if native else
                                " (this CPU has no native bf16: emulated, expect it to be much slower)"))
     if native:
-        return PrecisionChoice("bf16", True, "auto: CPU has native bf16 "
+        return PrecisionChoice(Autocast.BF16, True, "auto: CPU has native bf16 "
                                f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in features.flags)})")
     why = (f"ONEDNN_MAX_CPU_ISA={features.onednn_max_isa}" if features.onednn_max_isa
            and any(f in features.flags for f in NATIVE_BF16_FLAGS) else "no native bf16 on this CPU")
-    return PrecisionChoice("fp32", False, f"auto: {why}, fp32")
+    return PrecisionChoice(Autocast.FP32, False, f"auto: {why}, fp32")

@@ -29,9 +29,15 @@ from .geometry import (
     obliquity_deg,
     resample,
 )
-from .options import PAPER_SPACING_MM, MaskMethod, Normalisation, values
-
-MASK_METHODS = values(MaskMethod)
+from .options import (
+    PAPER_SPACING_MM,
+    Device,
+    MaskMethod,
+    Normalisation,
+    SkullstripGrid,
+    as_brain_mask,
+    as_options,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class PreprocessConfig:
     """Preprocessing settings.
 
     spacing_mm: model grid spacing (x, y, z), mm.
-    brain_mask: ``"deepbet"``, ``"none"`` (already skull-stripped: non-zero voxels) or a mask file path.
+    brain_mask: a :class:`~BrainMetSegLib.options.MaskMethod` (``"none"``: already skull-stripped,
+        non-zero voxels) or a mask file's path (kept as given).
     mask_dilation_mm: the brain mask is dilated by this much before it gates anything, so a
         lesion at the brain surface that the mask carved out is kept (>= 3 mm, SPEC.md).
     crop_margin_mm: margin around the dilated brain's bounding box. Default 0: the array is
@@ -48,6 +55,7 @@ class PreprocessConfig:
     normalisation: ``"zscore-brain"`` (mean/SD of brain voxels), ``"none"``, or an imported
         model's scheme (:data:`BrainMetSegLib.normalisation.SCHEMES`).
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
+    Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
     detect_stripped: with ``brain_mask="deepbet"``, skip deepbet when the CE-T1 is already
@@ -58,15 +66,20 @@ class PreprocessConfig:
     """
 
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
-    brain_mask: str = "deepbet"
+    brain_mask: MaskMethod | str = MaskMethod.DEEPBET
     mask_dilation_mm: float = 4.0
     crop_margin_mm: float = 0.0
-    normalisation: str = "zscore-brain"
-    device: str = "cpu"
+    normalisation: Normalisation = Normalisation.ZSCORE_BRAIN
+    device: Device = Device.CPU
     trust_header: bool = False
     deepbet_bf16: bool = False
     detect_stripped: bool = True
-    skullstrip_grid: str = "input-axes"
+    skullstrip_grid: SkullstripGrid = SkullstripGrid.INPUT_AXES
+
+    def __post_init__(self):
+        as_options(self, normalisation=(Normalisation, "normalisation"), device=(Device, "device"),
+                   skullstrip_grid=(SkullstripGrid, "skullstrip_grid"))
+        object.__setattr__(self, "brain_mask", as_brain_mask(self.brain_mask))
 
 
 @dataclass
@@ -101,15 +114,15 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_xyz) -> np.ndarray:
     return ndimage.binary_dilation(mask, structure=_ball(radius_mm, spacing_xyz))
 
 
-def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: str, device: str = "cpu",
+def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: MaskMethod, device: Device = Device.CPU,
                        bf16: bool = False) -> np.ndarray:
-    """Brain mask (Z, Y, X) bool of the resampled CE-T1 by ``method`` (deepbet, none, or a file)."""
+    """Brain mask (Z, Y, X) bool of the resampled CE-T1 by ``method`` (deepbet or none)."""
     array = sitk.GetArrayViewFromImage(ce_t1_grid)
-    if method == "deepbet":
+    if method == MaskMethod.DEEPBET:
         from .skullstrip import deepbet_mask
 
         return deepbet_mask(np.asarray(array), device=device, bf16=bf16)
-    if method == "none":
+    if method == MaskMethod.NONE:
         nonzero = np.asarray(array) != 0
         if nonzero.all():
             return nonzero
@@ -131,8 +144,8 @@ def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid,
         check = check_skull_stripped(sitk.GetArrayViewFromImage(ce_t1_grid), ce_t1_grid.GetSpacing())
         run["skull_stripped_check"] = check.as_dict()
         if check.stripped:
-            return brain_mask_on_grid(ce_t1_grid, "none"), {**run, "method": "none (deepbet skipped)"}
-    if method == MaskMethod.DEEPBET and config.skullstrip_grid == "input-axes":
+            return brain_mask_on_grid(ce_t1_grid, MaskMethod.NONE), {**run, "method": "none (deepbet skipped)"}
+    if method == MaskMethod.DEEPBET and config.skullstrip_grid == SkullstripGrid.INPUT_AXES:
         return deepbet_on_input_axes(ce_t1, grid, ce_t1_grid, config.device, config.deepbet_bf16), run
     return brain_mask_on_grid(ce_t1_grid, method, config.device, config.deepbet_bf16), run
 
@@ -182,7 +195,7 @@ def edge_ml(brain: np.ndarray, fov: np.ndarray, spacing_xyz, mm: float = 2.0) ->
     return float((brain[box] & ~inner).sum()) * float(np.prod(spacing_xyz)) / 1000.0
 
 
-def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, device: str = "cpu",
+def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, device: Device = Device.CPU,
                           bf16: bool = False) -> np.ndarray:
     """deepbet's brain mask of ``ce_t1`` as a (Z, Y, X) bool array on the model ``grid``.
 
@@ -213,7 +226,7 @@ def _brain(images: list[sitk.Image], on_grid: list[sitk.Image], grid: Grid, conf
     and how it was made (for run.json)."""
     if brain_mask is not None:
         return sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0, {"method": "given"}
-    if config.brain_mask in MASK_METHODS:
+    if isinstance(config.brain_mask, MaskMethod):
         return brain_mask_checked(images[0], on_grid[0], grid, config)
     if os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
         return _mask_from_file(config.brain_mask, grid, config.trust_header), {"method": config.brain_mask}
@@ -247,7 +260,7 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     channels = []
     for c, im in enumerate(on_grid):
         arr = sitk.GetArrayViewFromImage(im)[box]
-        if Normalisation(config.normalisation) is Normalisation.ZSCORE_BRAIN:
+        if config.normalisation == Normalisation.ZSCORE_BRAIN:
             arr = zscore(np.asarray(arr, np.float32), brain[box])
         elif native is not None:
             arr = native.apply(c, np.asarray(arr), native_mask)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from .errors import ERROR_TYPES, BrainMetSegError, CancelledError
+from .options import ProgressMode, as_option
 
 
 class Stage(StrEnum):
@@ -145,12 +146,13 @@ def parse_json_line(line: str, kind: str) -> dict | None:
     return obj if isinstance(obj, dict) and obj.get("type") == kind else None
 
 
-def reporter(mode: str, quiet: bool = False) -> ProgressCallback:
-    """The callback a command's ``--progress`` names (``bar``, ``json`` or ``none``);
-    ``quiet`` silences it."""
-    if quiet or mode == "none":
+def reporter(mode: ProgressMode | str, quiet: bool = False) -> ProgressCallback:
+    """The callback a command's ``--progress`` names (a :class:`~BrainMetSegLib.options.ProgressMode`:
+    ``bar``, ``json`` or ``none``); ``quiet`` silences it. The one place that choice is made."""
+    mode = as_option(ProgressMode, mode, "--progress")
+    if quiet or mode == ProgressMode.NONE:
         return no_progress
-    return json_lines() if mode == "json" else tqdm_bar()
+    return json_lines() if mode == ProgressMode.JSON else tqdm_bar()
 
 
 def parse_progress_line(line: str) -> ProgressEvent | None:

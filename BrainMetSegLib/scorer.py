@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from .candidates import FEATURES
+from .options import PROBABILITY_OPEN_RANGE, ScorerMode, values
 
 FORMAT = "brainmetseg-candidate-scorer"
-MODES = ("default", "sensitive")
+MODES = values(ScorerMode)
 
 
 class ScorerError(ValueError):
@@ -145,7 +146,8 @@ def scorer_from_dict(data: dict, source: str = "scorer") -> Scorer:
         if list(data["features"]) != list(FEATURES):
             raise ValueError("its features are not this library's (BrainMetSegLib.candidates.FEATURES)")
         threshold = float(data["candidate_threshold"])
-        if not 0 < threshold < 1:
+        low, high = PROBABILITY_OPEN_RANGE
+        if not low < threshold < high:
             raise ValueError("candidate_threshold must be in (0, 1)")
         modes = {}
         for name in MODES:

@@ -42,7 +42,7 @@ SLICER_ENVIRONMENT = {"slicer", "qt", "ctk", "vtk", "sitkUtils", "SimpleITK", "n
                       "BrainMetSeg"}
 # Library modules the Slicer module may import when it loads (before dependencies are installed).
 LIGHT_LIBRARY = ("BrainMetSegLib.slicer_bridge", "BrainMetSegLib.models", "BrainMetSegLib.progress",
-                 "BrainMetSegLib.operating_point")
+                 "BrainMetSegLib.operating_point", "BrainMetSegLib.options")
 HEAVY = ("torch", "monai", "cc3d", "skimage", "scipy", "deepbet", "nibabel", "safetensors", "tqdm",
          "slicer", "qt", "vtk", "ctk")
 

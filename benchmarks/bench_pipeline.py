@@ -40,6 +40,7 @@ import torch
 from BrainMetSegLib.architectures import build_network
 from BrainMetSegLib.geometry import Grid, resample
 from BrainMetSegLib.models import ModelCard, load_package, save_package
+from BrainMetSegLib.options import InferenceMode, Precision, values
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.precision import cpu_features
@@ -172,8 +173,8 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="paper", choices=("paper", "demo"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    parser.add_argument("--inference-mode", default="auto", choices=("auto", "whole", "paper"))
+    parser.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision))
+    parser.add_argument("--inference-mode", default=InferenceMode.AUTO.value, choices=values(InferenceMode))
     parser.add_argument("--brain-mask", default="deepbet")
     parser.add_argument("--before", action="store_true",
                         help="also run the pipeline as before: paper sliding window, fp32")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..options import Device, MaskMethod, ProgressMode, values
+
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="TIMEPOINT",
@@ -25,8 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("--days", nargs="+", type=float,
                    help="scan dates as days since baseline (first 0); used for the 4-week confirmation of CR/PR")
     p.add_argument("--model", default=None, help="model for scans segmented on the way (default: the default model)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
+    p.add_argument("--device", default=Device.AUTO.value, choices=values(Device))
+    p.add_argument("--brain-mask", default=MaskMethod.DEEPBET.value, metavar="|".join(values(MaskMethod)) + "|PATH",
                    help="brain extraction for scans segmented on the way")
     p.add_argument("--prior", action="store_true",
                    help="re-threshold every time point's probability map with the other time points' lesions "
@@ -42,7 +44,7 @@ def add_arguments(p) -> None:
                    help="compare time points that look like another patient, model or settings; the reason is "
                         "recorded with the result")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
+    p.add_argument("--progress", default=ProgressMode.BAR.value, choices=values(ProgressMode))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -62,17 +64,16 @@ def run(args) -> int:
     from ..longitudinal.outputs import check_before_work, write_comparison
     from ..longitudinal.rano import CAUTION, RESPONSE_WORDS
     from ..longitudinal.series import check_request, run_comparison
-    from ..progress import json_lines, no_progress, tqdm_bar
+    from ..progress import reporter
 
     request = request_from(args)
     check_before_work(request, check_request(request))  # fail before any work
     t0 = time.perf_counter()
-    progress = no_progress if args.quiet or args.progress == "none" else (
-        json_lines() if args.progress == "json" else tqdm_bar())
+    progress = reporter(args.progress, args.quiet)
     outcome = run_comparison(request, progress)
     out = write_comparison(outcome, args.overwrite)
     result = outcome.result
-    if args.progress == "json" and not args.quiet:
+    if args.progress == ProgressMode.JSON and not args.quiet:
         print(json.dumps({"type": "result", "output": str(out), "tracks": len(result.tracks),
                           "responses": [r.response for r in result.rano.timepoints],
                           "warnings": outcome.warnings, "forced": outcome.forced}), flush=True)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..options import ProgressMode, values
 from ..progress import reporter
 
 
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="write the tables only")
     parser.add_argument("--title", default="BrainMetSeg evaluation", help="heading of report.html")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
+    parser.add_argument("--progress", choices=values(ProgressMode), default=ProgressMode.BAR.value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,12 +82,12 @@ def run(args: argparse.Namespace) -> int:
                             title=args.title)
     for line in result.failed:
         print(f"brainmetseg evaluate: case failed: {line}", file=sys.stderr)
-    if args.progress == "json":
+    if args.progress == ProgressMode.JSON:
         import json
 
         print(json.dumps({"type": "result", "cases": len(result.cases), "failed": len(result.failed),
                           "outputs": {k: str(v) for k, v in written.items()}}))
-    elif args.progress == "bar":
+    elif args.progress == ProgressMode.BAR:
         by = {s["metric"]: s for s in result.summary}
         print(f"{len(result.cases)} cases: median Dice {by['dice']['median']:.3f}, "
               f"lesion sensitivity {by['lesion_sensitivity']['median']:.3f}, "

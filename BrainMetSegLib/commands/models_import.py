@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..options import Normalisation
 
 
 def _sequences(text: str) -> tuple[str, ...]:
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output activation (default: from the bundle's postprocessing)")
     m.add_argument("--spacing", type=_floats, metavar="X,Y,Z", help="model spacing in mm")
     m.add_argument("--patch", type=_floats, metavar="X,Y,Z", help="sliding-window size in voxels")
-    m.add_argument("--normalisation", choices=("zscore-nonzero", "zscore-brain", "none"),
+    m.add_argument("--normalisation", choices=tuple(n.value for n in (Normalisation.ZSCORE_NONZERO,
+                                                                      Normalisation.ZSCORE_BRAIN, Normalisation.NONE)),
                    help="intensity normalisation (default: from the bundle's preprocessing)")
     m.add_argument("--orientation", default="RAS",
                    help="voxel orientation the network was trained in (MONAI bundles usually "

@@ -21,13 +21,13 @@ from ..options import (
     OutputFormat,
     Precision,
     ProgressMode,
+    ScorerMode,
     cli_float,
     values,
 )
 from ..outputs import FORMATS, check_outputs, output_folder_lock, write_result
 from ..pipeline import CaseInputs, SegmentConfig, Segmenter, untrained_message
 from ..progress import error_json, reporter
-from ..scorer import MODES
 from ..textfiles import read_csv_rows
 
 
@@ -42,11 +42,11 @@ def add_arguments(p) -> None:
     p.add_argument("--manifest", metavar="CSV",
                    help="CSV with one case per row: columns case_id, t1ce, and optional t1, t2, flair")
     p.add_argument("--model", default=SegmentConfig.model, help="model name (see `brainmetseg models`) or folder")
-    p.add_argument("--device", default="auto", choices=values(Device))
-    p.add_argument("--precision", default="auto", choices=values(Precision),
+    p.add_argument("--device", default=Device.AUTO.value, choices=values(Device))
+    p.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision),
                    help="auto = bf16 on CPUs with native bf16 (AVX-512 BF16/AMX), fp32 on other CPUs, "
                         "fp16 on CUDA")
-    p.add_argument("--inference-mode", default=SegmentConfig.inference_mode, choices=values(InferenceMode),
+    p.add_argument("--inference-mode", default=SegmentConfig.inference_mode.value, choices=values(InferenceMode),
                    help="auto: one forward over the cropped brain when it fits --memory-budget, else large "
                         "windows; paper: the card's sliding window (128^3, 50%% overlap, averaged)")
     p.add_argument("--memory-budget", type=cli_float, metavar="MB",
@@ -58,13 +58,13 @@ def add_arguments(p) -> None:
     p.add_argument("--outline-threshold", type=cli_float,
                    help="each lesion is drawn as its connected region above this probability, <= --threshold "
                         "(default: the model card's)")
-    p.add_argument("--mode", choices=MODES, default=None,
+    p.add_argument("--mode", choices=values(ScorerMode), default=None,
                    help="for a model with a candidate scorer: default (<= 0.5 false positives per case "
                         "on tuning phantoms) or sensitive (screening reads); candidates just below the "
                         "cut go to possible_lesions.csv for review")
     p.add_argument("--min-volume", type=cli_float, metavar="MM3",
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
-    p.add_argument("--brain-mask", default="deepbet", metavar="deepbet|none|PATH",
+    p.add_argument("--brain-mask", default=MaskMethod.DEEPBET.value, metavar="|".join(values(MaskMethod)) + "|PATH",
                    help="brain extraction: deepbet (default), none for skull-stripped input, or a mask file")
     p.add_argument("--overlap", type=cli_float, help="sliding-window overlap in [0, 1) (default: the card's)")
     p.add_argument("--blend", choices=values(BlendMode), help="how overlapping windows combine")
@@ -78,7 +78,7 @@ def add_arguments(p) -> None:
                    help="also write DICOM SEG / SR (TID 1500) / RTSTRUCT on the CE-T1's DICOM series")
     p.add_argument("--dicom-reference", metavar="FOLDER",
                    help="the CE-T1's DICOM series folder, when the CE-T1 is given as another format")
-    p.add_argument("--progress", default="bar", choices=values(ProgressMode))
+    p.add_argument("--progress", default=ProgressMode.BAR.value, choices=values(ProgressMode))
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     cohort.add_arguments(p)
 
@@ -260,7 +260,7 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
                 raise
             getattr(progress, "close", lambda: None)()
             job.failed(case, exc, time.perf_counter() - t0)
-            if args.progress == "json":
+            if args.progress == ProgressMode.JSON:
                 print(error_json(exc, case.id), flush=True)
             continue
         if not args.quiet:
@@ -269,7 +269,7 @@ def _run_cases(cases, segmenter, out: Path, job: cohort.BatchRun | None, progres
         volume = sum(r["volume_mm3"] for r in result.table)
         if job:
             job.done(case, result, time.perf_counter() - t0)
-        if args.progress == "json" and not args.quiet:
+        if args.progress == ProgressMode.JSON and not args.quiet:
             print(json.dumps({"type": "result", "case": case.id, "lesions": result.n_lesions,
                               "outputs": {k: str(p) for k, p in paths.items()},
                               "warnings": result.warnings}), flush=True)

@@ -7,6 +7,7 @@ import json
 import time
 
 from ..errors import InputError
+from ..options import ProgressMode, values
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -59,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=("auto", "progression", "response", "stable", "complete", "mixed"),
                    help="how lesions change at each follow-up (default: drawn per follow-up)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
+    p.add_argument("--progress", choices=values(ProgressMode), default=ProgressMode.BAR.value)
 
 
 def _followup_config(args: argparse.Namespace):
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite, preview=args.preview, start=args.start,
                          followups=args.followups, followup_config=_followup_config(args))
     elapsed = time.perf_counter() - t0
-    if args.progress == "json":
+    if args.progress == ProgressMode.JSON:
         print(json.dumps({"type": "result", "output": str(args.output), "cases": args.cases,
                           "seconds": round(elapsed, 2)}))
     else:

@@ -16,7 +16,7 @@ import json
 import re
 
 from ..errors import InputError
-from ..options import PAPER_SPACING_MM
+from ..options import PAPER_SPACING_MM, Device, MaskMethod, PosSampling, Precision, values
 
 
 def _ints(text: str) -> tuple[int, int, int]:
@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--pos-fraction", type=float, default=0.5,
                    help="share of each batch centred on lesion voxels (default 0.5)")
-    g.add_argument("--pos-sampling", default="voxel", choices=("voxel", "lesion"),
+    g.add_argument("--pos-sampling", default=PosSampling.VOXEL.value, choices=values(PosSampling),
                    help="lesion centres: every lesion voxel equally likely (default, the paper) "
                         "or every lesion equally likely (more patches on small lesions)")
     g.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
@@ -100,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fold", default="0", help="validation fold k of --folds, or 'all' (no validation)")
     g.add_argument("--folds", type=int, default=5)
     g.add_argument("--max-val-cases", type=int, default=None, help="validate on at most N cases (faster)")
-    g.add_argument("--brain-mask", default="deepbet", choices=("deepbet", "none"),
+    g.add_argument("--brain-mask", default=MaskMethod.DEEPBET.value, choices=values(MaskMethod),
                    help="brain mask for cases without one (brainmasksTr/ or manifest column win)")
     g.add_argument("--cache", default=None, help="preprocessed-case cache folder (default OUT/cache)")
     g.add_argument("--force", action="store_true", help="keep cases whose image/label geometry differs")
@@ -108,8 +108,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     g.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    g.add_argument("--device", default=Device.AUTO.value, choices=values(Device))
+    g.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision),
                    help="auto: fp16 mixed precision on CUDA, fp32 on CPU")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
@@ -124,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from ..train.augment import AugmentConfig
-    from ..train.loop import TrainConfig
+    from ..train.config import TrainConfig
 
     if args.arch_args:
         try:

@@ -29,6 +29,7 @@ from .. import __version__, records
 from ..checksums import sha256_file
 from ..errors import InputError, ModelError
 from ..models import ModelCard, ModelPackage
+from ..options import PAPER_THRESHOLD, BlendMode, Normalisation
 from .checkpoint import load_checkpoint
 from .package import write_package
 
@@ -154,14 +155,15 @@ def import_bundle(request: BundleImport) -> ModelPackage:
                           "inferer roi_size (voxels)", path)
     overlap = records.value(inferer.get("overlap", 0.25), records.num(low=0.0, high=1.0, high_open=True),
                             "inferer overlap", path)
-    mode = records.value(inferer.get("mode", "constant"), records.string(), "inferer mode", path)
+    mode = records.value(inferer.get("mode", BlendMode.CONSTANT.value), records.string(), "inferer mode", path)
     orientation = records.value(orientation, records.string(), "Orientationd axcodes", path)
     norm = request.normalisation
     if norm is None:
         if "NormalizeIntensity" not in pre:
             raise InputError(f"{path}: no NormalizeIntensityd in preprocessing; pass --normalisation "
                              "(BrainMetSeg cannot reproduce other intensity transforms).")
-        norm = "zscore-nonzero" if pre["NormalizeIntensity"].get("nonzero") else "zscore-brain"
+        norm = (Normalisation.ZSCORE_NONZERO if pre["NormalizeIntensity"].get("nonzero")
+                else Normalisation.ZSCORE_BRAIN).value
     activation = request.activation
     if activation is None:
         act = post.get("Activations", {})
@@ -186,8 +188,8 @@ def import_bundle(request: BundleImport) -> ModelPackage:
         architecture_args={"target": str(net_def["_target_"]), "args": args},
         input_sequences=["t1ce"] + [s for s in _SEQUENCES[1:] if s in channels],
         spacing_mm=[float(v) for v in spacing], patch_size=[int(v) for v in patch],
-        overlap=overlap, blend_mode="gaussian" if mode == "gaussian" else "constant",
-        normalisation=norm, threshold=0.5,
+        overlap=overlap, blend_mode=(BlendMode.GAUSSIAN if mode == BlendMode.GAUSSIAN else BlendMode.CONSTANT).value,
+        normalisation=norm, threshold=PAPER_THRESHOLD,
         training_data=str(meta.get("data_source", "")), intended_use=str(meta.get("description", "")),
         network_io={"input_channels": channels, "orientation": str(orientation), "transpose": [2, 1, 0],
                     "outputs": out_ch, "activation": activation, "channels": [int(channel)]},

@@ -27,6 +27,7 @@ from .. import __version__, records
 from ..checksums import sha256_file
 from ..errors import InputError, ModelError
 from ..models import ModelCard, ModelPackage
+from ..options import PAPER_THRESHOLD, BlendMode, Normalisation
 from .checkpoint import load_checkpoint
 from .package import write_package
 
@@ -171,7 +172,7 @@ def normalisation(config: dict, source: Path) -> str:
         raise InputError(f"{source}: normalisation {sorted(schemes)} (use_mask_for_norm "
                          f"{config.get('use_mask_for_norm')}) is not supported; BrainMetSeg imports "
                          "MR models with nnU-Net's ZScoreNormalization on every channel.")
-    return "nnunet-zscore-masked" if masks.pop() else "nnunet-zscore"
+    return (Normalisation.NNUNET_ZSCORE_MASKED if masks.pop() else Normalisation.NNUNET_ZSCORE).value
 
 
 def _folds(folder: Path, folds, checkpoint_file: str) -> list[str]:
@@ -275,9 +276,9 @@ def import_nnunet(request: NnUNetImport) -> ModelPackage:
         spacing_mm=spacing_zyx[::-1],
         patch_size=patch_zyx[::-1],
         overlap=0.5,  # nnU-Net's default tile_step_size 0.5
-        blend_mode="gaussian",
+        blend_mode=BlendMode.GAUSSIAN.value,
         normalisation=norm,
-        threshold=0.5,
+        threshold=PAPER_THRESHOLD,
         training_data=str(dataset.get("description") or dataset.get("name") or ""),
         intended_use=f"imported nnU-Net v2 model; label {label!r} is read as metastasis",
         limitations="nnU-Net post-processing is not applied; resampling is linear (nnU-Net: cubic "

@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..options import MaskMethod, values
 
 #: run.json ``settings`` keys that change the lesions a model finds or their size.
 LESION_SETTINGS = ("threshold_used", "min_volume_mm3_used", "outline_threshold_used", "mask_dilation_mm",
@@ -86,7 +87,7 @@ def _settings_of(run: dict) -> dict:
     # Through JSON: a run.json read back and a run in memory compare alike (tuples = lists).
     settings = json.loads(json.dumps(run.get("settings") or {}, default=str))
     mask = settings.get("brain_mask")
-    settings["brain_mask"] = mask if mask in ("deepbet", "none", None) else "file"
+    settings["brain_mask"] = mask if mask in (*values(MaskMethod), None) else "file"
     if "outline_threshold_used" not in settings and "threshold_used" in settings:
         settings["outline_threshold_used"] = settings["threshold_used"]  # before outlines existed
     return settings

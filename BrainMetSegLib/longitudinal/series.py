@@ -22,6 +22,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..options import Device, MaskMethod, as_brain_mask, as_options
 from ..progress import ProgressCallback, no_progress
 from .consistency import SourceInfo, check_series, dicom_identity
 from .matching import MatchConfig
@@ -53,14 +54,18 @@ class CompareRequest:
     names: tuple[str, ...] | None = None
     days: tuple[float, ...] | None = None
     model: str | None = None
-    device: str = "auto"
-    brain_mask: str = "deepbet"
+    device: Device = Device.AUTO
+    brain_mask: MaskMethod | str = MaskMethod.DEEPBET
     prior: bool = False
     prior_factor: float = 0.5
     contact_mm: float = MatchConfig.contact_mm
     max_distance_mm: float = MatchConfig.max_distance_mm
     force: str | None = None
     overwrite: bool = False
+
+    def __post_init__(self):
+        as_options(self, device=(Device, "--device"))
+        object.__setattr__(self, "brain_mask", as_brain_mask(self.brain_mask))
 
 
 @dataclass

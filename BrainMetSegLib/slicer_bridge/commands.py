@@ -10,13 +10,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..options import number, probability_threshold
+from ..options import (
+    Device,
+    MaskMethod,
+    OutputFormat,
+    ProgressMode,
+    as_options,
+    number,
+    probability_threshold,
+    values,
+)
 from ..sequences import MANIFEST_COLUMNS, SEQUENCES
 
 INPUT_ROLES = SEQUENCES
 INPUT_OPTIONS = {"t1": "--t1", "t2": "--t2", "flair": "--flair"}
-DEVICES = ("auto", "cpu", "cuda")
-BRAIN_MASK_OPTIONS = ("deepbet", "none")
+DEVICES = values(Device)
+BRAIN_MASK_OPTIONS = values(MaskMethod)  # the GUI offers the methods, not a mask file
 
 
 class RunFolder:
@@ -76,22 +85,22 @@ class RunOptions:
     threshold (probability) or None for the model card's; min_volume_mm3: smallest lesion
     kept (mm^3) or None for the card's; outline_threshold: the probability lesions are
     outlined at (<= the detection threshold) or None for the card's; brain_mask: deepbet|none.
-    The values are checked where the CLI checks them (``options``).
+    The values are checked where the CLI checks them (``options``) when a command is built
+    (:meth:`validate`; the GUI changes them in between), and choices given as strings become
+    the enum members of :mod:`~BrainMetSegLib.options` there.
     """
 
     model: str = ""
-    device: str = "auto"
+    device: Device = Device.AUTO
     threshold: float | None = None
     min_volume_mm3: float | None = None
     outline_threshold: float | None = None
-    brain_mask: str = "deepbet"
-    output_format: str = "nrrd"
+    brain_mask: MaskMethod = MaskMethod.DEEPBET
+    output_format: OutputFormat = OutputFormat.NRRD
 
     def validate(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.brain_mask not in BRAIN_MASK_OPTIONS:
-            raise ValueError(f"brain_mask must be one of {BRAIN_MASK_OPTIONS}, got {self.brain_mask!r}")
+        as_options(self, ValueError, device=(Device, "device"), brain_mask=(MaskMethod, "brain_mask"),
+                   output_format=(OutputFormat, "output_format"))
         for value, name in ((self.threshold, "threshold"), (self.outline_threshold, "outline threshold")):
             if value is not None:
                 probability_threshold(value, name, error=ValueError)
@@ -117,6 +126,14 @@ def _model_arguments(options: RunOptions) -> list[str]:
     return args
 
 
+def _run_arguments(output_dir: str | os.PathLike, options: RunOptions) -> list[str]:
+    """``-o``, ``--progress json`` (the module reads its events) and the run's format, device and
+    brain mask, as plain strings."""
+    return ["-o", str(output_dir), "--progress", ProgressMode.JSON.value,
+            "--format", options.output_format.value, "--device", options.device.value,
+            "--brain-mask", options.brain_mask.value]
+
+
 def segment_command(python: str | os.PathLike, inputs: Mapping[str, str | os.PathLike],
                     output_dir: str | os.PathLike, options: RunOptions) -> list[str]:
     """The ``PythonSlicer -m BrainMetSegLib segment ...`` argument list.
@@ -130,8 +147,7 @@ def segment_command(python: str | os.PathLike, inputs: Mapping[str, str | os.Pat
     if not inputs.get("t1ce"):
         raise ValueError("the CE-T1 input is required")
     cmd = [str(python), "-m", "BrainMetSegLib", "segment", str(inputs["t1ce"]),
-           "-o", str(output_dir), "--progress", "json", "--format", options.output_format,
-           "--device", options.device, "--brain-mask", options.brain_mask]
+           *_run_arguments(output_dir, options)]
     for role, flag in INPUT_OPTIONS.items():
         if inputs.get(role):
             cmd += [flag, str(inputs[role])]
@@ -174,8 +190,7 @@ def batch_command(python: str | os.PathLike, manifest: str | os.PathLike,
     """The CLI command for a cohort: ``segment --manifest CSV -o OUTDIR`` (one sub-folder per case)."""
     options.validate()
     cmd = [str(python), "-m", "BrainMetSegLib", "segment", "--manifest", str(manifest),
-           "-o", str(output_dir), "--progress", "json", "--format", options.output_format,
-           "--device", options.device, "--brain-mask", options.brain_mask]
+           *_run_arguments(output_dir, options)]
     cmd += _model_arguments(options)
     if overwrite:
         cmd.append("--overwrite")

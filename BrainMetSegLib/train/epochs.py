@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..inference import autocast
+from ..options import Device, Precision
 from .checkpoint import save_checkpoint
+from .config import TrainConfig
 from .losses import SegmentationLoss
 from .run import Run, TrainData
 from .sampling import PatchBatches, item_seed
 from .validation import plot_curves, validate, write_log
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 
 def make_loader(run: Run, config: TrainConfig, train_data: list[dict]):
@@ -29,7 +27,7 @@ def make_loader(run: Run, config: TrainConfig, train_data: list[dict]):
     sampler = torch.utils.data.distributed.DistributedSampler(
         batches, num_replicas=run.dist.world, rank=run.dist.rank, shuffle=False)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler, num_workers=config.workers,
-                                         persistent_workers=False, pin_memory=run.device == "cuda")
+                                         persistent_workers=False, pin_memory=run.device == Device.CUDA)
     return batches, loader
 
 
@@ -117,9 +115,10 @@ def train_epochs(run: Run, config: TrainConfig, net, optimizer, data: TrainData,
     model = net
     if run.dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[run.dist.local_rank] if run.device == "cuda" else None)
+            net, device_ids=[run.dist.local_rank] if run.device == Device.CUDA else None)
     batches, loader = make_loader(run, config, data.train)
-    scaler = torch.amp.GradScaler("cuda", enabled=run.device == "cuda" and config.precision == "auto")
+    fp16_scaling = run.device == Device.CUDA and config.precision == Precision.AUTO  # fp16 autocast
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16_scaling)
     stepper = Stepper(model, loss_fn, optimizer, scaler, run, config,
                        time.perf_counter() - float(meta.get("train_seconds", 0.0)))
     best_probs = None

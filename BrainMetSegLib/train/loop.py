@@ -18,100 +18,20 @@ Output folder::
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..operating_point import OperatingPoint
-from ..options import PAPER_SPACING_MM, PAPER_THRESHOLD
 from ..staging import write_text
-from .augment import AugmentConfig
 from .checkpoint import save_checkpoint, state_hash
+from .config import TrainConfig
 from .epochs import train_epochs
 from .losses import SegmentationLoss
 from .package import final_validation, recipe, write_package
 from .run import build_network, open_run, prepare_data, start_state
 
 __all__ = ["TrainConfig", "save_checkpoint", "train"]
-
-
-@dataclass
-class TrainConfig:
-    """The training recipe; defaults are the paper's (SPEC.md).
-
-    spacing_mm: model grid (x, y, z) mm. patch_size: training patch (x, y, z) voxels.
-    iters_per_epoch: optimizer steps per epoch (per rank; the effective batch is
-        batch_size x world size). val_every: validate every N epochs (and after the last).
-    infer_patch_size: sliding-window size written into the card and used for validation.
-    precision: ``auto`` (fp16 autocast + grad scaling on CUDA, fp32 on CPU), ``fp32``, ``bf16``.
-    threshold / min_lesion_volume_mm3: a number, or ``None`` to choose them on the
-        validation split (best lesion-wise F1).
-    output_prior: initial output probability (bias = logit(prior), see
-        :func:`~BrainMetSegLib.architectures.init_output_prior`); None or 0 = PyTorch's default.
-    init_weights / init_select: start from 3D weights (model package, checkpoint or
-        safetensors), optionally only the tensors whose names match the regex ``init_select``.
-    max_minutes: stop after this much training time (checked every iteration), then
-        validate and package as usual; ``None`` = no limit.
-    pos_sampling: how lesion centres are drawn, ``"voxel"`` (the paper) or ``"lesion"``
-        (each lesion equally likely; see :mod:`.sampling`).
-    hard_negative_fraction: share of the non-lesion patches centred on bright non-lesion
-        brain voxels (vessels, sinuses, dura); 0 = the paper (any brain voxel).
-    lambda_blob: weight of the per-lesion blob loss added to Dice + BCE (:mod:`.losses`);
-        0 = the paper.
-    lr: learning rate; a resumed run takes the one given now (a step decay is a resume
-        with a smaller ``lr``).
-    """
-
-    architecture: str = "FlexibleUNet"
-    architecture_args: dict = field(default_factory=lambda: {"backbone": "resnet34", "dropout": 0.5})
-    spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
-    patch_size: tuple[int, int, int] = (128, 128, 128)
-    batch_size: int = 4
-    pos_fraction: float = 0.5
-    pos_sampling: str = "voxel"
-    hard_negative_fraction: float = 0.0
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-7
-    lambda_dice: float = 1.0
-    lambda_bce: float = 1.0
-    lambda_blob: float = 0.0
-    batch_dice: bool = True
-    epochs: int = 100
-    iters_per_epoch: int = 250
-    val_every: int = 5
-    infer_patch_size: tuple[int, int, int] | None = None
-    overlap: float = 0.5
-    fold: str = "0"
-    n_folds: int = 5
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    threads: int | None = None
-    workers: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    brain_mask: str = "deepbet"
-    encoder_weights: str | None = None
-    init_weights: str | None = None
-    output_prior: float | None = 0.01
-    init_select: str | None = None
-    threshold: float | None = None
-    min_lesion_volume_mm3: float | None = None
-    max_minutes: float | None = None
-    max_val_cases: int | None = None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @property
-    def validation_point(self) -> OperatingPoint:
-        """The operating point validation scores epochs at: the given values, else the paper's
-        threshold and no minimum volume (the card's are chosen on validation at the end)."""
-        return OperatingPoint(PAPER_THRESHOLD if self.threshold is None else self.threshold,
-                              self.min_lesion_volume_mm3 or 0.0)
 
 
 def train(source: str | Path, outdir: str | Path, config: TrainConfig, *, name: str = "brainmetseg-custom",

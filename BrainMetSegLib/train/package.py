@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..operating_point import OperatingPoint
-from ..options import Normalisation
+from ..options import Normalisation, PosSampling
 from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .metrics import case_metrics, summarise
 from .run import Run, TrainData
 from .validation import choose_operating_point, validate
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 
 def training_data_text(dataset, train_ids, val_ids, excluded) -> str:
@@ -59,7 +56,7 @@ def recipe(config: TrainConfig, run: Run, meta: dict, loss_fn) -> dict:
             "steps": meta["step"], "train_minutes": round(meta["train_seconds"] / 60, 1),
             "loss": loss_fn.describe(), "optimizer": "Adam",
             "sampling": f"{config.pos_fraction:.0%} of each batch centred on lesion voxels "
-                        + ("(each lesion equally likely)" if config.pos_sampling == "lesion"
+                        + ("(each lesion equally likely)" if config.pos_sampling == PosSampling.LESION
                            else "(each lesion voxel equally likely)")
                         + (f"; {config.hard_negative_fraction:.0%} of the others centred on bright "
                            "non-lesion voxels (hard negatives)" if config.hard_negative_fraction else "")}

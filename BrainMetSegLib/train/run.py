@@ -8,15 +8,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import InputError, OutputError
+from ..options import Device
 from ..preprocess import PreprocessConfig
 from ..staging import write_text
 from .cache import CaseCache
 from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .dataset import (
     GeometryTolerance,
     check_geometry,
@@ -24,9 +25,6 @@ from .dataset import (
     load_dataset,
     split_cases,
 )
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 
 @dataclass
@@ -44,7 +42,7 @@ class Distributed:
             torch.distributed.barrier()
 
 
-def setup_distributed(device: str) -> Distributed:
+def setup_distributed(device: Device) -> Distributed:
     """Join the process group ``torchrun`` describes (env vars), or run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -52,7 +50,7 @@ def setup_distributed(device: str) -> Distributed:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo", init_method="env://")
+        dist.init_process_group(backend="nccl" if device == Device.CUDA else "gloo", init_method="env://")
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -61,7 +59,7 @@ class Run:
     """Where a training run writes and who it is (rank, device, logger)."""
 
     outdir: Path
-    device: str
+    device: Device
     dist: Distributed
     say: Callable[[str], None]
 
@@ -103,7 +101,7 @@ def open_run(outdir: Path, config: TrainConfig, resume: bool, overwrite: bool,
     if config.threads:
         torch.set_num_threads(config.threads)
     dist = setup_distributed(device)
-    if device == "cuda":
+    if device == Device.CUDA:
         torch.cuda.set_device(dist.local_rank)
     run = Run(Path(outdir), device, dist, log if dist.main else (lambda _msg: None))
     if not resume and (run.checkpoints / "last.json").exists() and not overwrite:

@@ -23,6 +23,7 @@ import cc3d
 import numpy as np
 import torch
 
+from ..options import PosSampling, values
 from .augment import AugmentConfig, augment_transform, crop_transform
 
 
@@ -45,7 +46,7 @@ def pad_case(case: dict[str, np.ndarray], patch_zyx) -> dict[str, np.ndarray]:
     return out
 
 
-POS_SAMPLING = ("voxel", "lesion")
+POS_SAMPLING = values(PosSampling)
 #: Brain z-score above which a non-lesion voxel counts as enhancing (a hard-negative centre).
 HARD_NEGATIVE_Z = 2.0
 
@@ -77,7 +78,8 @@ class PatchBatches(torch.utils.data.Dataset):
 
     def __init__(self, cases: list[dict], patch_zyx, batch_size: int, batches_per_epoch: int,
                  pos_fraction: float = 0.5, augment: AugmentConfig | None = None,
-                 seed: int = 0, pos_sampling: str = "voxel", hard_negative_fraction: float = 0.0):
+                 seed: int = 0, pos_sampling: PosSampling = PosSampling.VOXEL,
+                 hard_negative_fraction: float = 0.0):
         if pos_sampling not in POS_SAMPLING:
             raise ValueError(f"pos_sampling {pos_sampling!r}: expected one of {POS_SAMPLING}")
         if not 0.0 <= hard_negative_fraction <= 1.0:
@@ -96,7 +98,7 @@ class PatchBatches(torch.utils.data.Dataset):
         # Lesion-centred patches come from cases that have lesions.
         self.positive_cases = with_lesions or list(range(len(self.cases)))
         self.lesions = ([(i, fg) for i in with_lesions for fg in lesion_centres(self.cases[i])]
-                        if pos_sampling == "lesion" else [])
+                        if pos_sampling == PosSampling.LESION else [])
         self.hard_negative_fraction = hard_negative_fraction
         self.hard = [(i, c["bg"][c["image"][0].ravel()[c["bg"]] > HARD_NEGATIVE_Z])
                      for i, c in enumerate(self.cases)] if hard_negative_fraction > 0 else []

@@ -6,18 +6,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..operating_point import OperatingPoint
-from ..options import PAPER_THRESHOLD
+from ..options import PAPER_THRESHOLD, Device
 from ..plotting import pyplot, save_png
 from ..staging import write_text
+from .config import TrainConfig
 from .metrics import case_metrics, summarise
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MIN_VOLUMES_MM3 = (0.0, 5.0, 10.0, 20.0)
@@ -39,14 +36,13 @@ def choose_operating_point(probs: list[np.ndarray], labels: list[np.ndarray], sp
     return best[1], best[2]
 
 
-def validate(net, cases: list[dict], config: TrainConfig, device: str,
+def validate(net, cases: list[dict], config: TrainConfig, device: Device,
              point: OperatingPoint) -> tuple[dict, list[np.ndarray]]:
     """Sliding-window prediction (the inference code) on each validation case; metrics + probs."""
     from ..inference import InferenceConfig, predict
 
     infer = InferenceConfig(patch_size=tuple(config.infer_patch_size or config.patch_size),
-                            overlap=config.overlap, device=device,
-                            precision="fp32" if config.precision == "fp32" else config.precision)
+                            overlap=config.overlap, device=device, precision=config.precision)
     probs, results = [], []
     for case in cases:
         prob = predict(net, case["image"], infer)
