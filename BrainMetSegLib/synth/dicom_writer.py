@@ -19,8 +19,6 @@ import datetime
 import json
 import locale
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputError
-from ..io import default_file_mode
+from ..folder_staging import staged_folder
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 # Pixel types a DICOM MR image stores as they are (no rescale slope to invent).
@@ -169,30 +167,16 @@ def write_series_files(image: sitk.Image, folder: Path, identity: SeriesIdentity
 
 def write_dicom_series(image: sitk.Image, folder: str | os.PathLike, identity: SeriesIdentity,
                        overwrite: bool = False) -> Path:
-    """Write ``image`` as the DICOM series folder ``folder`` (see :func:`write_series_files`):
-    built in a temporary folder beside it, then renamed into place, so a failed or interrupted
-    write leaves no partial series. An existing ``folder`` is replaced only with ``overwrite``."""
+    """Write ``image`` as the DICOM series folder ``folder`` (see :func:`write_series_files`),
+    atomically (:func:`~BrainMetSegLib.folder_staging.staged_folder`: a failed or interrupted
+    write leaves no partial series). An existing ``folder`` is replaced only with ``overwrite``."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise OutputError(f"{folder}: already exists; pass --overwrite to replace it.")
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the DICOM series folder ({exc.strerror}).") from None
-    old = tmp.with_name(tmp.name + ".old")
-    try:
+    with staged_folder(folder, "DICOM series folder") as tmp:
         try:
             write_series_files(image, tmp, identity)
         except RuntimeError as exc:  # GDCM: disk full, permissions
             raise OutputError(f"{folder}: cannot write the DICOM series "
                               f"({str(exc).strip().splitlines()[-1]}); nothing was replaced.") from None
-        mode = default_file_mode()
-        os.chmod(tmp, mode | (mode & 0o444) >> 2)  # a folder: x wherever r
-        if folder.exists():
-            os.replace(folder, old)  # the old series stays whole until the new one is in place
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return folder
