@@ -23,7 +23,7 @@ SMALL = dict(anatomy="mni152", spacing_mm=3.0, field_of_view="brain")
 
 
 def assert_same_image(dicom: sitk.Image, nifti: sitk.Image) -> None:
-    """Same grid and voxels; origin to 1e-5 mm (NIfTI stores float32, DICOM 9-digit decimals)."""
+    """Same grid and voxels; origin to 1e-5 mm (the NIfTI header stores float32)."""
     assert dicom.GetSize() == nifti.GetSize()
     assert np.allclose(dicom.GetSpacing(), nifti.GetSpacing(), atol=1e-6)
     assert np.allclose(dicom.GetDirection(), nifti.GetDirection(), atol=1e-6)
@@ -95,6 +95,8 @@ def test_write_dicom_series_refuses_and_replaces(tmp_path: Path):
     write_dicom_series(image[:, :, :3], folder, identity, overwrite=True)
     assert sorted(p.name for p in folder.iterdir()) == ["IM0001.dcm", "IM0002.dcm", "IM0003.dcm"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temporary folder left
+    again = write_dicom_series(image[:, :, :3], tmp_path / "again", identity)
+    assert [f.read_bytes() for f in sorted(again.iterdir())] == [f.read_bytes() for f in sorted(folder.iterdir())]
     with pytest.raises(ValueError, match="integer image"):
         write_dicom_series(sitk.Cast(image, sitk.sitkFloat32), tmp_path / "f", identity)
     assert not (tmp_path / "f").exists()

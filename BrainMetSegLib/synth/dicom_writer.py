@@ -2,9 +2,10 @@
 
 Made for phantoms: ``brainmetseg synth --dicom`` writes every image also as a series folder,
 to test a PACS route, a DICOM reader or the ``--dicom`` export end to end. Needs only
-SimpleITK (no pydicom). Geometry: the image's z axis is the slice axis; Image Position
-(Patient) of slice k is the LPS position (mm) of voxel (0, 0, k), Image Orientation (Patient)
-the direction's first two columns, Pixel Spacing and Slice Thickness the image spacing. A
+SimpleITK (no pydicom). Geometry: the image's z axis is the slice axis; each slice is written
+as a one-slice volume, so GDCM writes Image Position (Patient) (the LPS position of voxel
+(0, 0, k), mm), Image Orientation (Patient) (the direction's first two columns), Pixel Spacing
+and Spacing Between Slices from the image itself; Slice Thickness is the z spacing. A
 series reader (GDCM, SimpleITK, :func:`BrainMetSegLib.dicom_series.read_dicom_series`) then
 builds the same image: size, spacing, origin, direction and voxel values. A stack whose z axis
 runs against x cross y (a left-handed direction matrix) cannot be read back in that order by
@@ -70,7 +71,7 @@ def phantom_identity(cid: str, provenance: dict | None, followup: int = 0) -> Se
     return SeriesIdentity(
         patient_name=f"Synthetic^{cid}", patient_id=f"{cid}-{_digest(*patient).hex[:8]}",
         study_uid=uid_from(*study, "study"), series_uid=uid_from(*study, "series"),
-        frame_uid=uid_from(*study, "frame"), study_id=str(followup + 1), study_date=date.strftime("%Y%m%d"),
+        frame_uid=uid_from(*study, "frame"), study_id=str(followup + 1), study_date=date.strftime("%Y%m%d"), study_time="090000",
         study_description="BrainMetSeg synthetic phantom (not a patient)",
         series_description="CE-T1 (synthetic)" if not followup else f"CE-T1 (synthetic), follow-up {followup}")
 
@@ -90,6 +91,7 @@ class SeriesIdentity:
     accession: str = ""
     study_id: str = "1"
     study_date: str = ""
+    study_time: str = ""  # HHMMSS; GDCM writes the time of writing when this is empty
     study_description: str = ""
     series_description: str = ""
     series_number: int = 1
@@ -105,6 +107,7 @@ class SeriesIdentity:
                 "0020|0052": self.frame_uid, "0020|0011": str(self.series_number),
                 "0008|0070": self.manufacturer}
         optional = {"0010|1020": self.size_m, "0010|1030": self.weight_kg, "0008|0020": self.study_date,
+                    "0008|0030": self.study_time,
                     "0008|1030": self.study_description, "0008|103e": self.series_description}
         for tag, value in optional.items():
             if value:
@@ -143,19 +146,16 @@ def write_series_files(image: sitk.Image, folder: Path, identity: SeriesIdentity
                          f"{image.GetDimension()}D {image.GetPixelIDTypeAsString()}")
     image = _right_handed(image)
     folder.mkdir(parents=True, exist_ok=True)
-    d = np.reshape(image.GetDirection(), (3, 3))
     common = {**identity.tags(), **_MR_ACQUISITION, "0008|0016": MR_IMAGE_STORAGE, "0008|0060": "MR",
               "0008|0008": "ORIGINAL\\PRIMARY\\M\\NONE", "0020|1040": "", "0020|0060": "",
-              "0020|0037": ds_values(list(d[:, 0]) + list(d[:, 1])),
               "0018|0050": ds_values([image.GetSpacing()[2]])}
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     files = []
     with keep_locale():
         for k in range(image.GetDepth()):
-            sl = image[:, :, k]
-            tags = {**common, "0008|0018": f"{identity.series_uid}.{k + 1}", "0020|0013": str(k + 1),
-                    "0020|0032": ds_values(image.TransformIndexToPhysicalPoint((0, 0, k)))}
+            sl = image[:, :, k:k + 1]  # 3D: a 2D slice would lose its position and z spacing
+            tags = {**common, "0008|0018": f"{identity.series_uid}.{k + 1}", "0020|0013": str(k + 1)}
             for key, value in tags.items():
                 sl.SetMetaData(key, value)
             path = folder / f"IM{k + 1:04d}.dcm"
