@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 
 from BrainMetSegLib.cli import main as cli_main
+from BrainMetSegLib.dicom_series import read_dicom_series
 from BrainMetSegLib.errors import OutputError
-from BrainMetSegLib.io import read_image
 from BrainMetSegLib.synth import SynthConfig, write_dataset
 from BrainMetSegLib.synth.dicom_writer import phantom_identity, write_dicom_series
 from dicom_phantoms import GEOMETRIES, phantom_image
@@ -32,6 +32,14 @@ def assert_same_image(dicom: sitk.Image, nifti: sitk.Image) -> None:
     assert np.array_equal(sitk.GetArrayFromImage(dicom), sitk.GetArrayFromImage(nifti))
 
 
+def read_series(folder: Path) -> sitk.Image:
+    """The pipeline's DICOM reader (every file checked; no warning expected)."""
+    warnings: list[str] = []
+    image = read_dicom_series(folder, warnings)
+    assert warnings == []
+    return image
+
+
 def first_header(folder: Path) -> pydicom.Dataset:
     return pydicom.dcmread(sorted(folder.glob("IM*.dcm"))[0], stop_before_pixels=True)
 
@@ -39,10 +47,10 @@ def first_header(folder: Path) -> pydicom.Dataset:
 def test_synth_dicom_series_read_back_as_the_nifti(tmp_path: Path):
     out = tmp_path / "d"
     write_dataset(out, 1, seed=3, config=SynthConfig(**SMALL, n_lesions=2), followups=1, dicom=True)
-    base = read_image(out / "dicom/synth_000")
-    assert_same_image(base, read_image(out / "imagesTr/synth_000_0000.nii.gz"))
-    assert_same_image(read_image(out / "dicom/synth_000_fu1"),
-                      read_image(out / "followups/synth_000_fu1_0000.nii.gz"))
+    base = read_series(out / "dicom/synth_000")
+    assert_same_image(base, sitk.ReadImage(str(out / "imagesTr/synth_000_0000.nii.gz")))
+    assert_same_image(read_series(out / "dicom/synth_000_fu1"),
+                      sitk.ReadImage(str(out / "followups/synth_000_fu1_0000.nii.gz")))
     assert len(list((out / "dicom/synth_000").glob("IM*.dcm"))) == base.GetDepth()
     b, f = first_header(out / "dicom/synth_000"), first_header(out / "dicom/synth_000_fu1")
     assert b.Modality == "MR" and b.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
@@ -74,13 +82,13 @@ def test_phantom_identity_follows_the_case_and_its_options():
 def test_series_of_each_geometry_read_back(tmp_path: Path, geometry: str):
     image = phantom_image(geometry, size_xyz=(12, 14, 9))
     folder = write_dicom_series(image, tmp_path / "s", phantom_identity("p", None))
-    assert_same_image(read_image(folder), image)
+    assert_same_image(read_series(folder), image)
 
 
 def test_left_handed_stack_written_reversed_at_the_same_positions(tmp_path: Path):
     image = phantom_image("axial", size_xyz=(12, 14, 9))
     image.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, -1))  # slices run foot-wards: x cross y is -z
-    back = read_image(write_dicom_series(image, tmp_path / "s", phantom_identity("p", None)))
+    back = read_series(write_dicom_series(image, tmp_path / "s", phantom_identity("p", None)))
     assert np.allclose(back.GetDirection(), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     assert np.allclose(back.GetOrigin(), image.TransformIndexToPhysicalPoint((0, 0, 8)), atol=1e-5)
     assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image)[::-1])
