@@ -39,6 +39,45 @@ _MR_ACQUISITION = {"0018|0020": "GR", "0018|0021": "SP", "0018|0022": "", "0018|
                    "0018|0080": "8", "0018|0081": "3", "0018|0091": "1", "0018|5100": "HFS"}
 
 
+@dataclass(frozen=True)
+class SeriesIdentity:
+    """Patient, study and series identity of a written series (DICOM value formats:
+    dates YYYYMMDD, sex M/F/O, PatientSize in m, PatientWeight in kg)."""
+
+    patient_name: str
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    frame_uid: str
+    birth_date: str = ""
+    sex: str = "O"
+    accession: str = ""
+    study_id: str = "1"
+    study_date: str = ""
+    study_time: str = ""  # HHMMSS; GDCM writes the time of writing when this is empty
+    study_description: str = ""
+    series_description: str = ""
+    series_number: int = 1
+    size_m: float | None = None
+    weight_kg: float | None = None
+    manufacturer: str = "BrainMetSeg synth"
+
+    def tags(self) -> dict[str, str]:
+        """The identity as SimpleITK metadata (``"gggg|eeee"`` tag -> value)."""
+        tags = {"0010|0010": self.patient_name, "0010|0020": self.patient_id,
+                "0010|0030": self.birth_date, "0010|0040": self.sex, "0008|0050": self.accession,
+                "0020|0010": self.study_id, "0020|000d": self.study_uid, "0020|000e": self.series_uid,
+                "0020|0052": self.frame_uid, "0020|0011": str(self.series_number),
+                "0008|0070": self.manufacturer}
+        optional = {"0010|1020": self.size_m, "0010|1030": self.weight_kg, "0008|0020": self.study_date,
+                    "0008|0030": self.study_time, "0008|1030": self.study_description,
+                    "0008|103e": self.series_description}
+        for tag, value in optional.items():
+            if value:
+                tags[tag] = value if isinstance(value, str) else ds_values([value])
+        return tags
+
+
 #: Synthetic scan dates: the baseline on this day, follow-up k ``FOLLOWUP_WEEKS`` * k weeks later.
 BASELINE_DATE = datetime.date(2020, 1, 1)
 FOLLOWUP_WEEKS = 12
@@ -71,48 +110,10 @@ def phantom_identity(cid: str, provenance: dict | None, followup: int = 0) -> Se
     return SeriesIdentity(
         patient_name=f"Synthetic^{cid}", patient_id=f"{cid}-{_digest(*patient).hex[:8]}",
         study_uid=uid_from(*study, "study"), series_uid=uid_from(*study, "series"),
-        frame_uid=uid_from(*study, "frame"), study_id=str(followup + 1), study_date=date.strftime("%Y%m%d"), study_time="090000",
+        frame_uid=uid_from(*study, "frame"), study_id=str(followup + 1),
+        study_date=date.strftime("%Y%m%d"), study_time="090000",
         study_description="BrainMetSeg synthetic phantom (not a patient)",
         series_description="CE-T1 (synthetic)" if not followup else f"CE-T1 (synthetic), follow-up {followup}")
-
-
-@dataclass(frozen=True)
-class SeriesIdentity:
-    """Patient, study and series identity of a written series (DICOM value formats:
-    dates YYYYMMDD, sex M/F/O, PatientSize in m, PatientWeight in kg)."""
-
-    patient_name: str
-    patient_id: str
-    study_uid: str
-    series_uid: str
-    frame_uid: str
-    birth_date: str = ""
-    sex: str = "O"
-    accession: str = ""
-    study_id: str = "1"
-    study_date: str = ""
-    study_time: str = ""  # HHMMSS; GDCM writes the time of writing when this is empty
-    study_description: str = ""
-    series_description: str = ""
-    series_number: int = 1
-    size_m: float | None = None
-    weight_kg: float | None = None
-    manufacturer: str = "BrainMetSeg synth"
-
-    def tags(self) -> dict[str, str]:
-        """The identity as SimpleITK metadata (``"gggg|eeee"`` tag -> value)."""
-        tags = {"0010|0010": self.patient_name, "0010|0020": self.patient_id,
-                "0010|0030": self.birth_date, "0010|0040": self.sex, "0008|0050": self.accession,
-                "0020|0010": self.study_id, "0020|000d": self.study_uid, "0020|000e": self.series_uid,
-                "0020|0052": self.frame_uid, "0020|0011": str(self.series_number),
-                "0008|0070": self.manufacturer}
-        optional = {"0010|1020": self.size_m, "0010|1030": self.weight_kg, "0008|0020": self.study_date,
-                    "0008|0030": self.study_time,
-                    "0008|1030": self.study_description, "0008|103e": self.series_description}
-        for tag, value in optional.items():
-            if value:
-                tags[tag] = value if isinstance(value, str) else ds_values([value])
-        return tags
 
 
 @contextlib.contextmanager
