@@ -23,7 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .candidates import candidate_features, zscore_within
-from .lesions import Frame, lesion_table, renumber_by_size
+from .lesions import Frame, LesionTableRow, lesion_table, renumber_by_size
 from .operating_point import OperatingPoint, lesion_labels_array
 from .options import ScorerMode
 from .scorer import Scorer
@@ -70,8 +70,16 @@ def _image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     return out
 
 
+class ReviewRow(LesionTableRow):
+    """A possible lesion listed for review (``possible_lesions.csv``): a lesion row with
+    ``status`` "possible", ids of their own (1 = most probable)."""
+
+    status: str
+
+
 def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, scorer: Scorer,
-                 mode: ScorerMode, outline_threshold: float | None):
+                 mode: ScorerMode, outline_threshold: float | None
+                 ) -> tuple[sitk.Image, list[LesionTableRow], list[ReviewRow], int]:
     """(label image, lesion table, possible table, candidate count) of one case.
 
     Each table row carries ``lesion_probability``; possible rows have ``status`` "possible"
@@ -86,14 +94,13 @@ def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, 
     table = lesion_table(labels, probability)
     for row in table:
         row["lesion_probability"] = float(cand.probability[old[row["lesion_id"] - 1] - 1])
-    review = []
+    review: list[ReviewRow] = []
     if possible.any():
         plab, pold = _subset(cand.labels, possible)
         rows = lesion_table(_image(plab, probability), probability)
         for row in rows:
             row["lesion_probability"] = float(cand.probability[pold[row["lesion_id"] - 1] - 1])
-            row["status"] = "possible"
-        review = sorted(rows, key=lambda r: -r["lesion_probability"])
+        review = sorted(({**row, "status": "possible"} for row in rows), key=lambda r: -r["lesion_probability"])
         for n, row in enumerate(review, 1):
             row["lesion_id"] = n
     return labels, table, review, len(cand.probability)

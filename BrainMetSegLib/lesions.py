@@ -10,6 +10,7 @@ boundary) mapped to physical millimetres. Coordinates reported are RAS mm.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import cc3d
 import numpy as np
@@ -17,14 +18,35 @@ import SimpleITK as sitk
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
-COLUMNS = (
-    "lesion_id", "voxels", "volume_mm3", "longest_diameter_mm", "axial_longest_diameter_mm",
-    "axial_perpendicular_diameter_mm", "axial_slices", "centroid_r", "centroid_a", "centroid_s",
-    "centroid_i", "centroid_j", "centroid_k", "max_probability", "mean_probability",
-    "rano_bm_measurable", "lesion_probability",
-)
-# lesion_probability: the candidate scorer's calibrated probability that the lesion is a
-# metastasis (BrainMetSegLib.candidate_stage); NaN / empty for models without a scorer.
+
+class LesionTableRow(TypedDict):
+    """One row of the lesion table (:func:`lesion_table`): the one definition of its columns,
+    in order (:data:`COLUMNS`). Rows stay plain dicts (CSV/JSON/DICOM SR/MRML tables read them
+    by these keys). Coordinates: RAS mm, voxel indices (i, j, k) of the image grid."""
+
+    lesion_id: int  # label value, 1..N by decreasing size at inference
+    voxels: int
+    volume_mm3: float
+    longest_diameter_mm: float  # 3D, across the half-voxel surface
+    axial_longest_diameter_mm: float  # RANO-BM, on the axial slice where it is largest
+    axial_perpendicular_diameter_mm: float
+    axial_slices: int  # axial slices the lesion is seen on
+    centroid_r: float
+    centroid_a: float
+    centroid_s: float
+    centroid_i: int
+    centroid_j: int
+    centroid_k: int
+    max_probability: float  # NaN without a probability map
+    mean_probability: float
+    rano_bm_measurable: bool
+    # the candidate scorer's calibrated probability that the lesion is a metastasis
+    # (BrainMetSegLib.candidate_stage); NaN / empty for models without a scorer.
+    lesion_probability: float
+
+
+#: The lesion table's columns in order (CSV header, JSON keys, Slicer table).
+COLUMNS: tuple[str, ...] = tuple(LesionTableRow.__annotations__)
 
 # RANO-BM (Lin et al. 2015): measurable = longest axial diameter >= 10 mm, perpendicular
 # >= 5 mm, seen on >= 2 axial slices.
@@ -217,7 +239,7 @@ def _axial_diameters(lab: np.ndarray, n: int, frame: Frame, axis: int):
     return longest, perpendicular, n_slices
 
 
-def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> list[dict]:
+def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> list[LesionTableRow]:
     """One row per lesion id present in ``labels`` (ids as stored), columns :data:`COLUMNS`.
 
     Every lesion is measured at once: the level-0.5 surface (3D) and contour (axial) points
@@ -257,7 +279,7 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> l
     else:
         p_max = p_mean = np.full(len(present), np.nan)
     vvol = voxel_volume_mm3(labels.GetSpacing())
-    rows = []
+    rows: list[LesionTableRow] = []
     for row, idx in enumerate(present):
         k, j, i = centroid_kji[idx]
         rows.append({

@@ -203,10 +203,10 @@ class ModelPackage:
         if len(members) == 1 and io.is_plain:
             net = members[0]
         else:
-            from .network_io import adapted_network
+            from .network_adapter import AdaptedNetwork  # torch-side: loaded only when wrapping
 
-            net = adapted_network(members, io, list(self.card.input_sequences),
-                                  tuple(self.card.patch_size[::-1]), self.card.overlap)
+            net = AdaptedNetwork(members, io, list(self.card.input_sequences),
+                                 tuple(self.card.patch_size[::-1]), self.card.overlap)
         return net.to(torch.device(device)).eval()
 
 

@@ -13,13 +13,13 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from .errors import FolderBusyError, OutputError
-from .lesions import COLUMNS
+from .lesions import COLUMNS, LesionTableRow
 from .options import OutputFormat
 from .run_record import output_hashes
 from .slicer_seg import SEG_NRRD_NAME, segmentation_image
@@ -39,7 +39,7 @@ FORMATS = {f.value: f.suffix for f in OutputFormat}
 POSSIBLE_CSV = "possible_lesions.csv"
 
 
-def table_csv(rows: list[dict], scored: bool = False, extra: tuple[str, ...] = ()) -> str:
+def table_csv(rows: Sequence[LesionTableRow], scored: bool = False, extra: tuple[str, ...] = ()) -> str:
     """CSV of lesion rows, columns :data:`COLUMNS` (``lesion_probability`` only for a run with
     a candidate scorer, ``scored``) and then ``extra``."""
     columns = [c for c in COLUMNS if scored or c != "lesion_probability"] + list(extra)

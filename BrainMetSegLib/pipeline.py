@@ -22,13 +22,13 @@ import SimpleITK as sitk
 from . import __version__
 from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
-from .candidate_stage import apply_scorer
+from .candidate_stage import ReviewRow, apply_scorer
 from .checksums import sha256_file
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
 from .images import as_scalar_volume, read_scalar_volume, split_image_suffix, validate_image
 from .inference import InferenceConfig, predict, resolve_device
-from .lesions import lesion_table
+from .lesions import LesionTableRow, lesion_table
 from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .operating_point import OperatingPoint, lesion_labels
 from .options import (
@@ -130,12 +130,12 @@ class Result:
     case_id: str
     labels: sitk.Image
     probability: sitk.Image
-    table: list[dict]
+    table: list[LesionTableRow]
     timings_s: dict[str, float]
     provenance: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     brain_mask: sitk.Image | None = None  # uint8, the dilated mask that gated the probability
-    possible: list[dict] = field(default_factory=list)  # candidates listed for review (not lesions)
+    possible: list[ReviewRow] = field(default_factory=list)  # candidates listed for review (not lesions)
 
     @property
     def n_lesions(self) -> int:

@@ -1,17 +1,17 @@
-"""Small DICOM MR series written by SimpleITK (GDCM) from phantoms, and label maps on them.
+"""Small DICOM MR series from phantoms (the library's writer,
+:mod:`BrainMetSegLib.synth.dicom_writer`), and label maps on them.
 
 Geometries: axial, oblique (rotated about two axes) and sagittal acquisitions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import locale
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from BrainMetSegLib.synth.dicom_writer import SeriesIdentity, write_series_files
 from conftest import make_volume
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.16.1"
@@ -71,47 +71,13 @@ LESIONS = [((4.0, -6.0, 13.0), 6.0, 3.0), ((-5.0, -12.0, 8.0), 4.0, 0.0),
            ((10.0, -2.0, 15.0), 3.0, 0.0), ((-4.0, 0.0, 16.0), 1.6, 0.0)]
 
 
-@contextlib.contextmanager
-def keep_locale():
-    """GDCM's DICOM writer switches the process to the "C" locale (which would turn Python's
-    default text encoding into ASCII for every later test); put it back."""
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
-
-
-def _ds(values) -> str:
-    """DICOM DS values: at most 16 characters each."""
-    return "\\".join(f"{float(v):.9g}" if abs(float(v)) >= 1e-6 else "0" for v in values)
-
-
 def write_series(image: sitk.Image, folder: Path, series_uid: str = SERIES_UID) -> list[Path]:
-    """One MR Image Storage file per slice along the image's z axis (SimpleITK/GDCM)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    d = np.reshape(image.GetDirection(), (3, 3))
-    iop = _ds(list(d[:, 0]) + list(d[:, 1]))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    files = []
-    with keep_locale():
-        for k in range(image.GetDepth()):
-            sl = image[:, :, k]
-            tags = {**PATIENT,
-                    "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0060": "MR",
-                    "0008|0018": f"{series_uid}.{k + 1}", "0008|0008": "ORIGINAL\\PRIMARY\\M\\NONE",
-                    "0008|0070": "Phantom Scanner", "0020|000e": series_uid, "0020|000d": STUDY_UID,
-                    "0020|0052": FRAME_UID, "0020|1040": "", "0020|0011": "3", "0020|0060": "",
-                    "0020|0013": str(k + 1),
-                    "0020|0032": _ds(image.TransformIndexToPhysicalPoint((0, 0, k))),
-                    "0020|0037": iop, "0018|0050": _ds([image.GetSpacing()[2]]),
-                    "0018|0020": "GR", "0018|0021": "SP", "0018|0022": "", "0018|0023": "3D",
-                    "0018|0080": "8", "0018|0081": "3", "0018|0091": "1", "0018|5100": "HFS"}
-            for key, value in tags.items():
-                sl.SetMetaData(key, value)
-            path = folder / f"IM{k + 1:04d}.dcm"
-            writer.SetFileName(str(path))
-            writer.Execute(sl)
-            files.append(path)
-    return files
+    """One MR Image Storage file per slice along the image's z axis, identity from ``PATIENT``
+    (read at call time: a test may patch it), into ``folder`` beside what it holds."""
+    p = PATIENT
+    identity = SeriesIdentity(
+        patient_name=p["0010|0010"], patient_id=p["0010|0020"], birth_date=p["0010|0030"], sex=p["0010|0040"],
+        accession=p["0008|0050"], study_id=p["0020|0010"], size_m=float(p["0010|1020"]),
+        weight_kg=float(p["0010|1030"]), study_uid=STUDY_UID, series_uid=series_uid, frame_uid=FRAME_UID,
+        series_number=3, manufacturer="Phantom Scanner")
+    return write_series_files(image, folder, identity)

@@ -28,12 +28,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("", "errors", "options", "sequences", "progress", "resources")),
     # what reads, checks and writes files (io.py's successors: images, staging, textfiles,
     # checksums, stderr_capture, folder_staging)
-    ("files", ("images", "staging", "textfiles", "checksums", "stderr_capture", "filecheck", "dicom_series", "records", "run_record", "geometry", "acquisition",
+    ("files", ("images", "staging", "folder_staging", "textfiles", "checksums", "stderr_capture", "filecheck",
+               "dicom_series", "records", "run_record", "geometry", "acquisition",
                # leaf helpers the layers above share (issue 28: reports' figures and CSS, and
                # the lesions' names, colours and table columns moved out of slicer_bridge)
                "plotting", "html_report", "lesion_vocabulary")),
     ("preprocess", ("preprocess", "normalisation", "skullstrip", "stripped", "coregister", "plausibility")),
-    ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io")),
+    ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io",
+                   "network_adapter")),
     ("postprocess", ("lesions", "operating_point", "candidates", "candidate_stage", "scorer")),
     ("model package", ("models", "card_check", "download")),
     ("outputs", ("outputs", "slicer_seg", "dicom")),

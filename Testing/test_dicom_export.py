@@ -399,6 +399,23 @@ def test_flipped_nifti_grid_maps_onto_the_series(tmp_path):
     assert np.array_equal(pixels, sitk.GetArrayFromImage(labels))
 
 
+def test_seg_slice_spacing_is_the_step_when_the_source_states_another(tmp_path):
+    """Converters write SpacingBetweenSlices 1 whatever the step (so did GDCM for 2D slices):
+    the SEG's pixel measures carry the step between slice positions, not the stated value."""
+    image = phantom_image("oblique", size_xyz=(14, 16, 10))  # 1.2 mm between slices
+    for f in write_series(image, tmp_path / "s"):
+        ds = pydicom.dcmread(f)
+        assert float(ds.SpacingBetweenSlices) == pytest.approx(1.2)  # the writer's own value
+        ds.SpacingBetweenSlices = "1"
+        ds.save_as(f)
+    labels = lesion_labels(image, [((3.0, -7.5, 12.0), 3.5, 0.0)])
+    out = export_dicom(labels, lesion_table(labels), tmp_path / "s", tmp_path / "o", ("seg",), MODEL)
+    seg = hd.seg.segread(out["dicom_seg"])
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SpacingBetweenSlices) == pytest.approx(1.2)
+    assert float(measures.SliceThickness) == pytest.approx(1.2)
+
+
 def test_no_lesion_writes_a_no_findings_sr_and_existing_files_are_kept(tmp_path):
     """No lesion: no SEG (it needs a segment) and no RTSTRUCT (a ROI), but an asked-for SR is
     written as a "no findings" report, read by highdicom, dcmqi and dciodvfy."""

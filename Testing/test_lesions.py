@@ -1,10 +1,12 @@
 """Lesion instances and measures on analytic shapes, in physical space."""
 
+import typing
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BrainMetSegLib.lesions import COLUMNS, label_instances, lesion_table
+from BrainMetSegLib.lesions import COLUMNS, LesionTableRow, label_instances, lesion_table
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels
 
 
@@ -33,6 +35,21 @@ def test_sphere_volume_and_diameters(spacing):
     for key in ("longest_diameter_mm", "axial_longest_diameter_mm", "axial_perpendicular_diameter_mm"):
         assert abs(row[key] - 2 * radius) <= tol, (key, row[key])
     assert row["rano_bm_measurable"]
+
+
+def test_rows_are_the_typed_definition_in_column_order():
+    """Each row has exactly the LesionTableRow keys, in COLUMNS order (the CSV/JSON order), and
+    values of the declared types, with and without a probability map."""
+    labels = ellipsoid_image([4, 3, 2], (0.5, 0.5, 0.5), (12, 20, 20))
+    probability = sitk.Cast(labels, sitk.sitkFloat32) * 0.75
+    hints = typing.get_type_hints(LesionTableRow)
+    assert tuple(hints) == COLUMNS and len(COLUMNS) == 17 and COLUMNS[0] == "lesion_id"
+    for prob in (None, probability):
+        (row,) = lesion_table(labels, prob)
+        assert tuple(row) == COLUMNS
+        for key, kind in hints.items():
+            assert type(row[key]) is kind, (key, row[key])
+    assert row["max_probability"] == pytest.approx(0.75)
 
 
 def test_ellipsoid_axes_and_rano():

@@ -53,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-plane", type=float, default=None, metavar="MM",
                    help="in-plane spacing with --slice-thickness (default: --spacing's x)")
     p.add_argument("--preview", action="store_true", help="also write preview/<case>.png contact sheets")
+    p.add_argument("--dicom", action="store_true",
+                   help="also write each image as a DICOM MR series folder, dicom/<case>/ (follow-ups: "
+                        "dicom/<case>_fu<k>/): one synthetic patient per case, one study per scan, "
+                        "the NIfTI's geometry and values (to test a PACS route or a DICOM reader)")
     p.add_argument("--followups", type=int, default=0, metavar="K",
                    help="also write K follow-up scans per case into followups/ (moved head, lesions grown, "
                         "shrunk, gone or new; truth: correspondence, transform, RANO-BM response)")
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     desc = write_dataset(args.output, args.cases, seed=args.seed, config=config, progress=progress,
                          overwrite=args.overwrite, preview=args.preview, start=args.start,
-                         followups=args.followups, followup_config=_followup_config(args))
+                         followups=args.followups, followup_config=_followup_config(args), dicom=args.dicom)
     elapsed = time.perf_counter() - t0
     if args.progress == ProgressMode.JSON:
         print(json.dumps({"type": "result", "output": str(args.output), "cases": args.cases,

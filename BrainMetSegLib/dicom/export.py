@@ -21,6 +21,7 @@ import pydicom
 import SimpleITK as sitk
 
 from ..errors import InputError, OutputError
+from ..lesions import LesionTableRow
 from ..staging import check_writable, default_file_mode
 from .identity import ModelIdentity
 from .reference import ReferenceSeries, check_lattice, labels_on_reference, read_reference_series
@@ -64,7 +65,7 @@ def write_dataset(ds: pydicom.Dataset, path: Path, overwrite: bool = False) -> P
     return path
 
 
-def export_dicom(labels: sitk.Image, table: list[dict],
+def export_dicom(labels: sitk.Image, table: list[LesionTableRow],
                  reference: ReferenceSeries | str | os.PathLike | list[str | os.PathLike],
                  outdir: str | os.PathLike, kinds=DICOM_KINDS, model: ModelIdentity | None = None,
                  overwrite: bool = False, labels_name: str = "label map") -> dict[str, Path]:

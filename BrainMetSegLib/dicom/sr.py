@@ -24,6 +24,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from scipy import ndimage
 
+from ..lesions import LesionTableRow
 from .identity import MANUFACTURER, SERIES_NUMBERS, ModelIdentity, lo
 from .reference import ReferenceSeries
 from .seg import REGION, TYPE
@@ -49,7 +50,7 @@ def _referenced_segment(seg: hd.seg.Segmentation, number: int, sources) -> hd.sr
                        for ds in sources])
 
 
-def _group(seg: hd.seg.Segmentation, row: dict, algorithm: hd.sr.AlgorithmIdentification, sources):
+def _group(seg: hd.seg.Segmentation, row: LesionTableRow, algorithm: hd.sr.AlgorithmIdentification, sources):
     number = int(row["lesion_id"])
     description = seg.get_segment_description(number)
     mm, mm3 = codes.UCUM.Millimeter, codes.UCUM.CubicMillimeter
@@ -98,7 +99,7 @@ def _report(evidence: list, groups: list, model: ModelIdentity) -> hd.sr.Compreh
 
 
 def build_sr(reference: ReferenceSeries, seg: hd.seg.Segmentation, labels_frames: np.ndarray,
-             table: list[dict], model: ModelIdentity) -> hd.sr.Comprehensive3DSR:
+             table: list[LesionTableRow], model: ModelIdentity) -> hd.sr.Comprehensive3DSR:
     """A TID 1500 report with one group per row of ``table`` (lesion ids = segment numbers of
     ``seg``, values of ``labels_frames``, (slice, row, column) on ``reference``)."""
     boxes = ndimage.find_objects(labels_frames.astype(np.int32, copy=False))
@@ -121,7 +122,7 @@ def build_no_findings_sr(reference: ReferenceSeries, model: ModelIdentity) -> hd
     return _report(list(reference.datasets), [group], model)
 
 
-def _sources(reference: ReferenceSeries, labels_frames: np.ndarray, boxes, row: dict) -> list:
+def _sources(reference: ReferenceSeries, labels_frames: np.ndarray, boxes, row: LesionTableRow) -> list:
     """The source slices that hold lesion ``row["lesion_id"]``."""
     lesion_id = int(row["lesion_id"])
     box = boxes[lesion_id - 1]

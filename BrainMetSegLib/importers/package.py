@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import OutputError
+from ..folder_staging import staged_folder
 from ..models import CARD_NAME, ModelCard, ModelPackage, load_package
 
 
@@ -32,12 +31,7 @@ def write_package(card: ModelCard, states: list[tuple[str, dict]], output: str |
         raise OutputError(f"{output}: already exists; pass --overwrite to replace it.")
     if output.exists() and not (output / CARD_NAME).is_file():
         raise OutputError(f"{output}: exists and is not a model package; not replaced.")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent))
-    except OSError as exc:
-        raise OutputError(f"{output.parent}: cannot create the package folder ({exc.strerror}).") from None
-    try:
+    with staged_folder(output, "package folder") as tmp:
         members = []
         for name, state in states:
             tensors = {k: v.detach().to(torch.float32 if v.is_floating_point() else v.dtype)
@@ -48,21 +42,9 @@ def write_package(card: ModelCard, states: list[tuple[str, dict]], output: str |
         card = dataclasses.replace(card, weights=members[0]["weights"], sha256=members[0]["sha256"],
                                    ensemble=members if len(members) > 1 else [])
         (tmp / CARD_NAME).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
         os.chmod(tmp / CARD_NAME, default_file_mode())
         package = load_package(tmp)
         package.load_network("cpu")  # the checks a run makes, before anything is replaced
-        if output.exists():
-            old = output.with_name(f".{output.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ModelPackage(card, output)
 
 
@@ -77,8 +59,3 @@ def _unaliased(state: dict) -> dict:
             out[key] = tensor
     return out
 
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask

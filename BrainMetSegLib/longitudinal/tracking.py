@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from ..lesions import lesion_table
+from ..lesions import LesionTableRow, lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .matching import Link, MatchConfig, Reference, match_lesions
 from .rano import RESPONSE_WORDS, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
@@ -38,7 +38,7 @@ class TimePoint:
     name: str
     image: sitk.Image
     labels: sitk.Image
-    table: list[dict] | None = None
+    table: list[LesionTableRow] | None = None
     days: float | None = None
     source: str = ""
 
@@ -199,11 +199,11 @@ def track_colour(track_id: int) -> list[int]:
     return list(_PALETTE[(track_id - 1) % len(_PALETTE)])
 
 
-def _centroid_lps(row: dict) -> np.ndarray:
+def _centroid_lps(row: LesionTableRow) -> np.ndarray:
     return np.array([-row["centroid_r"], -row["centroid_a"], row["centroid_s"]], float)
 
 
-def _combine(t: int, status: str, rows: list[dict], method: str) -> LesionAtTime:
+def _combine(t: int, status: str, rows: list[LesionTableRow], method: str) -> LesionAtTime:
     """One track's measurement from its pieces (several when it split)."""
     vol = np.array([r["volume_mm3"] for r in rows], float)
     w = vol / vol.sum() if vol.sum() > 0 else np.full(len(rows), 1.0 / len(rows))
@@ -329,7 +329,7 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
     return LongitudinalResult(infos, ordered, rano, maps, regs)
 
 
-def _baseline_tracks(base: TimePoint, table: list[dict], n_t: int) -> tuple[dict[int, Track], dict[int, Reference]]:
+def _baseline_tracks(base: TimePoint, table: list[LesionTableRow], n_t: int) -> tuple[dict[int, Track], dict[int, Reference]]:
     """A track (and its reference extent) per baseline lesion."""
     flat_base = sitk.GetArrayViewFromImage(base.labels).ravel()
     order = np.argsort(flat_base, kind="stable")

@@ -7,6 +7,8 @@ OUTDIR/brainmasksTr/<case>.nii.gz    brain mask (uint8)
 OUTDIR/lesionsTr/<case>.json         lesions: id, centre_ras_mm, diameter_mm, pattern, volume_mm3, location...
 OUTDIR/dataset.json                  nnU-Net v2 dataset description + a "synthetic" block
 OUTDIR/preview/<case>.png            contact sheet (with preview=True)
+OUTDIR/dicom/<case>/IM0001.dcm ...   the image as a DICOM MR series (with dicom=True; follow-ups
+                                     in dicom/<case>_fu<k>/; see :mod:`.dicom_writer`)
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ def case_paths(outdir: Path, cid: str) -> dict[str, Path]:
 
 
 def write_case(case: SynthCase, outdir: Path, cid: str, overwrite: bool = False,
-               preview: bool = False, provenance: dict | None = None) -> dict[str, Path]:
+               preview: bool = False, provenance: dict | None = None, dicom: bool = False) -> dict[str, Path]:
     """Write one case's files; returns their paths. ``provenance`` (seed, options) goes into
-    the case's lesion JSON."""
+    the case's lesion JSON; ``dicom`` also writes the image as a DICOM series folder."""
     paths = case_paths(outdir, cid)
     write_image(case.image, paths["image"], overwrite=overwrite)
     write_image(case.binary, paths["label"], overwrite=overwrite)
@@ -66,13 +68,34 @@ def write_case(case: SynthCase, outdir: Path, cid: str, overwrite: bool = False,
         contact_sheet(case, paths["preview"], title=cid, overwrite=overwrite)
     else:
         paths.pop("preview")
+    if dicom:
+        from .dicom_writer import phantom_identity, series_folder, write_dicom_series
+
+        paths["dicom"] = write_dicom_series(case.image, series_folder(outdir, cid),
+                                            phantom_identity(cid, provenance), overwrite=overwrite)
     return paths
+
+
+def _existing_outputs(outdir: Path, indices: range, followups: int, dicom: bool) -> list[Path]:
+    """The files (and DICOM series folders) of cases ``indices`` that already exist."""
+    existing = [p for k in indices for p in case_paths(outdir, case_id(k)).values() if p.exists()]
+    if followups:
+        from .followup import followup_paths
+
+        existing += [p for k in indices for j in range(1, followups + 1)
+                     for p in followup_paths(outdir, case_id(k), j).values() if p.exists()]
+    if dicom:
+        from .dicom_writer import series_folder
+
+        names = [f"{case_id(k)}{f'_fu{j}' if j else ''}" for k in indices for j in range(followups + 1)]
+        existing += [p for p in (series_folder(outdir, name) for name in names) if p.exists()]
+    return existing
 
 
 def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = None,
                   progress: ProgressCallback | None = None, overwrite: bool = False,
                   preview: bool = False, start: int = 0, followups: int = 0,
-                  followup_config=None) -> dict:
+                  followup_config=None, dicom: bool = False) -> dict:
     """Generate ``n`` cases (ids ``synth_<start>`` ...) into ``outdir``; returns the dataset.json dict.
 
     Refuses to replace existing case files unless ``overwrite``; with ``start`` > 0 an
@@ -80,18 +103,15 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
     Per-case seeds come from :func:`case_seed` so a case does not depend on ``n``.
     ``followups`` > 0 also writes that many follow-ups per case into ``followups/`` (see
     :mod:`BrainMetSegLib.synth.followup`); the baseline files are the same as without them.
+    ``dicom`` also writes every image (follow-ups too) as a DICOM MR series folder in ``dicom/``
+    (:mod:`BrainMetSegLib.synth.dicom_writer`); the other files are the same as without it.
     """
     config = config or C.SynthConfig()
     outdir = Path(outdir)
     if n < 1:
         raise OutputError(f"{outdir}: number of cases must be >= 1 (got {n}).")
     if not overwrite:
-        existing = [p for k in range(start, start + n) for p in case_paths(outdir, case_id(k)).values() if p.exists()]
-        if followups:
-            from .followup import followup_paths
-
-            existing += [p for k in range(start, start + n) for j in range(1, followups + 1)
-                         for p in followup_paths(outdir, case_id(k), j).values() if p.exists()]
+        existing = _existing_outputs(outdir, range(start, start + n), followups, dicom)
         if existing or (start == 0 and (outdir / "dataset.json").exists()):
             first = existing[0] if existing else outdir / "dataset.json"
             raise OutputError(f"{first}: already exists; pass --overwrite to replace it or use another folder.")
@@ -110,10 +130,10 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
             fcfg = followup_config or FollowupConfig()
             case, series = make_series(cseed, config, followups, fcfg)
             write_followups(case, series, outdir, cid, overwrite=overwrite,
-                            provenance={**provenance, "followup_options": asdict(fcfg)})
+                            provenance={**provenance, "followup_options": asdict(fcfg)}, dicom=dicom)
         else:
             case = make_case(cseed, config)
-        write_case(case, outdir, cid, overwrite=overwrite, preview=preview, provenance=provenance)
+        write_case(case, outdir, cid, overwrite=overwrite, preview=preview, provenance=provenance, dicom=dicom)
         times.append(time.perf_counter() - t0)
     images = sorted((outdir / "imagesTr").glob("*_0000.nii.gz"))
     total = len(images)
@@ -131,6 +151,8 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
     if followups:
         desc["synthetic"]["followups_per_case"] = followups
         desc["synthetic"]["followups_layout"] = "followups/<case>_fu<k>_0000.nii.gz, _instances.nii.gz, .json"
+    if dicom:
+        desc["synthetic"]["dicom_layout"] = "dicom/<case>/IM0001.dcm ... (and dicom/<case>_fu<k>/): MR series"
     write_text(_json(desc), outdir / "dataset.json", overwrite=True)
     if progress:
         progress(ProgressEvent(Stage.SYNTH, 1.0, f"{n} cases, {np.mean(times):.1f} s per case"))

@@ -258,9 +258,10 @@ def followup_paths(outdir, cid: str, k: int) -> dict:
 
 
 def write_followups(baseline: SynthCase, followups: list[Followup], outdir, cid: str,
-                    overwrite: bool = False, provenance: dict | None = None) -> list[dict]:
+                    overwrite: bool = False, provenance: dict | None = None, dicom: bool = False) -> list[dict]:
     """Write each follow-up's image, instance labels and truth JSON (correspondence, resolved
-    lesions, movement, the transform, the true RANO-BM response of the series)."""
+    lesions, movement, the transform, the true RANO-BM response of the series); ``dicom`` also
+    writes each image as a DICOM series (the baseline's patient, a study per follow-up)."""
     import json
 
     from ..staging import write_image, write_text
@@ -280,5 +281,10 @@ def write_followups(baseline: SynthCase, followups: list[Followup], outdir, cid:
                                 **resp.to_dict(), "note": assessment.note},
                "info": fu.case.info, **(provenance or {})}
         write_text(json.dumps(doc, indent=2, default=float) + "\n", paths["truth"], overwrite=overwrite)
+        if dicom:
+            from .dicom_writer import phantom_identity, series_folder, write_dicom_series
+
+            paths["dicom"] = write_dicom_series(fu.case.image, series_folder(outdir, f"{cid}_fu{k}"),
+                                                phantom_identity(cid, provenance, k), overwrite=overwrite)
         written.append(paths)
     return written
