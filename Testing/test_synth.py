@@ -259,6 +259,17 @@ def test_bad_options_are_clear_errors():
         SynthConfig(diameter_range_mm=(10, 5))
 
 
+def test_followups_refuse_the_reacquisition_options_they_cannot_honour(tmp_path: Path, capsys):
+    # Follow-up series are rendered on the axis-aligned grid: taking --oblique there would write
+    # an upright dataset while the user asked for an oblique one (silently ignored before).
+    args = ["synth", "-n", "1", "-o", str(tmp_path / "ds"), "--spacing", "3", "--followups", "1",
+            "--progress", "none"]
+    for extra in (["--oblique", "20", "10"], ["--slice-thickness", "5"]):
+        assert cli_main([*args, *extra]) == 2
+        assert extra[0] in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
 def test_same_case_whatever_the_thread_count():
     """Byte-identical arrays with one thread (torch, BLAS, ITK) and with the defaults."""
     import torch

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from ..progress import ProgressCallback, ProgressEvent, Stage
 from ..staging import write_image, write_text
 from . import config as C
@@ -110,6 +110,13 @@ def write_dataset(outdir, n: int, seed: int = 0, config: C.SynthConfig | None = 
     outdir = Path(outdir)
     if n < 1:
         raise OutputError(f"{outdir}: number of cases must be >= 1 (got {n}).")
+    reacquired = [flag for flag, value in (("--oblique", config.oblique_deg), ("--slice-thickness",
+                  config.slice_thickness_mm), ("--in-plane", config.in_plane_mm)) if value is not None]
+    if followups and reacquired:
+        # The follow-up series is rendered on the phantom's own axis-aligned grid; taking these
+        # options silently would write a baseline and follow-ups unlike what was asked.
+        raise InputError(f"{' and '.join(reacquired)} cannot be combined with --followups yet: follow-up series "
+                         "are written on the phantom's axis-aligned grid. Write them without these options.")
     if not overwrite:
         existing = _existing_outputs(outdir, range(start, start + n), followups, dicom)
         if existing or (start == 0 and (outdir / "dataset.json").exists()):
