@@ -279,13 +279,13 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run = None
         self.ui.progressBar.hide()
         if run.status == "done":
-            nodes, p = run.value, self._parameterNode
+            out, p = run.value, self._parameterNode
             if p is not None:
-                p.outputSegmentation, p.outputTable, p.outputProbability = nodes.segmentation, nodes.table, nodes.probability
+                p.outputSegmentation, p.outputTable, p.outputProbability = out.segmentation, out.table, out.probability
             warnings = run.monitor.result.warnings if run.monitor.result else ()  # doubtful input
             self.ui.statusLabel.text = _("{n} lesion(s) found in {s:.0f} s, {k} warning(s).").format(
-                n=nodes.table.GetNumberOfRows(), s=run.elapsed, k=len(warnings))
-            self.ui.tableView.setMRMLTableNode(nodes.table)
+                n=out.table.GetNumberOfRows(), s=run.elapsed, k=len(warnings))
+            self.ui.tableView.setMRMLTableNode(out.table)
             if warnings:
                 slicer.util.warningDisplay(_("The result may be unreliable:") + "\n\n" + "\n".join(warnings))
         elif run.status == "cancelled":
@@ -576,9 +576,9 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
     def exportDicom(segmentation, outputFolder, reference=None, kinds=("seg", "sr", "rtstruct"), overwrite=False):
         """DICOM SEG, SR and RTSTRUCT of the segments as they are now; reference: the CE-T1's DICOM folder or
         files (default: its files in Slicer's DICOM database). The library writes them (docs/dicom.md)."""
-        from BrainMetSegLib.mrml import dicom_export
-        return dicom_export.export_segmentation_dicom(segmentation, reference, outputFolder, kinds, overwrite=overwrite,
-                                                      file_for_instance=getattr(slicer.dicomDatabase, "fileForInstance", None)).paths
+        from BrainMetSegLib.mrml.dicom_export import export_segmentation_dicom
+        return export_segmentation_dicom(segmentation, reference, outputFolder, kinds, overwrite=overwrite,
+                                         file_for_instance=getattr(slicer.dicomDatabase, "fileForInstance", None)).paths
 
     @staticmethod
     def loadComparison(folder):

@@ -141,7 +141,8 @@ def _one(local: dict, spacing_kji: np.ndarray, frame: Frame, diameter: float,
     fill = volume / (np.pi / 6 * d ** 3)
     zc = z[core]
     shell_ball = ndimage.generate_binary_structure(3, 1)
-    shell = ndimage.binary_dilation(local["lesion"], shell_ball, iterations=int(_mm_margin(SHELL_MM, spacing_kji).max()))
+    shell = ndimage.binary_dilation(local["lesion"], shell_ball,
+                                    iterations=int(_mm_margin(SHELL_MM, spacing_kji).max()))
     shell &= ~local["lesion"] & local["brain"]
     zs = z[shell] if shell.any() else np.zeros(1, np.float32)
     shell_median = float(np.median(zs))

@@ -1,7 +1,8 @@
 """How much memory one network forward may use: the default ``--memory-budget``.
 
 The budget follows the machine: its memory (the smaller of /proc/meminfo's ``MemTotal`` and
-this process's cgroup limit, v2 ``memory.max`` or v1 ``memory.limit_in_bytes``), less :data:`PIPELINE_RESERVE_MB` for everything else the
+this process's cgroup limit, v2 ``memory.max`` or v1 ``memory.limit_in_bytes``), less
+:data:`PIPELINE_RESERVE_MB` for everything else the
 pipeline holds while the forward runs (the interpreter, torch and MONAI, the model, deepbet,
 the images and the probability map), times :data:`AVAILABLE_FRACTION` so that other programs
 and the estimate's error keep room. The machine's size, not the memory free at the moment:

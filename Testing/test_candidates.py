@@ -176,7 +176,8 @@ def scored_model(tiny_model, tmp_path):
     shutil.copytree(tiny_model.folder, folder)
     (folder / "candidate_scorer.json").write_text(json.dumps(bright_scorer()))
     card = json.loads((folder / "model.json").read_text())
-    card["candidate_scorer"] = {"file": "candidate_scorer.json", "sha256": sha256_file(folder / "candidate_scorer.json")}
+    card["candidate_scorer"] = {"file": "candidate_scorer.json",
+                                "sha256": sha256_file(folder / "candidate_scorer.json")}
     (folder / "model.json").write_text(json.dumps(card))
     return folder
 

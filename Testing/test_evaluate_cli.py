@@ -55,7 +55,8 @@ def make_cohort(root, n=6, seed=0):
             {"model": {"name": "toy", "version": "1.0"}, "timings_s": {"read": 1.0, "inference": 2.0 + i}}))
         _write(gt, root / "gt" / f"{cid}.nii.gz")
         _write(brain.astype(np.uint8), root / "brain" / f"{cid}.nii.gz")
-        _write((100 * brain + 80 * gt + rng.normal(0, 5, SHAPE)).astype(np.float32), root / "img" / f"{cid}_0000.nii.gz")
+        _write((100 * brain + 80 * gt + rng.normal(0, 5, SHAPE)).astype(np.float32),
+               root / "img" / f"{cid}_0000.nii.gz")
         rows.append({"case_id": cid, "sex": "F" if i % 2 else "M", "age": 50 + 4 * i})
     with open(root / "clinical.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -208,7 +208,8 @@ def test_cmake_downloads_file_urls_and_checks_the_sha256(tree, tmp_path):
     done = _cmake_fetch(tree, tmp_path / "ok", (REPO / "Resources").as_uri())
     assert done.returncode == 0, done.stderr
     fetched = tmp_path / "ok" / "Models" / "brainmetseg-demo" / "model.safetensors"
-    assert fetched.read_bytes() == (REPO / "Resources" / "Models" / "brainmetseg-demo" / "model.safetensors").read_bytes()
+    demo = REPO / "Resources" / "Models" / "brainmetseg-demo"
+    assert fetched.read_bytes() == (demo / "model.safetensors").read_bytes()
     assert (tmp_path / "ok" / "Sample" / "sample_ce_t1.nii.gz").is_file()
     shutil.copy(REPO / "Resources" / "Models" / "brainmetseg-demo" / "model.json", fetched.parent)
     load_package(fetched.parent).load_network("cpu")  # a package again: card + checked weights
@@ -225,7 +226,8 @@ def test_cmake_downloads_file_urls_and_checks_the_sha256(tree, tmp_path):
     assert not (tmp_path / "bad" / "Models" / "brainmetseg-demo" / "model.safetensors").exists()
     # a missing file fails as well
     done = _cmake_fetch(tree, tmp_path / "none", (tmp_path / "nowhere").as_uri(), "model")
-    assert done.returncode != 0 and not (tmp_path / "none" / "Models" / "brainmetseg-demo" / "model.safetensors").exists()
+    assert done.returncode != 0
+    assert not (tmp_path / "none" / "Models" / "brainmetseg-demo" / "model.safetensors").exists()
 
 
 def test_the_tool_refuses_to_overwrite_and_keeps_a_clones_history(tmp_path):

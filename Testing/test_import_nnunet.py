@@ -96,7 +96,8 @@ def test_import_card_and_ensemble(binary_results, tmp_path):
 
         assert sha256_file(pkg.folder / m["weights"]) == m["sha256"]
     assert card.network_io["mirror_axes"] == [0, 1, 2] and card.network_io["channels"] == [1]
-    assert card.provenance["source"] == "nnU-Net v2" and set(card.provenance["checkpoint_sha256"]) == {"fold_0", "fold_1"}
+    assert card.provenance["source"] == "nnU-Net v2"
+    assert set(card.provenance["checkpoint_sha256"]) == {"fold_0", "fold_1"}
     assert not list(pkg.folder.glob("*.pth")), "no pickle in the package"
 
     # the package's network = mean over folds and 8 mirrorings of nnU-Net's logits, read in RAS

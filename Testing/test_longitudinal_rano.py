@@ -134,7 +134,8 @@ def test_target_that_cannot_be_assessed_is_not_evaluable():
     assert any("cannot be assessed" in x for x in r.reasons)
     assert responses(base, {1: M(20), 3: M(6)}) == ["PR"]  # what it would say otherwise (-43 %)
     # Unequivocal progression elsewhere still makes PD.
-    assert assess([base, {1: M(20), 3: M(6), 7: M(15, 10, 4)}], unassessable=[set(), {2}]).timepoints[0].response == "PD"
+    progressed = assess([base, {1: M(20), 3: M(6), 7: M(15, 10, 4)}], unassessable=[set(), {2}])
+    assert progressed.timepoints[0].response == "PD"
     # A non-target that cannot be assessed blocks CR only.
     assert assess([base, {}], unassessable=[set(), {3}]).timepoints[0].response == NOT_EVALUABLE
     assert assess([base, {}]).timepoints[0].response == "CR"

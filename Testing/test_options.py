@@ -70,7 +70,8 @@ def test_a_mask_file_stays_as_given():
     from BrainMetSegLib.preprocess import PreprocessConfig
 
     for path in ("masks/brain.nii.gz", "./none.nii.gz", "deepbet.nrrd"):
-        assert SegmentConfig(brain_mask=path).brain_mask == path and type(PreprocessConfig(brain_mask=path).brain_mask) is str
+        assert SegmentConfig(brain_mask=path).brain_mask == path
+        assert type(PreprocessConfig(brain_mask=path).brain_mask) is str
     with pytest.raises(OptionError, match="--brain-mask must be deepbet, none or a mask file"):
         SegmentConfig(brain_mask=" ")
 

@@ -162,7 +162,8 @@ def tested_model(tiny_model, tmp_path_factory):
 
 @pytest.mark.parametrize("options, warning", [
     (dict(oblique_deg=(25.0, 15.0)), "the scan's planes are oblique by 29 degrees"),
-    (dict(slice_thickness_mm=7.0, in_plane_mm=1.0), "slice spacing 7 mm; model tiny-test was tested on slices of 1-3 mm"),
+    (dict(slice_thickness_mm=7.0, in_plane_mm=1.0),
+     "slice spacing 7 mm; model tiny-test was tested on slices of 1-3 mm"),
 ])
 def test_oblique_and_thick_slice_phantoms_end_to_end(options, warning, tested_model, tmp_path, capsys):
     case = make_case(3, SynthConfig(**{**SMALL, "spacing_mm": 2.0}, skull=False, **options))

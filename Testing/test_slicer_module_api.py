@@ -50,7 +50,8 @@ HEAVY = ("torch", "monai", "cc3d", "skimage", "scipy", "deepbet", "nibabel", "sa
 TYPED = {
     MODULE_FILE: {
         "segmentation": "vtkMRMLSegmentationNode", "table": "vtkMRMLTableNode",
-        "seg": "vtkSegmentation", "segment": "vtkSegment", "sourceVolume": "vtkMRMLScalarVolumeNode", "shNode": "vtkMRMLSubjectHierarchyNode",
+        "seg": "vtkSegmentation", "segment": "vtkSegment", "sourceVolume": "vtkMRMLScalarVolumeNode",
+        "shNode": "vtkMRMLSubjectHierarchyNode",
         "storageNode": "vtkMRMLVolumeArchetypeStorageNode", "editorNode": "vtkMRMLSegmentEditorNode",
         "inputVolume": "vtkMRMLScalarVolumeNode", "referenceVolume": "vtkMRMLScalarVolumeNode",
         "probabilityNode": "vtkMRMLScalarVolumeNode", "labelNode": "vtkMRMLLabelMapVolumeNode",
@@ -94,7 +95,8 @@ PLAIN_VTK_QT_SITK = {
     "CopyInformation", "SetElement", "GetPointData", "GetScalars", "SetScalars", "SetDimensions",
     "GetDirection", "SetDirection", "SetSpacing", "SetOrigin", "GetOrigin", "GetMTime", "IsA",
     "GetClassName", "GetAddressAsString", "TransformPoint", "GetColumn", "GetColumnByName",
-    "GetExtent", "SetMRMLScene", "GetMRMLScene",  # vtkImageData; vtkMRMLAbstractLogic (the lists stop at vtkSlicerModuleLogic)
+    # vtkImageData; vtkMRMLAbstractLogic (the lists stop at vtkSlicerModuleLogic)
+    "GetExtent", "SetMRMLScene", "GetMRMLScene",
     "GetInverse",  # SimpleITK Transform (the scene layer turns a registration into a transform node)
 }
 
@@ -186,7 +188,8 @@ def test_parses_and_imports_only_slicer_environment(path):
             assert importlib.util.find_spec(module) is not None, f"{path.name}: no module {module}"
             for name in names:
                 sub = f"{module}.{name}"
-                found = importlib.util.find_spec(sub) if importlib.util.find_spec(module).submodule_search_locations else None
+                is_package = importlib.util.find_spec(module).submodule_search_locations
+                found = importlib.util.find_spec(sub) if is_package else None
                 assert found is not None or hasattr(importlib.import_module(module), name), (
                     f"{path.name}: {module} has no {name}")
 

@@ -36,7 +36,9 @@ VIEW_STATS = """() => Array.from(document.querySelectorAll('img.image-display-ar
   let sum = 0, n = 0;
   for (let i = 0; i < d.length; i += 16) { sum += d[i] + d[i + 1] + d[i + 2]; n += 3; }
   const mean = sum / n; let dev = 0;
-  for (let i = 0; i < d.length; i += 16) { dev += Math.abs(d[i] - mean) + Math.abs(d[i + 1] - mean) + Math.abs(d[i + 2] - mean); }
+  for (let i = 0; i < d.length; i += 16) {
+    dev += Math.abs(d[i] - mean) + Math.abs(d[i + 1] - mean) + Math.abs(d[i + 2] - mean);
+  }
   return {w: img.naturalWidth, h: img.naturalHeight, dev: dev / n, src: img.src};
 })"""
 
@@ -121,7 +123,8 @@ def test_page_loads_views_draw_and_a_row_click_jumps_the_axial_slice(tmp_path):
         stop_viewer(proc)
     # the terminal shows the command's own lines; VTK's and Slicer's warnings are in view.log
     terminal = "".join(proc.stderr_tail).splitlines()
-    assert terminal and all(line.startswith("brainmetseg view: ") for line in terminal if line.strip()), "\n".join(terminal)
+    assert terminal and all(line.startswith("brainmetseg view: ")
+                            for line in terminal if line.strip()), "\n".join(terminal)
     assert any(str(result / "view.log") in line for line in terminal), terminal
     log = (result / "view.log").read_text()
     assert "vtkMRMLScene" in log or "vtkObject" in log, f"no VTK/Slicer output in the log:\n{log[:2000]}"

@@ -32,7 +32,8 @@ def test_missing_modules_are_named(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trame_slicer" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "trame_slicer" else real(name, *a))
     assert viewer.missing_web_dependencies() == ["trame-slicer"]
 
 

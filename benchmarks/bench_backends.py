@@ -11,7 +11,8 @@ spatial axes; MONAI's type-A ResNet shortcut uses ``.data``, which a trace freez
 constant of the example, so a copy with a traceable shortcut is exported, see
 :func:`traceable_copy`). Export, ONNX Runtime session creation and OpenVINO read and
 reshape + compile (per shape) are timed: a pipeline would pay them once per case. Then for each
-shape and round (round 0, the first call, reported apart), torch fp32, ONNX Runtime (CPU provider, all graph optimisations) and OpenVINO
+shape and round (round 0, the first call, reported apart), torch fp32, ONNX Runtime (CPU
+provider, all graph optimisations) and OpenVINO
 (CPU, latency hint, f32 inference precision) run one forward each on the same random input, in
 that order. Reported per backend and shape: seconds per round, median, ratio to torch, and the
 largest absolute difference of sigmoid(logit) against torch. The CPU, its flags and the load

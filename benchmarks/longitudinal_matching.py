@@ -109,7 +109,8 @@ def score_pair(result, k: int, pred_maps, truth_labels, fu_truth) -> dict:
             kinds["resolved"][0] += all(not by_id[t].at[k].seen for t in on_base[g])
             kinds["resolved"][1] += 1
     return {"correct": sum(v[0] for v in kinds.values()), "total": sum(v[1] for v in kinds.values()),
-            **{f"{key}_correct": v[0] for key, v in kinds.items()}, **{f"{key}_total": v[1] for key, v in kinds.items()}}
+            **{f"{key}_correct": v[0] for key, v in kinds.items()},
+            **{f"{key}_total": v[1] for key, v in kinds.items()}}
 
 
 def main() -> None:
@@ -139,11 +140,13 @@ def main() -> None:
             for k in range(1, len(tps)):
                 s = score_pair(result, k, labels, truth_labels, fus[k - 1])
                 rows.append({"case": c, "case_seed": seed, "followup": k, "mode": mode, "scenario": fus[k - 1].scenario,
-                             "lesions_baseline": len(baseline.lesions), "lesions_followup": len(fus[k - 1].case.lesions),
+                             "lesions_baseline": len(baseline.lesions),
+                             "lesions_followup": len(fus[k - 1].case.lesions),
                              **s, "response": result.rano.timepoints[k - 1].response,
                              "true_response": truth_rano.timepoints[k - 1].response})
         print(f"case {c}: {time.perf_counter() - t0:.1f} s; "
-              + "; ".join(f"{r['mode']} fu{r['followup']} {r['correct']}/{r['total']} {r['response']}/{r['true_response']}"
+              + "; ".join(f"{r['mode']} fu{r['followup']} {r['correct']}/{r['total']} "
+                          f"{r['response']}/{r['true_response']}"
                           for r in rows if r["case"] == c), flush=True)
     summary = {}
     for mode in ("exact", "perturbed"):

@@ -79,7 +79,8 @@ def main() -> None:
             guided = guided_labels(result.probability, region, segmenter.operating_point, prior_cfg)
             persisting = {lid for lid, b in fu.correspondence.items() if b is not None}
             row = {"case": c, "case_seed": seed, "scenario": fu.scenario,
-                   "without": score(plain, fu.case.labels, persisting), "with": score(guided, fu.case.labels, persisting)}
+                   "without": score(plain, fu.case.labels, persisting),
+                   "with": score(guided, fu.case.labels, persisting)}
             rows.append(row)
             print(f"case {c} ({time.perf_counter() - t0:.0f} s): {row['scenario']} without {row['without']} "
                   f"with {row['with']}", flush=True)

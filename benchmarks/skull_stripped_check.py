@@ -9,7 +9,8 @@ Always included: Colin27's head and its two BET brains (Debian mricron-data, whe
 nilearn's MNI152 2009 T1 brain. Each image is resampled to the model grid as the pipeline does,
 then checked as it is, with its air zeroed (below 5 % of the 99th percentile: a head whose
 converter blanked the background), and then cut to an axial slab (the middle 40 % of the
-slices: a field of view that cuts the head or brain, so that a head's volume looks like a brain's). Not a pass/fail test.
+slices: a field of view that cuts the head or brain, so that a head's volume looks like a
+brain's). Not a pass/fail test.
 """
 
 from __future__ import annotations

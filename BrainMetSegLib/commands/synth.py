@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"-n {args.cases}: the number of cases must be at least 1.")
     config = SynthConfig(
         anatomy=args.anatomy, spacing_mm=args.spacing,
-        spacing_range_mm=None if args.spacing_range is None else tuple(args.spacing_range), n_lesions=args.lesions, stratum=args.stratum,
+        spacing_range_mm=None if args.spacing_range is None else tuple(args.spacing_range),
+        n_lesions=args.lesions, stratum=args.stratum,
         diameter_range_mm=tuple(args.diameter), patterns=patterns, confounders=not args.no_confounders,
         skull=not args.no_skull, anisotropic_acquisition=aniso, acquisition=not args.no_acquisition,
         field_of_view=args.field_of_view, deformation=args.deformation,

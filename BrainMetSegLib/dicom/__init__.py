@@ -14,5 +14,6 @@ from .reference import ReferenceSeries, check_lattice, labels_on_reference, read
 
 __all__ = [
     "DICOM_KINDS", "OUTPUT_NAMES", "DicomExport", "ModelIdentity", "ReferenceSeries", "check_lattice",
-    "export_dicom", "labels_on_reference", "operating_parameters", "parse_kinds", "plan_export", "read_reference_series",
+    "export_dicom", "labels_on_reference", "operating_parameters", "parse_kinds", "plan_export",
+    "read_reference_series",
 ]

@@ -141,7 +141,8 @@ def _as_float(v: str) -> float | None:
         return None
 
 
-def assign_groups(spec: SubgroupSpec, clinical: dict[str, dict[str, str]], case_ids) -> tuple[dict[str, str], list[str]]:
+def assign_groups(spec: SubgroupSpec, clinical: dict[str, dict[str, str]],
+                  case_ids) -> tuple[dict[str, str], list[str]]:
     """case id -> group label for cases with a value; also the ordered group labels."""
     values = {c: clinical.get(c, {}).get(spec.column, "") for c in case_ids}
     known = {c: v for c, v in values.items() if v not in ("", "NA", "NaN", "nan")}

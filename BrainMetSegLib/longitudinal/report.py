@@ -51,7 +51,8 @@ def curves_png(result: LongitudinalResult) -> bytes:
         # The PD threshold moves with the nadir: one mark per follow-up.
         thresholds = [t.nadir_sum_mm * (1 + rano.config.pd_increase) for t in rano.timepoints]
         axes[2].plot(x[1:], thresholds, ls=":", marker="v", color="tab:red",
-                     label=f"PD: +{rano.config.pd_increase:.0%} over nadir (and one lesion +{rano.config.pd_absolute_mm:g} mm)")
+                     label=f"PD: +{rano.config.pd_increase:.0%} over nadir "
+                           f"(and one lesion +{rano.config.pd_absolute_mm:g} mm)")
         axes[2].legend(fontsize=8)
     for t, resp in zip(x[1:], rano.timepoints, strict=True):
         axes[2].annotate(resp.response, (t, resp.target_sum_mm), textcoords="offset points", xytext=(0, 8),

@@ -329,7 +329,8 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
     return LongitudinalResult(infos, ordered, rano, maps, regs)
 
 
-def _baseline_tracks(base: TimePoint, table: list[LesionTableRow], n_t: int) -> tuple[dict[int, Track], dict[int, Reference]]:
+def _baseline_tracks(base: TimePoint, table: list[LesionTableRow],
+                     n_t: int) -> tuple[dict[int, Track], dict[int, Reference]]:
     """A track (and its reference extent) per baseline lesion."""
     flat_base = sitk.GetArrayViewFromImage(base.labels).ravel()
     order = np.argsort(flat_base, kind="stable")

@@ -96,11 +96,13 @@ from .volumes import (
 )
 
 __all__ = [
-    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_MODEL", "ATTR_OUTLINE", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE", "ATTR_THRESHOLD",
+    "ATTR_CENTROID_FRAME", "ATTR_MIN_VOLUME", "ATTR_MODEL", "ATTR_OUTLINE", "ATTR_SEGMENT_IDS", "ATTR_SEGMENTS_STATE",
+    "ATTR_THRESHOLD",
     "ROLE_INPUT", "ROLE_MEASURED_ON", "ROLE_PROBABILITY", "ROLE_SEGMENTATION", "ROLE_TABLE",
     "LesionResult", "ResultNodes", "can_rethreshold", "fill_table", "import_result",
     "jump_to_lesion", "lesion_world_ras", "link_result", "operating_point", "remove_result",
-    "result_nodes", "rethreshold", "rethreshold_action", "RethresholdAction", "TooManyLesions", "segments_edited", "segments_label_map", "set_segments",
+    "result_nodes", "rethreshold", "rethreshold_action", "RethresholdAction", "TooManyLesions", "segments_edited",
+    "segments_label_map", "set_segments",
     "update_table", "node_counts", "remove_nodes", "segment_editor_node", "segmentations_logic",
     "slice_nodes", "array_and_matrix", "ijk_to_ras_of_image", "image_from_array", "set_volume",
     "volume_array", "write_volume", "read_run_outputs", "start_segmentation", "selftest",

@@ -38,7 +38,8 @@ class LesionResult:
     IJK-to-RAS matrix of that grid (the input volume's); rows: the lesion table
     (``lesions.COLUMNS``), one row per lesion id present in ``labels_kji``;
     operating_point: the :class:`~BrainMetSegLib.operating_point.OperatingPoint` the labels
-    were made with (None: unknown, e.g. a hand-made label map); model: the model that made them (``run.json``'s "model": name, version, sha256).
+    were made with (None: unknown, e.g. a hand-made label map); model: the model that made them
+    (``run.json``'s "model": name, version, sha256).
     """
 
     labels_kji: np.ndarray

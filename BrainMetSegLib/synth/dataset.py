@@ -37,7 +37,8 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def _json(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)) + "\n"
+    return json.dumps(obj, indent=2, sort_keys=False,
+                      default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)) + "\n"
 
 
 def case_paths(outdir: Path, cid: str) -> dict[str, Path]:

@@ -178,7 +178,8 @@ def make_series(seed: int, config: C.SynthConfig, n_followups: int,
                if baseline.lesions[base_id[i] - 1]["voxels"] > 0]
     next_track = len(baseline.lesions) + 1
     followups = []
-    centre = plan.anat.grid.origin_ras + (np.array(plan.anat.grid.shape[::-1]) - 1) * np.asarray(plan.anat.grid.spacing) / 2
+    grid = plan.anat.grid
+    centre = grid.origin_ras + (np.array(grid.shape[::-1]) - 1) * np.asarray(grid.spacing) / 2
     for k in range(1, n_followups + 1):
         rng = np.random.default_rng(followup_seed(seed, k))
         scenario = fconfig.scenario

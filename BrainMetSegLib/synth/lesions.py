@@ -224,7 +224,8 @@ def paint_lesion(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, anato
         value = spec.enhancement * (1 + 0.04 * texture)
     elif spec.pattern == "ring":
         # Rim of uneven thickness (+-35 %), as in necrotic metastases.
-        rim_mm = spec.shape["rim_mm"] * np.clip(1 + 0.35 * _texture(spec.shape["seed"] + 1, sd.shape, 2.5 / h), 0.5, 1.6)
+        rim_mm = spec.shape["rim_mm"] * np.clip(1 + 0.35 * _texture(spec.shape["seed"] + 1, sd.shape, 2.5 / h),
+                                                0.5, 1.6)
         inner = np.clip(0.5 - (sd + rim_mm) / h, 0, 1)
         rim = spec.enhancement * (1 + 0.05 * texture)
         value = rim * (1 - inner) + spec.necrosis * inner

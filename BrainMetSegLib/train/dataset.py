@@ -199,7 +199,8 @@ def compare_headers(ref: dict, other: dict, tol: GeometryTolerance) -> list[str]
     if ref["size"] != other["size"]:
         problems.append(f"size {other['size']} != {ref['size']}")
     if not np.allclose(ref["spacing"], other["spacing"], atol=tol.spacing_mm, rtol=0):
-        problems.append(f"spacing {np.round(other['spacing'], 4).tolist()} != {np.round(ref['spacing'], 4).tolist()} mm")
+        problems.append(f"spacing {np.round(other['spacing'], 4).tolist()} != "
+                        f"{np.round(ref['spacing'], 4).tolist()} mm")
     if not np.allclose(ref["origin"], other["origin"], atol=tol.origin_mm, rtol=0):
         shift = float(np.linalg.norm(other["origin"] - ref["origin"]))
         problems.append(f"origin shifted by {shift:.3g} mm")
@@ -252,7 +253,8 @@ def kfold_split(case_ids: list[str], n_folds: int, fold: int, seed: int) -> tupl
     return train, val
 
 
-def split_cases(dataset: Dataset, fold: str | int, n_folds: int, seed: int) -> tuple[list[CaseRecord], list[CaseRecord]]:
+def split_cases(dataset: Dataset, fold: str | int, n_folds: int,
+                seed: int) -> tuple[list[CaseRecord], list[CaseRecord]]:
     """Training and validation cases.
 
     A manifest ``split`` column wins when present (``test`` rows are left out);

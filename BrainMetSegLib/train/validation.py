@@ -29,7 +29,8 @@ def choose_operating_point(probs: list[np.ndarray], labels: list[np.ndarray], sp
     best = None
     for t in thresholds:
         for v in volumes:
-            s = summarise([case_metrics(p, lab, spacing_xyz, OperatingPoint(t, v)) for p, lab in zip(probs, labels, strict=True)])
+            s = summarise([case_metrics(p, lab, spacing_xyz, OperatingPoint(t, v))
+                           for p, lab in zip(probs, labels, strict=True)])
             key = (round(s["lesion_f1"], 6), -abs(t - PAPER_THRESHOLD), -v)
             if best is None or key > best[0]:
                 best = (key, t, v)

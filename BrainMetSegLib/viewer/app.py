@@ -2,7 +2,8 @@
 
 Layout: the axial view (large) beside the 3D, coronal and sagittal views; a side panel
 with the lesion table (click a row to jump there; visibility and colour per lesion), the
-operating point (detection threshold, outline threshold, minimum volume), the probability overlay, the edit tools (paint,
+operating point (detection threshold, outline threshold, minimum volume), the probability overlay,
+the edit tools (paint,
 erase, islands) and the run information (model, settings, timings, warnings). *Save*
 writes a reviewed version (:mod:`.review`).
 
@@ -210,7 +211,8 @@ class ViewerApp(TrameApp):
             self._downloads += list(paths.values())
             self._refresh_downloads()
             folder = next(iter(paths.values())).parent
-            self._show_message(f"DICOM {', '.join(k.removeprefix('dicom_').upper() for k in paths)} written in {folder}.")
+            kinds = ", ".join(k.removeprefix("dicom_").upper() for k in paths)
+            self._show_message(f"DICOM {kinds} written in {folder}.")
         self._report_errors(run)
 
     def _report_errors(self, action, *args) -> None:

@@ -116,7 +116,8 @@ def main() -> int:
                                sitk.ReadImage(str(out / "brain.nii.gz")),
                                args.candidate_threshold, args.outline_threshold)
         seconds = time.perf_counter() - t0
-        lesions, per_cand = ground_truth_links(cand.labels, sitk.ReadImage(str(args.synth / "instancesTr" / f"{cid}.nii.gz")))
+        truth = sitk.ReadImage(str(args.synth / "instancesTr" / f"{cid}.nii.gz"))
+        lesions, per_cand = ground_truth_links(cand.labels, truth)
         record = {"case": out.name, "candidate_threshold": args.candidate_threshold,
                   "outline_threshold": args.outline_threshold, "feature_seconds": seconds,
                   "features": cand.features.tolist(), "gt_of_candidate": per_cand, "lesions": lesions}

@@ -7,7 +7,8 @@ Usage::
 
 CACHE_DIRS hold one folder per case from docs/training/candidate_data.py (probability map,
 brain mask, run seconds, candidates.json); --synth pairs PREFIX:DIR name the phantoms
-(instancesTr) of the case folders called PREFIX + case id (e.g. ":testA" "s6100_:testB"). Writes OUT/candidate_stage_metrics.json
+(instancesTr) of the case folders called PREFIX + case id (e.g. ":testA" "s6100_:testB").
+Writes OUT/candidate_stage_metrics.json
 (per mode: sensitivity per size bin with Wilson 95 % CIs, FP per case; the FROC curve; the
 reliability diagram and expected calibration error; seconds per case) and OUT/candidate_stage.png.
 

@@ -74,7 +74,8 @@ def choose_calibration(raw: np.ndarray, tune) -> tuple[str, dict]:
         prob = np.zeros(len(raw))
         for part in (half, ~half):
             prob[~part] = calibrate(fit(raw[part], tune.label[part]), raw[~part])
-        scores[name] = {"ece": reliability(prob, tune.label)[1], "log_loss": float(log_loss(tune.label, np.clip(prob, 1e-6, 1 - 1e-6)))}
+        scores[name] = {"ece": reliability(prob, tune.label)[1],
+                        "log_loss": float(log_loss(tune.label, np.clip(prob, 1e-6, 1 - 1e-6)))}
     return min(scores, key=lambda k: scores[k]["ece"]), scores
 
 
@@ -92,7 +93,8 @@ def main() -> int:
     keep = np.array([f not in args.drop for f in FEATURES])
     train.features = np.where(keep, train.features, 0.0)  # a dropped feature is constant: it cannot split or weigh
     tune.features = np.where(keep, tune.features, 0.0)
-    report = {"train": {"cases": len(train.records), "candidates": len(train.label), "positive": int(train.label.sum())},
+    report = {"train": {"cases": len(train.records), "candidates": len(train.label),
+                        "positive": int(train.label.sum())},
               "tune": {"cases": len(tune.records), "candidates": len(tune.label), "positive": int(tune.label.sum())},
               "dropped_features": args.drop, "models": {}}
     models = fit_models(train)

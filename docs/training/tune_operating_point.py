@@ -9,7 +9,8 @@ Usage (how the demo model's operating point was chosen; see demo_model.md)::
 Every (threshold, minimum volume) pair of the grid is applied to the saved probability maps
 on the input grid exactly as ``brainmetseg segment`` applies them (``operating_point.lesion_labels``);
 lesions are matched with the generator's lesion mask by the library's one matching (any
-overlap) and sized by its one measure (longest surface diameter), as ``brainmetseg evaluate``. Without ``--max-fp`` the chosen pair has the best lesion-wise F1
+overlap) and sized by its one measure (longest surface diameter), as ``brainmetseg evaluate``.
+Without ``--max-fp`` the chosen pair has the best lesion-wise F1
 over all lesions (ties: the higher threshold, then the smaller volume), the rule training
 uses on its validation split; with ``--max-fp F`` it has the highest sensitivity among pairs
 with at most F false positives per case (ties: best F1): for lesions >= 5 mm

@@ -99,7 +99,8 @@ def main() -> int:
     print("chosen outline threshold:", best["outline_threshold"])
     args.output.write_text(json.dumps({"cases": [c["id"] for c in cases], "threshold": args.threshold,
                                        "min_volume_mm3": args.min_volume, "rule": __doc__.split("The rule")[1]
-                                       .split(". Detections")[0].split(" Detections")[0].strip(), "chosen": best, "grid": grid},
+                                       .split(". Detections")[0].split(" Detections")[0].strip(),
+                                       "chosen": best, "grid": grid},
                                       indent=1) + "\n")
     return 0
 
