@@ -253,7 +253,7 @@ class BatchRun:
         if self.shard is None:
             return plans
         mine = self.shard.take(plans, key=lambda plan: plan[0].id)
-        self._say(f"shard {self.shard}: {len(mine)} of {len(plans)} case(s)")
+        self._status(f"shard {self.shard}: {len(mine)} of {len(plans)} case(s)")
         return mine
 
     def start(self, position: int, total: int, case, folder: Path, ext: str) -> Decision:
@@ -261,12 +261,12 @@ class BatchRun:
         if self.json_mode and not self.quiet:
             print(json.dumps({"type": "case", "case": case.id, "index": position, "total": total}), flush=True)
         else:
-            self._say(f"[{position + 1}/{total}] case {case.id}")
+            self._status(f"[{position + 1}/{total}] case {case.id}")
         if not self.skip_existing:
             return Decision(False, self.overwrite)
         decision = decide(case, folder, ext, self.provenance, self.overwrite)
         if decision.reason:
-            self._say(f"case {case.id}: {decision.reason}")
+            self._status(f"case {case.id}: {decision.reason}")
         return decision
 
     def skipped(self, case, run: dict, folder: Path) -> None:
@@ -340,6 +340,6 @@ class BatchRun:
         lines.append(f"{n_ok}/{len(self.rows)} case(s) segmented{skipped}; summary in {self.summary_path}")
         print("\n".join(lines), file=sys.stderr)
 
-    def _say(self, text: str) -> None:
+    def _status(self, text: str) -> None:
         if not self.quiet:
             print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)

@@ -16,10 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from BrainMetSegLib.commands.view import free_port  # noqa: E402
-from BrainMetSegLib.viewer.launch import start_viewer, stop_viewer  # noqa: E402
+from BrainMetSegLib.commands.view import free_port
+from BrainMetSegLib.viewer.launch import start_viewer, stop_viewer
 
 DRAWN = """() => { const imgs = Array.from(document.querySelectorAll('img.image-display-area'));
   return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""

@@ -180,9 +180,9 @@ def check_lattice(image, reference: ReferenceSeries, image_name: str = "image") 
     if not ok:
         raise InputError(
             f"{reference.folder}: the reference series does not match the image geometry (series: "
-            f"size {reference.size}, spacing {_fmt(reference.spacing_mm)} mm, origin "
-            f"{_fmt(reference.origin_lps)} mm LPS; {image_name}: size {tuple(image.GetSize())}, "
-            f"spacing {_fmt(spacing)} mm, origin {_fmt(image.GetOrigin())} mm LPS); pass the "
+            f"size {reference.size}, spacing {_format_triple(reference.spacing_mm)} mm, origin "
+            f"{_format_triple(reference.origin_lps)} mm LPS; {image_name}: size {tuple(image.GetSize())}, "
+            f"spacing {_format_triple(spacing)} mm, origin {_format_triple(image.GetOrigin())} mm LPS); pass the "
             "series the CE-T1 was made from.")
 
 
@@ -201,5 +201,5 @@ def labels_on_reference(labels: sitk.Image, reference: ReferenceSeries,
     return sitk.GetArrayFromImage(resampled)
 
 
-def _fmt(values) -> str:
+def _format_triple(values) -> str:
     return "(" + ", ".join(f"{float(v):.3f}" for v in values) + ")"
