@@ -12,8 +12,7 @@
    lesion, and the follow-up / baseline diameter ratio of stable lesions (lesions whose true
    diameter scale is within +-10 % of 1, found on both scans).
 
-    nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --outline-threshold 0.4 \
-        --cache /tmp/e2e
+    nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
 
 from __future__ import annotations
@@ -176,8 +175,10 @@ def run_scoring(args, cids: list[str]) -> dict:
         print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
               flush=True)
     summary = summarise(rows)
-    doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed} --outline-threshold "
-                      f"{args.outline_threshold} --cache CACHE", "patients_scored": len(rows),
+    outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
+    doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
+                      "--cache CACHE",
+           "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
            "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} (default "
                    "options: 1 mm, whole head); every scan segmented by the default model; true responses from "
