@@ -1,6 +1,6 @@
 """Writing a whole output folder atomically (a model package, a DICOM series): it is built in a
 temporary folder beside its place and renamed into place only when complete, so a failed or
-interrupted write leaves no partial folder and replaces nothing. Single files: io's staging."""
+interrupted write leaves no partial folder and replaces nothing. Single files: :mod:`.staging`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,11 @@ def staged_folder(folder: Path, what: str) -> Iterator[Path]:
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(folder, old)
-            os.replace(tmp, folder)
+            try:
+                os.replace(tmp, folder)
+            except OSError:
+                os.replace(old, folder)  # the folder that was there comes back whole
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, folder)

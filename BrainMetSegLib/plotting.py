@@ -3,7 +3,8 @@ reports share (evaluation, follow-up, training QC, phantom previews).
 
 matplotlib runs on its Agg backend (no display, the same pixels on every machine); a figure
 becomes PNG bytes, a ``data:`` URI for a self-contained HTML page, or a file written through
-io's staging (verified temporary file, then rename). Each function closes the figure it is given.
+the library's staging (:mod:`.staging`: verified temporary file, then rename). Each function
+closes the figure it is given.
 """
 
 from __future__ import annotations
