@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
+from .staging import current_umask
 
 
 @contextlib.contextmanager
@@ -28,7 +29,7 @@ def staged_folder(folder: Path, what: str) -> Iterator[Path]:
         raise OutputError(f"{folder.parent}: cannot create the {what} ({exc.strerror}).") from None
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folders are private (0700)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's folders are private (0700)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -44,9 +45,3 @@ def staged_folder(folder: Path, what: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask

@@ -42,11 +42,16 @@ def check_writable(path: Path, overwrite: bool, create: bool = True) -> None:
         raise OutputError(f"{existing}: output folder is not writable.")
 
 
-def default_file_mode() -> int:
-    """rw for everyone the umask allows (mkstemp's files are private, 0600, by default)."""
+def current_umask() -> int:
+    """The process's umask (read by setting it and setting it back: there is no getter)."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def default_file_mode() -> int:
+    """rw for everyone the umask allows (mkstemp's files are private, 0600, by default)."""
+    return 0o666 & ~current_umask()
 
 
 def _atomic_target(path: Path) -> Path:

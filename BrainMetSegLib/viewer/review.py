@@ -34,7 +34,7 @@ from ..images import same_geometry
 from ..lesions import lesion_table
 from ..outputs import _json_safe, table_csv
 from ..slicer_seg import SEG_NRRD_NAME, segmentation_image
-from ..staging import write_image, write_text
+from ..staging import current_umask, write_image, write_text
 
 REVIEW_PREFIX = "review_"
 
@@ -129,7 +129,7 @@ def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image,
             "outputs": names,
         }
         write_text(json.dumps(_json_safe(record), indent=2) + "\n", tmp / names["review"])
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         for _ in range(100):  # another saver may take a number between the listing and the rename
             target = folder / next_version_name(folder)
             try:
@@ -144,9 +144,3 @@ def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
