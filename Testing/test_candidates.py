@@ -18,6 +18,7 @@ from BrainMetSegLib.train.candidate_scorer import (
     export_gbt,
     export_logistic,
     fit_platt,
+    lowest_cut,
     operating_curve,
     pool,
     reliability,
@@ -131,6 +132,14 @@ def test_calibration_and_operating_curve_on_known_records():
     cal = fit_platt(raw, label)
     p_hi = 1 / (1 + np.exp(-(cal["a"] * 2 + cal["b"])))
     assert p_hi == pytest.approx(0.9, abs=0.01)
+
+
+def test_lowest_cut_respects_its_floor():
+    curve = [{"cut": c, "fp_per_case": fp} for c, fp in ((0.01, 0.4), (0.3, 0.3), (0.5, 0.2), (0.7, 0.1))]
+    assert lowest_cut(curve, 0.5) == 0.01
+    assert lowest_cut(curve, 0.5, floor=0.5) == 0.5  # never spends the budget below the floor
+    assert lowest_cut(curve, 0.15, floor=0.5) == 0.7
+    assert lowest_cut(curve, 0.05, floor=0.5) == 1.0  # nothing qualifies: keep nothing
 
 
 def bright_scorer(cut=0.5, review_from=0.2) -> dict:

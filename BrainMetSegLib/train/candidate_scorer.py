@@ -105,11 +105,16 @@ def operating_curve(prob: np.ndarray, p: Pool, cuts: np.ndarray,
     return out
 
 
-def lowest_cut(curve: list[dict], max_fp: float) -> float:
-    """The lowest cut whose false positives per case are <= ``max_fp`` (curves from
-    :func:`operating_curve` with increasing cuts)."""
+def lowest_cut(curve: list[dict], max_fp: float, floor: float = 0.0) -> float:
+    """The lowest cut at or above ``floor`` whose false positives per case are <= ``max_fp``
+    (curves from :func:`operating_curve` with increasing cuts).
+
+    Why a floor: on a tuning set where the scorer leaves few false candidates, the cut that
+    spends the whole false-positive budget lands on near-zero probabilities (0.014 for 2.0.0's
+    first scorer), i.e. on candidates the calibrated scorer says are almost surely not lesions;
+    a new set then brings many more of those."""
     for row in curve:
-        if row["fp_per_case"] <= max_fp:
+        if row["cut"] >= floor and row["fp_per_case"] <= max_fp:
             return row["cut"]
     return 1.0
 

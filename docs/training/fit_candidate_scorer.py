@@ -12,10 +12,11 @@ CACHE_DIRS hold one folder per case with candidates.json (docs/training/candidat
 2. Its log-odds are calibrated on the --tune candidates: Platt and isotonic, compared by
    case-grouped 2-fold cross-fitting on the tuning set (each half calibrated on the other); the
    lower expected calibration error wins, and the chosen map is refitted on the whole tuning set.
-3. Modes, chosen on the tuning set: "default" = the lowest cut with at most --max-fp-default
-   false positives per case, "sensitive" = the lowest with at most --max-fp-sensitive; the
-   possible-lesion band of default reaches down to the sensitive cut, that of sensitive down to
-   the cut with twice its false positives.
+3. Modes, chosen on the tuning set: "default" = the lowest cut >= --floor-default (0.5) with at
+   most --max-fp-default false positives per case, "sensitive" = the lowest >= --floor-sensitive
+   (0.1) with at most --max-fp-sensitive; the possible-lesion band of default reaches down to the
+   sensitive cut, that of sensitive down to the cut with twice its false positives (not below a
+   fifth of its floor).
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def main() -> int:
     p.add_argument("--report", type=Path)
     p.add_argument("--max-fp-default", type=float, default=0.5)
     p.add_argument("--max-fp-sensitive", type=float, default=2.0)
+    p.add_argument("--floor-default", type=float, default=0.5,
+                   help="the default cut is never below this lesion probability")
+    p.add_argument("--floor-sensitive", type=float, default=0.1,
+                   help="the sensitive cut is never below this; its review band never below a fifth of it")
     p.add_argument("--drop", nargs="*", default=[], help="features to leave out (ablation: their weight set to 0)")
     args = p.parse_args()
     train, tune = pool(load(args.train)), pool(load(args.tune))
@@ -111,16 +116,18 @@ def main() -> int:
     calibration = fit_isotonic(raw, tune.label) if cal_name == "isotonic" else fit_platt(raw, tune.label)
     prob = calibrate(calibration, raw)
     curve = operating_curve(prob, tune, CUTS)
-    default, sensitive = lowest_cut(curve, args.max_fp_default), lowest_cut(curve, args.max_fp_sensitive)
-    floor = lowest_cut(curve, 2 * args.max_fp_sensitive)
+    default = lowest_cut(curve, args.max_fp_default, args.floor_default)
+    sensitive = lowest_cut(curve, args.max_fp_sensitive, args.floor_sensitive)
+    floor = lowest_cut(curve, 2 * args.max_fp_sensitive, args.floor_sensitive / 5)
     modes = {"default": {"cut": default, "review_from": min(sensitive, default)},
              "sensitive": {"cut": sensitive, "review_from": min(floor, sensitive)}}
     report.update(chosen=chosen, calibration=cal_name, calibration_cross_fit=cal_scores, modes=modes,
                   tune_curve=[r for r in curve if r["cut"] in (default, sensitive, floor)])
     training = {"train": [str(d) for d in args.train], "tune": [str(d) for d in args.tune],
                 "model": chosen, "calibration": cal_name, "rule": (
-                    f"default: lowest cut with <= {args.max_fp_default} FP/case on the tuning set; sensitive: "
-                    f"<= {args.max_fp_sensitive}"), "candidates": report["train"] | {"tune": report["tune"]}}
+                    f"default: lowest cut >= {args.floor_default} with <= {args.max_fp_default} FP/case on the tuning "
+                    f"set; sensitive: lowest cut >= {args.floor_sensitive} with <= {args.max_fp_sensitive}"),
+                "candidates": report["train"] | {"tune": report["tune"]}}
     data = scorer_json(models[chosen], calibration, modes, float(train.records[0]["candidate_threshold"]), training)
     scorer_from_dict(data, str(args.output))  # refuse to write what the run time cannot read
     args.output.write_text(json.dumps(data) + "\n")
