@@ -323,12 +323,12 @@ class Segmenter:
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-            brain, possible, stage = None, [], None
+            brain = pre.geometry.to_input(pre.brain.astype(np.uint8), linear=False)
+            possible, stage = [], None
             if self.scorer is None:
                 labels = lesion_labels(probability, self.operating_point)
                 table = lesion_table(labels, probability)
             else:
-                brain = pre.geometry.to_input(pre.brain.astype(np.uint8), linear=False)
                 labels, table, possible, n = apply_scorer(probability, images[0], brain, self.scorer, self.mode,
                                                           self.operating_point.outline_threshold)
                 stage = {"candidates": n, "lesions": len(table), "possible": len(possible)}
