@@ -22,8 +22,10 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..models import DEFAULT_MODEL, load_package
 from ..options import Device, MaskMethod, as_brain_mask, as_options
 from ..progress import ProgressCallback, no_progress
+from ..textfiles import read_json_object
 from .consistency import SourceInfo, check_series, dicom_identity
 from .matching import MatchConfig
 from .prior import PriorConfig, symmetric_prior
@@ -112,10 +114,30 @@ def check_request(r: CompareRequest) -> list[str]:
     for path in r.inputs + (r.labels or ()):
         if not Path(path).exists():
             raise InputError(f"{path}: not found.")
+    if r.prior:
+        _check_prior_applies(r)
     names = list(r.names or [scan_name(p) if Path(p).is_file() else Path(p).name for p in r.inputs])
     if len(set(names)) != n:
         names = [f"{k}_{name}" for k, name in enumerate(names)]
     return names
+
+
+def _check_prior_applies(r: CompareRequest) -> None:
+    """--prior re-thresholds probability maps by a fixed rule: where the candidate stage chose
+    the lesions (a scorer's run, or scans to segment with a model that has a scorer) it would
+    silently replace them with other lesions, so it is refused before any work."""
+    staged = []
+    for path in r.inputs:
+        if is_result_folder(path):
+            run = read_json_object(Path(path) / "run.json", "run record", InputError)
+            if (run.get("settings") or {}).get("candidate_stage"):
+                staged.append(str(path))
+        elif load_package(r.model or DEFAULT_MODEL).card.candidate_scorer:
+            staged.append(f"{path} (model {r.model or DEFAULT_MODEL})")
+    if staged:
+        raise InputError(f"--prior: the lesions of {', '.join(staged)} are chosen by the model's candidate stage "
+                         "(a lesion probability per candidate); the prior re-thresholds the probability map by a "
+                         "fixed rule and would replace them. Compare without --prior.")
 
 
 def _read(r: CompareRequest, names: list[str]):
