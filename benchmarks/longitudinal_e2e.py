@@ -10,7 +10,8 @@
    the other scans' lesions as a hint, symmetric), and each follow-up's response is scored
    against the truth: a confusion matrix, the count of PDs caused by a fragment of a tracked
    lesion, and the follow-up / baseline diameter ratio of stable lesions (lesions whose true
-   diameter scale is within +-10 % of 1, found on both scans).
+   diameter scale is within +-10 % of 1, found on both scans). With a model whose candidate
+   stage chose the lesions, only "without" runs (compare refuses --prior there).
 
     nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
@@ -160,7 +161,10 @@ def run_scoring(args, cids: list[str]) -> dict:
         row = {"case": cid, "true": truth["responses"], "true_at_synthesis": truth["responses_at_synthesis"],
                "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
         registrations = None
-        for mode in ("without", "with"):
+        staged = bool(json.loads((folders[0] / "run.json").read_text())["settings"].get("candidate_stage"))
+        modes = ("without",) if staged else ("without", "with")  # compare refuses --prior on a scorer's lesions
+        row["with"] = None
+        for mode in modes:
             request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
                                      prior=mode == "with")
             outcome = run_comparison(request, registrations=registrations)
@@ -172,8 +176,8 @@ def run_scoring(args, cids: list[str]) -> dict:
         rows.append(row)
         scored.parent.mkdir(parents=True, exist_ok=True)
         scored.write_text(json.dumps(row, indent=1) + "\n")
-        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
-              flush=True)
+        with_prior = row["with"]["responses"] if row["with"] else "n/a (candidate stage)"
+        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {with_prior}", flush=True)
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
@@ -191,6 +195,9 @@ def run_scoring(args, cids: list[str]) -> dict:
 def summarise(rows: list[dict]) -> dict:
     out = {}
     for mode in ("without", "with"):
+        if any(r[mode] is None for r in rows):
+            out[mode] = "not run: the model's candidate stage chose the lesions, which --prior cannot re-threshold"
+            continue
         pairs = [(t, p) for r in rows for t, p in zip(r["true"], r[mode]["responses"], strict=True)]
         labels = [c for c in RESPONSES if any(c in pair for pair in pairs)]
         matrix = {t: {p: sum(1 for a, b in pairs if a == t and b == p) for p in labels} for t in labels}
