@@ -8,7 +8,8 @@ Usage::
 CACHE_DIRS hold one folder per case with candidates.json (docs/training/candidate_data.py).
 1. A logistic regression (standardised features) and a gradient-boosted tree ensemble are fitted
    on the --train candidates and compared by log-loss and AUC on the --tune candidates; the one
-   with the lower tuning log-loss is kept.
+   with the lower tuning log-loss is kept, unless it scores away (below the default floor) a
+   tuning lesion >= 10 mm that a candidate reaches.
 2. Its log-odds are calibrated on the --tune candidates: Platt and isotonic, compared by
    case-grouped 2-fold cross-fitting on the tuning set (each half calibrated on the other); the
    lower log-loss wins (expected calibration error reported), and the chosen map is refitted on
@@ -47,6 +48,7 @@ from BrainMetSegLib.train.candidate_scorer import (
     scorer_json,
 )
 
+LARGE_MM = 10.0  # lesions this large must never be scored away (the card's rule finds them all)
 CUTS = np.round(np.r_[np.arange(0.0, 0.05, 0.002), np.arange(0.05, 1.0001, 0.01)], 3)  # finer where cuts are low
 
 
@@ -66,6 +68,17 @@ def raw_of(model: dict, features: np.ndarray) -> np.ndarray:
     dummy = {"kind": "platt", "a": 1.0, "b": 0.0}
     modes = {m: {"cut": 0.5, "review_from": 0.5} for m in ("default", "sensitive")}
     return scorer_from_dict(scorer_json(model, dummy, modes, 0.5, {})).raw(features)
+
+
+def large_lesions_lost(raw: np.ndarray, tune, cut: float, min_mm: float = LARGE_MM) -> int:
+    """Tuning lesions >= ``min_mm`` that a candidate reaches but the Platt-calibrated score drops
+    below ``cut``. Why: a linear model extrapolates past its training range; the first logistic
+    scorer gave a 31 mm ring lesion (larger than any training candidate) 0.07. Trees do not
+    extrapolate. A model that loses such a lesion is not chosen, whatever its log-loss."""
+    prob = calibrate(fit_platt(raw, tune.label), raw)
+    row = operating_curve(prob, tune, np.array([cut]), {"large": (min_mm, np.inf)})[0]
+    reached = sum(1 for r in tune.records for les in r["lesions"] if les["diameter_mm"] >= min_mm and les["candidates"])
+    return int(reached - row["large"][0])
 
 
 def choose_calibration(raw: np.ndarray, tune) -> tuple[str, dict]:
@@ -111,10 +124,12 @@ def main() -> int:
         raw = raw_of(model, tune.features)
         prob = 1 / (1 + np.exp(-raw))
         report["models"][name] = {"tune_log_loss": float(log_loss(tune.label, np.clip(prob, 1e-6, 1 - 1e-6))),
-                                  "tune_auc": float(roc_auc_score(tune.label, raw))}
+                                  "tune_auc": float(roc_auc_score(tune.label, raw)),
+                                  "large_lesions_lost": large_lesions_lost(raw, tune, args.floor_default)}
     # the network's own confidence alone, for reference: logit of the candidate's max probability
     report["models"]["max_probability_only"] = {"tune_auc": float(roc_auc_score(tune.label, tune.features[:, 2]))}
-    chosen = min(models, key=lambda k: report["models"][k]["tune_log_loss"])
+    safe = [k for k in models if not report["models"][k]["large_lesions_lost"]] or list(models)
+    chosen = min(safe, key=lambda k: report["models"][k]["tune_log_loss"])
     raw = raw_of(models[chosen], tune.features)
     cal_name, cal_scores = choose_calibration(raw, tune)
     calibration = fit_isotonic(raw, tune.label) if cal_name == "isotonic" else fit_platt(raw, tune.label)
