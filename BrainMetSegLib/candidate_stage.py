@@ -86,9 +86,7 @@ def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, 
     and ids of their own (1 = most probable). Images share ``probability``'s geometry."""
     cand = find_candidates(probability, ce_t1, brain, scorer.candidate_threshold, outline_threshold)
     cand.probability = scorer.probability(cand.features)
-    cut = scorer.modes[mode]
-    confirmed = cand.probability >= cut.cut
-    possible = ~confirmed & (cand.probability >= cut.review_from)
+    confirmed, possible = scorer.decide(mode, cand.probability, cand.features)
     lab, old = _subset(cand.labels, confirmed)
     labels = _image(lab, probability)
     table = lesion_table(labels, probability)

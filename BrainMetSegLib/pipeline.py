@@ -344,7 +344,8 @@ class Segmenter:
         if self.scorer is None:
             return None
         mode = self.scorer.modes[self.mode]
-        return {"mode": self.mode, "cut": mode.cut, "review_from": mode.review_from,
+        return {"mode": self.mode, "cut": mode.cut, "review_from": mode.review_from, "large_cut": mode.large_cut,
+                "large_from_mm": self.scorer.large_from_mm,
                 "candidate_threshold": self.scorer.candidate_threshold,
                 "scorer_sha256": self.package.card.candidate_scorer["sha256"]}
 

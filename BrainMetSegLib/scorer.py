@@ -13,12 +13,18 @@ in the model card like the weights'. Layout (``format`` ``brainmetseg-candidate-
                          "value": [...]}, ...]},       # sklearn's tree arrays; leaves: left == -1
      "calibration": {"kind": "platt", "a": a, "b": b}     # p = 1 / (1 + exp(-(a * raw + b)))
                   | {"kind": "isotonic", "x": [...], "y": [...]},   # p = interp(raw, x, y)
-     "modes": {"default": {"cut": c, "review_from": r}, "sensitive": {...}}}
+     "modes": {"default": {"cut": c, "review_from": r, "large_cut": l}, "sensitive": {...}},
+     "large_from_mm": 10.0}                   # optional, with each mode's optional large_cut
 
 ``raw`` is the model's log-odds (logistic: ``coef . (x - mean) / scale + intercept``; trees:
 ``init + learning_rate * sum of leaf values``, sklearn's ``decision_function``). A candidate
 whose calibrated lesion probability is >= the mode's ``cut`` is a lesion; one in
-[``review_from``, ``cut``) is listed as "possible" for review.
+[``review_from``, ``cut``) is listed as "possible" for review. A candidate whose core's longest
+diameter is >= ``large_from_mm`` (RANO-BM's measurable size) is a lesion from the mode's
+``large_cut`` (<= ``cut``) on: the scorer has seen few lesions that large (the demo's scored
+large ring-enhancing lesions 0.14-0.38), the false candidates that large it has seen scored
+<= 0.14, and a missed measurable lesion changes a response where a false one that size is
+dismissed at a glance.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class Mode:
 
     cut: float
     review_from: float
+    large_cut: float | None = None  # cut for candidates >= Scorer.large_from_mm (None: ``cut``)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,18 @@ class Scorer:
     calibration: dict
     modes: dict[str, Mode]
     source: str = ""
+    large_from_mm: float | None = None
+
+    def decide(self, mode: str, probability: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lesion, possible) bool per candidate in ``mode``, from the calibrated probability and
+        the features (rows in :data:`FEATURES` order)."""
+        m = self.modes[mode]
+        cut = np.full(len(probability), m.cut)
+        if self.large_from_mm is not None and m.large_cut is not None and len(probability):
+            large = np.exp(np.asarray(features)[:, FEATURES.index("log_diameter_mm")]) >= self.large_from_mm
+            cut[large] = m.large_cut
+        lesion = probability >= cut
+        return lesion, ~lesion & (probability >= m.review_from)
 
     def raw(self, features: np.ndarray) -> np.ndarray:
         """Uncalibrated log-odds of each row of ``features`` (N, len(FEATURES))."""
@@ -138,6 +157,16 @@ def _calibration(c: dict) -> dict:
     raise ValueError(f"unknown calibration kind {c.get('kind')!r} (platt or isotonic)")
 
 
+def _mode(name: str, m: dict) -> Mode:
+    large = m.get("large_cut")
+    mode = Mode(float(m["cut"]), float(m["review_from"]), None if large is None else float(large))
+    if not 0 <= mode.review_from <= mode.cut <= 1:
+        raise ValueError(f"mode {name}: need 0 <= review_from <= cut <= 1")
+    if mode.large_cut is not None and not 0 <= mode.large_cut <= mode.cut:
+        raise ValueError(f"mode {name}: need 0 <= large_cut <= cut")
+    return mode
+
+
 def scorer_from_dict(data: dict, source: str = "scorer") -> Scorer:
     """A :class:`Scorer` from the JSON layout above; :class:`ScorerError` naming ``source``."""
     try:
@@ -149,13 +178,12 @@ def scorer_from_dict(data: dict, source: str = "scorer") -> Scorer:
         low, high = PROBABILITY_OPEN_RANGE
         if not low < threshold < high:
             raise ValueError("candidate_threshold must be in (0, 1)")
-        modes = {}
-        for name in MODES:
-            mode = Mode(float(data["modes"][name]["cut"]), float(data["modes"][name]["review_from"]))
-            if not 0 <= mode.review_from <= mode.cut <= 1:
-                raise ValueError(f"mode {name}: need 0 <= review_from <= cut <= 1")
-            modes[name] = mode
-        return Scorer(threshold, _model(data["model"]), _calibration(data["calibration"]), modes, source)
+        modes = {name: _mode(name, data["modes"][name]) for name in MODES}
+        large = data.get("large_from_mm")
+        if large is not None and not (np.isfinite(float(large)) and float(large) > 0):
+            raise ValueError("large_from_mm must be a positive number of mm")
+        return Scorer(threshold, _model(data["model"]), _calibration(data["calibration"]), modes, source,
+                      None if large is None else float(large))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ScorerError(f"{source}: invalid candidate scorer ({detail}).") from None

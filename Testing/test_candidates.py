@@ -262,3 +262,25 @@ def test_dicom_sr_carries_the_lesion_probability(tmp_path):
                          ModelIdentity("m", "1", "ab" * 32, {"threshold_used": "0.5"}))  # no scorer: NaN
     for group in hd.sr.srread(paths["dicom_sr"]).content.get_volumetric_roi_measurement_groups():
         assert "Probability of cancer" not in {m.name.meaning for m in group.get_measurements()}
+
+
+def test_measurable_candidates_are_kept_from_the_large_cut():
+    data = bright_scorer(cut=0.5, review_from=0.2)
+    data["modes"]["default"]["large_cut"] = 0.1
+    data["large_from_mm"] = 10.0
+    scorer = scorer_from_dict(data)
+    features = np.zeros((3, len(FEATURES)))
+    features[:, F["log_diameter_mm"]] = np.log([12.0, 6.0, 12.0])
+    lesion, possible = scorer.decide("default", np.array([0.15, 0.15, 0.05]), features)
+    assert lesion.tolist() == [True, False, False]  # 12 mm at 0.15 kept; 6 mm at 0.15 only possible
+    assert possible.tolist() == [False, False, False]  # below review_from 0.2 and not large enough
+    assert scorer.decide("sensitive", np.array([0.15]), features[:1])[0].tolist() == [True]  # its cut 0.1
+    for bad in ({"large_cut": 0.7}, {"large_cut": -0.1}):
+        broken = json.loads(json.dumps(data))
+        broken["modes"]["default"].update(bad)
+        with pytest.raises(ScorerError, match="large_cut"):
+            scorer_from_dict(broken, "x.json")
+    broken = json.loads(json.dumps(data))
+    broken["large_from_mm"] = -3
+    with pytest.raises(ScorerError, match="large_from_mm"):
+        scorer_from_dict(broken, "x.json")

@@ -98,11 +98,11 @@ def main() -> int:
     curve = operating_curve(prob, data, cuts, BINS)
     modes = {}
     for name in MODES:
-        cut = scorer.modes[name].cut
-        row = operating_curve(prob, data, np.array([cut]), BINS)[0]
-        modes[name] = summary_at(row)
-        modes[name]["possible_per_case"] = float(((prob >= scorer.modes[name].review_from) & (prob < cut)).sum()
-                                                 / len(records))
+        lesion, possible = scorer.decide(name, prob, data.features)
+        row = operating_curve(lesion.astype(float), data, np.array([0.5]), BINS)[0]  # the mode's own decision
+        modes[name] = summary_at(row) | {"cut": scorer.modes[name].cut, "large_cut": scorer.modes[name].large_cut,
+                                         "large_from_mm": scorer.large_from_mm}
+        modes[name]["possible_per_case"] = float(possible.sum() / len(records))
     base_cases = []
     synth = dict(item.split(":", 1) for item in args.synth)  # prefix -> phantom folder
     for f in folders:

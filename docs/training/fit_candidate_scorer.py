@@ -138,8 +138,9 @@ def main() -> int:
     default = lowest_cut(curve, args.max_fp_default, args.floor_default)
     sensitive = lowest_cut(curve, args.max_fp_sensitive, args.floor_sensitive)
     floor = lowest_cut(curve, 2 * args.max_fp_sensitive, args.floor_sensitive / 5)
-    modes = {"default": {"cut": default, "review_from": min(sensitive, default)},
-             "sensitive": {"cut": sensitive, "review_from": min(floor, sensitive)}}
+    # measurable candidates (>= LARGE_MM) are lesions from the sensitive cut on, in both modes (scorer.py says why)
+    modes = {"default": {"cut": default, "review_from": min(sensitive, default), "large_cut": min(sensitive, default)},
+             "sensitive": {"cut": sensitive, "review_from": min(floor, sensitive), "large_cut": sensitive}}
     report.update(chosen=chosen, calibration=cal_name, calibration_cross_fit=cal_scores, modes=modes,
                   tune_curve=[r for r in curve if r["cut"] in (default, sensitive, floor)])
     training = {"train": [str(d) for d in args.train], "tune": [str(d) for d in args.tune],
@@ -148,6 +149,7 @@ def main() -> int:
                     f"set; sensitive: lowest cut >= {args.floor_sensitive} with <= {args.max_fp_sensitive}"),
                 "candidates": report["train"] | {"tune": report["tune"]}}
     data = scorer_json(models[chosen], calibration, modes, float(train.records[0]["candidate_threshold"]), training)
+    data["large_from_mm"] = LARGE_MM
     scorer_from_dict(data, str(args.output))  # refuse to write what the run time cannot read
     args.output.write_text(json.dumps(data) + "\n")
     if args.report:
