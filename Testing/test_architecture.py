@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "plotting", "html_report", "lesion_vocabulary")),
     ("preprocess", ("preprocess", "normalisation", "skullstrip", "stripped", "coregister", "plausibility")),
     ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io",
-                   "network_adapter")),
+                   "network_adapter", "backends", "openvino_backend")),
     ("postprocess", ("lesions", "operating_point", "candidates", "candidate_stage", "scorer")),
     ("model package", ("models", "card_check", "download")),
     ("outputs", ("outputs", "slicer_seg", "dicom")),
