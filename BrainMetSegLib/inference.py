@@ -274,7 +274,8 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
 
 
 def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Device,
-                    network_id: dict | None = None) -> tuple[BackendChoice, object, dict]:
+                    network_id: dict | None = None,
+                    progress: ProgressCallback = no_progress) -> tuple[BackendChoice, object, dict]:
     """The backend for this run, its forward (None: the torch network itself) and run.json's
     record of it. An OpenVINO export that fails or disagrees with torch is an error when
     ``openvino`` was asked for; under ``auto`` torch runs instead, with a warning."""
@@ -285,7 +286,8 @@ def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Devi
     from .openvino_backend import openvino_forward
 
     try:
-        forward, record = openvino_forward(net, in_channels, config.size_divisor, network_id, config.backend_cache)
+        forward, record = openvino_forward(net, in_channels, config.size_divisor, network_id, config.backend_cache,
+                                           lambda message: progress(ProgressEvent(Stage.INFERENCE, 0.0, message)))
     except ModelError as exc:
         if choice.asked == Backend.OPENVINO:
             raise
@@ -332,7 +334,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
                          "backend": {"asked": config.backend, "used": Backend.TORCH,
                                      "reason": "the framework's own predictor (torch)"}})
         return net.predict_volume(array, device, progress, cancel)
-    backend, forward, record = resolve_backend(net, array.shape[0], config, device, network_id)
+    backend, forward, record = resolve_backend(net, array.shape[0], config, device, network_id, progress)
     attempts = [(device, config.sw_batch_size, config)]
     if config.sw_batch_size > 1 or config.mode != InferenceMode.PAPER:
         attempts.append((device, 1, replace(config, mode=InferenceMode.PAPER)))

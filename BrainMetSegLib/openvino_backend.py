@@ -189,11 +189,12 @@ def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, 
 
 
 def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None = None,
-                     cache_dir: str | Path | None = None):
+                     cache_dir: str | Path | None = None, announce=None):
     """A callable (torch tensor (N, C, Z, Y, X) float32 -> logits as a torch tensor) running
     ``net`` through OpenVINO, and run.json's record of how it was obtained (``cache``: hit, miss,
     rebuilt, not written, or process: already compiled in this process; seconds of export and
-    compile; the agreement check). ``identity`` keys the cache (None: the network's own bytes)."""
+    compile; the agreement check). ``identity`` keys the cache (None: the network's own bytes).
+    ``announce(message)`` is told before a conversion (it takes a while)."""
     import openvino as ov
     import torch
 
@@ -217,6 +218,8 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
             warnings.warn(f"{folder}: OpenVINO cache not used ({why}); converting the network again.",
                           RuntimeWarning, stacklevel=2)
         meta = {"identity": identity, "settings": settings, "openvino": ov.__version__}
+        if announce:
+            announce(f"converting the network to OpenVINO (once; kept in {cache_root(cache_dir)})")
         compiled, record = _export_and_cache(net, in_channels, divisor, key, folder, meta, threads)
         if why != "not cached" and record["cache"] == "miss":
             record["cache"], record["rebuilt_because"] = "rebuilt", why

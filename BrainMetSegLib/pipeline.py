@@ -386,7 +386,7 @@ def dependency_versions() -> dict[str, str]:
 
     out = {}
     for name in ("torch", "monai", "SimpleITK", "numpy", "scipy", "scikit-image",
-                 "connected-components-3d", "safetensors", "deepbet"):
+                 "connected-components-3d", "safetensors", "deepbet", "openvino"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -97,7 +97,10 @@ def test_forward_agrees_with_torch_at_other_sizes(flexible_unet, tmp_path):
 
 
 def _tiny_ov_model():
-    from openvino import opset13 as ops
+    try:
+        from openvino import opset13 as ops
+    except ImportError:  # OpenVINO before 2024: opsets under openvino.runtime
+        from openvino.runtime import opset13 as ops
 
     x = ops.parameter([1, 1, -1, -1, -1], np.float32, name="x")
     return ov.Model([ops.relu(x)], [x], "relu")
