@@ -43,7 +43,9 @@ AGREEMENT_TOLERANCE = 1e-3
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 MODEL_XML, MODEL_BIN, META = "model.xml", "model.bin", "export.json"
 _WARNED: set[str] = set()
-_COMPILED: dict[tuple, tuple] = {}  # (key, threads) -> (compiled model, record): one model per process
+_COMPILED: dict[tuple, tuple] = {}  # (key, threads) -> (compiled model, record), oldest first
+# Compiled networks kept per process: the model's and deepbet's (a cohort runs one model).
+KEEP_COMPILED = 2
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -103,9 +105,10 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-a.astype(np.float64)))
 
 
-def check_agreement(net, compiled, in_channels: int, divisor: int) -> dict:
+def check_agreement(net, compiled, in_channels: int, divisor: int, outputs: str = "logit") -> dict:
     """One forward of torch and of ``compiled`` on the same random ``2d x d x d`` input (not the
-    trace's shape, so a size frozen by the trace shows); :class:`ModelError` past the tolerance."""
+    trace's shape, so a size frozen by the trace shows); :class:`ModelError` past the tolerance.
+    ``outputs``: ``logit`` (compared after a sigmoid) or ``probability`` (compared as they are)."""
     import torch
 
     shape = (1, in_channels, 2 * divisor, divisor, divisor)
@@ -117,7 +120,8 @@ def check_agreement(net, compiled, in_channels: int, divisor: int) -> dict:
         raise ModelError(f"the network's OpenVINO export gives shape {out.shape}, torch {ref.shape}; "
                          "use --backend torch.")
     logit = float(np.abs(out - ref).max())
-    prob = float(np.abs(_sigmoid(out) - _sigmoid(ref)).max())
+    squash = _sigmoid if outputs == "logit" else np.asarray
+    prob = float(np.abs(squash(out) - squash(ref)).max())
     check = {"input_zyx": list(shape[2:]), "max_abs_logit_difference": logit,
              "max_abs_probability_difference": prob, "tolerance": AGREEMENT_TOLERANCE}
     if not prob <= AGREEMENT_TOLERANCE:  # NaN fails too
@@ -166,7 +170,8 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, threads: int):
+def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, threads: int,
+                      outputs: str):
     """Convert, compile, check against torch and cache; (compiled model, record fields)."""
     t0 = time.perf_counter()
     try:
@@ -179,7 +184,7 @@ def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, 
     t0 = time.perf_counter()
     compiled = compile_model(model, threads)
     compile_s = time.perf_counter() - t0
-    check = check_agreement(net, compiled, in_channels, divisor)
+    check = check_agreement(net, compiled, in_channels, divisor, outputs)
     failed = write_cached(model, folder, {**meta, "key": key, "export_s": round(export_s, 2), "check": check})
     if failed:
         _warn_once(f"{folder}: cannot write the OpenVINO cache ({failed}); the network is converted "
@@ -189,12 +194,13 @@ def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, 
 
 
 def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None = None,
-                     cache_dir: str | Path | None = None, announce=None):
+                     cache_dir: str | Path | None = None, announce=None, outputs: str = "logit"):
     """A callable (torch tensor (N, C, Z, Y, X) float32 -> logits as a torch tensor) running
     ``net`` through OpenVINO, and run.json's record of how it was obtained (``cache``: hit, miss,
     rebuilt, not written, or process: already compiled in this process; seconds of export and
     compile; the agreement check). ``identity`` keys the cache (None: the network's own bytes).
-    ``announce(message)`` is told before a conversion (it takes a while)."""
+    ``announce(message)`` is told before a conversion (it takes a while). ``outputs``: what the
+    network gives, ``logit`` or ``probability`` (how the agreement check compares them)."""
     import openvino as ov
     import torch
 
@@ -220,10 +226,11 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
         meta = {"identity": identity, "settings": settings, "openvino": ov.__version__}
         if announce:
             announce(f"converting the network to OpenVINO (once; kept in {cache_root(cache_dir)})")
-        compiled, record = _export_and_cache(net, in_channels, divisor, key, folder, meta, threads)
+        compiled, record = _export_and_cache(net, in_channels, divisor, key, folder, meta, threads, outputs)
         if why != "not cached" and record["cache"] == "miss":
             record["cache"], record["rebuilt_because"] = "rebuilt", why
-    _COMPILED.clear()  # keep one compiled network per process (a cohort runs one model)
+    while len(_COMPILED) >= KEEP_COMPILED:  # the oldest goes
+        _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[(key, threads)] = (compiled, record)
     return _Forward(compiled), {**base, **record}
 

@@ -227,9 +227,9 @@ class Segmenter:
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
             normalisation=card.normalisation, device=self.device, trust_header=config.trust_header,
-            deepbet_bf16=choose_precision(config.precision, self.device).autocast == Autocast.BF16)
-        if config.backend == Backend.OPENVINO:  # where it cannot run: fail here, before any work
-            choose_backend(config.backend, self.device, choose_precision(config.precision, self.device).autocast)
+            deepbet_bf16=choose_precision(config.precision, self.device).autocast == Autocast.BF16,
+            deepbet_openvino=self._deepbet_openvino(config),
+            backend_cache=None if config.backend_cache is None else str(config.backend_cache))
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
@@ -263,6 +263,12 @@ class Segmenter:
         if self._net is None:
             self._net = self.package.load_network(self.device)
         return self._net
+
+    def _deepbet_openvino(self, config: SegmentConfig) -> bool:
+        """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
+        ``--backend openvino`` where it cannot run fails here, before any work."""
+        autocast_kind = choose_precision(config.precision, self.device).autocast
+        return choose_backend(config.backend, self.device, autocast_kind).used == Backend.OPENVINO
 
     def network_identity(self) -> dict | None:
         """The package's network identity (keys exported copies); None for a network given as is."""

@@ -212,3 +212,25 @@ def test_pipeline_same_lesions_and_recorded(tiny_model, volume_file, tmp_path):
                                                           "reason": "torch as asked"}
     with pytest.raises(OptionError, match="runs fp32 only"):
         Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", precision="bf16", backend="openvino"))
+
+
+def test_deepbet_through_openvino_keeps_the_mask(tmp_path):
+    """deepbet's brain network in OpenVINO against torch on a small head: the bundled sample (with
+    skull) at 3 mm; deepbet's box finder and brain network at 64^3 instead of 128^3 / 256^3 to keep
+    the test short (the grid does not change what is compared)."""
+    from BrainMetSegLib import skullstrip
+    from BrainMetSegLib.resources import SAMPLE_CE_T1
+
+    sample = sitk.ReadImage(str(SAMPLE_CE_T1), sitk.sitkFloat32)
+    size = [int(n * s / 3.0) for n, s in zip(sample.GetSize(), sample.GetSpacing())]
+    head = sitk.GetArrayFromImage(sitk.Resample(sample, size, sitk.Transform(), sitk.sitkLinear, sample.GetOrigin(),
+                                                (3.0,) * 3, sample.GetDirection()))
+    bet = skullstrip._deepbet("cpu")
+    ovb._COMPILED.clear()
+    info: dict = {}
+    ov_bet = skullstrip._with_openvino(bet, str(tmp_path), info)
+    assert ov_bet is not bet and ov_bet.model is not bet.model and info["deepbet_backend"]["cache"] == "miss"
+    assert info["deepbet_backend"]["check"]["max_abs_probability_difference"] <= 1e-3
+    masks = [b.run_model(head.copy(), small_shape=(64,) * 3, shape=(64,) * 3) > 0.5 for b in (bet, ov_bet)]
+    dice = 2 * (masks[0] & masks[1]).sum() / (masks[0].sum() + masks[1].sum())
+    assert masks[0].sum() > 0.05 * masks[0].size and dice > 0.995, dice
