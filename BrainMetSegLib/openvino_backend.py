@@ -113,8 +113,13 @@ def check_agreement(net, compiled, in_channels: int, divisor: int, outputs: str 
 
     shape = (1, in_channels, 2 * divisor, divisor, divisor)
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    with torch.inference_mode():
-        ref = net(torch.from_numpy(x)).float().numpy()
+    try:
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(x)).float().numpy()
+    except RuntimeError as exc:
+        raise ModelError(f"cannot check the OpenVINO export: torch fails on a {shape[2:]} input "
+                         f"({str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); "
+                         "use --backend torch.") from None
     out = np.asarray(compiled({0: x})[0])
     if out.shape != ref.shape:
         raise ModelError(f"the network's OpenVINO export gives shape {out.shape}, torch {ref.shape}; "
@@ -145,7 +150,7 @@ def read_cached(folder: Path, key: str):
             if sha256_file(folder / name) != files.get(name):
                 return None, None, f"{name} does not match the sha256 in {META} (damaged or altered)"
         return _core().read_model(str(folder / MODEL_XML)), meta, ""
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         return None, None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
 
 
@@ -204,6 +209,9 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
     import openvino as ov
     import torch
 
+    if divisor < 8:  # an imported network whose input sizes are unknown: no shape to trace or check on
+        raise ModelError(f"the network's input size divisor is unknown ({divisor}); OpenVINO needs it, "
+                         "use --backend torch.")
     threads = torch.get_num_threads()
     settings = conversion_settings(in_channels, divisor)
     key = cache_key(identity if identity is not None else network_fingerprint(net), settings, ov.__version__)

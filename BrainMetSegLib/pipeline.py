@@ -73,10 +73,8 @@ class SegmentConfig:
         refused by default, since a wrong orientation silently mirrors every lesion.
     Every value is checked on creation, and choices given as strings become the enum members of
     :mod:`~BrainMetSegLib.options` (:func:`options.check_segment_config`).
-    backend: what runs the forward: ``"auto"`` (OpenVINO on a CPU running fp32 when it imports,
-        torch otherwise), ``"torch"`` or ``"openvino"``; see :mod:`BrainMetSegLib.backends`.
-    backend_cache: folder of OpenVINO's exported networks (None: ``$BRAINMETSEG_CACHE/openvino``,
-        default ``~/.cache/brainmetseg/openvino``).
+    backend: ``"auto"``, ``"torch"`` or ``"openvino"`` (:mod:`BrainMetSegLib.backends`);
+    backend_cache: folder of OpenVINO's exported networks (None: ``$BRAINMETSEG_CACHE/openvino``).
     inference_mode: ``"auto"`` (one forward over the cropped brain when it fits
         ``memory_budget_mb``, else large windows), ``"whole"`` or ``"paper"`` (the card's
         patch and overlap, averaged); see :mod:`BrainMetSegLib.inference`.
@@ -270,10 +268,6 @@ class Segmenter:
         autocast_kind = choose_precision(config.precision, self.device).autocast
         return choose_backend(config.backend, self.device, autocast_kind).used == Backend.OPENVINO
 
-    def network_identity(self) -> dict | None:
-        """The package's network identity (keys exported copies); None for a network given as is."""
-        return None if self._network_given else self.package.network_identity()
-
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:
         """Segment one case (paths in ``inputs``); see :func:`segment`."""
@@ -340,7 +334,7 @@ class Segmenter:
         plan: dict = {}
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,
-                           network_id=self.network_identity())
+                           network_id=None if self._network_given else self.package.network_identity())
             if not np.isfinite(prob).all():
                 raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
