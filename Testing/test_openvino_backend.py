@@ -123,8 +123,12 @@ def test_cache_files_are_checked(tmp_path):
     assert why and not (tmp_path / "a_file" / "k1").exists()
 
 
-def test_cache_hit_rebuild_and_unwritable(tiny_model, tmp_path):
+def test_cache_hit_rebuild_and_unwritable(tiny_model, tmp_path, monkeypatch):
     net = tiny_model.load_network("cpu")
+    converted = []  # one conversion serves the three exports below (it is what takes seconds)
+    real_export = ovb.export
+    monkeypatch.setattr(ovb, "export", lambda *args: (converted or [converted.append(real_export(*args))]
+                                                      and converted)[0].clone())
     identity = tiny_model.network_identity()
     x = torch.randn(1, 1, 48, 32, 64)
     with torch.inference_mode():
