@@ -56,6 +56,13 @@ def test_choice_follows_device_precision_and_availability():
             choose_backend("openvino", device, autocast, problem=problem)
     with pytest.raises(ValueError):
         choose_backend("onnx", "cpu", "fp32", problem="")
+    from BrainMetSegLib.pipeline import SegmentConfig
+
+    assert SegmentConfig(backend="openvino").backend is Backend.OPENVINO
+    with pytest.raises(OptionError, match="--backend 'onnx' is not one of auto, torch, openvino"):
+        SegmentConfig(backend="onnx")
+    with pytest.raises(OptionError, match="--backend-cache must be a folder"):
+        SegmentConfig(backend_cache=" ")
 
 
 def test_unimportable_openvino_degrades_to_torch(no_openvino, tiny_model, volume_file):
