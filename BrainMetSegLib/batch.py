@@ -58,8 +58,9 @@ SUMMARY_GLOB = "summary*.csv"
 # overlap in ``inference.overlap``, the device in ``preprocess``/``inference``...): compare
 # the resolved values, so ``--threshold 0.5`` on a card whose threshold is 0.5 is no change.
 # The model is compared by its weights' sha256 (its name or folder may differ).
+# Where OpenVINO's exported networks are kept changes nothing in the outputs.
 _IGNORED_SETTINGS = ("model", "device", "threshold", "min_volume_mm3", "outline_threshold", "overlap",
-                     "blend_mode", "patch_size")
+                     "blend_mode", "patch_size", "backend_cache", "inference.backend_cache")
 
 
 @dataclass(frozen=True)

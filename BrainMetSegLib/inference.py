@@ -16,7 +16,12 @@ Memory is estimated as voxels x bytes per voxel, where bytes per voxel = the net
 convolution outputs per input voxel (counted on a tiny forward) x :data:`LIVE_BYTES_PER_ELEMENT`,
 a factor measured as the peak resident memory of whole forwards of the paper's network
 and the demo network (fp32: 405 and 326 bytes/voxel for 61 and 43 outputs/voxel; bf16 +
-channels_last: 250 and 174), rounded up.
+channels_last: 250 and 174), rounded up, x :data:`BACKEND_MEMORY_FACTOR` (OpenVINO's fp32
+forward of the demo network on 128x160x128 peaked at 154 bytes/voxel against torch's 304).
+
+The forward runs in torch or, on a CPU running fp32, in OpenVINO (``InferenceConfig.backend``,
+:mod:`BrainMetSegLib.backends`; the exported network is cached on disk,
+:mod:`BrainMetSegLib.openvino_backend`).
 
 Windows are run by MONAI's ``sliding_window_inference`` in every mode (one window for
 ``whole``); the logit map becomes probabilities with a sigmoid. Cancellation and
@@ -33,15 +38,19 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .errors import NotEnoughMemoryError
+from .backends import BackendChoice, choose_backend
+from .errors import ModelError, NotEnoughMemoryError
 from .memory import memory_budget
-from .options import Autocast, BlendMode, Device, InferenceMode, PlanMode, Precision, as_options
+from .options import Autocast, Backend, BlendMode, Device, InferenceMode, PlanMode, Precision, as_options
 from .precision import PrecisionChoice, choose_precision
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 
 # Peak resident bytes per convolution output element per input voxel, by autocast dtype
 # (measured, see the module docstring; fp32 keeps ~2 live float32 copies, bf16 ~2.25 bf16).
 LIVE_BYTES_PER_ELEMENT = {Autocast.FP32: 8.0, Autocast.BF16: 4.5, Autocast.FP16: 4.5}
+# The same per backend, relative to torch (OpenVINO fp32: 3.6 bytes per element measured
+# against torch's 7.1, demo network, one forward of 128x160x128, docs/speed.md).
+BACKEND_MEMORY_FACTOR = {Backend.TORCH: 1.0, Backend.OPENVINO: 0.5}
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,10 @@ class InferenceConfig:
         from the memory available now (:mod:`BrainMetSegLib.memory`).
     bytes_per_voxel: override of the estimated peak bytes per input voxel.
     fallback_overlap: overlap of the large windows ``auto`` uses when whole does not fit.
+    backend: ``"auto"`` (OpenVINO on a CPU running fp32 when it imports and the network has a
+        package identity, torch otherwise), ``"torch"`` or ``"openvino"``
+        (:mod:`BrainMetSegLib.backends`).
+    backend_cache: folder of OpenVINO's exported networks; None = ``$BRAINMETSEG_CACHE/openvino``.
     Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     """
 
@@ -74,10 +87,13 @@ class InferenceConfig:
     memory_budget_mb: float | None = None
     bytes_per_voxel: float | None = None
     fallback_overlap: float = 0.25
+    backend: Backend = Backend.AUTO
+    backend_cache: str | None = None
 
     def __post_init__(self):
         as_options(self, mode=(InferenceMode, "--inference-mode"), blend_mode=(BlendMode, "--blend"),
-                   device=(Device, "--device"), precision=(Precision, "--precision"))
+                   device=(Device, "--device"), precision=(Precision, "--precision"),
+                   backend=(Backend, "--backend"))
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class WindowPlan:
     bytes_per_voxel: float
     precision: PrecisionChoice
     budget_source: str = ""
+    backend: BackendChoice = BackendChoice(Backend.TORCH, Backend.TORCH, "torch")
 
 
 def resolve_device(device: Device | str) -> Device:
@@ -198,12 +215,16 @@ def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: in
     return tuple(best)
 
 
-def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> WindowPlan:
-    """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``."""
+def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
+                 backend: BackendChoice | None = None) -> WindowPlan:
+    """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``, with the
+    forward run by ``backend`` (None: torch)."""
     precision = choose_precision(config.precision, device)
+    backend = backend or BackendChoice(config.backend, Backend.TORCH, "torch")
     shape = tuple(shape_czyx[1:])
     bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor)
-                                     * LIVE_BYTES_PER_ELEMENT[precision.autocast])
+                                     * LIVE_BYTES_PER_ELEMENT[precision.autocast]
+                                     * BACKEND_MEMORY_FACTOR[backend.used])
     chosen = memory_budget(config.memory_budget_mb, device)
     budget = chosen.mib
 
@@ -211,7 +232,7 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> Windo
         return WindowPlan(mode, tuple(int(r) for r in roi), overlap, blend,
                           count_windows(shape, roi, overlap),
                           round(math.prod(roi) * bpv / 2**20, 1), round(budget, 1), round(bpv, 1), precision,
-                          chosen.source)
+                          chosen.source, backend)
 
     if config.mode == InferenceMode.PAPER:
         return plan(PlanMode.PAPER, config.patch_size[::-1], config.overlap, config.blend_mode)
@@ -227,7 +248,8 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str) -> Windo
 
 
 def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int,
-         progress: ProgressCallback, cancel: threading.Event | None) -> np.ndarray:
+         progress: ProgressCallback, cancel: threading.Event | None, forward=None) -> np.ndarray:
+    """``forward`` (torch tensor -> torch tensor; an OpenVINO network) replaces ``net``'s when given."""
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -237,7 +259,7 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
 
     def predictor(batch):
         check_cancelled(cancel)
-        out = net(batch.contiguous(memory_format=memory_format))
+        out = (forward or net)(batch.contiguous(memory_format=memory_format))
         done[0] += batch.shape[0]
         progress(ProgressEvent(Stage.INFERENCE, min(done[0] / total, 1.0),
                                f"window {min(done[0], total)}/{total} on {device}"))
@@ -251,25 +273,68 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
 
 
+def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Device,
+                    network_id: dict | None = None,
+                    progress: ProgressCallback = no_progress) -> tuple[BackendChoice, object, dict]:
+    """The backend for this run, its forward (None: the torch network itself) and run.json's
+    record of it. An OpenVINO export that fails or disagrees with torch is an error when
+    ``openvino`` was asked for; under ``auto`` torch runs instead, with a warning."""
+    autocast_kind = choose_precision(config.precision, device).autocast
+    choice = choose_backend(config.backend, device, autocast_kind, has_identity=network_id is not None)
+    if choice.used != Backend.OPENVINO:
+        return choice, None, {}
+    from .openvino_backend import openvino_forward
+
+    try:
+        forward, record = openvino_forward(net, in_channels, config.size_divisor, network_id, config.backend_cache,
+                                           lambda message: progress(ProgressEvent(Stage.INFERENCE, 0.0, message)))
+    except ModelError as exc:
+        if choice.asked == Backend.OPENVINO:
+            raise
+        warnings.warn(f"{exc} Running torch instead.", RuntimeWarning, stacklevel=3)
+        return BackendChoice(choice.asked, Backend.TORCH, f"auto: openvino failed ({exc}); torch fp32"), None, {}
+    return choice, forward, record
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    # OpenVINO reports a failed allocation as a RuntimeError naming std::bad_alloc
+    return isinstance(exc, RuntimeError) and "bad_alloc" in str(exc)
+
+
 def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
             progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None, info: dict | None = None) -> np.ndarray:
+            cancel: threading.Event | None = None, info: dict | None = None,
+            network_id: dict | None = None) -> np.ndarray:
     """Metastasis probability (Z, Y, X) float32 for a (C, Z, Y, X) float32 array.
 
     When a forward runs out of memory it retries with one window per batch and the
     paper's windows, then on the CPU, and warns each time; :class:`NotEnoughMemoryError`
     when the CPU fails too. ``info``, when given, receives the plan that produced the
-    result (mode, window size, windows, precision, memory estimate) for run.json.
+    result (mode, window size, windows, precision, backend, memory estimate) for run.json.
+    ``network_id``: the network's identity (a model package's weights and architecture,
+    :meth:`~BrainMetSegLib.models.ModelPackage.network_identity`), which keys OpenVINO's cache.
     """
     import torch
 
     progress = progress or no_progress
     device = resolve_device(config.device)
     if hasattr(net, "predict_volume"):  # an imported model that tiles as its framework does
+        if config.backend == Backend.OPENVINO:
+            from .errors import OptionError
+
+            raise OptionError("--backend openvino: this model runs through its framework's own predictor; "
+                              "use --backend auto or torch.")
         if info is not None:
             info.clear()
-            info.update({"mode": PlanMode.IMPORTED_FRAMEWORK, "mode_requested": config.mode, "device": device})
+            info.update({"mode": PlanMode.IMPORTED_FRAMEWORK, "mode_requested": config.mode, "device": device,
+                         "backend": {"asked": config.backend, "used": Backend.TORCH,
+                                     "reason": "the framework's own predictor (torch)"}})
         return net.predict_volume(array, device, progress, cancel)
+    backend, forward, record = resolve_backend(net, array.shape[0], config, device, network_id, progress)
     attempts = [(device, config.sw_batch_size, config)]
     if config.sw_batch_size > 1 or config.mode != InferenceMode.PAPER:
         attempts.append((device, 1, replace(config, mode=InferenceMode.PAPER)))
@@ -277,9 +342,12 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
         attempts.append((Device.CPU, 1, config))
     for i, (dev, batch, cfg) in enumerate(attempts):
         try:
-            plan = plan_windows(net, array.shape, cfg, dev)
-            out = _run(net, array, plan, dev, batch, progress, cancel)
-        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None)
+            out = _run(net, array, plan, dev, batch, progress, cancel,
+                       forward if plan.backend.used == Backend.OPENVINO else None)
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise
             if dev == Device.CUDA:
                 torch.cuda.empty_cache()
             if i + 1 == len(attempts):
@@ -295,6 +363,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
             info.clear()
             info.update({**asdict(plan), "device": dev, "mode_requested": config.mode,
                          "roi_xyz": list(plan.roi_zyx[::-1]), "shape_xyz": list(array.shape[1:][::-1])})
+            info["backend"].update(record if plan.backend.used == Backend.OPENVINO else {})
             info.pop("roi_zyx")
         return out
     raise AssertionError("unreachable")

@@ -20,7 +20,7 @@ from .checksums import sha256_file
 from .errors import ModelError
 from .filecheck import file_kind
 from .options import PAPER_SPACING_MM, PAPER_THRESHOLD, BlendMode, Normalisation
-from .resources import REGISTRY_FILE
+from .resources import REGISTRY_FILE, user_cache_root
 from .textfiles import read_json_object
 
 DEFAULT_MODEL = "brainmetseg-demo"
@@ -133,6 +133,16 @@ class ModelPackage:
                                  "weights file inside the package folder.")
             out.append((path, str(m.get("sha256", ""))))
         return out
+
+    def network_identity(self) -> dict:
+        """What determines the loaded network's outputs, for caches of exported copies
+        (:mod:`~BrainMetSegLib.openvino_backend`): the weights' sha256 (checked on load), the
+        architecture and how the network meets the pipeline."""
+        card = self.card
+        return {"weights_sha256": [sha.lower() for _, sha in self.weight_files()],
+                "architecture": card.architecture, "architecture_args": card.architecture_args,
+                "input_sequences": list(card.input_sequences), "network_io": card.network_io,
+                "patch_size": list(card.patch_size), "overlap": card.overlap}
 
     def load_scorer(self):
         """The card's candidate scorer (:class:`~BrainMetSegLib.scorer.Scorer`) after its sha256
@@ -281,8 +291,7 @@ def read_registry(registry: Path = REGISTRY_FILE, user_models: bool = True) -> l
 def cache_folder(name: str) -> Path:
     """Where a downloaded registry model lives: ``$BRAINMETSEG_CACHE/models/<name>``
     (default cache ``~/.cache/brainmetseg``)."""
-    cache = Path(os.environ.get("BRAINMETSEG_CACHE", Path.home() / ".cache" / "brainmetseg"))
-    return cache / "models" / name
+    return user_cache_root() / "models" / name
 
 
 def registry_entry(name: str, registry: Path = REGISTRY_FILE) -> dict:

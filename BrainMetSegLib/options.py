@@ -42,6 +42,15 @@ class Precision(StrEnum):
     BF16 = "bf16"
 
 
+class Backend(StrEnum):
+    """What runs the network's forward (see :mod:`BrainMetSegLib.backends`): ``auto`` = OpenVINO
+    on a CPU running fp32 when it imports, torch elsewhere."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    OPENVINO = "openvino"
+
+
 class InferenceMode(StrEnum):
     """How the network covers the brain (see :mod:`BrainMetSegLib.inference`)."""
 
@@ -222,7 +231,10 @@ def check_segment_config(config) -> None:
     members (in place); :class:`OptionError` naming the option (as the CLI spells it). ``None``
     means "the model card's value" and passes."""
     as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),
-               inference_mode=(InferenceMode, "--inference-mode"))
+               backend=(Backend, "--backend"), inference_mode=(InferenceMode, "--inference-mode"))
+    if config.backend_cache is not None and (not isinstance(config.backend_cache, str | os.PathLike)
+                                             or not str(config.backend_cache).strip()):
+        raise OptionError(f"--backend-cache must be a folder, not {config.backend_cache!r}.")
     if config.memory_budget_mb is not None:
         number(config.memory_budget_mb, "--memory-budget (MiB)", low=64.0)
     as_options(config, blend_mode=(BlendMode, "--blend"))

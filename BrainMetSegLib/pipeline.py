@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from . import __version__
 from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
+from .backends import choose_backend
 from .candidate_stage import ReviewRow, apply_scorer
 from .checksums import sha256_file
 from .coregister import onto_ce_t1
@@ -33,6 +34,7 @@ from .models import DEFAULT_MODEL, ModelPackage, load_package
 from .operating_point import OperatingPoint, lesion_labels
 from .options import (
     Autocast,
+    Backend,
     BlendMode,
     Device,
     InferenceMode,
@@ -71,6 +73,8 @@ class SegmentConfig:
         refused by default, since a wrong orientation silently mirrors every lesion.
     Every value is checked on creation, and choices given as strings become the enum members of
     :mod:`~BrainMetSegLib.options` (:func:`options.check_segment_config`).
+    backend: ``"auto"``, ``"torch"`` or ``"openvino"`` (:mod:`BrainMetSegLib.backends`);
+    backend_cache: folder of OpenVINO's exported networks (None: ``$BRAINMETSEG_CACHE/openvino``).
     inference_mode: ``"auto"`` (one forward over the cropped brain when it fits
         ``memory_budget_mb``, else large windows), ``"whole"`` or ``"paper"`` (the card's
         patch and overlap, averaged); see :mod:`BrainMetSegLib.inference`.
@@ -83,6 +87,8 @@ class SegmentConfig:
     model: str = DEFAULT_MODEL
     device: Device = Device.AUTO
     precision: Precision = Precision.AUTO
+    backend: Backend = Backend.AUTO
+    backend_cache: str | None = None
     threshold: float | None = None
     min_volume_mm3: float | None = None
     outline_threshold: float | None = None
@@ -219,18 +225,22 @@ class Segmenter:
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
             normalisation=card.normalisation, device=self.device, trust_header=config.trust_header,
-            deepbet_bf16=choose_precision(config.precision, self.device).autocast == Autocast.BF16)
+            deepbet_bf16=choose_precision(config.precision, self.device).autocast == Autocast.BF16,
+            deepbet_openvino=self._deepbet_openvino(config),
+            backend_cache=None if config.backend_cache is None else str(config.backend_cache))
         self.inference_config = InferenceConfig(
             patch_size=tuple(config.patch_size or card.patch_size),
             overlap=card.overlap if config.overlap is None else config.overlap,
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
             precision=config.precision, mode=_inference_mode(config, card),
             size_divisor=size_divisor(card.architecture, card.architecture_args) or 1,
-            memory_budget_mb=config.memory_budget_mb)
+            memory_budget_mb=config.memory_budget_mb, backend=config.backend,
+            backend_cache=None if config.backend_cache is None else str(config.backend_cache))
         problem = patch_size_problem(card.architecture, self.inference_config.patch_size, card.architecture_args)
         if problem:
             raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
+        self._network_given = network is not None
         explicit = config.threshold is not None or config.min_volume_mm3 is not None
         self.scorer = None if explicit else self.package.load_scorer()
         if config.mode is not None and self.scorer is None:
@@ -251,6 +261,12 @@ class Segmenter:
         if self._net is None:
             self._net = self.package.load_network(self.device)
         return self._net
+
+    def _deepbet_openvino(self, config: SegmentConfig) -> bool:
+        """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
+        ``--backend openvino`` where it cannot run fails here, before any work."""
+        autocast_kind = choose_precision(config.precision, self.device).autocast
+        return choose_backend(config.backend, self.device, autocast_kind).used == Backend.OPENVINO
 
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:
@@ -317,7 +333,8 @@ class Segmenter:
             net = self.net
         plan: dict = {}
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
-            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan)
+            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,
+                           network_id=None if self._network_given else self.package.network_identity())
             if not np.isfinite(prob).all():
                 raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
@@ -370,7 +387,7 @@ def dependency_versions() -> dict[str, str]:
 
     out = {}
     for name in ("torch", "monai", "SimpleITK", "numpy", "scipy", "scikit-image",
-                 "connected-components-3d", "safetensors", "deepbet"):
+                 "connected-components-3d", "safetensors", "deepbet", "openvino"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

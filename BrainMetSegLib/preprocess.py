@@ -58,6 +58,8 @@ class PreprocessConfig:
     Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
     deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
+    deepbet_openvino: run deepbet's brain network in OpenVINO fp32 (CPU; chosen with the
+        inference's backend), exported once into ``backend_cache`` (None: ``$BRAINMETSEG_CACHE/openvino``).
     detect_stripped: with ``brain_mask="deepbet"``, skip deepbet when the CE-T1 is already
         skull-stripped (:mod:`BrainMetSegLib.stripped`) and use its non-zero voxels.
     skullstrip_grid: where deepbet runs: ``"input-axes"`` (the scan's own planes at the model
@@ -73,6 +75,8 @@ class PreprocessConfig:
     device: Device = Device.CPU
     trust_header: bool = False
     deepbet_bf16: bool = False
+    deepbet_openvino: bool = False
+    backend_cache: str | None = None
     detect_stripped: bool = True
     skullstrip_grid: SkullstripGrid = SkullstripGrid.INPUT_AXES
 
@@ -115,13 +119,14 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_xyz) -> np.ndarray:
 
 
 def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: MaskMethod, device: Device = Device.CPU,
-                       bf16: bool = False) -> np.ndarray:
-    """Brain mask (Z, Y, X) bool of the resampled CE-T1 by ``method`` (deepbet or none)."""
+                       bf16: bool = False, **engine) -> np.ndarray:
+    """Brain mask (Z, Y, X) bool of the resampled CE-T1 by ``method`` (deepbet or none);
+    ``engine``: deepbet's other options (:func:`~.skullstrip.deepbet_mask`)."""
     array = sitk.GetArrayViewFromImage(ce_t1_grid)
     if method == MaskMethod.DEEPBET:
         from .skullstrip import deepbet_mask
 
-        return deepbet_mask(np.asarray(array), device=device, bf16=bf16)
+        return deepbet_mask(np.asarray(array), device=device, bf16=bf16, **engine)
     if method == MaskMethod.NONE:
         nonzero = np.asarray(array) != 0
         if nonzero.all():
@@ -145,9 +150,10 @@ def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid,
         run["skull_stripped_check"] = check.as_dict()
         if check.stripped:
             return brain_mask_on_grid(ce_t1_grid, MaskMethod.NONE), {**run, "method": "none (deepbet skipped)"}
+    engine = {"openvino": config.deepbet_openvino, "cache_dir": config.backend_cache, "info": run}
     if method == MaskMethod.DEEPBET and config.skullstrip_grid == SkullstripGrid.INPUT_AXES:
-        return deepbet_on_input_axes(ce_t1, grid, ce_t1_grid, config.device, config.deepbet_bf16), run
-    return brain_mask_on_grid(ce_t1_grid, method, config.device, config.deepbet_bf16), run
+        return deepbet_on_input_axes(ce_t1, grid, ce_t1_grid, config.device, config.deepbet_bf16, **engine), run
+    return brain_mask_on_grid(ce_t1_grid, method, config.device, config.deepbet_bf16, **engine), run
 
 
 def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
@@ -196,7 +202,7 @@ def edge_ml(brain: np.ndarray, fov: np.ndarray, spacing_xyz, mm: float = 2.0) ->
 
 
 def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, device: Device = Device.CPU,
-                          bf16: bool = False) -> np.ndarray:
+                          bf16: bool = False, **engine) -> np.ndarray:
     """deepbet's brain mask of ``ce_t1`` as a (Z, Y, X) bool array on the model ``grid``.
 
     deepbet runs on a grid holding the scan's own planes (its axes reordered towards L, P, S,
@@ -213,10 +219,10 @@ def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, de
 
     source = Grid.of(ce_t1)
     if obliquity_deg(source.direction) < 0.5:
-        return deepbet_mask(sitk.GetArrayFromImage(on_grid), device=device, bf16=bf16)
+        return deepbet_mask(sitk.GetArrayFromImage(on_grid), device=device, bf16=bf16, **engine)
     strip = covering_grid(source.corners_lps(), grid.spacing_xyz, nearest_axes_direction(source.direction))
     array = sitk.GetArrayFromImage(resample(sitk.Cast(ce_t1, sitk.sitkFloat32), strip))
-    mask = deepbet_mask(array, device=device, bf16=bf16).astype(np.uint8)
+    mask = deepbet_mask(array, device=device, bf16=bf16, **engine).astype(np.uint8)
     return sitk.GetArrayFromImage(resample(strip.image_from_array(mask), grid, linear=False)) > 0
 
 

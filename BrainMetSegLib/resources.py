@@ -9,6 +9,7 @@ places are looked at, the package's own first.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -24,6 +25,14 @@ def _find() -> Path:
 RESOURCES_DIR = _find()
 REGISTRY_FILE = RESOURCES_DIR / "Models.json"
 SAMPLE_CE_T1 = RESOURCES_DIR / "Sample" / "sample_ce_t1.nii.gz"
+
+
+
+def user_cache_root() -> Path:
+    """The user's cache folder (downloaded models, exported networks): ``$BRAINMETSEG_CACHE``,
+    default ``~/.cache/brainmetseg``. Read at each call, so a changed environment is followed."""
+    return Path(os.environ.get("BRAINMETSEG_CACHE") or Path.home() / ".cache" / "brainmetseg")
+
 
 if __name__ == "__main__":  # python -m BrainMetSegLib.resources: where they are
     print(f"resources: {RESOURCES_DIR}\nregistry:  {REGISTRY_FILE}\nsample:    {SAMPLE_CE_T1}")

@@ -6,11 +6,13 @@ mask (SPEC.md), so callers dilate the mask before it gates anything.
 
 from __future__ import annotations
 
+import copy
 import functools
+import warnings
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ModelError
 from .options import Device
 
 # deepbet resizes its crop of the brain to this cube (voxels) for its network: its own default,
@@ -18,6 +20,57 @@ from .options import Device
 # the bundled sample it let the demo model find 2 more false lesions (3 instead of 1) at the
 # mask's edge, so the grid the demo model was tested with stays (docs/speed.md).
 DEEPBET_GRID = 256
+# deepbet's network takes inputs whose sides are multiples of this (voxels): 48 fails, 32 and 64 run.
+DEEPBET_DIVISOR = 32
+
+
+@functools.cache
+def deepbet_identity() -> dict:
+    """What keys deepbet's exported network: its version and its weights file's sha256."""
+    from importlib.metadata import version
+
+    from deepbet.bet import DATA_PATH
+
+    from .checksums import sha256_file
+
+    return {"deepbet": version("deepbet"), "model_sha256": sha256_file(f"{DATA_PATH}/models/model.pt")}
+
+
+class _ModuleLike:
+    """An OpenVINO forward as deepbet's ``run_model`` calls its network: ``parameters()`` (it
+    reads the device from them) and a call."""
+
+    def __init__(self, forward):
+        self.forward = forward
+
+    def parameters(self):
+        import torch
+
+        return iter([torch.zeros(0)])
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
+def _with_openvino(bet, cache_dir, info: dict | None):
+    """A shallow copy of ``bet`` whose brain network (not the 128^3 box finder) runs in OpenVINO
+    (exported once and cached, :mod:`.openvino_backend`); ``bet`` itself when the export fails
+    or disagrees with torch (warned; recorded in ``info``)."""
+    from .openvino_backend import openvino_forward
+
+    try:
+        forward, record = openvino_forward(bet.model, 1, DEEPBET_DIVISOR, deepbet_identity(), cache_dir,
+                                           outputs="probability")
+    except ModelError as exc:
+        warnings.warn(f"deepbet: {exc} Running torch instead.", RuntimeWarning, stacklevel=3)
+        if info is not None:
+            info["deepbet_backend"] = {"used": "torch", "reason": f"openvino failed ({exc})"}
+        return bet
+    if info is not None:
+        info["deepbet_backend"] = {"used": "openvino", **record}
+    bet = copy.copy(bet)
+    bet.model = _ModuleLike(forward)
+    return bet
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,24 +92,30 @@ def _run_bf16(bet, ras: np.ndarray, grid: int = DEEPBET_GRID) -> np.ndarray:
 
 
 def deepbet_mask(array_zyx_lps: np.ndarray, device: Device = Device.CPU, threshold: float = 0.5,
-                 bf16: bool = False) -> np.ndarray:
+                 bf16: bool = False, openvino: bool = False, cache_dir: str | None = None,
+                 info: dict | None = None, grid: int = DEEPBET_GRID) -> np.ndarray:
     """Brain mask of a T1-like volume on an identity-direction LPS grid.
 
     array_zyx_lps: (Z, Y, X) float array, axes increasing towards S, P, L.
     bf16: run deepbet's network under bf16 autocast with channels_last_3d weights on
         the CPU (for CPUs with native bf16; 6 of 7 interleaved runs faster than fp32, mask
         Dice 0.9998 against fp32 on a phantom, docs/speed.md).
-    deepbet's network sees its brain crop resized to :data:`DEEPBET_GRID` ^3 voxels.
+    openvino: run deepbet's brain network in OpenVINO fp32 (CPU; with the inference's OpenVINO
+        backend), its export cached in ``cache_dir`` (None: ``$BRAINMETSEG_CACHE/openvino``);
+        ``info`` (a dict) then receives ``deepbet_backend``, the record of it.
+    deepbet's network sees its brain crop resized to ``grid`` ^3 voxels (:data:`DEEPBET_GRID`).
     Returns a bool (Z, Y, X) mask: largest component, holes filled.
     """
     # deepbet works on RAS-canonical (X, Y, Z) arrays as nibabel gives them.
     ras = np.ascontiguousarray(array_zyx_lps.transpose(2, 1, 0)[::-1, ::-1, :], dtype=np.float32)
     bet = _deepbet(device)
+    if openvino and device == Device.CPU and not bf16:
+        bet = _with_openvino(bet, cache_dir, info)
     try:
         if bf16 and device == Device.CPU:
-            prob = _run_bf16(bet, ras)
+            prob = _run_bf16(bet, ras, grid)
         else:
-            prob = bet.run_model(ras.copy(), shape=(DEEPBET_GRID,) * 3)
+            prob = bet.run_model(ras.copy(), shape=(grid,) * 3)
         mask = bet.postprocess(prob > threshold)
     except (AssertionError, ValueError) as exc:
         raise InputError(f"brain extraction found no brain in the image ({exc}); "

@@ -47,6 +47,19 @@ def tiny_package(folder, spacing_mm: float = 2.0, name: str = "tiny-test"):
     return save_package(net, card, folder)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """$BRAINMETSEG_CACHE for the session: exported networks (OpenVINO) and downloads go to a
+    temporary folder, never the user's ~/.cache, and one export of a tiny model serves the suite."""
+    old = os.environ.get("BRAINMETSEG_CACHE")
+    os.environ["BRAINMETSEG_CACHE"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield os.environ["BRAINMETSEG_CACHE"]
+    if old is None:
+        os.environ.pop("BRAINMETSEG_CACHE", None)
+    else:
+        os.environ["BRAINMETSEG_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """An untrained BasicUNet package at 2 mm with 32^3 windows."""

@@ -32,7 +32,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "dicom_series", "records", "run_record", "geometry", "acquisition",
                # leaf helpers the layers above share (issue 28: reports' figures and CSS, and
                # the lesions' names, colours and table columns moved out of slicer_bridge)
-               "plotting", "html_report", "lesion_vocabulary")),
+               "plotting", "html_report", "lesion_vocabulary",
+               # what runs a network's forward (torch or OpenVINO, its cached export): deepbet
+               # (preprocess) and the model (inference) share it
+               "backends", "openvino_backend")),
     ("preprocess", ("preprocess", "normalisation", "skullstrip", "stripped", "coregister", "plausibility")),
     ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io",
                    "network_adapter")),

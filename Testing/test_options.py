@@ -12,6 +12,7 @@ import pytest
 
 from BrainMetSegLib.errors import OptionError
 from BrainMetSegLib.options import (
+    Backend,
     BlendMode,
     Device,
     InferenceMode,
@@ -112,7 +113,7 @@ def test_cli_choices_are_the_enums_values():
     sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
     expected = {"--device": values(Device), "--precision": values(Precision), "--progress": values(ProgressMode),
                 "--inference-mode": values(InferenceMode), "--blend": values(BlendMode), "--mode": values(ScorerMode),
-                "--pos-sampling": values(PosSampling)}
+                "--pos-sampling": values(PosSampling), "--backend": values(Backend)}
     seen = set()
     for name, command in sub.choices.items():
         for action in command._actions:
@@ -121,6 +122,7 @@ def test_cli_choices_are_the_enums_values():
                 assert all(type(c) is str for c in action.choices)  # argparse's messages show their repr
                 seen.add((name, flag))
     assert {("segment", "--device"), ("train", "--device"), ("compare", "--device"), ("evaluate", "--progress"),
-            ("synth", "--progress"), ("compare", "--progress"), ("train", "--pos-sampling")} <= seen
+            ("synth", "--progress"), ("compare", "--progress"), ("train", "--pos-sampling"),
+            ("segment", "--backend")} <= seen
     train = next(a for a in sub.choices["train"]._actions if "--brain-mask" in a.option_strings)
     assert tuple(train.choices) == values(MaskMethod)

@@ -9,7 +9,7 @@ The network (``paper``: the paper's FlexibleUNet-ResNet34, random weights, seed 
 the bundled demo model) is exported once to ONNX (legacy TorchScript exporter, traced on a 32x32x64 input, dynamic
 spatial axes; MONAI's type-A ResNet shortcut uses ``.data``, which a trace freezes into a
 constant of the example, so a copy with a traceable shortcut is exported, see
-:func:`traceable_copy`). Export, ONNX Runtime session creation and OpenVINO read and
+:func:`BrainMetSegLib.backends.traceable_copy`). Export, ONNX Runtime session creation and OpenVINO read and
 reshape + compile (per shape) are timed: a pipeline would pay them once per case. Then for each
 shape and round (round 0, the first call, reported apart), torch fp32, ONNX Runtime (CPU
 provider, all graph optimisations) and OpenVINO
@@ -22,8 +22,6 @@ average are recorded: on a shared machine read the ratios, not the seconds. Not 
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
 import json
 import os
 import tempfile
@@ -34,6 +32,7 @@ import numpy as np
 import torch
 
 from BrainMetSegLib.architectures import build_network
+from BrainMetSegLib.backends import traceable_copy
 from BrainMetSegLib.precision import cpu_features
 
 
@@ -44,29 +43,6 @@ def _network(kind: str):
     from BrainMetSegLib.models import DEFAULT_MODEL, load_package
 
     return load_package(DEFAULT_MODEL).load_network("cpu").eval()
-
-
-class _ZeroPadShortcut(torch.nn.Module):
-    """MONAI ResNet's type-A shortcut (stride subsampling, channels zero-padded to ``planes``)
-    without the ``.data`` that a trace records as a constant of the example's values and size."""
-
-    def __init__(self, stride: int, planes: int):
-        super().__init__()
-        self.stride, self.planes = stride, planes
-
-    def forward(self, x):
-        out = torch.nn.functional.avg_pool3d(x, kernel_size=1, stride=self.stride)
-        return torch.nn.functional.pad(out, (0, 0, 0, 0, 0, 0, 0, self.planes - out.shape[1]))
-
-
-def traceable_copy(net):
-    """A deep copy of ``net`` whose type-A ResNet shortcuts export with any input size."""
-    net = copy.deepcopy(net)
-    for module in list(net.modules()):
-        shortcut = getattr(module, "downsample", None)
-        if isinstance(shortcut, functools.partial) and shortcut.func.__name__ == "_downsample_basic_block":
-            module.downsample = _ZeroPadShortcut(shortcut.keywords["stride"], shortcut.keywords["planes"])
-    return net.eval()
 
 
 def export_onnx(net, path: Path, in_channels: int, divisor: int) -> None:

@@ -14,6 +14,7 @@ from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
 from ..images import format_family
 from ..memory import AVAILABLE_FRACTION, PIPELINE_RESERVE_MB
 from ..options import (
+    Backend,
     BlendMode,
     Device,
     InferenceMode,
@@ -46,6 +47,12 @@ def add_arguments(p) -> None:
     p.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision),
                    help="auto = bf16 on CPUs with native bf16 (AVX-512 BF16/AMX), fp32 on other CPUs, "
                         "fp16 on CUDA")
+    p.add_argument("--backend", default=Backend.AUTO.value, choices=values(Backend),
+                   help="what runs the network: auto = OpenVINO on a CPU running fp32 (no native bf16) when "
+                        "it is installed, torch otherwise; the exported network is cached (--backend-cache)")
+    p.add_argument("--backend-cache", metavar="FOLDER",
+                   help="folder of OpenVINO's exported networks (default: $BRAINMETSEG_CACHE/openvino, "
+                        "~/.cache/brainmetseg/openvino); delete it to clear the cache")
     p.add_argument("--inference-mode", default=SegmentConfig.inference_mode.value, choices=values(InferenceMode),
                    help="auto: one forward over the cropped brain when it fits --memory-budget, else large "
                         "windows; paper: the card's sliding window (128^3, 50%% overlap, averaged)")
@@ -188,6 +195,7 @@ def run(args) -> int:
                 check_dicom_folder(path)
     out = Path(args.output)
     config = SegmentConfig(model=args.model, device=args.device, precision=args.precision,
+                           backend=args.backend, backend_cache=args.backend_cache,
                            threshold=args.threshold, min_volume_mm3=args.min_volume,
                            outline_threshold=args.outline_threshold, mode=args.mode,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
