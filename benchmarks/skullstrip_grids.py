@@ -83,7 +83,7 @@ def masks_of_case(image: sitk.Image, brain: sitk.Image, variant: str, grids: lis
         masks[name] = mask & fov
         rows.append({"variant": variant, "grid_requested": name, "deepbet_ran_on": where,
                      **scores(masks[name], truth, grid.spacing_xyz), "seconds": seconds})
-    return sitk.GetArrayViewFromImage(on), truth, masks, rows
+    return sitk.GetArrayFromImage(on), truth, masks, rows  # a copy: a view dies with ``on``
 
 
 def control(image: sitk.Image, brain: sitk.Image) -> dict:
