@@ -33,7 +33,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                # leaf helpers the layers above share (issue 28: reports' figures and CSS, and
                # the lesions' names, colours and table columns moved out of slicer_bridge)
                "plotting", "html_report", "lesion_vocabulary")),
-    ("preprocess", ("preprocess", "normalisation", "skullstrip", "stripped", "coregister", "plausibility")),
+    ("preprocess", ("preprocess", "normalisation", "skullstrip", "skullstrip_grids", "stripped", "coregister",
+                    "plausibility")),
     ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io",
                    "network_adapter")),
     ("postprocess", ("lesions", "operating_point", "candidates", "candidate_stage", "scorer")),
