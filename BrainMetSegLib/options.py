@@ -115,6 +115,7 @@ class ScorerMode(StrEnum):
 class SkullstripGrid(StrEnum):
     """Where deepbet runs (:func:`BrainMetSegLib.preprocess.brain_mask_checked`)."""
 
+    WORLD_AXES = "world-axes"
     INPUT_AXES = "input-axes"
     MODEL_GRID = "model-grid"
 

@@ -23,9 +23,7 @@ from .geometry import (
     Geometry,
     Grid,
     axis_aligned_grid,
-    covering_grid,
     field_of_view_mask,
-    nearest_axes_direction,
     obliquity_deg,
     resample,
 )
@@ -38,6 +36,7 @@ from .options import (
     as_brain_mask,
     as_options,
 )
+from .skullstrip_grids import deepbet_on_input_axes, deepbet_on_world_axes, is_oblique
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,11 @@ class PreprocessConfig:
         inference's backend), exported once into ``backend_cache`` (None: ``$BRAINMETSEG_CACHE/openvino``).
     detect_stripped: with ``brain_mask="deepbet"``, skip deepbet when the CE-T1 is already
         skull-stripped (:mod:`BrainMetSegLib.stripped`) and use its non-zero voxels.
-    skullstrip_grid: where deepbet runs: ``"input-axes"`` (the scan's own planes at the model
-        spacing, covering exactly its field of view; see :func:`deepbet_on_input_axes`) or
-        ``"model-grid"`` (the axis-aligned model grid; before issue 24, kept for comparison).
+    skullstrip_grid: where deepbet runs on an oblique scan (:mod:`.skullstrip_grids`):
+        ``"world-axes"`` (the model grid's L, P, S axes, cropped to the head, unmeasured voxels
+        at the background level), ``"input-axes"`` (the scan's own planes) or ``"model-grid"``
+        (the whole axis-aligned model grid, as before issue 24); the last two kept for
+        comparison. An axis-aligned scan always uses the whole model grid.
     """
 
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
@@ -78,7 +79,7 @@ class PreprocessConfig:
     deepbet_openvino: bool = False
     backend_cache: str | None = None
     detect_stripped: bool = True
-    skullstrip_grid: SkullstripGrid = SkullstripGrid.INPUT_AXES
+    skullstrip_grid: SkullstripGrid = SkullstripGrid.WORLD_AXES
 
     def __post_init__(self):
         as_options(self, normalisation=(Normalisation, "normalisation"), device=(Device, "device"),
@@ -135,12 +136,12 @@ def brain_mask_on_grid(ce_t1_grid: sitk.Image, method: MaskMethod, device: Devic
     raise ValueError(f"brain mask method {method!r}")
 
 
-def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid,
+def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid, fov: np.ndarray,
                        config: PreprocessConfig) -> tuple[np.ndarray, dict]:
-    """The brain mask on ``grid`` by ``config.brain_mask`` (deepbet on the scan's own axes, or
-    on the model grid, as ``config.skullstrip_grid`` says), except that deepbet is skipped (and
+    """The brain mask on ``grid`` by ``config.brain_mask``, except that deepbet is skipped (and
     the non-zero voxels used, as ``none`` does) when the image is already skull-stripped.
-    Returns the mask and what was done (for run.json)."""
+    ``fov``: (Z, Y, X) bool on ``grid``, where the scan measured. Where deepbet runs is
+    :func:`deepbet_grid`'s choice. Returns the mask and what was done (for run.json)."""
     method = config.brain_mask
     run = {"method_requested": method, "method": method}
     if method == MaskMethod.DEEPBET and config.detect_stripped:
@@ -150,10 +151,26 @@ def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid,
         run["skull_stripped_check"] = check.as_dict()
         if check.stripped:
             return brain_mask_on_grid(ce_t1_grid, MaskMethod.NONE), {**run, "method": "none (deepbet skipped)"}
+    if method != MaskMethod.DEEPBET:
+        return brain_mask_on_grid(ce_t1_grid, method), run
     engine = {"openvino": config.deepbet_openvino, "cache_dir": config.backend_cache, "info": run}
-    if method == MaskMethod.DEEPBET and config.skullstrip_grid == SkullstripGrid.INPUT_AXES:
-        return deepbet_on_input_axes(ce_t1, grid, ce_t1_grid, config.device, config.deepbet_bf16, **engine), run
+    where = deepbet_grid(ce_t1, config.skullstrip_grid)
+    run["grid"] = {"used": where, "obliquity_deg": round(obliquity_deg(ce_t1.GetDirection()), 1)}
+    if where == SkullstripGrid.WORLD_AXES:
+        mask, info = deepbet_on_world_axes(sitk.GetArrayViewFromImage(ce_t1_grid), fov, grid.spacing_xyz,
+                                           config.device, config.deepbet_bf16, **engine)
+        run["grid"].update(info)
+        return mask, run
+    if where == SkullstripGrid.INPUT_AXES:
+        return deepbet_on_input_axes(ce_t1, grid, config.device, config.deepbet_bf16, **engine), run
     return brain_mask_on_grid(ce_t1_grid, method, config.device, config.deepbet_bf16, **engine), run
+
+
+def deepbet_grid(ce_t1: sitk.Image, requested: SkullstripGrid) -> SkullstripGrid:
+    """Where deepbet runs on ``ce_t1``: an axis-aligned scan (within a few degrees,
+    :func:`~BrainMetSegLib.skullstrip_grids.is_oblique`) on the whole model grid, as it always
+    did; an oblique one as ``requested`` (:mod:`~BrainMetSegLib.skullstrip_grids`)."""
+    return requested if is_oblique(ce_t1.GetDirection()) else SkullstripGrid.MODEL_GRID
 
 
 def _mask_from_file(path: str, grid: Grid, trust_header: bool = False) -> np.ndarray:
@@ -201,39 +218,14 @@ def edge_ml(brain: np.ndarray, fov: np.ndarray, spacing_xyz, mm: float = 2.0) ->
     return float((brain[box] & ~inner).sum()) * float(np.prod(spacing_xyz)) / 1000.0
 
 
-def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, on_grid: sitk.Image, device: Device = Device.CPU,
-                          bf16: bool = False, **engine) -> np.ndarray:
-    """deepbet's brain mask of ``ce_t1`` as a (Z, Y, X) bool array on the model ``grid``.
-
-    deepbet runs on a grid holding the scan's own planes (its axes reordered towards L, P, S,
-    :func:`~BrainMetSegLib.geometry.nearest_axes_direction`) at the model spacing and covering
-    exactly the scan's field of view, then the mask is mapped once onto ``grid`` (nearest).
-    Why: the axis-aligned box around an oblique scan is much larger than the scan (the bundled
-    sample tilted 25/15 degrees: 23 L of zero-filled wedges), deepbet finds its brain box on a
-    128^3 thumbnail of the whole array and normalises by its quantiles, and there it let in
-    skull base and neck (227 mL of the gate outside the upright original's; 195 mL on the scan's
-    own axes; docs/robustness.md). An axis-aligned scan's own grid is ``grid`` itself:
-    ``on_grid`` (the CE-T1 already resampled there) is used as is, as before.
-    """
-    from .skullstrip import deepbet_mask
-
-    source = Grid.of(ce_t1)
-    if obliquity_deg(source.direction) < 0.5:
-        return deepbet_mask(sitk.GetArrayFromImage(on_grid), device=device, bf16=bf16, **engine)
-    strip = covering_grid(source.corners_lps(), grid.spacing_xyz, nearest_axes_direction(source.direction))
-    array = sitk.GetArrayFromImage(resample(sitk.Cast(ce_t1, sitk.sitkFloat32), strip))
-    mask = deepbet_mask(array, device=device, bf16=bf16, **engine).astype(np.uint8)
-    return sitk.GetArrayFromImage(resample(strip.image_from_array(mask), grid, linear=False)) > 0
-
-
-def _brain(images: list[sitk.Image], on_grid: list[sitk.Image], grid: Grid, config: PreprocessConfig,
-           brain_mask: sitk.Image | None) -> tuple[np.ndarray, dict]:
+def _brain(images: list[sitk.Image], on_grid: list[sitk.Image], grid: Grid, fov: np.ndarray,
+           config: PreprocessConfig, brain_mask: sitk.Image | None) -> tuple[np.ndarray, dict]:
     """The (undilated) brain mask on ``grid`` from ``brain_mask``, deepbet, ``none`` or a file,
     and how it was made (for run.json)."""
     if brain_mask is not None:
         return sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0, {"method": "given"}
     if isinstance(config.brain_mask, MaskMethod):
-        return brain_mask_checked(images[0], on_grid[0], grid, config)
+        return brain_mask_checked(images[0], on_grid[0], grid, fov, config)
     if os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
         return _mask_from_file(config.brain_mask, grid, config.trust_header), {"method": config.brain_mask}
     raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
@@ -251,7 +243,7 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     grid = axis_aligned_grid(ce_t1, config.spacing_mm)
     on_grid = [resample(sitk.Cast(im, sitk.sitkFloat32), grid) for im in images]
     fov = field_of_view_mask(Grid.of(ce_t1), grid)
-    brain, mask_run = _brain(images, on_grid, grid, config, brain_mask)
+    brain, mask_run = _brain(images, on_grid, grid, fov, config, brain_mask)
     brain &= fov
     if not brain.any():
         raise InputError("the brain mask is empty; check the image or pass --brain-mask.")

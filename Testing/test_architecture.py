@@ -36,7 +36,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                # what runs a network's forward (torch or OpenVINO, its cached export): deepbet
                # (preprocess) and the model (inference) share it
                "backends", "openvino_backend")),
-    ("preprocess", ("preprocess", "normalisation", "skullstrip", "stripped", "coregister", "plausibility")),
+    ("preprocess", ("preprocess", "normalisation", "skullstrip", "skullstrip_grids", "stripped", "coregister",
+                    "plausibility")),
     ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io",
                    "network_adapter")),
     ("postprocess", ("lesions", "operating_point", "candidates", "candidate_stage", "scorer")),

@@ -1,7 +1,7 @@
 """What the pipeline sees on a scan: the preprocessed model-grid image with its brain mask.
 
     PYTHONPATH=$PWD python benchmarks/robustness_figures.py IMAGE -o docs/robustness/NAME.png \
-        [--title TEXT] [--truth INSTANCES] [--reference ORIGINAL] [--skullstrip-grid model-grid]
+        [--title TEXT] [--truth INSTANCES] [--reference ORIGINAL] [--skullstrip-grid GRID]
 
 Runs :func:`BrainMetSegLib.preprocess.preprocess` with the default model's settings (deepbet
 mask) and draws the middle axial, coronal and sagittal slices of the scan resampled on the model grid
@@ -10,8 +10,9 @@ mask) and draws the middle axial, coronal and sagittal slices of the scan resamp
 green: ground-truth lesions when ``--truth`` is given). Prints (JSON) the brain-mask volume
 (mL), the model-grid volume outside the input's field of view and, with ``--reference`` (the
 same head as originally acquired), the mL of the dilated mask outside the reference's dilated
-mask (what was let in). ``--skullstrip-grid model-grid`` runs deepbet as before issue 24 (on the
-axis-aligned model grid) for comparison. Small PNGs for docs/robustness/.
+mask (what was let in). ``--skullstrip-grid input-axes|model-grid`` runs deepbet on an oblique
+scan's own planes or on the whole axis-aligned model grid (before issue 24) for comparison
+(default ``world-axes``, :mod:`BrainMetSegLib.skullstrip_grids`). Small PNGs for docs/robustness/.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main() -> None:
     p.add_argument("--title", default="")
     p.add_argument("--truth", help="ground-truth instance map (outlined in green)")
     p.add_argument("--reference", help="the same head as originally acquired (for the leak in mL)")
-    p.add_argument("--skullstrip-grid", default="input-axes", choices=("input-axes", "model-grid"))
+    p.add_argument("--skullstrip-grid", default="world-axes", choices=("world-axes", "input-axes", "model-grid"))
     args = p.parse_args()
     card = load_package("brainmetseg-demo").card
     config = PreprocessConfig(spacing_mm=tuple(card.spacing_mm), skullstrip_grid=args.skullstrip_grid)
