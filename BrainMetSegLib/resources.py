@@ -27,7 +27,6 @@ REGISTRY_FILE = RESOURCES_DIR / "Models.json"
 SAMPLE_CE_T1 = RESOURCES_DIR / "Sample" / "sample_ce_t1.nii.gz"
 
 
-
 def user_cache_root() -> Path:
     """The user's cache folder (downloaded models, exported networks): ``$BRAINMETSEG_CACHE``,
     default ``~/.cache/brainmetseg``. Read at each call, so a changed environment is followed."""

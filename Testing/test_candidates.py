@@ -179,16 +179,20 @@ def test_apply_scorer_keeps_lesions_lists_possible_ones_and_drops_the_rest():
     assert not table and not possible and not sitk.GetArrayFromImage(lab).any()
 
 
-@pytest.fixture
-def scored_model(tiny_model, tmp_path):
-    folder = tmp_path / "scored"
-    shutil.copytree(tiny_model.folder, folder)
+def scored_copy(package_folder, folder):
+    """A copy of a model package in ``folder`` whose card names :func:`bright_scorer`."""
+    shutil.copytree(package_folder, folder)
     (folder / "candidate_scorer.json").write_text(json.dumps(bright_scorer()))
     card = json.loads((folder / "model.json").read_text())
     card["candidate_scorer"] = {"file": "candidate_scorer.json",
                                 "sha256": sha256_file(folder / "candidate_scorer.json")}
     (folder / "model.json").write_text(json.dumps(card))
     return folder
+
+
+@pytest.fixture
+def scored_model(tiny_model, tmp_path):
+    return scored_copy(tiny_model.folder, tmp_path / "scored")
 
 
 def test_pipeline_with_a_scorer_writes_the_probability_and_the_review_list(scored_model, tmp_path):

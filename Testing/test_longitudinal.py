@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -339,18 +338,10 @@ def test_compare_segments_scans_on_the_way_with_prior(series, coarse_model, tmp_
 
 def test_prior_refuses_runs_whose_lesions_the_candidate_stage_chose(series, coarse_model, tmp_path: Path, capsys):
     """--prior re-thresholds by a fixed rule: on a scorer's run it would silently replace the scorer's lesions."""
-    from test_candidates import bright_scorer
-
-    from BrainMetSegLib.checksums import sha256_file
+    from test_candidates import scored_copy
 
     baseline, (fu,) = series
-    scored = tmp_path / "scored"
-    shutil.copytree(coarse_model.folder, scored)
-    (scored / "candidate_scorer.json").write_text(json.dumps(bright_scorer()))
-    card = json.loads((scored / "model.json").read_text())
-    digest = sha256_file(scored / "candidate_scorer.json")
-    card["candidate_scorer"] = {"file": "candidate_scorer.json", "sha256": digest}
-    (scored / "model.json").write_text(json.dumps(card))
+    scored = scored_copy(coarse_model.folder, tmp_path / "scored")
     imgs = [_write(baseline.image, tmp_path / "base.nii.gz"), _write(fu.case.image, tmp_path / "fu.nii.gz")]
     common = [*imgs, "--model", str(scored), "--brain-mask", "none", "--device", "cpu", "--progress", "none", "--quiet"]
     assert cli_main(["compare", *common, "-o", str(tmp_path / "cmp"), "--prior"]) != 0
