@@ -30,6 +30,7 @@ progress are handled between windows.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import warnings
@@ -41,7 +42,18 @@ import numpy as np
 from .backends import BackendChoice, choose_backend
 from .errors import ModelError, NotEnoughMemoryError
 from .memory import memory_budget
-from .options import Autocast, Backend, BlendMode, Device, InferenceMode, PlanMode, Precision, as_options
+from .options import (
+    MIRROR_AXES_ZYX,
+    Autocast,
+    Backend,
+    BlendMode,
+    Device,
+    InferenceMode,
+    Mirroring,
+    PlanMode,
+    Precision,
+    as_options,
+)
 from .precision import PrecisionChoice, choose_precision
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 
@@ -73,6 +85,8 @@ class InferenceConfig:
         package identity, torch otherwise), ``"torch"`` or ``"openvino"``
         (:mod:`BrainMetSegLib.backends`).
     backend_cache: folder of OpenVINO's exported networks; None = ``$BRAINMETSEG_CACHE/openvino``.
+    mirror: test-time mirroring (:class:`~BrainMetSegLib.options.Mirroring`): every window also
+        runs flipped along the mirrored axes, logits averaged over the 2^k flip combinations.
     Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     """
 
@@ -89,11 +103,12 @@ class InferenceConfig:
     fallback_overlap: float = 0.25
     backend: Backend = Backend.AUTO
     backend_cache: str | None = None
+    mirror: Mirroring = Mirroring.NONE
 
     def __post_init__(self):
         as_options(self, mode=(InferenceMode, "--inference-mode"), blend_mode=(BlendMode, "--blend"),
                    device=(Device, "--device"), precision=(Precision, "--precision"),
-                   backend=(Backend, "--backend"))
+                   backend=(Backend, "--backend"), mirror=(Mirroring, "--mirror"))
 
 
 @dataclass(frozen=True)
@@ -247,8 +262,29 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
     return plan(PlanMode.WINDOWS, roi, config.fallback_overlap, config.blend_mode)
 
 
+def mirror_sets(mirror: Mirroring) -> list[tuple[int, ...]]:
+    """Every combination of the mirrored axes, as dims of a (B, C, Z, Y, X) tensor; ``()`` first."""
+    axes = [2 + a for a in MIRROR_AXES_ZYX[mirror]]
+    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
+
+
+def _mirrored(call, batch, flips: list[tuple[int, ...]]):
+    """Mean of ``call`` over ``batch`` flipped by each of ``flips``, each output flipped back."""
+    import torch
+
+    if len(flips) == 1:
+        return call(batch)
+    total = None
+    for dims in flips:
+        out = call(torch.flip(batch, dims) if dims else batch).float()
+        out = torch.flip(out, dims) if dims else out
+        total = out if total is None else total + out
+    return total / len(flips)
+
+
 def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int,
-         progress: ProgressCallback, cancel: threading.Event | None, forward=None) -> np.ndarray:
+         progress: ProgressCallback, cancel: threading.Event | None, forward=None,
+         mirror: Mirroring = Mirroring.NONE) -> np.ndarray:
     """``forward`` (torch tensor -> torch tensor; an OpenVINO network) replaces ``net``'s when given."""
     import torch
     from monai.inferers import sliding_window_inference
@@ -256,10 +292,11 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
     total = plan.windows
     done = [0]
     memory_format = torch.channels_last_3d if plan.precision.channels_last else torch.contiguous_format
+    flips = mirror_sets(mirror)
 
     def predictor(batch):
         check_cancelled(cancel)
-        out = (forward or net)(batch.contiguous(memory_format=memory_format))
+        out = _mirrored(forward or net, batch.contiguous(memory_format=memory_format), flips)
         done[0] += batch.shape[0]
         progress(ProgressEvent(Stage.INFERENCE, min(done[0] / total, 1.0),
                                f"window {min(done[0], total)}/{total} on {device}"))
@@ -344,7 +381,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
         try:
             plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None)
             out = _run(net, array, plan, dev, batch, progress, cancel,
-                       forward if plan.backend.used == Backend.OPENVINO else None)
+                       forward if plan.backend.used == Backend.OPENVINO else None, config.mirror)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             if not _out_of_memory(exc):
                 raise
@@ -364,6 +401,8 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
             info.update({**asdict(plan), "device": dev, "mode_requested": config.mode,
                          "roi_xyz": list(plan.roi_zyx[::-1]), "shape_xyz": list(array.shape[1:][::-1])})
             info["backend"].update(record if plan.backend.used == Backend.OPENVINO else {})
+            info["mirror"] = {"mode": config.mirror, "axes_zyx": list(MIRROR_AXES_ZYX[config.mirror]),
+                              "forwards_per_window": len(mirror_sets(config.mirror))}
             info.pop("roi_zyx")
         return out
     raise AssertionError("unreachable")

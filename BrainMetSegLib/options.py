@@ -59,6 +59,20 @@ class InferenceMode(StrEnum):
     PAPER = "paper"
 
 
+class Mirroring(StrEnum):
+    """Test-time mirroring: the network also sees the volume flipped, and the logits of every
+    flip combination are averaged (as nnU-Net does). ``lr``: left-right (the grid's X axis),
+    2 forwards; ``all``: X, Y and Z, 8 forwards. Priced in docs/speed.md."""
+
+    NONE = "none"
+    LR = "lr"
+    ALL = "all"
+
+
+# Axes of the pipeline's (Z, Y, X) LPS array flipped by each mirroring (X = left-right).
+MIRROR_AXES_ZYX = {Mirroring.NONE: (), Mirroring.LR: (2,), Mirroring.ALL: (0, 1, 2)}
+
+
 class BlendMode(StrEnum):
     CONSTANT = "constant"
     GAUSSIAN = "gaussian"
@@ -232,7 +246,8 @@ def check_segment_config(config) -> None:
     members (in place); :class:`OptionError` naming the option (as the CLI spells it). ``None``
     means "the model card's value" and passes."""
     as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),
-               backend=(Backend, "--backend"), inference_mode=(InferenceMode, "--inference-mode"))
+               backend=(Backend, "--backend"), inference_mode=(InferenceMode, "--inference-mode"),
+               mirror=(Mirroring, "--mirror"))
     if config.backend_cache is not None and (not isinstance(config.backend_cache, str | os.PathLike)
                                              or not str(config.backend_cache).strip()):
         raise OptionError(f"--backend-cache must be a folder, not {config.backend_cache!r}.")

@@ -39,6 +39,7 @@ from .options import (
     Device,
     InferenceMode,
     MaskMethod,
+    Mirroring,
     Precision,
     ScorerMode,
     check_segment_config,
@@ -82,6 +83,8 @@ class SegmentConfig:
     mode: operating mode of a model with a candidate scorer (:class:`~BrainMetSegLib.options.ScorerMode`;
         None = "default"); see :mod:`BrainMetSegLib.candidate_stage`. An explicit
         ``threshold`` or ``min_volume_mm3`` turns the candidate stage off (the card's rule).
+    mirror: test-time mirroring (:class:`~BrainMetSegLib.options.Mirroring`; ``none`` by default:
+        priced in docs/speed.md, 2x / 8x the network's time).
     """
 
     model: str = DEFAULT_MODEL
@@ -102,6 +105,7 @@ class SegmentConfig:
     inference_mode: InferenceMode = InferenceMode.AUTO
     memory_budget_mb: float | None = None
     mode: ScorerMode | None = None
+    mirror: Mirroring = Mirroring.NONE
 
     def __post_init__(self):
         check_segment_config(self)
@@ -234,7 +238,7 @@ class Segmenter:
             blend_mode=config.blend_mode or card.blend_mode, device=self.device,
             precision=config.precision, mode=_inference_mode(config, card),
             size_divisor=size_divisor(card.architecture, card.architecture_args) or 1,
-            memory_budget_mb=config.memory_budget_mb, backend=config.backend,
+            memory_budget_mb=config.memory_budget_mb, backend=config.backend, mirror=config.mirror,
             backend_cache=None if config.backend_cache is None else str(config.backend_cache))
         problem = patch_size_problem(card.architecture, self.inference_config.patch_size, card.architecture_args)
         if problem:

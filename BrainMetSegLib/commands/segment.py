@@ -19,6 +19,7 @@ from ..options import (
     Device,
     InferenceMode,
     MaskMethod,
+    Mirroring,
     OutputFormat,
     Precision,
     ProgressMode,
@@ -60,6 +61,9 @@ def add_arguments(p) -> None:
                    help="memory the forward may use in auto mode, MiB (default: "
                         f"{AVAILABLE_FRACTION:g} x (available memory, cgroup limits included, - "
                         f"{PIPELINE_RESERVE_MB:.0f} MiB for the rest of the pipeline))")
+    p.add_argument("--mirror", default=Mirroring.NONE.value, choices=values(Mirroring),
+                   help="test-time mirroring: the network also sees the scan flipped left-right (lr, 2x its "
+                        "time) or along every axis (all, 8x), logits averaged (default none; docs/speed.md)")
     p.add_argument("--threshold", type=cli_float,
                    help="detection threshold: which components are lesions (default: the model card's)")
     p.add_argument("--outline-threshold", type=cli_float,
@@ -200,7 +204,7 @@ def run(args) -> int:
                            outline_threshold=args.outline_threshold, mode=args.mode,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
                            trust_header=args.trust_header, inference_mode=args.inference_mode,
-                           memory_budget_mb=args.memory_budget)
+                           memory_budget_mb=args.memory_budget, mirror=args.mirror)
     segmenter = Segmenter(config)
     job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:

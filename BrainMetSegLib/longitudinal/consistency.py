@@ -33,7 +33,7 @@ from ..options import MaskMethod, values
 
 #: run.json ``settings`` keys that change the lesions a model finds or their size.
 LESION_SETTINGS = ("threshold_used", "min_volume_mm3_used", "outline_threshold_used", "mask_dilation_mm",
-                   "inference_mode", "patch_size", "overlap", "blend_mode", "precision")
+                   "inference_mode", "patch_size", "overlap", "blend_mode", "precision", "mirror")
 PATIENT_TAGS = ("PatientID", "PatientName", "PatientBirthDate")
 SPACING_TOLERANCE = 0.10
 

@@ -30,6 +30,7 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.candidate_stage import find_candidates
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
+from BrainMetSegLib.options import Mirroring, values
 from BrainMetSegLib.pipeline import CaseInputs, SegmentConfig, Segmenter
 from BrainMetSegLib.preprocess import dilate_mm
 
@@ -88,6 +89,8 @@ def main() -> int:
                    help="use the probability maps of an earlier `segment` run (SEGDIR/<case>/probability.nii.gz) "
                         "instead of running the network; the brain mask is then the phantom's, dilated as the "
                         "pipeline dilates deepbet's (4 mm)")
+    p.add_argument("--mirror", default="none", choices=values(Mirroring),
+                   help="test-time mirroring of the network (SegmentConfig.mirror), to price it")
     p.add_argument("--infer-only", action="store_true",
                    help="only run the network (a test set's probability maps, before the scorer is fixed: "
                         "nothing about its candidates or ground truth is computed or printed)")
@@ -104,7 +107,8 @@ def main() -> int:
         if not (out / "run.json").is_file():
             mask = (str(args.synth / "brainmasksTr" / f"{cid}.nii.gz") if args.brain_mask == "generator"
                     else "deepbet")
-            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask), network=net)
+            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, mirror=args.mirror),
+                            network=net)
             infer(seg, image, cid, out)
             net = seg.net  # one network for every case
         if args.infer_only:
