@@ -360,11 +360,14 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
     progress = progress or no_progress
     device = resolve_device(config.device)
     if hasattr(net, "predict_volume"):  # an imported model that tiles as its framework does
-        if config.backend == Backend.OPENVINO:
-            from .errors import OptionError
+        from .errors import OptionError
 
+        if config.backend == Backend.OPENVINO:
             raise OptionError("--backend openvino: this model runs through its framework's own predictor; "
                               "use --backend auto or torch.")
+        if config.mirror != Mirroring.NONE:
+            raise OptionError("--mirror: this model runs through its framework's own predictor, which mirrors "
+                              "as its card's network_io mirror_axes say; use --mirror none.")
         if info is not None:
             info.clear()
             info.update({"mode": PlanMode.IMPORTED_FRAMEWORK, "mode_requested": config.mode, "device": device,

@@ -56,3 +56,17 @@ def test_mirror_is_checked_and_a_lesion_setting():
     with pytest.raises(OptionError, match="--mirror"):
         SegmentConfig(mirror="lrud")
     assert "mirror" in LESION_SETTINGS  # compare refuses time points segmented with and without it
+
+
+def test_mirror_is_refused_for_a_network_that_tiles_itself():
+    """An imported model's own predictor (nnU-Net tiling) mirrors per its card: --mirror would be
+    silently ignored there, so it is refused."""
+
+    class Tiles(torch.nn.Module):
+        def predict_volume(self, array, device, progress, cancel):
+            return np.zeros(array.shape[1:], np.float32)
+
+    x = _array()
+    assert predict(Tiles(), x, InferenceConfig(device="cpu")).shape == x.shape[1:]
+    with pytest.raises(OptionError, match="--mirror"):
+        predict(Tiles(), x, InferenceConfig(device="cpu", mirror="lr"))
