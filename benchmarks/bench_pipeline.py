@@ -2,7 +2,7 @@
 
     python benchmarks/bench_pipeline.py [--model paper|demo] [--precision auto|fp32|bf16]
         [--backend auto|torch|openvino] [--cold-cache]
-        [--inference-mode auto|whole|paper] [--before] [--skip-baseline] [--repeat N] [--json OUT]
+        [--inference-mode auto|whole|paper] [--before] [--skip-baseline] [--repeat N] [--mirror none|lr|all] [--json OUT]
 
 Input: real anatomy (Colin27 with skull from Debian's mricron-data when installed,
 else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid. Network: ``paper`` =
@@ -46,7 +46,7 @@ import torch
 from BrainMetSegLib.architectures import build_network
 from BrainMetSegLib.geometry import Grid, resample
 from BrainMetSegLib.models import ModelCard, load_package, save_package
-from BrainMetSegLib.options import Backend, Device, InferenceMode, Precision, values
+from BrainMetSegLib.options import Backend, Device, InferenceMode, Mirroring, Precision, values
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.precision import cpu_features
@@ -221,6 +221,8 @@ def main() -> None:
                              "count (for slow machines; the network is ~100 %% of its time)")
     parser.add_argument("--crop-margin", type=float, default=None, metavar="MM",
                         help="crop margin around the dilated brain for 'ours' (default: the pipeline's)")
+    parser.add_argument("--mirror", default=Mirroring.NONE.value, choices=values(Mirroring),
+                        help="test-time mirroring for 'ours' (to price it)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run 'ours' N times in this process: runs 2..N are a cohort's next cases "
                              "(compiled networks and deepbet kept), reported as ours_2 ... ours_N")
@@ -256,7 +258,7 @@ def main() -> None:
         margin = {} if args.crop_margin is None else {"crop_margin_mm": args.crop_margin}
         report["crop_margin_mm_ours"] = margin.get("crop_margin_mm", SegmentConfig().crop_margin_mm)
         runs = {"ours": SegmentConfig(**base, precision=args.precision, inference_mode=args.inference_mode,
-                                      backend=args.backend, **margin)}
+                                      backend=args.backend, mirror=args.mirror, **margin)}
         if args.before:
             runs["before"] = SegmentConfig(**base, precision="fp32", inference_mode="paper", backend="torch")
         for name, config in runs.items():
