@@ -30,7 +30,6 @@ progress are handled between windows.
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 import warnings
@@ -42,6 +41,7 @@ import numpy as np
 from .backends import BackendChoice, choose_backend
 from .errors import ModelError, NotEnoughMemoryError
 from .memory import memory_budget
+from .mirroring import mirror_sets, mirrored
 from .options import (
     MIRROR_AXES_ZYX,
     Autocast,
@@ -262,26 +262,6 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
     return plan(PlanMode.WINDOWS, roi, config.fallback_overlap, config.blend_mode)
 
 
-def mirror_sets(mirror: Mirroring) -> list[tuple[int, ...]]:
-    """Every combination of the mirrored axes, as dims of a (B, C, Z, Y, X) tensor; ``()`` first."""
-    axes = [2 + a for a in MIRROR_AXES_ZYX[mirror]]
-    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
-
-
-def _mirrored(call, batch, flips: list[tuple[int, ...]]):
-    """Mean of ``call`` over ``batch`` flipped by each of ``flips``, each output flipped back."""
-    import torch
-
-    if len(flips) == 1:
-        return call(batch)
-    total = None
-    for dims in flips:
-        out = call(torch.flip(batch, dims) if dims else batch).float()
-        out = torch.flip(out, dims) if dims else out
-        total = out if total is None else total + out
-    return total / len(flips)
-
-
 def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int,
          progress: ProgressCallback, cancel: threading.Event | None, forward=None,
          mirror: Mirroring = Mirroring.NONE) -> np.ndarray:
@@ -296,7 +276,7 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
 
     def predictor(batch):
         check_cancelled(cancel)
-        out = _mirrored(forward or net, batch.contiguous(memory_format=memory_format), flips)
+        out = mirrored(forward or net, batch.contiguous(memory_format=memory_format), flips)
         done[0] += batch.shape[0]
         progress(ProgressEvent(Stage.INFERENCE, min(done[0] / total, 1.0),
                                f"window {min(done[0], total)}/{total} on {device}"))

@@ -7,8 +7,9 @@ import torch
 
 from BrainMetSegLib.architectures import build_network
 from BrainMetSegLib.errors import OptionError
-from BrainMetSegLib.inference import InferenceConfig, mirror_sets, predict
+from BrainMetSegLib.inference import InferenceConfig, predict
 from BrainMetSegLib.longitudinal.consistency import LESION_SETTINGS
+from BrainMetSegLib.mirroring import mirror_sets
 from BrainMetSegLib.pipeline import SegmentConfig
 
 
