@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 import torch
 
+from .mirroring import flip_sets, mirrored
 from .network_io import NetworkIO, channel_index, nnunet_gaussian, nnunet_steps
 from .progress import ProgressEvent, check_cancelled
 
@@ -39,9 +40,7 @@ class AdaptedNetwork(torch.nn.Module):
         self.flip = [2 + a for a in io.flip_axes]
         self.perm = [0, 1] + [2 + a for a in io.transpose]
         self.inverse = [self.perm.index(k) for k in range(5)]
-        mirror = [2 + a for a in io.mirror_axes]
-        self.mirror_sets = [list(c) for n in range(len(mirror) + 1)
-                            for c in itertools.combinations(mirror, n)]
+        self.mirror_sets = flip_sets(io.mirror_axes)
         chosen = torch.zeros(io.outputs, dtype=torch.bool)
         chosen[list(io.channels)] = True
         self.register_buffer("chosen", chosen, persistent=False)
@@ -120,10 +119,4 @@ class AdaptedNetwork(torch.nn.Module):
 
     def _mirrored(self, net, x):
         """Mean of ``net``'s first output over every flip set in ``mirror_sets``, flipped back."""
-        total = None
-        for axes in self.mirror_sets:
-            out = net(torch.flip(x, axes) if axes else x)
-            out = (out[0] if isinstance(out, list | tuple) else out).float()
-            out = torch.flip(out, axes) if axes else out
-            total = out if total is None else total + out
-        return total / len(self.mirror_sets)
+        return mirrored(net, x, self.mirror_sets)
