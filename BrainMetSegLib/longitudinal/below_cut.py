@@ -69,7 +69,8 @@ def below_cut(probability: sitk.Image, lesions: sitk.Image, possible: list[dict]
     lesion rows (``lesion_probability``, ``voxels``, ``centroid_i/j/k``); stage: run.json
     ``settings.candidate_stage``; outline_threshold: run.json ``outline_threshold_used``.
     The sensitive cut is the mode's ``large_cut`` (the cut the measurable-lesion rule lowers to:
-    the sensitive mode's cut), never below ``review_from`` (nothing lower is recorded).
+    the sensitive mode's cut), never below ``review_from`` (nothing lower is recorded); a scorer
+    without the rule records none: ``review_from`` (every possible lesion).
     """
     cand = candidate_labels(probability, float(stage["candidate_threshold"]), outline_threshold)
     lesion = sitk.GetArrayViewFromImage(lesions) > 0
@@ -91,7 +92,8 @@ def below_cut(probability: sitk.Image, lesions: sitk.Image, possible: list[dict]
         if dist.min() <= 1.0:  # the record rounds centroids to whole voxels
             prob[same[int(np.argmin(dist))] - 1] = float(row["lesion_probability"])
     review_from = float(stage["review_from"])
-    return BelowCut(labels, prob, review_from, max(review_from, float(stage.get("large_cut", review_from))))
+    large_cut = stage.get("large_cut")
+    return BelowCut(labels, prob, review_from, max(review_from, review_from if large_cut is None else float(large_cut)))
 
 
 def candidates_on_baseline(cands: BelowCut | None, labels: sitk.Image, base: sitk.Image,
