@@ -246,8 +246,8 @@ def _with_later_lesions(nontarget: str, persisting: list[int], reasons: list[str
     lesions: no complete response (nor "no evidence of disease") while one is there."""
     if not persisting or nontarget not in ("CR", "none"):
         return nontarget
-    reasons.append(f"lesion(s) {sorted(persisting)} not measured at baseline (first seen on an earlier follow-up, "
-                   "or below the cut at baseline) are present: not a complete response")
+    reasons.append(f"lesion(s) {sorted(persisting)} first seen on an earlier follow-up (or below the cut at "
+                   "baseline) are still present: not a complete response")
     return "NCR/NPD"
 
 
