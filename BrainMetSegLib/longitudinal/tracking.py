@@ -195,7 +195,8 @@ class LongitudinalResult:
                     "axial_slices": at.axial_slices, "volume_change_pct": tr.change_pct(t),
                     "diameter_change_pct": tr.change_pct(t, "longest_mm"),
                     "new": tr.new_at == t, "resolved": tr.resolved_at is not None and t >= tr.resolved_at,
-                    "merged_into": at.merged_into,
+                    "merged_into": at.merged_into, "below_cut_probability": at.below_cut_probability,
+                    "promoted_by_prior": at.promoted,
                 })
         return rows
 
