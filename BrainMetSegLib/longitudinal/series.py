@@ -183,7 +183,8 @@ def _segment(r: CompareRequest, names, timepoints, sources, probabilities, possi
 
 
 def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registrations, segmented) -> dict:
-    """Every time point re-thresholded with the others' lesions (in place); the prior record."""
+    """Every time point re-made with the others' lesions as a hint (in place): candidate-stage
+    runs by promotion (:func:`_promote`), others re-thresholded; the prior record."""
     from ..lesions import lesion_table
     from ..operating_point import OperatingPoint
 
@@ -196,7 +197,7 @@ def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registra
         if not all(staged):
             raise InputError("--prior: some time points' lesions were chosen by a candidate stage and others not "
                              "(segment them all with the same model and settings).")
-        return _promote(r, timepoints, probabilities, registrations, segmented)
+        return _promote(timepoints, probabilities, registrations, segmented)
     try:
         point = OperatingPoint.from_settings(sources[0].run.get("settings") or {}, f"{sources[0].name} run.json")
     except ValueError as exc:
@@ -214,7 +215,7 @@ def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registra
     return record
 
 
-def _promote(r: CompareRequest, timepoints, probabilities, registrations, segmented) -> dict:
+def _promote(timepoints, probabilities, registrations, segmented) -> dict:
     """The candidate-stage prior (:func:`.prior.promote_candidates`), in place; its record."""
     from ..lesions import lesion_table
 
