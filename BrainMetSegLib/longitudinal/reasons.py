@@ -8,19 +8,17 @@ scan (not counted), a possible lesion made a lesion by the prior.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .rano import RanoAssessment
-    from .tracking import Track
+from .rano import RanoAssessment
 
 
 def _p(value: float | None) -> str:
     return "lesion probability under the review floor" if value is None else f"lesion probability {value:.2f}"
 
 
-def explain(rano: RanoAssessment, tracks: list[Track], names: list[str]) -> None:
-    """Append the reasons to ``rano``'s follow-ups (in place); ``names``: the time points'."""
+def explain(rano: RanoAssessment, tracks: list, names: list[str]) -> None:
+    """Append the reasons to ``rano``'s follow-ups (in place). tracks: the comparison's
+    :class:`.tracking.Track` objects (not imported: tracking imports this module); names: the
+    time points'."""
     for r in rano.timepoints:
         t = r.index
         for tr in tracks:
