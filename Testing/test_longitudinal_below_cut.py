@@ -99,7 +99,9 @@ def test_candidates_below_the_cut_are_recovered_from_the_probability_map_and_the
     at60, at40 = got.labels[20, 20, 60], got.labels[20, 20, 40]
     assert got.probability[at60 - 1] == 0.27 and np.isnan(got.probability[at40 - 1])
     assert (got.labels == at60).sum() == _ball((20, 20, 60), 3).sum()  # the same voxels the stage outlined
-    assert got.without([int(at60)]).labels.max() == 1
+    assert got.row[at60 - 1] == 0 and got.row[at40 - 1] == -1  # its row in the possible list
+    rest = got.without([int(at60)])
+    assert rest.labels.max() == 1 and rest.row.tolist() == [-1] and np.isnan(rest.probability[0])
 
 
 def test_candidate_stage_prior_promotes_possible_lesions_where_another_scan_has_a_lesion_on_every_scan():

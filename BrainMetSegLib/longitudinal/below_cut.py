@@ -31,12 +31,18 @@ from ..candidate_stage import candidate_labels
 class BelowCut:
     """Candidates of one scan that are not lesions: ``labels`` (Z, Y, X) int32 ids 1..M on the
     scan's grid, ``probability`` (M,) their lesion probabilities (NaN: below the review floor,
-    not recorded); ``review_from`` and ``sensitive_cut`` of the run (run.json)."""
+    not recorded); ``review_from`` and ``sensitive_cut`` of the run (run.json); ``row`` (M,) the
+    index of each candidate's row in the run's possible-lesion list (-1: not listed)."""
 
     labels: np.ndarray
     probability: np.ndarray
     review_from: float
     sensitive_cut: float
+    row: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.row is None:
+            self.row = np.full(len(self.probability), -1, int)
 
     def image(self, like: sitk.Image) -> sitk.Image:
         out = sitk.GetImageFromArray(self.labels.astype(np.uint32))
@@ -49,7 +55,8 @@ class BelowCut:
         keep[np.asarray(ids, int) - 1] = False
         lut = np.zeros(len(keep) + 1, np.int32)
         lut[1:][keep] = np.arange(1, int(keep.sum()) + 1)
-        return BelowCut(lut[self.labels], self.probability[keep], self.review_from, self.sensitive_cut)
+        return BelowCut(lut[self.labels], self.probability[keep], self.review_from, self.sensitive_cut,
+                        self.row[keep])
 
 
 def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +89,8 @@ def below_cut(probability: sitk.Image, lesions: sitk.Image, possible: list[dict]
     lut[rest] = np.arange(1, len(rest) + 1)
     labels = lut[cand]
     counts, cents = _centroids(labels, len(rest))
-    prob = np.full(len(rest), np.nan)
-    for row in possible:
+    prob, rows = np.full(len(rest), np.nan), np.full(len(rest), -1, int)
+    for index, row in enumerate(possible):
         same = np.flatnonzero(counts[1:] == int(row["voxels"])) + 1
         if not len(same):
             continue
@@ -91,9 +98,11 @@ def below_cut(probability: sitk.Image, lesions: sitk.Image, possible: list[dict]
         dist = np.linalg.norm(cents[same] - at, axis=1)
         if dist.min() <= 1.0:  # the record rounds centroids to whole voxels
             prob[same[int(np.argmin(dist))] - 1] = float(row["lesion_probability"])
+            rows[same[int(np.argmin(dist))] - 1] = index
     review_from = float(stage["review_from"])
     large_cut = stage.get("large_cut")
-    return BelowCut(labels, prob, review_from, max(review_from, review_from if large_cut is None else float(large_cut)))
+    return BelowCut(labels, prob, review_from, max(review_from, review_from if large_cut is None else float(large_cut)),
+                    rows)
 
 
 def candidates_on_baseline(cands: BelowCut | None, labels: sitk.Image, base: sitk.Image,

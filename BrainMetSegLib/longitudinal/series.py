@@ -240,10 +240,15 @@ def _promote(timepoints, probabilities, registrations, segmented) -> dict:
                                         round(row["lesion_probability"], 4), "axial_longest_diameter_mm":
                                         round(row["axial_longest_diameter_mm"], 2)} for row in table
                                        if row.get("promoted")]
+        if k in segmented:  # its outputs: promoted lesions in the label map, no longer listed as possible
+            listed = {int(tp.below_cut.row[c - 1]) for c in ids.values()}
+            seg = segmented[k]
+            seg.labels, seg.table, seg.provenance["prior"] = lab, table, record
+            seg.possible = [row for n, row in enumerate(seg.possible) if n not in listed]
+            for n, row in enumerate(seg.possible, 1):  # ids of their own, 1 = most probable
+                row["lesion_id"] = n
+            seg.provenance["settings"]["candidate_stage"].update(lesions=len(table), possible=len(seg.possible))
         tp.labels, tp.table, tp.below_cut = lab, table, tp.below_cut.without(list(ids.values()))
-        if k in segmented:
-            segmented[k].labels, segmented[k].table = tp.labels, tp.table
-            segmented[k].provenance["prior"] = record
     return record
 
 
