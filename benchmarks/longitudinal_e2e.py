@@ -10,8 +10,9 @@
    stage, possible lesions where another scan has a lesion become lesions; without one, every
    scan re-thresholded with the other scans' lesions as a hint), and each follow-up's response
    is scored against the truth: a confusion matrix, the count of PDs caused by a fragment of a
-   tracked lesion, and the follow-up / baseline diameter ratio of stable lesions (lesions whose
-   true diameter scale is within +-10 % of 1, found on both scans).
+   tracked lesion (and, apart, by a true lesion the model missed on the earlier scans), and
+   the follow-up / baseline diameter ratio of stable lesions (lesions whose true diameter
+   scale is within +-10 % of 1, found on both scans).
 
     nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
@@ -105,21 +106,26 @@ def _true_track_at(pred_map, k: int, lesion_ids: list[int], truth: dict) -> set[
     return {truth["track_of"][k][int(h)] for h in hit if int(h) in truth["track_of"][k]}
 
 
-def fragment_pds(outcome, truth: dict) -> list[int]:
-    """Follow-ups whose PD rests only on "new" lesions that lie on a true lesion already seen."""
-    result, out = outcome.result, []
+def fragment_pds(outcome, truth: dict) -> tuple[list[int], list[int]]:
+    """Follow-ups whose PD rests only on "new" lesions that lie on a true lesion already there:
+    (fragments: every such true lesion was found by the model on an earlier scan, i.e. a piece of
+    a tracked lesion called new; missed before: at least one was on an earlier scan but the model
+    had not found it there)."""
+    result, fragments, missed = outcome.result, [], []
     for r in result.rano.timepoints:
         if r.response != "PD" or "PD" in (r.target_response, r.nontarget_response) or not r.new_lesions:
             continue
         seen_before = set().union(*(truth["measures"][s] for s in range(r.index)))
-        fake = []
+        found_before = set().union(*(_true_track_at(outcome.timepoints[s].labels, s,
+                                                    [int(row["lesion_id"]) for row in outcome.timepoints[s].table],
+                                                    truth) for s in range(r.index)))
+        hits = []
         for tid in r.new_lesions:
             at = next(tr for tr in result.tracks if tr.track_id == tid).at[r.index]
-            hit = _true_track_at(outcome.timepoints[r.index].labels, r.index, at.lesion_ids, truth)
-            fake.append(bool(hit) and hit <= seen_before)
-        if all(fake):
-            out.append(r.index)
-    return out
+            hits.append(_true_track_at(outcome.timepoints[r.index].labels, r.index, at.lesion_ids, truth))
+        if all(hit and hit <= seen_before for hit in hits):
+            (fragments if all(hit <= found_before for hit in hits) else missed).append(r.index)
+    return fragments, missed
 
 
 def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0) -> list[float]:
@@ -168,7 +174,7 @@ def run_scoring(args, cids: list[str]) -> dict:
             registrations = outcome.result.registrations
             row[mode] = {"responses": [r.response for r in outcome.result.rano.timepoints],
                          "reasons": [r.reasons for r in outcome.result.rano.timepoints],
-                         "fragment_pd": fragment_pds(outcome, truth),
+                         **dict(zip(("fragment_pd", "missed_before_pd"), fragment_pds(outcome, truth), strict=True)),
                          "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)],
                          "not_new_below_cut_at_baseline": sum(
                              1 for tr in outcome.result.tracks if tr.at[0].status == "below-cut" and
@@ -202,6 +208,7 @@ def summarise(rows: list[dict]) -> dict:
         ratios = [v for r in rows for v in r[mode]["stable_ratios"]]
         out[mode] = {"right": f"{sum(a == b for a, b in pairs)}/{len(pairs)}", "confusion_true_by_predicted": matrix,
                      "pd_from_fragments": sum(len(r[mode]["fragment_pd"]) for r in rows),
+                     "pd_from_lesions_missed_before": sum(len(r[mode].get("missed_before_pd", [])) for r in rows),
                      "not_new_below_cut_at_baseline": sum(r[mode].get("not_new_below_cut_at_baseline", 0)
                                                           for r in rows),
                      "promoted_by_prior": sum(r[mode].get("promoted", 0) for r in rows),
