@@ -39,13 +39,23 @@ class Candidates:
     probability: np.ndarray
 
 
+def candidate_labels(probability: sitk.Image, candidate_threshold: float,
+                     outline_threshold: float | None) -> np.ndarray:
+    """(Z, Y, X) int32 candidate ids 1..N of a probability map: components of
+    p > ``candidate_threshold`` with no minimum volume, outlined at ``outline_threshold``
+    (capped at the candidate threshold). The one rule for candidates: the stage's lesions and
+    possible lesions are subsets of these, voxel for voxel (``compare`` recomputes them from a
+    result folder's probability map, :mod:`.longitudinal.below_cut`)."""
+    prob = sitk.GetArrayViewFromImage(probability)
+    outline = None if outline_threshold is None else min(outline_threshold, candidate_threshold)
+    return lesion_labels_array(prob, probability.GetSpacing(), OperatingPoint(candidate_threshold, 0.0, outline))
+
+
 def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image,
                     candidate_threshold: float, outline_threshold: float | None) -> Candidates:
     """Candidates of a probability map and their features (all images on one grid)."""
     prob = sitk.GetArrayViewFromImage(probability)
-    outline = None if outline_threshold is None else min(outline_threshold, candidate_threshold)
-    point = OperatingPoint(candidate_threshold, 0.0, outline)
-    labels = lesion_labels_array(prob, probability.GetSpacing(), point)
+    labels = candidate_labels(probability, candidate_threshold, outline_threshold)
     brain_kji = sitk.GetArrayViewFromImage(brain) > 0
     image = sitk.GetArrayViewFromImage(ce_t1).astype(np.float32)
     features = candidate_features(labels, prob, zscore_within(image, brain_kji), brain_kji,

@@ -336,16 +336,22 @@ def test_compare_segments_scans_on_the_way_with_prior(series, coarse_model, tmp_
     assert doc["timepoints"][1]["registration"]["type"] == "rigid"
 
 
-def test_prior_refuses_runs_whose_lesions_the_candidate_stage_chose(series, coarse_model, tmp_path: Path, capsys):
-    """--prior re-thresholds by a fixed rule: on a scorer's run it would silently replace the scorer's lesions."""
+def test_prior_on_candidate_stage_runs_acts_on_the_stages_decision_on_every_scan(series, coarse_model,
+                                                                                 tmp_path: Path):
+    """--prior on a scorer's runs is no longer refused: it promotes possible lesions where another
+    scan has a lesion (never re-thresholds), on every time point alike, and says so."""
     from test_candidates import scored_copy
 
     baseline, (fu,) = series
     scored = scored_copy(coarse_model.folder, tmp_path / "scored")
     imgs = [_write(baseline.image, tmp_path / "base.nii.gz"), _write(fu.case.image, tmp_path / "fu.nii.gz")]
     common = [*imgs, "--model", str(scored), "--brain-mask", "none", "--device", "cpu", "--progress", "none", "--quiet"]
-    assert cli_main(["compare", *common, "-o", str(tmp_path / "cmp"), "--prior"]) != 0
-    err = capsys.readouterr().err
-    assert "candidate stage" in err and "without --prior" in err and "Traceback" not in err
-    assert not (tmp_path / "cmp").exists()
-    assert cli_main(["compare", *common, "-o", str(tmp_path / "plain")]) == 0
+    out = tmp_path / "cmp"
+    assert cli_main(["compare", *common, "-o", str(out), "--prior"]) == 0
+    doc = json.loads((out / "longitudinal.json").read_text())
+    prior = doc["brainmetseg_compare"]["prior"]
+    assert "candidate stage" in prior["rule"] and prior["sensitive_cut"] > 0
+    assert set(prior["promoted"]) == {"base", "fu"}  # every time point, promoted or not
+    for name in ("base", "fu"):
+        run = json.loads((out / "segmentations" / name / "run.json").read_text())
+        assert run["prior"] == prior and run["settings"]["candidate_stage"]

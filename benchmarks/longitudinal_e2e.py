@@ -5,13 +5,14 @@
 2. Every scan (baseline and follow-ups) is segmented once by the model, as ``brainmetseg
    segment`` does (result folders with run.json and the probability map, kept in --cache so an
    interrupted run resumes).
-3. Each patient's series is compared (``BrainMetSegLib.longitudinal.series.compare_folders``,
-   what ``brainmetseg compare`` runs) without and with the prior (every scan re-thresholded with
-   the other scans' lesions as a hint, symmetric), and each follow-up's response is scored
-   against the truth: a confusion matrix, the count of PDs caused by a fragment of a tracked
-   lesion, and the follow-up / baseline diameter ratio of stable lesions (lesions whose true
-   diameter scale is within +-10 % of 1, found on both scans). With a model whose candidate
-   stage chose the lesions, only "without" runs (compare refuses --prior there).
+3. Each patient's series is compared (``BrainMetSegLib.longitudinal.series.run_comparison``,
+   what ``brainmetseg compare`` runs) without and with the prior (symmetric: with a candidate
+   stage, possible lesions where another scan has a lesion become lesions; without one, every
+   scan re-thresholded with the other scans' lesions as a hint), and each follow-up's response
+   is scored against the truth: a confusion matrix, the count of PDs caused by a fragment of a
+   tracked lesion (and, apart, by a true lesion the model missed on the earlier scans), and
+   the follow-up / baseline diameter ratio of stable lesions (lesions whose true diameter
+   scale is within +-10 % of 1, found on both scans).
 
     nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
@@ -105,21 +106,26 @@ def _true_track_at(pred_map, k: int, lesion_ids: list[int], truth: dict) -> set[
     return {truth["track_of"][k][int(h)] for h in hit if int(h) in truth["track_of"][k]}
 
 
-def fragment_pds(outcome, truth: dict) -> list[int]:
-    """Follow-ups whose PD rests only on "new" lesions that lie on a true lesion already seen."""
-    result, out = outcome.result, []
+def fragment_pds(outcome, truth: dict) -> tuple[list[int], list[int]]:
+    """Follow-ups whose PD rests only on "new" lesions that lie on a true lesion already there:
+    (fragments: every such true lesion was found by the model on an earlier scan, i.e. a piece of
+    a tracked lesion called new; missed before: at least one was on an earlier scan but the model
+    had not found it there)."""
+    result, fragments, missed = outcome.result, [], []
     for r in result.rano.timepoints:
         if r.response != "PD" or "PD" in (r.target_response, r.nontarget_response) or not r.new_lesions:
             continue
         seen_before = set().union(*(truth["measures"][s] for s in range(r.index)))
-        fake = []
+        found_before = set().union(*(_true_track_at(outcome.timepoints[s].labels, s,
+                                                    [int(row["lesion_id"]) for row in outcome.timepoints[s].table],
+                                                    truth) for s in range(r.index)))
+        hits = []
         for tid in r.new_lesions:
             at = next(tr for tr in result.tracks if tr.track_id == tid).at[r.index]
-            hit = _true_track_at(outcome.timepoints[r.index].labels, r.index, at.lesion_ids, truth)
-            fake.append(bool(hit) and hit <= seen_before)
-        if all(fake):
-            out.append(r.index)
-    return out
+            hits.append(_true_track_at(outcome.timepoints[r.index].labels, r.index, at.lesion_ids, truth))
+        if all(hit and hit <= seen_before for hit in hits):
+            (fragments if all(hit <= found_before for hit in hits) else missed).append(r.index)
+    return fragments, missed
 
 
 def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0) -> list[float]:
@@ -153,7 +159,7 @@ def run_scoring(args, cids: list[str]) -> dict:
         folders = [seg / f"{cid}_t{k}" for k in range(args.followups + 1)]
         if not all((f / "run.json").is_file() for f in folders):
             continue  # not segmented yet (a run stopped early): scored when it is
-        scored = Path(args.cache) / "scores" / f"{cid}.json"
+        scored = Path(args.scores or Path(args.cache) / "scores") / f"{cid}.json"
         if scored.is_file():  # scored by an earlier run over the same cache
             rows.append(json.loads(scored.read_text()))
             continue
@@ -161,23 +167,24 @@ def run_scoring(args, cids: list[str]) -> dict:
         row = {"case": cid, "true": truth["responses"], "true_at_synthesis": truth["responses_at_synthesis"],
                "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
         registrations = None
-        staged = bool(json.loads((folders[0] / "run.json").read_text())["settings"].get("candidate_stage"))
-        modes = ("without",) if staged else ("without", "with")  # compare refuses --prior on a scorer's lesions
-        row["with"] = None
-        for mode in modes:
+        for mode in ("without", "with"):
             request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
                                      prior=mode == "with")
             outcome = run_comparison(request, registrations=registrations)
             registrations = outcome.result.registrations
             row[mode] = {"responses": [r.response for r in outcome.result.rano.timepoints],
                          "reasons": [r.reasons for r in outcome.result.rano.timepoints],
-                         "fragment_pd": fragment_pds(outcome, truth),
-                         "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)]}
+                         **dict(zip(("fragment_pd", "missed_before_pd"), fragment_pds(outcome, truth), strict=True)),
+                         "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)],
+                         "not_new_below_cut_at_baseline": sum(
+                             1 for tr in outcome.result.tracks if tr.at[0].status == "below-cut" and
+                             any(a.seen for a in tr.at[1:])),
+                         "promoted": sum(len(v) for v in ((outcome.prior or {}).get("promoted") or {}).values())}
         rows.append(row)
         scored.parent.mkdir(parents=True, exist_ok=True)
         scored.write_text(json.dumps(row, indent=1) + "\n")
-        with_prior = row["with"]["responses"] if row["with"] else "n/a (candidate stage)"
-        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {with_prior}", flush=True)
+        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
+              flush=True)
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
@@ -195,15 +202,16 @@ def run_scoring(args, cids: list[str]) -> dict:
 def summarise(rows: list[dict]) -> dict:
     out = {}
     for mode in ("without", "with"):
-        if any(r[mode] is None for r in rows):
-            out[mode] = "not run: the model's candidate stage chose the lesions, which --prior cannot re-threshold"
-            continue
         pairs = [(t, p) for r in rows for t, p in zip(r["true"], r[mode]["responses"], strict=True)]
         labels = [c for c in RESPONSES if any(c in pair for pair in pairs)]
         matrix = {t: {p: sum(1 for a, b in pairs if a == t and b == p) for p in labels} for t in labels}
         ratios = [v for r in rows for v in r[mode]["stable_ratios"]]
         out[mode] = {"right": f"{sum(a == b for a, b in pairs)}/{len(pairs)}", "confusion_true_by_predicted": matrix,
                      "pd_from_fragments": sum(len(r[mode]["fragment_pd"]) for r in rows),
+                     "pd_from_lesions_missed_before": sum(len(r[mode].get("missed_before_pd", [])) for r in rows),
+                     "not_new_below_cut_at_baseline": sum(r[mode].get("not_new_below_cut_at_baseline", 0)
+                                                          for r in rows),
+                     "promoted_by_prior": sum(r[mode].get("promoted", 0) for r in rows),
                      "stable_diameter_ratio": {"n": len(ratios), "median": round(float(np.median(ratios)), 3)
                                                if ratios else None,
                                                "mean": round(float(np.mean(ratios)), 3) if ratios else None,
@@ -223,6 +231,9 @@ def main() -> None:
     ap.add_argument("--prepare-only", action="store_true", help="synthesise and segment, do not compare")
     ap.add_argument("--score-only", action="store_true",
                     help="compare and score the patients already segmented in --cache, segment nothing")
+    ap.add_argument("--scores", default=None,
+                    help="folder of per-patient scores, reused when re-run (default CACHE/scores; a new folder "
+                         "re-scores the cached segmentations, e.g. after a change to compare)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_longitudinal_e2e.json")))
     args = ap.parse_args()
     cids = case_ids(Path(args.cache) / "phantoms")[: args.cases] if args.score_only else prepare(args)

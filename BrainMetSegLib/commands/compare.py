@@ -31,10 +31,12 @@ def add_arguments(p) -> None:
     p.add_argument("--brain-mask", default=MaskMethod.DEEPBET.value, metavar="|".join(values(MaskMethod)) + "|PATH",
                    help="brain extraction for scans segmented on the way")
     p.add_argument("--prior", action="store_true",
-                   help="re-threshold every time point's probability map with the other time points' lesions "
-                        "(registered, dilated by 3 mm) as a hint: the threshold there is lowered by --prior-factor")
+                   help="every time point with the other time points' lesions (registered, dilated by 3 mm) as a "
+                        "hint: a model with a candidate stage makes its possible lesions there lesions (from the "
+                        "sensitive cut); otherwise the threshold there is lowered by --prior-factor")
     p.add_argument("--prior-factor", type=float, default=0.5,
-                   help="threshold inside the prior lesions = the model's threshold x this (default 0.5)")
+                   help="without a candidate stage: threshold inside the prior lesions = the model's threshold x "
+                        "this (default 0.5)")
     p.add_argument("--contact", type=float, default=1.5, metavar="MM",
                    help="a follow-up lesion within this distance of a tracked lesion's extent is that lesion "
                         "(default 1.5 mm)")

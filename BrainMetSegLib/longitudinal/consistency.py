@@ -34,6 +34,9 @@ from ..options import MaskMethod, values
 #: run.json ``settings`` keys that change the lesions a model finds or their size.
 LESION_SETTINGS = ("threshold_used", "min_volume_mm3_used", "outline_threshold_used", "mask_dilation_mm",
                    "inference_mode", "patch_size", "overlap", "blend_mode", "precision", "mirror")
+#: run.json ``settings.candidate_stage`` keys that decide which candidates are lesions (a run
+#: without the stage has none of them: compared with one that has it, refused).
+STAGE_SETTINGS = ("mode", "cut", "review_from", "large_cut", "large_from_mm", "candidate_threshold", "scorer_sha256")
 PATIENT_TAGS = ("PatientID", "PatientName", "PatientBirthDate")
 SPACING_TOLERANCE = 0.10
 
@@ -117,6 +120,11 @@ def check_segmentation(base: SourceInfo, other: SourceInfo, findings: Findings) 
     for key in ("brain_mask", *LESION_SETTINGS):
         if key in sa and key in sb and sa[key] != sb[key]:
             findings.refusals.append(f"{other.name}: segmented with {key} = {sb[key]} ({base.name}: {sa[key]})")
+    ca, cb = sa.get("candidate_stage") or {}, sb.get("candidate_stage") or {}
+    for key in STAGE_SETTINGS:
+        if ca.get(key) != cb.get(key):
+            findings.refusals.append(f"{other.name}: candidate stage {key} = {cb.get(key)} ({base.name}: "
+                                     f"{ca.get(key)})")
     if bool(base.run.get("prior")) != bool(other.run.get("prior")):
         findings.refusals.append(f"{other.name}: one of {base.name} and {other.name} was segmented with a prior "
                                  "and the other without")

@@ -162,3 +162,36 @@ def _components(shared: dict[tuple[int, int], int]) -> list[Link]:
         links.append(Link(tracks, lesions, "overlap", _kind(len(tracks), len(lesions)),
                           {p: shared[p] for p in sorted(pairs)}))
     return links
+
+
+def assign_link(link: Link) -> dict[int, list[int]]:
+    """Which follow-up lesions count under which track: each lesion goes to the track it shares
+    most voxels with; a track left without a lesion has merged into another."""
+    if len(link.tracks) == 1:
+        return {link.tracks[0]: list(link.lesions)}
+    out: dict[int, list[int]] = {t: [] for t in link.tracks}
+    for lid in link.lesions:
+        best = max(link.tracks, key=lambda t: (link.shared_voxels.get((t, lid), 0), -t))
+        out[best].append(lid)
+    return out
+
+
+def link_statuses(link: Link, assigned: dict[int, list[int]]) -> dict[int, tuple[str, int | None, list[int]]]:
+    """Per track of a link: status, the track it merged into (for "merged-into") and the tracks
+    merged into it. A track left without a lesion merged into the track owning the lesion it
+    touches most; a track that absorbed others is "merged" ("merged+split" in several pieces)."""
+    owner = {lid: t for t, lids in assigned.items() for lid in lids}
+    into: dict[int, int] = {}
+    for t, lids in assigned.items():
+        if not lids:
+            touched = [(n, lid) for (tt, lid), n in link.shared_voxels.items() if tt == t]
+            into[t] = owner[max(touched)[1]] if touched else next(o for o, ls in assigned.items() if ls)
+    out = {}
+    for t, lids in assigned.items():
+        if not lids:
+            out[t] = ("merged-into", into[t], [])
+            continue
+        absorbed = sorted(o for o, target in into.items() if target == t)
+        status = ("merged" if absorbed else "present") if len(lids) == 1 else ("merged+split" if absorbed else "split")
+        out[t] = (status, None, absorbed)
+    return out

@@ -71,7 +71,8 @@ def write_comparison(outcome, overwrite: bool = False) -> Path:
     curves, montage = curves_png(result), montage_png(result, outcome.timepoints)
     texts = {"longitudinal.json": json.dumps(outcome.record(), indent=2, default=float) + "\n",
              "longitudinal.csv": _csv(result.table_rows()), "rano_bm.csv": _csv(result.rano_rows()),
-             "report.html": html_report(result, curves, montage, outcome.warnings, outcome.forced)}
+             "report.html": html_report(result, curves, montage, outcome.warnings, outcome.forced,
+                                        outcome.prior)}
     staged: list[tuple[Path, Path]] = []
     try:
         for name, text in texts.items():

@@ -8,6 +8,11 @@ known lesion that became faint is then kept, while lesions where no scan had one
 the full threshold. The rule acts on **every** time point alike (the baseline too, with the
 follow-ups' lesions as its prior): a prior used on follow-ups only would draw follow-up lesions
 larger than baseline ones and bias the response towards progression.
+
+Where the model's candidate stage chose the lesions (a lesion probability per candidate), a
+fixed threshold rule would replace its decisions; there the prior acts on the decision instead
+(:func:`promote_candidates`): a possible lesion where another scan has a lesion is a lesion.
+The outline threshold is the same on every scan either way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import SimpleITK as sitk
 
 from ..lesions import label_instances
 from ..operating_point import OperatingPoint, grow_detections
+from .below_cut import BelowCut
 from .registration import Registration
 
 
@@ -88,3 +94,31 @@ def symmetric_prior(probabilities: list[sitk.Image], labels: list[sitk.Image],
                 region |= prior_region(other, probability, between(registrations, j, k), config.margin_mm)
         out.append(guided_labels(probability, region, point, config))
     return out
+
+
+def promote_candidates(labels: list[sitk.Image], cands: list[BelowCut], registrations: list[Registration | None],
+                       margin_mm: float) -> tuple[list[sitk.Image], list[dict[int, int]]]:
+    """The candidate-stage prior: on every time point alike, the candidates scored below the cut
+    but at or above the sensitive cut (:attr:`.below_cut.BelowCut.sensitive_cut`) that lie
+    within ``margin_mm`` of another time point's lesion (``labels``, as segmented, carried over
+    by the registrations) are made lesions; everywhere else the run's own decision stands.
+
+    Returns the new label maps (the run's lesions keep their ids; promoted candidates get the
+    ids after them) and per time point the promoted lesions: new lesion id -> candidate id."""
+    out, promoted = [], []
+    for k, (own, cand) in enumerate(zip(labels, cands, strict=True)):
+        region = np.zeros(sitk.GetArrayViewFromImage(own).shape, bool)
+        for j, other in enumerate(labels):
+            if j != k:
+                region |= prior_region(other, own, between(registrations, j, k), margin_mm)
+        touched = np.unique(cand.labels[region & (cand.labels > 0)])
+        ids = [int(i) for i in touched if cand.probability[i - 1] >= cand.sensitive_cut]  # NaN: never
+        arr = sitk.GetArrayFromImage(own).astype(np.uint32)
+        next_id = int(arr.max(initial=0)) + 1
+        for n, cid in enumerate(ids):
+            arr[cand.labels == cid] = next_id + n
+        promoted.append({next_id + n: cid for n, cid in enumerate(ids)})
+        image = sitk.GetImageFromArray(arr.astype(np.uint16))
+        image.CopyInformation(own)
+        out.append(image)
+    return out, promoted

@@ -246,8 +246,8 @@ def _with_later_lesions(nontarget: str, persisting: list[int], reasons: list[str
     lesions: no complete response (nor "no evidence of disease") while one is there."""
     if not persisting or nontarget not in ("CR", "none"):
         return nontarget
-    reasons.append(f"lesion(s) {sorted(persisting)} first seen on an earlier follow-up are still present: "
-                   "not a complete response")
+    reasons.append(f"lesion(s) {sorted(persisting)} first seen on an earlier follow-up (or below the cut at "
+                   "baseline) are still present: not a complete response")
     return "NCR/NPD"
 
 
@@ -270,7 +270,8 @@ def _overall(base, target, nontarget, unequivocal, equivocal) -> str:
 
 
 def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig(),
-           days: list[float] | None = None, unassessable: list[set[int]] | None = None) -> RanoAssessment:
+           days: list[float] | None = None, unassessable: list[set[int]] | None = None,
+           below_cut_at_baseline: set[int] | None = None) -> RanoAssessment:
     """RANO-BM radiographic response of every follow-up.
 
     timepoints: per scan (baseline first), track id -> :class:`Measure` of each lesion seen on it
@@ -279,6 +280,10 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     unassessable: optional, per scan, track ids that cannot be assessed on it (e.g. outside its
         field of view): neither present nor absent; a target among them makes the scan NE
         unless it shows unequivocal progression elsewhere.
+    below_cut_at_baseline: optional track ids seen at baseline only below the segmentation's cut
+        (a candidate not called a lesion): not measured there, but present, so never "new" later
+        (RANO-BM: a new lesion is one not present on prior scans); a later lesion, like a
+        non-target one (no CR while it is there).
     """
     if not timepoints:
         raise ValueError("assess() needs at least the baseline time point")
@@ -287,7 +292,7 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     targets = choose_targets(base, config)
     nontargets = sorted(i for i in base if i not in targets)
     sums = [sum(_longest(tp, i) for i in targets) for tp in timepoints]
-    seen_before: set[int] = set(base)
+    seen_before: set[int] = set(base) | set(below_cut_at_baseline or ())
     results: list[TimepointResponse] = []
     for t in range(1, len(timepoints)):
         tp, unseen = timepoints[t], set(unassessable[t])

@@ -132,6 +132,9 @@ def montage_png(result: LongitudinalResult, timepoints: list[TimePoint]) -> byte
             if mask.any():
                 ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
             label = at.status if not at.seen else f"{at.longest_mm:.1f} mm, {at.volume_mm3:.0f} mm³"
+            if at.status == "below-cut":
+                label = "below the cut" + ("" if at.below_cut_probability is None else
+                                           f", p {at.below_cut_probability:.2f}")
             ax.set_xlabel(label, fontsize=7)
             if not at.seen:
                 ax.plot([i - xs.start], [j - ys.start], "+", color=colour, markersize=12, mew=1.2)
@@ -144,9 +147,9 @@ def montage_png(result: LongitudinalResult, timepoints: list[TimePoint]) -> byte
 
 
 def html_report(result: LongitudinalResult, curves: bytes, montage: bytes, warnings: list[str] = (),
-                forced: dict | None = None) -> str:
-    """The report; ``warnings`` (consistency checks) and ``forced`` (the ``--force`` record) are shown
-    above the response."""
+                forced: dict | None = None, prior: dict | None = None) -> str:
+    """The report; ``warnings`` (consistency checks), ``forced`` (the ``--force`` record) and
+    ``prior`` (the prior's record) are shown above the response."""
     rano = result.rano
     tps = result.timepoints
     n = len(result.tracks)
@@ -182,6 +185,11 @@ def html_report(result: LongitudinalResult, curves: bytes, montage: bytes, warni
                         + (f"<br>{change:+.0f} %" if change is not None and t != (tr.new_at or 0) else ""))
                 if at.status != "present":
                     text += f"<br><i>{html.escape(at.status)}</i>"
+                if at.promoted:
+                    text += "<br><i>possible lesion, made a lesion by the prior</i>"
+            elif at.status == "below-cut":
+                p = at.below_cut_probability
+                text = "<i>below the cut</i> (" + ("under the review floor" if p is None else f"p {p:.2f}") + ")"
             else:
                 text = f"<i>{html.escape(at.status)}</i>" + (f" → {at.merged_into}" if at.merged_into else "")
             cells.append(f"<td>{text}</td>")
@@ -198,7 +206,7 @@ def html_report(result: LongitudinalResult, curves: bytes, montage: bytes, warni
 <header><h1>Brain metastases: follow-up comparison</h1>
 <p>{len(tps)} time points, {len(result.tracks)} lesions tracked; baseline {html.escape(tps[0].name)}</p></header><main>
 <section><h2>RANO-BM (Lin et al., Lancet Oncol 2015) — radiographic response</h2>
-<p class="warn">{html.escape(NOT_FROM_IMAGES)}</p>{_checks_html(warnings, forced)}
+<p class="warn">{html.escape(NOT_FROM_IMAGES)}</p>{_checks_html(warnings, forced, prior)}
 <p class="note">Targets: {", ".join(map(str, rano.targets)) or "none (no measurable lesion at baseline)"};
 non-targets: {", ".join(map(str, rano.nontargets)) or "none"}; baseline sum {rano.baseline_sum_mm:.1f} mm.</p>
 <table><tr><th></th>{head}</tr>{rano_html}</table></section>
@@ -213,8 +221,13 @@ an absent lesion is shown where it was last seen, carried through the registrati
 """
 
 
-def _checks_html(warnings, forced) -> str:
+def _checks_html(warnings, forced, prior=None) -> str:
     out = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)
+    if prior:
+        promoted = "; ".join(f"{name}: lesion(s) {', '.join(str(x['lesion_id']) for x in rows)}"
+                             for name, rows in (prior.get("promoted") or {}).items() if rows)
+        out += (f'<p class="note">Prior: {html.escape(prior["rule"])}.'
+                + (f" Made lesions: {html.escape(promoted)}." if promoted else "") + "</p>")
     if forced:
         out += (f'<p class="warn">Compared although refused (--force, reason: {html.escape(forced["reason"])}): '
                 + html.escape("; ".join(forced["overrode"])) + "</p>")

@@ -4,9 +4,11 @@ Each input is a ``segment`` result folder, a scan (segmented on the way), or a s
 map (``labels``). In order: the request is checked; every time point is read (result folders:
 label map, table, run.json, probability map; scans: segmented once, nothing written yet);
 whether the time points belong together is checked (:mod:`.consistency`: refused unless
-``force`` gives a reason); each follow-up is registered to the baseline; with ``prior``, every
-time point is re-thresholded with the others' lesions (:mod:`.prior`, symmetric); lesions are
-tracked and RANO-BM assessed (:func:`.tracking.compare_timepoints`).
+``force`` gives a reason); runs of a model with a candidate stage get their candidates below
+the cut back (:mod:`.below_cut`); each follow-up is registered to the baseline; with ``prior``,
+every time point is re-made with the others' lesions as a hint (:mod:`.prior`, symmetric: a
+candidate-stage run's possible lesions there become lesions, other runs are re-thresholded);
+lesions are tracked and RANO-BM assessed (:func:`.tracking.compare_timepoints`).
 
     from BrainMetSegLib.longitudinal.series import CompareRequest, run_comparison
     outcome = run_comparison(CompareRequest(("out/t0", "out/t1"), "out/cmp"))
@@ -22,13 +24,13 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..models import DEFAULT_MODEL, load_package
 from ..options import Device, MaskMethod, as_brain_mask, as_options
 from ..progress import ProgressCallback, no_progress
 from ..textfiles import read_json_object
+from .below_cut import below_cut
 from .consistency import SourceInfo, check_series, dicom_identity
 from .matching import MatchConfig
-from .prior import PriorConfig, symmetric_prior
+from .prior import PriorConfig, promote_candidates, symmetric_prior
 from .registration import Registration, register_followup
 from .sources import (
     first_image,
@@ -114,37 +116,18 @@ def check_request(r: CompareRequest) -> list[str]:
     for path in r.inputs + (r.labels or ()):
         if not Path(path).exists():
             raise InputError(f"{path}: not found.")
-    if r.prior:
-        _check_prior_applies(r)
     names = list(r.names or [scan_name(p) if Path(p).is_file() else Path(p).name for p in r.inputs])
     if len(set(names)) != n:
         names = [f"{k}_{name}" for k, name in enumerate(names)]
     return names
 
 
-def _check_prior_applies(r: CompareRequest) -> None:
-    """--prior re-thresholds probability maps by a fixed rule: where the candidate stage chose
-    the lesions (a scorer's run, or scans to segment with a model that has a scorer) it would
-    silently replace them with other lesions, so it is refused before any work."""
-    staged = []
-    for path in r.inputs:
-        if is_result_folder(path):
-            run = read_json_object(Path(path) / "run.json", "run record", InputError)
-            if (run.get("settings") or {}).get("candidate_stage"):
-                staged.append(str(path))
-        elif load_package(r.model or DEFAULT_MODEL).card.candidate_scorer:
-            staged.append(f"{path} (model {r.model or DEFAULT_MODEL})")
-    if staged:
-        raise InputError(f"--prior: the lesions of {', '.join(staged)} are chosen by the model's candidate stage "
-                         "(a lesion probability per candidate); the prior re-thresholds the probability map by a "
-                         "fixed rule and would replace them. Compare without --prior.")
-
-
 def _read(r: CompareRequest, names: list[str]):
-    """Time points (None: to segment), their source records and probability maps."""
-    timepoints, sources, probabilities = [], [], []
+    """Time points (None: to segment), their source records, probability maps and possible
+    lesions (rows of ``lesions.json``'s ``possible_lesions``)."""
+    timepoints, sources, probabilities, possibles = [], [], [], []
     for k, (path, name) in enumerate(zip(r.inputs, names, strict=True)):
-        run, probability = None, None
+        run, probability, possible = None, None, []
         if r.labels:
             tp, scan = from_scan_and_labels(path, r.labels[k], name), path
         elif is_result_folder(path):
@@ -153,6 +136,9 @@ def _read(r: CompareRequest, names: list[str]):
             scan = run["inputs"]["t1ce"]["path"]
             found = first_image(Path(path), "probability")
             probability = None if found is None else sitk.ReadImage(str(found), sitk.sitkFloat32)
+            if (Path(path) / "lesions.json").is_file():
+                possible = read_json_object(Path(path) / "lesions.json", "lesion table", InputError).get(
+                    "possible_lesions") or []
         elif Path(path).is_dir() and any(Path(path).glob("lesion_labels.*")):
             raise InputError(f"{path}: result folder without run.json; give the scan and --labels instead.")
         else:
@@ -160,10 +146,21 @@ def _read(r: CompareRequest, names: list[str]):
         timepoints.append(tp)
         sources.append(SourceInfo(name, str(scan), run, dicom_identity(scan)))
         probabilities.append(probability)
-    return timepoints, sources, probabilities
+        possibles.append(possible)
+    return timepoints, sources, probabilities, possibles
 
 
-def _segment(r: CompareRequest, names, timepoints, sources, probabilities, progress) -> dict:
+def _attach_below_cut(timepoints, sources, probabilities, possibles) -> None:
+    """The candidates each candidate-stage run scored below its cut (in place; see
+    :mod:`.below_cut`). Runs without the stage, or without a probability map, get none."""
+    for tp, src, probability, possible in zip(timepoints, sources, probabilities, possibles, strict=True):
+        settings = (src.run or {}).get("settings") or {}
+        stage = settings.get("candidate_stage")
+        if stage and probability is not None and "candidate_threshold" in stage:
+            tp.below_cut = below_cut(probability, tp.labels, possible, stage, settings.get("outline_threshold_used"))
+
+
+def _segment(r: CompareRequest, names, timepoints, sources, probabilities, possibles, progress) -> dict:
     """Segment the scans given without a result (in place); returns index -> pipeline Result."""
     from ..images import read_scalar_volume
     from ..pipeline import SegmentConfig, Segmenter
@@ -180,12 +177,14 @@ def _segment(r: CompareRequest, names, timepoints, sources, probabilities, progr
                                   source=str(r.inputs[k]))
         sources[k].run = result.provenance
         probabilities[k] = result.probability
+        possibles[k] = result.possible
         results[k] = result
     return results
 
 
 def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registrations, segmented) -> dict:
-    """Every time point re-thresholded with the others' lesions (in place); the prior record."""
+    """Every time point re-made with the others' lesions as a hint (in place): candidate-stage
+    runs by promotion (:func:`_promote`), others re-thresholded; the prior record."""
     from ..lesions import lesion_table
     from ..operating_point import OperatingPoint
 
@@ -193,6 +192,12 @@ def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registra
     if missing:
         raise InputError(f"--prior needs every time point's probability map; {', '.join(missing)} has none "
                          "(segment it again, or compare without --prior).")
+    staged = [tp.below_cut is not None for tp in timepoints]
+    if any(staged):
+        if not all(staged):
+            raise InputError("--prior: some time points' lesions were chosen by a candidate stage and others not "
+                             "(segment them all with the same model and settings).")
+        return _promote(timepoints, probabilities, registrations, segmented)
     try:
         point = OperatingPoint.from_settings(sources[0].run.get("settings") or {}, f"{sources[0].name} run.json")
     except ValueError as exc:
@@ -210,6 +215,43 @@ def _apply_prior(r: CompareRequest, timepoints, sources, probabilities, registra
     return record
 
 
+def _promote(timepoints, probabilities, registrations, segmented) -> dict:
+    """The candidate-stage prior (:func:`.prior.promote_candidates`), in place; its record."""
+    from ..lesions import lesion_table
+
+    margin = PriorConfig().margin_mm
+    labels, promoted = promote_candidates([tp.labels for tp in timepoints], [tp.below_cut for tp in timepoints],
+                                          registrations, margin)
+    cut = timepoints[0].below_cut.sensitive_cut
+    record = {"rule": "candidate stage: on every time point, a candidate scored below the cut but at or above the "
+                      "sensitive cut within margin_mm of another time point's lesion is a lesion (symmetric)",
+              "sensitive_cut": cut, "margin_mm": margin, "promoted": {}}
+    for k, (tp, lab, ids) in enumerate(zip(timepoints, labels, promoted, strict=True)):
+        old = {int(row["lesion_id"]): row for row in tp.table or []}
+        table = lesion_table(lab, probabilities[k])
+        for row in table:
+            lid = int(row["lesion_id"])
+            if lid in old:
+                row["lesion_probability"] = old[lid].get("lesion_probability", row["lesion_probability"])
+            elif lid in ids:  # promoted: lesion id -> candidate id
+                row["lesion_probability"] = float(tp.below_cut.probability[ids[lid] - 1])
+                row["promoted"] = True
+        record["promoted"][tp.name] = [{"lesion_id": int(row["lesion_id"]), "lesion_probability":
+                                        round(row["lesion_probability"], 4), "axial_longest_diameter_mm":
+                                        round(row["axial_longest_diameter_mm"], 2)} for row in table
+                                       if row.get("promoted")]
+        if k in segmented:  # its outputs: promoted lesions in the label map, no longer listed as possible
+            listed = {int(tp.below_cut.row[c - 1]) for c in ids.values()}
+            seg = segmented[k]
+            seg.labels, seg.table, seg.provenance["prior"] = lab, table, record
+            seg.possible = [row for n, row in enumerate(seg.possible) if n not in listed]
+            for n, row in enumerate(seg.possible, 1):  # ids of their own, 1 = most probable
+                row["lesion_id"] = n
+            seg.provenance["settings"]["candidate_stage"].update(lesions=len(table), possible=len(seg.possible))
+        tp.labels, tp.table, tp.below_cut = lab, table, tp.below_cut.without(list(ids.values()))
+    return record
+
+
 def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
                    registrations: list[Registration | None] | None = None) -> Outcome:
     """Check, read (segmenting scans on the way), check consistency, register, apply the prior,
@@ -217,12 +259,13 @@ def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
     follow-up -> baseline registrations already known (e.g. from an earlier comparison of the
     same scans; entry 0 None); estimated here when None."""
     names = check_request(r)
-    timepoints, sources, probabilities = _read(r, names)
+    timepoints, sources, probabilities, possibles = _read(r, names)
     early = check_series(sources)  # identity and run records: before any segmentation
     early.enforce(r.force)
-    segmented = _segment(r, names, timepoints, sources, probabilities, progress)
+    segmented = _segment(r, names, timepoints, sources, probabilities, possibles, progress)
     findings = check_series(sources, [tp.image for tp in timepoints])
     forced = findings.enforce(r.force)
+    _attach_below_cut(timepoints, sources, probabilities, possibles)
     for k, tp in enumerate(timepoints):
         tp.days = None if r.days is None else r.days[k]
     if registrations is None:

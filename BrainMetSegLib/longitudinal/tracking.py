@@ -21,19 +21,25 @@ import SimpleITK as sitk
 
 from ..lesions import LesionTableRow, lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
-from .matching import Link, MatchConfig, Reference, match_lesions
+from .below_cut import BelowCut, candidates_on_baseline, sightings
+from .matching import MatchConfig, Reference, assign_link, link_statuses, match_lesions
 from .rano import RESPONSE_WORDS, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
+from .reasons import explain
 from .registration import Registration, describe, extent_inside, from_description, register_followup
 
 #: Status of a track on a scan whose field of view does not cover all of its extent.
 NOT_ASSESSABLE = "not-evaluable"
+#: Status of a track on a scan where it is no lesion but a candidate of the scan's candidate
+#: stage lies at its place (scored below the cut): seen, not measured.
+BELOW_CUT = "below-cut"
 
 
 @dataclass
 class TimePoint:
     """One scan: CE-T1 image, instance label map on the image's grid (lesion id per voxel), the
     lesion table (rows of :func:`BrainMetSegLib.lesions.lesion_table`; measured when None), an
-    optional date as days since baseline, and where it came from."""
+    optional date as days since baseline, where it came from, and the candidates its candidate
+    stage scored below the cut (:mod:`.below_cut`; None: no candidate stage)."""
 
     name: str
     image: sitk.Image
@@ -41,6 +47,7 @@ class TimePoint:
     table: list[LesionTableRow] | None = None
     days: float | None = None
     source: str = ""
+    below_cut: BelowCut | None = None
 
 
 @dataclass(frozen=True)
@@ -56,13 +63,16 @@ class LesionAtTime:
 
     status: "present", "new" (first seen here), "split" (seen as several pieces), "merged"
     (other tracks' lesions joined this one; ``merged_with`` lists them), "merged-into" (its
-    lesion is counted under track ``merged_into``), "absent", "not-yet-seen", or
-    "not-evaluable" (the scan does not cover all of it: neither present nor absent).
+    lesion is counted under track ``merged_into``), "absent", "not-yet-seen",
+    "not-evaluable" (the scan does not cover all of it: neither present nor absent), or
+    "below-cut" (no lesion, but a candidate the candidate stage scored below its cut lies there:
+    ``below_cut_probability`` is its lesion probability, None when under the review floor).
     lesion_ids: the time point's own lesion ids (its label map / table) making up the track.
     method: how it was matched ("overlap", "distance", "" for baseline/new/absent).
     Diameters are RANO-BM axial diameters (mm; several pieces: measured as one lesion, the
     union of the pieces); volume the pieces' sum; centroid in RAS mm on that time point's scan;
     confidence: the segmentation's peak probability in it (None without a probability map).
+    promoted: a possible lesion of this scan made a lesion by the candidate-stage prior.
     """
 
     timepoint: int
@@ -78,6 +88,8 @@ class LesionAtTime:
     merged_into: int | None = None
     merged_with: list[int] = field(default_factory=list)
     confidence: float | None = None
+    below_cut_probability: float | None = None
+    promoted: bool = False
 
     @property
     def seen(self) -> bool:
@@ -183,7 +195,8 @@ class LongitudinalResult:
                     "axial_slices": at.axial_slices, "volume_change_pct": tr.change_pct(t),
                     "diameter_change_pct": tr.change_pct(t, "longest_mm"),
                     "new": tr.new_at == t, "resolved": tr.resolved_at is not None and t >= tr.resolved_at,
-                    "merged_into": at.merged_into,
+                    "merged_into": at.merged_into, "below_cut_probability": at.below_cut_probability,
+                    "promoted_by_prior": at.promoted,
                 })
         return rows
 
@@ -215,40 +228,7 @@ def _combine(t: int, status: str, rows: list[LesionTableRow], method: str) -> Le
         longest_3d_mm=float(max(r["longest_diameter_mm"] for r in rows)),
         axial_slices=int(max(r["axial_slices"] for r in rows)), centroid_ras_mm=[round(float(v), 3) for v in ras],
         confidence=max((float(p) for r in rows if (p := r.get("max_probability")) is not None
-                        and np.isfinite(float(p))), default=None))
-
-
-def _assign(link: Link) -> dict[int, list[int]]:
-    """Which follow-up lesions count under which track: each lesion goes to the track it shares
-    most voxels with; a track left without a lesion has merged into another."""
-    if len(link.tracks) == 1:
-        return {link.tracks[0]: list(link.lesions)}
-    out: dict[int, list[int]] = {t: [] for t in link.tracks}
-    for lid in link.lesions:
-        best = max(link.tracks, key=lambda t: (link.shared_voxels.get((t, lid), 0), -t))
-        out[best].append(lid)
-    return out
-
-
-def _statuses(link: Link, assigned: dict[int, list[int]]) -> dict[int, tuple[str, int | None, list[int]]]:
-    """Per track of a link: status, the track it merged into (for "merged-into") and the tracks
-    merged into it. A track left without a lesion merged into the track owning the lesion it
-    touches most; a track that absorbed others is "merged" ("merged+split" in several pieces)."""
-    owner = {lid: t for t, lids in assigned.items() for lid in lids}
-    into: dict[int, int] = {}
-    for t, lids in assigned.items():
-        if not lids:
-            touched = [(n, lid) for (tt, lid), n in link.shared_voxels.items() if tt == t]
-            into[t] = owner[max(touched)[1]] if touched else next(o for o, ls in assigned.items() if ls)
-    out = {}
-    for t, lids in assigned.items():
-        if not lids:
-            out[t] = ("merged-into", into[t], [])
-            continue
-        absorbed = sorted(o for o, target in into.items() if target == t)
-        status = ("merged" if absorbed else "present") if len(lids) == 1 else ("merged+split" if absorbed else "split")
-        out[t] = (status, None, absorbed)
-    return out
+                        and np.isfinite(float(p))), default=None), promoted=any(r.get("promoted") for r in rows))
 
 
 def _measure_pieces_as_one(tracks: dict[int, Track], t: int, track_map: sitk.Image) -> None:
@@ -304,6 +284,8 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         _measure_pieces_as_one(tracks, t, maps[-1])
         infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), describe(reg)))
     progress(ProgressEvent("register", 1.0, "follow-ups registered and matched"))
+    if any(tp.below_cut is not None for tp in timepoints):
+        _mark_below_cut(tracks, refs, timepoints, regs, config.match.contact_mm)
     ordered = [tracks[k] for k in sorted(tracks)]
     for tr in ordered:
         absent_tail = 0
@@ -314,19 +296,35 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         tr.resolved_at = n_t - absent_tail if absent_tail else None
     days = [tp.days for tp in timepoints]
     rano = assess([_measures(ordered, t) for t in range(n_t)], config.rano,
-                  days if all(d is not None for d in days) else None, unassessable)
+                  days if all(d is not None for d in days) else None, unassessable,
+                  {tr.track_id for tr in ordered if tr.at[0].status == BELOW_CUT})
     for tr in ordered:
         if tr.track_id in rano.targets:
             tr.role = "target"
-    for r in rano.timepoints:  # say what the numbers hide
-        for tr in ordered:
-            at = tr.at[r.index]
-            if at.status in ("split", "merged+split"):
-                r.reasons.append(f"lesion {tr.track_id} is seen in {len(at.lesion_ids)} pieces (split): measured "
-                                 "as one lesion")
-            elif at.status == NOT_ASSESSABLE:
-                r.reasons.append(f"lesion {tr.track_id} is (partly) outside this scan's field of view: not evaluable")
+    explain(rano, ordered, [tp.name for tp in timepoints])
     return LongitudinalResult(infos, ordered, rano, maps, regs)
+
+
+def _mark_below_cut(tracks: dict[int, Track], refs: dict[int, Reference], timepoints: list[TimePoint],
+                    regs: list[Registration | None], contact_mm: float) -> None:
+    """Tracks not seen as lesions on a scan where a below-cut candidate lies at their place
+    (within ``contact_mm`` of their extent) are "below-cut" there; a track first seen on a
+    follow-up whose place held a candidate on the baseline was there at baseline: not new."""
+    base = timepoints[0]
+    on_base = [candidates_on_baseline(tp.below_cut, tp.labels, base.labels, reg)
+               for tp, reg in zip(timepoints, regs, strict=True)]
+    seen = sightings({tid: ref.voxels for tid, ref in refs.items()}, base.labels, on_base,
+                     [tp.below_cut for tp in timepoints], contact_mm)
+    for tid, where in seen.items():
+        tr = tracks[tid]
+        for t, p in where.items():
+            if tr.at[t].status in ("absent", "not-yet-seen"):
+                tr.at[t] = LesionAtTime(t, BELOW_CUT, below_cut_probability=None if np.isnan(p) else round(p, 4))
+        if tr.new_at is not None and tr.at[0].status == BELOW_CUT:
+            tr.at[tr.new_at].status = "present"
+            for at in tr.at[1:tr.new_at]:
+                at.status = "absent" if at.status == "not-yet-seen" else at.status
+            tr.new_at, tr.role = None, "non-target"
 
 
 def _baseline_tracks(base: TimePoint, table: list[LesionTableRow],
@@ -353,8 +351,8 @@ def _match_followup(t, tp, table, base, reg, tracks, refs, outside, config, stat
     result = match_lesions(refs, on_base, cents, config.match, base.labels.GetSpacing())
     lut: dict[int, int] = {}
     for link in result.links:
-        assigned = _assign(link)
-        for tid, (status, into, absorbed) in _statuses(link, assigned).items():
+        assigned = assign_link(link)
+        for tid, (status, into, absorbed) in link_statuses(link, assigned).items():
             lids = assigned[tid]
             tr = tracks[tid]
             if not lids:
