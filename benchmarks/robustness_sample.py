@@ -3,7 +3,7 @@ re-acquired"): the same head resampled oblique 25/15 degrees and at 0.5 x 0.5 x 
 with the default model and scored against the sample's ground truth.
 
     PYTHONPATH=$PWD nice -n 5 python benchmarks/robustness_sample.py -o /tmp/sample_rob \
-        --json benchmarks/results/robustness_sample_demo.json
+        --json benchmarks/results/robustness_sample_demo2.2.0.json
 
 Writes OUT/<scan>.nii.gz (the re-acquired scan) and OUT/<scan>.labels.nii.gz (its lesions).
 
@@ -69,7 +69,7 @@ def false_lesions(result, truth: sitk.Image, brain: sitk.Image) -> list[dict]:
         if sel.any() and gt[sel].any():
             continue
         rows.append({"id": row["lesion_id"], "volume_mm3": round(float(sel.sum()) * voxel, 1),
-                     "lesion_probability": round(float(row["lesion_probability"]), 3),
+                     "lesion_probability": round(float(row.get("lesion_probability", float("nan"))), 3),
                      "max_probability": round(float(row["max_probability"]), 3),
                      "outside_brain": round(float(1 - inside[sel].mean()), 2) if sel.any() else None,
                      "centroid_ras": [round(row[k], 1) for k in ("centroid_r", "centroid_a", "centroid_s")]})
@@ -81,6 +81,8 @@ def main() -> None:
     p.add_argument("-o", "--output", required=True, help="work folder (the re-acquired scans)")
     p.add_argument("--model", default="brainmetseg-demo")
     p.add_argument("--scans", default=",".join(SCANS), help="comma-separated, of: " + ", ".join(SCANS))
+    p.add_argument("--card-rule", action="store_true",
+                   help="the card's detection rule instead of the candidate stage (demo: 2.1.0's rule)")
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args()
     from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
@@ -88,6 +90,10 @@ def main() -> None:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     segmenter = Segmenter(SegmentConfig(model=args.model))
+    if args.card_rule:  # an explicit threshold and minimum volume switch the candidate stage off
+        card = segmenter.package.card
+        segmenter = Segmenter(SegmentConfig(model=args.model, threshold=card.threshold,
+                                            min_volume_mm3=card.min_lesion_volume_mm3))
     image, truth = sitk.ReadImage(str(SAMPLE)), sitk.ReadImage(str(TRUTH))
     brain, original_ml = undilated_brain(segmenter, image)  # the upright original's: "outside the brain"
     rows = []
@@ -112,7 +118,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     card = segmenter.package.card
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": f"{card.name} {card.version}", "rows": rows},
+        rule = "card rule" if args.card_rule else "candidate stage"
+        Path(args.json).write_text(json.dumps({"model": f"{card.name} {card.version}", "rule": rule, "rows": rows},
                                               indent=1) + "\n")
 
 
