@@ -2,7 +2,9 @@
 and fields of view, segmented and scored against the same ground truth.
 
     PYTHONPATH=$PWD nice -n 5 python benchmarks/robustness.py -n 20 --seed 6000 -o /tmp/robustness \
-        --json benchmarks/results/robustness_demo.json --markdown docs/robustness_table.md
+        --json benchmarks/results/robustness_demo_2.2.0.json --markdown /tmp/robustness_table.md
+
+(docs/robustness_table.md holds that table for each model measured, the latest first.)
 
 Phantoms: ``brainmetseg synth -n N --seed SEED --isotropic-only`` (1 mm isotropic, axis-aligned:
 the "original"). Each is re-acquired (:mod:`BrainMetSegLib.synth.reacquire`, same physical head)
