@@ -2,7 +2,9 @@
 and fields of view, segmented and scored against the same ground truth.
 
     PYTHONPATH=$PWD nice -n 5 python benchmarks/robustness.py -n 20 --seed 6000 -o /tmp/robustness \
-        --json benchmarks/results/robustness_demo.json --markdown docs/robustness_table.md
+        --json benchmarks/results/robustness_demo_2.2.0.json --markdown /tmp/robustness_table.md
+
+(docs/robustness_table.md holds that table for each model measured, the latest first.)
 
 Phantoms: ``brainmetseg synth -n N --seed SEED --isotropic-only`` (1 mm isotropic, axis-aligned:
 the "original"). Each is re-acquired (:mod:`BrainMetSegLib.synth.reacquire`, same physical head)
@@ -16,8 +18,10 @@ overlap). Lesion size for the ">= 10 mm" column: the truth lesion's longest diam
 Truth lesions mostly outside a variant's field of view are left out of its counts. A false
 lesion is "outside the brain" when most of it lies outside the phantom's brain mask.
 
-Per case and variant the result is cached in OUT/results/<variant>/<case>.json, so a run can
-be stopped and continued, or grown with a larger -n. Prints one line per variant.
+Per model, case and variant the result is cached in OUT/results/<model>/<variant>/<case>.json
+(<model>: the card's name, version and the first 12 hex digits of its weights' and candidate
+scorer's sha256, :func:`model_key`), so a run can be stopped and continued, or grown with a
+larger -n, and a result of another model is never reused. Prints one line per variant.
 """
 
 from __future__ import annotations
@@ -89,11 +93,35 @@ def score(pred_labels: sitk.Image, truth: sitk.Image, brain: sitk.Image, variant
             "fp": len(fp), "fp_outside_brain": outside, "fp_volumes_mm3": fp}
 
 
+def model_key(card) -> str:
+    """The cache key of a model: ``name-version-<weights sha256[:12]>[-<scorer sha256[:12]>]``
+    (a retrained network or scorer under the same version still gets its own results)."""
+    key = f"{card.name}-{card.version}-{(card.sha256 or 'nosha')[:12]}"
+    scorer = (card.candidate_scorer or {}).get("sha256", "")
+    return f"{key}-{scorer[:12]}" if scorer else key
+
+
+def cache_path(out: Path, key: str, variant: str, cid: str) -> Path:
+    """Where the result of model ``key`` on case ``cid`` as ``variant`` is cached."""
+    return out / "results" / key / variant / f"{cid}.json"
+
+
+def cached_row(out: Path, key: str, variant: str, cid: str) -> dict | None:
+    """The cached result of model ``key``, or None (none, or written by another model)."""
+    cache = cache_path(out, key, variant, cid)
+    if not cache.exists():
+        return None
+    row = json.loads(cache.read_text())
+    return row if row.get("model") == key else None
+
+
 def run_case(segmenter, folder: Path, cid: str, variant: str, out: Path) -> dict:
-    """Re-acquire, segment and score one case as one variant; cached in ``out``."""
-    cache = out / "results" / variant / f"{cid}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
+    """Re-acquire, segment and score one case as one variant; cached in ``out`` per model."""
+    key = model_key(segmenter.package.card)
+    cache = cache_path(out, key, variant, cid)
+    row = cached_row(out, key, variant, cid)
+    if row is not None:
+        return row
     from BrainMetSegLib.synth.dataset import case_paths
 
     paths = case_paths(folder, cid)
@@ -105,7 +133,7 @@ def run_case(segmenter, folder: Path, cid: str, variant: str, out: Path) -> dict
     t0 = time.perf_counter()
     result = segmenter.run(str(scan_path))
     seconds = time.perf_counter() - t0
-    row = {"case": cid, "variant": variant, "seconds": round(seconds, 2), "warnings": result.warnings,
+    row = {"case": cid, "variant": variant, "model": key, "seconds": round(seconds, 2), "warnings": result.warnings,
            "spacing_mm": list(scans["image"].GetSpacing()),
            **score(result.labels, truth, brain, Grid.of(scans["image"]))}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -163,14 +191,16 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"robustness.py: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     segmenter = Segmenter(SegmentConfig(model=args.model))
+    key = model_key(segmenter.package.card)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for k in range(args.n):  # case-major: every variant has the same cases whenever the run stops
         if args.cached_only:
             cid = f"synth_{k:03d}"
-            if not all((out / "results" / v / f"{cid}.json").exists() for v in variants):
+            cached = [cached_row(out, key, v, cid) for v in variants]
+            if any(r is None for r in cached):
                 continue  # only cases every variant has, so the variants compare
-            for v in variants:
-                rows[v].append(json.loads((out / "results" / v / f"{cid}.json").read_text()))
+            for v, r in zip(variants, cached):
+                rows[v].append(r)
             continue
         cid = phantom(out / "phantoms", k, args.seed)
         for v in variants:
@@ -184,7 +214,8 @@ def main() -> None:
     header = (f"Model {card.name} {card.version}; {n_cases} phantoms (`brainmetseg synth --seed {args.seed} "
               "--isotropic-only`, cases synth_000...); truth lesions outside a variant's field of view left out.")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": f"{card.name} {card.version}", "seed": args.seed,
+        Path(args.json).write_text(json.dumps({"model": f"{card.name} {card.version}", "model_key": key,
+                                               "seed": args.seed,
                                                "n": n_cases, "summary": summary, "rows": rows}, indent=1) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown(summary, header))
