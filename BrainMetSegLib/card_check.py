@@ -83,13 +83,14 @@ def check_card(card) -> None:
 def check_acquisition(acquisition, name: str) -> dict:
     """The card's ``acquisition`` (see :mod:`BrainMetSegLib.acquisition`): known keys only,
     spacing ranges [min, max] in (0, 20] mm, obliquity in [0, 90] degrees; numbers as floats."""
-    from .acquisition import MAX_KEYS, RANGE_KEYS, TEXT_KEYS
+    from .acquisition import MAX_KEYS, MEASURED_KEYS, RANGE_KEYS, TEXT_KEYS
 
     if not isinstance(acquisition, dict):
         raise ModelError(f"{name} must be an object, not {acquisition!r}.")
-    unknown = sorted(set(acquisition) - set(RANGE_KEYS + MAX_KEYS + TEXT_KEYS))
+    known = RANGE_KEYS + MAX_KEYS + TEXT_KEYS + MEASURED_KEYS
+    unknown = sorted(set(acquisition) - set(known))
     if unknown:
-        raise ModelError(f"{name} has unknown keys {unknown} (known: {', '.join(RANGE_KEYS + MAX_KEYS + TEXT_KEYS)}).")
+        raise ModelError(f"{name} has unknown keys {unknown} (known: {', '.join(known)}).")
     out = dict(acquisition)
     for key in RANGE_KEYS:
         if key in out:
@@ -106,4 +107,23 @@ def check_acquisition(acquisition, name: str) -> dict:
     for key in TEXT_KEYS:
         if key in out:
             text(out[key], f"{name}[{key!r}]")
+    for key in MEASURED_KEYS:
+        if key in out:
+            out[key] = _measured_pairs(out[key], f"{name}[{key!r}]")
+    return out
+
+
+def _measured_pairs(pairs, name: str) -> list[list[float]]:
+    """[[slice mm in (0, 20], sensitivity in [0, 1]], ...], slices distinct, sorted."""
+    if not isinstance(pairs, list | tuple) or not pairs:
+        raise ModelError(f"{name} must be a list of [slice mm, sensitivity] pairs, not {pairs!r}.")
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ModelError(f"{name}: each entry must be [slice mm, sensitivity], not {pair!r}.")
+        out.append([number(pair[0], f"{name} slice (mm)", 0.0, 20.0, low_open=True, error=ModelError),
+                    number(pair[1], f"{name} sensitivity", 0.0, 1.0, error=ModelError)])
+    out.sort()
+    if len({mm for mm, _ in out}) != len(out):
+        raise ModelError(f"{name}: a slice thickness is given twice.")
     return out

@@ -158,7 +158,8 @@ def run_pipeline(name: str, config: SegmentConfig, package, net, path: Path, wor
                              if k.startswith(name + ":")},
             "inference_plan": {k: plan[k] for k in ("mode", "shape_xyz", "roi_xyz", "windows", "overlap",
                                                     "estimated_mib", "budget_mib", "bytes_per_voxel")},
-            "precision": plan["precision"], "backend": plan.get("backend"), "lesions": result.n_lesions}
+            "precision": plan["precision"], "backend": plan.get("backend"), "mirror": plan.get("mirror"),
+            "lesions": result.n_lesions}
 
 
 def warm_openvino_cache(args, package, net, cache: Path) -> dict | None:
