@@ -66,7 +66,7 @@ class Pointwise(torch.nn.Module):
 def test_cuda_out_of_memory_falls_back_to_cpu(monkeypatch):
     calls = []
 
-    def fake_run(net, array, config, device, batch, progress, cancel, forward=None):
+    def fake_run(net, array, config, device, batch, progress, cancel, forward=None, mirror="none"):
         calls.append((device, batch))
         if device == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
