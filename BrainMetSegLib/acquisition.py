@@ -23,9 +23,10 @@ from .geometry import obliquity_deg
 RANGE_KEYS = ("slice_thickness_mm", "in_plane_spacing_mm")
 MAX_KEYS = ("obliquity_deg",)
 TEXT_KEYS = ("note",)
-#: Card key: [[slice mm, sensitivity], ...] measured on phantoms re-acquired with those slices
-#: (benchmarks/robustness.py); a thick-slice warning quotes the measurement that applies.
-MEASURED_KEYS = ("sensitivity_by_slice_mm",)
+#: Card key: [[slice mm, sensitivity, false positives per case], ...] measured on phantoms
+#: re-acquired with those slices (benchmarks/robustness.py); a thick-slice warning quotes the
+#: measurement that applies.
+MEASURED_KEYS = ("measured_by_slice_mm",)
 #: A scan is outside a spacing range when it is more than 10 % beyond it (scanners write
 #: 0.9375 or 1.1 mm for a "1 mm" protocol), and outside the obliquity when more than 3 degrees
 #: beyond it (planning a plane by hand leaves a few degrees).
@@ -57,17 +58,17 @@ def _range(lo: float, hi: float) -> str:
 
 
 def _measured_note(slice_mm: float, measured: list | None) -> str:
-    """The sentence "On phantoms with S mm slices it found F of the lesions (R at T mm)." for the
-    thinnest measured slices at least as thick as the scan's (the thickest measured otherwise),
-    against the thinnest measured; empty without measurements or when the scan is not thicker
-    than the thinnest measured."""
+    """The sentence "On phantoms with S mm slices it found F of the lesions and P false ones per
+    case (F0 and P0 at T mm)." for the thinnest measured slices at least as thick as the scan's
+    (the thickest measured otherwise), against the thinnest measured; empty without measurements
+    or when the scan is not thicker than the thinnest measured."""
     points = sorted(measured or [])
     if len(points) < 2 or slice_mm <= points[0][0] * (1 + SPACING_TOLERANCE):
         return ""
     thicker = [p for p in points[1:] if p[0] * (1 + SPACING_TOLERANCE) >= slice_mm]
-    (mm, found), (ref_mm, ref) = (thicker[0] if thicker else points[-1]), points[0]
-    return (f" On phantoms with {_mm(mm)} mm slices it found {found:.2f} of the lesions "
-            f"({ref:.2f} at {_mm(ref_mm)} mm).")
+    (mm, found, fp), (ref_mm, ref, ref_fp) = (thicker[0] if thicker else points[-1]), points[0]
+    return (f" On phantoms with {_mm(mm)} mm slices it found {found:.2f} of the lesions and {fp:.2f} "
+            f"false ones per case ({ref:.2f} and {ref_fp:.2f} at {_mm(ref_mm)} mm).")
 
 
 def acquisition_notes(image: sitk.Image, acquisition: dict, model: str) -> list[str]:
@@ -81,7 +82,7 @@ def acquisition_notes(image: sitk.Image, acquisition: dict, model: str) -> list[
         if not lo / tol <= scan.slice_spacing_mm <= hi * tol:
             more = (" Thin lesions are averaged with the tissue around them: expect missed small "
                     "lesions and false ones" if scan.slice_spacing_mm > hi else "")
-            measured = _measured_note(scan.slice_spacing_mm, acquisition.get("sensitivity_by_slice_mm"))
+            measured = _measured_note(scan.slice_spacing_mm, acquisition.get("measured_by_slice_mm"))
             notes.append(f"slice spacing {_mm(scan.slice_spacing_mm)} mm; model {model} was tested on "
                          f"slices of {_range(lo, hi)}.{more}".rstrip(".") + "." + measured)
     if "in_plane_spacing_mm" in acquisition:

@@ -113,17 +113,20 @@ def check_acquisition(acquisition, name: str) -> dict:
     return out
 
 
-def _measured_pairs(pairs, name: str) -> list[list[float]]:
-    """[[slice mm in (0, 20], sensitivity in [0, 1]], ...], slices distinct, sorted."""
-    if not isinstance(pairs, list | tuple) or not pairs:
-        raise ModelError(f"{name} must be a list of [slice mm, sensitivity] pairs, not {pairs!r}.")
+def _measured_pairs(rows, name: str) -> list[list[float]]:
+    """[[slice mm in (0, 20], sensitivity in [0, 1], false positives per case >= 0], ...], slices
+    distinct, sorted."""
+    if not isinstance(rows, list | tuple) or not rows:
+        raise ModelError(f"{name} must be a list of [slice mm, sensitivity, false positives per case], not {rows!r}.")
     out = []
-    for pair in pairs:
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise ModelError(f"{name}: each entry must be [slice mm, sensitivity], not {pair!r}.")
-        out.append([number(pair[0], f"{name} slice (mm)", 0.0, 20.0, low_open=True, error=ModelError),
-                    number(pair[1], f"{name} sensitivity", 0.0, 1.0, error=ModelError)])
+    for row in rows:
+        if not isinstance(row, list | tuple) or len(row) != 3:
+            raise ModelError(f"{name}: each entry must be [slice mm, sensitivity, false positives per case], "
+                             f"not {row!r}.")
+        out.append([number(row[0], f"{name} slice (mm)", 0.0, 20.0, low_open=True, error=ModelError),
+                    number(row[1], f"{name} sensitivity", 0.0, 1.0, error=ModelError),
+                    number(row[2], f"{name} false positives per case", 0.0, 1000.0, error=ModelError)])
     out.sort()
-    if len({mm for mm, _ in out}) != len(out):
+    if len({row[0] for row in out}) != len(out):
         raise ModelError(f"{name}: a slice thickness is given twice.")
     return out

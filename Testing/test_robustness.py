@@ -47,12 +47,14 @@ def test_acquisition_notes_name_the_number_and_the_tested_range():
 
 
 def test_thick_slice_notes_quote_the_measured_sensitivity():
-    card = {"slice_thickness_mm": [1.0, 1.0], "sensitivity_by_slice_mm": [[5, 0.64], [1, 0.988], [3, 0.787]]}
+    card = {"slice_thickness_mm": [1.0, 1.0],
+            "measured_by_slice_mm": [[5, 0.64, 0.55], [1, 0.988, 0.1], [3, 0.787, 0.5]]}
     assert ModelCard(name="m", version="1", architecture="BasicUNet", acquisition=card).acquisition[
-        "sensitivity_by_slice_mm"] == [[1.0, 0.988], [3.0, 0.787], [5.0, 0.64]]  # sorted on load
+        "measured_by_slice_mm"] == [[1.0, 0.988, 0.1], [3.0, 0.787, 0.5], [5.0, 0.64, 0.55]]  # sorted on load
     two = acquisition_notes(_image((1.0, 1.0, 2.0)), card, "demo")[0]
     assert two.startswith("slice spacing 2 mm; model demo was tested on slices of 1 mm.")
-    assert two.endswith("On phantoms with 3 mm slices it found 0.79 of the lesions (0.99 at 1 mm).")
+    assert two.endswith("On phantoms with 3 mm slices it found 0.79 of the lesions and 0.50 false ones per case "
+                        "(0.99 and 0.10 at 1 mm).")
     assert "with 5 mm slices it found 0.64" in acquisition_notes(_image((1.0, 1.0, 5.3)), card, "demo")[0]
     assert "with 5 mm slices it found 0.64" in acquisition_notes(_image((1.0, 1.0, 9.0)), card, "demo")[0]
     assert acquisition_notes(_image((1.0, 1.0, 1.05)), card, "demo") == []  # within the tolerance
@@ -73,9 +75,10 @@ def test_scan_acquisition_slice_axis_is_the_coarsest_whatever_its_order():
     ({"obliquity_deg": 120}, "must be >= 0 and <= 90"),
     ({"obliquity": 10}, "unknown keys ['obliquity']"),
     ("1-3 mm", "must be an object"),
-    ({"sensitivity_by_slice_mm": [[3, 1.2]]}, "sensitivity must be"),
-    ({"sensitivity_by_slice_mm": [[3, 0.8], [3.0, 0.7]]}, "given twice"),
-    ({"sensitivity_by_slice_mm": [3, 0.8]}, "[slice mm, sensitivity]"),
+    ({"measured_by_slice_mm": [[3, 1.2, 0.5]]}, "sensitivity must be"),
+    ({"measured_by_slice_mm": [[3, 0.8, -1]]}, "false positives per case must be"),
+    ({"measured_by_slice_mm": [[3, 0.8, 0.5], [3.0, 0.7, 0.4]]}, "given twice"),
+    ({"measured_by_slice_mm": [[3, 0.8]]}, "[slice mm, sensitivity, false positives per case]"),
 ])
 def test_card_acquisition_is_checked(bad, words):
     with pytest.raises(ModelError) as err:
