@@ -151,6 +151,18 @@ def test_reacquire_thick_slices_average_the_slab():
     assert got.sum() * 5.0 == pytest.approx(arr.sum(), rel=0.05)  # signal kept, spread over 5 mm
 
 
+def test_reacquire_reformat_samples_the_slice_centres():
+    """slab=False: every 5th plane as it is (a thin-slice reformat at 5 mm spacing): the bright
+    sheet is either missed or kept at full brightness, never averaged."""
+    arr = np.zeros((60, 20, 20), np.float32)
+    arr[32, :, :] = 100.0
+    image = sitk.GetImageFromArray(arr)
+    spec = Reacquisition(slice_thickness_mm=5.0, margin_mm=0.0, in_plane_mm=1.0, slab=False)
+    assert spec.label == "reformat5mm"
+    got = sitk.GetArrayFromImage(reacquire({"image": image}, spec)["image"])
+    assert set(np.unique(np.round(got, 3))) <= {0.0, 100.0}
+
+
 def test_synth_writes_oblique_and_thick_slice_cases():
     oblique = make_case(3, SynthConfig(**SMALL, oblique_deg=(20.0, 10.0)))
     thick = make_case(3, SynthConfig(**SMALL, slice_thickness_mm=6.0))

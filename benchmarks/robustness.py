@@ -46,6 +46,7 @@ VARIANTS = {
     "slice3mm": Reacquisition(slice_thickness_mm=3.0),
     "slice5mm": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5),
     "slice7mm": Reacquisition(slice_thickness_mm=7.0, in_plane_mm=0.5),
+    "reformat3mm": Reacquisition(slice_thickness_mm=3.0, slab=False),
     "fov-brain": Reacquisition(field_of_view="brain"),
     "fov-vertex-cut": Reacquisition(field_of_view="vertex-cut", vertex_cut_mm=20.0),
 }

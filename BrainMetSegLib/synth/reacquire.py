@@ -38,6 +38,8 @@ class Reacquisition:
     slice_thickness_mm: thickness and spacing of 2D slices (mm) along the grid's z axis; None
         keeps the spacing (3D acquisition).
     in_plane_mm: in-plane (x, y) spacing (mm); None keeps the input's.
+    slab: thick slices average their slab (a 2D acquisition's partial volume); False samples
+        each slice's centre plane only, as a thin-slice reformat at that spacing does.
     field_of_view: ``head``, ``brain`` (brain box + 10 mm) or ``vertex-cut``.
     vertex_cut_mm: for ``vertex-cut``, how much of the brain's top (mm, along S) is cut off.
     margin_mm: margin around the head (oblique grid) or brain (``brain`` field of view), mm.
@@ -46,6 +48,7 @@ class Reacquisition:
     tilt_deg: tuple[float, float] = (0.0, 0.0)
     slice_thickness_mm: float | None = None
     in_plane_mm: float | None = None
+    slab: bool = True
     field_of_view: str = "head"
     vertex_cut_mm: float = 20.0
     margin_mm: float = 10.0
@@ -67,7 +70,8 @@ class Reacquisition:
         if any(self.tilt_deg):
             parts.append("tilt{:g}x{:g}".format(*self.tilt_deg))
         if self.slice_thickness_mm:
-            parts.append(f"slice{self.slice_thickness_mm:g}mm")
+            kind = "slice" if self.slab else "reformat"
+            parts.append(f"{kind}{self.slice_thickness_mm:g}mm")
         if self.field_of_view != "head":
             parts.append(f"fov-{self.field_of_view}")
         return "_".join(parts) or "original"
@@ -165,7 +169,7 @@ def reacquire(images: dict[str, sitk.Image], spec: Reacquisition, labels: tuple[
     out = {}
     for name, im in images.items():
         linear = name not in labels
-        if spec.slice_thickness_mm:
+        if spec.slice_thickness_mm and spec.slab:
             out[name] = _slab_average(im, g, linear)
         else:
             out[name] = _resample(sitk.Cast(im, sitk.sitkFloat32) if linear else im, g, linear)
