@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..candidate_stage import candidate_labels
+from .matching import near_extent
 
 
 @dataclass
@@ -101,8 +101,8 @@ def below_cut(probability: sitk.Image, lesions: sitk.Image, possible: list[dict]
             rows[same[int(np.argmin(dist))] - 1] = index
     review_from = float(stage["review_from"])
     large_cut = stage.get("large_cut")
-    return BelowCut(labels, prob, review_from, max(review_from, review_from if large_cut is None else float(large_cut)),
-                    rows)
+    sensitive = review_from if large_cut is None else max(review_from, float(large_cut))
+    return BelowCut(labels, prob, review_from, sensitive, rows)
 
 
 def candidates_on_baseline(cands: BelowCut | None, labels: sitk.Image, base: sitk.Image,
@@ -127,18 +127,11 @@ def sightings(extents: dict[int, np.ndarray], base: sitk.Image, on_base: list[np
     any scan); on_base: per time point its candidates on the baseline grid
     (:func:`candidates_on_baseline`; None without a candidate stage)."""
     shape = sitk.GetArrayViewFromImage(base).shape
-    spacing_kji = np.array(base.GetSpacing()[::-1], float)
-    pad = np.ceil(contact_mm / spacing_kji).astype(int) + 1
     out: dict[int, dict[int, float]] = {}
     for tid, voxels in extents.items():
         if not len(voxels):
             continue
-        kji = np.array(np.unravel_index(voxels, shape))
-        lo, hi = np.maximum(kji.min(1) - pad, 0), np.minimum(kji.max(1) + pad + 1, shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        inside = np.zeros(hi - lo, bool)
-        inside[tuple(kji - lo[:, None])] = True
-        near = ndimage.distance_transform_edt(~inside, sampling=spacing_kji) <= contact_mm
+        box, near = near_extent(voxels, shape, base.GetSpacing(), contact_mm)
         for t, arr in enumerate(on_base):
             if arr is None:
                 continue

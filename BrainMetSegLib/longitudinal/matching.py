@@ -80,24 +80,31 @@ def _kind(n_tracks: int, n_lesions: int) -> str:
     return "merged+split"
 
 
+def near_extent(voxels: np.ndarray, shape, spacing_xyz, contact_mm: float) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The voxels within ``contact_mm`` (voxel centres, mm) of an extent given as flat indices
+    ``voxels`` into a (Z, Y, X) grid of ``shape`` and ``spacing_xyz``: a box (slices) around the
+    extent grown by the distance, and the bool mask of the near voxels within it."""
+    spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
+    pad = np.ceil(contact_mm / spacing_zyx).astype(int) + 1
+    idx = np.array(np.unravel_index(voxels, shape))
+    lo = np.maximum(idx.min(1) - pad, 0)
+    hi = np.minimum(idx.max(1) + pad + 1, shape)
+    extent = np.zeros(hi - lo, bool)
+    extent[tuple(idx - lo[:, None])] = True
+    near = ndimage.distance_transform_edt(~extent, sampling=spacing_zyx) <= contact_mm + 1e-6
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), near
+
+
 def contact_counts(references: dict[int, Reference], followup_on_baseline: np.ndarray,
                    spacing_xyz, contact_mm: float) -> dict[tuple[int, int], int]:
     """(track id, follow-up lesion id) -> number of the lesion's voxels within ``contact_mm`` of
     the track's extent (voxel centres, mm; both on the baseline grid of ``spacing_xyz``)."""
     labels = np.asarray(followup_on_baseline)
-    spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
-    pad = np.ceil(contact_mm / spacing_zyx).astype(int) + 1
     out: dict[tuple[int, int], int] = {}
     for tid, ref in references.items():
         if ref.voxels.size == 0:
             continue
-        idx = np.array(np.unravel_index(ref.voxels, labels.shape))
-        lo = np.maximum(idx.min(1) - pad, 0)
-        hi = np.minimum(idx.max(1) + pad + 1, labels.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        extent = np.zeros(hi - lo, bool)
-        extent[tuple(idx - lo[:, None])] = True
-        near = ndimage.distance_transform_edt(~extent, sampling=spacing_zyx) <= contact_mm + 1e-6
+        box, near = near_extent(ref.voxels, labels.shape, spacing_xyz, contact_mm)
         counts = np.bincount(labels[box][near].ravel())
         for lid in np.flatnonzero(counts[1:]) + 1:
             out[(tid, int(lid))] = int(counts[lid])
