@@ -324,3 +324,34 @@ def test_output_prior_starts_at_the_prior(name, args):
     assert 0.005 < float(p.min()) and float(p.max()) < 0.02
     with pytest.raises(ValueError):
         init_output_prior(net, 1.0)
+
+
+def test_kept_checkpoints_are_averaged_into_the_package(data, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from BrainMetSegLib.models import load_package
+    from BrainMetSegLib.train.averaging import average_states, kept_checkpoints
+
+    out = tmp_path / "avg"
+    args = ["train", str(data), "-o", str(out), *TINY_NET, *FAST, "--iters-per-epoch", "3", "--val-every", "3",
+            "--lr", "3e-3", "--no-augment", "--infer-patch", "48", "--epochs", "3"]
+    code, _, err = run_cli(capsys, *args, "--average-last", "2")
+    assert code != 0 and "--keep-every" in err  # nothing to average without kept checkpoints
+    code, out_text, err = run_cli(capsys, *args, "--keep-every", "1", "--average-last", "2")
+    assert code == 0, err
+    kept = kept_checkpoints(out / "checkpoints")
+    assert [e for e, _ in kept] == [1, 2, 3]
+    assert "mean of the checkpoints of epochs [2, 3]" in out_text
+    e2, e3 = (load_file(str(p)) for _, p in kept[1:])
+    packaged = load_package(out / "model")
+    assert packaged.card.validation["weights"] == "mean of epochs [2, 3]"
+    weights = load_file(str(packaged.weights_path))
+    name = next(k for k, v in e3.items() if v.is_floating_point() and not torch.equal(v, e2[k]))
+    expected = (e2[name].double() + e3[name].double()) / 2
+    assert torch.allclose(weights[name[6:]].double(), expected, atol=1e-6)
+    assert not torch.equal(weights[name[6:]], e3[name][...])  # not the last epoch's weights
+    with pytest.raises(InputError, match="not one run"):
+        other = tmp_path / "other.safetensors"
+        from safetensors.torch import save_file
+        save_file({"model.x": torch.zeros(2)}, str(other))
+        average_states([kept[0][1], other])

@@ -114,6 +114,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    g.add_argument("--keep-every", type=int, default=0, metavar="N",
+                   help="keep the weights of every N-th epoch (checkpoints/epoch_NNNN); default 0: only last and best")
+    g.add_argument("--average-last", type=int, default=0, metavar="K",
+                   help="package the mean of the last K kept checkpoints instead of the best epoch "
+                        "(needs --keep-every)")
     g.add_argument("--threshold", type=_auto_or_float, default=None, metavar="auto|P",
                    help="card threshold (default auto: best lesion F1 on validation)")
     g.add_argument("--min-volume", type=_auto_or_float, default=None, metavar="auto|MM3",
@@ -150,6 +155,10 @@ def config_from_args(args: argparse.Namespace):
         raise InputError(f"--hard-negatives {args.hard_negatives}: must be between 0 and 1.")
     if not 0 <= args.blob_loss <= 100:
         raise InputError(f"--blob-loss {args.blob_loss}: must be between 0 and 100.")
+    if args.keep_every < 0 or args.average_last < 0:
+        raise InputError("--keep-every and --average-last: counts >= 0.")
+    if args.average_last and not args.keep_every:
+        raise InputError(f"--average-last {args.average_last}: needs kept checkpoints (--keep-every N).")
     augment = (AugmentConfig(0, 0, gamma_prob=0) if args.no_augment else
                AugmentConfig(flip_prob=args.flip_prob, elastic_prob=args.elastic_prob, gamma_prob=args.gamma_prob))
     return TrainConfig(
@@ -164,7 +173,7 @@ def config_from_args(args: argparse.Namespace):
         brain_mask=args.brain_mask, encoder_weights=args.encoder_weights, init_weights=args.init_weights,
         init_select=args.init_select, output_prior=args.output_prior, threshold=args.threshold,
         min_lesion_volume_mm3=args.min_volume, max_minutes=args.max_minutes,
-        max_val_cases=args.max_val_cases,
+        max_val_cases=args.max_val_cases, keep_every=args.keep_every, average_last=args.average_last,
     )
 
 

@@ -43,6 +43,10 @@ class TrainConfig:
         0 = the paper.
     lr: learning rate; a resumed run takes the one given now (a step decay is a resume
         with a smaller ``lr``).
+    keep_every: keep the network weights of every N-th epoch (``checkpoints/epoch_NNNN``);
+        0 = keep only ``last`` and ``best``.
+    average_last: package the element-wise mean of the last K kept checkpoints
+        (:mod:`.averaging`) instead of the best epoch on validation; 0 = the best epoch.
     Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     """
 
@@ -83,8 +87,14 @@ class TrainConfig:
     min_lesion_volume_mm3: float | None = None
     max_minutes: float | None = None
     max_val_cases: int | None = None
+    keep_every: int = 0
+    average_last: int = 0
 
     def __post_init__(self):
+        if self.keep_every < 0 or self.average_last < 0:
+            raise ValueError("keep_every and average_last are counts >= 0")
+        if self.average_last and not self.keep_every:
+            raise ValueError("average_last needs kept checkpoints (keep_every > 0)")
         as_options(self, pos_sampling=(PosSampling, "--pos-sampling"), device=(Device, "--device"),
                    precision=(Precision, "--precision"), brain_mask=(MaskMethod, "--brain-mask"))
 

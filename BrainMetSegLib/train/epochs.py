@@ -10,6 +10,7 @@ import torch
 
 from ..inference import autocast
 from ..options import Device, Precision
+from .averaging import kept_name
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .losses import SegmentationLoss
@@ -101,6 +102,8 @@ def _validate_epoch(run: Run, config: TrainConfig, net, data: TrainData, meta: d
 
 def _log_epoch(run: Run, config: TrainConfig, net, optimizer, meta: dict, row: dict) -> None:
     save_checkpoint(run.checkpoints, "last", net, optimizer, meta)
+    if config.keep_every and row["epoch"] % config.keep_every == 0:
+        save_checkpoint(run.checkpoints, kept_name(row["epoch"]), net, None, {"epoch": row["epoch"]})
     write_log(run.outdir / "train_log.csv", meta["history"])
     plot_curves(meta["history"], run.outdir / "curves.png")
     run.say("epoch {epoch}: loss {train_loss:.4f}, {seconds_per_iteration:.2f} s/it".format(**row)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..operating_point import OperatingPoint
 from ..options import Normalisation, PosSampling
+from .averaging import load_average
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .metrics import case_metrics, summarise
@@ -28,13 +29,19 @@ def training_data_text(dataset, train_ids, val_ids, excluded) -> str:
 
 
 def final_validation(run: Run, config: TrainConfig, net, data: TrainData, meta: dict, best_probs):
-    """Best checkpoint loaded, operating point chosen on validation; (point, card validation)."""
+    """The packaged weights loaded (the best checkpoint, or the mean of the last kept ones),
+    operating point chosen on validation; (point, card validation)."""
     point = config.validation_point
+    averaged = None
+    if config.average_last:
+        averaged = load_average(run.checkpoints, config.average_last, net)
+        run.say(f"packaging the mean of the checkpoints of epochs {averaged}")
+        best_probs = None  # the averaged network has not been validated yet
     if not data.val:
-        return point, {}
-    if meta.get("best_epoch") is not None and (run.checkpoints / "best.safetensors").is_file():
+        return point, ({"weights": f"mean of epochs {averaged}"} if averaged else {})
+    if averaged is None and meta.get("best_epoch") is not None and (run.checkpoints / "best.safetensors").is_file():
         load_checkpoint(run.checkpoints, "best", net, None)
-    if best_probs is None:  # resumed run: best predictions were not kept in memory
+    if best_probs is None:  # resumed run or averaged weights: predictions not in memory
         _, best_probs = validate(net, data.val, config, run.device, point)
     point = OperatingPoint(*choose_operating_point(
         best_probs, [d["label"] for d in data.val], data.val[0]["spacing_xyz"], config.threshold,
@@ -42,10 +49,12 @@ def final_validation(run: Run, config: TrainConfig, net, data: TrainData, meta: 
     results = [case_metrics(p, d["label"], d["spacing_xyz"], point) for p, d in zip(best_probs, data.val, strict=True)]
     validation = {"split": f"fold {config.fold} of {config.n_folds}" if not any(c.split for c in data.dataset.cases)
                   else "manifest split 'val'",
-                  "case_ids": data.val_ids, "epoch": meta.get("best_epoch"),
+                  "case_ids": data.val_ids, "epoch": meta.get("best_epoch") if averaged is None else None,
+                  **({"weights": f"mean of epochs {averaged}"} if averaged else {}),
                   "threshold": point.threshold, "min_lesion_volume_mm3": point.min_volume_mm3,
                   "matching": "any overlap, 26-connected components, on the model grid", **summarise(results)}
-    run.say(f"validation (epoch {meta.get('best_epoch')}, threshold {point.threshold}, min volume "
+    weights = validation.get("weights") or f"epoch {meta.get('best_epoch')}"
+    run.say(f"validation ({weights}, threshold {point.threshold}, min volume "
             f"{point.min_volume_mm3} mm3): sensitivity {validation['sensitivity']:.3f}, FP/case "
             f"{validation['fp_per_case']:.2f}, Dice {validation['dice_mean']:.3f}")
     return point, validation
