@@ -195,7 +195,9 @@ def _face_points(lab: np.ndarray, probability: np.ndarray | None = None, level: 
     kji = np.stack(voxels, axis=1).astype(np.float64)
     on_probability = np.zeros(int(own.max(initial=0)) + 1, bool)
     if probability is not None:
-        p_pad = np.pad(np.asarray(probability, np.float64), 1)  # outside the image: p = 0
+        p_pad = np.pad(np.asarray(probability), 1)  # outside the image: p = 0
+        # compared in the map's own type, as the labels were drawn (float32 vs. 0.4 is 0.4f)
+        level = p_pad.dtype.type(level) if p_pad.dtype.kind == "f" else level
         p_own = p_pad[tuple(v + 1 for v in voxels)]
         on_probability[np.unique(own)] = True
         on_probability[own[p_own <= level]] = False
@@ -211,7 +213,8 @@ def _face_points(lab: np.ndarray, probability: np.ndarray | None = None, level: 
                 p_in, p_out, background = p_own[face], p_pad[tuple(at)][face], other[face] == 0
                 on_probability[own[face][background & (p_out > level)]] = False
                 cross = background & (p_out <= level) & (p_in > level)
-                frac[cross] = (p_in[cross] - level) / (p_in[cross] - p_out[cross])
+                p_in, p_out = p_in[cross].astype(np.float64), p_out[cross].astype(np.float64)
+                frac[cross] = (p_in - float(level)) / (p_in - p_out)
             faces.append((axis, step, face, frac))
     points, ids, face_axis = [np.zeros((0, 3))], [np.zeros(0, own.dtype)], [np.zeros(0, np.int8)]
     for axis, step, face, frac in faces:
