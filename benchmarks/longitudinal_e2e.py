@@ -11,8 +11,10 @@
    scan re-thresholded with the other scans' lesions as a hint), and each follow-up's response
    is scored against the truth: a confusion matrix, the count of PDs caused by a fragment of a
    tracked lesion (and, apart, by a true lesion the model missed on the earlier scans), and
-   the follow-up / baseline diameter ratio of stable lesions (lesions whose true diameter
-   scale is within +-10 % of 1, found on both scans).
+   the follow-up / baseline diameter ratio of stable lesions (found as one piece on both scans,
+   baseline >= 5 mm), divided by the true ratio: that of the true label maps' measurements
+   (lesions within +-10 % of 1 by it; the figure reported since the benchmark began) and the
+   diameter scale the synth drew (free of the true label maps' own voxel steps).
 
     nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
