@@ -47,8 +47,14 @@ def candidate_labels(probability: sitk.Image, candidate_threshold: float,
     possible lesions are subsets of these, voxel for voxel (``compare`` recomputes them from a
     result folder's probability map, :mod:`.longitudinal.below_cut`)."""
     prob = sitk.GetArrayViewFromImage(probability)
-    outline = None if outline_threshold is None else min(outline_threshold, candidate_threshold)
-    return lesion_labels_array(prob, probability.GetSpacing(), OperatingPoint(candidate_threshold, 0.0, outline))
+    point = OperatingPoint(candidate_threshold, 0.0, outline_level(candidate_threshold, outline_threshold))
+    return lesion_labels_array(prob, probability.GetSpacing(), point)
+
+
+def outline_level(candidate_threshold: float, outline_threshold: float | None) -> float:
+    """The probability candidates are drawn at (each is a region of p > this): the outline
+    threshold capped at the candidate threshold, or the candidate threshold without one."""
+    return candidate_threshold if outline_threshold is None else min(outline_threshold, candidate_threshold)
 
 
 def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image,
@@ -99,13 +105,14 @@ def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, 
     confirmed, possible = scorer.decide(mode, cand.probability, cand.features)
     lab, old = _subset(cand.labels, confirmed)
     labels = _image(lab, probability)
-    table = lesion_table(labels, probability)
+    level = outline_level(scorer.candidate_threshold, outline_threshold)
+    table = lesion_table(labels, probability, level)
     for row in table:
         row["lesion_probability"] = float(cand.probability[old[row["lesion_id"] - 1] - 1])
     review: list[ReviewRow] = []
     if possible.any():
         plab, pold = _subset(cand.labels, possible)
-        rows = lesion_table(_image(plab, probability), probability)
+        rows = lesion_table(_image(plab, probability), probability, level)
         for row in rows:
             row["lesion_probability"] = float(cand.probability[pold[row["lesion_id"] - 1] - 1])
         review = sorted(({**row, "status": "possible"} for row in rows), key=lambda r: -r["lesion_probability"])

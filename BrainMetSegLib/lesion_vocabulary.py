@@ -177,6 +177,10 @@ LESION_COLUMNS: tuple[TableColumn, ...] = (
     TableColumn("mean_probability", "double", "", "Mean model probability in the lesion"),
     TableColumn("rano_bm_measurable", "bool", "",
                 "RANO-BM measurable: axial longest >= 10 mm, perpendicular >= 5 mm, >= 2 slices"),
+    TableColumn("diameters_on", "string", "",
+                "Where the diameters were measured: 'probability' = the probability map's outline at "
+                "the outline threshold (sub-voxel); 'labels' = the label map's voxel boundary "
+                "(edited lesions, label maps without their probability map)"),
     TableColumn("lesion_probability", "double", "",
                 "Calibrated probability that the lesion is a metastasis (candidate scorer; "
                 "empty for models without one)"),

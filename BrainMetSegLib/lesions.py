@@ -3,8 +3,10 @@
 Lesions are 26-connected components of the thresholded probability map,
 numbered 1..N from the largest. Every measure is computed on the image's own
 grid (anisotropic and oblique voxels included): volumes from the voxel volume,
-diameters from surfaces (marching cubes / marching squares at the half-voxel
-boundary) mapped to physical millimetres. Coordinates reported are RAS mm.
+diameters from outlines mapped to physical millimetres: the probability map's
+outline at the threshold the lesions were drawn at (sub-voxel, where the labels
+are that map's) or else the label map's half-voxel boundary (marching cubes /
+marching squares vertices). Coordinates reported are RAS mm.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class LesionTableRow(TypedDict):
     max_probability: float  # NaN without a probability map
     mean_probability: float
     rano_bm_measurable: bool
+    # where the diameters were measured: ON_PROBABILITY (the probability map's outline at the
+    # outline threshold, sub-voxel) or ON_LABELS (the label map's half-voxel boundary)
+    diameters_on: str
     # the candidate scorer's calibrated probability that the lesion is a metastasis
     # (BrainMetSegLib.candidate_stage); NaN / empty for models without a scorer.
     lesion_probability: float
@@ -47,6 +52,10 @@ class LesionTableRow(TypedDict):
 
 #: The lesion table's columns in order (CSV header, JSON keys, Slicer table).
 COLUMNS: tuple[str, ...] = tuple(LesionTableRow.__annotations__)
+
+#: Values of ``diameters_on``: the probability's outline (sub-voxel) / the label map's voxels.
+ON_PROBABILITY = "probability"
+ON_LABELS = "labels"
 
 # RANO-BM (Lin et al. 2015): measurable = longest axial diameter >= 10 mm, perpendicular
 # >= 5 mm, seen on >= 2 axial slices.
@@ -145,7 +154,12 @@ def component_diameters_mm(labels_kji: np.ndarray, n: int, frame: Frame) -> np.n
     labels_kji = np.asarray(labels_kji)
     if n == 0:
         return np.zeros(0)
-    pts, ids = _face_points(labels_kji, range(3))
+    pts, ids = _face_points(labels_kji)[:2]
+    return _diameters_3d(pts, ids, n, frame)
+
+
+def _diameters_3d(pts: np.ndarray, ids: np.ndarray, n: int, frame: Frame) -> np.ndarray:
+    """Longest distance (mm) between the outline points (k, j, i) of each id 1..n (0: none)."""
     order = np.argsort(ids, kind="stable")
     bounds = np.searchsorted(ids[order], np.arange(1, n + 2))
     return _grouped_farthest_pair(frame.lps(pts[order]), bounds[:-1], bounds[1:])[0]
@@ -157,25 +171,60 @@ def axial_axis(image: sitk.Image) -> int:
     return 2 - int(np.argmax(np.abs(d[2])))
 
 
-def _face_points(lab: np.ndarray, axes) -> tuple[np.ndarray, np.ndarray]:
-    """Midpoints (k, j, i) between each labelled voxel and its face-neighbours along ``axes``
-    that carry another value, with the voxel's label. Only lesion voxels are visited:
-    lesions fill a small part of a scan."""
+def _face_points(lab: np.ndarray, probability: np.ndarray | None = None, level: float | None = None):
+    """Outline points of every lesion of a (Z, Y, X) label map, in one pass over its voxels.
+
+    Returns ``(points, ids, face_axis, on_probability)``: (k, j, i) voxel coordinates of each
+    point, the lesion id it belongs to, the array axis (0=k, 1=j, 2=i) of the voxel face it lies
+    on, and per id 0..max whether that lesion's points lie on the probability's outline.
+
+    A point lies on the face between a lesion voxel and a face-neighbour that carries another
+    value. On a label map it is the face's midpoint: the half-voxel boundary, i.e. the vertices
+    of marching cubes / squares at level 0.5 of the lesion's mask. With ``probability`` (same
+    shape) and the ``level`` the labels were drawn at (``p > level``), a lesion that is exactly
+    such a region (every voxel above ``level``, every face-neighbour outside all lesions at or
+    below it) has its points where the probability crosses ``level`` on each face, linearly
+    interpolated between the two voxel centres: the vertices marching cubes / squares put on the
+    probability itself, a sub-voxel outline. A face towards another lesion keeps its midpoint.
+    Lesions that are not such a region (edited, drawn at another level) keep the label-map
+    points. Only lesion voxels are visited: lesions fill a small part of a scan.
+    """
     voxels = np.nonzero(lab)
     own = lab[voxels]
     padded = np.pad(lab, 1)
-    kji = np.stack(voxels, axis=1)
-    points, ids = [np.zeros((0, 3))], [np.zeros(0, own.dtype)]
-    for axis in axes:
+    kji = np.stack(voxels, axis=1).astype(np.float64)
+    on_probability = np.zeros(int(own.max(initial=0)) + 1, bool)
+    if probability is not None:
+        p_pad = np.pad(np.asarray(probability), 1)  # outside the image: p = 0
+        # compared in the map's own type, as the labels were drawn (float32 vs. 0.4 is 0.4f)
+        level = p_pad.dtype.type(level) if p_pad.dtype.kind == "f" else level
+        p_own = p_pad[tuple(v + 1 for v in voxels)]
+        on_probability[np.unique(own)] = True
+        on_probability[own[p_own <= level]] = False
+    faces = []
+    for axis in range(3):
         for step in (1, -1):
             at = [v + 1 for v in voxels]
             at[axis] = at[axis] + step
-            face = padded[tuple(at)] != own
-            mid = kji[face].astype(np.float64)
-            mid[:, axis] += 0.5 * step
-            points.append(mid)
-            ids.append(own[face])
-    return np.concatenate(points), np.concatenate(ids)
+            other = padded[tuple(at)]
+            face = other != own
+            frac = np.full(int(face.sum()), 0.5)
+            if probability is not None:
+                p_in, p_out, background = p_own[face], p_pad[tuple(at)][face], other[face] == 0
+                on_probability[own[face][background & (p_out > level)]] = False
+                cross = background & (p_out <= level) & (p_in > level)
+                p_in, p_out = p_in[cross].astype(np.float64), p_out[cross].astype(np.float64)
+                frac[cross] = (p_in - float(level)) / (p_in - p_out)
+            faces.append((axis, step, face, frac))
+    points, ids, face_axis = [np.zeros((0, 3))], [np.zeros(0, own.dtype)], [np.zeros(0, np.int8)]
+    for axis, step, face, frac in faces:
+        face_ids = own[face]
+        mid = kji[face]
+        mid[:, axis] += step * np.where(on_probability[face_ids], frac, 0.5)
+        points.append(mid)
+        ids.append(face_ids)
+        face_axis.append(np.full(len(mid), axis, np.int8))
+    return np.concatenate(points), np.concatenate(ids), np.concatenate(face_axis), on_probability
 
 
 # Groups up to this many points are measured all at once (all pairs, batched by size);
@@ -209,18 +258,18 @@ def _grouped_farthest_pair(points: np.ndarray, starts: np.ndarray, ends: np.ndar
     return length, direction
 
 
-def _axial_diameters(lab: np.ndarray, n: int, frame: Frame, axis: int):
-    """(longest, perpendicular, slice count) per label 0..n on its axial slices, mm."""
-    in_plane = [a for a in range(3) if a != axis]
-    pts, ids = _face_points(lab, in_plane)
+def _axial_diameters(pts: np.ndarray, ids: np.ndarray, n: int, frame: Frame, axis: int, shape):
+    """(longest, perpendicular, slice count) per label 0..n on its axial slices, mm, from the
+    outline points (k, j, i) on in-plane faces (their axial coordinate is the slice's) of a
+    label array of ``shape`` whose axial array axis is ``axis``."""
     slices = np.rint(pts[:, axis]).astype(np.int64)
-    key = ids.astype(np.int64) * (lab.shape[axis] + 1) + slices
+    key = ids.astype(np.int64) * (shape[axis] + 1) + slices
     order = np.argsort(key, kind="stable")
     pts, key = frame.lps(pts[order]), key[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], len(key)]
-    group_label = key[starts] // (lab.shape[axis] + 1)
-    group_slice = key[starts] % (lab.shape[axis] + 1)
+    group_label = key[starts] // (shape[axis] + 1)
+    group_slice = key[starts] % (shape[axis] + 1)
     length, direction = _grouped_farthest_pair(pts, starts, ends)
     # perpendicular extent of every group's contour, across its longest diameter
     normal = frame.matrix[:, 2 - axis] / np.linalg.norm(frame.matrix[:, 2 - axis])
@@ -239,16 +288,22 @@ def _axial_diameters(lab: np.ndarray, n: int, frame: Frame, axis: int):
     return longest, perpendicular, n_slices
 
 
-def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> list[LesionTableRow]:
+def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
+                 outline: float | None = None) -> list[LesionTableRow]:
     """One row per lesion id present in ``labels`` (ids as stored), columns :data:`COLUMNS`.
 
-    Every lesion is measured at once: the level-0.5 surface (3D) and contour (axial) points
-    of all lesions are collected in one pass over the array (on a label map they are the
-    midpoints between a lesion voxel and its face-neighbours outside it), which keeps
+    Every lesion is measured at once: the outline points of all lesions (3D surface and axial
+    contours) are collected in one pass over the array (:func:`_face_points`), which keeps
     re-thresholding interactive when a low threshold gives thousands of specks. Of several
     equally long axial diameters the first is taken for the perpendicular one.
 
     probability: same geometry as ``labels``; without it the probability columns are NaN.
+    outline: the probability the labels were drawn at (lesions = regions of ``p > outline``:
+        the run's outline threshold). With it and ``probability``, each lesion that is exactly
+        such a region is measured on the probability's outline, a sub-voxel contour (column
+        ``diameters_on`` = "probability"); the others (edited by hand, drawn at another level)
+        and every lesion without ``outline`` on the label map's half-voxel boundary ("labels").
+        Volumes always count voxels.
     """
     lab = sitk.GetArrayFromImage(labels).astype(np.int64, copy=False)
     if lab.size and lab.min() < 0:
@@ -258,17 +313,23 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> l
         return []
     frame = Frame.of(labels)
     axis = axial_axis(labels)
-    # work inside the lesions' bounding box (distances do not depend on the offset)
+    # work inside the lesions' bounding box, one voxel wider for the outline's neighbours
+    # (distances do not depend on the offset)
     fg = np.nonzero(lab)
-    box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in fg)
+    box = tuple(slice(max(int(c.min()) - 1, 0), int(c.max()) + 2) for c in fg)
     lab_box = lab[box]
     counts = np.bincount(lab_box.ravel(), minlength=n + 1)
     fg_ids = lab[fg]
     centroid_kji = np.stack([np.bincount(fg_ids, weights=c, minlength=n + 1) for c in fg],
                             axis=1) / np.maximum(counts, 1)[:, None]
     ras = frame.lps(centroid_kji) * np.array([-1.0, -1.0, 1.0])
-    longest_3d = np.r_[0.0, component_diameters_mm(lab_box, n, frame)]
-    ax_long, ax_perp, n_slices = _axial_diameters(lab_box, n, frame, axis)
+    p_box = None
+    if probability is not None and outline is not None:
+        p_box = sitk.GetArrayViewFromImage(probability)[box]
+    pts, ids, face_axis, on_probability = _face_points(lab_box, p_box, outline)
+    longest_3d = np.r_[0.0, _diameters_3d(pts, ids, n, frame)]
+    in_plane = face_axis != axis
+    ax_long, ax_perp, n_slices = _axial_diameters(pts[in_plane], ids[in_plane], n, frame, axis, lab_box.shape)
     present = np.flatnonzero(counts[1:]) + 1
     if probability is not None:
         p_fg = sitk.GetArrayViewFromImage(probability)[fg].astype(np.float64)
@@ -297,6 +358,7 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None) -> l
             "rano_bm_measurable": bool(ax_long[idx] >= RANO_MIN_LONGEST_MM
                                        and ax_perp[idx] >= RANO_MIN_PERPENDICULAR_MM
                                        and n_slices[idx] >= RANO_MIN_SLICES),
+            "diameters_on": ON_PROBABILITY if on_probability[idx] else ON_LABELS,
             "lesion_probability": float("nan"),
         })
     return rows

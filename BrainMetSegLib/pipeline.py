@@ -348,7 +348,7 @@ class Segmenter:
             possible, stage = [], None
             if self.scorer is None:
                 labels = lesion_labels(probability, self.operating_point)
-                table = lesion_table(labels, probability)
+                table = lesion_table(labels, probability, self.operating_point.outline)
             else:
                 labels, table, possible, n = apply_scorer(probability, images[0], brain, self.scorer, self.mode,
                                                           self.operating_point.outline_threshold)

@@ -43,7 +43,7 @@ def test_rows_are_the_typed_definition_in_column_order():
     labels = ellipsoid_image([4, 3, 2], (0.5, 0.5, 0.5), (12, 20, 20))
     probability = sitk.Cast(labels, sitk.sitkFloat32) * 0.75
     hints = typing.get_type_hints(LesionTableRow)
-    assert tuple(hints) == COLUMNS and len(COLUMNS) == 17 and COLUMNS[0] == "lesion_id"
+    assert tuple(hints) == COLUMNS and len(COLUMNS) == 18 and COLUMNS[0] == "lesion_id"
     for prob in (None, probability):
         (row,) = lesion_table(labels, prob)
         assert tuple(row) == COLUMNS

@@ -121,7 +121,8 @@ def test_threshold_change_matches_the_library_rethreshold(session):
         assert (sitk.GetArrayFromImage(session.current_labels())
                 == sitk.GetArrayFromImage(expected)).all()
         shown = {r.lesion_id: r.measures for r in session.rows()}
-        for row in lesion_table(expected, probability):
+        for row in lesion_table(expected, probability, point.outline):  # on the outline drawn
+            assert shown[row["lesion_id"]]["diameters_on"] == row["diameters_on"] == "probability"
             for key in ("voxels", "volume_mm3", "axial_perpendicular_diameter_mm", "centroid_s"):
                 assert shown[row["lesion_id"]][key] == pytest.approx(row[key], abs=1e-6), key
     assert len(session.segments()) == 3

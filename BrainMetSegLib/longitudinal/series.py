@@ -8,7 +8,8 @@ whether the time points belong together is checked (:mod:`.consistency`: refused
 the cut back (:mod:`.below_cut`); each follow-up is registered to the baseline; with ``prior``,
 every time point is re-made with the others' lesions as a hint (:mod:`.prior`, symmetric: a
 candidate-stage run's possible lesions there become lesions, other runs are re-thresholded);
-lesions are tracked and RANO-BM assessed (:func:`.tracking.compare_timepoints`).
+every time point is measured by one rule (:mod:`.measuring`); lesions are tracked and RANO-BM
+assessed (:func:`.tracking.compare_timepoints`).
 
     from BrainMetSegLib.longitudinal.series import CompareRequest, run_comparison
     outcome = run_comparison(CompareRequest(("out/t0", "out/t1"), "out/cmp"))
@@ -30,6 +31,7 @@ from ..textfiles import read_json_object
 from .below_cut import below_cut
 from .consistency import SourceInfo, check_series, dicom_identity
 from .matching import MatchConfig
+from .measuring import measure_alike
 from .prior import PriorConfig, promote_candidates, symmetric_prior
 from .registration import Registration, register_followup
 from .sources import (
@@ -84,6 +86,7 @@ class Outcome:
     forced: dict | None = None
     prior: dict | None = None
     segmented: dict = field(default_factory=dict)
+    measured: dict | None = None
 
     def record(self) -> dict:
         """longitudinal.json: the request, checks and the result's plain data."""
@@ -91,7 +94,7 @@ class Outcome:
         return {"brainmetseg_compare": {
             "inputs": list(r.inputs), "labels": None if r.labels is None else list(r.labels),
             "match": {"contact_mm": r.contact_mm, "max_distance_mm": r.max_distance_mm},
-            "prior": self.prior, "warnings": self.warnings, "forced": self.forced},
+            "prior": self.prior, "diameters": self.measured, "warnings": self.warnings, "forced": self.forced},
             **self.result.to_dict()}
 
 
@@ -272,6 +275,7 @@ def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
         registrations = [None] + [register_followup(timepoints[0].image, tp.image, tp.source or tp.name)
                                   for tp in timepoints[1:]]
     prior = _apply_prior(r, timepoints, sources, probabilities, registrations, segmented) if r.prior else None
+    measured = measure_alike(timepoints, [src.run for src in sources], probabilities)
     config = CompareConfig(match=MatchConfig(contact_mm=r.contact_mm, max_distance_mm=r.max_distance_mm))
     result = compare_timepoints(timepoints, config, registrations, progress=progress)
-    return Outcome(r, result, timepoints, findings.warnings, forced, prior, segmented)
+    return Outcome(r, result, timepoints, findings.warnings, forced, prior, segmented, measured)

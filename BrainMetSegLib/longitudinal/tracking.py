@@ -39,7 +39,9 @@ class TimePoint:
     """One scan: CE-T1 image, instance label map on the image's grid (lesion id per voxel), the
     lesion table (rows of :func:`BrainMetSegLib.lesions.lesion_table`; measured when None), an
     optional date as days since baseline, where it came from, and the candidates its candidate
-    stage scored below the cut (:mod:`.below_cut`; None: no candidate stage)."""
+    stage scored below the cut (:mod:`.below_cut`; None: no candidate stage); the probability
+    map the labels were drawn from and the level they were drawn at (``p > outline``): with
+    both, lesions are measured on the probability's outline (:func:`~BrainMetSegLib.lesions.lesion_table`)."""
 
     name: str
     image: sitk.Image
@@ -48,6 +50,8 @@ class TimePoint:
     days: float | None = None
     source: str = ""
     below_cut: BelowCut | None = None
+    probability: sitk.Image | None = None
+    outline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class LesionAtTime:
     union of the pieces); volume the pieces' sum; centroid in RAS mm on that time point's scan;
     confidence: the segmentation's peak probability in it (None without a probability map).
     promoted: a possible lesion of this scan made a lesion by the candidate-stage prior.
+    diameters_on: where the diameters were measured (the lesion table's column: "probability"
+    outline or "labels"; "mixed" for pieces measured differently).
     """
 
     timepoint: int
@@ -90,6 +96,7 @@ class LesionAtTime:
     confidence: float | None = None
     below_cut_probability: float | None = None
     promoted: bool = False
+    diameters_on: str = ""
 
     @property
     def seen(self) -> bool:
@@ -196,7 +203,7 @@ class LongitudinalResult:
                     "diameter_change_pct": tr.change_pct(t, "longest_mm"),
                     "new": tr.new_at == t, "resolved": tr.resolved_at is not None and t >= tr.resolved_at,
                     "merged_into": at.merged_into, "below_cut_probability": at.below_cut_probability,
-                    "promoted_by_prior": at.promoted,
+                    "promoted_by_prior": at.promoted, "diameters_on": at.diameters_on,
                 })
         return rows
 
@@ -228,23 +235,27 @@ def _combine(t: int, status: str, rows: list[LesionTableRow], method: str) -> Le
         longest_3d_mm=float(max(r["longest_diameter_mm"] for r in rows)),
         axial_slices=int(max(r["axial_slices"] for r in rows)), centroid_ras_mm=[round(float(v), 3) for v in ras],
         confidence=max((float(p) for r in rows if (p := r.get("max_probability")) is not None
-                        and np.isfinite(float(p))), default=None), promoted=any(r.get("promoted") for r in rows))
+                        and np.isfinite(float(p))), default=None), promoted=any(r.get("promoted") for r in rows),
+        diameters_on=on.pop() if len(on := {r.get("diameters_on", "") for r in rows}) == 1 else "mixed")
 
 
-def _measure_pieces_as_one(tracks: dict[int, Track], t: int, track_map: sitk.Image) -> None:
+def _measure_pieces_as_one(tracks: dict[int, Track], t: int, track_map: sitk.Image,
+                           timepoints: list[TimePoint]) -> None:
     """A track seen in several pieces on scan t (a lesion the segmentation broke up, or split)
     is measured as one lesion: the diameters of the pieces' union on the track map, not the sum
     of the pieces' diameters (which counts side-by-side fragments twice)."""
     pieces = [tr for tr in tracks.values() if tr.at[t].seen and len(tr.at[t].lesion_ids) > 1]
     if not pieces:
         return
-    rows = {int(r["lesion_id"]): r for r in lesion_table(track_map)}
+    tp = timepoints[t]
+    rows = {int(r["lesion_id"]): r for r in lesion_table(track_map, tp.probability, tp.outline)}
     for tr in pieces:
         at, row = tr.at[t], rows.get(tr.track_id)
         if row is None:
             continue
         at.longest_mm, at.perpendicular_mm = row["axial_longest_diameter_mm"], row["axial_perpendicular_diameter_mm"]
         at.longest_3d_mm, at.axial_slices = row["longest_diameter_mm"], row["axial_slices"]
+        at.diameters_on = row["diameters_on"]
 
 
 def _measures(tracks: list[Track], t: int) -> dict[int, Measure]:
@@ -263,7 +274,8 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         raise ValueError("compare_timepoints needs a baseline and at least one follow-up")
     base = timepoints[0]
     n_t = len(timepoints)
-    tables = [tp.table if tp.table is not None else lesion_table(tp.labels) for tp in timepoints]
+    tables = [tp.table if tp.table is not None else lesion_table(tp.labels, tp.probability, tp.outline)
+              for tp in timepoints]
     tracks, refs = _baseline_tracks(base, tables[0], n_t)
     state = {"next_id": max(tracks, default=0) + 1}
     infos = [TimepointInfo(base.name, base.source, base.days, len(tables[0]), None)]
@@ -281,7 +293,7 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
         lut = _match_followup(t, tp, tables[t], base, reg, tracks, refs, outside, config, state)
         unassessable.append(outside)
         maps.append(_relabel(tp.labels, lut))
-        _measure_pieces_as_one(tracks, t, maps[-1])
+        _measure_pieces_as_one(tracks, t, maps[-1], timepoints)
         infos.append(TimepointInfo(tp.name, tp.source, tp.days, len(tables[t]), describe(reg)))
     progress(ProgressEvent("register", 1.0, "follow-ups registered and matched"))
     if any(tp.below_cut is not None for tp in timepoints):

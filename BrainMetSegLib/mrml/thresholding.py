@@ -120,7 +120,7 @@ def rethreshold(segmentation, point: OperatingPoint, max_lesions: int | None = N
     count = int(sitk.GetArrayViewFromImage(labels).max())  # ids are 1..N
     if max_lesions is not None and count > max_lesions:
         raise TooManyLesions(f"{point.describe()} gives {count} lesions (more than {max_lesions})")
-    rows = lesions.lesion_table(labels, prob_image)
+    rows = lesions.lesion_table(labels, prob_image, point.outline)
     segment_ids = set_segments(segmentation, sitk.GetArrayViewFromImage(labels), ijk_to_ras,
                                [int(r["lesion_id"]) for r in rows])
     table = nodes.table or new_table(segmentation)
@@ -146,6 +146,8 @@ def update_table(segmentation, reference_volume=None) -> int:
         if prob.shape == labels.shape and np.allclose(prob_matrix, ijk_to_ras, atol=1e-4) \
                 and nodes.probability.GetTransformNodeID() == reference_volume.GetTransformNodeID():
             prob_image = volumes.image_from_array(prob.astype(np.float32, copy=False), ijk_to_ras)
+    # measured on the label map (diameters_on "labels"): the point the segments were drawn at is
+    # forgotten below, so a second update could not measure them as the first did
     rows = lesions.lesion_table(volumes.image_from_array(labels, ijk_to_ras), prob_image)
     row_ids = [segment_ids[int(r["lesion_id"]) - 1] for r in rows]
     table = nodes.table or new_table(segmentation)

@@ -84,7 +84,7 @@ def next_version_name(folder: Path) -> str:
 
 def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image, base_labels: sitk.Image, *,
                 ext: str, source: dict, operations: Sequence[dict] = (),
-                originals: Sequence[Path] = ()) -> Path:
+                originals: Sequence[Path] = (), outline: float | None = None) -> Path:
     """Write a reviewed version into ``folder/review_NNN/`` and return that folder.
 
     labels: the corrected instance label map (ids as the reviewer saw them);
@@ -92,7 +92,10 @@ def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image,
     of the probability map); both on ``probability``'s grid.
     source: what the review started from (threshold, minimum volume, original file names),
     stored as is in review.json; operations: the edit operations in order;
-    originals: files whose sha256 is recorded (the originals stay untouched).
+    originals: files whose sha256 is recorded (the originals stay untouched);
+    outline: the probability the starting labels were drawn at: lesions left as drawn are
+    measured on the probability's outline, edited ones on the label map
+    (:func:`~BrainMetSegLib.lesions.lesion_table`).
     """
     folder = Path(folder)
     for name, image in (("corrected", labels), ("starting", base_labels)):
@@ -103,7 +106,7 @@ def save_review(folder: str | Path, labels: sitk.Image, probability: sitk.Image,
     before = sitk.GetArrayFromImage(sitk.Cast(base_labels, sitk.sitkUInt16))
     after = sitk.GetArrayFromImage(labels)
     changes = lesion_changes(before, after)
-    table = lesion_table(labels, probability)
+    table = lesion_table(labels, probability, outline)
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{folder}: result folder is not writable; cannot save the review.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{REVIEW_PREFIX}", suffix=".part", dir=folder))

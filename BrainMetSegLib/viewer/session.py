@@ -210,7 +210,8 @@ class ReviewSession:
     def _fill_table(self, labels: sitk.Image) -> list[dict]:
         """The table node filled with :func:`~BrainMetSegLib.lesions.lesion_table` of ``labels``
         (ids as the reviewer sees them), exactly what Save writes."""
-        rows = lesion_table(labels, self.probability)
+        # lesions as drawn at the operating point: on the probability's outline; edited: labels
+        rows = lesion_table(labels, self.probability, self.operating_point.outline)
         mrml.fill_table(self.table_node, rows, [segment_id(int(r["lesion_id"])) for r in rows],
                         self.segmentation_node, self.volume_node)
         return rows
@@ -299,7 +300,8 @@ class ReviewSession:
                      self.result.folder / "run.json"]
         folder = save_review(self.result.folder, labels, self.probability, self.base_labels,
                              ext=format_family(self.result.labels_path), source=source,
-                             operations=self.operations, originals=originals)
+                             operations=self.operations, originals=originals,
+                             outline=self.operating_point.outline)
         self._restore = (labels, self._fill_table(labels))
         self.saved.append(folder)
         self.edited = False
