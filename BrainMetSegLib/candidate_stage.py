@@ -69,9 +69,11 @@ def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Imag
 
 
 #: A candidate with more than this fraction of its voxels outside the undilated brain mask is
-#: never a lesion, only possible. Chosen from the true lesions' fractions on 1-3 mm phantoms
-#: (docs/robustness.md, "False lesions outside the brain"): TBD.
-OUTSIDE_BRAIN_MAX_FRACTION = 0.5
+#: never a lesion, only possible: it lies (almost) wholly in the band the gate's dilation added.
+#: The true lesions the demo finds on 1-3 mm and tilted phantoms lie wholly inside deepbet's mask
+#: (fraction 0.00, docs/robustness.md "False lesions outside the brain"), but deepbet has been
+#: seen to carve 93 % of a ring-enhancing surface lesion out (SPEC.md): the cut stays above that.
+OUTSIDE_BRAIN_MAX_FRACTION = 0.95
 REASON_BELOW_CUT = "lesion probability below the mode's cut"
 
 
