@@ -186,13 +186,13 @@ def test_apply_scorer_keeps_lesions_lists_possible_ones_and_drops_the_rest():
 
 def test_a_lesion_mostly_outside_the_undilated_brain_is_only_possible():
     labels, prob, image, brain = scene()  # the gate: a ball of radius 22
-    core = ((np.indices(brain.shape) - 24) ** 2).sum(0) <= 17 ** 2  # the mask before dilation
+    core = ((np.indices(brain.shape) - 24) ** 2).sum(0) <= 16 ** 2  # the mask before dilation
     rim = ((np.indices(brain.shape) - np.array([24, 24, 43])[:, None, None, None]) ** 2).sum(0) <= 4
     prob = np.where(rim & brain, 0.95, np.where(labels == 2, 0.01, prob)).astype(np.float32)  # no tube
     image = np.where(rim & brain, image + 100, image)
     cand = np.where(prob > 0.5, 1 + (rim & brain), 0).astype(np.int32)  # 1: the centre, 2: the rim
     fraction = outside_fractions(cand, core)
-    assert fraction[0] == 0 and fraction[1] > 0.9 > OUTSIDE_BRAIN_MAX_FRACTION  # same rim both ways
+    assert fraction[0] == 0 and fraction[1] == 1.0 > OUTSIDE_BRAIN_MAX_FRACTION
     assert outside_fractions(np.zeros((2, 2, 2), np.int32), core[:2, :2, :2]).size == 0
     p_img, ce, gate, undilated = images([prob, image, brain.astype(np.uint8), core.astype(np.uint8)])
     scorer = scorer_from_dict(bright_scorer())
@@ -204,8 +204,11 @@ def test_a_lesion_mostly_outside_the_undilated_brain_is_only_possible():
     assert possible[0]["reason"].endswith("% of its volume outside the brain mask")
     arr = sitk.GetArrayFromImage(lab)
     assert arr[labels == 1].all() and not arr[rim].any()  # the one inside kept, the rim not in the map
-    _, table, possible, _ = apply_scorer(p_img, ce, gate, scorer, "default", 0.4, undilated, outside_max=0.99)
-    assert len(table) == 2 and not possible  # the cut is the caller's to set
+    core_half = core | (((np.indices(brain.shape) - 24) ** 2).sum(0) <= 19 ** 2)  # the rim half inside
+    undilated_half = images([core_half.astype(np.uint8)])[0]
+    assert 0.3 < outside_fractions(cand, core_half)[1] < OUTSIDE_BRAIN_MAX_FRACTION
+    _, table, possible, _ = apply_scorer(p_img, ce, gate, scorer, "default", 0.4, undilated_half)
+    assert len(table) == 2 and not possible  # partly inside (a lesion deepbet carved): still a lesion
 
 
 def scored_copy(package_folder, folder):
