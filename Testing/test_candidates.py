@@ -250,7 +250,8 @@ def test_pipeline_with_a_scorer_writes_the_probability_and_the_review_list(score
     assert header.endswith("lesion_probability") and "possible_csv" in paths
     assert (tmp_path / "out" / "possible_lesions.csv").read_text().startswith("lesion_id,")
     assert (tmp_path / "out" / "possible_lesions.csv").read_text().splitlines()[0].endswith(",status,reason")
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["candidate_stage"]["mode"] == "default"
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["candidate_stage"]
+    assert recorded["mode"] == "default" and recorded["outside_brain_max_fraction"] == OUTSIDE_BRAIN_MAX_FRACTION
     sensitive = Segmenter(SegmentConfig(model=str(scored_model), device="cpu", brain_mask="none", mode="sensitive"),
                           network=BrightNet()).run(str(path))
     assert sensitive.n_lesions >= result.n_lesions
