@@ -13,7 +13,8 @@ Runs after the network when the model card names a candidate scorer (:mod:`.scor
 4. a lesion with more than :data:`OUTSIDE_BRAIN_MAX_FRACTION` of its volume outside the brain
    mask *before* its dilation (deepbet's own mask; the gate is that mask dilated 4 mm so that
    lesions it carved out at the brain's surface are kept) is listed as possible instead, with
-   that reason: on thick slices, dura and sinuses smeared over a slab look like lesions there.
+   that reason: a lesion deepbet clipped keeps part of itself inside the mask; one lying wholly
+   in the dilation's band is outside the brain (skull base, dura).
 
 Each possible row says why it is not a lesion (``reason``). The card's detection threshold and
 minimum volume are not used when a scorer is: the scorer's cut replaces them (run.json records
@@ -70,9 +71,10 @@ def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Imag
 
 #: A candidate with more than this fraction of its voxels outside the undilated brain mask is
 #: never a lesion, only possible: it lies (almost) wholly in the band the gate's dilation added.
-#: The true lesions the demo finds on 1-3 mm and tilted phantoms lie wholly inside deepbet's mask
-#: (fraction 0.00, docs/robustness.md "False lesions outside the brain"), but deepbet has been
-#: seen to carve 93 % of a ring-enhancing surface lesion out (SPEC.md): the cut stays above that.
+#: The true lesions the demo finds on the robustness phantoms (1-7 mm slices, tilted, cropped)
+#: lie inside deepbet's mask (fraction <= 0.01, docs/robustness.md "False lesions outside the
+#: brain"), so they bound nothing; deepbet has been seen to carve 93 % of a ring-enhancing surface
+#: lesion out (SPEC.md): the cut stays above that.
 OUTSIDE_BRAIN_MAX_FRACTION = 0.95
 REASON_BELOW_CUT = "lesion probability below the mode's cut"
 
