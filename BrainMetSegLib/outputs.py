@@ -138,7 +138,7 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
                        paths["segmentation"]))
         staged.append((stage_text(table_csv(result.table, scored), paths["table_csv"]), paths["table_csv"]))
         if scored:
-            staged.append((stage_text(table_csv(result.possible, True, ("status",)), paths["possible_csv"]),
+            staged.append((stage_text(table_csv(result.possible, True, ("status", "reason")), paths["possible_csv"]),
                            paths["possible_csv"]))
         content = {"case": result.case_id, "lesions": result.table}
         if scored:

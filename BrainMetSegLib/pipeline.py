@@ -23,7 +23,7 @@ from . import __version__
 from .acquisition import acquisition_notes
 from .architectures import patch_size_problem, size_divisor
 from .backends import choose_backend
-from .candidate_stage import ReviewRow, apply_scorer
+from .candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION, REASON_BELOW_CUT, ReviewRow, apply_scorer
 from .checksums import sha256_file
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
@@ -350,9 +350,12 @@ class Segmenter:
                 labels = lesion_labels(probability, self.operating_point)
                 table = lesion_table(labels, probability, self.operating_point.outline)
             else:
+                core = (None if pre.brain_undilated is None
+                        else pre.geometry.to_input(pre.brain_undilated.astype(np.uint8), linear=False))
                 labels, table, possible, n = apply_scorer(probability, images[0], brain, self.scorer, self.mode,
-                                                          self.operating_point.outline_threshold)
-                stage = {"candidates": n, "lesions": len(table), "possible": len(possible)}
+                                                          self.operating_point.outline_threshold, core)
+                stage = {"candidates": n, "lesions": len(table), "possible": len(possible),
+                         "possible_outside_brain": sum(r["reason"] != REASON_BELOW_CUT for r in possible)}
         provenance = self.provenance()
         provenance["inference_run"] = plan
         provenance["brain_mask_run"] = pre.brain_mask_run
@@ -368,6 +371,7 @@ class Segmenter:
         return {"mode": self.mode, "cut": mode.cut, "review_from": mode.review_from, "large_cut": mode.large_cut,
                 "large_from_mm": self.scorer.large_from_mm,
                 "candidate_threshold": self.scorer.candidate_threshold,
+                "outside_brain_max_fraction": OUTSIDE_BRAIN_MAX_FRACTION,
                 "scorer_sha256": self.package.card.candidate_scorer["sha256"]}
 
     def provenance(self) -> dict:

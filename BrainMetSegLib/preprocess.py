@@ -94,7 +94,8 @@ class Preprocessed:
     dilation (mL); brain_mask_run: how the mask was made, for run.json (method used, the
     skull-stripped check); fov_ml: volume (mL) of the model grid the input does not cover
     (zero-filled by resampling, excluded from the brain); edge_ml: brain (mL) within 2 mm of
-    the field of view's edge (a brain the scan cut)."""
+    the field of view's edge (a brain the scan cut); brain_undilated: (Z, Y, X) bool, the brain
+    mask before dilation, cropped as ``brain`` (None where not made by :func:`preprocess`)."""
 
     array: np.ndarray
     brain: np.ndarray
@@ -103,6 +104,7 @@ class Preprocessed:
     brain_mask_run: dict = field(default_factory=dict)
     fov_ml: float = 0.0
     edge_ml: float = 0.0
+    brain_undilated: np.ndarray | None = None
 
 
 # Squared mm added to the ball's radius^2 so that float32 rounding never drops a voxel at
@@ -302,4 +304,4 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     voxel_ml = float(np.prod(grid.spacing_xyz)) / 1000.0
     return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry,
                         float(brain.sum()) * voxel_ml, mask_run, float((~fov).sum()) * voxel_ml,
-                        edge_ml(brain, fov, grid.spacing_xyz))
+                        edge_ml(brain, fov, grid.spacing_xyz), np.ascontiguousarray(brain[box]))

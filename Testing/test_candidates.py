@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BrainMetSegLib.candidate_stage import apply_scorer
+from BrainMetSegLib.candidate_stage import (
+    OUTSIDE_BRAIN_MAX_FRACTION,
+    REASON_BELOW_CUT,
+    apply_scorer,
+    outside_fractions,
+)
 from BrainMetSegLib.candidates import FEATURES, candidate_features, zscore_within
 from BrainMetSegLib.checksums import sha256_file
 from BrainMetSegLib.errors import ModelError, OptionError
@@ -170,13 +175,40 @@ def test_apply_scorer_keeps_lesions_lists_possible_ones_and_drops_the_rest():
     lab, table, possible, n = apply_scorer(p_img, ce, br, scorer_from_dict(bright_scorer()), "default", 0.4)
     assert n == 3
     assert [r["lesion_id"] for r in table] == [1, 2] and all(r["lesion_probability"] > 0.5 for r in table)
-    assert len(possible) == 1 and possible[0]["status"] == "possible"
+    assert len(possible) == 1 and possible[0]["status"] == "possible" and possible[0]["reason"] == REASON_BELOW_CUT
     assert 0.2 <= possible[0]["lesion_probability"] < 0.5
     arr = sitk.GetArrayFromImage(lab)
     assert set(np.unique(arr)) == {0, 1, 2} and not arr[dim].any()  # possible ones are not in the map
     assert table[0]["voxels"] >= table[1]["voxels"]
     lab, table, possible, _ = apply_scorer(p_img, ce, br, scorer_from_dict(bright_scorer(0.99, 0.99)), "default", 0.4)
     assert not table and not possible and not sitk.GetArrayFromImage(lab).any()
+
+
+def test_a_lesion_mostly_outside_the_undilated_brain_is_only_possible():
+    labels, prob, image, brain = scene()  # the gate: a ball of radius 22
+    core = ((np.indices(brain.shape) - 24) ** 2).sum(0) <= 16 ** 2  # the mask before dilation
+    rim = ((np.indices(brain.shape) - np.array([24, 24, 43])[:, None, None, None]) ** 2).sum(0) <= 4
+    prob = np.where(rim & brain, 0.95, np.where(labels == 2, 0.01, prob)).astype(np.float32)  # no tube
+    image = np.where(rim & brain, image + 100, image)
+    cand = np.where(prob > 0.5, 1 + (rim & brain), 0).astype(np.int32)  # 1: the centre, 2: the rim
+    fraction = outside_fractions(cand, core)
+    assert fraction[0] == 0 and fraction[1] == 1.0 > OUTSIDE_BRAIN_MAX_FRACTION
+    assert outside_fractions(np.zeros((2, 2, 2), np.int32), core[:2, :2, :2]).size == 0
+    p_img, ce, gate, undilated = images([prob, image, brain.astype(np.uint8), core.astype(np.uint8)])
+    scorer = scorer_from_dict(bright_scorer())
+    lab, table, possible, n = apply_scorer(p_img, ce, gate, scorer, "default", 0.4)
+    assert n == 2 and len(table) == 2 and not possible  # without the undilated mask: both lesions
+    lab, table, possible, n = apply_scorer(p_img, ce, gate, scorer, "default", 0.4, undilated)
+    assert n == 2 and len(table) == 1 and table[0]["voxels"] == np.count_nonzero(cand == 1)
+    assert len(possible) == 1 and possible[0]["lesion_probability"] > 0.5
+    assert possible[0]["reason"].endswith("% of its volume outside the brain mask")
+    arr = sitk.GetArrayFromImage(lab)
+    assert arr[labels == 1].all() and not arr[rim].any()  # the one inside kept, the rim not in the map
+    core_half = core | (((np.indices(brain.shape) - 24) ** 2).sum(0) <= 19 ** 2)  # the rim half inside
+    undilated_half = images([core_half.astype(np.uint8)])[0]
+    assert 0.3 < outside_fractions(cand, core_half)[1] < OUTSIDE_BRAIN_MAX_FRACTION
+    _, table, possible, _ = apply_scorer(p_img, ce, gate, scorer, "default", 0.4, undilated_half)
+    assert len(table) == 2 and not possible  # partly inside (a lesion deepbet carved): still a lesion
 
 
 def scored_copy(package_folder, folder):
@@ -212,11 +244,14 @@ def test_pipeline_with_a_scorer_writes_the_probability_and_the_review_list(score
     assert result.n_lesions >= 1 and all(r["lesion_probability"] >= 0.5 for r in result.table)
     stage = result.provenance["settings"]["candidate_stage"]
     assert stage["mode"] == "default" and stage["cut"] == 0.5 and stage["candidates"] >= result.n_lesions
+    assert stage["outside_brain_max_fraction"] == OUTSIDE_BRAIN_MAX_FRACTION and stage["possible_outside_brain"] == 0
     paths = write_result(result, tmp_path / "out", ".nii.gz")
     header = (tmp_path / "out" / "lesions.csv").read_text().splitlines()[0]
     assert header.endswith("lesion_probability") and "possible_csv" in paths
     assert (tmp_path / "out" / "possible_lesions.csv").read_text().startswith("lesion_id,")
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["candidate_stage"]["mode"] == "default"
+    assert (tmp_path / "out" / "possible_lesions.csv").read_text().splitlines()[0].endswith(",status,reason")
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["candidate_stage"]
+    assert recorded["mode"] == "default" and recorded["outside_brain_max_fraction"] == OUTSIDE_BRAIN_MAX_FRACTION
     sensitive = Segmenter(SegmentConfig(model=str(scored_model), device="cpu", brain_mask="none", mode="sensitive"),
                           network=BrightNet()).run(str(path))
     assert sensitive.n_lesions >= result.n_lesions

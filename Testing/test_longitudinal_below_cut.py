@@ -127,5 +127,7 @@ def test_runs_of_other_candidate_stage_settings_are_refused():
     assert check_series([SourceInfo("t0", "a", run()), SourceInfo("t1", "b", run())]).refusals == []
     f = check_series([SourceInfo("t0", "a", run()), SourceInfo("t1", "b", run(mode="sensitive", cut=0.1))])
     assert any("candidate stage mode = sensitive" in x for x in f.refusals)
+    f = check_series([SourceInfo("t0", "a", run()), SourceInfo("t1", "b", run(outside_brain_max_fraction=0.95))])
+    assert any("outside_brain_max_fraction = 0.95" in x for x in f.refusals)  # a run before the rule
     plain = {"model": {"sha256": "a" * 64}, "settings": {"threshold_used": 0.95}}
     assert check_series([SourceInfo("t0", "a", run()), SourceInfo("t1", "b", plain)]).refusals

@@ -75,6 +75,10 @@ def test_cached_results_are_kept_per_model(robustness, tmp_path):
         assert b.runs == 1, other  # another model (version, weights or scorer): run again
     keys = {p.name for p in (tmp_path / "results").iterdir()}
     assert len(keys) == 4 and robustness.model_key(Card()) in keys
+    from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
+
+    # results made before the outside-the-brain rule (or with another cut) are another key
+    assert robustness.model_key(Card()).endswith(f"-out{OUTSIDE_BRAIN_MAX_FRACTION:g}")
 
 
 def test_a_row_written_by_another_model_is_not_reused(robustness, tmp_path):

@@ -95,11 +95,15 @@ def score(pred_labels: sitk.Image, truth: sitk.Image, brain: sitk.Image, variant
 
 
 def model_key(card) -> str:
-    """The cache key of a model: ``name-version-<weights sha256[:12]>[-<scorer sha256[:12]>]``
-    (a retrained network or scorer under the same version still gets its own results)."""
+    """The cache key of a model: ``name-version-<weights sha256[:12]>[-<scorer sha256[:12]>-out<cut>]``
+    (a retrained network or scorer under the same version still gets its own results; <cut>: the
+    candidate stage's outside-the-brain rule, :data:`~BrainMetSegLib.candidate_stage.OUTSIDE_BRAIN_MAX_FRACTION`,
+    so results made before the rule, or with another cut, are not reused)."""
+    from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
+
     key = f"{card.name}-{card.version}-{(card.sha256 or 'nosha')[:12]}"
     scorer = (card.candidate_scorer or {}).get("sha256", "")
-    return f"{key}-{scorer[:12]}" if scorer else key
+    return f"{key}-{scorer[:12]}-out{OUTSIDE_BRAIN_MAX_FRACTION:g}" if scorer else key
 
 
 def cache_path(out: Path, key: str, variant: str, cid: str) -> Path:

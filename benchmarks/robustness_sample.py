@@ -111,7 +111,9 @@ def main() -> None:
                "largest_false_mm3": max(s["fp_volumes_mm3"], default=0.0),
                "false_outside_brain": s["fp_outside_brain"],
                "brain_mask_ml": round(original_ml if spec is None else undilated_brain(segmenter, scan)[1]),
-               "possible": len(result.possible), "warnings": result.warnings,
+               "possible": len(result.possible),
+               "possible_outside_brain": sum("outside the brain" in r["reason"] for r in result.possible),
+               "warnings": result.warnings,
                "false_lesions": false_lesions(result, truth, brain),
                "seconds": result.timings_s}
         rows.append(row)

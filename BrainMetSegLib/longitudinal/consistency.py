@@ -36,7 +36,8 @@ LESION_SETTINGS = ("threshold_used", "min_volume_mm3_used", "outline_threshold_u
                    "inference_mode", "patch_size", "overlap", "blend_mode", "precision", "mirror")
 #: run.json ``settings.candidate_stage`` keys that decide which candidates are lesions (a run
 #: without the stage has none of them: compared with one that has it, refused).
-STAGE_SETTINGS = ("mode", "cut", "review_from", "large_cut", "large_from_mm", "candidate_threshold", "scorer_sha256")
+STAGE_SETTINGS = ("mode", "cut", "review_from", "large_cut", "large_from_mm", "candidate_threshold",
+                  "outside_brain_max_fraction", "scorer_sha256")
 PATIENT_TAGS = ("PatientID", "PatientName", "PatientBirthDate")
 SPACING_TOLERANCE = 0.10
 
