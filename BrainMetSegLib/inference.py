@@ -33,12 +33,12 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-import weakref
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .backends import BackendChoice, choose_backend
+from .conv_counts import outputs_per_voxel
 from .errors import ModelError, NotEnoughMemoryError
 from .memory import memory_budget
 from .mirroring import mirror_sets, mirrored
@@ -176,35 +176,6 @@ def autocast(device: Device, precision: Autocast | Precision):
     return contextlib.nullcontext()
 
 
-_OUTPUTS_PER_VOXEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def outputs_per_voxel(net, in_channels: int, divisor: int) -> float:
-    """Convolution output elements per input voxel, counted on a forward of
-    ``divisor x divisor x 2 divisor`` voxels (the smallest input whose deepest level has more
-    than one voxel, as instance norm needs)."""
-    import torch
-
-    if net in _OUTPUTS_PER_VOXEL:
-        return _OUTPUTS_PER_VOXEL[net]
-    total = [0]
-
-    def hook(module, inputs, output):
-        total[0] += output.numel()
-
-    convs = (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, convs)]
-    device = next(net.parameters(), torch.zeros(0)).device
-    try:
-        with torch.inference_mode():
-            net(torch.zeros((1, in_channels, divisor, divisor, 2 * divisor), device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    _OUTPUTS_PER_VOXEL[net] = total[0] / (2 * divisor ** 3)
-    return _OUTPUTS_PER_VOXEL[net]
-
-
 def padded_shape(shape_zyx, divisor: int) -> tuple[int, ...]:
     """``shape_zyx`` rounded up to multiples of ``divisor`` (voxels)."""
     return tuple(int(math.ceil(s / divisor) * divisor) for s in shape_zyx)
@@ -231,13 +202,14 @@ def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: in
 
 
 def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
-                 backend: BackendChoice | None = None) -> WindowPlan:
+                 backend: BackendChoice | None = None, network_id: dict | None = None) -> WindowPlan:
     """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``, with the
-    forward run by ``backend`` (None: torch)."""
+    forward run by ``backend`` (None: torch); ``network_id`` keys the network's convolution
+    count on disk (:mod:`.conv_counts`)."""
     precision = choose_precision(config.precision, device)
     backend = backend or BackendChoice(config.backend, Backend.TORCH, "torch")
     shape = tuple(shape_czyx[1:])
-    bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor)
+    bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor, network_id)
                                      * LIVE_BYTES_PER_ELEMENT[precision.autocast]
                                      * BACKEND_MEMORY_FACTOR[backend.used])
     chosen = memory_budget(config.memory_budget_mb, device)
@@ -362,7 +334,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
         attempts.append((Device.CPU, 1, config))
     for i, (dev, batch, cfg) in enumerate(attempts):
         try:
-            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None)
+            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None, network_id)
             out = _run(net, array, plan, dev, batch, progress, cancel,
                        forward if plan.backend.used == Backend.OPENVINO else None, config.mirror)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
