@@ -12,12 +12,12 @@ result is bit-identical (``Testing/test_deepbet_fast.py`` checks both functions 
 mirrors (:data:`MIRRORS_DEEPBET`); any other version runs deepbet's own ``run_model``.
 
 The box finder (a 128^3 network, ~1.5-3 s in TorchScript on 2 AVX2 cores) can run in OpenVINO
-(``bbox_openvino``): its probabilities differ from torch's by ~1e-5, which could move a voxel
+(``bbox_openvino``): its probabilities differ from torch's by ~3e-5, which could move a voxel
 across deepbet's 0.5 threshold and so, in principle, the box. The OpenVINO map is used only
 when every mask the torch map could give (voxels above 0.5 -/+ :data:`BOX_BAND`) leads to the
 same box (:func:`box_is_certain`); otherwise the torch box finder runs, as before. So the box,
 and everything after it, is deepbet's own as long as the two backends differ by less than
-:data:`BOX_BAND` at every voxel (the export's agreement check measured 1.7e-5).
+:data:`BOX_BAND` at every voxel (the export's agreement check measured 3.1e-5).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from deepbet.utils import keep_largest_connected_component
 #: The deepbet version whose ``run_model`` :meth:`FastBrainExtraction.run_model` reproduces.
 MIRRORS_DEEPBET = "1.0.2"
 #: Largest |OpenVINO - torch| box-finder probability assumed (the export check's tolerance,
-#: 60x the 1.7e-5 measured); within it of 0.5 a voxel's side of the threshold is uncertain.
+#: 30x the 3.1e-5 its check measured); within it of 0.5 a voxel's side of the threshold is uncertain.
 BOX_BAND = 1e-3
 
 
