@@ -124,7 +124,9 @@ class FastBrainExtraction(BrainExtraction):
         device = next(self.model.parameters()).device
         x = torch.nan_to_num(torch.from_numpy(x).to(device))
         x_small = F.interpolate(x[None, None], small_shape, mode='nearest-exact')[0, 0]
-        low, high = torch_quantile(x_small, .005), torch_quantile(x_small, .995)
+        # on a GPU torch's own quantile (its lerp may round differently from the CPU's)
+        quantile = torch_quantile if x.device.type == "cpu" else torch.quantile
+        low, high = quantile(x_small, .005), quantile(x_small, .995)
         mask_small = self._box_probability(normalize_(x_small, low, high))
         mask_small = keep_largest_connected_component((mask_small > .5).float().cpu().numpy())
         mask_small = torch.from_numpy(mask_small).to(device)
