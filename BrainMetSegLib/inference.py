@@ -237,9 +237,9 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
 def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int,
          progress: ProgressCallback, cancel: threading.Event | None, forward=None,
          mirror: Mirroring = Mirroring.NONE) -> np.ndarray:
-    """``forward`` (torch tensor -> torch tensor; an OpenVINO network) replaces ``net``'s when given."""
+    """``forward`` (torch tensor -> torch tensor; an OpenVINO network) replaces ``net``'s when given
+    (``net`` is then not touched: a :class:`~.lazy_network.LazyNetwork` stays unbuilt)."""
     import torch
-    from monai.inferers import sliding_window_inference
 
     total = plan.windows
     done = [0]
@@ -254,12 +254,37 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
                                f"window {min(done[0], total)}/{total} on {device}"))
         return out.float().contiguous()
 
-    net = net.to(device=device, memory_format=memory_format).eval()
+    if forward is None:
+        net = net.to(device=device, memory_format=memory_format).eval()
     x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
     with torch.inference_mode(), autocast(device, plan.precision.autocast):
-        logits = sliding_window_inference(x, plan.roi_zyx, sw_batch, predictor, overlap=plan.overlap,
-                                          mode=plan.blend_mode, padding_mode="constant", cval=0.0)
+        if plan.blend_mode == BlendMode.CONSTANT and all(r >= s for r, s in zip(plan.roi_zyx, array.shape[1:],
+                                                                                strict=True)):
+            logits = one_window(predictor, x, plan.roi_zyx)
+        else:
+            from monai.inferers import sliding_window_inference
+
+            logits = sliding_window_inference(x, plan.roi_zyx, sw_batch, predictor, overlap=plan.overlap,
+                                              mode=plan.blend_mode, padding_mode="constant", cval=0.0)
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
+
+
+def one_window(predictor, x, roi_zyx):
+    """MONAI's ``sliding_window_inference`` (constant blending) of a (N, C, Z, Y, X) tensor that
+    fits in one window (``roi_zyx`` >= its size on every axis), without importing MONAI (~3 s of CPU, all its
+    subpackages): zero padding split as MONAI splits it (half before, the rest after), one call
+    of ``predictor``, the padding cropped. MONAI averages one window as 0 + 1 x logit, / 1: the
+    same numbers (``Testing/test_inference_modes.py`` compares both)."""
+    import torch.nn.functional as F
+
+    shape = x.shape[2:]
+    pad: list[int] = []
+    for size, roi in zip(reversed(shape), reversed(roi_zyx), strict=True):  # F.pad: last axis first
+        diff = max(int(roi) - int(size), 0)
+        pad += [diff // 2, diff - diff // 2]
+    out = predictor(F.pad(x, pad, mode="constant", value=0.0) if any(pad) else x)
+    before = pad[::2][::-1]  # Z, Y, X
+    return out[(slice(None), slice(None), *(slice(b, b + n) for b, n in zip(before, shape, strict=True)))]
 
 
 def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Device,

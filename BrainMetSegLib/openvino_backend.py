@@ -178,6 +178,9 @@ def _warn_once(message: str) -> None:
 def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, threads: int,
                       outputs: str):
     """Convert, compile, check against torch and cache; (compiled model, record fields)."""
+    from .lazy_network import materialised
+
+    net = materialised(net)  # an export needs the torch network itself (deep-copied, traced)
     t0 = time.perf_counter()
     try:
         model = export(net, in_channels, divisor)
