@@ -33,12 +33,12 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-import weakref
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .backends import BackendChoice, choose_backend
+from .conv_counts import outputs_per_voxel
 from .errors import ModelError, NotEnoughMemoryError
 from .memory import memory_budget
 from .mirroring import mirror_sets, mirrored
@@ -176,35 +176,6 @@ def autocast(device: Device, precision: Autocast | Precision):
     return contextlib.nullcontext()
 
 
-_OUTPUTS_PER_VOXEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def outputs_per_voxel(net, in_channels: int, divisor: int) -> float:
-    """Convolution output elements per input voxel, counted on a forward of
-    ``divisor x divisor x 2 divisor`` voxels (the smallest input whose deepest level has more
-    than one voxel, as instance norm needs)."""
-    import torch
-
-    if net in _OUTPUTS_PER_VOXEL:
-        return _OUTPUTS_PER_VOXEL[net]
-    total = [0]
-
-    def hook(module, inputs, output):
-        total[0] += output.numel()
-
-    convs = (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, convs)]
-    device = next(net.parameters(), torch.zeros(0)).device
-    try:
-        with torch.inference_mode():
-            net(torch.zeros((1, in_channels, divisor, divisor, 2 * divisor), device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    _OUTPUTS_PER_VOXEL[net] = total[0] / (2 * divisor ** 3)
-    return _OUTPUTS_PER_VOXEL[net]
-
-
 def padded_shape(shape_zyx, divisor: int) -> tuple[int, ...]:
     """``shape_zyx`` rounded up to multiples of ``divisor`` (voxels)."""
     return tuple(int(math.ceil(s / divisor) * divisor) for s in shape_zyx)
@@ -231,13 +202,14 @@ def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: in
 
 
 def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
-                 backend: BackendChoice | None = None) -> WindowPlan:
+                 backend: BackendChoice | None = None, network_id: dict | None = None) -> WindowPlan:
     """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``, with the
-    forward run by ``backend`` (None: torch)."""
+    forward run by ``backend`` (None: torch); ``network_id`` keys the network's convolution
+    count on disk (:mod:`.conv_counts`)."""
     precision = choose_precision(config.precision, device)
     backend = backend or BackendChoice(config.backend, Backend.TORCH, "torch")
     shape = tuple(shape_czyx[1:])
-    bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor)
+    bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor, network_id)
                                      * LIVE_BYTES_PER_ELEMENT[precision.autocast]
                                      * BACKEND_MEMORY_FACTOR[backend.used])
     chosen = memory_budget(config.memory_budget_mb, device)
@@ -265,9 +237,9 @@ def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
 def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int,
          progress: ProgressCallback, cancel: threading.Event | None, forward=None,
          mirror: Mirroring = Mirroring.NONE) -> np.ndarray:
-    """``forward`` (torch tensor -> torch tensor; an OpenVINO network) replaces ``net``'s when given."""
+    """``forward`` (torch tensor -> torch tensor; an OpenVINO network) replaces ``net``'s when given
+    (``net`` is then not touched: a :class:`~.lazy_network.LazyNetwork` stays unbuilt)."""
     import torch
-    from monai.inferers import sliding_window_inference
 
     total = plan.windows
     done = [0]
@@ -282,12 +254,37 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
                                f"window {min(done[0], total)}/{total} on {device}"))
         return out.float().contiguous()
 
-    net = net.to(device=device, memory_format=memory_format).eval()
+    if forward is None:
+        net = net.to(device=device, memory_format=memory_format).eval()
     x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
     with torch.inference_mode(), autocast(device, plan.precision.autocast):
-        logits = sliding_window_inference(x, plan.roi_zyx, sw_batch, predictor, overlap=plan.overlap,
-                                          mode=plan.blend_mode, padding_mode="constant", cval=0.0)
+        if plan.blend_mode == BlendMode.CONSTANT and all(r >= s for r, s in zip(plan.roi_zyx, array.shape[1:],
+                                                                                strict=True)):
+            logits = one_window(predictor, x, plan.roi_zyx)
+        else:
+            from monai.inferers import sliding_window_inference
+
+            logits = sliding_window_inference(x, plan.roi_zyx, sw_batch, predictor, overlap=plan.overlap,
+                                              mode=plan.blend_mode, padding_mode="constant", cval=0.0)
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
+
+
+def one_window(predictor, x, roi_zyx):
+    """MONAI's ``sliding_window_inference`` (constant blending) of a (N, C, Z, Y, X) tensor that
+    fits in one window (``roi_zyx`` >= its size on every axis), without importing MONAI (~3 s of CPU, all its
+    subpackages): zero padding split as MONAI splits it (half before, the rest after), one call
+    of ``predictor``, the padding cropped. MONAI averages one window as 0 + 1 x logit, / 1: the
+    same numbers (``Testing/test_inference_modes.py`` compares both)."""
+    import torch.nn.functional as F
+
+    shape = x.shape[2:]
+    pad: list[int] = []
+    for size, roi in zip(reversed(shape), reversed(roi_zyx), strict=True):  # F.pad: last axis first
+        diff = max(int(roi) - int(size), 0)
+        pad += [diff // 2, diff - diff // 2]
+    out = predictor(F.pad(x, pad, mode="constant", value=0.0) if any(pad) else x)
+    before = pad[::2][::-1]  # Z, Y, X
+    return out[(slice(None), slice(None), *(slice(b, b + n) for b, n in zip(before, shape, strict=True)))]
 
 
 def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Device,
@@ -362,7 +359,7 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
         attempts.append((Device.CPU, 1, config))
     for i, (dev, batch, cfg) in enumerate(attempts):
         try:
-            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None)
+            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None, network_id)
             out = _run(net, array, plan, dev, batch, progress, cancel,
                        forward if plan.backend.used == Backend.OPENVINO else None, config.mirror)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:

@@ -44,8 +44,8 @@ COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENC
 MODEL_XML, MODEL_BIN, META = "model.xml", "model.bin", "export.json"
 _WARNED: set[str] = set()
 _COMPILED: dict[tuple, tuple] = {}  # (key, threads) -> (compiled model, record), oldest first
-# Compiled networks kept per process: the model's and deepbet's (a cohort runs one model).
-KEEP_COMPILED = 2
+# Compiled networks kept per process: the model's and deepbet's two (a cohort runs one model).
+KEEP_COMPILED = 3
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -178,6 +178,9 @@ def _warn_once(message: str) -> None:
 def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, threads: int,
                       outputs: str):
     """Convert, compile, check against torch and cache; (compiled model, record fields)."""
+    from .lazy_network import materialised
+
+    net = materialised(net)  # an export needs the torch network itself (deep-copied, traced)
     t0 = time.perf_counter()
     try:
         model = export(net, in_channels, divisor)

@@ -245,6 +245,7 @@ class Segmenter:
             raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
         self._network_given = network is not None
+        self._lazy = None
         explicit = config.threshold is not None or config.min_volume_mm3 is not None
         self.scorer = None if explicit else self.package.load_scorer()
         if config.mode is not None and self.scorer is None:
@@ -265,6 +266,22 @@ class Segmenter:
         if self._net is None:
             self._net = self.package.load_network(self.device)
         return self._net
+
+    def _network_for_run(self):
+        """The network :func:`predict` gets: where OpenVINO runs the forward (the same choice as
+        deepbet's) and the package's network is plain (one weights file, plain ``network_io``), a
+        :class:`~.lazy_network.LazyNetwork`, built only for an export, a count or a fallback to
+        torch (the weights' sha256 checked now, as a load does); otherwise the network itself."""
+        openvino_package = self._net is None and not self._network_given and self.preprocess_config.deepbet_openvino
+        if not (openvino_package and self.package.io().is_plain and len(self.package.weight_files()) == 1):
+            return self.net
+        if self._lazy is None:
+            from .lazy_network import LazyNetwork
+            from .models import verify_weights
+
+            verify_weights(self.package)
+            self._lazy = LazyNetwork(lambda: self.net)
+        return self._lazy
 
     def _deepbet_openvino(self, config: SegmentConfig) -> bool:
         """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
@@ -334,7 +351,7 @@ class Segmenter:
                                   field_of_view_edge_note(pre.edge_ml)] if n]
             notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
-            net = self.net
+            net = self._network_for_run()
         plan: dict = {}
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,

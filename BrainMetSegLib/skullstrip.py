@@ -25,15 +25,17 @@ DEEPBET_DIVISOR = 32
 
 
 @functools.cache
-def deepbet_identity() -> dict:
-    """What keys deepbet's exported network: its version and its weights file's sha256."""
+def deepbet_identity(network: str = "model") -> dict:
+    """What keys one of deepbet's exported networks (``model``: the brain network, as before;
+    ``bbox_model``: the box finder): its version and the weights file's sha256."""
     from importlib.metadata import version
 
     from deepbet.bet import DATA_PATH
 
     from .checksums import sha256_file
 
-    return {"deepbet": version("deepbet"), "model_sha256": sha256_file(f"{DATA_PATH}/models/model.pt")}
+    identity = {"deepbet": version("deepbet"), "model_sha256": sha256_file(f"{DATA_PATH}/models/{network}.pt")}
+    return identity if network == "model" else {**identity, "network": network}
 
 
 class _ModuleLike:
@@ -53,9 +55,11 @@ class _ModuleLike:
 
 
 def _with_openvino(bet, cache_dir, info: dict | None):
-    """A shallow copy of ``bet`` whose brain network (not the 128^3 box finder) runs in OpenVINO
-    (exported once and cached, :mod:`.openvino_backend`); ``bet`` itself when the export fails
-    or disagrees with torch (warned; recorded in ``info``)."""
+    """A shallow copy of ``bet`` whose brain network runs in OpenVINO and, on a
+    :class:`~.deepbet_fast.FastBrainExtraction`, whose 128^3 box finder may too (its box is
+    used only when certain, :func:`~.deepbet_fast.box_is_certain`), each exported once and
+    cached (:mod:`.openvino_backend`); ``bet`` itself when the brain network's export fails or
+    disagrees with torch, torch's box finder when its does (warned; recorded in ``info``)."""
     from .openvino_backend import openvino_forward
 
     try:
@@ -70,14 +74,33 @@ def _with_openvino(bet, cache_dir, info: dict | None):
         info["deepbet_backend"] = {"used": "openvino", **record}
     bet = copy.copy(bet)
     bet.model = _ModuleLike(forward)
+    if hasattr(bet, "bbox_openvino"):
+        bet.bbox_openvino, box_record = _box_finder_openvino(bet.bbox_model, cache_dir)
+        if info is not None:
+            info["deepbet_backend"]["box_finder"] = box_record
     return bet
+
+
+def _box_finder_openvino(bbox_model, cache_dir) -> tuple[object, dict]:
+    """deepbet's box finder through OpenVINO (None when its export fails: torch's runs) and
+    run.json's record of it."""
+    from .openvino_backend import openvino_forward
+
+    try:
+        forward, record = openvino_forward(bbox_model, 1, DEEPBET_DIVISOR, deepbet_identity("bbox_model"),
+                                           cache_dir, outputs="probability")
+    except ModelError as exc:
+        warnings.warn(f"deepbet's box finder: {exc} Running torch instead.", RuntimeWarning, stacklevel=4)
+        return None, {"used": "torch", "reason": f"openvino failed ({exc})"}
+    return forward, {"used": "openvino where its box is certain, else torch", "cache": record["cache"],
+                     "compile_s": record["compile_s"], "check": record.get("check")}
 
 
 @functools.lru_cache(maxsize=1)
 def _deepbet(device: Device):
-    from deepbet.bet import BrainExtraction
+    from .deepbet_fast import FastBrainExtraction  # deepbet's, same output, less array work
 
-    return BrainExtraction(no_gpu=device == Device.CPU)
+    return FastBrainExtraction(no_gpu=device == Device.CPU)
 
 
 def _run_bf16(bet, ras: np.ndarray, grid: int = DEEPBET_GRID) -> np.ndarray:
@@ -117,6 +140,8 @@ def deepbet_mask(array_zyx_lps: np.ndarray, device: Device = Device.CPU, thresho
         else:
             prob = bet.run_model(ras.copy(), shape=(grid,) * 3)
         mask = bet.postprocess(prob > threshold)
+        if info is not None and "box_finder" in info.get("deepbet_backend", {}):
+            info["deepbet_backend"]["box_finder"]["box_from"] = bet.box_backend
     except (AssertionError, ValueError) as exc:
         raise InputError(f"brain extraction found no brain in the image ({exc}); "
                          "pass --brain-mask none for an already skull-stripped image "

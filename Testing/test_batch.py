@@ -86,7 +86,9 @@ def test_slurm_shard_on_the_command_line(tiny_model, cohort, tmp_path, monkeypat
     monkeypatch.setattr(ModelPackage, "load_network", lambda self, *a: loads.append(1) or real_load(self, *a))
     assert segment(manifest, tmp_path / "o", tiny_model, "--shard", "slurm") == 0
     assert [r["case_id"] for r in summary_rows(tmp_path / "o" / "summary.shard-2-of-3.csv")] == ids[2::3]
-    assert len(loads) == 1  # the network is built once per process, not once per case
+    # the network is built at most once per process, not once per case (not at all where OpenVINO
+    # runs it from its cached export: lazy_network)
+    assert len(loads) <= 1
 
 
 def test_interrupted_run_resumes(tiny_model, cohort, tmp_path, monkeypatch, capsys):
