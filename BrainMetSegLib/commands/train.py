@@ -104,7 +104,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="brain mask for cases without one (brainmasksTr/ or manifest column win)")
     g.add_argument("--cache", default=None, help="preprocessed-case cache folder (default OUT/cache)")
     g.add_argument("--force", action="store_true", help="keep cases whose image/label geometry differs")
-    g = p.add_argument_group("run")
+    _run_arguments(p.add_argument_group("run"))
+
+
+def _run_arguments(g) -> None:
+    """The run group: resume, devices, threads, limits, checkpoints, the card's operating point."""
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     g.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run")
     g.add_argument("--seed", type=int, default=0)
@@ -155,10 +159,6 @@ def config_from_args(args: argparse.Namespace):
         raise InputError(f"--hard-negatives {args.hard_negatives}: must be between 0 and 1.")
     if not 0 <= args.blob_loss <= 100:
         raise InputError(f"--blob-loss {args.blob_loss}: must be between 0 and 100.")
-    if args.keep_every < 0 or args.average_last < 0:
-        raise InputError("--keep-every and --average-last: counts >= 0.")
-    if args.average_last and not args.keep_every:
-        raise InputError(f"--average-last {args.average_last}: needs kept checkpoints (--keep-every N).")
     augment = (AugmentConfig(0, 0, gamma_prob=0) if args.no_augment else
                AugmentConfig(flip_prob=args.flip_prob, elastic_prob=args.elastic_prob, gamma_prob=args.gamma_prob))
     return TrainConfig(

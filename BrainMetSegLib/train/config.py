@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..errors import InputError
 from ..operating_point import OperatingPoint
 from ..options import (
     PAPER_SPACING_MM,
@@ -92,9 +93,9 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.keep_every < 0 or self.average_last < 0:
-            raise ValueError("keep_every and average_last are counts >= 0")
+            raise InputError("--keep-every and --average-last: counts >= 0.")
         if self.average_last and not self.keep_every:
-            raise ValueError("average_last needs kept checkpoints (keep_every > 0)")
+            raise InputError(f"--average-last {self.average_last}: needs kept checkpoints (--keep-every N).")
         as_options(self, pos_sampling=(PosSampling, "--pos-sampling"), device=(Device, "--device"),
                    precision=(Precision, "--precision"), brain_mask=(MaskMethod, "--brain-mask"))
 
