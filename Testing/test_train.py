@@ -337,6 +337,8 @@ def test_kept_checkpoints_are_averaged_into_the_package(data, tmp_path, capsys):
             "--lr", "3e-3", "--no-augment", "--infer-patch", "48", "--epochs", "3"]
     code, _, err = run_cli(capsys, *args, "--average-last", "2")
     assert code != 0 and "--keep-every" in err  # nothing to average without kept checkpoints
+    code, _, err = run_cli(capsys, *args, "--keep-every", "2", "--average-last", "2")
+    assert code != 0 and "fewer than 2 checkpoints" in err  # 3 epochs keep only epoch 2
     code, out_text, err = run_cli(capsys, *args, "--keep-every", "1", "--average-last", "2")
     assert code == 0, err
     kept = kept_checkpoints(out / "checkpoints")

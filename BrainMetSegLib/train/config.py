@@ -96,6 +96,9 @@ class TrainConfig:
             raise InputError("--keep-every and --average-last: counts >= 0.")
         if self.average_last and not self.keep_every:
             raise InputError(f"--average-last {self.average_last}: needs kept checkpoints (--keep-every N).")
+        if self.average_last * self.keep_every > self.epochs:
+            raise InputError(f"--average-last {self.average_last} with --keep-every {self.keep_every}: "
+                             f"{self.epochs} epochs keep fewer than {self.average_last} checkpoints.")
         as_options(self, pos_sampling=(PosSampling, "--pos-sampling"), device=(Device, "--device"),
                    precision=(Precision, "--precision"), brain_mask=(MaskMethod, "--brain-mask"))
 
