@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from .checkpoint import network_tensors
 
 KEPT_PATTERN = re.compile(r"^epoch_(\d{4,})\.safetensors$")
 
@@ -37,7 +38,8 @@ def kept_checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def average_states(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of the network tensors (``model.*``) of ``paths`` (oldest first).
+    """Element-wise mean of the network tensors (:func:`.checkpoint.network_tensors`) of
+    ``paths`` (oldest first).
 
     Floating tensors are averaged in float64 and stored in their own dtype; integer tensors
     are the last checkpoint's. Checkpoints that disagree on names or shapes are refused.
@@ -49,7 +51,7 @@ def average_states(paths: list[Path]) -> dict[str, torch.Tensor]:
     total: dict[str, torch.Tensor] = {}
     reference: dict[str, torch.Tensor] = {}
     for path in paths:
-        tensors = {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+        tensors = network_tensors(load_file(str(path)))
         if reference and (tensors.keys() != reference.keys()
                           or any(tensors[k].shape != reference[k].shape for k in tensors)):
             raise InputError(f"{path}: its tensors differ from {paths[0].name}'s; not one run's checkpoints.")

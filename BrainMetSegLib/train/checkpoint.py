@@ -24,11 +24,19 @@ def state_hash(net: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+NETWORK_PREFIX = "model."  # a checkpoint's network tensors; the optimiser's are "optim.<i>.<slot>"
+
+
+def network_tensors(tensors: dict) -> dict:
+    """The network's state dict held in a checkpoint's tensors (prefix removed)."""
+    return {k[len(NETWORK_PREFIX):]: v for k, v in tensors.items() if k.startswith(NETWORK_PREFIX)}
+
+
 def save_checkpoint(folder: Path, name: str, net, optimizer, meta: dict) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors = {f"{NETWORK_PREFIX}{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     groups = []
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -52,7 +60,7 @@ def load_checkpoint(folder: Path, name: str, net, optimizer) -> dict:
         raise InputError(f"{folder}: no checkpoint {name}.safetensors/{name}.json to resume from.")
     tensors = load_file(str(path))
     meta = records.read(meta_path, "the checkpoint record", {"param_groups": records.array(records.obj())})
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    net.load_state_dict(network_tensors(tensors), strict=True)
     if optimizer is not None and meta.get("param_groups"):
         state: dict = {}
         for key, value in tensors.items():

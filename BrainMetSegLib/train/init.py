@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, ModelError
+from .checkpoint import NETWORK_PREFIX, network_tensors
 
 
 @dataclass
@@ -120,9 +121,7 @@ def read_3d_weights(path: str | Path) -> dict[str, torch.Tensor]:
     elif not path.is_file() or path.suffix != ".safetensors":
         raise InputError(f"{path}: initial weights must be a model package folder or a .safetensors file.")
     tensors = load_file(str(path))
-    if any(k.startswith("model.") for k in tensors):
-        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    return tensors
+    return network_tensors(tensors) if any(k.startswith(NETWORK_PREFIX) for k in tensors) else tensors
 
 
 def init_from_weights(net: torch.nn.Module, path: str | Path, select: str | None = None) -> InflationReport:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from BrainMetSegLib.checksums import sha256_file
 from BrainMetSegLib.train.averaging import average_states, kept_checkpoints
+from BrainMetSegLib.train.checkpoint import network_tensors
 
 
 def _package(base: Path, out: Path, suffix: str, states: list[dict], epochs: list[int]) -> None:
@@ -48,7 +49,7 @@ def _package(base: Path, out: Path, suffix: str, states: list[dict], epochs: lis
 
 
 def _network(path: Path) -> dict:
-    return {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+    return network_tensors(load_file(str(path)))
 
 
 def main() -> None:
