@@ -92,8 +92,7 @@ def box_is_certain(prob: np.ndarray, band: float = BOX_BAND) -> bool:
     if not (n_a > n_b - n_a and n_a > int(sizes.max())):
         return False
     b = labels == b_label
-    return all(_plane_range(a, axis) is not None and _plane_range(a, axis) == _plane_range(b, axis)
-               for axis in range(3))
+    return all((ra := _plane_range(a, axis)) is not None and ra == _plane_range(b, axis) for axis in range(3))
 
 
 class FastBrainExtraction(BrainExtraction):
