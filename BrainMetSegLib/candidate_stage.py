@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .candidates import candidate_features, zscore_within
+from .candidates import ZScoredWithin, candidate_features
 from .lesions import Frame, LesionTableRow, lesion_table, renumber_by_size
 from .operating_point import OperatingPoint, lesion_labels_array
 from .options import ScorerMode
@@ -69,8 +69,8 @@ def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Imag
     prob = sitk.GetArrayViewFromImage(probability)
     labels = candidate_labels(probability, candidate_threshold, outline_threshold)
     brain_kji = sitk.GetArrayViewFromImage(brain) > 0
-    image = sitk.GetArrayViewFromImage(ce_t1).astype(np.float32)
-    features = candidate_features(labels, prob, zscore_within(image, brain_kji), brain_kji,
+    image = sitk.GetArrayViewFromImage(ce_t1)
+    features = candidate_features(labels, prob, ZScoredWithin(image, brain_kji, np.float32), brain_kji,
                                   Frame.of(probability), candidate_threshold)
     return Candidates(labels, features, np.full(len(features), np.nan))
 

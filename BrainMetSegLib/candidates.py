@@ -58,11 +58,45 @@ def _logit(p: float) -> float:
 
 def zscore_within(image_kji: np.ndarray, brain_kji: np.ndarray) -> np.ndarray:
     """(Z, Y, X) float32 image z-scored by the mean and SD of its brain voxels."""
-    values = image_kji[brain_kji].astype(np.float64)
-    if values.size == 0:
-        return np.zeros(image_kji.shape, np.float32)
-    sd = float(values.std()) or 1.0
-    return ((image_kji - float(values.mean())) / sd).astype(np.float32)
+    return ZScoredWithin(image_kji, brain_kji).whole()
+
+
+class ZScoredWithin:
+    """:func:`zscore_within` computed where it is indexed: ``z[box]`` is ``zscore_within(image,
+    brain)[box]`` (the same per-voxel float32 arithmetic), so the candidate features pay for
+    their boxes instead of the whole image (~0.1-0.3 s a case). Once the boxes asked for add up
+    to the image, the whole is computed once and sliced, so it never costs more than twice that.
+    ``dtype``: the image is read as this type first (None: as it is), as ``image.astype(dtype)``
+    would give it.
+    """
+
+    def __init__(self, image_kji: np.ndarray, brain_kji: np.ndarray, dtype=None):
+        self.image, self.dtype = image_kji, dtype
+        self.shape = image_kji.shape
+        values = np.asarray(image_kji[brain_kji], dtype).astype(np.float64)
+        self.empty = values.size == 0
+        self.mean = 0.0 if self.empty else float(values.mean())
+        self.sd = 1.0 if self.empty else float(values.std()) or 1.0
+        self._computed = 0
+        self._whole: np.ndarray | None = None
+
+    def _z(self, part: np.ndarray) -> np.ndarray:
+        if self.empty:
+            return np.zeros(part.shape, np.float32)
+        return ((np.asarray(part, self.dtype) - self.mean) / self.sd).astype(np.float32)
+
+    def whole(self) -> np.ndarray:
+        if self._whole is None:
+            self._whole = self._z(self.image)
+        return self._whole
+
+    def __getitem__(self, box) -> np.ndarray:
+        if self._whole is None:
+            part = self.image[box]
+            self._computed += part.size
+            if self._computed <= self.image.size:
+                return self._z(part)
+        return self.whole()[box]
 
 
 def _box(sl: tuple[slice, ...], margin_vox, shape) -> tuple[slice, ...]:

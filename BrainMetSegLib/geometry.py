@@ -137,3 +137,22 @@ class Geometry:
         """A (Z, Y, X) array on the model grid resampled onto the input grid (0 outside)."""
         image = self.model_grid.image_from_array(np.ascontiguousarray(array_zyx))
         return resample(image, self.input_grid, linear=linear)
+
+    def masks_to_input(self, *masks_zyx: np.ndarray) -> list[sitk.Image]:
+        """Up to 8 (Z, Y, X) bool masks on the model grid as uint8 0/1 images on the input grid,
+        the same voxels as ``to_input(mask.astype(np.uint8), linear=False)`` of each: nearest
+        neighbour picks one model voxel per input voxel, the same for every mask, so the masks
+        travel as the bits of one uint8 image and are resampled once."""
+        if not 1 <= len(masks_zyx) <= 8:
+            raise ValueError(f"masks_to_input takes 1 to 8 masks, not {len(masks_zyx)}")
+        packed = np.zeros(masks_zyx[0].shape, np.uint8)
+        for bit, mask in enumerate(masks_zyx):
+            packed |= mask.astype(np.uint8) << bit
+        codes = self.to_input(packed, linear=False)
+        values = sitk.GetArrayViewFromImage(codes)
+        out = []
+        for bit in range(len(masks_zyx)):
+            image = sitk.GetImageFromArray((values >> bit) & 1)
+            image.CopyInformation(codes)
+            out.append(image)
+        return out

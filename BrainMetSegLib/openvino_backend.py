@@ -256,4 +256,7 @@ class _Forward:
         import torch
 
         x = np.ascontiguousarray(batch.detach().cpu().float().numpy())
-        return torch.from_numpy(np.array(self.request.infer({0: x})[0], copy=True))
+        # share_inputs: OpenVINO reads ``x`` in place (the call is synchronous) instead of copying
+        # it; without share_outputs it returns a fresh array of its own, the request's output
+        # tensor is not shared, so no second copy is needed (Testing/test_openvino_backend.py).
+        return torch.from_numpy(self.request.infer({0: x}, share_inputs=True)[0])

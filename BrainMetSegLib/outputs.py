@@ -23,7 +23,7 @@ from .lesions import COLUMNS, LesionTableRow
 from .options import OutputFormat
 from .run_record import output_hashes
 from .slicer_seg import SEG_NRRD_NAME, segmentation_image
-from .staging import check_writable, commit, stage_image, stage_text, write_text
+from .staging import check_writable, commit, stage_images, stage_text, write_text
 
 try:
     import fcntl
@@ -131,11 +131,11 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
     created = _make_folders(outdir)
     staged: list[tuple[Path, Path]] = []
     try:
-        staged.append((stage_image(sitk.Cast(result.labels, sitk.sitkUInt16), paths["labels"]), paths["labels"]))
-        staged.append((stage_image(sitk.Cast(result.probability, sitk.sitkFloat32), paths["probability"]),
-                       paths["probability"]))
-        staged.append((stage_image(segmentation_image(result.labels), paths["segmentation"]),
-                       paths["segmentation"]))
+        images = [(sitk.Cast(result.labels, sitk.sitkUInt16), paths["labels"]),
+                  (sitk.Cast(result.probability, sitk.sitkFloat32), paths["probability"]),
+                  (segmentation_image(result.labels), paths["segmentation"])]
+        tmps = stage_images(images)
+        staged.extend(zip(tmps, [path for _, path in images], strict=True))
         staged.append((stage_text(table_csv(result.table, scored), paths["table_csv"]), paths["table_csv"]))
         if scored:
             staged.append((stage_text(table_csv(result.possible, True, ("status", "reason")), paths["possible_csv"]),

@@ -9,6 +9,7 @@ Every output is on the CE-T1's own grid, so it overlays the input in any viewer.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -360,15 +361,15 @@ class Segmenter:
                 raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
-            probability = pre.geometry.to_input(prob.astype(np.float32), linear=True)
-            brain = pre.geometry.to_input(pre.brain.astype(np.uint8), linear=False)
+            probability = pre.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
+            with_core = self.scorer is not None and pre.brain_undilated is not None
+            brain, *core = pre.geometry.masks_to_input(pre.brain, *([pre.brain_undilated] if with_core else []))
             possible, stage = [], None
             if self.scorer is None:
                 labels = lesion_labels(probability, self.operating_point)
                 table = lesion_table(labels, probability, self.operating_point.outline)
             else:
-                core = (None if pre.brain_undilated is None
-                        else pre.geometry.to_input(pre.brain_undilated.astype(np.uint8), linear=False))
+                core = core[0] if core else None
                 labels, table, possible, n = apply_scorer(probability, images[0], brain, self.scorer, self.mode,
                                                           self.operating_point.outline_threshold, core)
                 stage = {"candidates": n, "lesions": len(table), "possible": len(possible),
@@ -408,6 +409,14 @@ class Segmenter:
 
 
 def dependency_versions() -> dict[str, str]:
+    """The installed versions run.json records (a copy: the caller may change it)."""
+    return dict(_dependency_versions())
+
+
+@functools.cache
+def _dependency_versions() -> dict[str, str]:
+    """Looked up once per process: each lookup scans the installed distributions (~0.1 s a
+    case on 2 cores) and the modules a process has imported do not change under it."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

@@ -137,8 +137,8 @@ def deepbet_mask(array_zyx_lps: np.ndarray, device: Device = Device.CPU, thresho
     try:
         if bf16 and device == Device.CPU:
             prob = _run_bf16(bet, ras, grid)
-        else:
-            prob = bet.run_model(ras.copy(), shape=(grid,) * 3)
+        else:  # ras is this call's own array and run_model reads it (nan_to_num makes a new one)
+            prob = bet.run_model(ras, shape=(grid,) * 3)
         mask = bet.postprocess(prob > threshold)
         if info is not None and "box_finder" in info.get("deepbet_backend", {}):
             info["deepbet_backend"]["box_finder"]["box_from"] = bet.box_backend

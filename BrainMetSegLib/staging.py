@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +94,59 @@ def stage_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
     and return the temporary path; :class:`OutputError` (temporary file removed) if anything
     fails, a full disk included. Rename it with :func:`commit`."""
     path = Path(path)
+    tmp, said = _write_staged(image, path, compress)
+    _verify_staged(tmp, image, path, said)
+    return tmp
+
+
+def stage_images(items: Sequence[tuple[sitk.Image, str | os.PathLike]], compress: bool = True) -> list[Path]:
+    """:func:`stage_image` of each (image, path), the same files and checks, with each file's
+    fsync and verification (a full decompression: ~0.1 s for a probability map) done in a
+    second thread while the next image is written (zlib and ITK release the GIL, so it runs
+    on another core). Writes stay one at a time, each with its own capture of ITK's messages.
+    On any failure every temporary file is removed and the failure of the earliest item
+    raised, as :func:`stage_image` one by one would; returns the temporary paths in order."""
+    tmps: list[Path] = []
+    checks: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
+        try:
+            for image, path in items:
+                tmp, said = _write_staged(image, Path(path), compress)
+                tmps.append(tmp)
+                checks.append(pool.submit(_verify_staged, tmp, image, Path(path), said))
+        except Exception as exc:
+            _remove_staged(tmps, checks)
+            raise _earliest_failure(checks) or exc from None
+        except BaseException:  # an interrupt is passed on as it is
+            _remove_staged(tmps, checks)
+            raise
+        failure = _earliest_failure(checks)
+        if failure is not None:
+            _remove_staged(tmps, checks)
+            raise failure from None
+    return tmps
+
+
+def _earliest_failure(checks: list[Future]) -> BaseException | None:
+    """The first exception of ``checks`` in order (each waited for), or None."""
+    for check in checks:
+        exc = check.exception()
+        if exc is not None:
+            return exc
+    return None
+
+
+def _remove_staged(tmps: list[Path], checks: list[Future]) -> None:
+    wait(checks)  # no verification still reading a file about to go
+    for tmp in tmps:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_staged(image: sitk.Image, path: Path, compress: bool) -> tuple[Path, str]:
+    """ITK writes ``image`` into a temporary file beside ``path`` (its stderr captured);
+    (temporary path, what ITK said). :class:`OutputError` (file removed) when the write fails."""
     tmp = _atomic_target(path)
+    said = ""
     try:
         with tempfile.TemporaryFile() as chatter:
             with stderr_to(chatter):
@@ -100,17 +154,33 @@ def stage_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
             chatter.seek(0)
             said = chatter.read().decode("utf-8", "replace").strip()
         os.chmod(tmp, default_file_mode())
+    except (RuntimeError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc, said) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, said
+
+
+def _verify_staged(tmp: Path, image: sitk.Image, path: Path, said: str) -> None:
+    """fsync the written temporary file and verify it (:func:`verify_image_file`);
+    :class:`OutputError` (file removed) when either fails."""
+    try:
         _fsync(tmp)
         verify_image_file(tmp, image)
     except (RuntimeError, OSError, FileProblem) as exc:
         tmp.unlink(missing_ok=True)
-        detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
-        itk = f"; ITK said: {said.splitlines()[-1][:160]}" if "said" in locals() and said else ""
-        raise OutputError(f"{path}: cannot write the image ({detail}{itk}); nothing was replaced.") from None
+        raise _write_error(path, exc, said) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return tmp
+
+
+def _write_error(path: Path, exc: BaseException, said: str) -> OutputError:
+    detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
+    itk = f"; ITK said: {said.splitlines()[-1][:160]}" if said else ""
+    return OutputError(f"{path}: cannot write the image ({detail}{itk}); nothing was replaced.")
 
 
 def stage_text(text: str, path: str | os.PathLike) -> Path:

@@ -14,7 +14,7 @@ from BrainMetSegLib.candidate_stage import (
     apply_scorer,
     outside_fractions,
 )
-from BrainMetSegLib.candidates import FEATURES, candidate_features, zscore_within
+from BrainMetSegLib.candidates import FEATURES, ZScoredWithin, candidate_features, zscore_within
 from BrainMetSegLib.checksums import sha256_file
 from BrainMetSegLib.errors import ModelError, OptionError
 from BrainMetSegLib.lesions import Frame
@@ -75,6 +75,35 @@ def test_features_of_a_single_voxel_and_of_no_candidate_are_finite():
     assert np.isfinite(f).all() and f[0, F["elongation"]] >= 1.0
     assert candidate_features(np.zeros_like(labels), prob, image, brain, Frame.from_spacing((1, 1, 1)), 0.5).shape \
         == (0, len(FEATURES))
+
+
+def _old_zscore_within(image_kji, brain_kji):
+    """zscore_within as it was before it was computed box by box (the whole image at once)."""
+    values = image_kji[brain_kji].astype(np.float64)
+    if values.size == 0:
+        return np.zeros(image_kji.shape, np.float32)
+    sd = float(values.std()) or 1.0
+    return ((image_kji - float(values.mean())) / sd).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_z_scored_boxes_equal_the_whole_images(dtype):
+    labels, prob, image, brain = scene()
+    image = (image * 3.7 + 11).astype(dtype)
+    whole = _old_zscore_within(image.astype(np.float32), brain)
+    assert np.array_equal(zscore_within(image.astype(np.float32), brain), whole)
+    assert np.array_equal(zscore_within(image, brain), _old_zscore_within(image, brain))
+    lazy = ZScoredWithin(image, brain, np.float32)
+    boxes = [(slice(0, 20), slice(5, 30), slice(10, 48)), (slice(30, 48), slice(0, 48), slice(0, 10)),
+             (slice(None), slice(None), slice(None))] + [(slice(k, k + 40),) * 3 for k in range(3)]
+    for box in boxes:  # the last ones add up to more than the image: sliced from the whole
+        assert np.array_equal(lazy[box], whole[box])
+    assert lazy._whole is not None
+    assert np.array_equal(ZScoredWithin(image, np.zeros_like(brain), np.float32)[boxes[0]],
+                          np.zeros(whole[boxes[0]].shape, np.float32))
+    frame = Frame.from_spacing((1, 1, 1))
+    assert np.array_equal(candidate_features(labels, prob, ZScoredWithin(image, brain, np.float32), brain, frame, 0.5),
+                          candidate_features(labels, prob, whole, brain, frame, 0.5))
 
 
 def training_data(n=300, seed=0):

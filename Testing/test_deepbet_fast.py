@@ -64,7 +64,9 @@ def test_run_model_is_deepbets(head, bet):
     shapes = {"small_shape": (64,) * 3, "shape": (64,) * 3}
     ref = BrainExtraction.run_model(bet, head.copy(), **shapes)
     ref_box = bet.bbox
-    fast = bet.run_model(head.copy(), **shapes)
+    given = head.copy()
+    fast = bet.run_model(given, **shapes)
+    assert np.array_equal(given, head)  # read only: deepbet_mask hands it its array uncopied
     assert bet.bbox == ref_box and bet.box_backend == "torch"
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
     assert 0.05 < (ref > 0.5).mean() < 0.6  # a brain was found, not an empty or full mask

@@ -113,6 +113,21 @@ def _tiny_ov_model():
     return ov.Model([ops.relu(x)], [x], "relu")
 
 
+def test_forward_results_are_the_callers_own():
+    """The forward neither copies twice nor shares OpenVINO's buffers: a result stays as it was
+    after the next call, and the input is read, never written."""
+    forward = ovb._Forward(ovb.compile_model(_tiny_ov_model(), 1))
+    a_in, b_in = torch.randn(1, 1, 8, 8, 8), torch.randn(1, 1, 8, 8, 8)
+    a_before = a_in.clone()
+    a = forward(a_in)
+    a_kept = a.clone()
+    b = forward(b_in)
+    assert torch.equal(a, a_kept) and torch.equal(a, torch.relu(a_before)) and torch.equal(b, torch.relu(b_in))
+    assert torch.equal(a_in, a_before)
+    assert not np.shares_memory(a.numpy(), b.numpy())
+    assert not np.shares_memory(b.numpy(), forward.request.get_output_tensor(0).data)
+
+
 def test_cache_files_are_checked(tmp_path):
     folder = tmp_path / "k1"
     assert ovb.write_cached(_tiny_ov_model(), folder, {"key": "k1", "check": {"ok": 1}}) == ""
