@@ -55,7 +55,7 @@ def torch_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
 def normalize_(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """deepbet.utils.normalize computed in place after its first operation (``x`` is left
     untouched): clip to [low, high] scaled to [0, 1], z-score, then x 0.226 + 0.449."""
-    x = (x - low) / (high - low)
+    x = (x - low).div_(high - low)  # the one new tensor; the same division in place
     x.clamp_(min=0, max=1)
     mean, std = x.mean(), x.std()
     return x.sub_(mean).div_(std).mul_(.226).add_(.449)
