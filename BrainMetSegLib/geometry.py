@@ -99,7 +99,8 @@ def field_of_view_mask(input_grid: Grid, grid: Grid) -> np.ndarray:
     """(Z, Y, X) bool on ``grid``: voxel centres inside ``input_grid``'s voxel extent, i.e. where
     the scanner measured something. Elsewhere resampling only filled in zeros."""
     ones = input_grid.image_from_array(np.ones(input_grid.size_xyz[::-1], np.uint8))
-    return sitk.GetArrayFromImage(resample(ones, grid, linear=False)) > 0
+    on_grid = resample(ones, grid, linear=False)  # kept alive while its buffer is viewed
+    return sitk.GetArrayViewFromImage(on_grid) > 0
 
 
 def resample(image: sitk.Image, grid: Grid, linear: bool = True, default: float = 0.0,

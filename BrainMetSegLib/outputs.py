@@ -131,8 +131,8 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
     created = _make_folders(outdir)
     staged: list[tuple[Path, Path]] = []
     try:
-        images = [(sitk.Cast(result.labels, sitk.sitkUInt16), paths["labels"]),
-                  (sitk.Cast(result.probability, sitk.sitkFloat32), paths["probability"]),
+        images = [(_as_pixel(result.labels, sitk.sitkUInt16), paths["labels"]),
+                  (_as_pixel(result.probability, sitk.sitkFloat32), paths["probability"]),
                   (segmentation_image(result.labels), paths["segmentation"])]
         tmps = stage_images(images)
         staged.extend(zip(tmps, [path for _, path in images], strict=True))
@@ -163,6 +163,11 @@ def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
     if not scored and overwrite:  # an earlier scored run's review list does not belong to this run
         (outdir / POSSIBLE_CSV).unlink(missing_ok=True)
     return paths
+
+
+def _as_pixel(image: sitk.Image, pixel_id: int) -> sitk.Image:
+    """``image`` as ``pixel_id`` (a copy by ``sitk.Cast`` only where the type differs)."""
+    return image if image.GetPixelID() == pixel_id else sitk.Cast(image, pixel_id)
 
 
 def _make_folders(folder: Path) -> list[Path]:
