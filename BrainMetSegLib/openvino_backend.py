@@ -26,7 +26,6 @@ import hashlib
 import json
 import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -225,12 +224,12 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
     if (key, threads) in _COMPILED:
         compiled, record = _COMPILED[(key, threads)]
         return _Forward(compiled), {**base, **record, "cache": "process", "export_s": 0.0, "compile_s": 0.0}
-    prepared = _take_prepared(key, threads, folder)
-    model, meta, why = (None, None, "") if prepared is not None else read_cached(folder, key)
-    if prepared is not None:
-        compiled, record = prepared
-    elif model is not None:
-        compiled, record = _compile_cached(model, meta, threads)
+    model, meta, why = read_cached(folder, key)
+    if model is not None:
+        t0 = time.perf_counter()
+        compiled = compile_model(model, threads)
+        record = {"cache": "hit", "export_s": 0.0, "compile_s": round(time.perf_counter() - t0, 2),
+                  "check": meta.get("check")}
     else:
         if why != "not cached":
             warnings.warn(f"{folder}: OpenVINO cache not used ({why}); converting the network again.",
@@ -245,59 +244,6 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[(key, threads)] = (compiled, record)
     return _Forward(compiled), {**base, **record}
-
-
-def _compile_cached(model, meta: dict, threads: int):
-    """(compiled model, record) of a network read from the cache."""
-    t0 = time.perf_counter()
-    compiled = compile_model(model, threads)
-    return compiled, {"cache": "hit", "export_s": 0.0, "compile_s": round(time.perf_counter() - t0, 2),
-                      "check": meta.get("check")}
-
-
-def _read_and_compile(folder: Path, key: str, threads: int):
-    """:func:`read_cached` and :func:`_compile_cached` (None: not cached or not valid; the
-    foreground then does what it always did, warnings and rebuilds included)."""
-    model, meta, _ = read_cached(folder, key)
-    return None if model is None else _compile_cached(model, meta, threads)
-
-
-_PREPARING: dict[tuple, Future] = {}  # (key, threads, folder) -> reading + compiling in the background
-_PREPARER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openvino-prepare")
-
-
-def prepare(identity: dict, in_channels: int, divisor: int, cache_dir: str | Path | None = None) -> bool:
-    """Start reading (hashes checked) and compiling a cached export in a background thread, so
-    that a process's first :func:`openvino_forward` of it finds it compiled: the reading, hashing
-    and compiling (0.3-1 s, mostly one core) then overlap the case's reading and preprocessing,
-    which leave the second core idle much of the time. Only a network already in the cache is
-    prepared; anything else (not cached, damaged: rebuilt with its warning, already compiled,
-    a failure in the background) is left to :func:`openvino_forward` as before, which uses the
-    result only from the same key and thread count. True when a preparation was started."""
-    import openvino as ov
-    import torch
-
-    if divisor < 8:
-        return False
-    threads = torch.get_num_threads()
-    key = cache_key(identity, conversion_settings(in_channels, divisor), ov.__version__)
-    folder = cache_root(cache_dir) / key
-    if (key, threads) in _COMPILED or (key, threads, folder) in _PREPARING or not (folder / META).exists():
-        return False
-    _core()  # created here, never by two threads at once
-    _PREPARING[(key, threads, folder)] = _PREPARER.submit(_read_and_compile, folder, key, threads)
-    return True
-
-
-def _take_prepared(key: str, threads: int, folder: Path):
-    """The background preparation's (compiled, record) of this cache folder (waited for), or None."""
-    future = _PREPARING.pop((key, threads, folder), None)
-    if future is None:
-        return None
-    try:
-        return future.result()
-    except Exception:  # the foreground reads and compiles again and reports what fails, as before
-        return None
 
 
 class _Forward:

@@ -284,29 +284,6 @@ class Segmenter:
             self._lazy = LazyNetwork(lambda: self.net)
         return self._lazy
 
-    def _prepare_openvino(self) -> None:
-        """Where OpenVINO will run deepbet's networks and the model's (a package's, cached), have
-        them read and compiled in the background while the case is read and preprocessed
-        (:func:`~.openvino_backend.prepare`; a process's first case only: later ones find them
-        compiled). An optimisation only: whatever fails here is left to the forward itself."""
-        if not self.preprocess_config.deepbet_openvino:
-            return
-        from . import openvino_backend
-        from .architectures import size_divisor as divisor_of
-
-        card, cache = self.package.card, self.inference_config.backend_cache
-        try:
-            if self.config.brain_mask == MaskMethod.DEEPBET:
-                from .skullstrip import DEEPBET_DIVISOR, deepbet_identity
-
-                for network in ("model", "bbox_model"):
-                    openvino_backend.prepare(deepbet_identity(network), 1, DEEPBET_DIVISOR, cache)
-            if not self._network_given:
-                openvino_backend.prepare(self.package.network_identity(), len(card.input_sequences),
-                                         divisor_of(card.architecture, card.architecture_args) or 1, cache)
-        except Exception:  # noqa: BLE001 - never a reason to fail a run: the forwards do it all again
-            return
-
     def _deepbet_openvino(self, config: SegmentConfig) -> bool:
         """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
         ``--backend openvino`` where it cannot run fails here, before any work."""
@@ -365,7 +342,6 @@ class Segmenter:
                                         for s, image, source in zip(order[1:], images[1:], sources[1:],
                                                                     strict=True)]
         with timer.stage(Stage.PREPROCESS, f"resampling, brain mask ({self.config.brain_mask}), normalising"):
-            self._prepare_openvino()
             pre = preprocess(images, self.preprocess_config)
             if not np.isfinite(pre.array).all():
                 raise InputError("intensities became non-finite during preprocessing (values too large?); "

@@ -181,55 +181,6 @@ def test_cache_hit_rebuild_and_unwritable(tiny_model, tmp_path, monkeypatch):
     assert np.abs(_sigmoid(forward(x).numpy()) - _sigmoid(ref)).max() < 1e-4
 
 
-def test_prepared_in_the_background(tiny_model, tmp_path, monkeypatch):
-    """prepare() reads (hashes checked) and compiles a cached export in a second thread and the
-    forward uses it (a hit, the same outputs); nothing cached, already compiled, a failure in
-    the background or a damaged folder leave the forward to do what it always did."""
-    import threading
-
-    net = tiny_model.load_network("cpu")
-    identity, cache = tiny_model.network_identity(), tmp_path / "cache"
-    x = torch.randn(1, 1, 48, 32, 64)
-    with torch.inference_mode():
-        ref = net(x).numpy()
-    ovb._COMPILED.clear()
-    ovb._PREPARING.clear()
-    assert not ovb.prepare(identity, 1, 16, cache)  # nothing cached yet
-    _, first = ovb.openvino_forward(net, 1, 16, identity, cache)
-    assert first["cache"] == "miss" and not ovb.prepare(identity, 1, 16, cache)  # compiled already
-    ovb._COMPILED.clear()
-    assert ovb.prepare(identity, 1, 16, cache) and not ovb.prepare(identity, 1, 16, cache)
-    forward, second = ovb.openvino_forward(net, 1, 16, identity, cache)
-    assert second["cache"] == "hit" and second["check"] == first["check"] and not ovb._PREPARING
-    assert np.abs(_sigmoid(forward(x).numpy()) - _sigmoid(ref)).max() < 1e-4
-
-    real_compile = ovb.compile_model
-
-    def fails_in_the_background(model, threads):
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("std::bad_alloc")
-        return real_compile(model, threads)
-
-    monkeypatch.setattr(ovb, "compile_model", fails_in_the_background)
-    ovb._COMPILED.clear()
-    assert ovb.prepare(identity, 1, 16, cache)
-    forward, third = ovb.openvino_forward(net, 1, 16, identity, cache)
-    assert third["cache"] == "hit" and not ovb._PREPARING
-    assert np.abs(_sigmoid(forward(x).numpy()) - _sigmoid(ref)).max() < 1e-4
-    monkeypatch.setattr(ovb, "compile_model", real_compile)
-
-    weights = cache / first["cache_folder"].rsplit("/", 1)[1] / ovb.MODEL_BIN
-    data = bytearray(weights.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # damaged after the export: found in the background, warned in front
-    weights.write_bytes(bytes(data))
-    ovb._COMPILED.clear()
-    assert ovb.prepare(identity, 1, 16, cache)
-    with pytest.warns(RuntimeWarning, match="does not match the sha256"):
-        forward, fourth = ovb.openvino_forward(net, 1, 16, identity, cache)
-    assert fourth["cache"] == "rebuilt" and "model.bin" in fourth["rebuilt_because"]
-    assert np.abs(_sigmoid(forward(x).numpy()) - _sigmoid(ref)).max() < 1e-4
-
-
 def test_a_disagreeing_export_is_refused(tiny_model, tmp_path, monkeypatch):
     net = tiny_model.load_network("cpu")
     monkeypatch.setattr(ovb, "export", lambda *args: _tiny_ov_model())  # a wrong network of the right shape
