@@ -242,7 +242,7 @@ def cli_float(text_value: str) -> float:
 
 
 def check_segment_config(config) -> None:
-    """Check a :class:`~BrainMetSegLib.pipeline.SegmentConfig` and turn its choices into enum
+    """Check a :class:`~BrainMetSegLib.pipeline_types.SegmentConfig` and turn its choices into enum
     members (in place); :class:`OptionError` naming the option (as the CLI spells it). ``None``
     means "the model card's value" and passes."""
     as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),

@@ -116,7 +116,7 @@ def check_outputs(outdir: Path, ext: str, overwrite: bool,
 
 def write_result(result, outdir: Path, ext: str, overwrite: bool = False,
                  inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
-    """Write ``result`` (a :class:`~BrainMetSegLib.pipeline.Result`) into ``outdir``.
+    """Write ``result`` (a :class:`~BrainMetSegLib.pipeline_types.Result`) into ``outdir``.
 
     All files are first written under temporary names and verified (a full disk is caught
     there), then renamed together; image outputs of another format from an earlier run are

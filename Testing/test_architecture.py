@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("postprocess", ("lesions", "operating_point", "candidates", "candidate_stage", "scorer")),
     ("model package", ("models", "card_check", "download")),
     ("outputs", ("outputs", "slicer_seg", "dicom")),
-    ("pipeline", ("pipeline", "batch")),
+    ("pipeline", ("pipeline", "pipeline_types", "batch")),
     ("applications", ("evaluate", "longitudinal", "train", "importers", "synth")),
     ("Slicer bridge", ("slicer_bridge",)),
     ("scene", ("mrml",)),

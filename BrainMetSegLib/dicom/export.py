@@ -114,7 +114,7 @@ class DicomExport:
     """A planned export of one case's result: which objects, which reference, where.
 
     :meth:`check` fails early (before inference) on a bad reference or an existing output;
-    :meth:`write` exports a :class:`~BrainMetSegLib.pipeline.Result`.
+    :meth:`write` exports a :class:`~BrainMetSegLib.pipeline_types.Result`.
     """
 
     kinds: tuple[str, ...]

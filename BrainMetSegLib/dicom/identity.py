@@ -44,7 +44,7 @@ class ModelIdentity:
 
     @classmethod
     def from_provenance(cls, provenance: dict) -> ModelIdentity:
-        """From a pipeline :class:`~BrainMetSegLib.pipeline.Result`'s provenance."""
+        """From a pipeline :class:`~BrainMetSegLib.pipeline_types.Result`'s provenance."""
         model = provenance["model"]
         params = operating_parameters(provenance.get("settings") or {})
         return cls(model["name"], model["version"], model.get("sha256", ""), params)
