@@ -13,8 +13,13 @@
    tracked lesion (and, apart, by a true lesion the model missed on the earlier scans), and
    the follow-up / baseline diameter ratio of stable lesions (found as one piece on both scans,
    baseline >= 5 mm), divided by the true ratio: that of the true label maps' measurements
-   (lesions within +-10 % of 1 by it; the figure reported since the benchmark began) and the
-   diameter scale the synth drew (free of the true label maps' own voxel steps).
+   (lesions within +-10 % of 1 by it; the figure reported since the benchmark began), the
+   diameter scale the synth drew, and the lesions' analytic diameters.
+4. Two truths, both reported: the true label maps (voxelised: their diameters read 3-9 % long,
+   more for small lesions) and the lesions' analytic shapes (the series synthesised again from
+   its recorded seed, each lesion's shape cut by the scan's axial slices:
+   :mod:`BrainMetSegLib.synth.analytic`); responses, stable ratios and each scan's diameters
+   by size against each.
 
     nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
@@ -239,6 +244,34 @@ def single_scan_diameters(outcome, truth: dict) -> list[list[float]]:
     return out
 
 
+def _registrations_folder(args) -> Path:
+    return Path(args.registrations or Path(args.scores or Path(args.cache) / "scores") / "registrations")
+
+
+def _saved_registrations(args, cid: str) -> list | None:
+    """Follow-up -> baseline registrations of a patient estimated by an earlier run over the same
+    cache (they depend only on the scans), or None."""
+    import SimpleITK as sitk
+
+    from BrainMetSegLib.longitudinal.registration import Registration
+
+    paths = [_registrations_folder(args) / f"{cid}_t{k}.tfm" for k in range(1, args.followups + 1)]
+    if not all(p.is_file() for p in paths):
+        return None
+    return [None] + [Registration(sitk.ReadTransform(str(p))) for p in paths]
+
+
+def _save_registrations(args, cid: str, registrations: list) -> None:
+    import SimpleITK as sitk
+
+    folder = _registrations_folder(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, reg in enumerate(registrations[1:], start=1):
+        path = folder / f"{cid}_t{k}.tfm"
+        if reg is not None and not path.is_file():
+            sitk.WriteTransform(reg.transform, str(path))
+
+
 def run_scoring(args, cids: list[str]) -> dict:
     from BrainMetSegLib.longitudinal.series import CompareRequest, run_comparison
 
@@ -256,12 +289,14 @@ def run_scoring(args, cids: list[str]) -> dict:
         row = {"case": cid, "true": truth["responses"], "true_analytic": truth["responses_analytic"],
                "true_at_synthesis": truth["responses_at_synthesis"],
                "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
-        registrations = None
+        registrations = _saved_registrations(args, cid)
         for mode in ("without", "with"):
             request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
-                                     prior=mode == "with")
+                                     prior=mode == "with",
+                                     **({"diameters": args.diameters} if args.diameters else {}))
             outcome = run_comparison(request, registrations=registrations)
             registrations = outcome.result.registrations
+            _save_registrations(args, cid, registrations)
             row[mode] = {"responses": [r.response for r in outcome.result.rano.timepoints],
                          "reasons": [r.reasons for r in outcome.result.rano.timepoints],
                          **dict(zip(("fragment_pd", "missed_before_pd"), fragment_pds(outcome, truth), strict=True)),
@@ -283,13 +318,15 @@ def run_scoring(args, cids: list[str]) -> dict:
               flush=True)
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
+    outline += f" --diameters {args.diameters}" if args.diameters else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
            "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
            "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} (default "
                    "options: 1 mm, whole head); every scan segmented by the default model; true responses from "
-                   "the true label maps by the same RANO-BM rules", "summary": summary, "patients": rows}
+                   "the true label maps ('true', 'right') and from the lesions' analytic shapes ('true_analytic', "
+                   "'right_vs_analytic') by the same RANO-BM rules", "summary": summary, "patients": rows}
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return doc
@@ -362,6 +399,11 @@ def main() -> None:
     ap.add_argument("--scores", default=None,
                     help="folder of per-patient scores, reused when re-run (default CACHE/scores; a new folder "
                          "re-scores the cached segmentations, e.g. after a change to compare)")
+    ap.add_argument("--diameters", default=None,
+                    help="compare's --diameters (image / outline; default: compare's default)")
+    ap.add_argument("--registrations", default=None,
+                    help="folder of the follow-ups' registrations, reused when there (default SCORES/registrations; "
+                         "they depend only on the scans, so another scores folder's may be given)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_longitudinal_e2e.json")))
     args = ap.parse_args()
     cids = case_ids(Path(args.cache) / "phantoms")[: args.cases] if args.score_only else prepare(args)
