@@ -90,8 +90,19 @@ def test_compare_measures_on_the_image_edge_and_keeps_the_outline_where_it_is_re
     assert record["lesions_by_method"] == {"t0": {ON_IMAGE: 1}, "t1": {ON_PROBABILITY: 1}}
     assert "no clear enhancement" in record["image_edge_refused"]["t1"]["1"]
     assert abs(tps[0].table[0]["axial_longest_diameter_mm"] - 2 * RADIUS) < 0.1
-    assert tps[1].table[0]["axial_longest_diameter_mm"] == lesion_table(labels, prob, 0.4)[0]["axial_longest_diameter_mm"]
+    (outline,) = lesion_table(labels, prob, 0.4)
+    assert tps[1].table[0]["axial_longest_diameter_mm"] == outline["axial_longest_diameter_mm"]
     assert tps[0].table[0]["rano_bm_measurable"] and not tps[1].table[0]["rano_bm_measurable"]
     # without the image edge: the probability outline, as before
     tps = [TimePoint("t0", _scan(seed=1), labels), TimePoint("t1", _scan(seed=2), labels)]
     assert measure_alike(tps, [RUN, RUN], [prob, prob])["rule"] == "probability outline"
+
+
+def test_a_lesion_under_5_mm_on_the_outline_keeps_the_outline():
+    from BrainMetSegLib.image_edge import measure_rows
+
+    prob, labels = _model(2.3)  # 4.6 mm across on the outline
+    rows = lesion_table(labels, prob, 0.4)
+    assert len(rows) == 1 and 4.0 < rows[0]["axial_longest_diameter_mm"] < 5.0
+    measured, refused = measure_rows(_scan(), labels, rows)
+    assert measured == rows and refused == {"1": "under 5 mm on the probability outline"}

@@ -290,7 +290,7 @@ def run_scoring(args, cids: list[str]) -> dict:
                "true_at_synthesis": truth["responses_at_synthesis"],
                "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
         registrations = _saved_registrations(args, cid)
-        for mode in ("without", "with"):
+        for mode in args.modes:
             request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
                                      prior=mode == "with",
                                      **({"diameters": args.diameters} if args.diameters else {}))
@@ -314,8 +314,8 @@ def run_scoring(args, cids: list[str]) -> dict:
         rows.append(row)
         scored.parent.mkdir(parents=True, exist_ok=True)
         scored.write_text(json.dumps(row, indent=1) + "\n")
-        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
-              flush=True)
+        print(f"{cid}: true {row['true']} analytic {row['true_analytic']} "
+              + " ".join(f"{m} {row[m]['responses']}" for m in args.modes), flush=True)
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     outline += f" --diameters {args.diameters}" if args.diameters else ""
@@ -339,6 +339,9 @@ def summarise(rows: list[dict]) -> dict:
     analytic size."""
     out = {}
     for mode in ("without", "with"):
+        if not all(mode in r for r in rows):
+            out[mode] = "not run (--modes)"
+            continue
         out[mode] = {}
         for name, key in (("", "true"), ("_vs_analytic", "true_analytic")):
             pairs = [(t, p) for r in rows if key in r for t, p in zip(r[key], r[mode]["responses"], strict=True)]
@@ -401,6 +404,8 @@ def main() -> None:
                          "re-scores the cached segmentations, e.g. after a change to compare)")
     ap.add_argument("--diameters", default=None,
                     help="compare's --diameters (image / outline; default: compare's default)")
+    ap.add_argument("--modes", nargs="+", default=["without", "with"], choices=["without", "with"],
+                    help="compare without and/or with the prior (default both)")
     ap.add_argument("--registrations", default=None,
                     help="folder of the follow-ups' registrations, reused when there (default SCORES/registrations; "
                          "they depend only on the scans, so another scores folder's may be given)")
