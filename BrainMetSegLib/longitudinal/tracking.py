@@ -80,7 +80,7 @@ class LesionAtTime:
     confidence: the segmentation's peak probability in it (None without a probability map).
     promoted: a possible lesion of this scan made a lesion by the candidate-stage prior.
     diameters_on: where the diameters were measured (the lesion table's column: "probability"
-    outline or "labels"; "mixed" for pieces measured differently).
+    outline, "labels" or the "image" edge; "mixed" for pieces measured differently).
     """
 
     timepoint: int
