@@ -180,7 +180,8 @@ LESION_COLUMNS: tuple[TableColumn, ...] = (
     TableColumn("diameters_on", "string", "",
                 "Where the diameters were measured: 'probability' = the probability map's outline at "
                 "the outline threshold (sub-voxel); 'labels' = the label map's voxel boundary "
-                "(edited lesions, label maps without their probability map)"),
+                "(edited lesions, label maps without their probability map); 'image' = the CE-T1 "
+                "image's edge at the half-maximum of the lesion's enhancement (compare --diameters image)"),
     TableColumn("lesion_probability", "double", "",
                 "Calibrated probability that the lesion is a metastasis (candidate scorer; "
                 "empty for models without one)"),

@@ -43,7 +43,8 @@ class LesionTableRow(TypedDict):
     mean_probability: float
     rano_bm_measurable: bool
     # where the diameters were measured: ON_PROBABILITY (the probability map's outline at the
-    # outline threshold, sub-voxel) or ON_LABELS (the label map's half-voxel boundary)
+    # outline threshold, sub-voxel) or ON_LABELS (the label map's half-voxel boundary); `compare`
+    # may measure on the image's edge instead (BrainMetSegLib.image_edge.ON_IMAGE)
     diameters_on: str
     # the candidate scorer's calibrated probability that the lesion is a metastasis
     # (BrainMetSegLib.candidate_stage); NaN / empty for models without a scorer.

@@ -112,6 +112,14 @@ class ProgressMode(StrEnum):
     NONE = "none"
 
 
+class Diameters(StrEnum):
+    """Where ``compare`` measures lesion diameters (:mod:`BrainMetSegLib.longitudinal.measuring`):
+    on the CE-T1 image's edge where it holds, else the probability outline; or the outline only."""
+
+    IMAGE = "image"
+    OUTLINE = "outline"
+
+
 class PosSampling(StrEnum):
     """How training draws lesion-centred patches (:mod:`BrainMetSegLib.train.sampling`)."""
 

@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "plausibility")),
     ("inference", ("inference", "precision", "memory", "architectures", "foreign_networks", "network_io",
                    "network_adapter")),
-    ("postprocess", ("lesions", "operating_point", "candidates", "candidate_stage", "scorer")),
+    ("postprocess", ("lesions", "image_edge", "operating_point", "candidates", "candidate_stage", "scorer")),
     ("model package", ("models", "card_check", "download")),
     ("outputs", ("outputs", "slicer_seg", "dicom")),
     ("pipeline", ("pipeline", "pipeline_types", "batch")),

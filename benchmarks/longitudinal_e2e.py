@@ -13,8 +13,13 @@
    tracked lesion (and, apart, by a true lesion the model missed on the earlier scans), and
    the follow-up / baseline diameter ratio of stable lesions (found as one piece on both scans,
    baseline >= 5 mm), divided by the true ratio: that of the true label maps' measurements
-   (lesions within +-10 % of 1 by it; the figure reported since the benchmark began) and the
-   diameter scale the synth drew (free of the true label maps' own voxel steps).
+   (lesions within +-10 % of 1 by it; the figure reported since the benchmark began), the
+   diameter scale the synth drew, and the lesions' analytic diameters.
+4. Two truths, both reported: the true label maps (voxelised: their diameters read 3-9 % long,
+   more for small lesions) and the lesions' analytic shapes (the series synthesised again from
+   its recorded seed, each lesion's shape cut by the scan's axial slices:
+   :mod:`BrainMetSegLib.synth.analytic`); responses, stable ratios and each scan's diameters
+   by size against each.
 
     nice -n 5 python benchmarks/longitudinal_e2e.py -n 15 --seed 7300 --cache /tmp/e2e
 """
@@ -81,7 +86,8 @@ def _measures(labels, track_of: dict[int, int]) -> dict:
 
 def truth_of(phantoms: Path, cid: str, followups: int) -> dict:
     """The true label maps, the truth records and the true responses by this library's rules now
-    (the truth JSON's response was computed by the rules at synthesis time; both are kept)."""
+    (the truth JSON's response was computed by the rules at synthesis time; both are kept), and
+    the same from the lesions' analytic shapes (:func:`analytic_measures`)."""
     import SimpleITK as sitk
 
     from BrainMetSegLib.longitudinal.rano import assess
@@ -93,10 +99,49 @@ def truth_of(phantoms: Path, cid: str, followups: int) -> dict:
                      for k in range(1, followups + 1)]
     track_of = [{i: i for i in ids}] + [{int(a): int(b) for a, b in d["truth"]["track_of"].items()} for d in docs]
     series = [_measures(m, t) for m, t in zip(maps, track_of, strict=True)]
-    rano = assess(series)
-    return {"maps": maps, "track_of": track_of, "measures": series, "docs": docs,
-            "responses": [r.response for r in rano.timepoints],
+    analytic = analytic_measures(phantoms, cid, docs, track_of, series)
+    return {"maps": maps, "track_of": track_of, "measures": series, "docs": docs, "analytic": analytic,
+            "responses": [r.response for r in assess(series).timepoints],
+            "responses_analytic": [r.response for r in assess(analytic).timepoints],
             "responses_at_synthesis": [d["true_rano_bm"]["response"] for d in docs]}
+
+
+def analytic_measures(phantoms: Path, cid: str, docs: list[dict], track_of: list[dict[int, int]],
+                      label_measures: list[dict]) -> list[dict]:
+    """Per time point, track id -> Measure of each true lesion from its analytic shape: the
+    series synthesised again from the recorded case seed and options (``make_series``, exact:
+    the lesion records' voxel counts are checked against the written ones), each lesion's
+    analytic axial diameters on that scan (:func:`BrainMetSegLib.synth.analytic.analytic_axial_size`);
+    volumes and the set of lesions are the label maps'."""
+    from BrainMetSegLib.longitudinal.rano import Measure
+    from BrainMetSegLib.synth.analytic import analytic_axial_size
+    from BrainMetSegLib.synth.config import SynthConfig
+    from BrainMetSegLib.synth.followup import FollowupConfig, make_series
+
+    def tuples(d: dict) -> dict:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+    first = docs[0]
+    baseline, series = make_series(int(first["case_seed"]), SynthConfig(**tuples(first["options"])), len(docs),
+                                   FollowupConfig(**tuples(first["followup_options"])))
+    written = [json.loads((phantoms / "lesionsTr" / f"{cid}.json").read_text())["lesions"]] + [
+        d["lesions"] for d in docs]
+    cases = [baseline] + [f.case for f in series]
+    for k, (case, records) in enumerate(zip(cases, written, strict=True)):
+        drawn = {r["id"]: r["voxels"] for r in case.lesions if r["voxels"] > 0}
+        if drawn != {r["id"]: r["voxels"] for r in records if r["voxels"] > 0}:
+            raise SystemExit(f"{cid} scan {k}: synthesised again, its lesions differ from the written ones "
+                             "(another synth version?): no analytic truth")
+    out = []
+    for k, case in enumerate(cases):
+        movement = None if k == 0 else series[k - 1].transform
+        measures = {}
+        for lesion_id, track in track_of[k].items():
+            size = analytic_axial_size(case.spec_of(lesion_id), case.labels, movement)
+            volume = label_measures[k][track].volume_mm3 if track in label_measures[k] else 0.0
+            measures[track] = Measure(size.longest_mm, size.perpendicular_mm, size.slices, volume)
+        out.append(measures)
+    return out
 
 
 def _true_track_at(pred_map, k: int, lesion_ids: list[int], truth: dict) -> set[int]:
@@ -148,10 +193,12 @@ def drawn_scale(truth: dict, track: int, k: int) -> float | None:
 def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0,
                   against: str = "labels") -> list[float]:
     """Measured follow-up / baseline longest axial diameter of stable lesions, each seen as one
-    piece on both scans, baseline >= ``min_mm``, divided by the true ratio. ``against``:
-    "labels": the true ratio of the true label maps' measurements, lesions within
-    +-``tolerance`` of 1 by it; "scale": the scale the synth drew (:func:`drawn_scale`), lesions
-    within +-``tolerance`` by it (free of the true label maps' own voxel quantisation)."""
+    piece on both scans, baseline >= ``min_mm``, divided by the true ratio, lesions within
+    +-``tolerance`` of 1 by that ratio. ``against``: "labels": the true label maps' measurements
+    (the figure reported since the benchmark began); "scale": the scale the synth drew
+    (:func:`drawn_scale`); "analytic": the lesion's analytic axial diameters on the two scans
+    (:func:`analytic_measures`; free of the true label maps' own voxel quantisation, like "scale",
+    and of the shape's rotation and the slice positions)."""
     ratios = []
     for tr in outcome.result.tracks:
         if tr.new_at is not None:
@@ -164,10 +211,65 @@ def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float =
             at, t0, tk = tr.at[k], truth["measures"][0].get(true_id), truth["measures"][k].get(true_id)
             if at.status != "present" or t0 is None or tk is None:
                 continue
-            true_ratio = tk.longest_mm / t0.longest_mm if against == "labels" else drawn_scale(truth, true_id, k)
+            if against == "labels":
+                true_ratio = tk.longest_mm / t0.longest_mm
+            elif against == "analytic":
+                a0, ak = truth["analytic"][0][true_id], truth["analytic"][k][true_id]
+                true_ratio = ak.longest_mm / a0.longest_mm if a0.longest_mm > 0 else None
+            else:
+                true_ratio = drawn_scale(truth, true_id, k)
             if true_ratio is not None and abs(true_ratio - 1) <= tolerance:
                 ratios.append((at.longest_mm / tr.at[0].longest_mm) / true_ratio)
     return ratios
+
+
+def single_scan_diameters(outcome, truth: dict) -> list[list[float]]:
+    """Per scan, each true lesion found as exactly one model lesion that covers no other true
+    lesion: [analytic longest axial diameter, measured, true label map's] (mm), for the
+    diameter accuracy by size."""
+    out = []
+    for k, tp in enumerate(outcome.timepoints):
+        pieces: dict[int, list[int]] = {}
+        rows = {int(row["lesion_id"]): row for row in tp.table}
+        for lesion_id in rows:
+            hit = _true_track_at(tp.labels, k, [lesion_id], truth)
+            for track in hit:
+                pieces.setdefault(track, []).append(lesion_id if len(hit) == 1 else -1)
+        for track, found in pieces.items():
+            if len(found) != 1 or found[0] < 0 or track not in truth["analytic"][k]:
+                continue
+            out.append([round(truth["analytic"][k][track].longest_mm, 3),
+                        round(float(rows[found[0]]["axial_longest_diameter_mm"]), 3),
+                        round(truth["measures"][k][track].longest_mm, 3)])
+    return out
+
+
+def _registrations_folder(args) -> Path:
+    return Path(args.registrations or Path(args.scores or Path(args.cache) / "scores") / "registrations")
+
+
+def _saved_registrations(args, cid: str) -> list | None:
+    """Follow-up -> baseline registrations of a patient estimated by an earlier run over the same
+    cache (they depend only on the scans), or None."""
+    import SimpleITK as sitk
+
+    from BrainMetSegLib.longitudinal.registration import Registration
+
+    paths = [_registrations_folder(args) / f"{cid}_t{k}.tfm" for k in range(1, args.followups + 1)]
+    if not all(p.is_file() for p in paths):
+        return None
+    return [None] + [Registration(sitk.ReadTransform(str(p))) for p in paths]
+
+
+def _save_registrations(args, cid: str, registrations: list) -> None:
+    import SimpleITK as sitk
+
+    folder = _registrations_folder(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, reg in enumerate(registrations[1:], start=1):
+        path = folder / f"{cid}_t{k}.tfm"
+        if reg is not None and not path.is_file():
+            sitk.WriteTransform(reg.transform, str(path))
 
 
 def run_scoring(args, cids: list[str]) -> dict:
@@ -184,20 +286,26 @@ def run_scoring(args, cids: list[str]) -> dict:
             rows.append(json.loads(scored.read_text()))
             continue
         truth = truth_of(phantoms, cid, args.followups)
-        row = {"case": cid, "true": truth["responses"], "true_at_synthesis": truth["responses_at_synthesis"],
+        row = {"case": cid, "true": truth["responses"], "true_analytic": truth["responses_analytic"],
+               "true_at_synthesis": truth["responses_at_synthesis"],
                "scenarios": [d["truth"]["scenario"] for d in truth["docs"]]}
-        registrations = None
-        for mode in ("without", "with"):
+        registrations = _saved_registrations(args, cid)
+        for mode in args.modes:
             request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
-                                     prior=mode == "with")
+                                     prior=mode == "with",
+                                     **({"diameters": args.diameters} if args.diameters else {}))
             outcome = run_comparison(request, registrations=registrations)
             registrations = outcome.result.registrations
+            _save_registrations(args, cid, registrations)
             row[mode] = {"responses": [r.response for r in outcome.result.rano.timepoints],
                          "reasons": [r.reasons for r in outcome.result.rano.timepoints],
                          **dict(zip(("fragment_pd", "missed_before_pd"), fragment_pds(outcome, truth), strict=True)),
                          "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)],
                          "stable_ratios_vs_scale": [round(v, 4) for v in stable_ratios(outcome, truth,
                                                                                        against="scale")],
+                         "stable_ratios_vs_analytic": [round(v, 4) for v in stable_ratios(outcome, truth,
+                                                                                          against="analytic")],
+                         "diameters_analytic_measured_labels": single_scan_diameters(outcome, truth),
                          "diameters_on": (outcome.measured or {}).get("rule"),
                          "not_new_below_cut_at_baseline": sum(
                              1 for tr in outcome.result.tracks if tr.at[0].status == "below-cut" and
@@ -206,38 +314,69 @@ def run_scoring(args, cids: list[str]) -> dict:
         rows.append(row)
         scored.parent.mkdir(parents=True, exist_ok=True)
         scored.write_text(json.dumps(row, indent=1) + "\n")
-        print(f"{cid}: true {row['true']} without {row['without']['responses']} with {row['with']['responses']}",
-              flush=True)
+        print(f"{cid}: true {row['true']} analytic {row['true_analytic']} "
+              + " ".join(f"{m} {row[m]['responses']}" for m in args.modes), flush=True)
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
+    outline += f" --diameters {args.diameters}" if args.diameters else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
            "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
            "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} (default "
                    "options: 1 mm, whole head); every scan segmented by the default model; true responses from "
-                   "the true label maps by the same RANO-BM rules", "summary": summary, "patients": rows}
+                   "the true label maps ('true', 'right') and from the lesions' analytic shapes ('true_analytic', "
+                   "'right_vs_analytic') by the same RANO-BM rules", "summary": summary, "patients": rows}
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return doc
 
 
 def summarise(rows: list[dict]) -> dict:
+    """Per mode: responses against both truths ("right": the true label maps' measurements, the
+    figure reported since the benchmark began; "right_vs_analytic": the lesions' analytic shapes),
+    the confusion matrices, the stable ratios against each truth and the single-scan diameters by
+    analytic size."""
     out = {}
     for mode in ("without", "with"):
-        pairs = [(t, p) for r in rows for t, p in zip(r["true"], r[mode]["responses"], strict=True)]
-        labels = [c for c in RESPONSES if any(c in pair for pair in pairs)]
-        matrix = {t: {p: sum(1 for a, b in pairs if a == t and b == p) for p in labels} for t in labels}
-        out[mode] = {"right": f"{sum(a == b for a, b in pairs)}/{len(pairs)}", "confusion_true_by_predicted": matrix,
-                     "pd_from_fragments": sum(len(r[mode]["fragment_pd"]) for r in rows),
-                     "pd_from_lesions_missed_before": sum(len(r[mode].get("missed_before_pd", [])) for r in rows),
-                     "not_new_below_cut_at_baseline": sum(r[mode].get("not_new_below_cut_at_baseline", 0)
-                                                          for r in rows),
-                     "promoted_by_prior": sum(r[mode].get("promoted", 0) for r in rows),
-                     "diameters_on": sorted({str(r[mode].get("diameters_on")) for r in rows}),
-                     "stable_diameter_ratio": _ratio_summary([v for r in rows for v in r[mode]["stable_ratios"]]),
-                     "stable_diameter_ratio_vs_drawn_scale": _ratio_summary(
-                         [v for r in rows for v in r[mode].get("stable_ratios_vs_scale", [])])}
+        if not all(mode in r for r in rows):
+            out[mode] = "not run (--modes)"
+            continue
+        out[mode] = {}
+        for name, key in (("", "true"), ("_vs_analytic", "true_analytic")):
+            pairs = [(t, p) for r in rows if key in r for t, p in zip(r[key], r[mode]["responses"], strict=True)]
+            labels = [c for c in RESPONSES if any(c in pair for pair in pairs)]
+            out[mode][f"right{name}"] = f"{sum(a == b for a, b in pairs)}/{len(pairs)}"
+            out[mode][f"confusion_true{name}_by_predicted"] = {
+                t: {p: sum(1 for a, b in pairs if a == t and b == p) for p in labels} for t in labels}
+        out[mode].update({
+            "pd_from_fragments": sum(len(r[mode]["fragment_pd"]) for r in rows),
+            "pd_from_lesions_missed_before": sum(len(r[mode].get("missed_before_pd", [])) for r in rows),
+            "not_new_below_cut_at_baseline": sum(r[mode].get("not_new_below_cut_at_baseline", 0) for r in rows),
+            "promoted_by_prior": sum(r[mode].get("promoted", 0) for r in rows),
+            "diameters_on": sorted({str(r[mode].get("diameters_on")) for r in rows}),
+            "stable_diameter_ratio": _ratio_summary([v for r in rows for v in r[mode]["stable_ratios"]]),
+            "stable_diameter_ratio_vs_drawn_scale": _ratio_summary(
+                [v for r in rows for v in r[mode].get("stable_ratios_vs_scale", [])]),
+            "stable_diameter_ratio_vs_analytic": _ratio_summary(
+                [v for r in rows for v in r[mode].get("stable_ratios_vs_analytic", [])]),
+            "diameter_by_analytic_size": _by_size(
+                [v for r in rows for v in r[mode].get("diameters_analytic_measured_labels", [])])})
+    return out
+
+
+SIZE_BINS_MM = ((0.0, 5.0), (5.0, 10.0), (10.0, float("inf")))
+
+
+def _by_size(triples: list[list[float]]) -> dict:
+    """Measured / analytic and true label map / analytic longest diameter per analytic size bin
+    (every scan's lesions found as one piece): n, median, SD."""
+    out = {}
+    for lo, hi in SIZE_BINS_MM:
+        sel = [t for t in triples if lo <= t[0] < hi and t[0] > 0]
+        name = f"<{hi:g} mm" if lo == 0 else (f">={lo:g} mm" if hi == float("inf") else f"{lo:g}-{hi:g} mm")
+        out[name] = {"measured_over_analytic": _ratio_summary([m / a for a, m, _ in sel]),
+                     "true_labels_over_analytic": _ratio_summary([t / a for a, _, t in sel])}
     return out
 
 
@@ -263,6 +402,13 @@ def main() -> None:
     ap.add_argument("--scores", default=None,
                     help="folder of per-patient scores, reused when re-run (default CACHE/scores; a new folder "
                          "re-scores the cached segmentations, e.g. after a change to compare)")
+    ap.add_argument("--diameters", default=None,
+                    help="compare's --diameters (image / outline; default: compare's default)")
+    ap.add_argument("--modes", nargs="+", default=["without", "with"], choices=["without", "with"],
+                    help="compare without and/or with the prior (default both)")
+    ap.add_argument("--registrations", default=None,
+                    help="folder of the follow-ups' registrations, reused when there (default SCORES/registrations; "
+                         "they depend only on the scans, so another scores folder's may be given)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_longitudinal_e2e.json")))
     args = ap.parse_args()
     cids = case_ids(Path(args.cache) / "phantoms")[: args.cases] if args.score_only else prepare(args)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..options import Device, MaskMethod, ProgressMode, values
+from ..options import Device, Diameters, MaskMethod, ProgressMode, values
 
 
 def add_arguments(p) -> None:
@@ -37,6 +37,10 @@ def add_arguments(p) -> None:
     p.add_argument("--prior-factor", type=float, default=0.5,
                    help="without a candidate stage: threshold inside the prior lesions = the model's threshold x "
                         "this (default 0.5)")
+    p.add_argument("--diameters", default=Diameters.OUTLINE.value, choices=values(Diameters),
+                   help="where lesions are measured: image = on the CE-T1 image's edge (half-maximum of the "
+                        "lesion's enhancement over its surroundings) where it holds, else on the probability "
+                        "outline; outline = the probability outline only (default: %(default)s)")
     p.add_argument("--contact", type=float, default=1.5, metavar="MM",
                    help="a follow-up lesion within this distance of a tracked lesion's extent is that lesion "
                         "(default 1.5 mm)")
@@ -59,7 +63,7 @@ def request_from(args):
 
     return CompareRequest(tuple(args.inputs), args.output, tup(args.labels), tup(args.names), tup(args.days),
                           args.model, args.device, args.brain_mask, args.prior, args.prior_factor, args.contact,
-                          args.max_distance, args.force, args.overwrite)
+                          args.max_distance, args.force, args.overwrite, args.diameters)
 
 
 def run(args) -> int:

@@ -25,7 +25,8 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..options import Device, MaskMethod, as_brain_mask, as_options
+from ..image_edge import ImageEdgeConfig
+from ..options import Device, Diameters, MaskMethod, as_brain_mask, as_options
 from ..progress import ProgressCallback, no_progress
 from ..textfiles import read_json_object
 from .below_cut import below_cut
@@ -50,7 +51,10 @@ class CompareRequest:
     for ``segmentations/<name>/`` of scans segmented on the way; names, days: one per input
     (days since baseline); model, device, brain_mask: for scans segmented on the way; prior,
     prior_factor: re-threshold every time point with the others' lesions (needs probability
-    maps); contact_mm, max_distance_mm: matching (:class:`.matching.MatchConfig`); force: a
+    maps); diameters: :class:`~BrainMetSegLib.options.Diameters` ("image": on the CE-T1
+    image's edge where it holds, else the probability outline; "outline": the probability
+    outline only; :mod:`.measuring`);
+    contact_mm, max_distance_mm: matching (:class:`.matching.MatchConfig`); force: a
     reason to compare time points that the consistency checks refuse; overwrite: replace
     earlier outputs."""
 
@@ -68,9 +72,10 @@ class CompareRequest:
     max_distance_mm: float = MatchConfig.max_distance_mm
     force: str | None = None
     overwrite: bool = False
+    diameters: Diameters | str = Diameters.OUTLINE
 
     def __post_init__(self):
-        as_options(self, device=(Device, "--device"))
+        as_options(self, device=(Device, "--device"), diameters=(Diameters, "--diameters"))
         object.__setattr__(self, "brain_mask", as_brain_mask(self.brain_mask))
 
 
@@ -275,7 +280,8 @@ def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
         registrations = [None] + [register_followup(timepoints[0].image, tp.image, tp.source or tp.name)
                                   for tp in timepoints[1:]]
     prior = _apply_prior(r, timepoints, sources, probabilities, registrations, segmented) if r.prior else None
-    measured = measure_alike(timepoints, [src.run for src in sources], probabilities)
+    measured = measure_alike(timepoints, [src.run for src in sources], probabilities,
+                             ImageEdgeConfig() if r.diameters == Diameters.IMAGE else None)
     config = CompareConfig(match=MatchConfig(contact_mm=r.contact_mm, max_distance_mm=r.max_distance_mm))
     result = compare_timepoints(timepoints, config, registrations, progress=progress)
     return Outcome(r, result, timepoints, findings.warnings, forced, prior, segmented, measured)

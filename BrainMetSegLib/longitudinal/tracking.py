@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from ..image_edge import ImageEdgeConfig, measure_rows
 from ..lesions import LesionTableRow, lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .below_cut import BelowCut, candidates_on_baseline, sightings
@@ -52,6 +53,7 @@ class TimePoint:
     below_cut: BelowCut | None = None
     probability: sitk.Image | None = None
     outline: float | None = None
+    edge: ImageEdgeConfig | None = None  # set: lesions measured on the image's edge where it holds
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class LesionAtTime:
     confidence: the segmentation's peak probability in it (None without a probability map).
     promoted: a possible lesion of this scan made a lesion by the candidate-stage prior.
     diameters_on: where the diameters were measured (the lesion table's column: "probability"
-    outline or "labels"; "mixed" for pieces measured differently).
+    outline, "labels" or the "image" edge; "mixed" for pieces measured differently).
     """
 
     timepoint: int
@@ -249,6 +251,10 @@ def _measure_pieces_as_one(tracks: dict[int, Track], t: int, track_map: sitk.Ima
         return
     tp = timepoints[t]
     rows = {int(r["lesion_id"]): r for r in lesion_table(track_map, tp.probability, tp.outline)}
+    if tp.edge is not None:
+        measured, _ = measure_rows(tp.image, track_map, [rows[tr.track_id] for tr in pieces if tr.track_id in rows],
+                                   tp.edge)
+        rows.update({int(r["lesion_id"]): r for r in measured})
     for tr in pieces:
         at, row = tr.at[t], rows.get(tr.track_id)
         if row is None:

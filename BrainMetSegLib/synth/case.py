@@ -31,7 +31,8 @@ class SynthCase:
     "choroid"); info: everything drawn for the case (anatomy, stratum, contrasts...);
     wm_level: the image value of normal white matter before bias and noise; tissue: the
     warped template's hard tissue classes (uint8: 1 CSF, 2 GM, 3 WM, 0 outside the brain);
-    spec_index: per lesion record, the index of the planned lesion it was painted from.
+    spec_index: per lesion record, the index of the planned lesion it was painted from;
+    specs: the planned lesions painted (their analytic shapes: :mod:`.analytic`), in plan order.
     """
 
     image: sitk.Image
@@ -43,6 +44,11 @@ class SynthCase:
     wm_level: float = 1.0
     tissue: sitk.Image | None = None
     spec_index: list[int] = field(default_factory=list)
+    specs: list = field(default_factory=list)
+
+    def spec_of(self, lesion_id: int):
+        """The planned lesion (:class:`~.lesions.LesionSpec`) painted as record ``lesion_id``."""
+        return self.specs[self.spec_index[lesion_id - 1]]
 
     @property
     def binary(self) -> sitk.Image:
@@ -212,6 +218,7 @@ def render_case(plan: CasePlan, specs: list, rng: np.random.Generator, config: C
         wm_level=wm_level,
         tissue=to_sitk(tissue.astype(np.uint8), grid),
         spec_index=list(order),
+        specs=list(specs),
     )
 
 
