@@ -175,9 +175,9 @@ def _check_features(names: list) -> None:
         return
     missing = [f for f in FEATURES if f not in names]
     unknown = [f for f in names if f not in FEATURES]
-    detail = "; ".join(part for part in (
-        f"lacks {', '.join(missing)}" if missing else "", f"has unknown {', '.join(map(str, unknown))}" if unknown else "",
-        "same names in another order" if not (missing or unknown) else "") if part)
+    parts = ([f"lacks {', '.join(missing)}"] if missing else []) \
+        + ([f"has unknown {', '.join(map(str, unknown))}"] if unknown else [])
+    detail = "; ".join(parts) or "has the same names in another order"
     raise ValueError(f"its {len(names)} features are not this library's {len(FEATURES)} "
                      f"(BrainMetSegLib.candidates.FEATURES): it {detail}; it was made for another version "
                      "of BrainMetSeg")

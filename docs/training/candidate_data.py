@@ -83,8 +83,8 @@ def reacquired_scan(image: Path, mask: Path, spec: Reacquisition, out: Path) -> 
 def on_grid(labels: np.ndarray, grid: sitk.Image, like: sitk.Image) -> np.ndarray:
     """(Z, Y, X) ids of ``labels`` (on ``grid``'s grid) mapped onto ``like``'s grid by nearest
     neighbour (the identity when the grids are the same)."""
-    if grid.GetSize() == like.GetSize() and np.allclose(grid.GetSpacing(), like.GetSpacing()) \
-            and np.allclose(grid.GetOrigin(), like.GetOrigin()) and np.allclose(grid.GetDirection(), like.GetDirection()):
+    if grid.GetSize() == like.GetSize() and all(
+            np.allclose(getattr(grid, f)(), getattr(like, f)()) for f in ("GetSpacing", "GetOrigin", "GetDirection")):
         return labels
     image = sitk.GetImageFromArray(labels.astype(np.uint32))
     image.CopyInformation(grid)
