@@ -34,6 +34,12 @@ SPACING_TOLERANCE = 0.10
 OBLIQUITY_TOLERANCE_DEG = 3.0
 
 
+def slice_spacing_mm(spacing) -> float:
+    """A grid's slice spacing (mm): its coarsest voxel spacing (any axis order; the slice axis
+    of a 2D acquisition is its coarsest, and its spacing stands for the slice thickness)."""
+    return float(max(float(s) for s in spacing[:3]))
+
+
 @dataclass(frozen=True)
 class ScanAcquisition:
     """slice_spacing_mm: the coarsest voxel spacing; in_plane_spacing_mm: the other two
@@ -46,7 +52,7 @@ class ScanAcquisition:
     @classmethod
     def of(cls, image: sitk.Image) -> ScanAcquisition:
         spacing = sorted((float(s) for s in image.GetSpacing()[:3]), reverse=True)
-        return cls(spacing[0], (spacing[1], spacing[2]), obliquity_deg(image.GetDirection()))
+        return cls(slice_spacing_mm(spacing), (spacing[1], spacing[2]), obliquity_deg(image.GetDirection()))
 
 
 def _mm(v: float) -> str:

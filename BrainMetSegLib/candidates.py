@@ -13,7 +13,11 @@ input grid, in physical units, from three images of the same (Z, Y, X) geometry:
 The features (:data:`FEATURES`) cover what tells a small metastasis from a small bright
 look-alike: size, the network's confidence, shape (vessels are elongated, metastases round),
 contrast against the surroundings, whether the enhancement continues beyond the candidate
-(a vessel does), distance to the brain's edge (dura, sinuses, skull base) and position.
+(a vessel does), distance to the brain's edge (dura, sinuses, skull base), position, and the
+scan's slice spacing: on thick 2D slices a small lesion is averaged with the tissue around it
+(lower contrast, lower network confidence) and false candidates look otherwise, so a scorer
+needs to know which acquisition it judges (from demo 2.3.0, docs/robustness.md). Neighbourhoods
+(the contrast shell) are sized in mm per axis, so a thick slice does not widen them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from .acquisition import slice_spacing_mm
 from .lesions import Frame, component_diameters_mm
 
 FEATURES = (
@@ -43,6 +48,7 @@ FEATURES = (
     "edge_distance_mm",      # distance of the core's peak to the brain mask's edge, capped (mm)
     "superior_fraction",     # height of the peak in the brain's extent, 0 inferior .. 1 superior
     "lateral_fraction",      # |left-right offset from the brain's centre| / half its width
+    "slice_spacing_mm",      # the grid's coarsest spacing (mm): 1 for a 1 mm 3D scan, 5 for 5 mm 2D slices
 )
 
 SHELL_MM = 2.0        # width of the surrounding shell for contrast (mm)
@@ -116,6 +122,17 @@ def _mm_margin(mm: float, spacing_kji: np.ndarray) -> np.ndarray:
     return np.ceil(mm / spacing_kji).astype(int)
 
 
+def shell_footprint(mm: float, spacing_kji: np.ndarray) -> np.ndarray:
+    """Structuring element (odd-sized bool, Z, Y, X) reaching ``mm`` along each axis in voxels
+    of that axis (n = ceil(mm / spacing)): offsets with sum |d| / n <= 1, a city-block ball
+    scaled per axis. On an isotropic grid it is the 6-connected cross dilated n - 1 times
+    (what n iterations of the cross reach); on 0.5 x 0.5 x 7 mm it reaches 2 mm in-plane and one
+    slice, not n = 4 slices (28 mm) as iterating one cross would."""
+    n = np.maximum(_mm_margin(mm, spacing_kji), 1)
+    d = np.indices(2 * n + 1) - n.reshape(3, 1, 1, 1)
+    return (np.abs(d) / n.reshape(3, 1, 1, 1)).sum(axis=0) <= 1 + 1e-9
+
+
 def _brain_frame(brain_kji: np.ndarray, frame: Frame):
     """(lower, upper) RAS corners of the brain mask's index bounding box."""
     idx = np.nonzero(brain_kji)
@@ -174,9 +191,7 @@ def _one(local: dict, spacing_kji: np.ndarray, frame: Frame, diameter: float,
     d = max(diameter, float(spacing_kji.min()))
     fill = volume / (np.pi / 6 * d ** 3)
     zc = z[core]
-    shell_ball = ndimage.generate_binary_structure(3, 1)
-    shell = ndimage.binary_dilation(local["lesion"], shell_ball,
-                                    iterations=int(_mm_margin(SHELL_MM, spacing_kji).max()))
+    shell = ndimage.binary_dilation(local["lesion"], shell_footprint(SHELL_MM, spacing_kji))
     shell &= ~local["lesion"] & local["brain"]
     zs = z[shell] if shell.any() else np.zeros(1, np.float32)
     shell_median = float(np.median(zs))
@@ -191,7 +206,7 @@ def _one(local: dict, spacing_kji: np.ndarray, frame: Frame, diameter: float,
         float(zc.mean()), float(zc.max()), float(zc.mean()) - float(zs.mean()), float(zs.std()),
         float((zs > halfway).mean()), bright_ratio, bright_elong, edge,
         float(np.clip((ras[2] - (centre[2] - half[2])) / (2 * half[2]), 0, 1)),
-        float(min(abs(ras[0] - centre[0]) / half[0], 1.5)),
+        float(min(abs(ras[0] - centre[0]) / half[0], 1.5)), slice_spacing_mm(spacing_kji),
     ])
 
 

@@ -6,7 +6,7 @@ in the model card like the weights'. Layout (``format`` ``brainmetseg-candidate-
 ``version`` 1)::
 
     {"candidate_threshold": 0.5,              # candidates: components of p > this, no minimum
-     "features": [...],                       # names, in BrainMetSegLib.candidates.FEATURES order
+     "features": [...],                       # names: exactly BrainMetSegLib.candidates.FEATURES, in order
      "model": {"kind": "logistic", "mean": [...], "scale": [...], "coef": [...], "intercept": b}
            | {"kind": "gbt", "init": b, "learning_rate": r,
               "trees": [{"feature": [...], "threshold": [...], "left": [...], "right": [...],
@@ -167,13 +167,28 @@ def _mode(name: str, m: dict) -> Mode:
     return mode
 
 
+def _check_features(names: list) -> None:
+    """A scorer's trees index features by position: its names must be this library's, in order.
+    A scorer fitted on other features (e.g. one of demo <= 2.2.1, 18 features, without
+    ``slice_spacing_mm``) would read the wrong columns and score silently wrong."""
+    if names == list(FEATURES):
+        return
+    missing = [f for f in FEATURES if f not in names]
+    unknown = [f for f in names if f not in FEATURES]
+    parts = ([f"lacks {', '.join(missing)}"] if missing else []) \
+        + ([f"has unknown {', '.join(map(str, unknown))}"] if unknown else [])
+    detail = "; ".join(parts) or "has the same names in another order"
+    raise ValueError(f"its {len(names)} features are not this library's {len(FEATURES)} "
+                     f"(BrainMetSegLib.candidates.FEATURES): it {detail}; it was made for another version "
+                     "of BrainMetSeg")
+
+
 def scorer_from_dict(data: dict, source: str = "scorer") -> Scorer:
     """A :class:`Scorer` from the JSON layout above; :class:`ScorerError` naming ``source``."""
     try:
         if data.get("format") != FORMAT or data.get("version") != 1:
             raise ValueError(f"not a {FORMAT} version 1 file")
-        if list(data["features"]) != list(FEATURES):
-            raise ValueError("its features are not this library's (BrainMetSegLib.candidates.FEATURES)")
+        _check_features(list(data["features"]))
         threshold = float(data["candidate_threshold"])
         low, high = PROBABILITY_OPEN_RANGE
         if not low < threshold < high:

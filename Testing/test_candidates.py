@@ -106,6 +106,40 @@ def test_z_scored_boxes_equal_the_whole_images(dtype):
                           candidate_features(labels, prob, whole, brain, frame, 0.5))
 
 
+def test_slice_spacing_feature_is_the_grids_coarsest_spacing():
+    labels, prob, image, brain = scene()
+    z = zscore_within(image, brain)
+    for spacing_xyz, expected in (((1, 1, 1), 1.0), ((1, 1, 5), 5.0), ((0.5, 0.5, 7), 7.0), ((3, 1, 1), 3.0)):
+        f = candidate_features(labels, prob, z, brain, Frame.from_spacing(spacing_xyz), 0.5)
+        assert f[:, F["slice_spacing_mm"]] == pytest.approx([expected, expected])
+
+
+def test_contrast_shell_is_sized_in_mm_on_thick_slices():
+    from scipy import ndimage
+
+    from BrainMetSegLib.candidates import SHELL_MM, shell_footprint
+
+    # isotropic: one footprint reaches exactly what n iterations of the 6-connected cross reach
+    cross = ndimage.generate_binary_structure(3, 1)
+    dot = np.zeros((9, 9, 9), bool)
+    dot[4, 4, 4] = True
+    iso = ndimage.binary_dilation(dot, shell_footprint(SHELL_MM, np.array([1.0, 1.0, 1.0])))
+    assert (iso == ndimage.binary_dilation(dot, cross, iterations=2)).all()
+    # 7 mm slices, 0.5 mm in-plane (Z, Y, X): 2 mm in-plane is 4 voxels, along z one slice, not four
+    thick = shell_footprint(SHELL_MM, np.array([7.0, 0.5, 0.5]))
+    assert thick.shape == (3, 9, 9)
+    assert thick[1, 4, :].sum() == 9 and thick[:, 4, 4].sum() == 3 and not thick[0, 4, 0]
+    # a bright slab two slices (14 mm) above a candidate is not in its shell: contrast unchanged
+    labels, prob, image, brain = scene()
+    sub = (slice(None, None, 7), slice(None), slice(None))  # every 7th plane of the 1 mm block
+    z = zscore_within(image, brain)[sub].copy()
+    frame = Frame.from_spacing((1, 1, 7))
+    base = candidate_features(labels[sub], prob[sub], z, brain[sub], frame, 0.5)
+    z[1] += 50.0  # plane k = 1 is 14 mm below the sphere's plane k = 3 (24 mm / 7 mm)
+    moved = candidate_features(labels[sub], prob[sub], z, brain[sub], frame, 0.5)
+    assert moved[0, F["contrast"]] == pytest.approx(base[0, F["contrast"]])
+
+
 def training_data(n=300, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, len(FEATURES)))
@@ -148,6 +182,22 @@ def test_damaged_scorer_files_are_refused():
     for bad in (bad_tree, bad_feature, bad_mode, {**good, "features": ["x"]}, {**good, "format": "pickle"}):
         with pytest.raises(ScorerError, match="s.json: invalid candidate scorer"):
             scorer_from_dict(bad, "s.json")
+
+
+def test_scorer_of_other_features_is_refused_naming_them():
+    x, y = training_data()
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    good = scorer_json(export_gbt(GradientBoostingClassifier(n_estimators=3).fit(x, y)),
+                       {"kind": "platt", "a": 1.0, "b": 0.0}, MODES, 0.5, {})
+    old = {**good, "features": list(FEATURES[:-1])}  # a demo <= 2.2.1 scorer: no slice spacing
+    with pytest.raises(ScorerError, match="lacks slice_spacing_mm"):
+        scorer_from_dict(old, "old.json")
+    swapped = {**good, "features": [FEATURES[1], FEATURES[0], *FEATURES[2:]]}
+    with pytest.raises(ScorerError, match="another order"):
+        scorer_from_dict(swapped, "s.json")
+    with pytest.raises(ScorerError, match="unknown colour"):
+        scorer_from_dict({**good, "features": [*FEATURES, "colour"]}, "s.json")
 
 
 def test_calibration_and_operating_curve_on_known_records():

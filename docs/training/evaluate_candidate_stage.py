@@ -13,7 +13,12 @@ Writes OUT/candidate_stage_metrics.json
 reliability diagram and expected calibration error; seconds per case) and OUT/candidate_stage.png.
 
 The baseline is the card's rule on the same probability maps (detection threshold, minimum
-volume mm^3, outline threshold), matched by the library's lesion matching (any overlap).
+volume mm^3, outline threshold), matched by the library's lesion matching (any overlap); on a
+re-acquired scan (``candidate_data.py --slice-thickness``) its lesions are mapped onto the
+phantom's grid first, as the candidates were. Where candidates.json records
+``outside_phantom_brain``, each mode also counts its false positives lying mostly (> 0.5)
+outside the phantom's brain mask (``fp_outside_brain``, the robustness benchmark's rule; the
+pipeline's own outside-the-brain rule, on deepbet's undilated mask, is not applied here).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from BrainMetSegLib.plotting import pyplot
 from BrainMetSegLib.scorer import MODES, load_scorer
 from BrainMetSegLib.train.candidate_scorer import operating_curve, pool, reliability
 from BrainMetSegLib.train.metrics import case_result
+
+sys.path.insert(0, str(Path(__file__).parent))
+from candidate_data import on_grid  # noqa: E402  (a script beside this one)
 
 BINS = {"<3 mm": (0, 3), "3-10 mm": (3, 10), ">=10 mm": (10, 1e9), ">=5 mm": (5, 1e9),
         "3-5 mm": (3, 5), "all": (0, 1e9)}
@@ -52,7 +60,17 @@ def baseline(cache: Path, gt_path: Path, point: OperatingPoint) -> dict:
     prob = sitk.ReadImage(str(cache / "probability.nii.gz"))
     labels = lesion_labels_array(sitk.GetArrayViewFromImage(prob), prob.GetSpacing(), point)
     gt = sitk.ReadImage(str(gt_path))
+    labels = on_grid(labels, prob, gt)
     return case_result(sitk.GetArrayFromImage(gt), labels > 0, gt.GetSpacing(), gt.GetDirection())
+
+
+def outside_fp(kept: np.ndarray, data, records: list[dict]) -> int | None:
+    """Kept candidates overlapping no lesion and lying mostly outside the phantom's brain (None
+    when the records do not say where the brain is)."""
+    if not all("outside_phantom_brain" in r for r in records):
+        return None
+    outside = np.concatenate([np.asarray(r["outside_phantom_brain"], float) for r in records]) > 0.5
+    return int((kept & (data.label == 0) & outside).sum())
 
 
 def plot(out: Path, curve: list[dict], base: dict, rel: list[dict], ece: float, modes: dict) -> None:
@@ -103,6 +121,7 @@ def main() -> int:
         modes[name] = summary_at(row) | {"cut": scorer.modes[name].cut, "large_cut": scorer.modes[name].large_cut,
                                          "large_from_mm": scorer.large_from_mm}
         modes[name]["possible_per_case"] = float(possible.sum() / len(records))
+        modes[name]["fp_outside_brain"] = outside_fp(lesion, data, records)
     base_cases = []
     synth = dict(item.split(":", 1) for item in args.synth)  # prefix -> phantom folder
     for f in folders:

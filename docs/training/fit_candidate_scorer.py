@@ -97,6 +97,23 @@ def choose_calibration(raw: np.ndarray, tune) -> tuple[str, dict]:
     return min(scores, key=lambda k: scores[k]["log_loss"]), scores
 
 
+def slice_mm(record: dict) -> float:
+    """A case's slice spacing (mm): its grid's coarsest spacing (records without one: 1 mm phantoms)."""
+    return round(max(record.get("spacing_mm", [1.0])), 2)
+
+
+def by_slice(model: dict, calibration: dict, tune, modes: dict) -> dict:
+    """Each mode's tuning figures per slice spacing (from the cases' grids): lesions found, FP per case."""
+    out = {}
+    for mm in sorted({slice_mm(r) for r in tune.records}):
+        sub = pool([r for r in tune.records if slice_mm(r) == mm])
+        prob = calibrate(calibration, raw_of(model, sub.features))
+        out[f"{mm:g} mm"] = {"cases": len(sub.records), **{
+            name: {k: row[k] for k in ("detected", "lesions", "fp_per_case")}
+            for name, mode in modes.items() for row in operating_curve(prob, sub, np.array([mode["cut"]]))}}
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", type=Path, nargs="+", required=True)
@@ -141,6 +158,7 @@ def main() -> int:
     # measurable candidates (>= LARGE_MM) are lesions from the sensitive cut on, in both modes (scorer.py says why)
     modes = {"default": {"cut": default, "review_from": min(sensitive, default), "large_cut": min(sensitive, default)},
              "sensitive": {"cut": sensitive, "review_from": min(floor, sensitive), "large_cut": sensitive}}
+    report["tune_by_slice_mm"] = by_slice(models[chosen], calibration, tune, modes)  # cuts only (no large rule)
     report.update(chosen=chosen, calibration=cal_name, calibration_cross_fit=cal_scores, modes=modes,
                   tune_curve=[r for r in curve if r["cut"] in (default, sensitive, floor)])
     training = {"train": [str(d) for d in args.train], "tune": [str(d) for d in args.tune],
