@@ -19,19 +19,15 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import SimpleITK as sitk
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import anatomy_on_grid  # noqa: E402
+
+from bench_pipeline import demo_case  # noqa: E402
 
 import BrainMetSegLib  # noqa: E402
-from BrainMetSegLib.models import load_package  # noqa: E402
 from BrainMetSegLib.outputs import write_result  # noqa: E402
-from BrainMetSegLib.pipeline import SegmentConfig, Segmenter  # noqa: E402
 
 
 def main() -> None:
@@ -40,12 +36,8 @@ def main() -> None:
     parser.add_argument("--backend-cache", metavar="FOLDER")
     parser.add_argument("--json-lines", metavar="OUT", help="append this run's line to OUT")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bmscase-"))
-    path = work / "ce_t1.nii.gz"
-    sitk.WriteImage(anatomy_on_grid(), str(path))
-    package = load_package("brainmetseg-demo")
-    seg = Segmenter(SegmentConfig(model=str(package.folder), device="cpu", backend_cache=args.backend_cache),
-                    package)
+    path, seg = demo_case("bmscase-", args.backend_cache)
+    work, package = path.parent, seg.package
     seg._net = package.load_network("cpu")  # as bench_pipeline: the network given, built
     rows = []
     for k in range(args.cases):

@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import anatomy_on_grid, machine  # noqa: E402
+from bench_pipeline import demo_case, machine  # noqa: E402
 
 from BrainMetSegLib import staging  # noqa: E402
 from BrainMetSegLib.candidate_stage import candidate_labels  # noqa: E402
@@ -40,8 +39,7 @@ from BrainMetSegLib.candidates import ZScoredWithin, candidate_features, zscore_
 from BrainMetSegLib.geometry import Grid, axis_aligned_grid, field_of_view_mask  # noqa: E402
 from BrainMetSegLib.images import read_scalar_volume  # noqa: E402
 from BrainMetSegLib.lesions import Frame  # noqa: E402
-from BrainMetSegLib.models import load_package  # noqa: E402
-from BrainMetSegLib.pipeline import SegmentConfig, Segmenter, _dependency_versions, dependency_versions  # noqa: E402
+from BrainMetSegLib.pipeline import Segmenter, _dependency_versions, dependency_versions  # noqa: E402
 from BrainMetSegLib.preprocess import dilate_mm, edge_ml, preprocess  # noqa: E402
 from BrainMetSegLib.slicer_seg import segmentation_image  # noqa: E402
 
@@ -121,12 +119,8 @@ def main() -> None:
     parser.add_argument("--backend-cache", metavar="FOLDER")
     parser.add_argument("--json")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bmsab-"))
-    path = work / "ce_t1.nii.gz"
-    sitk.WriteImage(anatomy_on_grid(), str(path))
-    package = load_package("brainmetseg-demo")
-    seg = Segmenter(SegmentConfig(model=str(package.folder), device="cpu", backend_cache=args.backend_cache),
-                    package)
+    path, seg = demo_case("bmsab-", args.backend_cache)
+    work = path.parent
     report = {"machine": machine()}
     (work / "out").mkdir()
     pieces, report["case"] = pairs(seg, path, work / "out")

@@ -83,6 +83,17 @@ class RssSampler:
         self._thread.join()
 
 
+def demo_case(prefix: str, backend_cache: str | None) -> tuple[Path, Segmenter]:
+    """The anatomy input written to a new temporary folder, and a CPU :class:`Segmenter` of the
+    bundled demo model (the other benchmarks' common start)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    path = work / "ce_t1.nii.gz"
+    sitk.WriteImage(anatomy_on_grid(), str(path))
+    package = load_package("brainmetseg-demo")
+    return path, Segmenter(SegmentConfig(model=str(package.folder), device="cpu", backend_cache=backend_cache),
+                           package)
+
+
 def anatomy_on_grid() -> sitk.Image:
     """A real T1 head/brain resampled onto a 1 mm 256 x 256 x 176 grid (centred)."""
     if COLIN.is_file():
