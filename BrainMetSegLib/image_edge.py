@@ -30,14 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .lesions import (
-    ON_PROBABILITY,
-    RANO_MIN_LONGEST_MM,
-    RANO_MIN_PERPENDICULAR_MM,
-    RANO_MIN_SLICES,
-    LesionTableRow,
-    lesion_table,
-)
+from .lesions import ON_PROBABILITY, LesionTableRow, lesion_table, rano_measurable
 
 #: ``diameters_on`` of a lesion measured on the image's edge (:mod:`BrainMetSegLib.lesions`).
 ON_IMAGE = "image"
@@ -154,9 +147,8 @@ def edge_row(row: LesionTableRow, edge: EdgeResult) -> LesionTableRow:
     if edge.row is None:
         return row
     out = {**row, **{c: edge.row[c] for c in EDGE_COLUMNS}, "diameters_on": ON_IMAGE}
-    out["rano_bm_measurable"] = bool(out["axial_longest_diameter_mm"] >= RANO_MIN_LONGEST_MM
-                                     and out["axial_perpendicular_diameter_mm"] >= RANO_MIN_PERPENDICULAR_MM
-                                     and out["axial_slices"] >= RANO_MIN_SLICES)
+    out["rano_bm_measurable"] = rano_measurable(out["axial_longest_diameter_mm"],
+                                                out["axial_perpendicular_diameter_mm"], out["axial_slices"])
     return out
 
 

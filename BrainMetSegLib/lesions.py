@@ -65,6 +65,12 @@ RANO_MIN_PERPENDICULAR_MM = 5.0
 RANO_MIN_SLICES = 2
 
 
+def rano_measurable(axial_longest_mm: float, axial_perpendicular_mm: float, axial_slices: int) -> bool:
+    """RANO-BM's measurable lesion, from its axial diameters (mm) and the axial slices it spans."""
+    return bool(axial_longest_mm >= RANO_MIN_LONGEST_MM and axial_perpendicular_mm >= RANO_MIN_PERPENDICULAR_MM
+                and axial_slices >= RANO_MIN_SLICES)
+
+
 def voxel_volume_mm3(spacing_xyz) -> float:
     return float(np.prod(spacing_xyz))
 
@@ -356,9 +362,7 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
             "centroid_s": float(ras[idx, 2]),
             "centroid_i": int(round(i)), "centroid_j": int(round(j)), "centroid_k": int(round(k)),
             "max_probability": float(p_max[row]), "mean_probability": float(p_mean[row]),
-            "rano_bm_measurable": bool(ax_long[idx] >= RANO_MIN_LONGEST_MM
-                                       and ax_perp[idx] >= RANO_MIN_PERPENDICULAR_MM
-                                       and n_slices[idx] >= RANO_MIN_SLICES),
+            "rano_bm_measurable": rano_measurable(ax_long[idx], ax_perp[idx], n_slices[idx]),
             "diameters_on": ON_PROBABILITY if on_probability[idx] else ON_LABELS,
             "lesion_probability": float("nan"),
         })

@@ -10,7 +10,7 @@ A table read from a result folder (``lesions.json``, written by whichever versio
 is measured again here for the same reason. A lesion edited after segmentation is not a region
 of the probability map: it is measured on its label map either way (its row's ``diameters_on``).
 
-With the image edge (``edge``, on by default in ``compare``: :class:`.series.CompareRequest`'s
+With the image edge (``edge``, opt-in in ``compare``, ``--diameters image``: :class:`.series.CompareRequest`'s
 ``diameters``), where the probability rule applies, each lesion is measured where its
 enhancement ends on the CE-T1 image (:mod:`BrainMetSegLib.image_edge`, ``diameters_on`` =
 "image"); where that edge cannot be trusted (no clear contrast, an edge that leaks) the lesion
