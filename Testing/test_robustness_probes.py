@@ -98,3 +98,19 @@ def test_holding_candidate_is_the_one_with_most_of_the_lesion(false_outside):
     lesion[0, 0, 1:] = True
     assert false_outside.holding_candidate(candidates, lesion) == 2
     assert false_outside.holding_candidate(candidates, np.zeros_like(lesion)) == 0
+
+
+@pytest.fixture(scope="module")
+def misses():
+    return _load("thick_slice_misses")
+
+
+def test_loss_class_puts_each_lesion_where_it_was_lost(misses):
+    assert misses.loss_class([False, True], 0.99, 0.5, 0.1) == "found"
+    assert misses.loss_class([False], 0.99, 0.5, 0.1) == "below_cut"  # a candidate the scorer turned down
+    assert misses.loss_class([], 0.3, 0.5, 0.1) == "network_weak"     # no candidate, the network not silent
+    assert misses.loss_class([], 0.05, 0.5, 0.1) == "network_none"
+    rows = [{"diameter_mm": d, "class": c} for d, c in ((2.0, "network_none"), (5.0, "found"), (12.0, "below_cut"))]
+    counts = misses.summary(rows)
+    assert counts["all"] == {"lesions": 3, "found": 1, "below_cut": 1, "network_weak": 0, "network_none": 1}
+    assert counts["< 3 mm"]["network_none"] == 1 and counts[">= 10 mm"]["below_cut"] == 1
