@@ -114,3 +114,17 @@ def test_loss_class_puts_each_lesion_where_it_was_lost(misses):
     counts = misses.summary(rows)
     assert counts["all"] == {"lesions": 3, "found": 1, "below_cut": 1, "network_weak": 0, "network_none": 1}
     assert counts["< 3 mm"]["network_none"] == 1 and counts[">= 10 mm"]["below_cut"] == 1
+
+
+def test_near_confounders_names_the_look_alike_a_false_lesion_lies_on(false_outside):
+    lesion = np.zeros((12, 12, 12), bool)
+    lesion[5:7, 5:7, 5:7] = True
+    sinus = np.zeros_like(lesion)
+    sinus[5:7, 5:7, 8] = True      # 2 voxels from the lesion's column 6, 3 from its column 5
+    choroid = np.zeros_like(lesion)
+    choroid[0, 0, 0] = True        # far away
+    near = false_outside.near_confounders(lesion, {"vessels": sinus, "choroid": choroid,
+                                                   "dura": np.zeros_like(lesion)}, 3)
+    assert near == {"vessels": 1.0, "choroid": 0.0, "dura": 0.0}
+    assert false_outside.near_confounders(lesion, {"vessels": sinus}, 2)["vessels"] == 0.5  # column 6 only
+    assert false_outside.near_confounders(lesion, {"vessels": sinus}, 1)["vessels"] == 0.0

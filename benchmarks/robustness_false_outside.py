@@ -18,6 +18,9 @@ more than half outside the phantom's brain mask, ``robustness.score``'s rule) is
   stage's outside-the-brain rule lists a lesion above 0.95 as possible);
   ``inside_deepbet_by_variant``: the fraction of it (1 mm grid) inside deepbet's undilated mask
   made on the same phantom re-acquired as the original and as 3, 5 and 7 mm slices;
+- ``near_confounders``: the fraction of it within 2 mm of each enhancing look-alike the
+  phantom was drawn with (regenerated from ``--seed``: sinuses and cortical veins, falx and
+  dura, choroid plexus);
 - ``lesion_probability`` and ``features``: the candidate holding most of it, scored again by
   segmenting the re-acquired scan (``reproduced``: the run gave the cached labels).
 """
@@ -42,6 +45,27 @@ from BrainMetSegLib.synth.dataset import case_paths  # noqa: E402
 from BrainMetSegLib.synth.reacquire import reacquire  # noqa: E402
 
 MASK_VARIANTS = ("original", "slice3mm", "slice5mm", "slice7mm")
+NEAR_MM = 2.0  # a false lesion "near" an enhancing look-alike: its voxels within this of it
+
+
+def near_confounders(lesion: np.ndarray, confounders: dict[str, np.ndarray], near_vox: int) -> dict[str, float]:
+    """For each of the phantom's enhancing look-alikes (bool masks, name -> array, the lesion's
+    grid), the fraction of ``lesion``'s voxels within ``near_vox`` voxels of it (chessboard)."""
+    box = np.ones((2 * near_vox + 1,) * 3, bool)
+    return {name: round(float(ndimage.binary_dilation(mask, box)[lesion].mean()), 3) if mask.any() else 0.0
+            for name, mask in confounders.items()}
+
+
+def phantom_confounders(seed: int, k: int, brain: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The enhancing look-alikes of phantom ``k`` of ``seed`` (``synth.case.plan_case``'s masks:
+    ``vessels`` sinuses and cortical veins, ``dura`` falx and convexity dura, ``choroid``),
+    regenerated as ``robustness.phantom`` made it; None if the regenerated brain is not ``brain``."""
+    from BrainMetSegLib.synth import SynthConfig
+    from BrainMetSegLib.synth.case import plan_case
+    from BrainMetSegLib.synth.dataset import case_seed
+
+    plan = plan_case(case_seed(seed, k), SynthConfig(anisotropic_acquisition=False))
+    return plan.masks if np.array_equal(plan.brain > 0, brain) else None
 
 
 def false_outside(pred: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> list[dict]:
@@ -73,12 +97,13 @@ def _on(image: sitk.Image, like: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.Resample(image, like, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
 
 
-def case_rows(segmenter, out: Path, key: str, variant: str, cid: str) -> list[dict]:
+def case_rows(segmenter, out: Path, key: str, variant: str, k: int, seed: int) -> list[dict]:
     """The false lesions outside the brain of one cached case, described (module docstring)."""
     from BrainMetSegLib.candidate_stage import find_candidates, outside_fractions
 
+    cid = f"synth_{k:03d}"
     paths = case_paths(out / "phantoms", cid)
-    image, truth, brain = (sitk.ReadImage(str(paths[k])) for k in ("image", "instances", "brain"))
+    image, truth, brain = (sitk.ReadImage(str(paths[n])) for n in ("image", "instances", "brain"))
     cached = sitk.ReadImage(str(out / "results" / key / variant / f"{cid}.labels.nii.gz"))
     spacing = float(np.mean(truth.GetSpacing()))
     rows = false_outside(_on(cached, truth), sitk.GetArrayFromImage(truth), sitk.GetArrayFromImage(brain) > 0)
@@ -95,6 +120,7 @@ def case_rows(segmenter, out: Path, key: str, variant: str, cid: str) -> list[di
     masks = {v: _on(undilated_mask(segmenter, reacquire({"image": image}, VARIANTS[v])["image"]), truth) > 0
              for v in MASK_VARIANTS}
     on_truth = _on(cached, truth)
+    confounders = phantom_confounders(seed, k, sitk.GetArrayFromImage(brain) > 0)
     for row in rows:
         i, sel = row["id"], on_truth == row["id"]
         c = holding_candidate(cand.labels, lab == i)
@@ -105,6 +131,8 @@ def case_rows(segmenter, out: Path, key: str, variant: str, cid: str) -> list[di
                     "slices": np.flatnonzero((lab == i).any(axis=(1, 2))).tolist(), "n_slices": int(lab.shape[0]),
                     "outside_deepbet": round(float(outside[i - 1]), 3),
                     "inside_deepbet_by_variant": {v: round(float(m[sel].mean()), 3) for v, m in masks.items()},
+                    "near_confounders": (near_confounders(sel, confounders, round(NEAR_MM / spacing))
+                                         if confounders is not None else None),
                     "candidate": c, "lesion_probability": round(float(lesion_p[c - 1]), 3) if c else None,
                     "features": (dict(zip(FEATURES, np.round(cand.features[c - 1], 3).tolist(), strict=True))
                                  if c else None),
@@ -113,9 +141,10 @@ def case_rows(segmenter, out: Path, key: str, variant: str, cid: str) -> list[di
     return rows
 
 
-def figure(out: Path, key: str, variant: str, rows: list[dict], path: str) -> None:
+def figure(segmenter, out: Path, key: str, variant: str, rows: list[dict], path: str) -> None:
     """One row per false lesion: the scan's slice through it (the lesion red, the phantom's brain
-    cyan) and the 1 mm phantom 2 mm below and above the slab's centre."""
+    cyan, deepbet's undilated mask on the scan yellow) and the 1 mm phantom 2 mm below and above
+    the slab's centre."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,21 +162,22 @@ def figure(out: Path, key: str, variant: str, rows: list[dict], path: str) -> No
         j, i = np.argwhere(lab[k] == row["id"]).mean(axis=0).round().astype(int)
         ras = np.array(row["centroid_ras"]) * [-1, -1, 1]
         ii, jj, kk = image.TransformPhysicalPointToIndex(ras.tolist())
+        deepbet = sitk.GetArrayFromImage(undilated_mask(segmenter, scans["image"]))[k] > 0
         panels = [(sitk.GetArrayFromImage(scans["image"])[k], sitk.GetArrayFromImage(scans["brain"])[k] > 0,
-                   lab[k] == row["id"], (j, i), 60, f"{row['case']}, {variant} slice {k}")]
+                   lab[k] == row["id"], deepbet, (j, i), 60, f"{row['case']}, {variant} slice {k}")]
         for dz in (-2, 2):
             panels.append((sitk.GetArrayFromImage(image)[kk + dz], sitk.GetArrayFromImage(brain)[kk + dz] > 0,
-                           on_phantom[kk + dz] == row["id"], (jj, ii), 30, f"1 mm phantom, {dz:+d} mm"))
-        for ax, (img, br, les, (cj, ci), h, title) in zip(ax_row, panels, strict=True):
+                           on_phantom[kk + dz] == row["id"], None, (jj, ii), 30, f"1 mm phantom, {dz:+d} mm"))
+        for ax, (img, br, les, db, (cj, ci), h, title) in zip(ax_row, panels, strict=True):
             box = (slice(max(cj - h, 0), cj + h), slice(max(ci - h, 0), ci + h))
             ax.imshow(img[box], cmap="gray", origin="lower")
-            for mask, colour in ((br, "cyan"), (les, "red")):
+            for mask, colour in ((br, "cyan"), (les, "red"), *([(db, "yellow")] if db is not None else [])):
                 for c in measure.find_contours(mask[box].astype(float), 0.5):
                     ax.plot(c[:, 1], c[:, 0], colour, lw=1)
             ax.set_title(title, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("false lesion (red), the phantom's brain mask (cyan)", fontsize=10)
+    fig.suptitle("false lesion (red), the phantom's brain mask (cyan), deepbet's on the scan (yellow)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=60)
 
@@ -156,6 +186,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-o", "--output", required=True, help="the robustness benchmark's work folder")
     p.add_argument("-n", type=int, default=20)
+    p.add_argument("--seed", type=int, default=6000, help="the benchmark's phantom seed (to regenerate look-alikes)")
     p.add_argument("--variant", default="slice7mm", choices=list(VARIANTS))
     p.add_argument("--model-key", help="cached results of this model key (default: the default model's)")
     p.add_argument("--json")
@@ -170,12 +201,12 @@ def main() -> None:
     for k in range(args.n):
         cached = cached_row(out, key, args.variant, f"synth_{k:03d}")
         if cached is not None and cached["fp_outside_brain"]:
-            rows += case_rows(segmenter, out, key, args.variant, f"synth_{k:03d}")
+            rows += case_rows(segmenter, out, key, args.variant, k, args.seed)
     if args.json:
         Path(args.json).write_text(json.dumps({"model_key": key, "variant": args.variant, "n": args.n,
                                                "false_outside": rows}, indent=1) + "\n")
     if args.figure and rows:
-        figure(out, key, args.variant, rows, args.figure)
+        figure(segmenter, out, key, args.variant, rows, args.figure)
 
 
 if __name__ == "__main__":
