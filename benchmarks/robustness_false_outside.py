@@ -19,7 +19,7 @@ more than half outside the phantom's brain mask, ``robustness.score``'s rule) is
   ``inside_deepbet_by_variant``: the fraction of it (1 mm grid) inside deepbet's undilated mask
   made on the same phantom re-acquired as the original and as 3, 5 and 7 mm slices;
 - ``near_confounders``: the fraction of it within 2 mm of each enhancing look-alike the
-  phantom was drawn with (regenerated from ``--seed``: sinuses and cortical veins, falx and
+  phantom was drawn with (regenerated from ``--seed``: dural sinuses, cortical veins, falx and
   dura, choroid plexus);
 - ``lesion_probability`` and ``features``: the candidate holding most of it, scored again by
   segmenting the re-acquired scan (``reproduced``: the run gave the cached labels).
@@ -57,15 +57,21 @@ def near_confounders(lesion: np.ndarray, confounders: dict[str, np.ndarray], nea
 
 
 def phantom_confounders(seed: int, k: int, brain: np.ndarray) -> dict[str, np.ndarray] | None:
-    """The enhancing look-alikes of phantom ``k`` of ``seed`` (``synth.case.plan_case``'s masks:
-    ``vessels`` sinuses and cortical veins, ``dura`` falx and convexity dura, ``choroid``),
-    regenerated as ``robustness.phantom`` made it; None if the regenerated brain is not ``brain``."""
+    """The enhancing look-alikes of phantom ``k`` of ``seed`` (from ``synth.case.plan_case``'s
+    masks: ``sinus`` the template's dural sinuses, ``cortical_veins`` the veins drawn on the
+    brain's surface, ``falx_dura`` falx and convexity dura, ``choroid``), regenerated as
+    ``robustness.phantom`` made it; None if the regenerated brain is not ``brain``."""
     from BrainMetSegLib.synth import SynthConfig
     from BrainMetSegLib.synth.case import plan_case
     from BrainMetSegLib.synth.dataset import case_seed
+    from BrainMetSegLib.synth.templates import REGION_SINUS
 
     plan = plan_case(case_seed(seed, k), SynthConfig(anisotropic_acquisition=False))
-    return plan.masks if np.array_equal(plan.brain > 0, brain) else None
+    if not np.array_equal(plan.brain > 0, brain):
+        return None
+    sinus = plan.anat.region == REGION_SINUS
+    return {"sinus": sinus, "cortical_veins": plan.masks["vessels"] & ~sinus, "falx_dura": plan.masks["dura"],
+            "choroid": plan.masks["choroid"]}
 
 
 def false_outside(pred: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> list[dict]:
