@@ -13,6 +13,9 @@ Per phantom the brain mask (deepbet) is computed once and shared, then the whole
 - ``auto``: what ``--inference-mode auto --precision auto`` picks on this machine;
 - ``whole_fp32_margin0`` / ``auto_margin0``: as ``whole_fp32`` / ``auto`` without the 8 mm crop
   margin around the dilated brain (the array is zero there anyway; fewer voxels to compute).
+- ``whole_fp32_pad16`` / ``whole_fp32_pad32``: ``whole_fp32`` with a crop margin of 16 / 32
+  voxels of the demo's 0.833 mm grid (13.3 / 26.65 mm): only more zero padding in the forward
+  (where the model grid allows), the brain moved by half a divisor against the stride / not moved.
 
 ``--variants a,b --reference a`` runs only those (e.g. ``--variants whole_fp32,whole_fp32_margin0
 --reference whole_fp32`` measures what the crop margin changes). Reported against the reference
@@ -51,6 +54,11 @@ VARIANTS = {
     "auto": dict(inference_mode="auto", precision="auto"),
     "whole_fp32_margin0": dict(inference_mode="whole", precision="fp32", crop_margin_mm=0.0),
     "auto_margin0": dict(inference_mode="auto", precision="auto", crop_margin_mm=0.0),
+    # 16 and 32 voxels of zeros around the gate at 0.833 mm (the demo's grid): the forward grows
+    # by one divisor (32) per axis, the brain shifted by 16 voxels against the network's stride,
+    # or by two, the brain's alignment kept (docs/speed.md, the demo forward's size)
+    "whole_fp32_pad16": dict(inference_mode="whole", precision="fp32", crop_margin_mm=13.3),
+    "whole_fp32_pad32": dict(inference_mode="whole", precision="fp32", crop_margin_mm=26.65),
 }
 QUICK = ("paper128", "whole_fp32", "whole_bf16")
 

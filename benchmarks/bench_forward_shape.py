@@ -4,7 +4,7 @@ when the zero padding grows, and the forward's seconds at the planned shape agai
 less (interleaved, in one process).
 
     python benchmarks/bench_forward_shape.py [--phantoms DIR] [--cases 12] [--padding-check 6]
-        [--ab-rounds 5] [--backend-cache FOLDER] [--json OUT]
+        [--aligned-check 0] [--ab-rounds 5] [--backend-cache FOLDER] [--json OUT]
 
 Cases: the bench's Colin27 head (bench_pipeline.anatomy_on_grid), the bundled sample, and the
 first ``--cases`` images of a ``brainmetseg synth`` folder (``imagesTr/*_0000.nii.gz``).
@@ -94,12 +94,35 @@ def candidates(prob: np.ndarray, gate: np.ndarray) -> tuple[int, int]:
     return int(cc3d.connected_components(above, connectivity=26).max()), int(above.sum())
 
 
-def padding_check(forward, pre, p0: np.ndarray, roi_zyx, divisor: int) -> dict:
-    """The same crop with one divisor more zero padding on every axis: how far p (``p0``: the
-    planned forward's) moves."""
-    p1 = probabilities(forward, pre.array, [r + divisor for r in roi_zyx])
+def where_moved(moved: np.ndarray, pre, p0: np.ndarray, roi_zyx) -> dict:
+    """Where the ``moved`` gate voxels lie: voxels to the planned forward's nearest face, signed
+    voxels to the brain mask's surface (+ outside), candidate regions (p0 > 0.5) they touch."""
+    import cc3d
+    from scipy import ndimage
+
+    at = np.argwhere(moved & pre.brain)
+    if not len(at):
+        return {"voxels": 0}
+    before = np.array([(r - s) // 2 for r, s in zip(roi_zyx, pre.array.shape[1:], strict=True)])
+    face = np.minimum(at + before, np.array(roi_zyx) - 1 - (at + before)).min(axis=1)
+    brain = pre.brain_undilated
+    signed = np.where(brain, -ndimage.distance_transform_edt(brain), ndimage.distance_transform_edt(~brain))
+    regions = cc3d.connected_components((p0 > 0.5) & pre.brain, connectivity=26)
+    quartiles = [0, 25, 50, 75, 100]
+    return {"voxels": len(at), "face_distance_quartiles": np.percentile(face, quartiles).round(1).tolist(),
+            "surface_distance_quartiles": np.percentile(signed[tuple(at.T)], quartiles).round(1).tolist(),
+            "candidates_touched": int(np.count_nonzero(np.unique(regions[tuple(at.T)])))}
+
+
+def padding_check(forward, pre, p0: np.ndarray, roi_zyx, divisor: int, more: int = 1) -> dict:
+    """The same crop with ``more`` divisors more zero padding on every axis (split before and
+    after as MONAI splits it: one divisor moves the brain by half a divisor against the
+    network's stride, two keep its alignment): how far p (``p0``: the planned forward's) moves."""
+    padded = [r + more * divisor for r in roi_zyx]
+    p1 = probabilities(forward, pre.array, padded)
     diff = np.abs(p1 - p0)
-    return {"padded_zyx": [r + divisor for r in roi_zyx],
+    return {"padded_zyx": padded, "brain_shift_mod_divisor": (more * divisor // 2) % divisor,
+            "where_over_0.1": where_moved(diff > 0.1, pre, p0, roi_zyx),
             "max_abs_p_difference_gate": float(diff[pre.brain].max()),
             "max_abs_p_difference_brain": float(diff[pre.brain_undilated].max()),
             "gate_voxels_over_0.01": int((diff[pre.brain] > 0.01).sum()),
@@ -168,6 +191,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=12, help="phantoms to measure")
     parser.add_argument("--padding-check", type=int, default=6, help="cases (in order) whose forward is rerun "
                         "with one divisor more padding")
+    parser.add_argument("--aligned-check", type=int, default=0, help="cases (in order) also rerun with two "
+                        "divisors more padding (the brain's alignment to the stride kept)")
     parser.add_argument("--ab-rounds", type=int, default=5, help="interleaved timing rounds (bench head); 0: none")
     parser.add_argument("--backend-cache", metavar="FOLDER")
     parser.add_argument("--json", metavar="OUT")
@@ -188,12 +213,17 @@ def main() -> None:
         if k < args.padding_check:
             p0 = probabilities(forward, pre.array, roi)
             row["more_padding"] = padding_check(forward, pre, p0, roi, divisor)
+            if k < args.aligned_check:
+                row["more_padding_aligned"] = padding_check(forward, pre, p0, roi, divisor, more=2)
             row["one_divisor_less_fit"] = fit_check(forward, pre, p0, roi, row["one_divisor_less"], divisor)
         if k == 0 and args.ab_rounds:
             row["forward_ab"] = ab_timing(forward, pre, roi, divisor, args.ab_rounds)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    result = {"command": " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
+    dataset = Path(args.phantoms or "", "dataset.json")
+    seed = (json.loads(dataset.read_text()).get("synthetic", {}).get("seed")
+            if args.phantoms and dataset.is_file() else None)
+    result = {"command": " ".join(sys.argv), "phantoms_seed": seed, "cpu": platform.processor() or platform.machine(),
               "cpu_features": cpu_features().as_dict(), "threads": record["threads"],
               "openvino": record["openvino"], "load_average_at_end": os.getloadavg(),
               "divisor": divisor, "patch_size_xyz": list(seg.inference_config.patch_size),
