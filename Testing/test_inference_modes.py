@@ -182,3 +182,18 @@ def test_whole_forward_pads_only_to_the_next_multiple_of_the_divisor(unet):
     for crop in np.random.default_rng(0).integers(160, 260, size=(20, 3)):
         roi = plan_windows(unet, (1, *crop.tolist()), config, "cpu").roi_zyx
         assert all(r % 32 == 0 and 0 <= r - c < 32 for r, c in zip(roi, crop, strict=True)), (crop, roi)
+
+
+def test_flexible_unet_cannot_be_padded_less_than_its_divisor():
+    """FlexibleUNet's divisor (32) is the smallest that runs: a side that is a multiple of 16 but
+    not of 32 fails in the decoder (upsampled and skip features differ in size), so a whole
+    forward of the demo network cannot be padded any less (docs/speed.md)."""
+    from BrainMetSegLib.architectures import size_divisor
+
+    args = {"backbone": "resnet10_w16", "dropout": 0.0, "decoder_channels": [32, 16, 16, 8, 8]}
+    net = build_network("FlexibleUNet", 1, 1, args).eval()
+    assert size_divisor("FlexibleUNet", args) == 32
+    with torch.inference_mode():
+        assert tuple(net(torch.zeros(1, 1, 64, 96, 32)).shape[2:]) == (64, 96, 32)
+        with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+            net(torch.zeros(1, 1, 64, 80, 32))
