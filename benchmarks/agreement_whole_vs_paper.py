@@ -14,8 +14,9 @@ Per phantom the brain mask (deepbet) is computed once and shared, then the whole
 - ``whole_fp32_margin0`` / ``auto_margin0``: as ``whole_fp32`` / ``auto`` without the 8 mm crop
   margin around the dilated brain (the array is zero there anyway; fewer voxels to compute).
 - ``whole_fp32_pad16`` / ``whole_fp32_pad32``: ``whole_fp32`` with a crop margin of 16 / 32
-  voxels of the demo's 0.833 mm grid (13.3 / 26.65 mm): only more zero padding in the forward
-  (where the model grid allows), the brain moved by half a divisor against the stride / not moved.
+  voxels of the demo's 0.833 mm grid (13.3 / 26.65 mm): the same gate with more zeros around it
+  in a larger forward, as far as the model grid reaches (where it stops a margin short, the brain
+  also moves against the network's stride).
 
 ``--variants a,b --reference a`` runs only those (e.g. ``--variants whole_fp32,whole_fp32_margin0
 --reference whole_fp32`` measures what the crop margin changes). Reported against the reference
@@ -54,9 +55,8 @@ VARIANTS = {
     "auto": dict(inference_mode="auto", precision="auto"),
     "whole_fp32_margin0": dict(inference_mode="whole", precision="fp32", crop_margin_mm=0.0),
     "auto_margin0": dict(inference_mode="auto", precision="auto", crop_margin_mm=0.0),
-    # 16 and 32 voxels of zeros around the gate at 0.833 mm (the demo's grid): the forward grows
-    # by one divisor (32) per axis, the brain shifted by 16 voxels against the network's stride,
-    # or by two, the brain's alignment kept (docs/speed.md, the demo forward's size)
+    # 16 and 32 voxels of zeros around the gate at 0.833 mm (the demo's grid), as far as the model
+    # grid reaches: the same gate in a larger forward (docs/speed.md, the demo network's input)
     "whole_fp32_pad16": dict(inference_mode="whole", precision="fp32", crop_margin_mm=13.3),
     "whole_fp32_pad32": dict(inference_mode="whole", precision="fp32", crop_margin_mm=26.65),
 }
