@@ -166,3 +166,34 @@ def test_deepbet_runs_under_bf16_autocast_only_when_asked(monkeypatch):
     assert seen == [False, True]
     np.testing.assert_array_equal(plain, arr > 0)  # orientation round trip
     np.testing.assert_array_equal(fast, plain)
+
+
+def test_whole_forward_pads_only_to_the_next_multiple_of_the_divisor(unet):
+    """The demo card's geometry (divisor 32, patch 128 x 160 x 128): a brain-sized crop is padded
+    to the next multiple of 32 on each axis and no further; the patch is a floor for small
+    volumes, not a rounding step (crops measured in docs/speed.md, benchmarks/bench_forward_shape.py)."""
+    config = InferenceConfig(mode="whole", device="cpu", size_divisor=32, patch_size=(128, 160, 128),
+                             bytes_per_voxel=1.0)
+    for crop, forward in (((191, 227, 183), (192, 256, 192)),  # the bench's Colin27 head
+                          ((189, 228, 196), (192, 256, 224)),  # the bundled sample
+                          ((194, 224, 178), (224, 224, 192)),  # a phantom with Y a multiple already
+                          ((100, 150, 100), (128, 160, 128))):  # smaller than the patch
+        assert plan_windows(unet, (1, *crop), config, "cpu").roi_zyx == forward
+    for crop in np.random.default_rng(0).integers(160, 260, size=(20, 3)):
+        roi = plan_windows(unet, (1, *crop.tolist()), config, "cpu").roi_zyx
+        assert all(r % 32 == 0 and 0 <= r - c < 32 for r, c in zip(roi, crop, strict=True)), (crop, roi)
+
+
+def test_flexible_unet_cannot_be_padded_less_than_its_divisor():
+    """FlexibleUNet's divisor (32) is the smallest that runs: a side that is a multiple of 16 but
+    not of 32 fails in the decoder (upsampled and skip features differ in size), so a whole
+    forward of the demo network cannot be padded any less (docs/speed.md)."""
+    from BrainMetSegLib.architectures import size_divisor
+
+    args = {"backbone": "resnet10_w16", "dropout": 0.0, "decoder_channels": [32, 16, 16, 8, 8]}
+    net = build_network("FlexibleUNet", 1, 1, args).eval()
+    assert size_divisor("FlexibleUNet", args) == 32
+    with torch.inference_mode():
+        assert tuple(net(torch.zeros(1, 1, 64, 96, 32)).shape[2:]) == (64, 96, 32)
+        with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+            net(torch.zeros(1, 1, 64, 80, 32))

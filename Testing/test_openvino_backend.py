@@ -101,6 +101,11 @@ def test_forward_agrees_with_torch_at_other_sizes(flexible_unet, tmp_path):
         diff = float(np.abs(_sigmoid(out) - _sigmoid(ref)).max())
         assert diff < 1e-4, diff  # measured ~1e-6 (logits ~3e-6 apart)
         assert np.abs(out - ref).max() <= 1e-3 * float(ref.max() - ref.min())
+    # the cache key holds no input shape, rightly: the network on disk is dynamic in batch and
+    # space, so every case's crop (its own size, docs/speed.md) reuses the one export
+    folder = tmp_path / record["cache_folder"].rsplit("/", 1)[1]
+    model, _, why = ovb.read_cached(folder, folder.name)
+    assert why == "" and [d.is_dynamic for d in model.inputs[0].get_partial_shape()] == [True, False, True, True, True]
 
 
 def _tiny_ov_model():

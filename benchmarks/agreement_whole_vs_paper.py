@@ -3,8 +3,9 @@
     brainmetseg synth -n 10 -o /tmp/p14 --seed 4000
     python benchmarks/agreement_whole_vs_paper.py /tmp/p14 [--model brainmetseg-demo] [--json OUT]
 
-Per phantom the brain mask (deepbet) is computed once and shared, then the whole pipeline
-(inference, gating, resampling back, threshold, lesions) runs once per variant:
+Per phantom the brain mask (deepbet; ``--given-masks``: the phantom's own) is computed once and
+shared, then the whole pipeline (inference, gating, resampling back, threshold, lesions) runs
+once per variant:
 
 - ``paper128``: the paper's sliding window, 128^3, 50 % overlap, averaged, fp32 (reference);
 - ``paper_card``: the model card's own patch and overlap, fp32;
@@ -13,6 +14,10 @@ Per phantom the brain mask (deepbet) is computed once and shared, then the whole
 - ``auto``: what ``--inference-mode auto --precision auto`` picks on this machine;
 - ``whole_fp32_margin0`` / ``auto_margin0``: as ``whole_fp32`` / ``auto`` without the 8 mm crop
   margin around the dilated brain (the array is zero there anyway; fewer voxels to compute).
+- ``whole_fp32_pad16`` / ``whole_fp32_pad32``: ``whole_fp32`` with a crop margin of 16 / 32
+  voxels of the demo's 0.833 mm grid (13.3 / 26.65 mm): the same gate with more zeros around it
+  in a larger forward, as far as the model grid reaches (where it stops a margin short, the brain
+  also moves against the network's stride).
 
 ``--variants a,b --reference a`` runs only those (e.g. ``--variants whole_fp32,whole_fp32_margin0
 --reference whole_fp32`` measures what the crop margin changes). Reported against the reference
@@ -51,6 +56,10 @@ VARIANTS = {
     "auto": dict(inference_mode="auto", precision="auto"),
     "whole_fp32_margin0": dict(inference_mode="whole", precision="fp32", crop_margin_mm=0.0),
     "auto_margin0": dict(inference_mode="auto", precision="auto", crop_margin_mm=0.0),
+    # 16 and 32 voxels of zeros around the gate at 0.833 mm (the demo's grid), as far as the model
+    # grid reaches: the same gate in a larger forward (docs/speed.md, the demo network's input)
+    "whole_fp32_pad16": dict(inference_mode="whole", precision="fp32", crop_margin_mm=13.3),
+    "whole_fp32_pad32": dict(inference_mode="whole", precision="fp32", crop_margin_mm=26.65),
 }
 QUICK = ("paper128", "whole_fp32", "whole_bf16")
 
@@ -86,6 +95,10 @@ def main() -> None:
                                        "new rows appended (resume an interrupted run)")
     parser.add_argument("--variants", help="comma-separated variants to run (default: all)")
     parser.add_argument("--reference", default="paper128", help="the variant the others are compared with")
+    parser.add_argument("--package-network", action="store_true", help="run the package's network as "
+                        "`segment` does (OpenVINO on a CPU running fp32) instead of one torch network shared")
+    parser.add_argument("--given-masks", action="store_true", help="use the phantoms' own brain masks "
+                        "(brainmasksTr/<case>.nii.gz) instead of deepbet's (no deepbet: less memory and time)")
     args = parser.parse_args()
     wanted = QUICK if args.quick else (args.variants.split(",") if args.variants else list(VARIANTS))
     unknown = [k for k in [*wanted, args.reference] if k not in VARIANTS]
@@ -96,7 +109,9 @@ def main() -> None:
     root = Path(args.phantoms)
     cases = sorted(p for p in (root / "imagesTr").glob("*_0000.nii.gz"))
     base = Segmenter(SegmentConfig(model=args.model, device="cpu"))
-    package, net = base.package, base.net
+    # one torch network shared by every variant (runs in torch), or --package-network: each
+    # variant's Segmenter runs the package as segment does (OpenVINO where the backend picks it)
+    package, net = base.package, (None if args.package_network else base.net)
     rows_file = Path(args.rows) if args.rows else None
     rows = ([json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
             if rows_file and rows_file.exists() else [])
@@ -108,14 +123,16 @@ def main() -> None:
             continue
         image = read_scalar_volume(str(path), "CE-T1")
         gt = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "labelsTr" / f"{case}.nii.gz")))
-        mask = deepbet_mask_file(image, package.card.spacing_mm, work)
-        results = {}
+        mask = (str(root / "brainmasksTr" / f"{case}.nii.gz") if args.given_masks
+                else deepbet_mask_file(image, package.card.spacing_mm, work))
+        results, backends = {}, {}
         for name, kw in variants.items():
             seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, **kw), package,
                             network=net)
             t0 = time.perf_counter()
             res = seg.run_images([image], case)
             results[name] = (res, time.perf_counter() - t0)
+            backends[name] = res.provenance["inference_run"].get("backend", {}).get("used")
         ref = sitk.GetArrayFromImage(results[ref_name][0].labels)
         ref_p = sitk.GetArrayFromImage(results[ref_name][0].probability)
         row = {"case": case, "gt_lesions": gt_hits(gt, gt)[1]}
@@ -126,6 +143,7 @@ def main() -> None:
             row[name] = {
                 "inference_s": res.timings_s["inference"],
                 "plan": {k: res.provenance["inference_run"][k] for k in ("mode", "roi_xyz", "windows")},
+                "backend": backends[name],
                 "autocast": res.provenance["inference_run"]["precision"]["autocast"],
                 "lesions": res.n_lesions,
                 "voxel_dice_vs_reference": round(float(2 * ((lab > 0) & (ref > 0)).sum() / denom), 5)
@@ -161,6 +179,7 @@ def main() -> None:
         }
     seed = json.loads((root / "dataset.json").read_text())["synthetic"]["seed"]
     report = {"data": f"{len(rows)} synthetic phantoms (brainmetseg synth --seed {seed}) in {root}",
+              "brain_masks": "the phantoms' own (brainmasksTr)" if args.given_masks else "deepbet's",
               "model": f"{package.card.name} {package.card.version}", "reference": ref_name,
               "cpu": cpu_features().as_dict(), "load_average": os.getloadavg(),
               "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
