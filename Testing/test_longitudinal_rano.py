@@ -194,3 +194,16 @@ def test_radiographic_only_is_said():
     a = assess([{1: M(20)}, {1: M(20)}])
     assert a.timepoints[0].radiographic_only and "corticosteroid" in a.note and a.note == NOT_FROM_IMAGES
     assert "clinical status" in a.to_dict()["note"]
+
+
+def test_a_lesion_the_prior_made_does_not_confirm_the_equivocal_one_it_came_from():
+    """Seed 7900's synth_005 with demo 2.4.0: the prior promoted a below-cut candidate on the next
+    scan *because* the equivocal new lesion lay there, and that promoted lesion then confirmed it:
+    PD from circular evidence. A promoted lesion is not a confirmation; an unpromoted one is."""
+    base = {1: M(20)}
+    promoted = Measure(4.5, 3, 2, promoted=True)
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: promoted}])
+    assert a.timepoints[0].response == "SD"
+    assert any("the prior made from them: not a confirmation" in x for x in a.timepoints[0].reasons)
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: promoted}, {1: M(20), 9: M(5, 3, 2)}])
+    assert a.timepoints[0].response == "PD"  # a later scan shows it on its own: confirmed

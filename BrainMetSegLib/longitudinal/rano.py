@@ -100,13 +100,16 @@ class RanoConfig:
 class Measure:
     """One lesion at one time point: longest and perpendicular axial diameters (mm), the number
     of axial slices it is seen on, its volume (mm^3) and the segmentation's confidence in it
-    (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map)."""
+    (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map).
+    promoted: a lesion only because the prior made a possible lesion one (another scan has a
+    lesion there); it cannot confirm an equivocal new lesion, whose own presence made it."""
 
     longest_mm: float
     perpendicular_mm: float = 0.0
     slices: int = 1
     volume_mm3: float = 0.0
     confidence: float | None = None
+    promoted: bool = False
 
     def measurable(self, config: RanoConfig) -> bool:
         return (self.longest_mm >= config.min_longest_mm - _EPS
@@ -327,11 +330,19 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
 def _confirm_equivocal(results: list[TimepointResponse], timepoints, base) -> None:
     """"PD to be confirmed" becomes PD when a later scan shows one of its equivocal new lesions
     again (RANO-BM: PD from the scan that first showed it), and the response targets and
-    non-targets give when the next scan shows none of them (the lesion was not confirmed)."""
+    non-targets give when the next scan shows none of them (the lesion was not confirmed).
+    A later lesion the prior promoted does not confirm: the prior promoted it because of the
+    equivocal lesion itself (or of a later scan's lesion, which confirms on its own)."""
     for r in results:
         if r.response != PD_TO_CONFIRM:
             continue
-        later = {i: [t for t in range(r.index + 1, len(timepoints)) if i in timepoints[t]] for i in r.equivocal_new}
+        later = {i: [t for t in range(r.index + 1, len(timepoints)) if i in timepoints[t]
+                     and not timepoints[t][i].promoted] for i in r.equivocal_new}
+        circular = [i for i in r.equivocal_new if not later[i] and any(
+            i in timepoints[t] for t in range(r.index + 1, len(timepoints)))]
+        if circular:
+            r.reasons.append(f"equivocal new lesion(s) {circular} seen later only as lesion(s) the prior made from "
+                             "them: not a confirmation")
         confirmed = {i: ts[0] for i, ts in later.items() if ts}
         if confirmed:
             r.response = "PD"
