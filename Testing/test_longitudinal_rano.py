@@ -197,13 +197,20 @@ def test_radiographic_only_is_said():
 
 
 def test_a_lesion_the_prior_made_does_not_confirm_the_equivocal_one_it_came_from():
-    """Seed 7900's synth_005 with demo 2.4.0: the prior promoted a below-cut candidate on the next
-    scan *because* the equivocal new lesion lay there, and that promoted lesion then confirmed it:
-    PD from circular evidence. A promoted lesion is not a confirmation; an unpromoted one is."""
+    """Demo 2.4.0 with the prior: seed 7900's synth_005 (the next scan's below-cut candidate
+    promoted because the equivocal lesion lay there, then confirming it) and seed 7300's synth_003
+    (the equivocal lesion itself promoted because the next scan had one, then confirmed by it):
+    PD from one scan's evidence. Confirming needs two sightings that are not promoted."""
     base = {1: M(20)}
     promoted = Measure(4.5, 3, 2, promoted=True)
     a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: promoted}])
     assert a.timepoints[0].response == "SD"
-    assert any("the prior made from them: not a confirmation" in x for x in a.timepoints[0].reasons)
+    assert any("only as a lesion the prior made" in x for x in a.timepoints[0].reasons)
+    a = assess([base, {1: M(20), 9: promoted}, {1: M(20), 9: M(4, 3, 2)}])
+    assert [x.response for x in a.timepoints] == ["SD", "SD"]
+    # two sightings of its own: confirmed, PD from the scan that first showed it
     a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: promoted}, {1: M(20), 9: M(5, 3, 2)}])
-    assert a.timepoints[0].response == "PD"  # a later scan shows it on its own: confirmed
+    assert a.timepoints[0].response == "PD"
+    assert any("confirmed on time point 3" in x for x in a.timepoints[0].reasons)
+    a = assess([base, {1: M(20), 9: promoted}, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: M(5, 3, 2)}])
+    assert a.timepoints[0].response == "PD"
