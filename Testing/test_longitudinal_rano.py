@@ -194,3 +194,23 @@ def test_radiographic_only_is_said():
     a = assess([{1: M(20)}, {1: M(20)}])
     assert a.timepoints[0].radiographic_only and "corticosteroid" in a.note and a.note == NOT_FROM_IMAGES
     assert "clinical status" in a.to_dict()["note"]
+
+
+def test_a_lesion_the_prior_made_does_not_confirm_the_equivocal_one_it_came_from():
+    """Demo 2.4.0 with the prior: seed 7900's synth_005 (the next scan's below-cut candidate
+    promoted because the equivocal lesion lay there, then confirming it) and seed 7300's synth_003
+    (the equivocal lesion itself promoted because the next scan had one, then confirmed by it):
+    PD from one scan's evidence. Confirming needs two sightings that are not promoted."""
+    base = {1: M(20)}
+    promoted = Measure(4.5, 3, 2, promoted=True)
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: promoted}])
+    assert a.timepoints[0].response == "SD"
+    assert any("only as a lesion the prior made" in x for x in a.timepoints[0].reasons)
+    a = assess([base, {1: M(20), 9: promoted}, {1: M(20), 9: M(4, 3, 2)}])
+    assert [x.response for x in a.timepoints] == ["SD", "SD"]
+    # two sightings of its own: confirmed, PD from the scan that first showed it
+    a = assess([base, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: promoted}, {1: M(20), 9: M(5, 3, 2)}])
+    assert a.timepoints[0].response == "PD"
+    assert any("confirmed on time point 3" in x for x in a.timepoints[0].reasons)
+    a = assess([base, {1: M(20), 9: promoted}, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: M(5, 3, 2)}])
+    assert a.timepoints[0].response == "PD"

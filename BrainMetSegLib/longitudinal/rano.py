@@ -100,13 +100,16 @@ class RanoConfig:
 class Measure:
     """One lesion at one time point: longest and perpendicular axial diameters (mm), the number
     of axial slices it is seen on, its volume (mm^3) and the segmentation's confidence in it
-    (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map)."""
+    (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map).
+    promoted: a lesion only because the prior made a possible lesion one (another scan has a
+    lesion there): not a sighting of its own when an equivocal new lesion is confirmed."""
 
     longest_mm: float
     perpendicular_mm: float = 0.0
     slices: int = 1
     volume_mm3: float = 0.0
     confidence: float | None = None
+    promoted: bool = False
 
     def measurable(self, config: RanoConfig) -> bool:
         return (self.longest_mm >= config.min_longest_mm - _EPS
@@ -327,19 +330,29 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
 def _confirm_equivocal(results: list[TimepointResponse], timepoints, base) -> None:
     """"PD to be confirmed" becomes PD when a later scan shows one of its equivocal new lesions
     again (RANO-BM: PD from the scan that first showed it), and the response targets and
-    non-targets give when the next scan shows none of them (the lesion was not confirmed)."""
+    non-targets give when the next scan shows none of them (the lesion was not confirmed).
+    Only sightings of its own count: a lesion the prior promoted (a possible lesion made a lesion
+    because another scan has one there) rests on that other scan, so confirming needs two
+    sightings that are not promoted (else one scan's lesion would confirm itself)."""
     for r in results:
         if r.response != PD_TO_CONFIRM:
             continue
-        later = {i: [t for t in range(r.index + 1, len(timepoints)) if i in timepoints[t]] for i in r.equivocal_new}
-        confirmed = {i: ts[0] for i, ts in later.items() if ts}
+        own = {i: [t for t in range(r.index, len(timepoints)) if i in timepoints[t]
+                   and not timepoints[t][i].promoted] for i in r.equivocal_new}
+        confirmed = {i: ts[1] for i, ts in own.items() if len(ts) >= 2}
+        seen_again = [i for i in r.equivocal_new if i not in confirmed and any(
+            i in timepoints[t] for t in range(r.index + 1, len(timepoints)))]
+        if seen_again:
+            r.reasons.append(f"equivocal new lesion(s) {seen_again} seen again, but one of the sightings only as a "
+                             "lesion the prior made from the other: not a confirmation")
         if confirmed:
             r.response = "PD"
             r.reasons += [f"equivocal new lesion {i} confirmed on time point {t}: PD dates from time point {r.index}"
                           for i, t in confirmed.items()]
         elif r.index + 1 < len(timepoints):
             r.response = _overall(base, r.target_response, r.nontarget_response, [], [])
-            r.reasons.append(f"equivocal new lesion(s) {r.equivocal_new} not seen on any later scan: not confirmed")
+            if not seen_again:
+                r.reasons.append(f"equivocal new lesion(s) {r.equivocal_new} not seen on any later scan: not confirmed")
 
 
 def _confirm_responses(results: list[TimepointResponse], days, config: RanoConfig) -> None:
