@@ -7,13 +7,27 @@ is first imported) at the 2 cores the suite is sized for.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def load_script(path: Path | str, name: str | None = None):
+    """A script outside the package (benchmarks/, docs/, tools/) imported as a module, its
+    ``__main__`` block not run; registered in sys.modules (dataclasses look their module up there)."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_volume(shape_zyx=(40, 48, 56), spacing_xyz=(1.0, 1.0, 1.0), direction=None,

@@ -1,7 +1,6 @@
 """The ONNX export used by benchmarks/bench_backends.py keeps MONAI's type-A ResNet shortcut a
 function of its input, so ONNX Runtime agrees with torch at sizes other than the example's."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from BrainMetSegLib.architectures import build_network
+from conftest import load_script
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -16,10 +16,7 @@ pytest.importorskip("onnx")
 
 def bench_module():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_backends.py"
-    spec = importlib.util.spec_from_file_location("bench_backends", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, "bench_backends")
 
 
 def test_dynamic_export_agrees_with_torch(tmp_path):

@@ -13,7 +13,6 @@ pushed to that repository, so the checks run on it, offline: the schema is vendo
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -23,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "Testing" / "data" / "slicer" / "slicer-extension-catalog-entry-schema-v1.0.1.json"
@@ -47,11 +48,7 @@ IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "g
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("extension_release", REPO / "tools" / "extension_release.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "tools" / "extension_release.py", "extension_release")
 
 
 release = _load_tool()

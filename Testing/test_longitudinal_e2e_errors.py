@@ -4,7 +4,6 @@ above the cut, and runs without a candidate stage, are not."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "longitudinal_e2e_errors.py"
 
 
 @pytest.fixture(scope="module")
 def errors():
-    spec = importlib.util.spec_from_file_location("bench_longitudinal_e2e_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_longitudinal_e2e_errors")
 
 
 def _write(array: np.ndarray, path: Path) -> None:

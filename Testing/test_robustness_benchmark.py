@@ -3,7 +3,6 @@ version, or other weights or candidate scorer under the same version) is never r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +13,14 @@ import pytest
 import SimpleITK as sitk
 
 from BrainMetSegLib.synth.dataset import case_paths
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
 
 
 @pytest.fixture(scope="module")
 def robustness():
-    spec = importlib.util.spec_from_file_location("bench_robustness_cache", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_robustness_cache")
 
 
 @dataclass

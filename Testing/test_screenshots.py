@@ -9,11 +9,12 @@ weights or card (operating point included) change, this test fails until the scr
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "docs" / "screenshots"
@@ -22,10 +23,7 @@ RERUN = "re-run: python docs/screenshots/make_screenshots.py"
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_screenshots", FOLDER / "make_screenshots.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FOLDER / "make_screenshots.py", "make_screenshots")
 
 
 @pytest.fixture(scope="module")
