@@ -95,6 +95,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip-prob", type=float, default=0.5, help="left-right flip probability")
     g.add_argument("--elastic-prob", type=float, default=0.2, help="elastic deformation probability")
     g.add_argument("--gamma-prob", type=float, default=0.3, help="gamma augmentation probability")
+    g.add_argument("--thick-prob", type=float, default=0.0,
+                   help="probability of re-acquiring a patch as thick 2D slices (default 0)")
+    g.add_argument("--thick-mm", type=float, nargs=2, default=(3.0, 7.5), metavar=("MIN", "MAX"),
+                   help="slice thickness range of --thick-prob, mm (default 3 7.5)")
     g.add_argument("--no-augment", action="store_true", help="no augmentation at all")
     g = p.add_argument_group("data")
     g.add_argument("--fold", default="0", help="validation fold k of --folds, or 'all' (no validation)")
@@ -159,8 +163,12 @@ def config_from_args(args: argparse.Namespace):
         raise InputError(f"--hard-negatives {args.hard_negatives}: must be between 0 and 1.")
     if not 0 <= args.blob_loss <= 100:
         raise InputError(f"--blob-loss {args.blob_loss}: must be between 0 and 100.")
+    if not 0 <= args.thick_prob <= 1 or not 0 < args.thick_mm[0] <= args.thick_mm[1] <= 20:
+        raise InputError(f"--thick-prob {args.thick_prob} / --thick-mm {args.thick_mm[0]:g} {args.thick_mm[1]:g}: "
+                         "need a probability in [0, 1] and 0 < MIN <= MAX <= 20 mm.")
     augment = (AugmentConfig(0, 0, gamma_prob=0) if args.no_augment else
-               AugmentConfig(flip_prob=args.flip_prob, elastic_prob=args.elastic_prob, gamma_prob=args.gamma_prob))
+               AugmentConfig(flip_prob=args.flip_prob, elastic_prob=args.elastic_prob, gamma_prob=args.gamma_prob,
+                             thick_prob=args.thick_prob, thick_mm=tuple(args.thick_mm)))
     return TrainConfig(
         architecture=args.architecture, architecture_args=arch_args, spacing_mm=args.spacing,
         patch_size=args.patch, batch_size=args.batch_size, pos_fraction=args.pos_fraction,

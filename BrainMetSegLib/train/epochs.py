@@ -24,7 +24,8 @@ def make_loader(run: Run, config: TrainConfig, train_data: list[dict]):
     batches = PatchBatches(train_data, tuple(config.patch_size[::-1]), config.batch_size,
                            config.iters_per_epoch * run.dist.world, config.pos_fraction, config.augment,
                            seed=config.seed, pos_sampling=config.pos_sampling,
-                           hard_negative_fraction=config.hard_negative_fraction)
+                           hard_negative_fraction=config.hard_negative_fraction,
+                           spacing_zyx=tuple(config.spacing_mm[::-1]))
     sampler = torch.utils.data.distributed.DistributedSampler(
         batches, num_replicas=run.dist.world, rank=run.dist.rank, shuffle=False)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler, num_workers=config.workers,

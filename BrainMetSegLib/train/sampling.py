@@ -73,13 +73,14 @@ class PatchBatches(torch.utils.data.Dataset):
         lesion equally likely); see the module docstring.
     hard_negative_fraction: share of the non-lesion patches centred on bright non-lesion
         voxels of the CE-T1 (channel 0); see the module docstring.
+    spacing_zyx: the cases' grid spacing (Z, Y, X) mm, for augmentations given in mm.
     Each batch is ``(image (B, C, Z, Y, X) float32, label (B, 1, Z, Y, X) float32)``.
     """
 
     def __init__(self, cases: list[dict], patch_zyx, batch_size: int, batches_per_epoch: int,
                  pos_fraction: float = 0.5, augment: AugmentConfig | None = None,
                  seed: int = 0, pos_sampling: PosSampling = PosSampling.VOXEL,
-                 hard_negative_fraction: float = 0.0):
+                 hard_negative_fraction: float = 0.0, spacing_zyx=(1.0, 1.0, 1.0)):
         if pos_sampling not in POS_SAMPLING:
             raise ValueError(f"pos_sampling {pos_sampling!r}: expected one of {POS_SAMPLING}")
         if not 0.0 <= hard_negative_fraction <= 1.0:
@@ -93,7 +94,7 @@ class PatchBatches(torch.utils.data.Dataset):
         self.epoch = 0
         self.crop = {True: crop_transform(self.patch, True), False: crop_transform(self.patch, False)}
         # None = the default augmentation; pass AugmentConfig(0, 0, gamma_prob=0) for none.
-        self.augment = augment_transform(augment or AugmentConfig())
+        self.augment = augment_transform(augment or AugmentConfig(), spacing_zyx)
         with_lesions = [i for i, c in enumerate(self.cases) if c["fg"].size]
         # Lesion-centred patches come from cases that have lesions.
         self.positive_cases = with_lesions or list(range(len(self.cases)))
