@@ -10,6 +10,7 @@ Modules: ``registration`` (rigid follow-up -> baseline, over :mod:`BrainMetSegLi
     result.to_dict()   # plain data (JSON-ready) for the Slicer module and the viewer
 """
 
+from .colours import track_colour
 from .matching import MatchConfig, match_lesions
 from .rano import NOT_FROM_IMAGES, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
 from .registration import Registration, register_followup
@@ -20,7 +21,6 @@ from .tracking import (
     TimePoint,
     Track,
     compare_timepoints,
-    track_colour,
 )
 
 __all__ = ["NOT_FROM_IMAGES", "CompareConfig", "LesionAtTime", "LongitudinalResult", "MatchConfig", "Measure",

@@ -13,8 +13,9 @@ import SimpleITK as sitk
 
 from ..html_report import CSS
 from ..plotting import png_data_uri, pyplot, report_png
+from .colours import track_colour
 from .rano import CAUTION, NOT_FROM_IMAGES, RESPONSE_WORDS
-from .tracking import LongitudinalResult, TimePoint, track_colour
+from .tracking import LongitudinalResult, TimePoint
 
 MONTAGE_FIELD_MM = 48.0
 MAX_MONTAGE_TRACKS = 30

@@ -23,6 +23,7 @@ from ..image_edge import ImageEdgeConfig, measure_rows
 from ..lesions import LesionTableRow, lesion_table
 from ..progress import ProgressCallback, ProgressEvent, no_progress
 from .below_cut import BelowCut, candidates_on_baseline, sightings
+from .colours import track_colour
 from .matching import MatchConfig, Reference, assign_link, link_statuses, match_lesions
 from .rano import RESPONSE_WORDS, Measure, RanoAssessment, RanoConfig, TimepointResponse, assess
 from .reasons import explain
@@ -208,17 +209,6 @@ class LongitudinalResult:
                     "promoted_by_prior": at.promoted, "diameters_on": at.diameters_on,
                 })
         return rows
-
-
-# Colours that stay apart on a grey MR background (Slicer-like label palette).
-_PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180))
-
-
-def track_colour(track_id: int) -> list[int]:
-    """RGB (0-255) of a track: the same on every time point and in every front end."""
-    return list(_PALETTE[(track_id - 1) % len(_PALETTE)])
 
 
 def _centroid_lps(row: LesionTableRow) -> np.ndarray:

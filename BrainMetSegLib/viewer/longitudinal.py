@@ -20,8 +20,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..images import read_image, same_geometry
+from ..longitudinal.colours import track_colour
 from ..longitudinal.rano import CAUTION, RESPONSE_WORDS
-from ..longitudinal.tracking import track_colour
 from ..run_record import read_run
 from .display import reset_views  # no VTK: this module must not load it at import
 
