@@ -47,7 +47,8 @@ class ModelIdentity:
         """From a pipeline :class:`~BrainMetSegLib.pipeline_types.Result`'s provenance."""
         model = provenance["model"]
         params = operating_parameters(provenance.get("settings") or {})
-        return cls(model["name"], model["version"], model.get("sha256", ""), params)
+        ran = model.get("weights_run") or {}  # a package with thick-slice weights: the ones that ran
+        return cls(model["name"], model["version"], ran.get("sha256") or model.get("sha256", ""), params)
 
     @property
     def label(self) -> str:
