@@ -129,6 +129,12 @@ def test_segment_command_records_the_weights(packages, tmp_path, capsys):
     assert runs["thick5"]["thick_slice_weights"] == thick.card.thick_slice_weights
     code = main(["models", str(thick.folder)])
     assert code == 0 and '"model_thick.safetensors"' in capsys.readouterr().out
+    # --skip-existing: a run made with other thick-slice weights is not this package's
+    other = add_thick_weights(thick.folder, _weights(tmp_path / "seed2.safetensors", 2), tmp_path / "other",
+                              split_mm=1.5)
+    code = main(["segment", "--manifest", str(manifest), "-o", str(tmp_path / "o"), "--model", str(other.folder),
+                 "--brain-mask", "none", "--device", "cpu", "--backend", "torch", "--skip-existing"])
+    assert code != 0 and "made with other thick-slice weights" in capsys.readouterr().err
 
 
 def test_split_is_compared_as_the_scorer_compares():
@@ -323,3 +329,20 @@ def test_records_read_back(packages):
     model = {"name": "m", "version": "1", "sha256": "a" * 64, "weights_run": ran}
     assert ModelIdentity.from_provenance({"model": model, "settings": {}}).device_serial_number == "b" * 16
     assert _run_model({"model": model}) == "m 1 (thick-slice weights model_thick.safetensors)"
+
+
+def test_release_lists_both_weights(packages, tmp_path):
+    release = load_script(REPO / "tools" / "extension_release.py", "release_for_thick")
+    _, thick = packages
+    repo = tmp_path / "repo"
+    shutil.copytree(thick.folder, repo / "Resources" / "Models" / "tiny")
+    urls = {"model.safetensors": "https://example.org/tiny-test-0.1/model.safetensors"}
+    registry = {"models": [{"name": "tiny", "path": "Models/tiny", "weights_urls": urls}], "sample": []}
+    (repo / "Resources" / "Models.json").write_text(json.dumps(registry))
+    with pytest.raises(ModelError, match="no weights_urls entry for model_thick.safetensors"):
+        release.downloads(repo)
+    urls["model_thick.safetensors"] = "https://example.org/tiny-test-0.1/model_thick.safetensors"
+    (repo / "Resources" / "Models.json").write_text(json.dumps(registry))
+    got = [(d.path, d.sha256) for d in release.downloads(repo)]
+    assert got == [("Models/tiny/model.safetensors", thick.card.sha256),
+                   ("Models/tiny/model_thick.safetensors", thick.card.thick_slice_weights["sha256"])]
