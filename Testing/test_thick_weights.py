@@ -319,16 +319,24 @@ def test_download_brings_both_weights_whole(leave_out, packages, tmp_path, monke
         assert (package.folder / "model_thick.safetensors").is_file()
 
 
-def test_records_read_back(packages):
+def test_records_read_back():
     from BrainMetSegLib.dicom.identity import ModelIdentity
     from BrainMetSegLib.evaluate.runner import _run_model
 
-    _, thick = packages
     ran = {"variant": THICK, "file": "model_thick.safetensors", "sha256": "b" * 64,
            "why": "slice spacing 5 mm > 1.5 mm"}
     model = {"name": "m", "version": "1", "sha256": "a" * 64, "weights_run": ran}
     assert ModelIdentity.from_provenance({"model": model, "settings": {}}).device_serial_number == "b" * 16
     assert _run_model({"model": model}) == "m 1 (thick-slice weights model_thick.safetensors)"
+    from types import SimpleNamespace
+
+    from BrainMetSegLib.operating_point import OperatingPoint
+    from BrainMetSegLib.viewer.panel_text import run_info
+
+    rows = run_info(SimpleNamespace(run={"model": model}, image_path="x.nii.gz", warnings=[],
+                                    operating_point=OperatingPoint(0.5, 0.0, None)))
+    assert {"section": "model", "key": "weights",
+            "value": "model_thick.safetensors (slice spacing 5 mm > 1.5 mm)"} in rows
 
 
 def test_release_lists_both_weights(packages, tmp_path):

@@ -7,7 +7,8 @@
 
 The thick weights come as a ``.safetensors`` file or as a package folder (e.g. the one
 ``brainmetseg train`` wrote while fine-tuning), whose card must then have the same architecture,
-arguments, inputs, ``network_io``, grid and window. Every tensor is stored in the dtype of the
+arguments, inputs, ``network_io``, grid and normalisation (its window and operating point are
+not used: the package's apply). Every tensor is stored in the dtype of the
 main weights' tensor of the same name (the bundled demo's are fp16: half the bytes; the network
 runs fp32 either way), as ``model_thick.safetensors`` (``--name``). The split defaults to the one
 the package's stitched candidate scorer records, so the two cannot differ. The new folder is
@@ -26,12 +27,14 @@ from pathlib import Path
 from ..errors import ModelError, OutputError
 from ..folder_staging import staged_folder
 from ..models import CARD_NAME, ModelPackage, load_package
+from ..staging import default_file_mode
 from ..thick_weights import MAIN, THICK, check_thick_file, scorer_split_mm, tensor_layout
 
 THICK_NAME = "model_thick.safetensors"
-# What must be equal between the package and a package the thick weights come from.
+# What must be equal between the package and a package the thick weights come from (the
+# window, threshold and scorer are the package's: the thick weights run under them).
 SAME_NETWORK = ("architecture", "architecture_args", "input_sequences", "network_io", "spacing_mm",
-                "patch_size")
+                "normalisation")
 
 
 def _thick_state(source: Path, package: ModelPackage) -> dict:
@@ -114,6 +117,7 @@ def add_thick_weights(package_dir: str | os.PathLike, thick: str | os.PathLike, 
             if f.is_file() and f.name not in (old, name, CARD_NAME):
                 shutil.copy2(f, tmp / f.name)
         save_file(state, str(tmp / name), metadata={"name": package.card.name, "weights": "thick-slice"})
+        os.chmod(tmp / name, default_file_mode())  # safetensors writes 0600
         entry = {"weights": name, "sha256": sha256_file(tmp / name),
                  "above_slice_spacing_mm": _split(package, split_mm)}
         card = dataclasses.replace(package.card, thick_slice_weights=entry,
