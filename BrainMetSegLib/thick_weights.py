@@ -97,7 +97,9 @@ class WeightsChoice:
 
 
 def _mm(v: float) -> str:
-    return f"{v:.3g}"
+    """mm to 4 decimals, trailing zeros dropped (5 -> "5", 1.5001 -> "1.5001": a scan just above
+    the split does not read as equal to it)."""
+    return f"{float(v):.4f}".rstrip("0").rstrip(".")
 
 
 def choose(card, slice_mm: float) -> WeightsChoice:

@@ -141,6 +141,12 @@ def test_split_is_compared_as_the_scorer_compares():
     assert not is_thick(1.5, 1.5) and not is_thick(1.50000001, 1.5) and is_thick(1.5001, 1.5)
     card = ModelCard(name="m", version="1", architecture="BasicUNet")
     assert choose(card, 7.0).variant == MAIN  # no thick weights: always the main ones
+    card = ModelCard(name="m", version="1", architecture="BasicUNet",
+                     thick_slice_weights={"weights": "t.safetensors", "sha256": "A" * 64,
+                                          "above_slice_spacing_mm": 1.5})
+    assert card.thick_slice_weights["sha256"] == "a" * 64
+    assert choose(card, 1.5001).reason == "slice spacing 1.5001 mm > 1.5 mm"
+    assert choose(card, 1.5).reason == "slice spacing 1.5 mm <= 1.5 mm" and choose(card, 1.5).variant == MAIN
 
 
 def test_damaged_thick_weights_are_refused_when_used(packages, tmp_path):
