@@ -360,3 +360,21 @@ def test_release_lists_both_weights(packages, tmp_path):
     got = [(d.path, d.sha256) for d in release.downloads(repo)]
     assert got == [("Models/tiny/model.safetensors", thick.card.sha256),
                    ("Models/tiny/model_thick.safetensors", thick.card.thick_slice_weights["sha256"])]
+
+
+def test_mirroring_and_ensembles_run_the_chosen_weights(packages, tmp_path):
+    _, thick = packages
+    scan = _scan(tmp_path / "thick.nii.gz", 3.0)
+    plain, mirrored = _run(thick, scan), _run(thick, scan, mirror="lr")
+    assert mirrored.provenance["model"]["weights_run"]["variant"] == THICK
+    assert not np.array_equal(sitk.GetArrayFromImage(plain.probability), sitk.GetArrayFromImage(mirrored.probability))
+    # a two-member ensemble's main weights; its thick-slice weights are one file, in the same network_io
+    members = [{"weights": "model.safetensors", "sha256": thick.card.sha256},
+               {"weights": "fold_1.safetensors", "sha256": thick.card.sha256}]
+    ensemble = _copy(thick, tmp_path / "ensemble", ensemble=members)
+    shutil.copy(ensemble.folder / "model.safetensors", ensemble.folder / "fold_1.safetensors")
+    thin = _run(ensemble, _scan(tmp_path / "thin.nii.gz", 1.0)).provenance["model"]["weights_run"]
+    assert thin["variant"] == MAIN and [f["file"] for f in thin["files"]] == ["model.safetensors", "fold_1.safetensors"]
+    got = _run(ensemble, scan)
+    assert got.provenance["model"]["weights_run"]["file"] == "model_thick.safetensors"
+    assert np.allclose(sitk.GetArrayFromImage(got.probability), sitk.GetArrayFromImage(plain.probability), atol=1e-6)
