@@ -130,8 +130,10 @@ class ModelPackage:
         """(path, sha256) of every weight file of the network ``variant`` runs: ``main``, the
         ensemble's members or the one ``weights``; ``thick-slice``, the card's
         ``thick_slice_weights`` file. :class:`ModelError` for a file outside the package folder."""
-        from .thick_weights import THICK, thick_path
+        from .thick_weights import THICK, VARIANTS, thick_path
 
+        if variant not in VARIANTS:
+            raise ValueError(f"weights variant {variant!r} is not one of {', '.join(VARIANTS)}")
         if variant == THICK:
             if not self.card.thick_slice_weights:
                 raise ModelError(f"{self.folder / CARD_NAME}: model {self.card.name} has no thick_slice_weights.")

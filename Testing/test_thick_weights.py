@@ -113,7 +113,7 @@ def test_thick_scan_runs_the_thick_weights(packages, tmp_path):
     assert a.shape == b.shape and np.abs(a - b).max() > 1e-3  # another network made it
 
 
-def test_segment_command_records_the_weights(packages, tmp_path, capsys):
+def test_segment_command_records_the_weights(packages, tmp_path, capsys, monkeypatch):
     _, thick = packages
     scans = [_scan(tmp_path / "thin.nii.gz", 1.0), _scan(tmp_path / "thick5.nii.gz", 5.0)]
     manifest = tmp_path / "cases.csv"
@@ -129,6 +129,10 @@ def test_segment_command_records_the_weights(packages, tmp_path, capsys):
     assert runs["thick5"]["thick_slice_weights"] == thick.card.thick_slice_weights
     code = main(["models", str(thick.folder)])
     assert code == 0 and '"model_thick.safetensors"' in capsys.readouterr().out
+    monkeypatch.setenv("BRAINMETSEG_MODELS", str(thick.folder.parent))  # the user's model folder
+    assert main(["models"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(thick.folder.name + " ")]
+    assert listed and "weights=model.safetensors, model_thick.safetensors (slices > 1.5 mm)" in listed[0]
     # --skip-existing: a run made with other thick-slice weights is not this package's
     other = add_thick_weights(thick.folder, _weights(tmp_path / "seed2.safetensors", 2), tmp_path / "other",
                               split_mm=1.5)
