@@ -188,6 +188,9 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     model = (run.get("model") or {}).get("sha256")
     if model != provenance["model"]["sha256"]:
         return f"made with another model (weights sha256 {str(model)[:12]}...)"
+    thick = ((run.get("model") or {}).get("thick_slice_weights") or {}).get("sha256")
+    if thick != (provenance["model"].get("thick_slice_weights") or {}).get("sha256"):
+        return f"made with other thick-slice weights (sha256 {str(thick)[:12]}...)"
     old, new = _comparable(run.get("settings") or {}), _comparable(provenance["settings"])
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:

@@ -78,6 +78,11 @@ def check_card(card) -> None:
             and isinstance(scorer["sha256"], str) and _SHA256.fullmatch(scorer["sha256"]))):
         raise ModelError(f"{field('candidate_scorer')} must be {{}} or {{\"file\": name, \"sha256\": "
                          f"64 hexadecimal digits}}, not {scorer!r}.")
+    from .thick_weights import check_entry
+
+    ensemble = card.ensemble if isinstance(card.ensemble, list) else []
+    members = [m.get("weights") for m in ensemble if isinstance(m, dict)]
+    card.thick_slice_weights = check_entry(card.thick_slice_weights, [card.weights, *members])
 
 
 def check_acquisition(acquisition, name: str) -> dict:

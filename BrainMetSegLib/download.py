@@ -4,8 +4,9 @@ A downloadable registry entry is ``{"name", "url", "sha256"}``: the URL of a zip
 of the model package (``model.json`` and its weights, at the archive's root or in one
 top folder) and the archive's sha256. The archive is streamed to a temporary file in the
 cache, checked against that sha256, unpacked into a temporary folder (no member may
-leave it), checked as a package (card, weights sha256 from the card), and only then
-renamed to :func:`~BrainMetSegLib.models.cache_folder`. Nothing downloads on its own:
+leave it), checked as a package (card; every weights file, the thick-slice ones too: sha256
+from the card, loaded into the architecture), and only then renamed to
+:func:`~BrainMetSegLib.models.cache_folder`. Nothing downloads on its own:
 segmenting with a model that is not downloaded is an error naming this command.
 """
 
@@ -29,6 +30,7 @@ from .models import (
     load_package,
     registry_entry,
 )
+from .thick_weights import package_variants
 
 
 def _fetch(url: str, target: Path) -> str:
@@ -83,7 +85,8 @@ def download_model(name: str, registry: Path = REGISTRY_FILE, overwrite: bool = 
             raise ModelError(f"{url}: sha256 {actual[:12]}... does not match the registry "
                              f"({expected[:12]}...); the download is damaged or was altered.")
         package = load_package(_unpack(archive, work / "unpacked", url))
-        package.load_network("cpu")  # weights: safetensors, sha256 from the card, fit the architecture
+        for variant in package_variants(package):  # every weights file, before anything is replaced
+            package.load_network("cpu", variant)  # safetensors, sha256 from the card, fit the architecture
         if final.exists():
             shutil.rmtree(final)
         os.replace(package.folder, final)

@@ -39,6 +39,8 @@ class ModelCard:
         that holds a detection (<= threshold); None draws them at the detection threshold.
     candidate_scorer: ``{"file": name, "sha256": hex}`` of the package's candidate scorer
         (:mod:`BrainMetSegLib.scorer`); empty: no candidate stage, lesions are the detections.
+    thick_slice_weights: ``{"weights": file, "sha256": hex, "above_slice_spacing_mm": mm}``: the
+        network's weights for scans of slice spacing above that (:mod:`BrainMetSegLib.thick_weights`).
     """
 
     name: str
@@ -78,6 +80,11 @@ class ModelCard:
     # them get a warning (BrainMetSegLib.acquisition). Empty: not stated, no warning.
     acquisition: dict[str, Any] = field(default_factory=dict)
     candidate_scorer: dict[str, str] = field(default_factory=dict)
+    # Second weights for thick-slice scans: {"weights": file, "sha256": hex,
+    # "above_slice_spacing_mm": mm}; scans whose slice spacing is above it run them, others the
+    # main weights. Same architecture, grid and operating point. Empty: one set of weights.
+    # See BrainMetSegLib.thick_weights.
+    thick_slice_weights: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
@@ -119,9 +126,18 @@ class ModelPackage:
                              "points outside the package folder; weights must be a file inside it.")
         return path
 
-    def weight_files(self) -> list[tuple[Path, str]]:
-        """(path, sha256) of every weight file: the ensemble's members, or the one ``weights``;
-        :class:`ModelError` for a file outside the package folder."""
+    def weight_files(self, variant: str = "main") -> list[tuple[Path, str]]:
+        """(path, sha256) of every weight file of the network ``variant`` runs: ``main``, the
+        ensemble's members or the one ``weights``; ``thick-slice``, the card's
+        ``thick_slice_weights`` file. :class:`ModelError` for a file outside the package folder."""
+        from .thick_weights import THICK, VARIANTS, thick_path
+
+        if variant not in VARIANTS:
+            raise ValueError(f"weights variant {variant!r} is not one of {', '.join(VARIANTS)}")
+        if variant == THICK:
+            if not self.card.thick_slice_weights:
+                raise ModelError(f"{self.folder / CARD_NAME}: model {self.card.name} has no thick_slice_weights.")
+            return [(thick_path(self), self.card.thick_slice_weights["sha256"])]
         if not self.card.ensemble:
             return [(self.weights_path, self.card.sha256)]
         folder, out = self.folder.resolve(), []
@@ -134,12 +150,19 @@ class ModelPackage:
             out.append((path, str(m.get("sha256", ""))))
         return out
 
-    def network_identity(self) -> dict:
+    def all_weight_files(self) -> list[tuple[Path, str]]:
+        """(path, sha256) of every weights file in the package: the main ones, then the
+        thick-slice ones (what a download or a release must bring whole)."""
+        from .thick_weights import THICK
+
+        return self.weight_files() + (self.weight_files(THICK) if self.card.thick_slice_weights else [])
+
+    def network_identity(self, variant: str = "main") -> dict:
         """What determines the loaded network's outputs, for caches of exported copies
-        (:mod:`~BrainMetSegLib.openvino_backend`): the weights' sha256 (checked on load), the
-        architecture and how the network meets the pipeline."""
+        (:mod:`~BrainMetSegLib.openvino_backend`): the sha256 of the weights ``variant`` runs
+        (checked on load), the architecture and how the network meets the pipeline."""
         card = self.card
-        return {"weights_sha256": [sha.lower() for _, sha in self.weight_files()],
+        return {"weights_sha256": [sha.lower() for _, sha in self.weight_files(variant)],
                 "architecture": card.architecture, "architecture_args": card.architecture_args,
                 "input_sequences": list(card.input_sequences), "network_io": card.network_io,
                 "patch_size": list(card.patch_size), "overlap": card.overlap}
@@ -185,16 +208,17 @@ class ModelPackage:
         return build_network(self.card.architecture, len(self.card.input_sequences),
                              self.io().outputs, self.card.architecture_args)
 
-    def load_network(self, device: str = "cpu"):
-        """Build the network(s), check each weight file's sha256 and load it (safetensors, no
-        pickle); wrap them per ``network_io`` so the result outputs the metastasis logit."""
+    def load_network(self, device: str = "cpu", variant: str = "main"):
+        """Build the network(s) of ``variant`` (``main`` or ``thick-slice``), check each weight
+        file's sha256 and load it (safetensors, no pickle); wrap them per ``network_io`` so the
+        result outputs the metastasis logit."""
         import torch
         from safetensors.torch import load_file
 
         io = self.io()
-        verify_weights(self)
+        verify_weights(self, variant)
         members = []
-        for path, _ in self.weight_files():
+        for path, _ in self.weight_files(variant):
             net = self.build_network()
             try:
                 state = load_file(str(path), device="cpu")
@@ -235,11 +259,11 @@ def with_aliases(net, state: dict) -> dict:
     return out
 
 
-def verify_weights(package: ModelPackage) -> None:
-    """Raise :class:`ModelError` unless every weight file exists (a regular file) and matches
-    its sha256 in the card."""
+def verify_weights(package: ModelPackage, variant: str = "main") -> None:
+    """Raise :class:`ModelError` unless every weight file of ``variant`` exists (a regular file)
+    and matches its sha256 in the card."""
     card_path = package.folder / CARD_NAME
-    for path, expected in package.weight_files():
+    for path, expected in package.weight_files(variant):
         kind = file_kind(path)
         if kind != "file":
             raise ModelError(f"{path}: weights file named by the model card is "
@@ -333,6 +357,11 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
     data = read_json_object(card_path, "model card", ModelError)
     package = ModelPackage(ModelCard.from_dict(data, str(card_path)), folder)
     package.weights_path  # noqa: B018 - refuses weights outside the folder before any use
+    if package.card.thick_slice_weights:
+        from .thick_weights import check_scorer_split, thick_path
+
+        thick_path(package)  # inside the folder, as the main weights
+        check_scorer_split(package)
     return package
 
 

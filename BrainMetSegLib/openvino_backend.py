@@ -6,7 +6,8 @@ traceable, :func:`~.backends.traceable_copy`) takes seconds to minutes, longer t
 forwards it speeds up, so its result (OpenVINO IR: ``model.xml`` + ``model.bin``, fp32 weights)
 is kept in ``<cache>/<key>/`` where ``<cache>`` is the ``cache_dir`` asked for (``--backend-cache``)
 or ``$BRAINMETSEG_CACHE/openvino`` (default ``~/.cache/brainmetseg/openvino``) and ``<key>`` a
-sha256 of the network's identity (the model card's weights sha256, architecture and I/O), the
+sha256 of the network's identity (the sha256 of the weights that run, architecture and I/O: a
+package's thick-slice weights get an export of their own), the
 OpenVINO version and the conversion settings. The folder is written atomically
 (:func:`~.folder_staging.staged_folder`) with ``export.json`` beside the IR: the key, the sha256
 of both files and the agreement check. On load the files are hashed again; a folder that does
@@ -44,8 +45,9 @@ COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENC
 MODEL_XML, MODEL_BIN, META = "model.xml", "model.bin", "export.json"
 _WARNED: set[str] = set()
 _COMPILED: dict[tuple, tuple] = {}  # (key, threads) -> (compiled model, record), oldest first
-# Compiled networks kept per process: the model's and deepbet's two (a cohort runs one model).
-KEEP_COMPILED = 3
+# Compiled networks kept per process: the model's (two for a package with thick-slice weights,
+# whose cohorts mix thin and thick scans) and deepbet's two (a cohort runs one model).
+KEEP_COMPILED = 4
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
-from .acquisition import acquisition_notes
+from .acquisition import ScanAcquisition, acquisition_notes
 from .architectures import patch_size_problem, size_divisor
 from .backends import choose_backend
 from .candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION, REASON_BELOW_CUT, apply_scorer
@@ -50,6 +50,7 @@ from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 from .sequences import SEQUENCE_LABELS
+from .thick_weights import MAIN, WeightsChoice, check_thick_file, choose
 
 
 class _Timer:
@@ -115,7 +116,12 @@ class Segmenter:
     package: the model package (default: ``config.model`` looked up by name or folder).
     network: an already-built ``torch.nn.Module`` taking the card's input sequences as channels
         and giving one logit channel (e.g. a network being trained, or a stand-in in tests);
-        used as given instead of loading the package's weights.
+        used as given instead of loading the package's weights (for every scan: a card's
+        ``thick_slice_weights`` then play no part).
+
+    A package with ``thick_slice_weights`` runs them for scans of slice spacing above their
+    split (:mod:`.thick_weights`), chosen per scan before inference; each set of weights is
+    built on its first use only.
     """
 
     def __init__(self, config: SegmentConfig = SegmentConfig(), package: ModelPackage | None = None,
@@ -145,7 +151,10 @@ class Segmenter:
             raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
         self._network_given = network is not None
-        self._lazy = None
+        self._lazy: dict[str, object] = {}
+        self._other_nets: dict[str, object] = {}  # variant -> network, other than the main one
+        if not self._network_given:
+            check_thick_file(self.package)  # present and of the main weights' layout (headers only)
         explicit = config.threshold is not None or config.min_volume_mm3 is not None
         self.scorer = None if explicit else self.package.load_scorer()
         if config.mode is not None and self.scorer is None:
@@ -167,21 +176,47 @@ class Segmenter:
             self._net = self.package.load_network(self.device)
         return self._net
 
-    def _network_for_run(self):
+    def network(self, variant: str = MAIN):
+        """The package's network running the ``variant`` weights (``main``: :attr:`net`;
+        ``thick-slice``: the card's thick_slice_weights), built and loaded on first use."""
+        if variant == MAIN:
+            return self.net
+        if variant not in self._other_nets:
+            self._other_nets[variant] = self.package.load_network(self.device, variant)
+        return self._other_nets[variant]
+
+    def share_networks(self, other: Segmenter) -> None:
+        """Run the networks ``other`` has built (same package card and device), each set of
+        weights still chosen per scan: for cases needing other settings (e.g. a brain mask each)."""
+        if (other.package.card != self.package.card or other.device != self.device
+                or self._network_given or other._network_given):
+            raise ValueError("share_networks: both must run the same package's networks on one device")
+        self._net = self._net if self._net is not None else other._net
+        self._other_nets = {**other._other_nets, **self._other_nets}
+
+    def weights_choice(self, image: sitk.Image) -> WeightsChoice | None:
+        """Which weights segment ``image`` (the input CE-T1, by its own slice spacing); None
+        when the network was given or the card has one set of weights."""
+        if self._network_given or not self.package.card.thick_slice_weights:
+            return None
+        return choose(self.package.card, ScanAcquisition.of(image).slice_spacing_mm)
+
+    def _network_for_run(self, variant: str = MAIN):
         """The network :func:`predict` gets: where OpenVINO runs the forward (the same choice as
         deepbet's) and the package's network is plain (one weights file, plain ``network_io``), a
         :class:`~.lazy_network.LazyNetwork`, built only for an export, a count or a fallback to
         torch (the weights' sha256 checked now, as a load does); otherwise the network itself."""
-        openvino_package = self._net is None and not self._network_given and self.preprocess_config.deepbet_openvino
-        if not (openvino_package and self.package.io().is_plain and len(self.package.weight_files()) == 1):
-            return self.net
-        if self._lazy is None:
+        built = self._net is not None if variant == MAIN else variant in self._other_nets
+        openvino_package = not built and not self._network_given and self.preprocess_config.deepbet_openvino
+        if not (openvino_package and self.package.io().is_plain and len(self.package.weight_files(variant)) == 1):
+            return self.network(variant)
+        if variant not in self._lazy:
             from .lazy_network import LazyNetwork
             from .models import verify_weights
 
-            verify_weights(self.package)
-            self._lazy = LazyNetwork(lambda: self.net)
-        return self._lazy
+            verify_weights(self.package, variant)
+            self._lazy[variant] = LazyNetwork(lambda: self.network(variant))
+        return self._lazy[variant]
 
     def _deepbet_openvino(self, config: SegmentConfig) -> bool:
         """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
@@ -250,14 +285,18 @@ class Segmenter:
             notes += [n for n in [extracerebral_note(pre.brain_ml, self.config.brain_mask),
                                   field_of_view_edge_note(pre.edge_ml)] if n]
             notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
-        with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}"):
-            net = self._network_for_run()
+        choice = self.weights_choice(images[0])
+        variant = choice.variant if choice else MAIN
+        which = f" ({variant} weights: {choice.reason})" if choice else ""
+        with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}{which}"):
+            net = self._network_for_run(variant)
         plan: dict = {}
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,
-                           network_id=None if self._network_given else self.package.network_identity())
+                           network_id=None if self._network_given else self.package.network_identity(variant))
             if not np.isfinite(prob).all():
-                raise ModelError(f"{self.package.weights_path}: the model produced NaN/Inf probabilities.")
+                raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
+                                 "probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
@@ -274,6 +313,8 @@ class Segmenter:
                 stage = {"candidates": n, "lesions": len(table), "possible": len(possible),
                          "possible_outside_brain": sum(r["reason"] != REASON_BELOW_CUT for r in possible)}
         provenance = self.provenance()
+        if choice is not None:
+            provenance["model"]["weights_run"] = choice.record(self.package)
         provenance["inference_run"] = plan
         provenance["brain_mask_run"] = pre.brain_mask_run
         if stage is not None:
@@ -297,7 +338,8 @@ class Segmenter:
             "library": {"name": "BrainMetSegLib", "version": __version__},
             "dependencies": dependency_versions(),
             "model": {"name": card.name, "version": card.version, "sha256": card.sha256,
-                      "trained": card.trained, "folder": str(self.package.folder)},
+                      "trained": card.trained, "folder": str(self.package.folder),
+                      **({"thick_slice_weights": dict(card.thick_slice_weights)} if card.thick_slice_weights else {})},
             "settings": {**asdict(self.config), **self.operating_point.as_settings(),
                          "candidate_stage": self.candidate_settings(),
                          "preprocess": asdict(self.preprocess_config),

@@ -57,11 +57,11 @@ def test_openvino_cache_hit_never_builds_the_torch_network(tmp_path, volume_file
     ovb._COMPILED.clear()
     first = Segmenter(config)
     built = first.run(str(volume_file))  # exports and counts: the network is built for that
-    assert isinstance(first._lazy, LazyNetwork) and first._lazy.built and first._net is not None
+    assert isinstance(first._lazy["main"], LazyNetwork) and first._lazy["main"].built and first._net is not None
     ovb._COMPILED.clear()  # a new process
     second = Segmenter(config)
     lazy = second.run(str(volume_file))
-    assert isinstance(second._lazy, LazyNetwork) and not second._lazy.built and second._net is None
+    assert isinstance(second._lazy["main"], LazyNetwork) and not second._lazy["main"].built and second._net is None
     assert lazy.provenance["inference_run"]["backend"]["cache"] == "hit"
     assert lazy.provenance["inference_run"]["windows"] == 1
     for a, b in ((built.probability, lazy.probability), (built.labels, lazy.labels)):
@@ -69,7 +69,7 @@ def test_openvino_cache_hit_never_builds_the_torch_network(tmp_path, volume_file
     # torch asked for: the network is built as always
     torch_run = Segmenter(SegmentConfig(**{**config.__dict__, "backend": "torch"}))
     torch_run.run(str(volume_file))
-    assert torch_run._lazy is None and torch_run._net is not None
+    assert torch_run._lazy == {} and torch_run._net is not None
     # damaged weights are refused before any work, lazy or not
     damaged = tmp_path / "damaged"
     shutil.copytree(package.folder, damaged)

@@ -52,9 +52,12 @@ def run(args) -> int:
         try:
             card = load_package(entry["name"]).card
             state = "trained" if card.trained else "UNTRAINED"
+            thick = card.thick_slice_weights
             print(f"{entry['name']:24s} {card.version:14s} {card.architecture:14s} {state:9s} "
                   f"inputs={'+'.join(card.input_sequences)} spacing={card.spacing_mm} "
-                  f"source={origin(entry, card)}")
+                  f"source={origin(entry, card)}"
+                  + (f" weights={card.weights}, {thick['weights']} (slices > {thick['above_slice_spacing_mm']:g} mm)"
+                     if thick else ""))
         except ModelError as exc:
             print(f"{entry['name']:24s} unavailable: {exc}")
     return 0

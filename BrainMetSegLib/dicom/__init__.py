@@ -9,11 +9,11 @@ Needs the ``dicom`` extra (highdicom, pydicom); imported only when an export is 
 """
 
 from .export import DICOM_KINDS, OUTPUT_NAMES, DicomExport, export_dicom, parse_kinds, plan_export
-from .identity import ModelIdentity, operating_parameters
+from .identity import ModelIdentity, operating_parameters, weights_sha256
 from .reference import ReferenceSeries, check_lattice, labels_on_reference, read_reference_series
 
 __all__ = [
     "DICOM_KINDS", "OUTPUT_NAMES", "DicomExport", "ModelIdentity", "ReferenceSeries", "check_lattice",
     "export_dicom", "labels_on_reference", "operating_parameters", "parse_kinds", "plan_export",
-    "read_reference_series",
+    "read_reference_series", "weights_sha256",
 ]

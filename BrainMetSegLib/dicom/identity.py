@@ -28,11 +28,18 @@ def operating_parameters(recorded: OperatingPoint | dict | None) -> dict[str, st
     return {} if recorded is None else {k: str(v) for k, v in recorded.as_settings().items()}
 
 
+def weights_sha256(model: dict) -> str:
+    """The sha256 of the weights that made a result, from run.json's ``model``: those of
+    ``weights_run`` (a package with thick-slice weights runs one of two sets), else the card's."""
+    ran = model.get("weights_run")
+    return str((ran.get("sha256") if isinstance(ran, dict) else None) or model.get("sha256", ""))
+
+
 @dataclass(frozen=True)
 class ModelIdentity:
     """The model that made the segmentation, and the settings that shaped it.
 
-    name, version: from the model card; sha256: of the weights file.
+    name, version: from the model card; sha256: of the weights file that ran (:func:`weights_sha256`).
     parameters: settings worth recording (the operating point: detection threshold, minimum
         volume in mm^3, outline threshold; see :func:`operating_parameters`).
     """
@@ -47,7 +54,7 @@ class ModelIdentity:
         """From a pipeline :class:`~BrainMetSegLib.pipeline_types.Result`'s provenance."""
         model = provenance["model"]
         params = operating_parameters(provenance.get("settings") or {})
-        return cls(model["name"], model["version"], model.get("sha256", ""), params)
+        return cls(model["name"], model["version"], weights_sha256(model), params)
 
     @property
     def label(self) -> str:

@@ -39,7 +39,11 @@ def _run_model(data: dict) -> str:
     """'name version' of the model recorded in a run.json ('' when absent)."""
     model = data.get("model")
     if isinstance(model, dict):
-        return " ".join(str(model[k]) for k in ("name", "version") if model.get(k)).strip()
+        name = " ".join(str(model[k]) for k in ("name", "version") if model.get(k)).strip()
+        ran = model.get("weights_run")
+        if isinstance(ran, dict) and ran.get("variant") == "thick-slice":  # its other network
+            name += f" (thick-slice weights {ran.get('file', '')})"
+        return name
     return str(model) if isinstance(model, str) else ""
 
 

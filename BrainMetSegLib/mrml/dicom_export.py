@@ -34,7 +34,7 @@ from .thresholding import operating_point, segments_edited
 from .volumes import image_from_array
 
 try:
-    from ..dicom import DICOM_KINDS, ModelIdentity, export_dicom, operating_parameters
+    from ..dicom import DICOM_KINDS, ModelIdentity, export_dicom, operating_parameters, weights_sha256
 except ModuleNotFoundError as exc:  # Slicer's Python has pydicom but not highdicom
     raise ModuleNotFoundError(f"DICOM export needs the Python package {exc.name!r}: install it with "
                               f"pip (in Slicer: slicer.util.pip_install('{exc.name}')).") from None
@@ -75,7 +75,7 @@ def model_identity(segmentation) -> ModelIdentity:
     if segments_edited(segmentation):
         params = {"edited_in_slicer": "yes"}
     return ModelIdentity(str(recorded.get("name", "unknown")), str(recorded.get("version", "unknown")),
-                         str(recorded.get("sha256", "")), params)
+                         weights_sha256(recorded), params)
 
 
 def _check_no_overlap(segmentation, reference_volume) -> None:

@@ -38,13 +38,13 @@ def reference_series(result: ResultFolder) -> Path | None:
 def model_identity(run: dict, version_name: str):
     """The model of run.json, with the review version recorded among its parameters (the
     objects then say the segments were corrected by hand after the model)."""
-    from ..dicom import ModelIdentity, operating_parameters
+    from ..dicom import ModelIdentity, operating_parameters, weights_sha256
 
     model = run.get("model") or {}
     params = operating_parameters(run.get("settings") or {})
     params["review"] = f"{version_name}: corrected in brainmetseg view"
     return ModelIdentity(str(model.get("name", "unknown")), str(model.get("version", "unknown")),
-                         str(model.get("sha256", "")), params)
+                         weights_sha256(model), params)
 
 
 def export_review_dicom(version: str | Path, reference: str | Path, run: dict,

@@ -25,6 +25,9 @@ def run_info(result: ResultFolder) -> list[dict]:
             ("model", "name", f"{model.get('name', '?')} {model.get('version', '')}".strip()),
             ("model", "trained", str(model.get("trained", "?"))),
             ("model", "sha256", str(model.get("sha256", ""))[:16])]
+    ran = model.get("weights_run") if isinstance(model.get("weights_run"), dict) else None
+    if ran:  # a package with thick-slice weights: which ran, and why
+        rows.append(("model", "weights", f"{ran.get('file', '?')} ({ran.get('why', '')})"))
     for key in (*result.operating_point.as_settings(), "brain_mask", "device", "precision"):
         if key in settings:
             rows.append(("settings", key, str(settings[key])))

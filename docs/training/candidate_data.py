@@ -53,7 +53,9 @@ def infer(seg: Segmenter, image: Path, cid: str, out: Path) -> None:
     sitk.WriteImage(result.brain_mask, str(out / "brain.nii.gz"))
     seconds = sum(v for k, v in result.timings_s.items() if k != "load_model")
     (out / "run.json").write_text(json.dumps({"seconds": seconds, "wall": time.perf_counter() - t0,
-                                              "timings_s": result.timings_s}) + "\n")
+                                              "timings_s": result.timings_s,
+                                              "weights_run": result.provenance["model"].get("weights_run")})
+                                  + "\n")
 
 
 def from_segment(seg: Path, mask_path: Path, out: Path) -> None:
@@ -148,7 +150,7 @@ def main() -> int:
     cases = sorted(f.name[: -len("_0000.nii.gz")] for f in (args.synth / "imagesTr").glob("*_0000.nii.gz"))
     shard, n_shards = (int(v) for v in args.shard.split("/"))
     cases = cases[shard::n_shards]
-    net = None
+    previous = None  # the last case's Segmenter: its networks serve the next case
     for cid in cases:
         out = args.output / f"{args.prefix}{cid}"
         image = args.synth / "imagesTr" / f"{cid}_0000.nii.gz"
@@ -160,10 +162,11 @@ def main() -> int:
         if not (out / "run.json").is_file():
             mask = (str(args.synth / "brainmasksTr" / f"{cid}.nii.gz") if args.brain_mask == "generator"
                     else "deepbet")
-            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, mirror=args.mirror),
-                            network=net)
+            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, mirror=args.mirror))
+            if previous is not None:  # one network per set of weights (main / thick-slice) for every case
+                seg.share_networks(previous)
             infer(seg, image, cid, out)
-            net = seg.net  # one network for every case
+            previous = seg
         if args.infer_only:
             print(f"{out.name}: probability map cached", flush=True)
             continue
