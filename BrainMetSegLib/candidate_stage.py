@@ -7,8 +7,8 @@ Runs after the network when the model card names a candidate scorer (:mod:`.scor
    (capped at the candidate threshold);
 2. each candidate's features (:mod:`.candidates`) -> the scorer's calibrated probability;
 3. the mode decides: probability >= its ``cut`` (a large candidate: its ``large_cut``, by the
-   scorer's ``large_rule``, :mod:`.scorer`; with ``axial_measurable`` each candidate is measured
-   as the lesion table would measure it, :func:`candidate_measurable`) -> a **lesion** (label
+   scorer's ``large_rule``, :mod:`.scorer`; with ``axial_measurable`` each candidate's core is
+   measured on the axial plane, :func:`candidate_measurable`) -> a **lesion** (label
    map, lesion table, ids 1..N by decreasing size); in [``review_from``, ``cut``) ->
    **possible**, listed for review in a separate table (ids 1..M, by decreasing lesion
    probability), never in the label map; below -> dropped;
@@ -77,16 +77,18 @@ def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Imag
     return Candidates(labels, features, np.full(len(features), np.nan))
 
 
-def candidate_measurable(labels: np.ndarray, probability: sitk.Image, level: float) -> np.ndarray:
-    """(N,) bool: whether each candidate 1..N of ``labels`` ((Z, Y, X), on ``probability``'s
-    grid, drawn at ``level``: :func:`candidate_labels`) is RANO-BM measurable on the axial plane,
-    measured as :func:`~BrainMetSegLib.lesions.lesion_table` measures a lesion (its outline on
-    the probability at ``level``, sub-voxel): the ``rano_bm_measurable`` its row would have if it
-    were kept. Candidates are separate 26-connected components, so each measures the same alone
-    as among the others."""
-    n = int(labels.max(initial=0))
-    out = np.zeros(n, bool)
-    for row in lesion_table(_image(labels, probability), probability, level):
+def candidate_measurable(labels: np.ndarray, probability: sitk.Image, core_threshold: float) -> np.ndarray:
+    """(N,) bool: whether the core of each candidate 1..N of ``labels`` ((Z, Y, X), on
+    ``probability``'s grid: :func:`candidate_labels`) is RANO-BM measurable on the axial plane.
+
+    The core is the candidate's voxels of probability > ``core_threshold`` (the candidate
+    threshold), the region its features describe (:mod:`.candidates`: its ``log_diameter_mm`` is
+    this core's longest 3D diameter), measured as :func:`~BrainMetSegLib.lesions.lesion_table`
+    measures a label map (half-voxel boundary, its ``rano_bm_measurable``). Like the features it
+    does not change with the outline threshold. A candidate without core voxels is not measurable."""
+    core = np.where(sitk.GetArrayViewFromImage(probability) > core_threshold, labels, 0)
+    out = np.zeros(int(labels.max(initial=0)), bool)
+    for row in lesion_table(_image(core, probability)):
         out[row["lesion_id"] - 1] = row["rano_bm_measurable"]
     return out
 
@@ -153,8 +155,8 @@ def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, 
     probable). Images share ``probability``'s geometry."""
     cand = find_candidates(probability, ce_t1, brain, scorer.candidate_threshold, outline_threshold)
     cand.probability = scorer.probability(cand.features)
-    level = outline_level(scorer.candidate_threshold, outline_threshold)
-    measurable = candidate_measurable(cand.labels, probability, level) if scorer.needs_measurable else None
+    measurable = (candidate_measurable(cand.labels, probability, scorer.candidate_threshold)
+                  if scorer.needs_measurable else None)
     confirmed, possible = scorer.decide(mode, cand.probability, cand.features, measurable)
     reasons = np.full(len(confirmed), REASON_BELOW_CUT, object)
     if brain_undilated is not None and confirmed.any():
@@ -164,6 +166,7 @@ def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, 
         confirmed, possible = confirmed & ~outside, possible | outside
     lab, old = _subset(cand.labels, confirmed)
     labels = _image(lab, probability)
+    level = outline_level(scorer.candidate_threshold, outline_threshold)
     table = lesion_table(labels, probability, level)
     for row in table:
         row["lesion_probability"] = float(cand.probability[old[row["lesion_id"] - 1] - 1])

@@ -28,14 +28,15 @@ where a false one that size is dismissed at a glance. Which candidates are large
 ``large_rule`` (a file without the key keeps the rule it was made with, ``core_diameter``):
 
 - ``core_diameter``: the core's longest 3D diameter (``log_diameter_mm``) is >= ``large_from_mm``;
-- ``axial_measurable``: that, and the candidate is RANO-BM measurable on the axial plane as the
-  lesion table would measure it if it were kept (its outline at the run's outline level:
-  ``rano_bm_measurable``, :func:`BrainMetSegLib.candidate_stage.candidate_measurable`), so which
-  candidates are lesions then depends on the outline threshold too. Elongated or flat false
-  candidates (vessels, dura) reach 10 mm in 3D without being measurable; they get the mode's
-  ``cut``. No bundled scorer uses it: on demo 2.4.0's scorer it lost 2 of the 3 low-scoring
-  lesions >= 10 mm the large cut was added for (their outlines measure < 10 mm axially) and was
-  not shipped (docs/training/candidate_stage.md, "The large rule on axial measurability").
+- ``axial_measurable``: that, and the core is RANO-BM measurable on the axial plane (measured as
+  the lesion table measures a label map: :func:`BrainMetSegLib.candidate_stage.candidate_measurable`;
+  like the features, independent of the outline threshold). Elongated or flat false candidates
+  (vessels, dura) reach 10 mm in 3D without being measurable; they get the mode's ``cut``. What
+  the rule exists for, a measurable lesion, keeps ``large_cut``. No bundled scorer uses it: tried
+  on demo 2.4.0's scorer it was first measured on the outline at the outline threshold, which
+  lost 2 of the 3 low-scoring lesions >= 10 mm the large cut was added for, and was not shipped;
+  this core measure lost 1 of them, found after that test, so not a clean result
+  (docs/training/candidate_stage.md, "The large rule on axial measurability").
 """
 
 from __future__ import annotations

@@ -72,11 +72,13 @@ def scene():
 def test_apply_scorer_lowers_the_cut_for_a_measurable_sphere_not_for_an_axial_tube():
     (p_img, ce, br), sphere, tube = scene()
     labels = candidate_labels(p_img, 0.5, 0.4)
-    measurable = candidate_measurable(labels, p_img, 0.4)
+    measurable = candidate_measurable(labels, p_img, 0.5)
     sphere_id, tube_id = int(labels[sphere][0]), int(labels[tube][0])
     assert measurable[sphere_id - 1] and not measurable[tube_id - 1]
-    rows = {r["lesion_id"]: r for r in lesion_table(images([labels.astype(np.uint16)])[0], p_img, 0.4)}
+    core = np.where(sitk.GetArrayFromImage(p_img) > 0.5, labels, 0).astype(np.uint16)
+    rows = {r["lesion_id"]: r for r in lesion_table(images([core])[0])}  # the core, as the table measures it
     assert [rows[i + 1]["rano_bm_measurable"] for i in range(len(measurable))] == measurable.tolist()
+    assert not candidate_measurable(labels, p_img, 0.99).any()  # no core above 0.99: nothing measurable
     old = apply_scorer(p_img, ce, br, scorer_from_dict(large_scorer(None)), "default", 0.4)
     assert len(old[1]) == 2 and not old[2]  # both >= 10 mm in 3D: both lesions from 0.1
     assert all(0.2 <= r["lesion_probability"] < 0.5 for r in old[1])  # between review_from and cut

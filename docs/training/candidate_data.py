@@ -13,7 +13,7 @@ point, scorer not applied) and CACHE/<case>/ keeps its probability map, brain ma
 seconds, so features can be recomputed without the network. Then the candidates
 (:func:`BrainMetSegLib.candidate_stage.find_candidates`) with their features go to
 CACHE/<case>/candidates.json, with for each candidate whether it overlaps a ground-truth
-lesion and whether it is RANO-BM measurable on the axial plane (``rano_measurable``, for a
+lesion and whether its core is RANO-BM measurable on the axial plane (``rano_measurable``, for a
 scorer's ``axial_measurable`` large rule), and for each ground-truth lesion its size (the
 library's longest 3D surface diameter) and the candidates that overlap it.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.candidate_stage import candidate_measurable, find_candidates, outline_level
+from BrainMetSegLib.candidate_stage import candidate_measurable, find_candidates
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
 from BrainMetSegLib.options import Mirroring, values
 from BrainMetSegLib.pipeline import CaseInputs, SegmentConfig, Segmenter
@@ -174,8 +174,7 @@ def main() -> int:
                                sitk.ReadImage(str(out / "brain.nii.gz")),
                                args.candidate_threshold, args.outline_threshold)
         seconds = time.perf_counter() - t0
-        measurable = candidate_measurable(cand.labels, prob, outline_level(args.candidate_threshold,
-                                                                           args.outline_threshold))
+        measurable = candidate_measurable(cand.labels, prob, args.candidate_threshold)
         truth = sitk.ReadImage(str(args.synth / "instancesTr" / f"{cid}.nii.gz"))
         n_cand = len(cand.features)
         mapped = on_grid(cand.labels, prob, truth)

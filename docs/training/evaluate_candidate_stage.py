@@ -21,9 +21,9 @@ outside the phantom's brain mask (``fp_outside_brain``, the robustness benchmark
 pipeline's own outside-the-brain rule, on deepbet's undilated mask, is not applied here).
 
 A scorer whose ``large_rule`` is ``axial_measurable`` needs each candidate's axial RANO-BM
-measurability: candidates.json's ``rano_measurable`` where it holds it, else recomputed from the
-cached probability map (the candidates drawn again at the record's thresholds, which must give
-as many as it lists). Each mode reports the candidates kept only by the large rule
+measurability (its core's): candidates.json's ``rano_measurable`` where it holds it, else
+recomputed from the cached probability map (the candidates drawn again at the record's
+thresholds, which must give as many as it lists). Each mode reports the candidates kept only by the large rule
 (``large_kept``: on lesions / false).
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.candidate_stage import candidate_labels, candidate_measurable, outline_level
+from BrainMetSegLib.candidate_stage import candidate_labels, candidate_measurable
 from BrainMetSegLib.evaluate.stats import wilson_ci
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels_array
 from BrainMetSegLib.plotting import pyplot
@@ -87,7 +87,7 @@ def measurable_of(folder: Path, record: dict) -> np.ndarray:
     prob = sitk.ReadImage(str(folder / "probability.nii.gz"))
     threshold, outline = float(record["candidate_threshold"]), record["outline_threshold"]
     labels = candidate_labels(prob, threshold, outline)
-    out = candidate_measurable(labels, prob, outline_level(threshold, outline))
+    out = candidate_measurable(labels, prob, threshold)
     if len(out) != len(record["features"]):
         raise SystemExit(f"{folder}: {len(out)} candidates drawn again, candidates.json lists "
                          f"{len(record['features'])}")
