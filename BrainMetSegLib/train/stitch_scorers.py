@@ -9,8 +9,8 @@ run time): every tree of each side gets a root node that splits on ``slice_spaci
 the other side's scans to a leaf of 0; one more tree holds each side's ``init``; each side's
 Platt calibration (a, b) is folded into its leaves, so the stitched raw output already is
 ``a * raw + b`` of the side that applies and its own calibration is the identity. Both sides
-must share the learning rate, candidate threshold, modes, ``large_from_mm`` and ``large_rule``, or they would
-not be one operating rule.
+must share the learning rate, candidate threshold, modes, ``large_from_mm`` and ``large_rule``,
+or they would not be one operating rule.
 """
 
 from __future__ import annotations
