@@ -6,10 +6,12 @@ Runs after the network when the model card names a candidate scorer (:mod:`.scor
    candidate threshold with no minimum volume, outlined at the card's outline threshold
    (capped at the candidate threshold);
 2. each candidate's features (:mod:`.candidates`) -> the scorer's calibrated probability;
-3. the mode decides: probability >= its ``cut`` -> a **lesion** (label map, lesion table,
-   ids 1..N by decreasing size); in [``review_from``, ``cut``) -> **possible**, listed for
-   review in a separate table (ids 1..M, by decreasing lesion probability), never in the
-   label map; below -> dropped;
+3. the mode decides: probability >= its ``cut`` (a large candidate: its ``large_cut``, by the
+   scorer's ``large_rule``, :mod:`.scorer`; with ``axial_measurable`` each candidate's core is
+   measured on the axial plane, :func:`candidate_measurable`) -> a **lesion** (label
+   map, lesion table, ids 1..N by decreasing size); in [``review_from``, ``cut``) ->
+   **possible**, listed for review in a separate table (ids 1..M, by decreasing lesion
+   probability), never in the label map; below -> dropped;
 4. a lesion with more than :data:`OUTSIDE_BRAIN_MAX_FRACTION` of its volume outside the brain
    mask *before* its dilation (deepbet's own mask; the gate is that mask dilated 4 mm so that
    lesions it carved out at the brain's surface are kept) is listed as possible instead, with
@@ -75,6 +77,22 @@ def find_candidates(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Imag
     return Candidates(labels, features, np.full(len(features), np.nan))
 
 
+def candidate_measurable(labels: np.ndarray, probability: sitk.Image, core_threshold: float) -> np.ndarray:
+    """(N,) bool: whether the core of each candidate 1..N of ``labels`` ((Z, Y, X), on
+    ``probability``'s grid: :func:`candidate_labels`) is RANO-BM measurable on the axial plane.
+
+    The core is the candidate's voxels of probability > ``core_threshold`` (the candidate
+    threshold), the region its features describe (:mod:`.candidates`: its ``log_diameter_mm`` is
+    this core's longest 3D diameter), measured as :func:`~BrainMetSegLib.lesions.lesion_table`
+    measures a label map (half-voxel boundary, its ``rano_bm_measurable``). Like the features it
+    does not change with the outline threshold. A candidate without core voxels is not measurable."""
+    core = np.where(sitk.GetArrayViewFromImage(probability) > core_threshold, labels, 0)
+    out = np.zeros(int(labels.max(initial=0)), bool)
+    for row in lesion_table(_image(core, probability)):
+        out[row["lesion_id"] - 1] = row["rano_bm_measurable"]
+    return out
+
+
 #: A candidate with more than this fraction of its voxels outside the undilated brain mask is
 #: never a lesion, only possible: it lies (almost) wholly in the band the gate's dilation added.
 #: The true lesions the demo finds on the robustness phantoms (1-7 mm slices, tilted, cropped)
@@ -137,7 +155,9 @@ def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, 
     probable). Images share ``probability``'s geometry."""
     cand = find_candidates(probability, ce_t1, brain, scorer.candidate_threshold, outline_threshold)
     cand.probability = scorer.probability(cand.features)
-    confirmed, possible = scorer.decide(mode, cand.probability, cand.features)
+    measurable = (candidate_measurable(cand.labels, probability, scorer.candidate_threshold)
+                  if scorer.needs_measurable else None)
+    confirmed, possible = scorer.decide(mode, cand.probability, cand.features, measurable)
     reasons = np.full(len(confirmed), REASON_BELOW_CUT, object)
     if brain_undilated is not None and confirmed.any():
         fraction = outside_fractions(cand.labels, sitk.GetArrayViewFromImage(brain_undilated) > 0)

@@ -327,7 +327,7 @@ class Segmenter:
             return None
         mode = self.scorer.modes[self.mode]
         return {"mode": self.mode, "cut": mode.cut, "review_from": mode.review_from, "large_cut": mode.large_cut,
-                "large_from_mm": self.scorer.large_from_mm,
+                "large_from_mm": self.scorer.large_from_mm, "large_rule": self.scorer.large_rule,
                 "candidate_threshold": self.scorer.candidate_threshold,
                 "outside_brain_max_fraction": OUTSIDE_BRAIN_MAX_FRACTION,
                 "scorer_sha256": self.package.card.candidate_scorer["sha256"]}

@@ -14,17 +14,30 @@ in the model card like the weights'. Layout (``format`` ``brainmetseg-candidate-
      "calibration": {"kind": "platt", "a": a, "b": b}     # p = 1 / (1 + exp(-(a * raw + b)))
                   | {"kind": "isotonic", "x": [...], "y": [...]},   # p = interp(raw, x, y)
      "modes": {"default": {"cut": c, "review_from": r, "large_cut": l}, "sensitive": {...}},
-     "large_from_mm": 10.0}                   # optional, with each mode's optional large_cut
+     "large_from_mm": 10.0,                   # optional, with each mode's optional large_cut
+     "large_rule": "axial_measurable"}        # optional: which candidates are "large" (below)
 
 ``raw`` is the model's log-odds (logistic: ``coef . (x - mean) / scale + intercept``; trees:
 ``init + learning_rate * sum of leaf values``, sklearn's ``decision_function``). A candidate
 whose calibrated lesion probability is >= the mode's ``cut`` is a lesion; one in
-[``review_from``, ``cut``) is listed as "possible" for review. A candidate whose core's longest
-diameter is >= ``large_from_mm`` (RANO-BM's measurable size) is a lesion from the mode's
-``large_cut`` (<= ``cut``) on: the scorer has seen few lesions that large (the demo's scored
-large ring-enhancing lesions 0.14-0.38), 21 of the 22 false candidates that large it was fitted
-and tuned on scored below 0.07, and a missed measurable lesion changes a response where a false
-one that size is dismissed at a glance.
+[``review_from``, ``cut``) is listed as "possible" for review. A *large* candidate is a lesion
+from the mode's ``large_cut`` (<= ``cut``) on: the scorer has seen few lesions that large (the
+demo's scored large ring-enhancing lesions 0.14-0.38), 21 of the 22 false candidates that large
+it was fitted and tuned on scored below 0.07, and a missed measurable lesion changes a response
+where a false one that size is dismissed at a glance. Which candidates are large is the file's
+``large_rule`` (a file without the key keeps the rule it was made with, ``core_diameter``):
+
+- ``core_diameter``: the core's longest 3D diameter (``log_diameter_mm``) is >= ``large_from_mm``;
+- ``axial_measurable``: that, and the core is RANO-BM measurable on the axial plane (measured as
+  the lesion table measures a label map: :func:`BrainMetSegLib.candidate_stage.candidate_measurable`;
+  like the features, independent of the outline threshold). Elongated or flat false candidates
+  (vessels, dura) reach 10 mm in 3D without being measurable; they get the mode's ``cut``. What
+  the rule exists for, a measurable lesion, keeps ``large_cut``. No bundled scorer uses it: tried
+  on demo 2.4.0's scorer it was first measured on the outline at the outline threshold, which
+  lost 2 of the 3 low-scoring lesions >= 10 mm the large cut was added for; this core measure
+  lost 1 of them and, on thick-slice phantoms, a measurable 11.6 mm lesion whose core is narrower
+  in-plane than the lesion. Not shipped (docs/training/candidate_stage.md, "The large rule on
+  axial measurability").
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ from .options import PROBABILITY_OPEN_RANGE, ScorerMode, values
 
 FORMAT = "brainmetseg-candidate-scorer"
 MODES = values(ScorerMode)
+#: Values of a scorer file's ``large_rule`` (module docstring); the first is a file's without it.
+LARGE_RULES = ("core_diameter", "axial_measurable")
 
 
 class ScorerError(ValueError):
@@ -64,15 +79,37 @@ class Scorer:
     modes: dict[str, Mode]
     source: str = ""
     large_from_mm: float | None = None
+    large_rule: str = LARGE_RULES[0]
 
-    def decide(self, mode: str, probability: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lesion, possible) bool per candidate in ``mode``, from the calibrated probability and
-        the features (rows in :data:`FEATURES` order)."""
+    @property
+    def needs_measurable(self) -> bool:
+        """Whether :meth:`decide` needs each candidate's axial RANO-BM measurability."""
+        return (self.large_rule == "axial_measurable" and self.large_from_mm is not None
+                and any(m.large_cut is not None for m in self.modes.values()))
+
+    def large(self, features: np.ndarray, measurable: np.ndarray | None = None) -> np.ndarray:
+        """Bool per candidate: large by the file's ``large_rule`` (module docstring); all False
+        without ``large_from_mm``. measurable: (N,) bool, the candidates' axial RANO-BM
+        measurability, required by ``axial_measurable``."""
+        features = np.asarray(features, np.float64).reshape(-1, len(FEATURES))
+        if self.large_from_mm is None:
+            return np.zeros(len(features), bool)
+        large = np.exp(features[:, FEATURES.index("log_diameter_mm")]) >= self.large_from_mm
+        if self.large_rule == "axial_measurable":
+            if measurable is None or len(measurable) != len(features):
+                raise ValueError(f"{self.source}: its large rule needs each candidate's axial measurability")
+            large &= np.asarray(measurable, bool)
+        return large
+
+    def decide(self, mode: str, probability: np.ndarray, features: np.ndarray,
+               measurable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(lesion, possible) bool per candidate in ``mode``, from the calibrated probability,
+        the features (rows in :data:`FEATURES` order) and, for the ``axial_measurable`` large
+        rule, each candidate's axial RANO-BM measurability (``measurable``, (N,) bool)."""
         m = self.modes[mode]
         cut = np.full(len(probability), m.cut)
         if self.large_from_mm is not None and m.large_cut is not None and len(probability):
-            large = np.exp(np.asarray(features)[:, FEATURES.index("log_diameter_mm")]) >= self.large_from_mm
-            cut[large] = m.large_cut
+            cut[self.large(features, measurable)] = m.large_cut
         lesion = probability >= cut
         return lesion, ~lesion & (probability >= m.review_from)
 
@@ -197,8 +234,11 @@ def scorer_from_dict(data: dict, source: str = "scorer") -> Scorer:
         large = data.get("large_from_mm")
         if large is not None and not (np.isfinite(float(large)) and float(large) > 0):
             raise ValueError("large_from_mm must be a positive number of mm")
+        rule = data.get("large_rule", LARGE_RULES[0])
+        if rule not in LARGE_RULES:
+            raise ValueError(f"unknown large_rule {rule!r} ({' or '.join(LARGE_RULES)})")
         return Scorer(threshold, _model(data["model"]), _calibration(data["calibration"]), modes, source,
-                      None if large is None else float(large))
+                      None if large is None else float(large), rule)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ScorerError(f"{source}: invalid candidate scorer ({detail}).") from None

@@ -9,8 +9,8 @@ run time): every tree of each side gets a root node that splits on ``slice_spaci
 the other side's scans to a leaf of 0; one more tree holds each side's ``init``; each side's
 Platt calibration (a, b) is folded into its leaves, so the stitched raw output already is
 ``a * raw + b`` of the side that applies and its own calibration is the identity. Both sides
-must share the learning rate, candidate threshold, modes and ``large_from_mm``, or they would
-not be one operating rule.
+must share the learning rate, candidate threshold, modes, ``large_from_mm`` and ``large_rule``,
+or they would not be one operating rule.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..candidates import FEATURES
 from ..scorer import scorer_from_dict
 
 SLICE = FEATURES.index("slice_spacing_mm")
-SHARED = ("candidate_threshold", "modes", "large_from_mm")
+SHARED = ("candidate_threshold", "modes", "large_from_mm", "large_rule")
 _ZERO = {"feature": [-2], "threshold": [-2.0], "left": [-1], "right": [-1], "value": [0.0]}
 
 

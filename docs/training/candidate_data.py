@@ -13,8 +13,9 @@ point, scorer not applied) and CACHE/<case>/ keeps its probability map, brain ma
 seconds, so features can be recomputed without the network. Then the candidates
 (:func:`BrainMetSegLib.candidate_stage.find_candidates`) with their features go to
 CACHE/<case>/candidates.json, with for each candidate whether it overlaps a ground-truth
-lesion, and for each ground-truth lesion its size (the library's longest 3D surface diameter)
-and the candidates that overlap it.
+lesion and whether its core is RANO-BM measurable on the axial plane (``rano_measurable``, for a
+scorer's ``axial_measurable`` large rule), and for each ground-truth lesion its size (the
+library's longest 3D surface diameter) and the candidates that overlap it.
 
 --slice-thickness re-acquires each phantom as 2D slices that thick (slab-averaged,
 :mod:`BrainMetSegLib.synth.reacquire`, as ``benchmarks/robustness.py`` does; CACHE/<case>/scan.nii.gz)
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BrainMetSegLib.candidate_stage import find_candidates
+from BrainMetSegLib.candidate_stage import candidate_measurable, find_candidates
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
 from BrainMetSegLib.options import Mirroring, values
 from BrainMetSegLib.pipeline import CaseInputs, SegmentConfig, Segmenter
@@ -176,6 +177,7 @@ def main() -> int:
                                sitk.ReadImage(str(out / "brain.nii.gz")),
                                args.candidate_threshold, args.outline_threshold)
         seconds = time.perf_counter() - t0
+        measurable = candidate_measurable(cand.labels, prob, args.candidate_threshold)
         truth = sitk.ReadImage(str(args.synth / "instancesTr" / f"{cid}.nii.gz"))
         n_cand = len(cand.features)
         mapped = on_grid(cand.labels, prob, truth)
@@ -185,7 +187,8 @@ def main() -> int:
                   "outline_threshold": args.outline_threshold, "feature_seconds": seconds,
                   "spacing_mm": list(prob.GetSpacing()),
                   "features": cand.features.tolist(), "gt_of_candidate": per_cand, "lesions": lesions,
-                  "outside_phantom_brain": outside_fraction(mapped, brain, n_cand)}
+                  "outside_phantom_brain": outside_fraction(mapped, brain, n_cand),
+                  "rano_measurable": measurable.tolist()}
         (out / "candidates.json").write_text(json.dumps(record) + "\n")
         pos = sum(bool(g) for g in per_cand)
         print(f"{out.name}: {len(per_cand)} candidates ({pos} on lesions), "

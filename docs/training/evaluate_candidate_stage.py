@@ -19,6 +19,12 @@ phantom's grid first, as the candidates were. Where candidates.json records
 ``outside_phantom_brain``, each mode also counts its false positives lying mostly (> 0.5)
 outside the phantom's brain mask (``fp_outside_brain``, the robustness benchmark's rule; the
 pipeline's own outside-the-brain rule, on deepbet's undilated mask, is not applied here).
+
+A scorer whose ``large_rule`` is ``axial_measurable`` needs each candidate's axial RANO-BM
+measurability (its core's): candidates.json's ``rano_measurable`` where it holds it, else
+recomputed from the cached probability map (the candidates drawn again at the record's
+thresholds, which must give as many as it lists). Each mode reports the candidates kept only by the large rule
+(``large_kept``: on lesions / false).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from BrainMetSegLib.candidate_stage import candidate_labels, candidate_measurable
 from BrainMetSegLib.evaluate.stats import wilson_ci
 from BrainMetSegLib.operating_point import OperatingPoint, lesion_labels_array
 from BrainMetSegLib.plotting import pyplot
@@ -73,6 +80,20 @@ def outside_fp(kept: np.ndarray, data, records: list[dict]) -> int | None:
     return int((kept & (data.label == 0) & outside).sum())
 
 
+def measurable_of(folder: Path, record: dict) -> np.ndarray:
+    """(N,) bool axial RANO-BM measurability of a cached case's candidates (module docstring)."""
+    if "rano_measurable" in record:
+        return np.asarray(record["rano_measurable"], bool)
+    prob = sitk.ReadImage(str(folder / "probability.nii.gz"))
+    threshold, outline = float(record["candidate_threshold"]), record["outline_threshold"]
+    labels = candidate_labels(prob, threshold, outline)
+    out = candidate_measurable(labels, prob, threshold)
+    if len(out) != len(record["features"]):
+        raise SystemExit(f"{folder}: {len(out)} candidates drawn again, candidates.json lists "
+                         f"{len(record['features'])}")
+    return out
+
+
 def plot(out: Path, curve: list[dict], base: dict, rel: list[dict], ece: float, modes: dict) -> None:
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -112,14 +133,19 @@ def main() -> int:
     records = [json.loads((f / "candidates.json").read_text()) for f in folders]
     data = pool(records)
     prob = scorer.probability(data.features)
+    measurable = (np.concatenate([measurable_of(f, r) for f, r in zip(folders, records, strict=True)])
+                  if scorer.needs_measurable else None)
     cuts = np.round(np.arange(0.0, 1.0001, 0.01), 2)
     curve = operating_curve(prob, data, cuts, BINS)
     modes = {}
     for name in MODES:
-        lesion, possible = scorer.decide(name, prob, data.features)
+        lesion, possible = scorer.decide(name, prob, data.features, measurable)
         row = operating_curve(lesion.astype(float), data, np.array([0.5]), BINS)[0]  # the mode's own decision
+        by_large = lesion & (prob < scorer.modes[name].cut)
         modes[name] = summary_at(row) | {"cut": scorer.modes[name].cut, "large_cut": scorer.modes[name].large_cut,
-                                         "large_from_mm": scorer.large_from_mm}
+                                         "large_from_mm": scorer.large_from_mm, "large_rule": scorer.large_rule,
+                                         "large_kept": {"on_lesions": int((by_large & (data.label > 0)).sum()),
+                                                        "false": int((by_large & (data.label == 0)).sum())}}
         modes[name]["possible_per_case"] = float(possible.sum() / len(records))
         modes[name]["fp_outside_brain"] = outside_fp(lesion, data, records)
     base_cases = []
