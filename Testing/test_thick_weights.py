@@ -268,9 +268,14 @@ def test_writer_is_atomic_and_keeps_fp16(packages, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half", "new"]  # nothing staged left
 
 
-def test_openvino_cache_is_keyed_by_the_weights_that_ran(packages, tmp_path):
+def test_openvino_cache_is_keyed_by_the_weights_that_ran(packages, tmp_path, monkeypatch):
     pytest.importorskip("openvino")
+    from BrainMetSegLib import openvino_backend
     from BrainMetSegLib.openvino_backend import cache_key, conversion_settings
+
+    # Networks compiled by earlier tests of this process (same weights, same key) would be served
+    # from memory and never written to this test's cache folder.
+    monkeypatch.setattr(openvino_backend, "_COMPILED", {})
 
     _, thick = packages
     settings = conversion_settings(1, 16)
