@@ -191,6 +191,8 @@ def mismatch(run: dict, case, folder: Path, ext: str, provenance: dict) -> str:
     thick = ((run.get("model") or {}).get("thick_slice_weights") or {}).get("sha256")
     if thick != (provenance["model"].get("thick_slice_weights") or {}).get("sha256"):
         return f"made with other thick-slice weights (sha256 {str(thick)[:12]}...)"
+    if (run.get("model") or {}).get("int8_network") != provenance["model"].get("int8_network"):
+        return "made with a model whose int8 networks differ"
     old, new = _comparable(run.get("settings") or {}), _comparable(provenance["settings"])
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:

@@ -83,6 +83,12 @@ def check_card(card) -> None:
     ensemble = card.ensemble if isinstance(card.ensemble, list) else []
     members = [m.get("weights") for m in ensemble if isinstance(m, dict)]
     card.thick_slice_weights = check_entry(card.thick_slice_weights, [card.weights, *members])
+    from .int8_network import MAIN, THICK, check_field
+
+    shas = {MAIN: None if ensemble else card.sha256}
+    if card.thick_slice_weights:
+        shas[THICK] = card.thick_slice_weights["sha256"]
+    card.int8_network = check_field(card.int8_network, shas)
 
 
 def check_acquisition(acquisition, name: str) -> dict:

@@ -4,7 +4,7 @@ A downloadable registry entry is ``{"name", "url", "sha256"}``: the URL of a zip
 of the model package (``model.json`` and its weights, at the archive's root or in one
 top folder) and the archive's sha256. The archive is streamed to a temporary file in the
 cache, checked against that sha256, unpacked into a temporary folder (no member may
-leave it), checked as a package (card; every weights file, the thick-slice ones too: sha256
+leave it), checked as a package (card; every weights file, the thick-slice ones and int8 networks too: sha256
 from the card, loaded into the architecture), and only then renamed to
 :func:`~BrainMetSegLib.models.cache_folder`. Nothing downloads on its own:
 segmenting with a model that is not downloaded is an error naming this command.
@@ -87,6 +87,8 @@ def download_model(name: str, registry: Path = REGISTRY_FILE, overwrite: bool = 
         package = load_package(_unpack(archive, work / "unpacked", url))
         for variant in package_variants(package):  # every weights file, before anything is replaced
             package.load_network("cpu", variant)  # safetensors, sha256 from the card, fit the architecture
+            if package.card.int8_network:
+                package.int8_network(variant).check_files()
         if final.exists():
             shutil.rmtree(final)
         os.replace(package.folder, final)

@@ -34,12 +34,13 @@ import math
 import threading
 import warnings
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .backends import BackendChoice, choose_backend
 from .conv_counts import outputs_per_voxel
-from .errors import ModelError, NotEnoughMemoryError
+from .errors import ModelError, NotEnoughMemoryError, OptionError
 from .memory import memory_budget
 from .mirroring import mirror_sets, mirrored
 from .options import (
@@ -56,6 +57,9 @@ from .options import (
 )
 from .precision import PrecisionChoice, choose_precision
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
+
+if TYPE_CHECKING:
+    from .int8_network import Int8Network
 
 # Peak resident bytes per convolution output element per input voxel, by autocast dtype
 # (measured, see the module docstring; fp32 keeps ~2 live float32 copies, bf16 ~2.25 bf16).
@@ -202,11 +206,13 @@ def _cheapest_fitting_roi(shape, padded, minimum, max_voxels: float, divisor: in
 
 
 def plan_windows(net, shape_czyx, config: InferenceConfig, device: str,
-                 backend: BackendChoice | None = None, network_id: dict | None = None) -> WindowPlan:
+                 backend: BackendChoice | None = None, network_id: dict | None = None,
+                 precision: PrecisionChoice | None = None) -> WindowPlan:
     """Decide mode, window size and precision for a (C, Z, Y, X) volume on ``device``, with the
     forward run by ``backend`` (None: torch); ``network_id`` keys the network's convolution
-    count on disk (:mod:`.conv_counts`)."""
-    precision = choose_precision(config.precision, device)
+    count on disk (:mod:`.conv_counts`); ``precision``: already resolved (None: resolve
+    ``config.precision`` without an int8 network)."""
+    precision = precision or choose_precision(config.precision, device)
     backend = backend or BackendChoice(config.backend, Backend.TORCH, "torch")
     shape = tuple(shape_czyx[1:])
     bpv = config.bytes_per_voxel or (outputs_per_voxel(net, shape_czyx[0], config.size_divisor, network_id)
@@ -288,15 +294,24 @@ def one_window(predictor, x, roi_zyx):
 
 
 def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Device,
-                    network_id: dict | None = None,
-                    progress: ProgressCallback = no_progress) -> tuple[BackendChoice, object, dict]:
-    """The backend for this run, its forward (None: the torch network itself) and run.json's
-    record of it. An OpenVINO export that fails or disagrees with torch is an error when
-    ``openvino`` was asked for; under ``auto`` torch runs instead, with a warning."""
-    autocast_kind = choose_precision(config.precision, device).autocast
-    choice = choose_backend(config.backend, device, autocast_kind, has_identity=network_id is not None)
+                    network_id: dict | None = None, progress: ProgressCallback = no_progress,
+                    int8: Int8Network | None = None) -> tuple[BackendChoice, object, dict, PrecisionChoice]:
+    """The backend for this run, its forward (None: the torch network itself), run.json's
+    record of it and the precision. ``int8``: the package's int8 network for these weights,
+    which runs where the precision resolves to it. An OpenVINO export that fails or disagrees
+    with torch is an error when ``openvino`` was asked for; under ``auto`` torch runs instead,
+    with a warning."""
+    precision = choose_precision(config.precision, device, int8_available=int8 is not None and device == Device.CPU)
+    choice = choose_backend(config.backend, device, precision.autocast, has_identity=network_id is not None)
+    if precision.int8:
+        if choice.used != Backend.OPENVINO:  # the caller offers int8 only where OpenVINO runs
+            raise OptionError(f"the int8 network runs through OpenVINO, and the backend resolved to torch "
+                              f"({choice.reason}).")
+        forward, record = int8.forward(_torch_threads())
+        choice = BackendChoice(choice.asked, Backend.OPENVINO, f"{choice.reason}; int8 network")
+        return choice, forward, record, precision
     if choice.used != Backend.OPENVINO:
-        return choice, None, {}
+        return choice, None, {}, precision
     from .openvino_backend import openvino_forward
 
     try:
@@ -306,8 +321,15 @@ def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Devi
         if choice.asked == Backend.OPENVINO:
             raise
         warnings.warn(f"{exc} Running torch instead.", RuntimeWarning, stacklevel=3)
-        return BackendChoice(choice.asked, Backend.TORCH, f"auto: openvino failed ({exc}); torch fp32"), None, {}
-    return choice, forward, record
+        return (BackendChoice(choice.asked, Backend.TORCH, f"auto: openvino failed ({exc}); torch fp32"), None, {},
+                precision)
+    return choice, forward, record, precision
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -322,7 +344,7 @@ def _out_of_memory(exc: BaseException) -> bool:
 def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
             progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None, info: dict | None = None,
-            network_id: dict | None = None) -> np.ndarray:
+            network_id: dict | None = None, int8: Int8Network | None = None) -> np.ndarray:
     """Metastasis probability (Z, Y, X) float32 for a (C, Z, Y, X) float32 array.
 
     When a forward runs out of memory it retries with one window per batch and the
@@ -331,14 +353,15 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
     result (mode, window size, windows, precision, backend, memory estimate) for run.json.
     ``network_id``: the network's identity (a model package's weights and architecture,
     :meth:`~BrainMetSegLib.models.ModelPackage.network_identity`), which keys OpenVINO's cache.
+    ``int8``: the package's int8 network for the weights ``net`` holds
+    (:meth:`~BrainMetSegLib.models.ModelPackage.int8_network`), run where the precision resolves
+    to int8 (:func:`~BrainMetSegLib.precision.choose_precision`).
     """
     import torch
 
     progress = progress or no_progress
     device = resolve_device(config.device)
     if hasattr(net, "predict_volume"):  # an imported model that tiles as its framework does
-        from .errors import OptionError
-
         if config.backend == Backend.OPENVINO:
             raise OptionError("--backend openvino: this model runs through its framework's own predictor; "
                               "use --backend auto or torch.")
@@ -351,7 +374,8 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
                          "backend": {"asked": config.backend, "used": Backend.TORCH,
                                      "reason": "the framework's own predictor (torch)"}})
         return net.predict_volume(array, device, progress, cancel)
-    backend, forward, record = resolve_backend(net, array.shape[0], config, device, network_id, progress)
+    backend, forward, record, precision = resolve_backend(net, array.shape[0], config, device, network_id,
+                                                          progress, int8)
     attempts = [(device, config.sw_batch_size, config)]
     if config.sw_batch_size > 1 or config.mode != InferenceMode.PAPER:
         attempts.append((device, 1, replace(config, mode=InferenceMode.PAPER)))
@@ -359,7 +383,8 @@ def predict(net, array: np.ndarray, config: InferenceConfig = InferenceConfig(),
         attempts.append((Device.CPU, 1, config))
     for i, (dev, batch, cfg) in enumerate(attempts):
         try:
-            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None, network_id)
+            plan = plan_windows(net, array.shape, cfg, dev, backend if dev == device else None, network_id,
+                                precision if dev == device else None)
             out = _run(net, array, plan, dev, batch, progress, cancel,
                        forward if plan.backend.used == Backend.OPENVINO else None, config.mirror)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:

@@ -85,6 +85,10 @@ class ModelCard:
     # main weights. Same architecture, grid and operating point. Empty: one set of weights.
     # See BrainMetSegLib.thick_weights.
     thick_slice_weights: dict[str, Any] = field(default_factory=dict)
+    # Post-training-quantised copies of each set of weights as OpenVINO IR: {"main": {"xml", "bin",
+    # "sha256_xml", "sha256_bin", "from_weights_sha256"}, "thick-slice": {...}, "made": {...}}.
+    # Empty: none. See BrainMetSegLib.int8_network.
+    int8_network: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model.json") -> ModelCard:
@@ -151,11 +155,21 @@ class ModelPackage:
         return out
 
     def all_weight_files(self) -> list[tuple[Path, str]]:
-        """(path, sha256) of every weights file in the package: the main ones, then the
-        thick-slice ones (what a download or a release must bring whole)."""
+        """(path, sha256) of every network file in the package: the main weights, the thick-slice
+        ones, then each int8 network's IR (.xml, .bin): what a download or a release must bring whole."""
         from .thick_weights import THICK
 
-        return self.weight_files() + (self.weight_files(THICK) if self.card.thick_slice_weights else [])
+        files = self.weight_files() + (self.weight_files(THICK) if self.card.thick_slice_weights else [])
+        for variant in [v for v in self.card.int8_network if v != "made"]:
+            net = self.int8_network(variant)
+            files += [(net.xml, net.sha256_xml), (net.bin, net.sha256_bin)]
+        return files
+
+    def int8_network(self, variant: str = "main"):
+        """The package's :class:`~.int8_network.Int8Network` for ``variant`` (None: none)."""
+        from .int8_network import int8_network
+
+        return int8_network(self.folder, self.card.int8_network, variant)
 
     def network_identity(self, variant: str = "main") -> dict:
         """What determines the loaded network's outputs, for caches of exported copies
@@ -362,6 +376,11 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
 
         thick_path(package)  # inside the folder, as the main weights
         check_scorer_split(package)
+    for variant in set(package.card.int8_network) - {"made"}:  # present now; hashed before use
+        net = package.int8_network(variant)
+        for path in (net.xml, net.bin):
+            if not path.is_file():
+                raise ModelError(f"{path}: the model card's {variant} int8 network file is missing.")
     return package
 
 

@@ -46,7 +46,8 @@ MODEL_XML, MODEL_BIN, META = "model.xml", "model.bin", "export.json"
 _WARNED: set[str] = set()
 _COMPILED: dict[tuple, tuple] = {}  # (key, threads) -> (compiled model, record), oldest first
 # Compiled networks kept per process: the model's (two for a package with thick-slice weights,
-# whose cohorts mix thin and thick scans) and deepbet's two (a cohort runs one model).
+# whose cohorts mix thin and thick scans; int8 networks are the same two) and deepbet's two
+# (a cohort runs one model).
 KEEP_COMPILED = 4
 
 
@@ -242,10 +243,16 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
         compiled, record = _export_and_cache(net, in_channels, divisor, key, folder, meta, threads, outputs)
         if why != "not cached" and record["cache"] == "miss":
             record["cache"], record["rebuilt_because"] = "rebuilt", why
-    while len(_COMPILED) >= KEEP_COMPILED:  # the oldest goes
+    remember_compiled(key, threads, compiled, record)
+    return _Forward(compiled), {**base, **record}
+
+
+def remember_compiled(key, threads: int, compiled, record: dict) -> None:
+    """Keep ``compiled`` for later forwards of this process (the oldest of
+    :data:`KEEP_COMPILED` goes)."""
+    while len(_COMPILED) >= KEEP_COMPILED:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[(key, threads)] = (compiled, record)
-    return _Forward(compiled), {**base, **record}
 
 
 class _Forward:

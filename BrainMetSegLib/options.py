@@ -37,9 +37,17 @@ class Device(StrEnum):
 
 
 class Precision(StrEnum):
+    """Inference arithmetic (:mod:`BrainMetSegLib.precision`); ``int8`` is the model package's
+    post-training-quantised network run by OpenVINO (:mod:`BrainMetSegLib.int8_network`)."""
+
     AUTO = "auto"
     FP32 = "fp32"
     BF16 = "bf16"
+    INT8 = "int8"
+
+
+# What training can run in (an int8 network is made from trained weights, never trained).
+TRAIN_PRECISIONS = (Precision.AUTO, Precision.FP32, Precision.BF16)
 
 
 class Backend(StrEnum):

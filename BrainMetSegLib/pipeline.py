@@ -36,7 +36,9 @@ from .operating_point import OperatingPoint, lesion_labels
 from .options import (
     Autocast,
     Backend,
+    Device,
     InferenceMode,
+    Precision,
     ScorerMode,
 )
 from .pipeline_types import CaseInputs, Result, SegmentConfig
@@ -131,11 +133,14 @@ class Segmenter:
         self.device = resolve_device(config.device)
         card = self.package.card
         self.operating_point = resolve_operating_point(card, config)
+        self._network_given = network is not None
+        self._int8 = self._int8_ready(config)
+        self._int8_checked: set[str] = set()
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
             mask_dilation_mm=config.mask_dilation_mm, crop_margin_mm=config.crop_margin_mm,
             normalisation=card.normalisation, device=self.device, trust_header=config.trust_header,
-            deepbet_bf16=choose_precision(config.precision, self.device).autocast == Autocast.BF16,
+            deepbet_bf16=self._precision(config).autocast == Autocast.BF16,
             deepbet_openvino=self._deepbet_openvino(config),
             backend_cache=None if config.backend_cache is None else str(config.backend_cache))
         self.inference_config = InferenceConfig(
@@ -150,7 +155,6 @@ class Segmenter:
         if problem:
             raise InputError(f"patch size for model {card.name}: {problem}.")
         self._net = network
-        self._network_given = network is not None
         self._lazy: dict[str, object] = {}
         self._other_nets: dict[str, object] = {}  # variant -> network, other than the main one
         if not self._network_given:
@@ -221,8 +225,37 @@ class Segmenter:
     def _deepbet_openvino(self, config: SegmentConfig) -> bool:
         """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
         ``--backend openvino`` where it cannot run fails here, before any work."""
-        autocast_kind = choose_precision(config.precision, self.device).autocast
-        return choose_backend(config.backend, self.device, autocast_kind).used == Backend.OPENVINO
+        return choose_backend(config.backend, self.device, self._precision(config).autocast).used == Backend.OPENVINO
+
+    def _precision(self, config: SegmentConfig):
+        return choose_precision(config.precision, self.device, int8_available=self._int8)
+
+    def _int8_network(self, variant: str):
+        """The package's int8 network for ``variant`` where int8 can run (None elsewhere), its
+        files checked against the card on this Segmenter's first use of it (a process keeps
+        compiled networks by their sha256, so another folder claiming the same is checked too)."""
+        if not self._int8:
+            return None
+        net = self.package.int8_network(variant)
+        if variant not in self._int8_checked:
+            net.check_files()
+            self._int8_checked.add(variant)
+        return net
+
+    def _int8_ready(self, config: SegmentConfig) -> bool:
+        """The package's int8 networks can run: the card has them, the package's own weights run
+        (no network given), on the CPU, through OpenVINO. ``--precision int8`` where they cannot
+        is an :class:`OptionError` here, before any work."""
+        why = ("the model package ships no int8 network" if not self.package.card.int8_network else
+               "a network was given, not the package's" if self._network_given else
+               f"it runs on the CPU, not {self.device}" if self.device != Device.CPU else "")
+        if not why:
+            backend = choose_backend(config.backend, self.device, Autocast.FP32)
+            why = "" if backend.used == Backend.OPENVINO else f"it runs through OpenVINO ({backend.reason})"
+        if why and config.precision == Precision.INT8:
+            raise OptionError(f"--precision int8 with model {self.package.card.name}: {why}; "
+                              "use --precision auto or fp32.")
+        return not why
 
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:
@@ -293,7 +326,8 @@ class Segmenter:
         plan: dict = {}
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,
-                           network_id=None if self._network_given else self.package.network_identity(variant))
+                           network_id=None if self._network_given else self.package.network_identity(variant),
+                           int8=self._int8_network(variant))
             if not np.isfinite(prob).all():
                 raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
                                  "probabilities.")
@@ -339,7 +373,9 @@ class Segmenter:
             "dependencies": dependency_versions(),
             "model": {"name": card.name, "version": card.version, "sha256": card.sha256,
                       "trained": card.trained, "folder": str(self.package.folder),
-                      **({"thick_slice_weights": dict(card.thick_slice_weights)} if card.thick_slice_weights else {})},
+                      **({"thick_slice_weights": dict(card.thick_slice_weights)} if card.thick_slice_weights else {}),
+                      **({"int8_network": {v: e["sha256_bin"] for v, e in card.int8_network.items() if v != "made"}}
+                         if card.int8_network else {})},
             "settings": {**asdict(self.config), **self.operating_point.as_settings(),
                          "candidate_stage": self.candidate_settings(),
                          "preprocess": asdict(self.preprocess_config),

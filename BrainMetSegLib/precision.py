@@ -3,8 +3,11 @@
 bf16 autocast is 1.5-2.5x faster than fp32 on CPUs with native bf16 instructions
 (AVX-512 BF16, AMX) but 10-20x *slower* on CPUs without them (AVX2 only), where
 oneDNN emulates it (SPEC.md). So ``auto`` picks bf16 + channels_last_3d only when
-the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. The decision and the
-features it was made from go into run.json.
+the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. On a CPU without native bf16,
+``auto`` runs the model package's int8 network instead of fp32 where the package ships one for
+the weights being run and OpenVINO runs the forward (:mod:`.int8_network`: ~1.8x faster than
+OpenVINO fp32 on an AVX2-only CPU; its agreement with fp32 is in the card and docs/speed.md).
+The decision and the features it was made from go into run.json.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import functools
 import os
 from dataclasses import asdict, dataclass
 
+from .errors import OptionError
 from .options import Autocast, Device, Precision, values
 
 PRECISIONS = values(Precision)
@@ -92,25 +96,36 @@ class PrecisionChoice:
     autocast: ``fp32`` (none), ``bf16`` or ``fp16`` autocast.
     channels_last: network and input in channels_last_3d memory format (helps oneDNN's bf16).
     reason: why, in words, for run.json.
+    int8: the package's int8 network runs (through OpenVINO; ``autocast`` is then fp32, what
+        the rest of the run, deepbet included, uses).
     """
 
     autocast: Autocast
     channels_last: bool
     reason: str
+    int8: bool = False
 
 
 def choose_precision(requested: Precision | str, device: Device | str,
-                     features: CpuFeatures | None = None) -> PrecisionChoice:
+                     features: CpuFeatures | None = None, int8_available: bool = False) -> PrecisionChoice:
     """Resolve ``requested`` (:class:`~BrainMetSegLib.options.Precision`) for ``device``
-    (``cpu`` or ``cuda``)."""
+    (``cpu`` or ``cuda``). ``int8_available``: the run has an int8 network for its weights and
+    OpenVINO runs its forward (``int8`` asked without it is an :class:`OptionError`)."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision {requested!r}; use one of {', '.join(PRECISIONS)}")
     if device == Device.CUDA:
+        if requested == Precision.INT8:
+            raise OptionError("--precision int8 runs on the CPU (OpenVINO), not on CUDA; use --device cpu.")
         if requested == Precision.AUTO:
             return PrecisionChoice(Autocast.FP16, False, "CUDA: fp16 autocast")
         return PrecisionChoice(Autocast(requested), False, f"CUDA: {requested} as asked")
     if requested == Precision.FP32:
         return PrecisionChoice(Autocast.FP32, False, "fp32 as asked")
+    if requested == Precision.INT8:
+        if not int8_available:
+            raise OptionError("--precision int8: no int8 network for this run (the model package ships none, "
+                              "or OpenVINO does not run the forward); use --precision auto or fp32.")
+        return PrecisionChoice(Autocast.FP32, False, "int8 as asked (the package's int8 network, OpenVINO)", True)
     features = features or cpu_features()
     native = features.native_bf16
     if requested == Precision.BF16:
@@ -121,4 +136,6 @@ def choose_precision(requested: Precision | str, device: Device | str,
                                f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in features.flags)})")
     why = (f"ONEDNN_MAX_CPU_ISA={features.onednn_max_isa}" if features.onednn_max_isa
            and any(f in features.flags for f in NATIVE_BF16_FLAGS) else "no native bf16 on this CPU")
+    if int8_available:
+        return PrecisionChoice(Autocast.FP32, False, f"auto: {why}; the package's int8 network (OpenVINO)", True)
     return PrecisionChoice(Autocast.FP32, False, f"auto: {why}, fp32")

@@ -161,7 +161,7 @@ def test_download_list_is_the_registry_and_the_cards(tree):
     for entry in registry["models"]:
         if "path" in entry:
             package = load_package(REPO / "Resources" / entry["path"])
-            for path, sha in package.all_weight_files():  # thick-slice weights too
+            for path, sha in package.all_weight_files():  # thick-slice weights and int8 networks too
                 name = path.name
                 expected.append(("model", f"{entry['path']}/{name}", entry["weights_urls"][name], sha))
                 assert hashlib.sha256(path.read_bytes()).hexdigest() == sha

@@ -14,6 +14,8 @@ once per variant:
 - ``auto``: what ``--inference-mode auto --precision auto`` picks on this machine;
 - ``whole_fp32_margin0`` / ``auto_margin0``: as ``whole_fp32`` / ``auto`` without the 8 mm crop
   margin around the dilated brain (the array is zero there anyway; fewer voxels to compute).
+- ``auto_fp32`` / ``auto_int8``: ``segment``'s own plan in fp32 and with the package's int8
+  network (``--package-network``: the int8 network runs only as the package's).
 - ``whole_fp32_pad16`` / ``whole_fp32_pad32``: ``whole_fp32`` with a crop margin of 16 / 32
   voxels of the demo's 0.833 mm grid (13.3 / 26.65 mm): the same gate with more zeros around it
   in a larger forward, as far as the model grid reaches (where it stops a margin short, the brain
@@ -23,9 +25,11 @@ once per variant:
 --reference whole_fp32`` measures what the crop margin changes). Reported against the reference
 (default ``paper128``), on the input grid: voxel Dice of the lesion masks, lesions
 found by one and not the other (26-connected, any overlap), the largest probability
-difference; and each variant's lesion sensitivity against the phantom's ground truth and
-its voxel Dice against the ground truth, its false-positive lesions and its inference
-seconds (in-process, same machine, same load). Not a pass/fail test.
+difference, and how the true lesions both found were drawn (volume ratio and longest-diameter
+difference against the reference's drawing); and each variant's lesion sensitivity against the
+phantom's ground truth and its voxel Dice against the ground truth, its false-positive lesions,
+its drawn volumes against the truth and its inference seconds (in-process, same machine, same
+load). Not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import cc3d
 import numpy as np
 import SimpleITK as sitk
 
+from BrainMetSegLib.evaluate.lesionwise import match_lesions
 from BrainMetSegLib.geometry import axis_aligned_grid, resample
 from BrainMetSegLib.images import read_scalar_volume
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
@@ -60,6 +65,9 @@ VARIANTS = {
     # grid reaches: the same gate in a larger forward (docs/speed.md, the demo network's input)
     "whole_fp32_pad16": dict(inference_mode="whole", precision="fp32", crop_margin_mm=13.3),
     "whole_fp32_pad32": dict(inference_mode="whole", precision="fp32", crop_margin_mm=26.65),
+    # the package's int8 network against fp32 as segment runs them (with --package-network)
+    "auto_fp32": dict(inference_mode="auto", precision="fp32"),
+    "auto_int8": dict(inference_mode="auto", precision="int8"),
 }
 QUICK = ("paper128", "whole_fp32", "whole_bf16")
 
@@ -74,6 +82,35 @@ def gt_hits(gt: np.ndarray, pred: np.ndarray) -> tuple[int, int]:
     comps = cc3d.connected_components(gt > 0, connectivity=26)
     hit = np.unique(comps[(comps > 0) & (pred > 0)])
     return len(hit), int(comps.max())
+
+
+def drawn_true_lesions(gt: np.ndarray, lab: np.ndarray, image: sitk.Image) -> dict[str, list[float]]:
+    """Per true lesion found (evaluate's overlap rule): [true volume mm^3, drawn volume mm^3,
+    drawn longest diameter mm] (the drawing: the predicted lesions matched to it)."""
+    match = match_lesions(gt, lab, image.GetSpacing(), direction=image.GetDirection())
+    return {str(g.gt_id): [round(g.volume_mm3, 1), round(g.pred_volume_mm3, 1), round(g.pred_longest_diameter_mm, 2)]
+            for g in match.gt if g.detected}
+
+
+def drawing_summary(rows: list[dict], name: str, ref_name: str) -> dict:
+    """How ``name`` drew the true lesions both it and the reference found, against the
+    reference's drawing and against the truth (volume ratios; diameter differences in mm)."""
+    ratio, diff, truth = [], [], []
+    for r in rows:
+        a, b = r[name]["drawn"], r[ref_name]["drawn"]
+        truth += [v[1] / v[0] for v in a.values() if v[0] > 0]
+        for g in set(a) & set(b):
+            ratio.append(a[g][1] / b[g][1])
+            diff.append(a[g][2] - b[g][2])
+    if not ratio:
+        return {}
+    ratio, diff = np.array(ratio), np.array(diff)
+    return {"lesions_both_found": len(ratio), "volume_ratio_vs_reference_median": round(float(np.median(ratio)), 4),
+            "volume_ratio_vs_reference_range": [round(float(ratio.min()), 3), round(float(ratio.max()), 3)],
+            "diameter_mm_vs_reference_median": round(float(np.median(diff)), 3),
+            "diameter_mm_vs_reference_sd": round(float(diff.std()), 3),
+            "diameter_mm_vs_reference_max_abs": round(float(np.abs(diff).max()), 2),
+            "volume_ratio_vs_truth_median": round(float(np.median(truth)), 4)}
 
 
 def deepbet_mask_file(image: sitk.Image, spacing, folder: Path) -> str:
@@ -155,6 +192,7 @@ def main() -> None:
                 "false_positive_lesions": lesions_only_in(lab, gt),
                 "voxel_dice_vs_gt": round(float(2 * ((lab > 0) & (gt > 0)).sum()
                                                 / max((lab > 0).sum() + (gt > 0).sum(), 1)), 5),
+                "drawn": drawn_true_lesions(gt, lab, res.labels),
             }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -176,6 +214,7 @@ def main() -> None:
             "gt_lesions": sum(r["gt_lesions"] for r in rows),
             "false_positive_lesions": sum(v["false_positive_lesions"] for v in vals),
             "voxel_dice_vs_gt_mean": round(float(np.mean([v["voxel_dice_vs_gt"] for v in vals])), 5),
+            "drawing": drawing_summary(rows, name, ref_name) if all("drawn" in r[name] for r in rows) else {},
         }
     seed = json.loads((root / "dataset.json").read_text())["synthetic"]["seed"]
     report = {"data": f"{len(rows)} synthetic phantoms (brainmetseg synth --seed {seed}) in {root}",

@@ -1,6 +1,6 @@
 """Time and peak memory of each pipeline stage, ours against MONAI's default, in one process.
 
-    python benchmarks/bench_pipeline.py [--model paper|demo] [--precision auto|fp32|bf16]
+    python benchmarks/bench_pipeline.py [--model paper|demo] [--package FOLDER] [--precision auto|fp32|bf16|int8]
         [--backend auto|torch|openvino] [--cold-cache]
         [--inference-mode auto|whole|paper] [--before] [--skip-baseline] [--repeat N]
         [--mirror none|lr|all] [--backend-cache FOLDER] [--json OUT]
@@ -8,7 +8,8 @@
 Input: real anatomy (Colin27 with skull from Debian's mricron-data when installed,
 else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid. Network: ``paper`` =
 the paper's FlexibleUNet with a ResNet-34 encoder and decoder dropout 0.5, random
-weights (speed does not depend on the weights); ``demo`` = the bundled demo model.
+weights (speed does not depend on the weights); ``demo`` = the bundled demo model (or the
+package ``--package`` names). ``--precision int8`` runs the package's int8 network.
 
 Runs, all in this process so machine load hits them alike:
 - ``ours``: the pipeline as configured (default: auto mode, auto precision);
@@ -220,6 +221,8 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="paper", choices=("paper", "demo"))
+    parser.add_argument("--package", metavar="FOLDER", help="with --model demo: this package folder instead of "
+                        "the bundled demo (e.g. one with int8 networks)")
     parser.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision))
     parser.add_argument("--backend", default=Backend.AUTO.value, choices=values(Backend))
     parser.add_argument("--cold-cache", action="store_true",
@@ -248,7 +251,7 @@ def main() -> None:
     image = anatomy_on_grid()
     path = work / "ce_t1.nii.gz"
     sitk.WriteImage(image, str(path))
-    package = paper_model(work / "model") if args.model == "paper" else load_package("brainmetseg-demo")
+    package = paper_model(work / "model") if args.model == "paper" else load_package(args.package or "brainmetseg-demo")
     report["input"] = {"source": COLIN.name if COLIN.is_file() else "MNI152", "size": image.GetSize(),
                        "spacing_mm": image.GetSpacing()}
     with RssSampler() as rss:

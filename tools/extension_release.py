@@ -97,7 +97,7 @@ def downloads(repo: Path) -> list[Download]:
             continue  # URL-only entries (older versions) stay URL-only: nothing to ship
         package = load_package(repo / "Resources" / entry["path"])
         urls = entry.get("weights_urls", {})
-        for weights, sha256 in package.all_weight_files():  # thick-slice weights too
+        for weights, sha256 in package.all_weight_files():  # thick-slice weights and int8 networks too
             name = weights.relative_to(package.folder.resolve()).as_posix()
             url = urls.get(name)
             if not url:

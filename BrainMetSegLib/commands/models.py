@@ -57,7 +57,7 @@ def run(args) -> int:
                   f"inputs={'+'.join(card.input_sequences)} spacing={card.spacing_mm} "
                   f"source={origin(entry, card)}"
                   + (f" weights={card.weights}, {thick['weights']} (slices > {thick['above_slice_spacing_mm']:g} mm)"
-                     if thick else ""))
+                     if thick else "") + (" int8=yes" if card.int8_network else ""))
         except ModelError as exc:
             print(f"{entry['name']:24s} unavailable: {exc}")
     return 0

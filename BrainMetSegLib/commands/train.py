@@ -16,7 +16,7 @@ import json
 import re
 
 from ..errors import InputError
-from ..options import PAPER_SPACING_MM, Device, MaskMethod, PosSampling, Precision, values
+from ..options import PAPER_SPACING_MM, TRAIN_PRECISIONS, Device, MaskMethod, PosSampling, Precision, values
 
 
 def _ints(text: str) -> tuple[int, int, int]:
@@ -117,7 +117,7 @@ def _run_arguments(g) -> None:
     g.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=Device.AUTO.value, choices=values(Device))
-    g.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision),
+    g.add_argument("--precision", default=Precision.AUTO.value, choices=[p.value for p in TRAIN_PRECISIONS],
                    help="auto: fp16 mixed precision on CUDA, fp32 on CPU")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")

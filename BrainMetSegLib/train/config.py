@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..operating_point import OperatingPoint
 from ..options import (
     PAPER_SPACING_MM,
     PAPER_THRESHOLD,
+    TRAIN_PRECISIONS,
     Device,
     MaskMethod,
     PosSampling,
@@ -101,6 +102,9 @@ class TrainConfig:
                              f"{self.epochs} epochs keep fewer than {self.average_last} checkpoints.")
         as_options(self, pos_sampling=(PosSampling, "--pos-sampling"), device=(Device, "--device"),
                    precision=(Precision, "--precision"), brain_mask=(MaskMethod, "--brain-mask"))
+        if self.precision not in TRAIN_PRECISIONS:
+            raise OptionError(f"--precision {self.precision}: training runs in {', '.join(TRAIN_PRECISIONS)}; "
+                              "an int8 network is made from trained weights (docs/training/add_int8_network.py).")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

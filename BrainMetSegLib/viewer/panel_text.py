@@ -33,6 +33,9 @@ def run_info(result: ResultFolder) -> list[dict]:
             rows.append(("settings", key, str(settings[key])))
     if "device" in run:
         rows.append(("settings", "device used", str(run["device"])))
+    used = ((run.get("inference_run") or {}).get("precision") or {})
+    if isinstance(used, dict) and used.get("reason"):
+        rows.append(("settings", "precision used", str(used["reason"])))
     for stage, seconds in (run.get("timings_s") or {}).items():
         rows.append(("timings", stage, f"{float(seconds):.1f} s"))
     for warning in result.warnings:

@@ -1,0 +1,131 @@
+"""A model package's int8 networks (model card field ``int8_network``), run by OpenVINO.
+
+    "int8_network": {
+        "main":        {"xml": "model_int8.xml", "bin": "model_int8.bin",
+                        "sha256_xml": "<64 hex>", "sha256_bin": "<64 hex>",
+                        "from_weights_sha256": "<the card's sha256 of model.safetensors>"},
+        "thick-slice": {... the same, from thick_slice_weights' sha256},
+        "made": {"openvino": "...", "nncf": "...", "calibration": "...", ...}}
+
+Each entry is the network of one set of the card's weights (``main``: ``weights``; ``thick-slice``:
+``thick_slice_weights``) after post-training quantisation (NNCF, 8-bit weights and activations of
+its convolutions, calibrated on the phantoms ``made`` names; :mod:`.train.quantise`), saved as
+OpenVINO IR. An IR is a graph of OpenVINO's standard operations plus raw tensors: reading it runs
+no code (no pickle, no extension library is loaded). Both files are checked against the card's
+sha256 before the first forward in a process; ``from_weights_sha256`` must name the weights
+the entry claims to be made from, and a card whose networks have an int8 entry must have one for
+each set of weights (``main`` and, with ``thick_slice_weights``, ``thick-slice``), so a scan never
+silently falls back to another arithmetic than its neighbours in a cohort.
+
+Which runs is decided in :func:`.precision.choose_precision`: ``--precision int8``, or ``auto`` on
+a CPU without native bf16 where OpenVINO runs the forward.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checksums import sha256_file
+from .errors import ModelError
+
+MAIN, THICK = "main", "thick-slice"  # one home: thick_weights.VARIANTS (checked there)
+ENTRY_KEYS = ("xml", "bin", "sha256_xml", "sha256_bin", "from_weights_sha256")
+FIELD = "model card field 'int8_network'"
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def check_field(field, weights_sha256: dict[str, str | None]) -> dict:
+    """The card's ``int8_network``, checked: ``{}`` or one entry per set of weights in
+    ``weights_sha256`` (variant -> the card's sha256 of that single weights file; None: an
+    ensemble, which has no int8 network) plus an optional ``made`` record."""
+    if not isinstance(field, dict):
+        raise ModelError(f"{FIELD} must be an object, not {field!r}.")
+    if not field:
+        return {}
+    variants = sorted(set(field) - {"made"})
+    if set(variants) != set(weights_sha256):
+        raise ModelError(f"{FIELD} must have an entry for each set of weights ({', '.join(sorted(weights_sha256))}); "
+                         f"it has {', '.join(variants) or 'none'}.")
+    for variant, sha in weights_sha256.items():
+        if sha is None:
+            raise ModelError(f"{FIELD}: the {variant} network is an ensemble; an int8 network is made from one "
+                             "weights file.")
+        _check_entry(variant, field[variant], sha)
+    if not isinstance(field.get("made", {}), dict):
+        raise ModelError(f"{FIELD}: 'made' must be an object.")
+    return field
+
+
+def _check_entry(variant: str, entry, weights_sha256: str) -> None:
+    where = f"{FIELD} '{variant}'"
+    if not isinstance(entry, dict) or set(entry) != set(ENTRY_KEYS):
+        raise ModelError(f"{where} must have exactly the keys {', '.join(ENTRY_KEYS)}.")
+    for key, suffix in (("xml", ".xml"), ("bin", ".bin")):
+        name = entry[key]
+        if (not isinstance(name, str) or not name.endswith(suffix) or name.startswith(".")
+                or "/" in name or "\\" in name):
+            raise ModelError(f"{where}: {key} must be a file name ending in {suffix} in the package folder, "
+                             f"not {name!r}.")
+    for key in ("sha256_xml", "sha256_bin", "from_weights_sha256"):
+        if not isinstance(entry[key], str) or not _SHA256.fullmatch(entry[key]):
+            raise ModelError(f"{where}: {key} must be 64 hex digits.")
+    if entry["from_weights_sha256"].lower() != weights_sha256.lower():
+        raise ModelError(f"{where} was made from weights of sha256 {entry['from_weights_sha256'][:12]}..., "
+                         f"not from the card's {variant} weights ({weights_sha256[:12]}...); re-make it "
+                         "(docs/training/add_int8_network.py).")
+
+
+@dataclass(frozen=True)
+class Int8Network:
+    """One int8 network of a package: its IR files and their expected sha256."""
+
+    variant: str
+    xml: Path
+    bin: Path
+    sha256_xml: str
+    sha256_bin: str
+
+    def check_files(self) -> None:
+        """Both files present and as the card says (:class:`ModelError` naming the file)."""
+        for path, sha in ((self.xml, self.sha256_xml), (self.bin, self.sha256_bin)):
+            if not path.is_file():
+                raise ModelError(f"{path}: the {self.variant} int8 network's file is missing.")
+            if sha256_file(path).lower() != sha.lower():
+                raise ModelError(f"{path}: sha256 does not match the model card (damaged or altered); "
+                                 "re-install the model.")
+
+    def forward(self, threads: int):
+        """A callable (torch tensor (N, C, Z, Y, X) float32 -> logits) and run.json's record; the
+        compiled network is kept per process (:data:`.openvino_backend.KEEP_COMPILED`)."""
+        import openvino as ov
+
+        from . import openvino_backend as ovb
+
+        key = ("int8", self.sha256_bin.lower(), self.sha256_xml.lower())
+        base = {"openvino": ov.__version__, "threads": threads, "compile_config": ovb.COMPILE_CONFIG,
+                "int8_network": {"variant": self.variant, "xml": str(self.xml), "sha256_bin": self.sha256_bin}}
+        if (key, threads) in ovb._COMPILED:
+            return ovb._Forward(ovb._COMPILED[(key, threads)][0]), {**base, "cache": "process", "compile_s": 0.0}
+        self.check_files()
+        t0 = time.perf_counter()
+        try:
+            model = ovb._core().read_model(str(self.xml), str(self.bin))
+            compiled = ovb.compile_model(model, threads)
+        except RuntimeError as exc:
+            raise ModelError(f"{self.xml}: OpenVINO cannot read or compile the int8 network "
+                             f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}).") from None
+        record = {"cache": "package", "compile_s": round(time.perf_counter() - t0, 2)}
+        ovb.remember_compiled(key, threads, compiled, record)
+        return ovb._Forward(compiled), {**base, **record}
+
+
+def int8_network(folder: Path, field: dict, variant: str) -> Int8Network | None:
+    """The package's int8 network for ``variant`` (None: the card has none)."""
+    if not field:
+        return None
+    entry = field[variant]
+    return Int8Network(variant, folder / entry["xml"], folder / entry["bin"], entry["sha256_xml"],
+                       entry["sha256_bin"])
