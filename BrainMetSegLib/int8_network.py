@@ -5,6 +5,7 @@
                         "sha256_xml": "<64 hex>", "sha256_bin": "<64 hex>",
                         "from_weights_sha256": "<the card's sha256 of model.safetensors>"},
         "thick-slice": {... the same, from thick_slice_weights' sha256},
+        "auto": ["main"],
         "made": {"openvino": "...", "nncf": "...", "calibration": "...", ...}}
 
 Each entry is the network of one set of the card's weights (``main``: ``weights``; ``thick-slice``:
@@ -17,8 +18,10 @@ the entry claims to be made from, and a card whose networks have an int8 entry m
 each set of weights (``main`` and, with ``thick_slice_weights``, ``thick-slice``), so a scan never
 silently falls back to another arithmetic than its neighbours in a cohort.
 
-Which runs is decided in :func:`.precision.choose_precision`: ``--precision int8``, or ``auto`` on
-a CPU without native bf16 where OpenVINO runs the forward.
+Which runs is decided in :func:`.precision.choose_precision`: ``--precision int8`` runs every
+set of weights' int8 network; ``auto``, on a CPU without native bf16 where OpenVINO runs the
+forward, only those of the sets ``auto`` lists (measured to agree with fp32; absent or empty:
+int8 only when asked), the others in fp32.
 """
 
 from __future__ import annotations
@@ -29,31 +32,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checksums import sha256_file
-from .errors import ModelError
+from .errors import ModelError, OptionError
 
 MAIN, THICK = "main", "thick-slice"  # one home: thick_weights.VARIANTS (checked there)
+RECORDS = ("auto", "made")  # the field's keys that are not networks
 ENTRY_KEYS = ("xml", "bin", "sha256_xml", "sha256_bin", "from_weights_sha256")
 FIELD = "model card field 'int8_network'"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
+def variants(field: dict) -> list[str]:
+    """The sets of weights the card's ``int8_network`` field has networks for."""
+    return sorted(set(field) - set(RECORDS))
+
+
 def check_field(field, weights_sha256: dict[str, str | None]) -> dict:
     """The card's ``int8_network``, checked: ``{}`` or one entry per set of weights in
     ``weights_sha256`` (variant -> the card's sha256 of that single weights file; None: an
-    ensemble, which has no int8 network) plus an optional ``made`` record."""
+    ensemble, which has no int8 network), an optional ``auto`` list of those sets and an
+    optional ``made`` record."""
     if not isinstance(field, dict):
         raise ModelError(f"{FIELD} must be an object, not {field!r}.")
     if not field:
         return {}
-    variants = sorted(set(field) - {"made"})
-    if set(variants) != set(weights_sha256):
+    have = variants(field)
+    if set(have) != set(weights_sha256):
         raise ModelError(f"{FIELD} must have an entry for each set of weights ({', '.join(sorted(weights_sha256))}); "
-                         f"it has {', '.join(variants) or 'none'}.")
+                         f"it has {', '.join(have) or 'none'}.")
     for variant, sha in weights_sha256.items():
         if sha is None:
             raise ModelError(f"{FIELD}: the {variant} network is an ensemble; an int8 network is made from one "
                              "weights file.")
         _check_entry(variant, field[variant], sha)
+    auto = field.get("auto", [])
+    if not isinstance(auto, list) or len(set(auto)) != len(auto) or not set(auto) <= set(have):
+        raise ModelError(f"{FIELD}: 'auto' must be a list of its networks ({', '.join(have)}), not {auto!r}.")
     if not isinstance(field.get("made", {}), dict):
         raise ModelError(f"{FIELD}: 'made' must be an object.")
     return field
@@ -120,6 +133,34 @@ class Int8Network:
         record = {"cache": "package", "compile_s": round(time.perf_counter() - t0, 2)}
         ovb.remember_compiled(key, threads, compiled, record)
         return ovb._Forward(compiled), {**base, **record}
+
+
+def int8_ready(card, precision: str, backend: str, device: str, network_given: bool) -> bool:
+    """The card's int8 networks can run: it has them, the package's own weights run (no network
+    given), on the CPU, through OpenVINO (``backend`` as asked). ``--precision int8`` where they
+    cannot is an :class:`OptionError` saying why, before any work."""
+    from .backends import choose_backend
+    from .options import Autocast, Backend, Device, Precision
+
+    why = ("the model package ships no int8 network" if not card.int8_network else
+           "a network was given, not the package's" if network_given else
+           f"it runs on the CPU, not {device}" if device != Device.CPU else "")
+    if not why:
+        chosen = choose_backend(backend, device, Autocast.FP32)
+        why = "" if chosen.used == Backend.OPENVINO else f"it runs through OpenVINO ({chosen.reason})"
+    if why and precision == Precision.INT8:
+        raise OptionError(f"--precision int8 with model {card.name}: {why}; use --precision auto or fp32.")
+    return not why
+
+
+def int8_record(field: dict) -> dict:
+    """run.json's record of a card's int8 networks: each one's .bin sha256 and the ``auto`` list."""
+    return {**{v: field[v]["sha256_bin"] for v in variants(field)}, "auto": list(field.get("auto", []))}
+
+
+def auto_runs(field: dict, variant: str) -> bool:
+    """``--precision auto`` may run the int8 network of ``variant`` (the card's ``auto`` list)."""
+    return variant in field.get("auto", [])
 
 
 def int8_network(folder: Path, field: dict, variant: str) -> Int8Network | None:

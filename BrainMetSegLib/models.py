@@ -86,7 +86,8 @@ class ModelCard:
     # See BrainMetSegLib.thick_weights.
     thick_slice_weights: dict[str, Any] = field(default_factory=dict)
     # Post-training-quantised copies of each set of weights as OpenVINO IR: {"main": {"xml", "bin",
-    # "sha256_xml", "sha256_bin", "from_weights_sha256"}, "thick-slice": {...}, "made": {...}}.
+    # "sha256_xml", "sha256_bin", "from_weights_sha256"}, "thick-slice": {...}, "auto": [sets auto
+    # may run in int8], "made": {...}}.
     # Empty: none. See BrainMetSegLib.int8_network.
     int8_network: dict[str, Any] = field(default_factory=dict)
 
@@ -160,7 +161,9 @@ class ModelPackage:
         from .thick_weights import THICK
 
         files = self.weight_files() + (self.weight_files(THICK) if self.card.thick_slice_weights else [])
-        for variant in [v for v in self.card.int8_network if v != "made"]:
+        from .int8_network import variants
+
+        for variant in variants(self.card.int8_network):
             net = self.int8_network(variant)
             files += [(net.xml, net.sha256_xml), (net.bin, net.sha256_bin)]
         return files
@@ -376,7 +379,9 @@ def load_package(name_or_path: str | os.PathLike = DEFAULT_MODEL,
 
         thick_path(package)  # inside the folder, as the main weights
         check_scorer_split(package)
-    for variant in set(package.card.int8_network) - {"made"}:  # present now; hashed before use
+    from .int8_network import variants
+
+    for variant in variants(package.card.int8_network):  # present now; hashed before use
         net = package.int8_network(variant)
         for path in (net.xml, net.bin):
             if not path.is_file():

@@ -30,13 +30,13 @@ from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
 from .images import as_scalar_volume, read_scalar_volume, validate_image
 from .inference import InferenceConfig, predict, resolve_device
+from .int8_network import auto_runs, int8_ready, int8_record
 from .lesions import lesion_table
 from .models import ModelPackage, load_package
 from .operating_point import OperatingPoint, lesion_labels
 from .options import (
     Autocast,
     Backend,
-    Device,
     InferenceMode,
     Precision,
     ScorerMode,
@@ -231,10 +231,13 @@ class Segmenter:
         return choose_precision(config.precision, self.device, int8_available=self._int8)
 
     def _int8_network(self, variant: str):
-        """The package's int8 network for ``variant`` where int8 can run (None elsewhere), its
-        files checked against the card on this Segmenter's first use of it (a process keeps
-        compiled networks by their sha256, so another folder claiming the same is checked too)."""
-        if not self._int8:
+        """The package's int8 network for ``variant`` where int8 can run and is asked for
+        (``--precision int8``, or ``auto`` for the sets the card's ``auto`` lists; None
+        elsewhere), its files checked against the card on this Segmenter's first use of it (a
+        process keeps compiled networks by their sha256, so another folder claiming the same is
+        checked too)."""
+        field = self.package.card.int8_network
+        if not self._int8 or (self.config.precision == Precision.AUTO and not auto_runs(field, variant)):
             return None
         net = self.package.int8_network(variant)
         if variant not in self._int8_checked:
@@ -243,19 +246,8 @@ class Segmenter:
         return net
 
     def _int8_ready(self, config: SegmentConfig) -> bool:
-        """The package's int8 networks can run: the card has them, the package's own weights run
-        (no network given), on the CPU, through OpenVINO. ``--precision int8`` where they cannot
-        is an :class:`OptionError` here, before any work."""
-        why = ("the model package ships no int8 network" if not self.package.card.int8_network else
-               "a network was given, not the package's" if self._network_given else
-               f"it runs on the CPU, not {self.device}" if self.device != Device.CPU else "")
-        if not why:
-            backend = choose_backend(config.backend, self.device, Autocast.FP32)
-            why = "" if backend.used == Backend.OPENVINO else f"it runs through OpenVINO ({backend.reason})"
-        if why and config.precision == Precision.INT8:
-            raise OptionError(f"--precision int8 with model {self.package.card.name}: {why}; "
-                              "use --precision auto or fp32.")
-        return not why
+        """The package's int8 networks can run here (:func:`.int8_network.int8_ready`)."""
+        return int8_ready(self.package.card, config.precision, config.backend, self.device, self._network_given)
 
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:
@@ -324,10 +316,11 @@ class Segmenter:
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}{which}"):
             net = self._network_for_run(variant)
         plan: dict = {}
+        int8 = self._int8_network(variant)
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
             prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,
                            network_id=None if self._network_given else self.package.network_identity(variant),
-                           int8=self._int8_network(variant))
+                           int8=int8)
             if not np.isfinite(prob).all():
                 raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
                                  "probabilities.")
@@ -350,6 +343,10 @@ class Segmenter:
         if choice is not None:
             provenance["model"]["weights_run"] = choice.record(self.package)
         provenance["inference_run"] = plan
+        if self._int8 and int8 is None:  # auto, and the card does not let auto run this set in int8
+            plan["int8_not_run"] = (f"--precision auto runs the int8 networks the model card lists "
+                                    f"({', '.join(self.package.card.int8_network.get('auto', [])) or 'none'}), "
+                                    f"not the {variant} weights'")
         provenance["brain_mask_run"] = pre.brain_mask_run
         if stage is not None:
             provenance["settings"]["candidate_stage"].update(stage)
@@ -374,8 +371,7 @@ class Segmenter:
             "model": {"name": card.name, "version": card.version, "sha256": card.sha256,
                       "trained": card.trained, "folder": str(self.package.folder),
                       **({"thick_slice_weights": dict(card.thick_slice_weights)} if card.thick_slice_weights else {}),
-                      **({"int8_network": {v: e["sha256_bin"] for v, e in card.int8_network.items() if v != "made"}}
-                         if card.int8_network else {})},
+                      **({"int8_network": int8_record(card.int8_network)} if card.int8_network else {})},
             "settings": {**asdict(self.config), **self.operating_point.as_settings(),
                          "candidate_stage": self.candidate_settings(),
                          "preprocess": asdict(self.preprocess_config),

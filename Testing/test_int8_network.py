@@ -55,7 +55,7 @@ def packages(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(root / "thick.safetensors"))
     thick = add_thick_weights(main_only.folder, root / "thick.safetensors", root / "thick", split_mm=1.5)
     int8 = add_int8_networks(thick.folder, root / "int8", version="0.2",
-                             inputs={MAIN: _inputs(0), THICK: _inputs(1)})
+                             inputs={MAIN: _inputs(0), THICK: _inputs(1)}, auto=(MAIN,))
     return thick, int8
 
 
@@ -79,7 +79,7 @@ def _copy(package, folder: Path, **card_changes):
 def test_the_written_package(packages):
     thick, int8 = packages
     field = int8.card.int8_network
-    assert set(field) == {MAIN, THICK, "made"} and int8.card.version == "0.2"
+    assert set(field) == {MAIN, THICK, "auto", "made"} and int8.card.version == "0.2" and field["auto"] == [MAIN]
     assert field[MAIN]["from_weights_sha256"] == thick.card.sha256
     assert field[THICK]["from_weights_sha256"] == thick.card.thick_slice_weights["sha256"]
     assert "inputs given" in field["made"]["calibration"] and field["made"]["nncf"]
@@ -116,6 +116,21 @@ def test_int8_runs_and_is_recorded(packages, tmp_path, slice_mm, variant):
     assert 0 < difference.max() < 0.5
 
 
+def test_auto_runs_int8_only_for_the_sets_the_card_lists(packages, tmp_path, monkeypatch):
+    from BrainMetSegLib import precision
+
+    _, int8 = packages
+    monkeypatch.setattr(precision, "cpu_features", lambda: AVX2)  # whatever CPU runs the suite
+    thin = _run(int8, _scan(tmp_path / "thin.nii.gz"), precision="auto").provenance
+    assert thin["inference_run"]["precision"]["int8"] and "int8_not_run" not in thin["inference_run"]
+    assert thin["model"]["int8_network"]["auto"] == [MAIN]
+    thick = _run(int8, _scan(tmp_path / "thick.nii.gz", 3.0), precision="auto").provenance["inference_run"]
+    assert not thick["precision"]["int8"] and thick["precision"]["autocast"] == "fp32"
+    assert "not the thick-slice weights'" in thick["int8_not_run"]
+    with pytest.raises(ModelError, match="--auto thick"):
+        add_int8_networks(int8.folder, tmp_path / "x", inputs={MAIN: _inputs(0), THICK: _inputs(1)}, auto=("thick",))
+
+
 def test_refusals_before_any_work(packages, tmp_path):
     thick, int8 = packages
     scan = _scan(tmp_path / "scan.nii.gz")
@@ -148,6 +163,8 @@ def test_card_checks(packages, tmp_path):
     other = {**field, THICK: {**field[THICK], "from_weights_sha256": field[MAIN]["from_weights_sha256"]}}
     with pytest.raises(ModelError, match="made from weights"):
         load_package(_copy(int8, tmp_path / "b", int8_network=other))
+    with pytest.raises(ModelError, match="'auto' must be a list of its networks"):
+        load_package(_copy(int8, tmp_path / "e", int8_network={**field, "auto": ["main", "other"]}))
     escape = {**field, MAIN: {**field[MAIN], "xml": "../model_int8.xml"}}
     with pytest.raises(ModelError, match="file name ending in .xml"):
         load_package(_copy(int8, tmp_path / "c", int8_network=escape))

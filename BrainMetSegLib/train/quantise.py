@@ -98,11 +98,12 @@ def _made(seed: int, n: int, seconds: float, given: dict | None = None) -> dict:
 
 def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, seed: int = 1000, n: int = 4,
                       version: str | None = None, overwrite: bool = False,
-                      inputs: dict[str, list[np.ndarray]] | None = None) -> ModelPackage:
+                      inputs: dict[str, list[np.ndarray]] | None = None, auto: tuple[str, ...] = ()) -> ModelPackage:
     """Write a copy of the package ``package_dir`` into ``out`` with an int8 network for each set
     of its weights, calibrated on ``n`` phantoms of ``seed``, or on ``inputs`` (variant -> the
     network's own inputs, e.g. :func:`network_input` of one's own scans; ``made`` then says so).
-    Returns the new package, checked."""
+    ``auto``: the sets ``--precision auto`` may run in int8 (list only those measured to agree
+    with fp32; the others run int8 only when asked). Returns the new package, checked."""
     from ..checksums import sha256_file
 
     package, out = load_package(package_dir), Path(out)
@@ -114,6 +115,8 @@ def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, se
         raise ModelError(f"{package.folder}: an ensemble; an int8 network is made from one weights file.")
     variants = [MAIN] + ([THICK] if package.card.thick_slice_weights else [])
     given = inputs is not None
+    if not set(auto) <= set(variants):
+        raise ModelError(f"--auto {','.join(auto)}: the package's networks are {', '.join(variants)}.")
     old = {name for entry in package.card.int8_network.values() if isinstance(entry, dict)
            for key, name in entry.items() if key in ("xml", "bin")}
     t0 = time.perf_counter()
@@ -129,6 +132,7 @@ def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, se
                 shutil.copy2(f, tmp / f.name)
         for variant, model in models.items():
             field[variant] = _write_ir(model, tmp, variant, package.weight_files(variant)[0][1], sha256_file)
+        field["auto"] = list(auto)
         field["made"] = _made(seed, n, time.perf_counter() - t0, given=inputs if given else None)
         card = dataclasses.replace(package.card, int8_network=field, version=version or package.card.version)
         (tmp / CARD_NAME).write_text(json.dumps(card.to_dict(), indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python docs/training/add_int8_network.py PKG -o NEWPKG [--seed 1000] [-n 4] [--version 2.6.0] [--overwrite]
+    python docs/training/add_int8_network.py PKG -o NEWPKG [--seed 1000] [-n 4] [--auto main]
+        [--version 2.6.0] [--overwrite]
 
 PKG: the package (folder or registry name). Each set of weights (the main ones; the thick-slice
 ones where the card has them) is exported to OpenVINO and quantised to int8 with NNCF, calibrated
@@ -20,6 +21,7 @@ import argparse
 import sys
 
 from BrainMetSegLib.errors import BrainMetSegError
+from BrainMetSegLib.int8_network import variants
 from BrainMetSegLib.train.quantise import add_int8_networks
 
 
@@ -30,21 +32,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1000, help="calibration phantoms' seed (default 1000: "
                         "the bundled demo's training seed)")
     parser.add_argument("-n", type=int, default=4, help="calibration phantoms per set of weights (default 4)")
+    parser.add_argument("--auto", default="", help="comma-separated sets of weights (main, thick-slice) that "
+                        "--precision auto may run in int8: only those measured to agree with fp32 (default: none; "
+                        "int8 then runs only when asked)")
     parser.add_argument("--version", default=None, help="the new card's version (default: PKG's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("-n: at least one calibration phantom")
     try:
-        package = add_int8_networks(args.package, args.output, args.seed, args.n, args.version, args.overwrite)
+        package = add_int8_networks(args.package, args.output, args.seed, args.n, args.version, args.overwrite,
+                                    auto=tuple(v for v in args.auto.split(",") if v))
     except (BrainMetSegError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     field = package.card.int8_network
-    for variant in sorted(set(field) - {"made"}):
+    for variant in variants(field):
         print(f"{package.folder}: {variant} int8 network {field[variant]['xml']} (sha256 of .bin "
               f"{field[variant]['sha256_bin'][:12]}...)")
-    print(f"made in {field['made']['seconds']} s: {field['made']['calibration']}")
+    print(f"made in {field['made']['seconds']} s: {field['made']['calibration']}; --precision auto runs "
+          f"int8 for: {', '.join(field['auto']) or 'none'}")
     return 0
 
 
