@@ -106,9 +106,11 @@ REASON_BELOW_CUT = "lesion probability below the mode's cut"
 def outside_fractions(labels: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """(N,) fraction of the voxels of each candidate 1..N of ``labels`` (Z, Y, X) int that lie
     outside ``brain`` (Z, Y, X) bool (same grid); 0 for an id without voxels."""
-    n = int(labels.max(initial=0))
-    total = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    outside = np.bincount(labels[~brain].ravel(), minlength=n + 1)[1:]
+    where = np.flatnonzero(labels)  # the candidates' voxels only
+    ids = labels.ravel()[where]
+    n = int(ids.max(initial=0))
+    total = np.bincount(ids, minlength=n + 1)[1:]
+    outside = np.bincount(ids[~brain.ravel()[where]], minlength=n + 1)[1:]
     return outside / np.maximum(total, 1)
 
 
@@ -121,9 +123,12 @@ def _subset(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarra
     size, and for each new id its old one."""
     lut = np.zeros(len(keep) + 1, np.int32)
     lut[1:][keep] = np.flatnonzero(keep) + 1
-    sub = renumber_by_size(lut[labels])
+    where = np.flatnonzero(labels)  # candidates are a small part of a scan: their voxels only
+    kept = np.zeros(labels.shape, np.int32)
+    kept.ravel()[where] = lut[labels.ravel()[where]]
+    sub = renumber_by_size(kept)
     old = np.zeros(int(sub.max(initial=0)) + 1, np.int64)
-    old[sub[sub > 0]] = lut[labels][sub > 0]
+    old[sub.ravel()[where]] = kept.ravel()[where]
     return sub, old[1:]
 
 

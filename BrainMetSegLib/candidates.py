@@ -135,11 +135,11 @@ def shell_footprint(mm: float, spacing_kji: np.ndarray) -> np.ndarray:
 
 def _brain_frame(brain_kji: np.ndarray, frame: Frame):
     """(lower, upper) RAS corners of the brain mask's index bounding box."""
-    idx = np.nonzero(brain_kji)
-    if not idx[0].size:
+    along = [np.flatnonzero(np.any(brain_kji, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if not along[0].size:
         return np.zeros(3), np.ones(3)
-    lo = np.array([c.min() for c in idx], float)
-    hi = np.array([c.max() for c in idx], float)
+    lo = np.array([a[0] for a in along], float)
+    hi = np.array([a[-1] for a in along], float)
     corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
     ras = frame.lps(corners) * np.array([-1.0, -1.0, 1.0])
     return ras.min(axis=0), ras.max(axis=0)

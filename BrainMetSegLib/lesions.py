@@ -88,15 +88,20 @@ def label_instances(binary: np.ndarray, spacing_xyz, min_volume_mm3: float = 0.0
 def renumber_by_size(labels: np.ndarray, voxel_mm3: float = 1.0, min_volume_mm3: float = 0.0) -> np.ndarray:
     """Ids of a label map renumbered 1..N by decreasing voxel count (int32); empty ids and
     labels under ``min_volume_mm3`` (voxels x ``voxel_mm3``) removed. Ties keep the old ids' order."""
-    n = int(labels.max(initial=0))
+    flat = np.ravel(labels)
+    where = np.flatnonzero(flat)  # lesions are a small part of a scan: work on their voxels only
+    ids = flat[where]
+    n = int(ids.max(initial=0))
     if n == 0:
-        return np.zeros(labels.shape, np.int32)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        return np.zeros(np.shape(labels), np.int32)
+    sizes = np.bincount(ids, minlength=n + 1)[1:]
     keep = (sizes > 0) & (sizes * voxel_mm3 >= min_volume_mm3)
     order = [old for old in np.argsort(-sizes, kind="stable") if keep[old]]
     lut = np.zeros(n + 1, np.int32)
     lut[np.asarray(order, np.int64) + 1] = np.arange(1, len(order) + 1, dtype=np.int32)
-    return lut[labels]
+    out = np.zeros(np.shape(labels), np.int32)
+    out.ravel()[where] = lut[ids]
+    return out
 
 
 @dataclass(frozen=True)

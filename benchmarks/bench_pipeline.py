@@ -184,7 +184,7 @@ def warm_openvino_cache(args, package, net, cache: Path) -> dict | None:
     from BrainMetSegLib.precision import choose_precision
     from BrainMetSegLib.skullstrip import _deepbet, _with_openvino
 
-    autocast = choose_precision(args.precision, Device.CPU).autocast
+    autocast = choose_precision(args.precision, Device.CPU, int8_available=bool(package.card.int8_network)).autocast
     if args.cold_cache or choose_backend(args.backend, Device.CPU, autocast).used != Backend.OPENVINO:
         return None
     card = package.card
