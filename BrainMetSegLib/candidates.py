@@ -161,7 +161,7 @@ def candidate_features(labels_kji: np.ndarray, prob_kji: np.ndarray, zimage_kji:
         return out
     spacing_kji = np.linalg.norm(frame.matrix, axis=0)[::-1]
     core = np.where(prob_kji > core_threshold, labels_kji, 0)
-    missing = np.setdiff1d(np.arange(1, n + 1), np.unique(core))
+    missing = np.setdiff1d(np.arange(1, n + 1), np.unique(core.ravel()[np.flatnonzero(core)]))  # the ids only
     if missing.size:
         core = np.where(np.isin(labels_kji, missing), labels_kji, core)
     diam = component_diameters_mm(core, n, frame)

@@ -14,9 +14,9 @@ its convolutions, calibrated on the phantoms ``made`` names; :mod:`.train.quanti
 OpenVINO IR. An IR is a graph of OpenVINO's standard operations plus raw tensors: reading it runs
 no code (no pickle, no extension library is loaded). Both files are checked against the card's
 sha256 before the first forward in a process; ``from_weights_sha256`` must name the weights
-the entry claims to be made from, and a card whose networks have an int8 entry must have one for
-each set of weights (``main`` and, with ``thick_slice_weights``, ``thick-slice``), so a scan never
-silently falls back to another arithmetic than its neighbours in a cohort.
+the entry claims to be made from. A card may have int8 networks for some of its sets of weights
+only (the bundled demo: ``main``); ``--precision int8`` runs a scan whose weights have none in
+fp32, with a warning in the result and ``inference_run.int8_not_run`` saying so.
 
 Which runs is decided in :func:`.precision.choose_precision`: ``--precision int8`` runs every
 set of weights' int8 network; ``auto``, on a CPU without native bf16 where OpenVINO runs the
@@ -47,7 +47,7 @@ def variants(field: dict) -> list[str]:
 
 
 def check_field(field, weights_sha256: dict[str, str | None]) -> dict:
-    """The card's ``int8_network``, checked: ``{}`` or one entry per set of weights in
+    """The card's ``int8_network``, checked: ``{}`` or entries for some of the sets of weights in
     ``weights_sha256`` (variant -> the card's sha256 of that single weights file; None: an
     ensemble, which has no int8 network), an optional ``auto`` list of those sets and an
     optional ``made`` record."""
@@ -56,14 +56,14 @@ def check_field(field, weights_sha256: dict[str, str | None]) -> dict:
     if not field:
         return {}
     have = variants(field)
-    if set(have) != set(weights_sha256):
-        raise ModelError(f"{FIELD} must have an entry for each set of weights ({', '.join(sorted(weights_sha256))}); "
-                         f"it has {', '.join(have) or 'none'}.")
-    for variant, sha in weights_sha256.items():
-        if sha is None:
+    if not have or not set(have) <= set(weights_sha256):
+        raise ModelError(f"{FIELD} must have entries named after the card's sets of weights "
+                         f"({', '.join(sorted(weights_sha256))}); it has {', '.join(have) or 'none'}.")
+    for variant in have:
+        if weights_sha256[variant] is None:
             raise ModelError(f"{FIELD}: the {variant} network is an ensemble; an int8 network is made from one "
                              "weights file.")
-        _check_entry(variant, field[variant], sha)
+        _check_entry(variant, field[variant], weights_sha256[variant])
     auto = field.get("auto", [])
     if not isinstance(auto, list) or len(set(auto)) != len(auto) or not set(auto) <= set(have):
         raise ModelError(f"{FIELD}: 'auto' must be a list of its networks ({', '.join(have)}), not {auto!r}.")
@@ -164,9 +164,9 @@ def auto_runs(field: dict, variant: str) -> bool:
 
 
 def int8_network(folder: Path, field: dict, variant: str) -> Int8Network | None:
-    """The package's int8 network for ``variant`` (None: the card has none)."""
-    if not field:
+    """The package's int8 network for ``variant`` (None: the card has none for it)."""
+    entry = field.get(variant) if variant not in RECORDS else None
+    if not entry:
         return None
-    entry = field[variant]
     return Int8Network(variant, folder / entry["xml"], folder / entry["bin"], entry["sha256_xml"],
                        entry["sha256_bin"])

@@ -147,13 +147,15 @@ def _grow(prob: np.ndarray, seeds: np.ndarray, outline) -> np.ndarray:
     from skimage.segmentation import watershed
 
     regions = cc3d.connected_components(prob > outline, connectivity=26)
-    seed_region = regions[seeds > 0]
-    owners = np.unique(np.stack([seed_region, seeds[seeds > 0]]), axis=1)  # (region, seed) pairs
+    at_seeds = np.flatnonzero(seeds)  # lesions are a small part of a scan: index their voxels only
+    owners = np.unique(np.stack([regions.ravel()[at_seeds], seeds.ravel()[at_seeds]]), axis=1)  # (region, seed)
     region_ids, seeds_per_region = np.unique(owners[0], return_counts=True)
-    lut = np.zeros(int(regions.max()) + 1, np.int32)
+    where = np.flatnonzero(regions)
+    lut = np.zeros(int(regions.ravel()[where].max(initial=0)) + 1, np.int32)
     single = region_ids[seeds_per_region == 1]
     lut[single] = owners[1][np.isin(owners[0], single)]
-    out = lut[regions]
+    out = np.zeros(regions.shape, np.int32)
+    out.ravel()[where] = lut[regions.ravel()[where]]
     boxes = ndimage.find_objects(regions)
     for region in region_ids[seeds_per_region > 1]:
         box = boxes[region - 1]

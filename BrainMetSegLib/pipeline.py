@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -231,19 +231,25 @@ class Segmenter:
         return choose_precision(config.precision, self.device, int8_available=self._int8)
 
     def _int8_network(self, variant: str):
-        """The package's int8 network for ``variant`` where int8 can run and is asked for
-        (``--precision int8``, or ``auto`` for the sets the card's ``auto`` lists; None
-        elsewhere), its files checked against the card on this Segmenter's first use of it (a
-        process keeps compiled networks by their sha256, so another folder claiming the same is
-        checked too)."""
-        field = self.package.card.int8_network
-        if not self._int8 or (self.config.precision == Precision.AUTO and not auto_runs(field, variant)):
-            return None
+        """(the package's int8 network for ``variant``, or None; why it does not run, or "").
+        It runs where int8 can run and is asked for (``--precision int8``, or ``auto`` for the
+        sets the card's ``auto`` lists); its files are checked against the card on this
+        Segmenter's first use of it (a process keeps compiled networks by their sha256, so
+        another folder claiming the same is checked too)."""
+        if not self._int8:
+            return None, ""
+        card = self.package.card
         net = self.package.int8_network(variant)
+        if self.config.precision == Precision.AUTO and not auto_runs(card.int8_network, variant):
+            listed = ", ".join(card.int8_network.get("auto", [])) or "none"
+            return None, (f"--precision auto runs the int8 networks model {card.name}'s card lists ({listed}), "
+                          f"not the {variant} weights': fp32")
+        if net is None:
+            return None, f"model {card.name} has no int8 network for its {variant} weights: fp32"
         if variant not in self._int8_checked:
             net.check_files()
             self._int8_checked.add(variant)
-        return net
+        return net, ""
 
     def _int8_ready(self, config: SegmentConfig) -> bool:
         """The package's int8 networks can run here (:func:`.int8_network.int8_ready`)."""
@@ -316,9 +322,13 @@ class Segmenter:
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}{which}"):
             net = self._network_for_run(variant)
         plan: dict = {}
-        int8 = self._int8_network(variant)
+        int8, int8_not_run = self._int8_network(variant)
+        inference_config = self.inference_config
+        if int8_not_run and self.config.precision == Precision.INT8:  # asked for, none for these weights
+            inference_config = replace(inference_config, precision=Precision.FP32)
+            notes.append(f"{sources[0]}: --precision int8: {int8_not_run}.")
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
-            prob = predict(net, pre.array, self.inference_config, timer.progress, cancel, info=plan,
+            prob = predict(net, pre.array, inference_config, timer.progress, cancel, info=plan,
                            network_id=None if self._network_given else self.package.network_identity(variant),
                            int8=int8)
             if not np.isfinite(prob).all():
@@ -343,10 +353,8 @@ class Segmenter:
         if choice is not None:
             provenance["model"]["weights_run"] = choice.record(self.package)
         provenance["inference_run"] = plan
-        if self._int8 and int8 is None:  # auto, and the card does not let auto run this set in int8
-            plan["int8_not_run"] = (f"--precision auto runs the int8 networks the model card lists "
-                                    f"({', '.join(self.package.card.int8_network.get('auto', [])) or 'none'}), "
-                                    f"not the {variant} weights'")
+        if int8_not_run:
+            plan["int8_not_run"] = int8_not_run
         provenance["brain_mask_run"] = pre.brain_mask_run
         if stage is not None:
             provenance["settings"]["candidate_stage"].update(stage)

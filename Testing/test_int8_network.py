@@ -131,6 +131,18 @@ def test_auto_runs_int8_only_for_the_sets_the_card_lists(packages, tmp_path, mon
         add_int8_networks(int8.folder, tmp_path / "x", inputs={MAIN: _inputs(0), THICK: _inputs(1)}, auto=("thick",))
 
 
+def test_int8_asked_where_the_weights_have_none_runs_fp32_and_says_so(packages, tmp_path):
+    _, int8 = packages
+    field = {k: v for k, v in int8.card.int8_network.items() if k != THICK}
+    main_only = load_package(_copy(int8, tmp_path / "main_only", int8_network=field))
+    assert main_only.all_weight_files()[-1][0].name == field[MAIN]["bin"]
+    result = _run(main_only, _scan(tmp_path / "thick.nii.gz", 3.0))
+    plan = result.provenance["inference_run"]
+    assert not plan["precision"]["int8"] and "no int8 network for its thick-slice weights" in plan["int8_not_run"]
+    assert any("--precision int8" in w and "fp32" in w for w in result.warnings)
+    assert _run(main_only, _scan(tmp_path / "thin.nii.gz")).provenance["inference_run"]["precision"]["int8"]
+
+
 def test_refusals_before_any_work(packages, tmp_path):
     thick, int8 = packages
     scan = _scan(tmp_path / "scan.nii.gz")
@@ -158,8 +170,8 @@ def test_a_damaged_int8_file_is_refused(packages, tmp_path):
 def test_card_checks(packages, tmp_path):
     thick, int8 = packages
     field = int8.card.int8_network
-    with pytest.raises(ModelError, match="an entry for each set of weights"):
-        load_package(_copy(int8, tmp_path / "a", int8_network={MAIN: field[MAIN]}))
+    with pytest.raises(ModelError, match="entries named after the card's sets of weights"):
+        load_package(_copy(int8, tmp_path / "a", int8_network={**field, "other": field[MAIN]}))
     other = {**field, THICK: {**field[THICK], "from_weights_sha256": field[MAIN]["from_weights_sha256"]}}
     with pytest.raises(ModelError, match="made from weights"):
         load_package(_copy(int8, tmp_path / "b", int8_network=other))

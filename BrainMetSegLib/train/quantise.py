@@ -81,16 +81,17 @@ def quantise_network(package: ModelPackage, variant: str, inputs: list[np.ndarra
     return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs))
 
 
-def _made(seed: int, n: int, seconds: float, given: dict | None = None) -> dict:
+def _made(seed: int, n: int, seconds: float, variants: list[str], given: dict | None = None) -> dict:
     from importlib.metadata import version
 
     if given is not None:
         calibration = "inputs given: " + ", ".join(f"{v} {len(x)} of shapes {sorted({a.shape for a in x})}"
                                                    for v, x in given.items())
     else:
-        calibration = (f"brainmetseg synth -n {n} --seed {seed} (cases 0-{n - 1}), preprocessed as segment does; "
-                       "thick-slice: the same re-acquired as "
-                       f"{'/'.join(f'{t:g}' for t in THICK_CALIBRATION_MM)} mm slab-averaged slices in turn")
+        calibration = f"brainmetseg synth -n {n} --seed {seed} (cases 0-{n - 1}), preprocessed as segment does"
+        if THICK in variants:
+            calibration += ("; thick-slice: the same re-acquired as "
+                            f"{'/'.join(f'{t:g}' for t in THICK_CALIBRATION_MM)} mm slab-averaged slices in turn")
     return {"tool": "BrainMetSegLib.train.quantise (nncf.quantize, default preset, fast bias correction)",
             "nncf": version("nncf"), "openvino": version("openvino"), "calibration": calibration,
             "seconds": round(seconds, 1)}
@@ -98,12 +99,14 @@ def _made(seed: int, n: int, seconds: float, given: dict | None = None) -> dict:
 
 def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, seed: int = 1000, n: int = 4,
                       version: str | None = None, overwrite: bool = False,
-                      inputs: dict[str, list[np.ndarray]] | None = None, auto: tuple[str, ...] = ()) -> ModelPackage:
+                      inputs: dict[str, list[np.ndarray]] | None = None, auto: tuple[str, ...] = (),
+                      only: tuple[str, ...] | None = None) -> ModelPackage:
     """Write a copy of the package ``package_dir`` into ``out`` with an int8 network for each set
     of its weights, calibrated on ``n`` phantoms of ``seed``, or on ``inputs`` (variant -> the
     network's own inputs, e.g. :func:`network_input` of one's own scans; ``made`` then says so).
     ``auto``: the sets ``--precision auto`` may run in int8 (list only those measured to agree
-    with fp32; the others run int8 only when asked). Returns the new package, checked."""
+    with fp32; the others run int8 only when asked). ``only``: quantise these sets of weights
+    (default: all; scans of the others always run fp32). Returns the new package, checked."""
     from ..checksums import sha256_file
 
     package, out = load_package(package_dir), Path(out)
@@ -113,10 +116,13 @@ def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, se
         raise OutputError(f"{out}: already exists; pass --overwrite to replace it.")
     if package.card.ensemble:
         raise ModelError(f"{package.folder}: an ensemble; an int8 network is made from one weights file.")
-    variants = [MAIN] + ([THICK] if package.card.thick_slice_weights else [])
+    networks = [MAIN] + ([THICK] if package.card.thick_slice_weights else [])
+    variants = [v for v in networks if only is None or v in only]
     given = inputs is not None
+    if only is not None and (not variants or not set(only) <= set(networks)):
+        raise ModelError(f"--variants {','.join(only)}: the package's networks are {', '.join(networks)}.")
     if not set(auto) <= set(variants):
-        raise ModelError(f"--auto {','.join(auto)}: the package's networks are {', '.join(variants)}.")
+        raise ModelError(f"--auto {','.join(auto)}: the int8 networks made are {', '.join(variants)}.")
     old = {name for entry in package.card.int8_network.values() if isinstance(entry, dict)
            for key, name in entry.items() if key in ("xml", "bin")}
     t0 = time.perf_counter()
@@ -133,7 +139,7 @@ def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, se
         for variant, model in models.items():
             field[variant] = _write_ir(model, tmp, variant, package.weight_files(variant)[0][1], sha256_file)
         field["auto"] = list(auto)
-        field["made"] = _made(seed, n, time.perf_counter() - t0, given=inputs if given else None)
+        field["made"] = _made(seed, n, time.perf_counter() - t0, variants, given=inputs if given else None)
         card = dataclasses.replace(package.card, int8_network=field, version=version or package.card.version)
         (tmp / CARD_NAME).write_text(json.dumps(card.to_dict(), indent=2) + "\n")
         new = load_package(tmp)

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python docs/training/add_int8_network.py PKG -o NEWPKG [--seed 1000] [-n 4] [--auto main]
-        [--version 2.6.0] [--overwrite]
+    python docs/training/add_int8_network.py PKG -o NEWPKG [--seed 1000] [-n 4] [--variants main]
+        [--auto main] [--version 2.6.0] [--overwrite]
 
 PKG: the package (folder or registry name). Each set of weights (the main ones; the thick-slice
 ones where the card has them) is exported to OpenVINO and quantised to int8 with NNCF, calibrated
@@ -25,6 +25,10 @@ from BrainMetSegLib.int8_network import variants
 from BrainMetSegLib.train.quantise import add_int8_networks
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v for v in text.split(",") if v)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", help="the model package (folder or registry name)")
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1000, help="calibration phantoms' seed (default 1000: "
                         "the bundled demo's training seed)")
     parser.add_argument("-n", type=int, default=4, help="calibration phantoms per set of weights (default 4)")
+    parser.add_argument("--variants", default=None, help="comma-separated sets of weights to quantise (main, "
+                        "thick-slice; default: all); scans of the others run fp32")
     parser.add_argument("--auto", default="", help="comma-separated sets of weights (main, thick-slice) that "
                         "--precision auto may run in int8: only those measured to agree with fp32 (default: none; "
                         "int8 then runs only when asked)")
@@ -41,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1:
         parser.error("-n: at least one calibration phantom")
     try:
+        only = None if args.variants is None else _names(args.variants)
         package = add_int8_networks(args.package, args.output, args.seed, args.n, args.version, args.overwrite,
-                                    auto=tuple(v for v in args.auto.split(",") if v))
+                                    auto=_names(args.auto), only=only)
     except (BrainMetSegError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
