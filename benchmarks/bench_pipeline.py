@@ -3,10 +3,11 @@
     python benchmarks/bench_pipeline.py [--model paper|demo] [--package FOLDER] [--precision auto|fp32|bf16|int8]
         [--backend auto|torch|openvino] [--cold-cache]
         [--inference-mode auto|whole|paper] [--before] [--skip-baseline] [--repeat N]
-        [--mirror none|lr|all] [--backend-cache FOLDER] [--json OUT]
+        [--mirror none|lr|all] [--backend-cache FOLDER] [--image CE_T1] [--json OUT]
 
 Input: real anatomy (Colin27 with skull from Debian's mricron-data when installed,
-else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid. Network: ``paper`` =
+else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid (no lesion: the candidate stage
+has nothing to measure), or the scan ``--image`` names. Network: ``paper`` =
 the paper's FlexibleUNet with a ResNet-34 encoder and decoder dropout 0.5, random
 weights (speed does not depend on the weights); ``demo`` = the bundled demo model (or the
 package ``--package`` names). ``--precision int8`` runs the package's int8 network.
@@ -244,15 +245,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run 'ours' N times in this process: runs 2..N are a cohort's next cases "
                              "(compiled networks and deepbet kept), reported as ours_2 ... ours_N")
+    parser.add_argument("--image", metavar="CE_T1", help="time this scan instead of the lesion-free anatomy (e.g. "
+                        "Resources/Sample/sample_ce_t1.nii.gz: a case with lesions, whose candidate stage has work)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     report = {"machine": machine(), "import_s_fresh_process": import_seconds()}
     work = Path(tempfile.mkdtemp(prefix="bmsbench-"))
-    image = anatomy_on_grid()
+    image = sitk.ReadImage(args.image) if args.image else anatomy_on_grid()
     path = work / "ce_t1.nii.gz"
     sitk.WriteImage(image, str(path))
     package = paper_model(work / "model") if args.model == "paper" else load_package(args.package or "brainmetseg-demo")
-    report["input"] = {"source": COLIN.name if COLIN.is_file() else "MNI152", "size": image.GetSize(),
+    report["input"] = {"source": args.image or (COLIN.name if COLIN.is_file() else "MNI152"), "size": image.GetSize(),
                        "spacing_mm": image.GetSpacing()}
     with RssSampler() as rss:
         rss.phase = "load"
