@@ -3,9 +3,9 @@
 bf16 autocast is 1.5-2.5x faster than fp32 on CPUs with native bf16 instructions
 (AVX-512 BF16, AMX) but 10-20x *slower* on CPUs without them (AVX2 only), where
 oneDNN emulates it (SPEC.md). So ``auto`` picks bf16 + channels_last_3d only when
-the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. On a CPU without native bf16,
-``auto`` runs the model package's int8 network instead of fp32 where the package ships one for
-the weights being run and OpenVINO runs the forward (:mod:`.int8_network`: ~1.8x faster than
+the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. On a CPU without native bf16 that
+has AVX2, ``auto`` runs the model package's int8 network instead of fp32 where the package ships
+one ``auto`` may run for the weights being run and OpenVINO runs the forward (:mod:`.int8_network`: ~1.8x faster than
 OpenVINO fp32 on an AVX2-only CPU; its agreement with fp32 is in the card and docs/speed.md).
 The decision and the features it was made from go into run.json.
 """
@@ -22,6 +22,9 @@ from .options import Autocast, Device, Precision, values
 PRECISIONS = values(Precision)
 # /proc/cpuinfo flags that mean the CPU computes bf16 natively (AVX-512 BF16, AMX).
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# ``auto`` runs a package's int8 network only on CPUs with this flag: the kind it was measured on
+# (1.8x OpenVINO fp32 on an AVX2-only AMD EPYC, docs/speed.md); elsewhere (ARM, pre-AVX2 x86) fp32.
+INT8_MEASURED_FLAG = "avx2"
 # Flags recorded in run.json and benchmark results (what decides speed on a CPU).
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
                   "amx_tile", "amx_int8")
@@ -136,6 +139,8 @@ def choose_precision(requested: Precision | str, device: Device | str,
                                f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in features.flags)})")
     why = (f"ONEDNN_MAX_CPU_ISA={features.onednn_max_isa}" if features.onednn_max_isa
            and any(f in features.flags for f in NATIVE_BF16_FLAGS) else "no native bf16 on this CPU")
-    if int8_available:
+    if int8_available and INT8_MEASURED_FLAG in features.flags:
         return PrecisionChoice(Autocast.FP32, False, f"auto: {why}; the package's int8 network (OpenVINO)", True)
+    if int8_available:
+        why += f"; int8 not measured on a CPU without {INT8_MEASURED_FLAG.upper()} (e.g. ARM)"
     return PrecisionChoice(Autocast.FP32, False, f"auto: {why}, fp32")

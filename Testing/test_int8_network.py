@@ -94,6 +94,10 @@ def test_auto_picks_int8_only_without_native_bf16():
     bf16 = choose_precision("auto", Device.CPU, BF16, int8_available=True)
     assert not bf16.int8 and bf16.autocast == Autocast.BF16
     assert not choose_precision("fp32", Device.CPU, AVX2, int8_available=True).int8
+    arm = CpuFeatures(model="test ARM", flags=(), mkldnn_bf16=False, onednn_max_isa="", threads=2)
+    plain = choose_precision("auto", Device.CPU, arm, int8_available=True)
+    assert not plain.int8 and "int8 not measured" in plain.reason
+    assert choose_precision("int8", Device.CPU, arm, int8_available=True).int8  # asked for: runs
     with pytest.raises(OptionError, match="no int8 network"):
         choose_precision("int8", Device.CPU, AVX2, int8_available=False)
     with pytest.raises(OptionError, match="CUDA"):
