@@ -40,7 +40,7 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.candidate_stage import candidate_measurable, find_candidates
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
-from BrainMetSegLib.options import Mirroring, values
+from BrainMetSegLib.options import Mirroring, Precision, values
 from BrainMetSegLib.pipeline import CaseInputs, SegmentConfig, Segmenter
 from BrainMetSegLib.preprocess import dilate_mm
 from BrainMetSegLib.synth.reacquire import Reacquisition, reacquire
@@ -136,6 +136,9 @@ def main() -> int:
                    help="use the probability maps of an earlier `segment` run (SEGDIR/<case>/probability.nii.gz) "
                         "instead of running the network; the brain mask is then the phantom's, dilated as the "
                         "pipeline dilates deepbet's (4 mm)")
+    p.add_argument("--precision", default="fp32", choices=values(Precision),
+                   help="the network's arithmetic (default fp32: the shipped scorers were fitted on fp32 "
+                        "candidates; auto = what segment runs on this CPU, e.g. demo 2.6.0's int8 network)")
     p.add_argument("--mirror", default="none", choices=values(Mirroring),
                    help="test-time mirroring of the network (SegmentConfig.mirror), to price it")
     p.add_argument("--slice-thickness", type=float, metavar="MM",
@@ -163,7 +166,8 @@ def main() -> int:
         if not (out / "run.json").is_file():
             mask = (str(args.synth / "brainmasksTr" / f"{cid}.nii.gz") if args.brain_mask == "generator"
                     else "deepbet")
-            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, mirror=args.mirror))
+            seg = Segmenter(SegmentConfig(model=args.model, device="cpu", brain_mask=mask, mirror=args.mirror,
+                                          precision=args.precision))
             if previous is not None:  # one network per set of weights (main / thick-slice) for every case
                 seg.share_networks(previous)
             infer(seg, image, cid, out)
