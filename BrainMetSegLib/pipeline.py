@@ -236,7 +236,7 @@ class Segmenter:
         sets the card's ``auto`` lists); its files are checked against the card on this
         Segmenter's first use of it (a process keeps compiled networks by their sha256, so
         another folder claiming the same is checked too)."""
-        if not self._int8:
+        if not self._int8 or self.config.precision not in (Precision.AUTO, Precision.INT8):
             return None, ""
         card = self.package.card
         net = self.package.int8_network(variant)
