@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from BrainMetSegLib.errors import ModelError, OptionError
 from BrainMetSegLib.int8_network import MAIN, THICK
 from BrainMetSegLib.models import load_package
+from BrainMetSegLib.operating_point import OperatingPoint
 from BrainMetSegLib.options import Autocast, Device
 from BrainMetSegLib.pipeline import Segmenter
 from BrainMetSegLib.pipeline_types import SegmentConfig
@@ -115,6 +116,13 @@ def test_int8_runs_and_is_recorded(packages, tmp_path, slice_mm, variant):
     assert plan["backend"]["int8_network"]["variant"] == variant
     fp32 = _run(int8, scan, precision="fp32")
     assert not fp32.provenance["inference_run"]["precision"]["int8"]
+    from types import SimpleNamespace
+
+    from BrainMetSegLib.viewer.panel_text import run_info  # the viewer's side panel says which ran
+
+    rows = run_info(SimpleNamespace(run=result.provenance, image_path=scan, warnings=[],
+                                    operating_point=OperatingPoint(0.5, 0.0, None)))
+    assert {"section": "settings", "key": "precision used", "value": plan["precision"]["reason"]} in rows
     # same network, other arithmetic: close, not equal (random weights and inputs: a loose bound)
     difference = np.abs(sitk.GetArrayFromImage(result.probability) - sitk.GetArrayFromImage(fp32.probability))
     assert 0 < difference.max() < 0.5
