@@ -317,21 +317,23 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
         and every lesion without ``outline`` on the label map's half-voxel boundary ("labels").
         Volumes always count voxels.
     """
-    lab = sitk.GetArrayFromImage(labels).astype(np.int64, copy=False)
-    if lab.size and lab.min() < 0:
+    view = sitk.GetArrayViewFromImage(labels)
+    if view.size and view.min() < 0:
         raise ValueError("lesion label maps hold ids >= 0")
-    n = int(lab.max()) if lab.size else 0
-    if n == 0:
+    # work inside the lesions' bounding box (found from projections: lesions are a small part of a
+    # scan), one voxel wider for the outline's neighbours (distances do not depend on the offset)
+    along = [np.flatnonzero(np.any(view, axis=tuple(a for a in range(view.ndim) if a != k))) for k in range(view.ndim)]
+    if not view.size or not along[0].size:
         return []
+    box = tuple(slice(max(int(a[0]) - 1, 0), int(a[-1]) + 2) for a in along)
+    lab_box = np.asarray(view[box]).astype(np.int64)
+    n = int(lab_box.max())
     frame = Frame.of(labels)
     axis = axial_axis(labels)
-    # work inside the lesions' bounding box, one voxel wider for the outline's neighbours
-    # (distances do not depend on the offset)
-    fg = np.nonzero(lab)
-    box = tuple(slice(max(int(c.min()) - 1, 0), int(c.max()) + 2) for c in fg)
-    lab_box = lab[box]
+    inside = np.nonzero(lab_box)
+    fg = tuple(c + b.start for c, b in zip(inside, box, strict=True))  # the whole array's indices
     counts = np.bincount(lab_box.ravel(), minlength=n + 1)
-    fg_ids = lab[fg]
+    fg_ids = lab_box[inside]
     centroid_kji = np.stack([np.bincount(fg_ids, weights=c, minlength=n + 1) for c in fg],
                             axis=1) / np.maximum(counts, 1)[:, None]
     ras = frame.lps(centroid_kji) * np.array([-1.0, -1.0, 1.0])
