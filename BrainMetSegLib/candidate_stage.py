@@ -31,7 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .candidates import ZScoredWithin, candidate_features
-from .lesions import Frame, LesionTableRow, lesion_table, renumber_by_size
+from .lesions import Frame, LesionTableRow, lesion_table, relabel_at, renumber_by_size
 from .operating_point import OperatingPoint, lesion_labels_array
 from .options import ScorerMode
 from .scorer import Scorer
@@ -124,8 +124,7 @@ def _subset(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarra
     lut = np.zeros(len(keep) + 1, np.int32)
     lut[1:][keep] = np.flatnonzero(keep) + 1
     where = np.flatnonzero(labels)  # candidates are a small part of a scan: their voxels only
-    kept = np.zeros(labels.shape, np.int32)
-    kept.ravel()[where] = lut[labels.ravel()[where]]
+    kept = relabel_at(labels, lut, where)
     sub = renumber_by_size(kept)
     old = np.zeros(int(sub.max(initial=0)) + 1, np.int64)
     old[sub.ravel()[where]] = kept.ravel()[where]

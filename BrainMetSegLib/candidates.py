@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .acquisition import slice_spacing_mm
-from .lesions import Frame, component_diameters_mm
+from .lesions import Frame, component_diameters_mm, nonzero_box
 
 FEATURES = (
     "log_volume_mm3",        # log of the core volume (mm^3)
@@ -135,11 +135,11 @@ def shell_footprint(mm: float, spacing_kji: np.ndarray) -> np.ndarray:
 
 def _brain_frame(brain_kji: np.ndarray, frame: Frame):
     """(lower, upper) RAS corners of the brain mask's index bounding box."""
-    along = [np.flatnonzero(np.any(brain_kji, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if not along[0].size:
+    box = nonzero_box(np.asarray(brain_kji))
+    if box is None:
         return np.zeros(3), np.ones(3)
-    lo = np.array([a[0] for a in along], float)
-    hi = np.array([a[-1] for a in along], float)
+    lo = np.array([b.start for b in box], float)
+    hi = np.array([b.stop - 1 for b in box], float)
     corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
     ras = frame.lps(corners) * np.array([-1.0, -1.0, 1.0])
     return ras.min(axis=0), ras.max(axis=0)

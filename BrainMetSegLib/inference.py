@@ -307,7 +307,7 @@ def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Devi
         if choice.used != Backend.OPENVINO:  # the caller offers int8 only where OpenVINO runs
             raise OptionError(f"the int8 network runs through OpenVINO, and the backend resolved to torch "
                               f"({choice.reason}).")
-        forward, record = int8.forward(_torch_threads())
+        forward, record = int8.forward()
         choice = BackendChoice(choice.asked, Backend.OPENVINO, f"{choice.reason}; int8 network")
         return choice, forward, record, precision
     if choice.used != Backend.OPENVINO:
@@ -324,12 +324,6 @@ def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Devi
         return (BackendChoice(choice.asked, Backend.TORCH, f"auto: openvino failed ({exc}); torch fp32"), None, {},
                 precision)
     return choice, forward, record, precision
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -110,13 +110,16 @@ class Int8Network:
                 raise ModelError(f"{path}: sha256 does not match the model card (damaged or altered); "
                                  "re-install the model.")
 
-    def forward(self, threads: int):
-        """A callable (torch tensor (N, C, Z, Y, X) float32 -> logits) and run.json's record; the
-        compiled network is kept per process (:data:`.openvino_backend.KEEP_COMPILED`)."""
+    def forward(self):
+        """A callable (torch tensor (N, C, Z, Y, X) float32 -> logits) and run.json's record, on
+        torch's thread count as the fp32 export runs; the compiled network is kept per process
+        (:data:`.openvino_backend.KEEP_COMPILED`)."""
         import openvino as ov
+        import torch
 
         from . import openvino_backend as ovb
 
+        threads = torch.get_num_threads()
         key = ("int8", self.sha256_bin.lower(), self.sha256_xml.lower())
         base = {"openvino": ov.__version__, "threads": threads, "compile_config": ovb.COMPILE_CONFIG,
                 "int8_network": {"variant": self.variant, "xml": str(self.xml), "sha256_bin": self.sha256_bin}}

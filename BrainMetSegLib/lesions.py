@@ -85,6 +85,24 @@ def label_instances(binary: np.ndarray, spacing_xyz, min_volume_mm3: float = 0.0
     return renumber_by_size(labels, voxel_volume_mm3(spacing_xyz), min_volume_mm3)
 
 
+def nonzero_box(array: np.ndarray) -> tuple[slice, ...] | None:
+    """Index bounding box of ``array``'s non-zero voxels (None: none), found from its projections
+    onto each axis: cheaper than ``np.nonzero`` over a scan whose lesions (or brain) are a part of it."""
+    along = [np.flatnonzero(np.any(array, axis=tuple(a for a in range(array.ndim) if a != k)))
+             for k in range(array.ndim)]
+    if not array.size or not along[0].size:
+        return None
+    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in along)
+
+
+def relabel_at(labels: np.ndarray, lut: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """int32 map holding ``lut[labels]`` at the flat indices ``where`` (the non-zero voxels of
+    ``labels``; ``lut[0]`` is 0) and 0 elsewhere: the lookup over a scan's few labelled voxels only."""
+    out = np.zeros(np.shape(labels), np.int32)
+    out.ravel()[where] = lut[np.ravel(labels)[where]]
+    return out
+
+
 def renumber_by_size(labels: np.ndarray, voxel_mm3: float = 1.0, min_volume_mm3: float = 0.0) -> np.ndarray:
     """Ids of a label map renumbered 1..N by decreasing voxel count (int32); empty ids and
     labels under ``min_volume_mm3`` (voxels x ``voxel_mm3``) removed. Ties keep the old ids' order."""
@@ -99,9 +117,7 @@ def renumber_by_size(labels: np.ndarray, voxel_mm3: float = 1.0, min_volume_mm3:
     order = [old for old in np.argsort(-sizes, kind="stable") if keep[old]]
     lut = np.zeros(n + 1, np.int32)
     lut[np.asarray(order, np.int64) + 1] = np.arange(1, len(order) + 1, dtype=np.int32)
-    out = np.zeros(np.shape(labels), np.int32)
-    out.ravel()[where] = lut[ids]
-    return out
+    return relabel_at(labels, lut, where)
 
 
 @dataclass(frozen=True)
@@ -320,12 +336,12 @@ def lesion_table(labels: sitk.Image, probability: sitk.Image | None = None,
     view = sitk.GetArrayViewFromImage(labels)
     if view.size and view.min() < 0:
         raise ValueError("lesion label maps hold ids >= 0")
-    # work inside the lesions' bounding box (found from projections: lesions are a small part of a
-    # scan), one voxel wider for the outline's neighbours (distances do not depend on the offset)
-    along = [np.flatnonzero(np.any(view, axis=tuple(a for a in range(view.ndim) if a != k))) for k in range(view.ndim)]
-    if not view.size or not along[0].size:
+    # work inside the lesions' bounding box, one voxel wider for the outline's neighbours
+    # (distances do not depend on the offset)
+    tight = nonzero_box(view)
+    if tight is None:
         return []
-    box = tuple(slice(max(int(a[0]) - 1, 0), int(a[-1]) + 2) for a in along)
+    box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in tight)
     lab_box = np.asarray(view[box]).astype(np.int64)
     n = int(lab_box.max())
     frame = Frame.of(labels)

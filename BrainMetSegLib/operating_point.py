@@ -146,16 +146,16 @@ def _grow(prob: np.ndarray, seeds: np.ndarray, outline) -> np.ndarray:
     from scipy import ndimage
     from skimage.segmentation import watershed
 
+    from .lesions import relabel_at
+
     regions = cc3d.connected_components(prob > outline, connectivity=26)
     at_seeds = np.flatnonzero(seeds)  # lesions are a small part of a scan: index their voxels only
     owners = np.unique(np.stack([regions.ravel()[at_seeds], seeds.ravel()[at_seeds]]), axis=1)  # (region, seed)
     region_ids, seeds_per_region = np.unique(owners[0], return_counts=True)
-    where = np.flatnonzero(regions)
-    lut = np.zeros(int(regions.ravel()[where].max(initial=0)) + 1, np.int32)
+    lut = np.zeros(int(regions.max()) + 1, np.int32)
     single = region_ids[seeds_per_region == 1]
     lut[single] = owners[1][np.isin(owners[0], single)]
-    out = np.zeros(regions.shape, np.int32)
-    out.ravel()[where] = lut[regions.ravel()[where]]
+    out = relabel_at(regions, lut, np.flatnonzero(regions))
     boxes = ndimage.find_objects(regions)
     for region in region_ids[seeds_per_region > 1]:
         box = boxes[region - 1]

@@ -134,7 +134,7 @@ class Segmenter:
         card = self.package.card
         self.operating_point = resolve_operating_point(card, config)
         self._network_given = network is not None
-        self._int8 = self._int8_ready(config)
+        self._int8 = int8_ready(card, config.precision, config.backend, self.device, self._network_given)
         self._int8_checked: set[str] = set()
         self.preprocess_config = PreprocessConfig(
             spacing_mm=tuple(card.spacing_mm), brain_mask=config.brain_mask,
@@ -250,10 +250,6 @@ class Segmenter:
             net.check_files()
             self._int8_checked.add(variant)
         return net, ""
-
-    def _int8_ready(self, config: SegmentConfig) -> bool:
-        """The package's int8 networks can run here (:func:`.int8_network.int8_ready`)."""
-        return int8_ready(self.package.card, config.precision, config.backend, self.device, self._network_given)
 
     def run(self, inputs: CaseInputs | str, progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> Result:

@@ -144,7 +144,7 @@ def add_int8_networks(package_dir: str | os.PathLike, out: str | os.PathLike, se
         (tmp / CARD_NAME).write_text(json.dumps(card.to_dict(), indent=2) + "\n")
         new = load_package(tmp)
         for variant in variants:
-            new.int8_network(variant).forward(1)  # sha256 checked, read and compiled
+            new.int8_network(variant).forward()  # sha256 checked, read and compiled
     return load_package(out)
 
 
