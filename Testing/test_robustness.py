@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from BrainMetSegLib.acquisition import ScanAcquisition, acquisition_notes
 from BrainMetSegLib.cli import main
-from BrainMetSegLib.errors import ModelError
+from BrainMetSegLib.errors import InputError, ModelError
 from BrainMetSegLib.geometry import Grid, field_of_view_mask, nearest_axes_direction, obliquity_deg
 from BrainMetSegLib.models import ModelCard
 from BrainMetSegLib.preprocess import PreprocessConfig, preprocess
@@ -151,6 +151,42 @@ def test_reacquire_thick_slices_average_the_slab():
     assert got.sum() * 5.0 == pytest.approx(arr.sum(), rel=0.05)  # signal kept, spread over 5 mm
 
 
+@pytest.mark.parametrize("plane, normal_lps, sheet_axis", [
+    ("coronal", (0, 1, 0), 1),   # slices stacked along P: a coronal sheet (fixed y) is averaged
+    ("sagittal", (-1, 0, 0), 2),  # slices stacked along R: a sagittal sheet (fixed x) is averaged
+])
+def test_reacquire_coronal_and_sagittal_slices_average_their_slab(plane, normal_lps, sheet_axis):
+    """The thick axis runs along A-P (coronal) or L-R (sagittal), the grid stays right-handed
+    and a point keeps its place (no mirrored or swapped axes)."""
+    arr = np.full((40, 60, 50), 50.0, np.float32)  # (Z, Y, X); all "head", so the grid covers it
+    index = [slice(None)] * 3
+    index[sheet_axis] = 32
+    arr[tuple(index)] = 150.0
+    arr[10, 20, 15] = 5000.0  # a marker, off the sheet
+    image = sitk.GetImageFromArray(arr)
+    spec = Reacquisition(slice_thickness_mm=5.0, in_plane_mm=1.0, margin_mm=0.0, slice_plane=plane)
+    assert spec.label == f"slice5mm-{plane}"
+    out = reacquire({"image": image}, spec)["image"]
+    d = np.reshape(out.GetDirection(), (3, 3))
+    assert np.allclose(d[:, 2], normal_lps) and np.linalg.det(d) == pytest.approx(1.0)
+    assert out.GetSpacing() == (1.0, 1.0, 5.0)
+    got = sitk.GetArrayFromImage(out)
+    sheet = got[got < 1000]
+    assert sheet.max() == pytest.approx(70.0, abs=3.0)  # 1 mm of +100 in a 5 mm slab (0.5 mm sub-steps)
+    marker = np.unravel_index(np.argmax(got), got.shape)
+    at = np.asarray(out.TransformContinuousIndexToPhysicalPoint([float(i) for i in marker[::-1]]))
+    assert np.allclose(at[[i for i in range(3) if normal_lps[i] == 0]], [(15, 20, 10)[i] for i in range(3)
+                                                                         if normal_lps[i] == 0])
+    assert abs(np.dot(at, np.abs(normal_lps)) - np.dot((15, 20, 10), np.abs(normal_lps))) <= 2.5
+
+
+def test_reacquire_slice_plane_is_checked():
+    with pytest.raises(ValueError, match="slice_plane 'oblique'"):
+        Reacquisition(slice_thickness_mm=5.0, slice_plane="oblique")
+    with pytest.raises(InputError, match="needs a slice thickness"):
+        SynthConfig(slice_plane="coronal")
+
+
 def test_reacquire_reformat_samples_the_slice_centres():
     """slab=False: every 5th plane as it is (a thin-slice reformat at 5 mm spacing): the bright
     sheet is either missed or kept at full brightness, never averaged."""
@@ -195,6 +231,8 @@ def tested_model(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("options, warning", [
     (dict(oblique_deg=(25.0, 15.0)), "the scan's planes are oblique by 29 degrees"),
     (dict(slice_thickness_mm=7.0, in_plane_mm=1.0),
+     "slice spacing 7 mm; model tiny-test was tested on slices of 1-3 mm"),
+    (dict(slice_thickness_mm=7.0, in_plane_mm=1.0, slice_plane="coronal"),
      "slice spacing 7 mm; model tiny-test was tested on slices of 1-3 mm"),
 ])
 def test_oblique_and_thick_slice_phantoms_end_to_end(options, warning, tested_model, tmp_path, capsys):

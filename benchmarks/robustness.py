@@ -9,7 +9,8 @@ and fields of view, segmented and scored against the same ground truth.
 Phantoms: ``brainmetseg synth -n N --seed SEED --isotropic-only`` (1 mm isotropic, axis-aligned:
 the "original"). Each is re-acquired (:mod:`BrainMetSegLib.synth.reacquire`, same physical head)
 as every variant: tilted 15 and 30 degrees about x and y; 2D slices 3, 5 and 7 mm thick
-(slab-averaged, 0.5 mm in-plane for 5 and 7 mm as spin echo is written); the brain's box only;
+(slab-averaged, 0.5 mm in-plane for 5 and 7 mm as spin echo is written; axial, and 5 mm also
+coronal and sagittal); the brain's box only;
 the top 20 mm of the brain cut off (vertex). Each re-acquired scan goes through the whole
 pipeline (``Segmenter.run``, model card defaults); its lesion labels are mapped back onto the
 original grid (nearest, each keeping its id) and matched with the original ground truth (any
@@ -46,6 +47,8 @@ VARIANTS = {
     "slice3mm": Reacquisition(slice_thickness_mm=3.0),
     "slice5mm": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5),
     "slice7mm": Reacquisition(slice_thickness_mm=7.0, in_plane_mm=0.5),
+    "slice5mm-coronal": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5, slice_plane="coronal"),
+    "slice5mm-sagittal": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5, slice_plane="sagittal"),
     "reformat3mm": Reacquisition(slice_thickness_mm=3.0, slab=False),
     "fov-brain": Reacquisition(field_of_view="brain"),
     "fov-vertex-cut": Reacquisition(field_of_view="vertex-cut", vertex_cut_mm=20.0),

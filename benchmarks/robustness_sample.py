@@ -1,6 +1,7 @@
 """The bundled sample re-acquired as clinics write it (docs/robustness.md, "The bundled sample
-re-acquired"): the same head resampled oblique 25/15 degrees and at 0.5 x 0.5 x 7 mm, segmented
-with the default model and scored against the sample's ground truth.
+re-acquired"): the same head resampled oblique 25/15 degrees, at 0.5 x 0.5 x 7 mm and at
+0.5 x 0.5 x 5 mm in axial, coronal and sagittal slices, segmented with the default model and
+scored against the sample's ground truth.
 
     PYTHONPATH=$PWD nice -n 5 python benchmarks/robustness_sample.py -o /tmp/sample_rob \
         --json benchmarks/results/robustness_sample_demo2.2.0.json
@@ -8,8 +9,8 @@ with the default model and scored against the sample's ground truth.
 Writes OUT/<scan>.nii.gz (the re-acquired scan) and OUT/<scan>.labels.nii.gz (its lesions).
 
 Scans: :func:`BrainMetSegLib.synth.reacquire` of ``Resources/Sample/sample_ce_t1.nii.gz``
-(``Reacquisition(tilt_deg=(25, 15))`` and ``Reacquisition(slice_thickness_mm=7,
-in_plane_mm=0.5)``), written to OUT and run through ``Segmenter.run`` (model card defaults).
+(``Reacquisition(tilt_deg=(25, 15))``, ``Reacquisition(slice_thickness_mm=7,
+in_plane_mm=0.5)`` and the :data:`SCANS` below), written to OUT and run through ``Segmenter.run`` (model card defaults).
 Scoring: :func:`robustness.score` (lesion labels mapped back onto the sample's grid, nearest,
 each keeping its id; any overlap with a truth lesion). "Outside the brain": most of a false
 lesion outside deepbet's (undilated) mask of the upright original. Brain mask (mL): deepbet's
@@ -42,6 +43,9 @@ SCANS = {
     "original": None,
     "oblique25x15": Reacquisition(tilt_deg=(25.0, 15.0)),
     "slice7mm": Reacquisition(slice_thickness_mm=7.0, in_plane_mm=0.5),
+    "slice5mm": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5),
+    "slice5mm-coronal": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5, slice_plane="coronal"),
+    "slice5mm-sagittal": Reacquisition(slice_thickness_mm=5.0, in_plane_mm=0.5, slice_plane="sagittal"),
 }
 
 

@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write each case as 2D slices MM thick (slab-averaged), e.g. 5")
     p.add_argument("--in-plane", type=float, default=None, metavar="MM",
                    help="in-plane spacing with --slice-thickness (default: --spacing's x)")
+    p.add_argument("--slice-plane", choices=("axial", "coronal", "sagittal"), default="axial",
+                   help="the plane of the --slice-thickness slices (default axial)")
     p.add_argument("--preview", action="store_true", help="also write preview/<case>.png contact sheets")
     p.add_argument("--dicom", action="store_true",
                    help="also write each image as a DICOM MR series folder, dicom/<case>/ (follow-ups: "
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         skull=not args.no_skull, anisotropic_acquisition=aniso, acquisition=not args.no_acquisition,
         field_of_view=args.field_of_view, deformation=args.deformation,
         oblique_deg=None if args.oblique is None else tuple(args.oblique),
-        slice_thickness_mm=args.slice_thickness, in_plane_mm=args.in_plane,
+        slice_thickness_mm=args.slice_thickness, in_plane_mm=args.in_plane, slice_plane=args.slice_plane,
     )
     progress = reporter(args.progress)
     t0 = time.perf_counter()

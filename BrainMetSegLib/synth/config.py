@@ -83,6 +83,7 @@ class SynthConfig:
     slice_thickness_mm: ``None`` or the thickness (= spacing) of 2D slices the case is written
         with (slab-averaged, e.g. 5 for a clinic's spin echo); in-plane spacing ``in_plane_mm``
         (``None``: ``spacing_mm``'s x).
+    slice_plane: the plane of those slices: ``axial``, ``coronal`` or ``sagittal``.
     """
 
     anatomy: str = "auto"
@@ -102,6 +103,7 @@ class SynthConfig:
     oblique_deg: tuple[float, float] | None = None
     slice_thickness_mm: float | None = None
     in_plane_mm: float | None = None
+    slice_plane: str = "axial"
 
     def __post_init__(self) -> None:
         if self.anatomy not in ("auto", "mni152", "colin27"):
@@ -133,6 +135,10 @@ class SynthConfig:
             v = getattr(self, name)
             if v is not None and not lo <= v <= 10:
                 raise InputError(f"{name} {v}: must be in [{lo:g}, 10] mm.")
+        if self.slice_plane not in ("axial", "coronal", "sagittal"):
+            raise InputError(f"slice_plane {self.slice_plane!r}: use axial, coronal or sagittal.")
+        if self.slice_plane != "axial" and self.slice_thickness_mm is None:
+            raise InputError(f"slice_plane {self.slice_plane!r} needs a slice thickness.")
         aniso = self.anisotropic_acquisition
         if aniso not in (None, False, True) and (len(aniso) != 3 or any(a <= 0 for a in aniso)):
             raise InputError(f"anisotropic_acquisition {aniso}: give three positive spacings in mm.")
@@ -150,7 +156,8 @@ class SynthConfig:
         from .reacquire import Reacquisition
 
         return Reacquisition(tilt_deg=tuple(self.oblique_deg or (0.0, 0.0)),
-                             slice_thickness_mm=self.slice_thickness_mm, in_plane_mm=self.in_plane_mm)
+                             slice_thickness_mm=self.slice_thickness_mm, in_plane_mm=self.in_plane_mm,
+                             slice_plane=self.slice_plane)
 
     def to_dict(self) -> dict:
         d = asdict(self)

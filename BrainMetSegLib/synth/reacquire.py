@@ -11,7 +11,9 @@ phantoms (``brainmetseg synth --oblique/--slice-thickness``), the robustness ben
 - Thick 2D slices: each output voxel is the mean of the input over a slab ``thickness_mm``
   thick along the grid's third axis (a rectangular slice profile, no gap), sampled every
   ``thickness_mm``; in-plane spacing as given. Not a subsampling: a lesion thinner than a
-  slice is averaged with its neighbours, as in a 2D spin-echo acquisition.
+  slice is averaged with its neighbours, as in a 2D spin-echo acquisition. The slices are
+  axial (the input's planes), coronal or sagittal (``slice_plane``), each written as DICOM
+  orients it: rows along L (coronal) or P (sagittal), columns towards the feet.
 - Field of view: ``head`` (as is), ``brain`` (brain box + 10 mm) or ``vertex-cut`` (the top
   ``vertex_cut_mm`` of the brain outside the field of view).
 Labels go through the same grids with nearest-neighbour sampling; for thick slices a voxel
@@ -26,6 +28,14 @@ import numpy as np
 import SimpleITK as sitk
 
 FIELDS_OF_VIEW = ("head", "brain", "vertex-cut")
+#: The grid's axes (columns) in the input's image axes for each slice plane; the third is the
+#: slice normal. Coronal: rows L, columns inferior, slices stacked along P; sagittal: rows P,
+#: columns inferior, slices along R (DICOM's usual orientations; both right-handed).
+SLICE_PLANES = {
+    "axial": np.eye(3),
+    "coronal": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
+    "sagittal": np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
+}
 #: Sub-slice step (mm) used to average a thick slab; finer than any source we resample.
 SLAB_STEP_MM = 0.5
 
@@ -40,6 +50,9 @@ class Reacquisition:
     in_plane_mm: in-plane (x, y) spacing (mm); None keeps the input's.
     slab: thick slices average their slab (a 2D acquisition's partial volume); False samples
         each slice's centre plane only, as a thin-slice reformat at that spacing does.
+    slice_plane: ``axial`` (the input's own planes), ``coronal`` or ``sagittal``
+        (:data:`SLICE_PLANES`): the grid's axes are the input's, permuted so that its third
+        (slice) axis runs along the input's y (A-P) or x (L-R) axis.
     field_of_view: ``head``, ``brain`` (brain box + 10 mm) or ``vertex-cut``.
     vertex_cut_mm: for ``vertex-cut``, how much of the brain's top (mm, along S) is cut off.
     margin_mm: margin around the head (oblique grid) or brain (``brain`` field of view), mm.
@@ -49,11 +62,14 @@ class Reacquisition:
     slice_thickness_mm: float | None = None
     in_plane_mm: float | None = None
     slab: bool = True
+    slice_plane: str = "axial"
     field_of_view: str = "head"
     vertex_cut_mm: float = 20.0
     margin_mm: float = 10.0
 
     def __post_init__(self):
+        if self.slice_plane not in SLICE_PLANES:
+            raise ValueError(f"slice_plane {self.slice_plane!r}: use one of {', '.join(SLICE_PLANES)}.")
         if self.field_of_view not in FIELDS_OF_VIEW:
             raise ValueError(f"field_of_view {self.field_of_view!r}: use one of {', '.join(FIELDS_OF_VIEW)}.")
         if len(self.tilt_deg) != 2 or any(not -90 <= float(a) <= 90 for a in self.tilt_deg):
@@ -65,13 +81,14 @@ class Reacquisition:
 
     @property
     def label(self) -> str:
-        """Short name, e.g. ``tilt15x15``, ``slice5mm``, ``fov-brain`` or ``original``."""
+        """Short name, e.g. ``tilt15x15``, ``slice5mm``, ``slice5mm-coronal``, ``fov-brain`` or ``original``."""
         parts = []
         if any(self.tilt_deg):
             parts.append("tilt{:g}x{:g}".format(*self.tilt_deg))
         if self.slice_thickness_mm:
             kind = "slice" if self.slab else "reformat"
-            parts.append(f"{kind}{self.slice_thickness_mm:g}mm")
+            plane = "" if self.slice_plane == "axial" else f"-{self.slice_plane}"
+            parts.append(f"{kind}{self.slice_thickness_mm:g}mm{plane}")
         if self.field_of_view != "head":
             parts.append(f"fov-{self.field_of_view}")
         return "_".join(parts) or "original"
@@ -140,8 +157,9 @@ def _slab_average(image: sitk.Image, g: dict, linear: bool) -> sitk.Image:
 
 def target_grid(image: sitk.Image, spec: Reacquisition, brain: sitk.Image | None = None) -> dict:
     """The re-acquired grid (size, spacing, origin, direction as SimpleITK lists)."""
-    d = np.reshape(image.GetDirection(), (3, 3)) @ rotation(spec.tilt_deg)
-    spacing = list(image.GetSpacing())
+    axes = SLICE_PLANES[spec.slice_plane]
+    d = np.reshape(image.GetDirection(), (3, 3)) @ rotation(spec.tilt_deg) @ axes
+    spacing = list(np.abs(axes.T) @ np.asarray(image.GetSpacing(), float))  # each grid axis's input spacing
     if spec.in_plane_mm:
         spacing[:2] = [spec.in_plane_mm] * 2
     if spec.slice_thickness_mm:
