@@ -70,28 +70,52 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
     names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
     reader.SetFileNames(names)
     image = reader.Execute()
-    note = slice_spacing_note(names, image)
+    origins = _slice_origins(names)
+    sheared = slice_shear_mm(origins, image)
+    if sheared > 0.5 * min(image.GetSpacing()[:2]):
+        raise InputError(
+            f"{folder}: the slices are shifted within their plane from one to the next (by up to "
+            f"{sheared:.1f} mm over {len(names)} slices: a gantry tilt or a sheared series), and ITK "
+            "would stack them straight, misplacing the anatomy. Resample the series onto a regular "
+            "grid first (e.g. Slicer's DICOM 'acquisition geometry regularization').")
+    note = slice_spacing_note(origins, image)
     if note:
         warnings.append(f"{folder}: {note}")
     return image
 
 
-def slice_spacing_note(file_names, image: sitk.Image, tolerance: float = 0.1) -> str | None:
-    """A sentence when the slices of a DICOM series are unevenly spaced (a missing or duplicate
-    slice): ITK builds the volume with one spacing, so such a volume is distorted."""
-    if len(file_names) < 3:
-        return None
-    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+def _slice_origins(file_names) -> np.ndarray:
+    """(N, 3) LPS position (mm) of each file's first voxel, in ``file_names``' order."""
     reader = sitk.ImageFileReader()
-    positions = []
+    origins = []
     for name in file_names:
         reader.SetFileName(name)
         reader.ReadImageInformation()
-        positions.append(float(np.dot(reader.GetOrigin(), normal)))
+        origins.append(reader.GetOrigin())
+    return np.asarray(origins, float).reshape(-1, 3)
+
+
+def slice_shear_mm(origins: np.ndarray, image: sitk.Image) -> float:
+    """The largest in-plane offset (mm) of a slice's origin from the first slice's, i.e. how far
+    the stack leans away from the slices' normal (0 for a regular series)."""
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    step = origins - origins[0]
+    in_plane = step - np.outer(step @ normal, normal)
+    return float(np.linalg.norm(in_plane, axis=1).max(initial=0.0))
+
+
+def slice_spacing_note(origins: np.ndarray, image: sitk.Image, tolerance: float = 0.1) -> str | None:
+    """A sentence when the slices of a DICOM series (``origins``: each slice's first voxel, LPS
+    mm) are unevenly spaced (a missing or duplicate slice): ITK builds the volume with one
+    spacing, so such a volume is distorted."""
+    if len(origins) < 3:
+        return None
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    positions = origins @ normal
     gaps = np.abs(np.diff(np.sort(positions)))
     expected = image.GetSpacing()[2]
     if np.all(np.abs(gaps - expected) <= tolerance * expected):
         return None
     return (f"slice spacing is uneven ({gaps.min():.3g} to {gaps.max():.3g} mm between "
-            f"{len(file_names)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
+            f"{len(origins)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
             "duplicated, so distances and volumes along the slice axis are off there.")

@@ -18,7 +18,14 @@ import SimpleITK as sitk
 
 from .dicom_series import read_dicom_series
 from .errors import ConstantImageError, InputError
-from .filecheck import FileProblem, check_folder_entries, check_image_file, file_kind
+from .filecheck import (
+    FileProblem,
+    HeaderFindings,
+    check_folder_entries,
+    check_image_file,
+    file_kind,
+    sform_disagreement,
+)
 from .stderr_capture import stderr_to
 
 # Image files the library reads (besides DICOM series folders), in the order they are looked for.
@@ -47,25 +54,31 @@ def format_family(path: str | os.PathLike) -> str:
     return ".nii.gz"
 
 
-def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> str:
-    """Refuse special, damaged or untrustworthy files before ITK opens them; returns the kind."""
+def _check_file(p: Path, role: str, trust_header: bool, warnings: list[str]) -> tuple[str, HeaderFindings]:
+    """Refuse special, damaged or untrustworthy files before ITK opens them; returns the kind
+    and the header's findings."""
     kind = file_kind(p)
     if kind == "missing":
         raise InputError(f"{p}: {role} file not found.")
     try:
         if kind == "folder":
             check_folder_entries(p)
-            return kind
+            return kind, HeaderFindings()
         findings = check_image_file(p)
     except FileProblem as exc:
         raise InputError(f"{p}: cannot read the {role} image: {exc}.") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read the {role} image ({exc.strerror}).") from None
-    if findings.untrusted and not trust_header:
-        raise InputError(f"{p}: {role} image orientation cannot be trusted: {findings.untrusted[0]}. "
+    _untrusted(p, role, trust_header, warnings, findings.untrusted)
+    return kind, findings
+
+
+def _untrusted(p: Path, role: str, trust_header: bool, warnings: list[str], doubts: list[str]) -> None:
+    """Refuse a file whose geometry is a guess (``doubts``), or with ``trust_header`` warn."""
+    if doubts and not trust_header:
+        raise InputError(f"{p}: {role} image orientation cannot be trusted: {doubts[0]}. "
                          "Fix the header, or pass --trust-header to use the geometry as ITK reads it.")
-    warnings.extend(f"{p}: {u}; used as read because of --trust-header." for u in findings.untrusted)
-    return kind
+    warnings.extend(f"{p}: {u}; used as read because of --trust-header." for u in doubts)
 
 
 def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool = False,
@@ -82,7 +95,7 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
     """
     p = Path(path)
     warnings = [] if warnings is None else warnings
-    kind = _check_file(p, role, trust_header, warnings)
+    kind, findings = _check_file(p, role, trust_header, warnings)
     try:
         with tempfile.TemporaryFile() as chatter:
             with stderr_to(chatter):  # ITK prints warnings on stderr; they become our warnings
@@ -100,6 +113,8 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
             ".nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder."
         ) from None
     validate_image(image, p, role, constant_ok)
+    sform = sform_disagreement(image, findings.sform_ras)
+    _untrusted(p, role, trust_header, warnings, [sform] if sform else [])
     return image
 
 

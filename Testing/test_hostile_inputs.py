@@ -199,6 +199,25 @@ def _(d):
     return Hostile([p], 2, str(p), "qform_code = sform_code = 0")
 
 
+def _sheared_sform(path: Path, shear: float) -> Path:
+    """A NIfTI whose sform shifts x by ``shear`` mm per slice (a gantry tilt or a resampling
+    tool's output) beside an axis-aligned qform: ITK reads the qform, other tools the sform."""
+    arr = sitk.GetArrayFromImage(make_volume()).transpose(2, 1, 0)
+    sform = np.eye(4)
+    sform[0, 2] = shear
+    image = nib.Nifti1Image(arr, sform)
+    image.set_sform(sform, 1)
+    image.set_qform(np.eye(4), 1)
+    nib.save(image, str(path))
+    return path
+
+
+@case("nifti sheared sform beside a qform")
+def _(d):
+    p = _sheared_sform(d / "sheared.nii.gz", 0.5)
+    return Hostile([p], 2, str(p), "sform")
+
+
 @case("metaimage negative spacing")
 def _(d):
     p = _image(d / "neg.mha")
@@ -554,6 +573,37 @@ def test_trust_header_runs_and_says_so(tiny_model, tmp_path, capfd):
     assert "pixdim[1]" in err
 
 
+def test_sheared_sform_runs_with_trust_header_and_says_so(tiny_model, tmp_path, capfd):
+    p = _sheared_sform(tmp_path / "sheared.nii.gz", 0.5)
+    code, _, err = run_segment(_args(p, tmp_path / "o", tiny_model.folder, "--trust-header"), capfd)
+    assert code == 0, err
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert any("sform" in w and "mm from where ITK places them" in w and "--trust-header" in w
+               for w in run["warnings"]), run["warnings"]
+
+
+@pytest.mark.parametrize("rotate_deg, shear, refused", [(20.0, 0.0, False), (0.0, 0.01, False), (0.0, 0.3, True)])
+def test_sform_disagreement_only_where_itk_left_the_sform(tmp_path, rotate_deg, shear, refused):
+    """An oblique (rotated) sform ITK reads as is, and a shear under half a voxel over the image,
+    are fine; a larger shear ITK cannot represent is reported with its size."""
+    from BrainMetSegLib.filecheck import check_image_file, sform_disagreement
+
+    arr = sitk.GetArrayFromImage(make_volume()).transpose(2, 1, 0)
+    a = np.deg2rad(rotate_deg)
+    sform = np.eye(4)
+    sform[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    sform[0, 2] = shear
+    image = nib.Nifti1Image(arr, sform)
+    image.set_sform(sform, 1)
+    image.set_qform(sform, 1)  # nibabel stores the nearest rotation as the qform
+    path = tmp_path / "t.nii.gz"
+    nib.save(image, str(path))
+    said = sform_disagreement(sitk.ReadImage(str(path)), check_image_file(path).sform_ras)
+    assert (said is not None) == refused, said
+    if refused:
+        assert "up to" in said and "mm" in said
+
+
 def test_huge_intensities_give_the_same_probabilities(tiny_model, tmp_path, capfd):
     """z-score is scale-free: intensities x 1e30 (float32 overflow before) give the same map."""
     base = make_volume()
@@ -603,6 +653,23 @@ def test_dicom_series_with_a_missing_slice_warns(tiny_model, tmp_path, capfd):
     assert code == 0, err
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert any("slice spacing is uneven" in w for w in run["warnings"]), run["warnings"]
+
+
+def test_dicom_series_with_sheared_slices_is_refused(tiny_model, tmp_path, capfd):
+    """Slices whose positions lean away from their normal (gantry tilt): ITK would stack them
+    straight and place the anatomy up to ~10 mm off; refused, naming the folder and the shift."""
+    import pydicom
+
+    folder = _dicom(tmp_path / "series", make_volume((20, 40, 40)))
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [f"{x + 0.5 * z:.4f}", f"{y:.4f}", f"{z:.4f}"]
+        ds.save_as(path)
+    code, _, err = run_segment(_args(folder, tmp_path / "o", tiny_model.folder), capfd)
+    assert code == 2
+    assert str(folder) in err and "shifted within their plane" in err and "9.5 mm" in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_overwrite_in_another_format_leaves_no_stale_maps(tiny_model, volume_file, tmp_path, capfd):

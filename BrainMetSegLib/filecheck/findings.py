@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 class FileProblem(Exception):
     """A file is damaged or unsafe to open; the message says what (the caller names the file)."""
@@ -11,6 +13,10 @@ class FileProblem(Exception):
 
 @dataclass
 class HeaderFindings:
-    """untrusted: header fields that make orientation/spacing a guess (one sentence each)."""
+    """untrusted: header fields that make orientation/spacing a guess (one sentence each).
+    sform_ras: a NIfTI file's sform (4 x 4, voxel index (i, j, k) -> RAS mm) when its
+    sform_code > 0: where every tool that reads the sform places the voxels, to compare with
+    the geometry ITK built (:func:`BrainMetSegLib.filecheck.sform_disagreement`)."""
 
     untrusted: list[str] = field(default_factory=list)
+    sform_ras: np.ndarray | None = None

@@ -75,6 +75,9 @@ def check_nifti(path: Path, findings: HeaderFindings, values: bool = True) -> No
         if not np.isfinite(srow).all() or abs(np.linalg.det(srow)) < 1e-12:
             findings.untrusted.append("NIfTI header fields srow_x/srow_y/srow_z (sform) are singular or "
                                       "not finite")
+    if scode > 0:
+        sform = np.array([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"], [0, 0, 0, 1]], float)
+        findings.sform_ras = sform if np.isfinite(sform).all() else None
 
 
 def check_analyze_pair(path: Path, findings: HeaderFindings) -> None:
