@@ -157,6 +157,7 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
         )
     if dim == 3 and min(size) < 2:
         raise InputError(f"{path}: the {role} image has size {size}; this is a 2D slice, not a 3D volume.")
+    _check_axes_perpendicular(image, path, role)
     array = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
@@ -166,6 +167,25 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "imag
             f"{path}: the {role} image is constant (every voxel = {array.min()}); "
             "it holds no image data."
         )
+
+
+#: Largest |cosine| between two of an image's axes (0.06 degrees off perpendicular) before the
+#: grid counts as sheared: far above the rounding of NIfTI quaternions or DICOM direction cosines.
+AXES_COSINE_TOLERANCE = 1e-3
+
+
+def _check_axes_perpendicular(image: sitk.Image, path, role: str) -> None:
+    """:class:`InputError` for a sheared grid (NRRD space directions or MetaImage matrices that
+    are not perpendicular): resampling, measuring and writing all assume perpendicular axes."""
+    n = image.GetDimension()
+    d = np.reshape(image.GetDirection(), (n, n))[:3, :3]
+    d = d / np.linalg.norm(d, axis=0)
+    cosines = np.abs(d.T @ d - np.eye(3))
+    worst = float(cosines.max())
+    if worst > AXES_COSINE_TOLERANCE:
+        angle = float(np.degrees(np.arccos(min(worst, 1.0))))
+        raise InputError(f"{path}: the {role} image's axes are not perpendicular (two meet at {angle:.1f} "
+                         "degrees: a sheared grid, e.g. a gantry tilt); resample it onto a regular grid first.")
 
 
 def read_scalar_volume(path: str | os.PathLike, role: str = "image", trust_header: bool = False,

@@ -218,6 +218,25 @@ def _(d):
     return Hostile([p], 2, str(p), "sform")
 
 
+@case("nrrd sheared space directions")
+def _(d):
+    arr = sitk.GetArrayFromImage(make_volume())
+    p = d / "sheared.nrrd"
+    header = (f"NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\n"
+              f"sizes: {arr.shape[2]} {arr.shape[1]} {arr.shape[0]}\n"
+              "space directions: (1,0,0) (0,1,0) (0.5,0,1)\nspace origin: (0,0,0)\nendian: little\nencoding: raw\n\n")
+    p.write_bytes(header.encode() + arr.astype("<f4").tobytes())
+    return Hostile([p], 2, str(p), "not perpendicular")
+
+
+@case("metaimage sheared transform matrix")
+def _(d):
+    p = _image(d / "sheared.mha")
+    p.write_bytes(p.read_bytes().replace(b"TransformMatrix = 1 0 0 0 1 0 0 0 1",
+                                         b"TransformMatrix = 1 0 0 0 1 0 0.447 0 0.894"))
+    return Hostile([p], 2, str(p), "not perpendicular")
+
+
 @case("metaimage negative spacing")
 def _(d):
     p = _image(d / "neg.mha")
