@@ -71,6 +71,7 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
     reader.SetFileNames(names)
     image = reader.Execute()
     origins = _slice_origins(names)
+    _refuse_shared_positions(folder, names, origins, image)
     sheared = slice_shear_mm(origins, image)
     if sheared > 0.5 * min(image.GetSpacing()[:2]):
         raise InputError(
@@ -93,6 +94,26 @@ def _slice_origins(file_names) -> np.ndarray:
         reader.ReadImageInformation()
         origins.append(reader.GetOrigin())
     return np.asarray(origins, float).reshape(-1, 3)
+
+
+def _refuse_shared_positions(folder: Path, names, origins: np.ndarray, image: sitk.Image) -> None:
+    """:class:`InputError` when two slices lie at one position along the normal (within 1 % of
+    the median step): a folder holding two volumes (echoes, time points, a repeat) or a slice
+    twice, which ITK would interleave into one volume with a fraction of the real spacing."""
+    if len(origins) < 2:
+        return
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    positions = origins @ normal
+    order = np.argsort(positions, kind="stable")
+    gaps = np.diff(positions[order])
+    step = float(np.median(gaps))
+    same = np.flatnonzero(gaps <= max(0.01 * step, 1e-4))
+    if same.size:
+        a, b = (Path(names[order[i]]).name for i in (same[0], same[0] + 1))
+        raise InputError(
+            f"{folder}: slices {a} and {b} lie at the same position ({positions[order[same[0]]]:.2f} mm "
+            f"along the slice axis; {same.size} such pair(s)): the folder holds more than one volume "
+            "(echoes, time points or a repeated slice). Put one volume's slices in a folder of their own.")
 
 
 def slice_shear_mm(origins: np.ndarray, image: sitk.Image) -> float:

@@ -674,6 +674,23 @@ def test_dicom_series_with_a_missing_slice_warns(tiny_model, tmp_path, capfd):
     assert any("slice spacing is uneven" in w for w in run["warnings"]), run["warnings"]
 
 
+def test_dicom_series_holding_two_volumes_is_refused(tiny_model, tmp_path, capfd):
+    """Slices at one position (a second echo or time point in the same series): ITK would
+    interleave them into one volume at a sixth of the real spacing; refused, naming two files."""
+    import pydicom
+
+    folder = _dicom(tmp_path / "series", make_volume((20, 40, 40)))
+    for i, path in enumerate(sorted(folder.glob("*.dcm"))[:5]):
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.9"
+        ds.InstanceNumber = 100 + i
+        ds.save_as(folder / f"echo2_{i}.dcm")
+    code, _, err = run_segment(_args(folder, tmp_path / "o", tiny_model.folder), capfd)
+    assert code == 2
+    assert str(folder) in err and "same position" in err and "echo2_" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_dicom_series_with_sheared_slices_is_refused(tiny_model, tmp_path, capfd):
     """Slices whose positions lean away from their normal (gantry tilt): ITK would stack them
     straight and place the anatomy up to ~10 mm off; refused, naming the folder and the shift."""
