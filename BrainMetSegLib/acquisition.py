@@ -24,7 +24,7 @@ RANGE_KEYS = ("slice_thickness_mm", "in_plane_spacing_mm")
 MAX_KEYS = ("obliquity_deg",)
 TEXT_KEYS = ("note",)
 #: Card key: [[slice mm, sensitivity, false positives per case], ...] measured on phantoms
-#: re-acquired with those slices (benchmarks/robustness.py); a thick-slice warning quotes the
+#: re-acquired with those slices, axial (benchmarks/robustness.py); a thick-slice warning quotes the
 #: measurement that applies.
 MEASURED_KEYS = ("measured_by_slice_mm",)
 #: A scan is outside a spacing range when it is more than 10 % beyond it (scanners write
@@ -40,19 +40,33 @@ def slice_spacing_mm(spacing) -> float:
     return float(max(float(s) for s in spacing[:3]))
 
 
+#: The plane of slices stacked along L-R, A-P or S-I (the slice axis's nearest LPS axis).
+PLANES_BY_NORMAL = ("sagittal", "coronal", "axial")
+
+
 @dataclass(frozen=True)
 class ScanAcquisition:
     """slice_spacing_mm: the coarsest voxel spacing; in_plane_spacing_mm: the other two
-    (largest first); obliquity_deg: the largest angle between a voxel axis and L, P or S."""
+    (largest first); obliquity_deg: the largest angle between a voxel axis and L, P or S;
+    slice_plane: ``axial``, ``coronal`` or ``sagittal`` (the plane across the coarsest axis,
+    by the LPS axis nearest to it), None when no axis is coarser than the others by more
+    than :data:`SPACING_TOLERANCE` (a 3D acquisition)."""
 
     slice_spacing_mm: float
     in_plane_spacing_mm: tuple[float, float]
     obliquity_deg: float
+    slice_plane: str | None = None
 
     @classmethod
     def of(cls, image: sitk.Image) -> ScanAcquisition:
-        spacing = sorted((float(s) for s in image.GetSpacing()[:3]), reverse=True)
-        return cls(slice_spacing_mm(spacing), (spacing[1], spacing[2]), obliquity_deg(image.GetDirection()))
+        raw = [float(s) for s in image.GetSpacing()[:3]]
+        spacing = sorted(raw, reverse=True)
+        plane = None
+        if spacing[0] > spacing[1] * (1 + SPACING_TOLERANCE):
+            axis = int(np.argmax(raw))
+            normal = np.reshape(image.GetDirection(), (3, 3))[:, axis]
+            plane = PLANES_BY_NORMAL[int(np.argmax(np.abs(normal)))]
+        return cls(slice_spacing_mm(spacing), (spacing[1], spacing[2]), obliquity_deg(image.GetDirection()), plane)
 
 
 def _mm(v: float) -> str:
@@ -63,18 +77,20 @@ def _range(lo: float, hi: float) -> str:
     return f"{_mm(lo)} mm" if np.isclose(lo, hi) else f"{_mm(lo)}-{_mm(hi)} mm"
 
 
-def _measured_note(slice_mm: float, measured: list | None) -> str:
+def _measured_note(slice_mm: float, measured: list | None, plane: str | None = None) -> str:
     """The sentence "On phantoms with S mm slices it found F of the lesions and P false ones per
     case (F0 and P0 at T mm)." for the thinnest measured slices at least as thick as the scan's
     (the thickest measured otherwise), against the thinnest measured; empty without measurements
-    or when the scan is not thicker than the thinnest measured."""
+    or when the scan is not thicker than the thinnest measured. The measurements are of axial
+    slices: a scan whose slices are another ``plane`` is told so."""
     points = sorted(measured or [])
     if len(points) < 2 or slice_mm <= points[0][0] * (1 + SPACING_TOLERANCE):
         return ""
     thicker = [p for p in points[1:] if p[0] * (1 + SPACING_TOLERANCE) >= slice_mm]
     (mm, found, fp), (ref_mm, ref, ref_fp) = (thicker[0] if thicker else points[-1]), points[0]
+    other = f"; measured on axial slices, this scan's are {plane}" if plane not in (None, "axial") else ""
     return (f" On phantoms with {_mm(mm)} mm slices it found {found:.2f} of the lesions and {fp:.2f} "
-            f"false ones per case ({ref:.2f} and {ref_fp:.2f} at {_mm(ref_mm)} mm).")
+            f"false ones per case ({ref:.2f} and {ref_fp:.2f} at {_mm(ref_mm)} mm{other}).")
 
 
 def acquisition_notes(image: sitk.Image, acquisition: dict, model: str) -> list[str]:
@@ -88,7 +104,8 @@ def acquisition_notes(image: sitk.Image, acquisition: dict, model: str) -> list[
         if not lo / tol <= scan.slice_spacing_mm <= hi * tol:
             more = (" Thin lesions are averaged with the tissue around them: expect missed small "
                     "lesions and false ones" if scan.slice_spacing_mm > hi else "")
-            measured = _measured_note(scan.slice_spacing_mm, acquisition.get("measured_by_slice_mm"))
+            measured = _measured_note(scan.slice_spacing_mm, acquisition.get("measured_by_slice_mm"),
+                                      scan.slice_plane)
             notes.append(f"slice spacing {_mm(scan.slice_spacing_mm)} mm; model {model} was tested on "
                          f"slices of {_range(lo, hi)}.{more}".rstrip(".") + "." + measured)
     if "in_plane_spacing_mm" in acquisition:

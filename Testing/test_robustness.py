@@ -66,6 +66,22 @@ def test_scan_acquisition_slice_axis_is_the_coarsest_whatever_its_order():
     scan = ScanAcquisition.of(_image((5.0, 0.9, 0.8)))
     assert scan.slice_spacing_mm == 5.0 and scan.in_plane_spacing_mm == (0.9, 0.8)
     assert scan.obliquity_deg == 0.0
+    assert scan.slice_plane == "sagittal"  # the coarse axis is x (L-R)
+    assert ScanAcquisition.of(_image((1.0, 1.0, 1.05))).slice_plane is None  # 3D: no slice plane
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_thick_slice_notes_say_when_the_scans_plane_is_not_the_measured_one(plane):
+    """Written as DICOM orients each plane (slice axis last); the measured figures are axial."""
+    spec = Reacquisition(slice_thickness_mm=5.0, in_plane_mm=1.0, margin_mm=0.0, slice_plane=plane)
+    scan = reacquire({"image": _image()}, spec)["image"]
+    assert ScanAcquisition.of(scan).slice_plane == plane
+    card = {"slice_thickness_mm": [1.0, 3.0], "measured_by_slice_mm": [[1, 0.95, 0.25], [5, 0.88, 0.5]]}
+    note = acquisition_notes(scan, card, "demo")[0]
+    assert note.endswith("(0.95 and 0.25 at 1 mm; measured on axial slices, this scan's are coronal)."
+                         if plane == "coronal" else
+                         "(0.95 and 0.25 at 1 mm; measured on axial slices, this scan's are sagittal)."
+                         if plane == "sagittal" else "(0.95 and 0.25 at 1 mm)."), note
 
 
 @pytest.mark.parametrize("bad, words", [
