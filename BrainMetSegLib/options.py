@@ -285,6 +285,9 @@ def check_segment_config(config) -> None:
                               "it cannot be combined with --threshold or --min-volume.")
     if config.overlap is not None:
         overlap(config.overlap, "--overlap")
+    if config.inference_mode == InferenceMode.WHOLE and (config.overlap is not None or config.blend_mode is not None):
+        raise OptionError("--overlap and --blend shape a sliding window, and --inference-mode whole runs one forward "
+                          "of the whole volume; use --inference-mode paper (the card's window) with them.")
     if config.patch_size is not None:
         triple(config.patch_size, "patch_size", integer=True, low=8, high=1024)
     number(config.mask_dilation_mm, "mask_dilation_mm", low=0.0, high=50.0)

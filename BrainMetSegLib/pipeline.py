@@ -38,6 +38,7 @@ from .options import (
     Autocast,
     Backend,
     InferenceMode,
+    PlanMode,
     Precision,
     ScorerMode,
 )
@@ -93,6 +94,23 @@ def _inference_mode(config: SegmentConfig, card) -> InferenceMode:
         raise OptionError(f"--inference-mode whole: model {card.name} ({card.architecture}) runs only on "
                           "its card's window; use auto or paper.")
     return InferenceMode.PAPER
+
+
+def unused_window_options(config: SegmentConfig, plan: dict) -> list[str]:
+    """Sentences for an explicit ``--overlap`` / ``--blend`` that the run's plan (run.json
+    ``inference_run``) did not use: ``auto`` resolved to one whole-volume forward (no window to
+    overlap or blend) or to its large windows (their own overlap)."""
+    if plan.get("mode") not in (PlanMode.WHOLE, PlanMode.WINDOWS):
+        return []
+    how = ("the volume fitted one whole-volume forward" if plan["mode"] == PlanMode.WHOLE else
+           f"the volume ran in large windows overlapping by {plan['overlap']:g}")
+    told = [f"--overlap {config.overlap:g}"] if config.overlap is not None and config.overlap != plan["overlap"] else []
+    if config.blend_mode is not None and plan["mode"] == PlanMode.WHOLE:
+        told.append(f"--blend {config.blend_mode}")
+    if not told:
+        return []
+    return [f"{' and '.join(told)} not used: {how} (--inference-mode auto); --inference-mode paper runs "
+            "the card's sliding window with them."]
 
 
 def resolve_operating_point(card, config: SegmentConfig) -> OperatingPoint:
@@ -331,6 +349,7 @@ class Segmenter:
                 raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
                                  "probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
+            notes += [f"{sources[0]}: {n}" for n in unused_window_options(self.config, plan)]
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
             with_core = self.scorer is not None and pre.brain_undilated is not None

@@ -130,3 +130,28 @@ def test_cli_choices_are_the_enums_values():
             ("segment", "--backend")} <= seen
     train = next(a for a in sub.choices["train"]._actions if "--brain-mask" in a.option_strings)
     assert tuple(train.choices) == values(MaskMethod)
+
+
+def test_window_options_with_a_whole_volume_forward_are_refused():
+    from BrainMetSegLib.pipeline import SegmentConfig
+
+    for extra in ({"overlap": 0.5}, {"blend_mode": "gaussian"}):
+        with pytest.raises(OptionError, match="--inference-mode whole runs one forward"):
+            SegmentConfig(inference_mode="whole", **extra)
+    SegmentConfig(inference_mode="paper", overlap=0.5, blend_mode="gaussian")  # where they apply
+
+
+@pytest.mark.parametrize("plan, config, said", [
+    ({"mode": "whole", "overlap": 0.0}, {"overlap": 0.5, "blend_mode": "gaussian"},
+     "--overlap 0.5 and --blend gaussian not used: the volume fitted one whole-volume forward"),
+    ({"mode": "windows", "overlap": 0.25}, {"overlap": 0.5, "blend_mode": "gaussian"},
+     "--overlap 0.5 not used: the volume ran in large windows overlapping by 0.25"),
+    ({"mode": "windows", "overlap": 0.25}, {"overlap": 0.25}, None),   # what ran
+    ({"mode": "paper", "overlap": 0.5}, {"overlap": 0.5}, None),
+    ({"mode": "whole", "overlap": 0.0}, {}, None),                     # nothing asked
+])
+def test_unused_window_options_are_said(plan, config, said):
+    from BrainMetSegLib.pipeline import SegmentConfig, unused_window_options
+
+    notes = unused_window_options(SegmentConfig(**config), plan)
+    assert (notes[0].startswith(said) if said else notes == []), notes

@@ -78,8 +78,11 @@ def add_arguments(p) -> None:
                    help="drop predicted lesions smaller than this volume in mm^3 (default: the card's)")
     p.add_argument("--brain-mask", default=MaskMethod.DEEPBET.value, metavar="|".join(values(MaskMethod)) + "|PATH",
                    help="brain extraction: deepbet (default), none for skull-stripped input, or a mask file")
-    p.add_argument("--overlap", type=cli_float, help="sliding-window overlap in [0, 1) (default: the card's)")
-    p.add_argument("--blend", choices=values(BlendMode), help="how overlapping windows combine")
+    p.add_argument("--overlap", type=cli_float,
+                   help="sliding-window overlap in [0, 1) (default: the card's) for --inference-mode paper; "
+                        "auto's whole-volume forward has no window (run.json warns when it was not used)")
+    p.add_argument("--blend", choices=values(BlendMode),
+                   help="how overlapping windows combine (--inference-mode paper, or auto's large windows)")
     p.add_argument("--format", choices=values(OutputFormat), help="image output format (default: like the input)")
     p.add_argument("--trust-header", action="store_true",
                    help="use an image whose header makes orientation or spacing untrustworthy (NIfTI pixdim "
