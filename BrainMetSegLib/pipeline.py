@@ -96,21 +96,30 @@ def _inference_mode(config: SegmentConfig, card) -> InferenceMode:
     return InferenceMode.PAPER
 
 
-def unused_window_options(config: SegmentConfig, plan: dict) -> list[str]:
-    """Sentences for an explicit ``--overlap`` / ``--blend`` that the run's plan (run.json
-    ``inference_run``) did not use: ``auto`` resolved to one whole-volume forward (no window to
-    overlap or blend) or to its large windows (their own overlap)."""
-    if plan.get("mode") not in (PlanMode.WHOLE, PlanMode.WINDOWS):
-        return []
-    how = ("the volume fitted one whole-volume forward" if plan["mode"] == PlanMode.WHOLE else
-           f"the volume ran in large windows overlapping by {plan['overlap']:g}")
-    told = [f"--overlap {config.overlap:g}"] if config.overlap is not None and config.overlap != plan["overlap"] else []
-    if config.blend_mode is not None and plan["mode"] == PlanMode.WHOLE:
-        told.append(f"--blend {config.blend_mode}")
-    if not told:
-        return []
-    return [f"{' and '.join(told)} not used: {how} (--inference-mode auto); --inference-mode paper runs "
-            "the card's sliding window with them."]
+def unused_options(config: SegmentConfig, plan: dict) -> list[str]:
+    """Sentences for options the run's plan (run.json ``inference_run``) did not use, so none is
+    dropped silently: an explicit ``--overlap`` / ``--blend`` where ``auto`` resolved to one
+    whole-volume forward (no window to overlap or blend) or to its large windows (their own
+    overlap); ``--memory-budget`` under ``paper`` (the card's window whatever the memory);
+    ``--backend-cache`` where nothing ran through OpenVINO."""
+    notes = []
+    mode = plan.get("mode")
+    if mode in (PlanMode.WHOLE, PlanMode.WINDOWS):
+        other_overlap = config.overlap is not None and config.overlap != plan["overlap"]
+        told = [f"--overlap {config.overlap:g}"] if other_overlap else []
+        if config.blend_mode is not None and mode == PlanMode.WHOLE:
+            told.append(f"--blend {config.blend_mode}")
+        how = ("the volume fitted one whole-volume forward" if mode == PlanMode.WHOLE else
+               f"the volume ran in large windows overlapping by {plan['overlap']:g}")
+        if told:
+            notes.append(f"{' and '.join(told)} not used: {how} (--inference-mode auto); --inference-mode paper "
+                         "runs the card's sliding window with them.")
+    if config.memory_budget_mb is not None and mode == PlanMode.PAPER:
+        notes.append(f"--memory-budget {config.memory_budget_mb:g} not used: --inference-mode paper runs the card's "
+                     "window whatever the memory.")
+    if config.backend_cache is not None and (plan.get("backend") or {}).get("used") != Backend.OPENVINO:
+        notes.append(f"--backend-cache {config.backend_cache} not used: nothing ran through OpenVINO.")
+    return notes
 
 
 def resolve_operating_point(card, config: SegmentConfig) -> OperatingPoint:
@@ -349,7 +358,7 @@ class Segmenter:
                 raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
                                  "probabilities.")
             prob[~pre.brain] = 0.0  # gate with the dilated brain mask
-            notes += [f"{sources[0]}: {n}" for n in unused_window_options(self.config, plan)]
+            notes += [f"{sources[0]}: {n}" for n in unused_options(self.config, plan)]
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
             with_core = self.scorer is not None and pre.brain_undilated is not None

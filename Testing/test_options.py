@@ -149,9 +149,13 @@ def test_window_options_with_a_whole_volume_forward_are_refused():
     ({"mode": "windows", "overlap": 0.25}, {"overlap": 0.25}, None),   # what ran
     ({"mode": "paper", "overlap": 0.5}, {"overlap": 0.5}, None),
     ({"mode": "whole", "overlap": 0.0}, {}, None),                     # nothing asked
+    ({"mode": "paper", "overlap": 0.5}, {"memory_budget_mb": 500}, "--memory-budget 500 not used"),
+    ({"mode": "whole", "overlap": 0.0, "backend": {"used": "torch"}}, {"backend_cache": "/tmp/c"},
+     "--backend-cache /tmp/c not used: nothing ran through OpenVINO"),
+    ({"mode": "whole", "overlap": 0.0, "backend": {"used": "openvino"}}, {"backend_cache": "/tmp/c"}, None),
 ])
-def test_unused_window_options_are_said(plan, config, said):
-    from BrainMetSegLib.pipeline import SegmentConfig, unused_window_options
+def test_unused_options_are_said(plan, config, said):
+    from BrainMetSegLib.pipeline import SegmentConfig, unused_options
 
-    notes = unused_window_options(SegmentConfig(**config), plan)
+    notes = unused_options(SegmentConfig(**config), plan)
     assert (notes[0].startswith(said) if said else notes == []), notes
