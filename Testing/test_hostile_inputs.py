@@ -218,14 +218,19 @@ def _(d):
     return Hostile([p], 2, str(p), "sform")
 
 
+def _raw_nrrd(path: Path, geometry: str) -> Path:
+    """``make_volume()`` as a raw float NRRD whose geometry lines are ``geometry`` (as written)."""
+    arr = sitk.GetArrayFromImage(make_volume())
+    header = (f"NRRD0004\ntype: float\ndimension: 3\nsizes: {arr.shape[2]} {arr.shape[1]} {arr.shape[0]}\n"
+              f"{geometry}endian: little\nencoding: raw\n\n")
+    path.write_bytes(header.encode() + arr.astype("<f4").tobytes())
+    return path
+
+
 @case("nrrd sheared space directions")
 def _(d):
-    arr = sitk.GetArrayFromImage(make_volume())
-    p = d / "sheared.nrrd"
-    header = (f"NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\n"
-              f"sizes: {arr.shape[2]} {arr.shape[1]} {arr.shape[0]}\n"
-              "space directions: (1,0,0) (0,1,0) (0.5,0,1)\nspace origin: (0,0,0)\nendian: little\nencoding: raw\n\n")
-    p.write_bytes(header.encode() + arr.astype("<f4").tobytes())
+    p = _raw_nrrd(d / "sheared.nrrd", "space: left-posterior-superior\n"
+                  "space directions: (1,0,0) (0,1,0) (0.5,0,1)\nspace origin: (0,0,0)\n")
     return Hostile([p], 2, str(p), "not perpendicular")
 
 
@@ -246,11 +251,7 @@ def _(d):
 
 @case("nrrd without space directions")
 def _(d):
-    arr = sitk.GetArrayFromImage(make_volume())
-    p = d / "nospace.nrrd"
-    header = (f"NRRD0004\ntype: float\ndimension: 3\nsizes: {arr.shape[2]} {arr.shape[1]} {arr.shape[0]}\n"
-              "spacings: 1 1 1\nendian: little\nencoding: raw\n\n")
-    p.write_bytes(header.encode() + arr.astype("<f4").tobytes())
+    p = _raw_nrrd(d / "nospace.nrrd", "spacings: 1 1 1\n")
     return Hostile([p], 2, str(p), "space directions")
 
 
