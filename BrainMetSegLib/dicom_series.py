@@ -9,10 +9,33 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from .errors import InputError
 from .filecheck import FileProblem, check_folder_entries
+
+#: Largest difference of a direction cosine between two slices of one volume (unitless).
+DIRECTION_TOL = 1e-4
+#: What every slice of one volume shares with the first (besides its orientation).
+SHARED_ATTRIBUTES = ("Rows", "Columns", "PixelSpacing", "FrameOfReferenceUID")
+
+
+def inconsistent_slice(found) -> str | None:
+    """A sentence naming the first slice of ``found`` ((path, pydicom dataset) pairs, headers
+    only) that does not form one volume with the first: another ImageOrientationPatient, size,
+    pixel spacing or frame of reference. None when all agree. GDCM groups a series by its UID
+    and stacks whatever is in it, using the first slice's geometry for all."""
+    first_path, first = found[0]
+    iop = np.asarray(first.get("ImageOrientationPatient", [0] * 6), float)
+    for path, ds in found[1:]:
+        if not np.allclose(np.asarray(ds.get("ImageOrientationPatient", [0] * 6), float), iop, atol=DIRECTION_TOL):
+            differs = "ImageOrientationPatient"
+        else:
+            differs = next((k for k in SHARED_ATTRIBUTES if ds.get(k) != first.get(k)), None)
+        if differs:
+            return f"{path}: {differs} differs from {first_path.name}'s; the slices do not form one volume."
+    return None
 
 
 def _has_dicom_magic(path: Path) -> bool:
@@ -70,6 +93,9 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
     names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
     reader.SetFileNames(names)
     image = reader.Execute()
+    problem = inconsistent_slice([(Path(n), pydicom.dcmread(n, stop_before_pixels=True)) for n in names])
+    if problem:
+        raise InputError(problem)
     origins = _slice_origins(names)
     _refuse_shared_positions(folder, names, origins, image)
     sheared = slice_shear_mm(origins, image)

@@ -675,6 +675,23 @@ def test_dicom_series_with_a_missing_slice_warns(tiny_model, tmp_path, capfd):
     assert any("slice spacing is uneven" in w for w in run["warnings"]), run["warnings"]
 
 
+@pytest.mark.parametrize("keyword, value", [("ImageOrientationPatient", [0, 1, 0, 0, 0, -1]),
+                                            ("PixelSpacing", [2, 2])])
+def test_dicom_series_with_a_slice_of_another_geometry_is_refused(keyword, value, tiny_model, tmp_path, capfd):
+    """GDCM stacks every slice of a series UID with the first slice's geometry: a slice of
+    another orientation or pixel spacing would be read as if it were like the others."""
+    import pydicom
+
+    folder = _dicom(tmp_path / "series", make_volume((20, 40, 40)))
+    odd = sorted(folder.glob("*.dcm"))[7]
+    ds = pydicom.dcmread(odd)
+    setattr(ds, keyword, value)
+    ds.save_as(odd)
+    code, _, err = run_segment(_args(folder, tmp_path / "o", tiny_model.folder), capfd)
+    assert code == 2
+    assert f"{odd}: {keyword} differs from" in err, err
+
+
 def test_dicom_series_holding_two_volumes_is_refused(tiny_model, tmp_path, capfd):
     """Slices at one position (a second echo or time point in the same series): ITK would
     interleave them into one volume at a sixth of the real spacing; refused, naming two files."""

@@ -18,11 +18,11 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
+from ..dicom_series import inconsistent_slice
 from ..errors import InputError
 
-# Geometry tolerances: positions in mm, direction cosines unitless.
+# Geometry tolerance of positions (mm); direction cosines: dicom_series.DIRECTION_TOL.
 POSITION_TOL_MM = 0.01
-DIRECTION_TOL = 1e-4
 # Relative deviation of a slice step from the series' median step that counts as a gap.
 STEP_TOL = 0.01
 
@@ -112,18 +112,13 @@ def read_reference_series(source: str | os.PathLike | Sequence[str | os.PathLike
             if not ds.get(keyword):
                 raise InputError(f"{path}: DICOM attribute {keyword} is missing; cannot refer to "
                                  "this slice.")
-    first_path, first = found[0]
+    first = found[0][1]
     iop = np.asarray(first.ImageOrientationPatient, float)
     row, col = iop[:3], iop[3:]
     normal = np.cross(row, col)
-    for path, ds in found:
-        if not np.allclose(np.asarray(ds.ImageOrientationPatient, float), iop, atol=DIRECTION_TOL):
-            raise InputError(f"{path}: ImageOrientationPatient differs from {first_path.name}'s; "
-                             "the slices do not form one volume.")
-        for keyword in ("Rows", "Columns", "PixelSpacing", "FrameOfReferenceUID"):
-            if ds.get(keyword) != first.get(keyword):
-                raise InputError(f"{path}: {keyword} differs from {first_path.name}'s; the slices "
-                                 "do not form one volume.")
+    problem = inconsistent_slice(found)
+    if problem:
+        raise InputError(problem)
     found.sort(key=lambda item: float(np.dot(normal, np.asarray(item[1].ImagePositionPatient, float))))
     files = [p for p, _ in found]
     positions = np.array([ds.ImagePositionPatient for _, ds in found], float)
