@@ -161,9 +161,11 @@ def test_deepbet_runs_under_bf16_autocast_only_when_asked(monkeypatch):
     monkeypatch.setattr(skullstrip, "_deepbet", lambda device: FakeBet())
     arr = np.zeros((4, 5, 6), np.float32)
     arr[1:3, 1:4, 2:5] = 1
-    plain = skullstrip.deepbet_mask(arr)
+    info = {}
+    plain = skullstrip.deepbet_mask(arr, info=info)
     fast = skullstrip.deepbet_mask(arr, bf16=True)
     assert seen == [False, True]
+    assert info == {"deepbet_grid": skullstrip.DEEPBET_GRID} and skullstrip.DEEPBET_GRID == 224  # run.json's record
     np.testing.assert_array_equal(plain, arr > 0)  # orientation round trip
     np.testing.assert_array_equal(fast, plain)
 
