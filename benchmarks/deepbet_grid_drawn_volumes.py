@@ -1,11 +1,15 @@
 """Drawn volumes of the same lesions with deepbet on a 256^3 and a 224^3 crop (docs/speed.md,
-"deepbet at a smaller internal grid"): the robustness benchmark's cached label maps of two work
-folders (256: /work/data/rob6000, 224: /work/data/rob224, made with benchmarks/with_deepbet_grid.py),
-each lesion found in both matched to the phantom's truth; prints per variant the drawn / true volume
-medians, the paired 224 / 256 ratio and the extremes. Paths are this session's; edit them to reuse.
+"deepbet at a smaller internal grid"), from the robustness benchmark's cached label maps of two
+work folders (made with ``benchmarks/with_deepbet_grid.py``), each lesion found at both grids
+matched to the phantom's truth:
+
+    python benchmarks/deepbet_grid_drawn_volumes.py WORK256 WORK224 [--variants original,tilt15x15,slice5mm]
+
+Prints per variant the drawn / true volume medians, the paired 224 / 256 ratio (median, IQR,
+extremes) and the longest-diameter error medians.
 """
-import glob
-import os
+
+import argparse
 import statistics as st
 from pathlib import Path
 
@@ -15,29 +19,41 @@ import SimpleITK as sitk
 from BrainMetSegLib.evaluate.lesionwise import match_lesions
 from BrainMetSegLib.synth.dataset import case_paths
 
-key = os.path.basename(glob.glob('/work/data/rob6000/results/*')[0])
-pairs=[]
-for v in ('original','tilt15x15','slice5mm'):
-  for k in range(20):
-    cid=f'synth_{k:03d}'
-    gt=sitk.ReadImage(str(case_paths(Path('/work/data/rob6000/phantoms'), cid)['instances']))
-    out={}
-    for root in ('/work/data/rob6000','/work/data/rob224'):
-        lab=sitk.ReadImage(f'{root}/results/{key}/{v}/{cid}.labels.nii.gz')
-        lab=sitk.Resample(lab, gt, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        m=match_lesions(sitk.GetArrayFromImage(gt)>0, sitk.GetArrayFromImage(lab)>0, gt.GetSpacing(), "overlap", gt.GetDirection())
-        out[root]={round(g.volume_mm3,3):(g.pred_volume_mm3/g.volume_mm3, g.pred_longest_diameter_mm-g.longest_diameter_mm, g.longest_diameter_mm) for g in m.gt if g.detected}
-    a,b=out['/work/data/rob6000'],out['/work/data/rob224']
-    pairs += [(v,a[t],b[t]) for t in a if t in b]
-for v in ('original','tilt15x15','slice5mm'):
-    P=[p for p in pairs if p[0]==v]
-    va=[p[1][0] for p in P]; vb=[p[2][0] for p in P]
-    rel=[y/x for x,y in zip(va,vb)]
-    big=[p for p in P if p[1][2]>=10]
-    print(v, 'n', len(P), '| drawn/true volume median 256 %.3f 224 %.3f' % (st.median(va), st.median(vb)),
-          '| paired 224/256 median %.4f IQR %s min %.3f max %.3f' % (st.median(rel), np.round(np.percentile(rel,[25,75]),3), min(rel), max(rel)),
-          '| diameter error median 256 %.2f 224 %.2f' % (st.median([p[1][1] for p in P]), st.median([p[2][1] for p in P])),
-          '| >=10 mm (n %d) volume median %.3f %.3f' % (len(big), st.median([p[1][0] for p in big]), st.median([p[2][0] for p in big])))
-ext=sorted(pairs, key=lambda p: p[2][0]/p[1][0])
-for p in ext[:4]+ext[-3:]:
-    print(p[0], 'true diam %.1f' % p[1][2], 'ratio256 %.2f ratio224 %.2f' % (p[1][0], p[2][0]))
+
+def found(labels: Path, truth: sitk.Image) -> dict:
+    """Truth lesion volume -> (drawn / true volume, diameter error mm, true diameter mm) of each found lesion."""
+    lab = sitk.Resample(sitk.ReadImage(str(labels)), truth, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    m = match_lesions(sitk.GetArrayFromImage(truth) > 0, sitk.GetArrayFromImage(lab) > 0, truth.GetSpacing(),
+                      "overlap", truth.GetDirection())
+    return {round(g.volume_mm3, 3): (g.pred_volume_mm3 / g.volume_mm3,
+                                     g.pred_longest_diameter_mm - g.longest_diameter_mm, g.longest_diameter_mm)
+            for g in m.gt if g.detected}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("work256", type=Path)
+    p.add_argument("work224", type=Path)
+    p.add_argument("--variants", default="original,tilt15x15,slice5mm")
+    args = p.parse_args()
+    key = next((args.work256 / "results").iterdir()).name
+    for variant in args.variants.split(","):
+        pairs = []
+        for labels in sorted((args.work256 / "results" / key / variant).glob("*.labels.nii.gz")):
+            cid = labels.name.split(".")[0]
+            truth = sitk.ReadImage(str(case_paths(args.work256 / "phantoms", cid)["instances"]))
+            a, b = found(labels, truth), found(args.work224 / "results" / key / variant / labels.name, truth)
+            pairs += [(a[t], b[t]) for t in a if t in b]
+        rel = [b[0] / a[0] for a, b in pairs]
+        big = [(a, b) for a, b in pairs if a[2] >= 10]
+        print(f"{variant}: {len(pairs)} lesions; drawn/true volume median 256 {st.median(a[0] for a, _ in pairs):.3f}, "
+              f"224 {st.median(b[0] for _, b in pairs):.3f}; paired 224/256 median {st.median(rel):.4f}, "
+              f"IQR {np.round(np.percentile(rel, [25, 75]), 3).tolist()}, min {min(rel):.3f}, max {max(rel):.3f}; "
+              f"diameter error median {st.median(a[1] for a, _ in pairs):.2f} / "
+              f"{st.median(b[1] for _, b in pairs):.2f} mm; "
+              f">= 10 mm ({len(big)}) volume median {st.median(a[0] for a, _ in big):.3f} / "
+              f"{st.median(b[0] for _, b in big):.3f}")
+
+
+if __name__ == "__main__":
+    main()
