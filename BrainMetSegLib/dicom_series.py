@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 
 from .errors import InputError
@@ -17,25 +16,70 @@ from .filecheck import FileProblem, check_folder_entries
 
 #: Largest difference of a direction cosine between two slices of one volume (unitless).
 DIRECTION_TOL = 1e-4
-#: What every slice of one volume shares with the first (besides its orientation).
-SHARED_ATTRIBUTES = ("Rows", "Columns", "PixelSpacing", "FrameOfReferenceUID")
+#: Largest relative difference of two slices' pixel spacings.
+SPACING_RTOL = 1e-6
+#: A slice's geometry as :func:`inconsistent_slice` compares it, with each key's DICOM keyword.
+HEADER_KEYWORDS = {"orientation": "ImageOrientationPatient", "rows": "Rows", "columns": "Columns",
+                   "pixel_spacing": "PixelSpacing", "frame_of_reference": "FrameOfReferenceUID"}
+_ITK_TAGS = {"orientation": "0020|0037", "rows": "0028|0010", "columns": "0028|0011",
+             "pixel_spacing": "0028|0030", "frame_of_reference": "0020|0052"}
 
 
-def inconsistent_slice(found) -> str | None:
-    """A sentence naming the first slice of ``found`` ((path, pydicom dataset) pairs, headers
-    only) that does not form one volume with the first: another ImageOrientationPatient, size,
-    pixel spacing or frame of reference. None when all agree. GDCM groups a series by its UID
-    and stacks whatever is in it, using the first slice's geometry for all."""
-    first_path, first = found[0]
-    iop = np.asarray(first.get("ImageOrientationPatient", [0] * 6), float)
-    for path, ds in found[1:]:
-        if not np.allclose(np.asarray(ds.get("ImageOrientationPatient", [0] * 6), float), iop, atol=DIRECTION_TOL):
-            differs = "ImageOrientationPatient"
-        else:
-            differs = next((k for k in SHARED_ATTRIBUTES if ds.get(k) != first.get(k)), None)
+def slice_header(values: dict) -> dict:
+    """A slice's geometry (:data:`HEADER_KEYWORDS` keys) from raw values (DICOM strings with ``\\``
+    between numbers, pydicom values, or None where absent), in one form whoever read them."""
+    def numbers(v):
+        if v is None:
+            return None
+        parts = str(v).split("\\") if isinstance(v, str) else list(v)
+        try:
+            return tuple(float(x) for x in parts if str(x).strip())
+        except (TypeError, ValueError):
+            return None  # not numbers: compared as absent (ITK read the image as it could)
+
+    def text(v):
+        return None if v is None else str(v).strip().rstrip("\x00")
+
+    return {"orientation": numbers(values.get("orientation")), "rows": text(values.get("rows")),
+            "columns": text(values.get("columns")), "pixel_spacing": numbers(values.get("pixel_spacing")),
+            "frame_of_reference": text(values.get("frame_of_reference"))}
+
+
+def _differs(key: str, a, b) -> bool:
+    if a is None or b is None or key not in ("orientation", "pixel_spacing"):
+        return a != b
+    if len(a) != len(b):
+        return True
+    return not (np.allclose(a, b, atol=DIRECTION_TOL, rtol=0) if key == "orientation" else
+                np.allclose(a, b, rtol=SPACING_RTOL, atol=0))
+
+
+def inconsistent_slice(headers: list[tuple[Path, dict]]) -> str | None:
+    """A sentence naming the first slice of ``headers`` ((path, :func:`slice_header`) pairs) that
+    does not form one volume with the first: another ImageOrientationPatient, size, pixel spacing
+    or frame of reference. None when all agree. GDCM groups a series by its UID and stacks
+    whatever is in it with the first slice's geometry."""
+    first_path, first = headers[0]
+    for path, header in headers[1:]:
+        differs = next((k for k in HEADER_KEYWORDS if _differs(k, header[k], first[k])), None)
         if differs:
-            return f"{path}: {differs} differs from {first_path.name}'s; the slices do not form one volume."
+            return (f"{path}: {HEADER_KEYWORDS[differs]} differs from {first_path.name}'s; the slices do not "
+                    "form one volume.")
     return None
+
+
+def _read_headers(file_names) -> tuple[list[tuple[Path, dict]], np.ndarray]:
+    """Each file's :func:`slice_header` and (N, 3) LPS position (mm) of its first voxel, in
+    ``file_names``' order (headers only, through ITK)."""
+    reader = sitk.ImageFileReader()
+    headers, origins = [], []
+    for name in file_names:
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        raw = {k: reader.GetMetaData(t) if reader.HasMetaDataKey(t) else None for k, t in _ITK_TAGS.items()}
+        headers.append((Path(name), slice_header(raw)))
+        origins.append(reader.GetOrigin())
+    return headers, np.asarray(origins, float).reshape(-1, 3)
 
 
 def _has_dicom_magic(path: Path) -> bool:
@@ -93,10 +137,10 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
     names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
     reader.SetFileNames(names)
     image = reader.Execute()
-    problem = inconsistent_slice([(Path(n), pydicom.dcmread(n, stop_before_pixels=True)) for n in names])
+    headers, origins = _read_headers(names)
+    problem = inconsistent_slice(headers)
     if problem:
         raise InputError(problem)
-    origins = _slice_origins(names)
     _refuse_shared_positions(folder, names, origins, image)
     sheared = slice_shear_mm(origins, image)
     if sheared > 0.5 * min(image.GetSpacing()[:2]):
@@ -109,17 +153,6 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
     if note:
         warnings.append(f"{folder}: {note}")
     return image
-
-
-def _slice_origins(file_names) -> np.ndarray:
-    """(N, 3) LPS position (mm) of each file's first voxel, in ``file_names``' order."""
-    reader = sitk.ImageFileReader()
-    origins = []
-    for name in file_names:
-        reader.SetFileName(name)
-        reader.ReadImageInformation()
-        origins.append(reader.GetOrigin())
-    return np.asarray(origins, float).reshape(-1, 3)
 
 
 def _refuse_shared_positions(folder: Path, names, origins: np.ndarray, image: sitk.Image) -> None:

@@ -199,10 +199,12 @@ def _(d):
     return Hostile([p], 2, str(p), "qform_code = sform_code = 0")
 
 
-def _sheared_sform(path: Path, shear: float) -> Path:
+def _sheared_sform(path: Path, shear: float, four_d: bool = False) -> Path:
     """A NIfTI whose sform shifts x by ``shear`` mm per slice (a gantry tilt or a resampling
-    tool's output) beside an axis-aligned qform: ITK reads the qform, other tools the sform."""
+    tool's output) beside an axis-aligned qform: ITK reads the qform, other tools the sform.
+    ``four_d``: stored as a 4D file holding one volume."""
     arr = sitk.GetArrayFromImage(make_volume()).transpose(2, 1, 0)
+    arr = arr[..., None] if four_d else arr
     sform = np.eye(4)
     sform[0, 2] = shear
     image = nib.Nifti1Image(arr, sform)
@@ -215,6 +217,12 @@ def _sheared_sform(path: Path, shear: float) -> Path:
 @case("nifti sheared sform beside a qform")
 def _(d):
     p = _sheared_sform(d / "sheared.nii.gz", 0.5)
+    return Hostile([p], 2, str(p), "sform")
+
+
+@case("nifti 4D (one volume) sheared sform beside a qform")
+def _(d):
+    p = _sheared_sform(d / "sheared4d.nii.gz", 0.5, four_d=True)
     return Hostile([p], 2, str(p), "sform")
 
 

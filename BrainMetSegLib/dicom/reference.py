@@ -18,7 +18,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
-from ..dicom_series import inconsistent_slice
+from ..dicom_series import HEADER_KEYWORDS, inconsistent_slice, slice_header
 from ..errors import InputError
 
 # Geometry tolerance of positions (mm); direction cosines: dicom_series.DIRECTION_TOL.
@@ -116,7 +116,8 @@ def read_reference_series(source: str | os.PathLike | Sequence[str | os.PathLike
     iop = np.asarray(first.ImageOrientationPatient, float)
     row, col = iop[:3], iop[3:]
     normal = np.cross(row, col)
-    problem = inconsistent_slice(found)
+    problem = inconsistent_slice([(path, slice_header({k: ds.get(w) for k, w in HEADER_KEYWORDS.items()}))
+                                  for path, ds in found])
     if problem:
         raise InputError(problem)
     found.sort(key=lambda item: float(np.dot(normal, np.asarray(item[1].ImagePositionPatient, float))))

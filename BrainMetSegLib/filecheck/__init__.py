@@ -69,10 +69,10 @@ def sform_disagreement(image, sform_ras: np.ndarray | None) -> str | None:
     ANTs and most viewers use the sform: results would not lie over the scan in those tools."""
     if sform_ras is None:
         return None
-    size = image.GetSize()[:3]
+    size, extra = image.GetSize()[:3], [0.0] * (image.GetDimension() - 3)  # a 1-volume 4D file: its first volume
     corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)],
                        float)
-    itk = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
+    itk = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist() + extra)[:3] for c in corners])
     sform = (corners @ sform_ras[:3, :3].T + sform_ras[:3, 3]) * [-1, -1, 1]  # RAS -> LPS
     gap = float(np.linalg.norm(itk - sform, axis=1).max())
     if gap <= SFORM_TOLERANCE_VOXELS * min(image.GetSpacing()[:3]):
