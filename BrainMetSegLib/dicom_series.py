@@ -135,34 +135,35 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
             "in a folder of its own or pass one image file."
         )
     names = reader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader.SetFileNames(names)
-    image = reader.Execute()
     headers, origins = _read_headers(names)
-    problem = inconsistent_slice(headers)
+    problem = inconsistent_slice(headers)  # before any pixel data is read
     if problem:
         raise InputError(problem)
-    _refuse_shared_positions(folder, names, origins, image)
-    sheared = slice_shear_mm(origins, image)
+    reader.SetFileNames(names)
+    image = reader.Execute()
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    positions = origins @ normal  # along the slice normal (mm)
+    _refuse_shared_positions(folder, names, positions)
+    sheared = slice_shear_mm(origins, normal)
     if sheared > 0.5 * min(image.GetSpacing()[:2]):
         raise InputError(
             f"{folder}: the slices are shifted within their plane from one to the next (by up to "
             f"{sheared:.1f} mm over {len(names)} slices: a gantry tilt or a sheared series), and ITK "
             "would stack them straight, misplacing the anatomy. Resample the series onto a regular "
             "grid first (e.g. Slicer's DICOM 'acquisition geometry regularization').")
-    note = slice_spacing_note(origins, image)
+    note = slice_spacing_note(positions, image.GetSpacing()[2])
     if note:
         warnings.append(f"{folder}: {note}")
     return image
 
 
-def _refuse_shared_positions(folder: Path, names, origins: np.ndarray, image: sitk.Image) -> None:
-    """:class:`InputError` when two slices lie at one position along the normal (within 1 % of
-    the median step): a folder holding two volumes (echoes, time points, a repeat) or a slice
-    twice, which ITK would interleave into one volume with a fraction of the real spacing."""
-    if len(origins) < 2:
+def _refuse_shared_positions(folder: Path, names, positions: np.ndarray) -> None:
+    """:class:`InputError` when two slices lie at one position along the normal (``positions``,
+    mm; within 1 % of the median step): a folder holding two volumes (echoes, time points, a
+    repeat) or a slice twice, which ITK would interleave into one volume with a fraction of the
+    real spacing."""
+    if len(positions) < 2:
         return
-    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
-    positions = origins @ normal
     order = np.argsort(positions, kind="stable")
     gaps = np.diff(positions[order])
     step = float(np.median(gaps))
@@ -175,27 +176,23 @@ def _refuse_shared_positions(folder: Path, names, origins: np.ndarray, image: si
             "(echoes, time points or a repeated slice). Put one volume's slices in a folder of their own.")
 
 
-def slice_shear_mm(origins: np.ndarray, image: sitk.Image) -> float:
+def slice_shear_mm(origins: np.ndarray, normal: np.ndarray) -> float:
     """The largest in-plane offset (mm) of a slice's origin from the first slice's, i.e. how far
-    the stack leans away from the slices' normal (0 for a regular series)."""
-    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    the stack leans away from the slices' unit ``normal`` (0 for a regular series)."""
     step = origins - origins[0]
     in_plane = step - np.outer(step @ normal, normal)
     return float(np.linalg.norm(in_plane, axis=1).max(initial=0.0))
 
 
-def slice_spacing_note(origins: np.ndarray, image: sitk.Image, tolerance: float = 0.1) -> str | None:
-    """A sentence when the slices of a DICOM series (``origins``: each slice's first voxel, LPS
-    mm) are unevenly spaced (a missing or duplicate slice): ITK builds the volume with one
-    spacing, so such a volume is distorted."""
-    if len(origins) < 3:
+def slice_spacing_note(positions: np.ndarray, expected: float, tolerance: float = 0.1) -> str | None:
+    """A sentence when the slices of a DICOM series (``positions`` along their normal, mm) are
+    unevenly spaced (a missing or duplicate slice): ITK builds the volume with one spacing
+    (``expected``, mm), so such a volume is distorted."""
+    if len(positions) < 3:
         return None
-    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
-    positions = origins @ normal
     gaps = np.abs(np.diff(np.sort(positions)))
-    expected = image.GetSpacing()[2]
     if np.all(np.abs(gaps - expected) <= tolerance * expected):
         return None
     return (f"slice spacing is uneven ({gaps.min():.3g} to {gaps.max():.3g} mm between "
-            f"{len(origins)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
+            f"{len(positions)} slices; the volume assumes {expected:.3g} mm): a slice may be missing or "
             "duplicated, so distances and volumes along the slice axis are off there.")

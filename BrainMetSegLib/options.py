@@ -142,6 +142,10 @@ class ScorerMode(StrEnum):
     SENSITIVE = "sensitive"
 
 
+#: The planes of 2D slices (``synth --slice-plane``, :data:`BrainMetSegLib.synth.reacquire.SLICE_PLANES`).
+SLICE_PLANE_NAMES = ("axial", "coronal", "sagittal")
+
+
 class SkullstripGrid(StrEnum):
     """Where deepbet runs (:func:`BrainMetSegLib.preprocess.brain_mask_checked`)."""
 

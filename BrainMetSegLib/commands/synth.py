@@ -7,7 +7,7 @@ import json
 import time
 
 from ..errors import InputError
-from ..options import ProgressMode, values
+from ..options import SLICE_PLANE_NAMES, ProgressMode, values
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write each case as 2D slices MM thick (slab-averaged), e.g. 5")
     p.add_argument("--in-plane", type=float, default=None, metavar="MM",
                    help="in-plane spacing with --slice-thickness (default: --spacing's x)")
-    p.add_argument("--slice-plane", choices=("axial", "coronal", "sagittal"), default="axial",
+    p.add_argument("--slice-plane", choices=SLICE_PLANE_NAMES, default="axial",
                    help="the plane of the --slice-thickness slices (default axial)")
     p.add_argument("--preview", action="store_true", help="also write preview/<case>.png contact sheets")
     p.add_argument("--dicom", action="store_true",

@@ -16,7 +16,7 @@ class HeaderFindings:
     """untrusted: header fields that make orientation/spacing a guess (one sentence each).
     sform_ras: a NIfTI file's sform (4 x 4, voxel index (i, j, k) -> RAS mm) when its
     sform_code > 0: where every tool that reads the sform places the voxels, to compare with
-    the geometry ITK built (:func:`BrainMetSegLib.filecheck.sform_disagreement`)."""
+    the geometry ITK built (:func:`BrainMetSegLib.filecheck.nifti.sform_disagreement`)."""
 
     untrusted: list[str] = field(default_factory=list)
     sform_ras: np.ndarray | None = None

@@ -109,3 +109,29 @@ def check_analyze_pair(path: Path, findings: HeaderFindings) -> None:
         present = len(read_stream(image, "gzip" if gz else "raw")) - max(int(hdr["vox_offset"]), 0)
         if present < declared:
             raise truncation(declared, max(present, 0), f"voxel data in {image.name}")
+
+
+#: Where ITK's geometry and a NIfTI sform may part (mm) before the file is untrusted: half the
+#: smallest voxel, i.e. no voxel lands on another one.
+SFORM_TOLERANCE_VOXELS = 0.5
+
+
+def sform_disagreement(image, sform_ras: np.ndarray | None) -> str | None:
+    """A sentence when ``image`` (as ITK built it, LPS) places its corner voxels more than half a
+    voxel away from where the file's NIfTI sform (``sform_ras``, voxel -> RAS mm) puts them,
+    else None. ITK uses the qform instead of an sform it cannot represent (sheared or with
+    axes of unequal handedness, "unexpected scales in sform"), where nibabel, FSL, FreeSurfer,
+    ANTs and most viewers use the sform: results would not lie over the scan in those tools."""
+    if sform_ras is None:
+        return None
+    size, extra = image.GetSize()[:3], [0.0] * (image.GetDimension() - 3)  # a 1-volume 4D file: its first volume
+    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)],
+                       float)
+    itk = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist() + extra)[:3] for c in corners])
+    sform = (corners @ sform_ras[:3, :3].T + sform_ras[:3, 3]) * [-1, -1, 1]  # RAS -> LPS
+    gap = float(np.linalg.norm(itk - sform, axis=1).max())
+    if gap <= SFORM_TOLERANCE_VOXELS * min(image.GetSpacing()[:3]):
+        return None
+    return (f"the NIfTI sform (srow_x/srow_y/srow_z) puts the image's corners up to {gap:.1f} mm from where "
+            "ITK places them (ITK could not use a sheared or non-orthogonal sform and used the qform; "
+            "most other tools use the sform, so results would not lie over the scan there)")

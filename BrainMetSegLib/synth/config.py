@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import InputError
+from ..options import SLICE_PLANE_NAMES
 
 GENERATOR_VERSION = "1.0"
 
@@ -135,8 +136,8 @@ class SynthConfig:
             v = getattr(self, name)
             if v is not None and not lo <= v <= 10:
                 raise InputError(f"{name} {v}: must be in [{lo:g}, 10] mm.")
-        if self.slice_plane not in ("axial", "coronal", "sagittal"):
-            raise InputError(f"slice_plane {self.slice_plane!r}: use axial, coronal or sagittal.")
+        if self.slice_plane not in SLICE_PLANE_NAMES:
+            raise InputError(f"slice_plane {self.slice_plane!r}: use {', '.join(SLICE_PLANE_NAMES)}.")
         if self.slice_plane != "axial" and self.slice_thickness_mm is None:
             raise InputError(f"slice_plane {self.slice_plane!r} needs a slice thickness.")
         aniso = self.anisotropic_acquisition

@@ -27,15 +27,17 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ..options import SLICE_PLANE_NAMES
+
 FIELDS_OF_VIEW = ("head", "brain", "vertex-cut")
 #: The grid's axes (columns) in the input's image axes for each slice plane; the third is the
 #: slice normal. Coronal: rows L, columns inferior, slices stacked along P; sagittal: rows P,
 #: columns inferior, slices along R (DICOM's usual orientations; both right-handed).
-SLICE_PLANES = {
-    "axial": np.eye(3),
-    "coronal": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
-    "sagittal": np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
-}
+SLICE_PLANES = dict(zip(SLICE_PLANE_NAMES, (
+    np.eye(3),
+    np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
+    np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
+), strict=True))
 #: Sub-slice step (mm) used to average a thick slab; finer than any source we resample.
 SLAB_STEP_MM = 0.5
 
