@@ -1,10 +1,12 @@
-"""Which engine runs the network's forward: torch, or OpenVINO on CPUs that run fp32.
+"""Which engine runs the network's forward: torch, or OpenVINO on the CPU.
 
 On a CPU without native bf16 the forward is fp32, and OpenVINO's fp32 kernels were measured
-~2-3.5x faster than torch's (oneDNN) on the same network and input on an AVX2-only AMD EPYC
-(docs/speed.md). Where torch runs bf16 natively, or on CUDA, torch stays (its bf16 was measured
-faster than fp32 anywhere). ``auto`` therefore picks OpenVINO only on the CPU, when the
-precision resolves to fp32, ``openvino`` imports, and the network has an identity to key the
+~2-3.5x faster than torch's (oneDNN) on the same network and input on an AVX2-only AMD EPYC; on a
+CPU with native bf16 OpenVINO's bf16 kernels were measured 1.7x faster than torch's bf16 autocast
+(the paper's network, one 192x256x192 forward, AMD EPYC with avx512_bf16; docs/speed.md). On
+CUDA torch stays. ``auto`` therefore picks OpenVINO on the CPU when the precision resolves to
+fp32, or to bf16 on a CPU that computes it natively (elsewhere OpenVINO would quietly run fp32
+instead of the bf16 asked for), ``openvino`` imports, and the network has an identity to key the
 exported copy's cache by (a model package's weights; see :mod:`.openvino_backend`); torch
 otherwise. The choice and why go into run.json (``inference_run.backend``). ``openvino`` asked
 for where it cannot run is an :class:`~.errors.OptionError`, never a silent fallback.
@@ -39,40 +41,54 @@ def openvino_problem() -> str:
 
 
 def choose_backend(requested: Backend | str, device: Device | str, autocast: Autocast | str,
-                   has_identity: bool = True, problem: str | None = None) -> BackendChoice:
+                   has_identity: bool = True, problem: str | None = None,
+                   native_bf16: bool | None = None) -> BackendChoice:
     """Resolve ``requested`` for a forward on ``device`` in ``autocast`` arithmetic.
 
     has_identity: the network has a stable identity (a model package's weights) to key the
         exported copy's cache; ``auto`` runs torch without one (e.g. a network being trained,
         whose weights change between calls).
     problem: why OpenVINO is unavailable ("" = available; None = find out by importing it).
+    native_bf16: the CPU computes bf16 natively (None: read it, :func:`~.precision.cpu_features`);
+        only there does OpenVINO run bf16 (elsewhere it would run fp32 in its place).
     """
     requested = Backend(requested)
     if requested == Backend.TORCH:
         return BackendChoice(requested, Backend.TORCH, "torch as asked")
+    if autocast == Autocast.BF16 and native_bf16 is None:
+        from .precision import cpu_features
+
+        native_bf16 = cpu_features().native_bf16
     if requested == Backend.OPENVINO:
-        why_not = _openvino_refusal(device, autocast, problem)
+        why_not = _openvino_refusal(device, autocast, problem, native_bf16)
         if why_not:
             raise OptionError(f"--backend openvino: {why_not}; use --backend torch or auto.")
         return BackendChoice(requested, Backend.OPENVINO, "openvino as asked")
     if device != Device.CPU:
         return BackendChoice(requested, Backend.TORCH, f"auto: {device} runs torch")
-    if autocast != Autocast.FP32:
-        return BackendChoice(requested, Backend.TORCH, f"auto: {autocast} runs in torch (native on this CPU)")
+    if autocast == Autocast.BF16 and not native_bf16:
+        return BackendChoice(requested, Backend.TORCH, "auto: bf16 asked on a CPU without native bf16 runs in "
+                                                        "torch (OpenVINO would run fp32 instead)")
     if not has_identity:
         return BackendChoice(requested, Backend.TORCH, "auto: the network has no package identity to key "
                                                         "an exported copy by; torch")
     problem = openvino_problem() if problem is None else problem
     if problem:
-        return BackendChoice(requested, Backend.TORCH, f"auto: {problem}; torch fp32")
+        return BackendChoice(requested, Backend.TORCH, f"auto: {problem}; torch {autocast}")
+    if autocast == Autocast.BF16:
+        return BackendChoice(requested, Backend.OPENVINO, "auto: bf16 on a CPU with native bf16, openvino "
+                                                           "(faster bf16 kernels)")
     return BackendChoice(requested, Backend.OPENVINO, "auto: fp32 on the CPU, openvino (faster fp32 kernels)")
 
 
-def _openvino_refusal(device, autocast, problem: str | None) -> str:
+def _openvino_refusal(device, autocast, problem: str | None, native_bf16: bool | None) -> str:
     if device != Device.CPU:
         return f"runs on the CPU only, not {device}"
-    if autocast != Autocast.FP32:
-        return f"runs fp32 only, and the precision resolved to {autocast} (add --precision fp32)"
+    if autocast == Autocast.BF16 and not native_bf16:
+        return ("runs bf16 only on a CPU with native bf16 (AVX-512 BF16 or AMX), and this one has none "
+                "(add --precision fp32)")
+    if autocast not in (Autocast.FP32, Autocast.BF16):
+        return f"runs fp32 or bf16, and the precision resolved to {autocast} (add --precision fp32)"
     return openvino_problem() if problem is None else problem
 
 

@@ -19,7 +19,7 @@ and the demo network (fp32: 405 and 326 bytes/voxel for 61 and 43 outputs/voxel;
 channels_last: 250 and 174), rounded up, x :data:`BACKEND_MEMORY_FACTOR` (OpenVINO's fp32
 forward of the demo network on 128x160x128 peaked at 154 bytes/voxel against torch's 304).
 
-The forward runs in torch or, on a CPU running fp32, in OpenVINO (``InferenceConfig.backend``,
+The forward runs in torch or, on a CPU running fp32 or native bf16, in OpenVINO (``InferenceConfig.backend``,
 :mod:`BrainMetSegLib.backends`; the exported network is cached on disk,
 :mod:`BrainMetSegLib.openvino_backend`).
 
@@ -85,8 +85,8 @@ class InferenceConfig:
         from the memory available now (:mod:`BrainMetSegLib.memory`).
     bytes_per_voxel: override of the estimated peak bytes per input voxel.
     fallback_overlap: overlap of the large windows ``auto`` uses when whole does not fit.
-    backend: ``"auto"`` (OpenVINO on a CPU running fp32 when it imports and the network has a
-        package identity, torch otherwise), ``"torch"`` or ``"openvino"``
+    backend: ``"auto"`` (OpenVINO on a CPU running fp32, or bf16 natively, when it imports and the
+        network has a package identity, torch otherwise), ``"torch"`` or ``"openvino"``
         (:mod:`BrainMetSegLib.backends`).
     backend_cache: folder of OpenVINO's exported networks; None = ``$BRAINMETSEG_CACHE/openvino``.
     mirror: test-time mirroring (:class:`~BrainMetSegLib.options.Mirroring`): every window also
@@ -249,7 +249,9 @@ def _run(net, array: np.ndarray, plan: WindowPlan, device: Device, sw_batch: int
 
     total = plan.windows
     done = [0]
-    memory_format = torch.channels_last_3d if plan.precision.channels_last else torch.contiguous_format
+    # OpenVINO reads a plain contiguous array (channels_last is torch's bf16 layout)
+    channels_last = plan.precision.channels_last and forward is None
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     flips = mirror_sets(mirror)
 
     def predictor(batch):
@@ -312,17 +314,19 @@ def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Devi
         return choice, forward, record, precision
     if choice.used != Backend.OPENVINO:
         return choice, None, {}, precision
-    from .openvino_backend import openvino_forward
+    from .openvino_backend import INFERENCE_PRECISION, openvino_forward
 
     try:
         forward, record = openvino_forward(net, in_channels, config.size_divisor, network_id, config.backend_cache,
-                                           lambda message: progress(ProgressEvent(Stage.INFERENCE, 0.0, message)))
+                                           lambda message: progress(ProgressEvent(Stage.INFERENCE, 0.0, message)),
+                                           precision=INFERENCE_PRECISION[precision.autocast])
     except ModelError as exc:
         if choice.asked == Backend.OPENVINO:
             raise
         warnings.warn(f"{exc} Running torch instead.", RuntimeWarning, stacklevel=3)
-        return (BackendChoice(choice.asked, Backend.TORCH, f"auto: openvino failed ({exc}); torch fp32"), None, {},
-                precision)
+        fallback = BackendChoice(choice.asked, Backend.TORCH,
+                                 f"auto: openvino failed ({exc}); torch {precision.autocast}")
+        return fallback, None, {}, precision
     return choice, forward, record, precision
 
 

@@ -120,11 +120,11 @@ class Int8Network:
         from . import openvino_backend as ovb
 
         threads = torch.get_num_threads()
-        key = ("int8", self.sha256_bin.lower(), self.sha256_xml.lower())
-        base = {"openvino": ov.__version__, "threads": threads, "compile_config": ovb.COMPILE_CONFIG,
+        key = ("int8", self.sha256_bin.lower(), self.sha256_xml.lower(), threads)
+        base = {"openvino": ov.__version__, "threads": threads, "compile_config": ovb.compile_config(),
                 "int8_network": {"variant": self.variant, "xml": str(self.xml), "sha256_bin": self.sha256_bin}}
-        if (key, threads) in ovb._COMPILED:
-            return ovb._Forward(ovb._COMPILED[(key, threads)][0]), {**base, "cache": "process", "compile_s": 0.0}
+        if key in ovb._COMPILED:
+            return ovb._Forward(ovb._COMPILED[key][0]), {**base, "cache": "process", "compile_s": 0.0}
         self.check_files()
         t0 = time.perf_counter()
         try:
@@ -134,7 +134,7 @@ class Int8Network:
             raise ModelError(f"{self.xml}: OpenVINO cannot read or compile the int8 network "
                              f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}).") from None
         record = {"cache": "package", "compile_s": round(time.perf_counter() - t0, 2)}
-        ovb.remember_compiled(key, threads, compiled, record)
+        ovb.remember_compiled(key, compiled, record)
         return ovb._Forward(compiled), {**base, **record}
 
 

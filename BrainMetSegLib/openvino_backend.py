@@ -1,4 +1,5 @@
-"""OpenVINO fp32 forwards, with the exported network cached on disk (export once per machine).
+"""OpenVINO forwards (fp32, or bf16 on CPUs with native bf16), with the exported network cached on
+disk (export once per machine).
 
 Converting a network (OpenVINO's PyTorch frontend, traced on a ``d x d x 2d`` input, ``d`` the
 size divisor; batch and spatial dimensions dynamic; MONAI's type-A ResNet shortcut made
@@ -16,8 +17,10 @@ the export is used from memory (warned once per folder and process).
 
 Every export is checked against torch before it is used or cached: one forward on a random
 ``2d x d x d`` input (not the trace's shape), max |sigmoid difference| <=
-:data:`AGREEMENT_TOLERANCE`, else :class:`~.errors.ModelError`. Compiled for the CPU with
-f32 inference precision, the latency hint and torch's thread count.
+:data:`AGREEMENT_TOLERANCE`, else :class:`~.errors.ModelError` (the check compiles the export
+in f32, whatever the run then uses). Compiled for the CPU with the run's inference precision
+(``f32``, or ``bf16`` where the forward's precision resolved to bf16: the same checked IR, OpenVINO
+computing in bf16), the latency hint and torch's thread count.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ EXPORT_FORMAT = 1
 # Largest |sigmoid(OpenVINO logit) - sigmoid(torch logit)| an export may show (measured ~1e-5).
 AGREEMENT_TOLERANCE = 1e-3
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+# OpenVINO's inference precision for the forward's autocast (bf16 only where native: backends.py)
+INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 MODEL_XML, MODEL_BIN, META = "model.xml", "model.bin", "export.json"
 _WARNED: set[str] = set()
-_COMPILED: dict[tuple, tuple] = {}  # (key, threads) -> (compiled model, record), oldest first
+_COMPILED: dict[tuple, tuple] = {}  # (key, threads[, precision]) -> (compiled model, record), oldest first
 # Compiled networks kept per process: the model's (two for a package with thick-slice weights,
 # whose cohorts mix thin and thick scans; int8 networks are the same two) and deepbet's two
 # (a cohort runs one model).
@@ -99,9 +104,19 @@ def export(net, in_channels: int, divisor: int):
                                 input=[ov.PartialShape([-1, in_channels, -1, -1, -1])])
 
 
-def compile_model(model, threads: int):
-    """``model`` compiled for the CPU: f32 inference precision, latency hint, ``threads`` threads."""
-    return _core().compile_model(model, "CPU", {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": str(int(threads))})
+def compile_config(precision: str = "f32") -> dict:
+    """OpenVINO's CPU compile options but the thread count: ``precision`` (``f32`` or ``bf16``)
+    as the inference precision, the latency hint."""
+    if precision not in INFERENCE_PRECISION.values():
+        raise ValueError(f"OpenVINO inference precision {precision!r}; use f32 or bf16")
+    return {**COMPILE_CONFIG, "INFERENCE_PRECISION_HINT": precision}
+
+
+def compile_model(model, threads: int, precision: str = "f32"):
+    """``model`` compiled for the CPU: ``precision`` (``f32`` or ``bf16``) inference precision,
+    latency hint, ``threads`` threads."""
+    return _core().compile_model(model, "CPU", {**compile_config(precision),
+                                                "INFERENCE_NUM_THREADS": str(int(threads))})
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -179,8 +194,9 @@ def _warn_once(message: str) -> None:
 
 
 def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, threads: int,
-                      outputs: str):
-    """Convert, compile, check against torch and cache; (compiled model, record fields)."""
+                      outputs: str, precision: str = "f32"):
+    """Convert, compile, check against torch (in f32) and cache; (compiled model in
+    ``precision``, record fields)."""
     from .lazy_network import materialised
 
     net = materialised(net)  # an export needs the torch network itself (deep-copied, traced)
@@ -196,6 +212,10 @@ def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, 
     compiled = compile_model(model, threads)
     compile_s = time.perf_counter() - t0
     check = check_agreement(net, compiled, in_channels, divisor, outputs)
+    if precision != "f32":  # the IR is checked in f32; the run computes in its own precision
+        t0 = time.perf_counter()
+        compiled = compile_model(model, threads, precision)
+        compile_s += time.perf_counter() - t0
     failed = write_cached(model, folder, {**meta, "key": key, "export_s": round(export_s, 2), "check": check})
     if failed:
         _warn_once(f"{folder}: cannot write the OpenVINO cache ({failed}); the network is converted "
@@ -205,13 +225,15 @@ def _export_and_cache(net, in_channels, divisor, key, folder: Path, meta: dict, 
 
 
 def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None = None,
-                     cache_dir: str | Path | None = None, announce=None, outputs: str = "logit"):
+                     cache_dir: str | Path | None = None, announce=None, outputs: str = "logit",
+                     precision: str = "f32"):
     """A callable (torch tensor (N, C, Z, Y, X) float32 -> logits as a torch tensor) running
     ``net`` through OpenVINO, and run.json's record of how it was obtained (``cache``: hit, miss,
     rebuilt, not written, or process: already compiled in this process; seconds of export and
     compile; the agreement check). ``identity`` keys the cache (None: the network's own bytes).
     ``announce(message)`` is told before a conversion (it takes a while). ``outputs``: what the
-    network gives, ``logit`` or ``probability`` (how the agreement check compares them)."""
+    network gives, ``logit`` or ``probability`` (how the agreement check compares them).
+    ``precision``: OpenVINO's inference precision, ``f32`` or ``bf16`` (CPUs with native bf16)."""
     import openvino as ov
     import torch
 
@@ -223,14 +245,14 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
     key = cache_key(identity if identity is not None else network_fingerprint(net), settings, ov.__version__)
     folder = cache_root(cache_dir) / key
     base = {"openvino": ov.__version__, "threads": threads, "cache_folder": str(folder),
-            "compile_config": COMPILE_CONFIG}
-    if (key, threads) in _COMPILED:
-        compiled, record = _COMPILED[(key, threads)]
+            "compile_config": compile_config(precision)}
+    if (key, threads, precision) in _COMPILED:
+        compiled, record = _COMPILED[(key, threads, precision)]
         return _Forward(compiled), {**base, **record, "cache": "process", "export_s": 0.0, "compile_s": 0.0}
     model, meta, why = read_cached(folder, key)
     if model is not None:
         t0 = time.perf_counter()
-        compiled = compile_model(model, threads)
+        compiled = compile_model(model, threads, precision)
         record = {"cache": "hit", "export_s": 0.0, "compile_s": round(time.perf_counter() - t0, 2),
                   "check": meta.get("check")}
     else:
@@ -240,19 +262,20 @@ def openvino_forward(net, in_channels: int, divisor: int, identity: dict | None 
         meta = {"identity": identity, "settings": settings, "openvino": ov.__version__}
         if announce:
             announce(f"converting the network to OpenVINO (once; kept in {cache_root(cache_dir)})")
-        compiled, record = _export_and_cache(net, in_channels, divisor, key, folder, meta, threads, outputs)
+        compiled, record = _export_and_cache(net, in_channels, divisor, key, folder, meta, threads, outputs,
+                                             precision)
         if why != "not cached" and record["cache"] == "miss":
             record["cache"], record["rebuilt_because"] = "rebuilt", why
-    remember_compiled(key, threads, compiled, record)
+    remember_compiled((key, threads, precision), compiled, record)
     return _Forward(compiled), {**base, **record}
 
 
-def remember_compiled(key, threads: int, compiled, record: dict) -> None:
-    """Keep ``compiled`` for later forwards of this process (the oldest of
-    :data:`KEEP_COMPILED` goes)."""
+def remember_compiled(key: tuple, compiled, record: dict) -> None:
+    """Keep ``compiled`` for later forwards of this process under ``key`` (what identifies it:
+    the network, the threads, the precision; the oldest of :data:`KEEP_COMPILED` goes)."""
     while len(_COMPILED) >= KEEP_COMPILED:
         _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[(key, threads)] = (compiled, record)
+    _COMPILED[key] = (compiled, record)
 
 
 class _Forward:

@@ -270,7 +270,7 @@ class Segmenter:
         if self.config.precision == Precision.AUTO and not auto_runs(card.int8_network, variant):
             listed = ", ".join(card.int8_network.get("auto", [])) or "none"
             return None, (f"--precision auto runs the int8 networks model {card.name}'s card lists ({listed}), "
-                          f"not the {variant} weights': fp32")
+                          f"not the {variant} weights', which run as auto resolves without one (precision)")
         if net is None:
             return None, f"model {card.name} has no int8 network for its {variant} weights: fp32"
         if variant not in self._int8_checked:

@@ -25,6 +25,10 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # ``auto`` runs a package's int8 network only on CPUs with this flag: the kind it was measured on
 # (1.8x OpenVINO fp32 on an AVX2-only AMD EPYC, docs/speed.md); elsewhere (ARM, pre-AVX2 x86) fp32.
 INT8_MEASURED_FLAG = "avx2"
+# On a CPU with native bf16, ``auto`` runs the int8 network instead of bf16 only where the CPU also
+# has this flag (8-bit dot products): the kind measured (AMD EPYC with avx512_bf16 + avx512_vnni: the
+# demo's int8 forward 0.83 s against 2.6 s in torch bf16, docs/speed.md).
+INT8_OVER_BF16_FLAG = "avx512_vnni"
 # Flags recorded in run.json and benchmark results (what decides speed on a CPU).
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
                   "amx_tile", "amx_int8")
@@ -135,8 +139,11 @@ def choose_precision(requested: Precision | str, device: Device | str,
         return PrecisionChoice(Autocast.BF16, True, "bf16 as asked" + ("" if native else
                                " (this CPU has no native bf16: emulated, expect it to be much slower)"))
     if native:
-        return PrecisionChoice(Autocast.BF16, True, "auto: CPU has native bf16 "
-                               f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in features.flags)})")
+        bf16_flags = ", ".join(f for f in NATIVE_BF16_FLAGS if f in features.flags)
+        if int8_available and INT8_OVER_BF16_FLAG in features.flags:
+            return PrecisionChoice(Autocast.FP32, False, f"auto: CPU has native bf16 ({bf16_flags}) and "
+                                   f"{INT8_OVER_BF16_FLAG}; the package's int8 network (OpenVINO)", True)
+        return PrecisionChoice(Autocast.BF16, True, f"auto: CPU has native bf16 ({bf16_flags})")
     why = (f"ONEDNN_MAX_CPU_ISA={features.onednn_max_isa}" if features.onednn_max_isa
            and any(f in features.flags for f in NATIVE_BF16_FLAGS) else "no native bf16 on this CPU")
     if int8_available and INT8_MEASURED_FLAG in features.flags:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +90,15 @@ def test_the_written_package(packages):
     assert not (thick.folder / field[MAIN]["xml"]).exists()  # the source package untouched
 
 
-def test_auto_picks_int8_only_without_native_bf16():
+def test_auto_picks_int8_where_measured_faster():
     assert choose_precision("auto", Device.CPU, AVX2, int8_available=True).int8
     assert not choose_precision("auto", Device.CPU, AVX2, int8_available=False).int8
-    bf16 = choose_precision("auto", Device.CPU, BF16, int8_available=True)
+    bf16 = choose_precision("auto", Device.CPU, BF16, int8_available=True)  # native bf16, no VNNI
     assert not bf16.int8 and bf16.autocast == Autocast.BF16
+    vnni = replace(BF16, flags=(*BF16.flags, "avx512_vnni"))  # native bf16 and 8-bit dot products
+    both = choose_precision("auto", Device.CPU, vnni, int8_available=True)
+    assert both.int8 and both.autocast == Autocast.FP32 and "avx512_vnni" in both.reason
+    assert choose_precision("auto", Device.CPU, vnni, int8_available=False).autocast == Autocast.BF16
     assert not choose_precision("fp32", Device.CPU, AVX2, int8_available=True).int8
     arm = CpuFeatures(model="test ARM", flags=(), mkldnn_bf16=False, onednn_max_isa="", threads=2)
     plain = choose_precision("auto", Device.CPU, arm, int8_available=True)

@@ -42,7 +42,12 @@ def no_openvino(monkeypatch):
 
 def test_choice_follows_device_precision_and_availability():
     assert choose_backend("auto", "cpu", "fp32", problem="").used == Backend.OPENVINO
-    assert choose_backend("auto", "cpu", "bf16", problem="").used == Backend.TORCH  # native bf16: torch
+    # bf16: OpenVINO where the CPU computes it natively; elsewhere it would quietly run fp32
+    native = choose_backend("auto", "cpu", "bf16", problem="", native_bf16=True)
+    assert native.used == Backend.OPENVINO and "bf16" in native.reason
+    emulated = choose_backend("auto", "cpu", "bf16", problem="", native_bf16=False)
+    assert emulated.used == Backend.TORCH and "without native bf16" in emulated.reason
+    assert choose_backend("openvino", "cpu", "bf16", problem="", native_bf16=True).used == Backend.OPENVINO
     assert choose_backend("auto", "cuda", "fp16", problem="").used == Backend.TORCH
     no_id = choose_backend("auto", "cpu", "fp32", has_identity=False, problem="")
     assert no_id.used == Backend.TORCH and "identity" in no_id.reason
@@ -50,10 +55,11 @@ def test_choice_follows_device_precision_and_availability():
     assert missing.used == Backend.TORCH and "does not import" in missing.reason
     assert choose_backend("torch", "cpu", "fp32", problem="").used == Backend.TORCH
     assert choose_backend("openvino", "cpu", "fp32", problem="").used == Backend.OPENVINO
-    for device, autocast, problem, said in (("cuda", "fp16", "", "CPU only"), ("cpu", "bf16", "", "fp32 only"),
+    for device, autocast, problem, said in (("cuda", "fp16", "", "CPU only"),
+                                            ("cpu", "bf16", "", "bf16 only on a CPU with native bf16"),
                                             ("cpu", "fp32", "openvino does not import", "does not import")):
         with pytest.raises(OptionError, match=said):
-            choose_backend("openvino", device, autocast, problem=problem)
+            choose_backend("openvino", device, autocast, problem=problem, native_bf16=False)
     with pytest.raises(ValueError):
         choose_backend("onnx", "cpu", "fp32", problem="")
     from BrainMetSegLib.pipeline import SegmentConfig
@@ -241,8 +247,39 @@ def test_pipeline_same_lesions_and_recorded(tiny_model, volume_file, tmp_path):
     assert auto["used"] == "openvino" and auto["cache"] == "process" and auto["reason"].startswith("auto")
     assert ref.provenance["inference_run"]["backend"] == {"asked": "torch", "used": "torch",
                                                           "reason": "torch as asked"}
-    with pytest.raises(OptionError, match="runs fp32 only"):
-        Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", precision="bf16", backend="openvino"))
+
+
+def _cpu(native_bf16: bool):
+    from BrainMetSegLib.precision import CpuFeatures
+
+    flags = ("avx2", "fma", "avx512f") + (("avx512_bf16",) if native_bf16 else ())
+    return lambda: CpuFeatures("test CPU", flags, native_bf16, "", 2)
+
+
+def test_bf16_through_openvino_only_where_native(tiny_model, volume_file, monkeypatch):
+    """bf16 asked of OpenVINO on a CPU without native bf16 is refused (OpenVINO would run fp32 in its
+    place); on one with it, ``auto`` runs bf16 in OpenVINO, compiled with the bf16 hint from the
+    IR checked in f32, and draws what torch's fp32 draws (on a CPU without native bf16, as in CI,
+    OpenVINO computes the same in fp32: the test holds either way)."""
+    from BrainMetSegLib import precision
+    from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
+
+    base = dict(model=str(tiny_model.folder), device="cpu", brain_mask="none", threshold=0.5)
+    monkeypatch.setattr(precision, "cpu_features", _cpu(False))
+    with pytest.raises(OptionError, match="bf16 only on a CPU with native bf16"):
+        Segmenter(SegmentConfig(**base, precision="bf16", backend="openvino"))
+    emulated = Segmenter(SegmentConfig(**base, precision="bf16")).run(str(volume_file))
+    assert emulated.provenance["inference_run"]["backend"]["used"] == "torch"
+    monkeypatch.setattr(precision, "cpu_features", _cpu(True))
+    ovb._COMPILED.clear()
+    native = Segmenter(SegmentConfig(**base)).run(str(volume_file))
+    run = native.provenance["inference_run"]
+    assert run["precision"]["autocast"] == "bf16" and run["backend"]["used"] == "openvino"
+    assert run["backend"]["compile_config"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert run["backend"]["check"]["max_abs_probability_difference"] < 1e-4  # the IR, checked in f32
+    ref = Segmenter(SegmentConfig(**base, precision="fp32", backend="torch")).run(str(volume_file))
+    prob = [sitk.GetArrayFromImage(r.probability) for r in (ref, native)]
+    assert np.abs(prob[0] - prob[1]).max() < 0.05  # bf16 arithmetic: close, not equal
 
 
 def test_deepbet_through_openvino_keeps_the_mask(tmp_path):

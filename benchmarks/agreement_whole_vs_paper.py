@@ -16,6 +16,8 @@ once per variant:
   margin around the dilated brain (the array is zero there anyway; fewer voxels to compute).
 - ``auto_fp32`` / ``auto_int8``: ``segment``'s own plan in fp32 and with the package's int8
   network (``--package-network``: the int8 network runs only as the package's).
+- ``auto_bf16_torch`` / ``auto_bf16_openvino``: the same plan in bf16, through torch's autocast
+  and through OpenVINO's bf16 kernels (a CPU with native bf16; ``--package-network``).
 - ``whole_fp32_pad16`` / ``whole_fp32_pad32``: ``whole_fp32`` with a crop margin of 16 / 32
   voxels of the demo's 0.833 mm grid (13.3 / 26.65 mm): the same gate with more zeros around it
   in a larger forward, as far as the model grid reaches (where it stops a margin short, the brain
@@ -68,6 +70,9 @@ VARIANTS = {
     # the package's int8 network against fp32 as segment runs them (with --package-network)
     "auto_fp32": dict(inference_mode="auto", precision="fp32"),
     "auto_int8": dict(inference_mode="auto", precision="int8"),
+    # bf16 in torch and in OpenVINO (CPUs with native bf16; with --package-network)
+    "auto_bf16_torch": dict(inference_mode="auto", precision="bf16", backend="torch"),
+    "auto_bf16_openvino": dict(inference_mode="auto", precision="bf16", backend="openvino"),
 }
 QUICK = ("paper128", "whole_fp32", "whole_bf16")
 
