@@ -19,9 +19,10 @@ only (the bundled demo: ``main``); ``--precision int8`` runs a scan whose weight
 fp32, with a warning in the result and ``inference_run.int8_not_run`` saying so.
 
 Which runs is decided in :func:`.precision.choose_precision`: ``--precision int8`` runs every
-set of weights' int8 network; ``auto``, on a CPU without native bf16 where OpenVINO runs the
-forward, only those of the sets ``auto`` lists (measured to agree with fp32; absent or empty:
-int8 only when asked), the others in fp32.
+set of weights' int8 network; ``auto``, where OpenVINO runs the forward on a CPU without native
+bf16 (AVX2) or with native bf16 and AVX-512 VNNI, only those of the sets ``auto`` lists (measured
+to agree with fp32 and bf16; absent or empty: int8 only when asked), the others as ``auto``
+resolves without one (fp32, or bf16 on a CPU with native bf16).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 bf16 autocast is 1.5-2.5x faster than fp32 on CPUs with native bf16 instructions
 (AVX-512 BF16, AMX) but 10-20x *slower* on CPUs without them (AVX2 only), where
 oneDNN emulates it (SPEC.md). So ``auto`` picks bf16 + channels_last_3d only when
-the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. On a CPU without native bf16 that
-has AVX2, where OpenVINO runs the forward, ``auto`` runs the model package's int8 network for the
-weights being run instead of fp32 if the card lets it (:mod:`.int8_network`; ~1.8x faster than
-OpenVINO fp32 on an AVX2-only CPU, its agreement with fp32 in docs/speed.md).
+the CPU has them, fp32 otherwise, and fp16 autocast on CUDA. Where OpenVINO runs the forward,
+``auto`` runs the model package's int8 network for the weights being run, if the card lets it
+(:mod:`.int8_network`), instead of fp32 on a CPU without native bf16 that has AVX2 (~1.8x faster
+than OpenVINO fp32 on an AVX2-only CPU) and instead of bf16 on a CPU with native bf16 that has
+AVX-512 VNNI (3.8x torch bf16's forward on an AMD EPYC with both); its agreement in docs/speed.md.
 The decision and the features it was made from go into run.json.
 """
 

@@ -57,8 +57,9 @@ class PreprocessConfig:
     device: device for deepbet (``"cpu"`` or ``"cuda"``).
     Choices given as strings become the enum members of :mod:`~BrainMetSegLib.options` on creation.
     trust_header: read a mask file whose header orientation is untrusted (see :mod:`filecheck`).
-    deepbet_bf16: run deepbet under bf16 autocast (CPU; for CPUs with native bf16).
-    deepbet_openvino: run deepbet's brain network in OpenVINO fp32 (CPU; chosen with the
+    deepbet_bf16: run deepbet in bf16 (CPU; for CPUs with native bf16): torch's autocast, or
+        OpenVINO's bf16 kernels with ``deepbet_openvino``.
+    deepbet_openvino: run deepbet's brain network in OpenVINO, fp32 or bf16 (CPU; chosen with the
         inference's backend), exported once into ``backend_cache`` (None: ``$BRAINMETSEG_CACHE/openvino``).
     detect_stripped: with ``brain_mask="deepbet"``, skip deepbet when the CE-T1 is already
         skull-stripped (:mod:`BrainMetSegLib.stripped`) and use its non-zero voxels.

@@ -56,7 +56,7 @@ class _ModuleLike:
         return self.forward(x)
 
 
-def _with_openvino(bet, cache_dir, info: dict | None):
+def _with_openvino(bet, cache_dir, info: dict | None, precision: str = "f32"):
     """A shallow copy of ``bet`` whose brain network runs in OpenVINO and, on a
     :class:`~.deepbet_fast.FastBrainExtraction`, whose 128^3 box finder may too (its box is
     used only when certain, :func:`~.deepbet_fast.box_is_certain`), each exported once and
@@ -66,7 +66,7 @@ def _with_openvino(bet, cache_dir, info: dict | None):
 
     try:
         forward, record = openvino_forward(bet.model, 1, DEEPBET_DIVISOR, deepbet_identity(), cache_dir,
-                                           outputs="probability")
+                                           outputs="probability", precision=precision)
     except ModelError as exc:
         warnings.warn(f"deepbet: {exc} Running torch instead.", RuntimeWarning, stacklevel=3)
         if info is not None:
@@ -125,8 +125,9 @@ def deepbet_mask(array_zyx_lps: np.ndarray, device: Device = Device.CPU, thresho
     bf16: run deepbet's network under bf16 autocast with channels_last_3d weights on
         the CPU (for CPUs with native bf16; 6 of 7 interleaved runs faster than fp32, mask
         Dice 0.9998 against fp32 on a phantom, docs/speed.md).
-    openvino: run deepbet's brain network in OpenVINO fp32 (CPU; with the inference's OpenVINO
-        backend), its export cached in ``cache_dir`` (None: ``$BRAINMETSEG_CACHE/openvino``);
+    openvino: run deepbet's brain network in OpenVINO (CPU; with the inference's OpenVINO
+        backend; in bf16 with ``bf16``: 0.51-0.58 s against torch bf16's 0.68 s on the sample,
+        mask Dice 0.9998, docs/speed.md), its export cached in ``cache_dir`` (None: ``$BRAINMETSEG_CACHE/openvino``);
         ``info`` (a dict) then receives ``deepbet_backend``, the record of it.
     deepbet's network sees its brain crop resized to ``grid`` ^3 voxels (:data:`DEEPBET_GRID`;
     ``info["deepbet_grid"]`` records it).
@@ -137,10 +138,10 @@ def deepbet_mask(array_zyx_lps: np.ndarray, device: Device = Device.CPU, thresho
     if info is not None:
         info["deepbet_grid"] = grid
     bet = _deepbet(device)
-    if openvino and device == Device.CPU and not bf16:
-        bet = _with_openvino(bet, cache_dir, info)
+    if openvino and device == Device.CPU:
+        bet = _with_openvino(bet, cache_dir, info, "bf16" if bf16 else "f32")
     try:
-        if bf16 and device == Device.CPU:
+        if bf16 and device == Device.CPU and not isinstance(bet.model, _ModuleLike):
             prob = _run_bf16(bet, ras, grid)
         else:  # ras is this call's own array and run_model reads it (nan_to_num makes a new one)
             prob = bet.run_model(ras, shape=(grid,) * 3)

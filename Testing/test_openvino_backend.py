@@ -302,3 +302,24 @@ def test_deepbet_through_openvino_keeps_the_mask(tmp_path):
     masks = [b.run_model(head.copy(), small_shape=(64,) * 3, shape=(64,) * 3) > 0.5 for b in (bet, ov_bet)]
     dice = 2 * (masks[0] & masks[1]).sum() / (masks[0].sum() + masks[1].sum())
     assert masks[0].sum() > 0.05 * masks[0].size and dice > 0.995, dice
+
+
+def test_deepbet_in_bf16_runs_through_openvino_when_the_backend_does(tmp_path):
+    """With the inference's OpenVINO backend in bf16 (a CPU with native bf16), deepbet's brain network
+    runs in OpenVINO's bf16 too, not torch's autocast, and keeps the mask (on a CPU without native
+    bf16 OpenVINO computes it in fp32: the test holds either way). The sample at 4 mm, 64^3 grid."""
+    from BrainMetSegLib import skullstrip
+    from BrainMetSegLib.resources import SAMPLE_CE_T1
+
+    sample = sitk.ReadImage(str(SAMPLE_CE_T1), sitk.sitkFloat32)
+    size = [int(n * s / 4.0) for n, s in zip(sample.GetSize(), sample.GetSpacing())]
+    head = sitk.GetArrayFromImage(sitk.Resample(sample, size, sitk.Transform(), sitk.sitkLinear, sample.GetOrigin(),
+                                                (4.0,) * 3, sample.GetDirection()))
+    ovb._COMPILED.clear()
+    info: dict = {}
+    ov = skullstrip.deepbet_mask(head, bf16=True, openvino=True, cache_dir=str(tmp_path), info=info, grid=64)
+    ref = skullstrip.deepbet_mask(head, grid=64)
+    record = info["deepbet_backend"]
+    assert record["used"] == "openvino" and record["compile_config"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    dice = 2 * (ov & ref).sum() / (ov.sum() + ref.sum())
+    assert ref.sum() > 0.05 * ref.size and dice > 0.99, dice

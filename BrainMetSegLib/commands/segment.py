@@ -46,11 +46,12 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default=SegmentConfig.model, help="model name (see `brainmetseg models`) or folder")
     p.add_argument("--device", default=Device.AUTO.value, choices=values(Device))
     p.add_argument("--precision", default=Precision.AUTO.value, choices=values(Precision),
-                   help="auto = bf16 on CPUs with native bf16 (AVX-512 BF16/AMX); on other CPUs the model's "
-                        "int8 network where it ships one (OpenVINO), else fp32; fp16 on CUDA. int8: the "
-                        "model's int8 network (an error where it has none)")
+                   help="auto = the model's int8 network where it ships one (OpenVINO) on CPUs without "
+                        "native bf16 and on those with AVX-512 BF16 and VNNI; else bf16 on CPUs with native "
+                        "bf16 (AVX-512 BF16/AMX), fp32 on others; fp16 on CUDA. int8: the model's int8 "
+                        "network (an error where it has none)")
     p.add_argument("--backend", default=Backend.AUTO.value, choices=values(Backend),
-                   help="what runs the network: auto = OpenVINO on a CPU running fp32 (no native bf16) when "
+                   help="what runs the network: auto = OpenVINO on a CPU running fp32, or bf16 natively, when "
                         "it is installed, torch otherwise; the exported network is cached (--backend-cache)")
     p.add_argument("--backend-cache", metavar="FOLDER",
                    help="folder of OpenVINO's exported networks (default: $BRAINMETSEG_CACHE/openvino, "
