@@ -42,23 +42,19 @@ def openvino_problem() -> str:
 
 def choose_backend(requested: Backend | str, device: Device | str, autocast: Autocast | str,
                    has_identity: bool = True, problem: str | None = None,
-                   native_bf16: bool | None = None) -> BackendChoice:
+                   native_bf16: bool = False) -> BackendChoice:
     """Resolve ``requested`` for a forward on ``device`` in ``autocast`` arithmetic.
 
     has_identity: the network has a stable identity (a model package's weights) to key the
         exported copy's cache; ``auto`` runs torch without one (e.g. a network being trained,
         whose weights change between calls).
     problem: why OpenVINO is unavailable ("" = available; None = find out by importing it).
-    native_bf16: the CPU computes bf16 natively (None: read it, :func:`~.precision.cpu_features`);
+    native_bf16: the CPU computes bf16 natively (:attr:`~.precision.CpuFeatures.native_bf16`);
         only there does OpenVINO run bf16 (elsewhere it would run fp32 in its place).
     """
     requested = Backend(requested)
     if requested == Backend.TORCH:
         return BackendChoice(requested, Backend.TORCH, "torch as asked")
-    if autocast == Autocast.BF16 and native_bf16 is None:
-        from .precision import cpu_features
-
-        native_bf16 = cpu_features().native_bf16
     if requested == Backend.OPENVINO:
         why_not = _openvino_refusal(device, autocast, problem, native_bf16)
         if why_not:
@@ -81,7 +77,7 @@ def choose_backend(requested: Backend | str, device: Device | str, autocast: Aut
     return BackendChoice(requested, Backend.OPENVINO, "auto: fp32 on the CPU, openvino (faster fp32 kernels)")
 
 
-def _openvino_refusal(device, autocast, problem: str | None, native_bf16: bool | None) -> str:
+def _openvino_refusal(device, autocast, problem: str | None, native_bf16: bool) -> str:
     if device != Device.CPU:
         return f"runs on the CPU only, not {device}"
     if autocast == Autocast.BF16 and not native_bf16:

@@ -17,7 +17,8 @@ convolution outputs per input voxel (counted on a tiny forward) x :data:`LIVE_BY
 a factor measured as the peak resident memory of whole forwards of the paper's network
 and the demo network (fp32: 405 and 326 bytes/voxel for 61 and 43 outputs/voxel; bf16 +
 channels_last: 250 and 174), rounded up, x :data:`BACKEND_MEMORY_FACTOR` (OpenVINO's fp32
-forward of the demo network on 128x160x128 peaked at 154 bytes/voxel against torch's 304).
+forward of the demo network on 128x160x128 peaked at 154 bytes/voxel against torch's 304, the
+paper network's on 192x256x192 at 268, bf16 138).
 
 The forward runs in torch or, on a CPU running fp32 or native bf16, in OpenVINO (``InferenceConfig.backend``,
 :mod:`BrainMetSegLib.backends`; the exported network is cached on disk,
@@ -64,9 +65,11 @@ if TYPE_CHECKING:
 # Peak resident bytes per convolution output element per input voxel, by autocast dtype
 # (measured, see the module docstring; fp32 keeps ~2 live float32 copies, bf16 ~2.25 bf16).
 LIVE_BYTES_PER_ELEMENT = {Autocast.FP32: 8.0, Autocast.BF16: 4.5, Autocast.FP16: 4.5}
-# The same per backend, relative to torch (OpenVINO fp32: 3.6 bytes per element measured
-# against torch's 7.1, demo network, one forward of 128x160x128, docs/speed.md).
-BACKEND_MEMORY_FACTOR = {Backend.TORCH: 1.0, Backend.OPENVINO: 0.5}
+# The same per backend, relative to torch. OpenVINO, measured as peak RSS over one forward
+# (docs/speed.md): demo network fp32 3.6 bytes per element (torch 7.1), bf16 1.8; the paper's
+# network at 192x256x192 fp32 4.39 (267.6 bytes per voxel), bf16 2.26 (137.7): 0.6 keeps the
+# estimate above every one (paper: 4.8 and 2.7 bytes per element).
+BACKEND_MEMORY_FACTOR = {Backend.TORCH: 1.0, Backend.OPENVINO: 0.6}
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,8 @@ def resolve_backend(net, in_channels: int, config: InferenceConfig, device: Devi
     with torch is an error when ``openvino`` was asked for; under ``auto`` torch runs instead,
     with a warning."""
     precision = choose_precision(config.precision, device, int8_available=int8 is not None and device == Device.CPU)
-    choice = choose_backend(config.backend, device, precision.autocast, has_identity=network_id is not None)
+    choice = choose_backend(config.backend, device, precision.autocast, has_identity=network_id is not None,
+                            native_bf16=precision.native_bf16)
     if precision.int8:
         if choice.used != Backend.OPENVINO:  # the caller offers int8 only where OpenVINO runs
             raise OptionError(f"the int8 network runs through OpenVINO, and the backend resolved to torch "

@@ -252,7 +252,9 @@ class Segmenter:
     def _deepbet_openvino(self, config: SegmentConfig) -> bool:
         """deepbet runs in OpenVINO when the backend resolves to it (auto: CPU, fp32, importable);
         ``--backend openvino`` where it cannot run fails here, before any work."""
-        return choose_backend(config.backend, self.device, self._precision(config).autocast).used == Backend.OPENVINO
+        precision = self._precision(config)
+        return choose_backend(config.backend, self.device, precision.autocast,
+                              native_bf16=precision.native_bf16).used == Backend.OPENVINO
 
     def _precision(self, config: SegmentConfig):
         return choose_precision(config.precision, self.device, int8_available=self._int8)

@@ -106,12 +106,15 @@ class PrecisionChoice:
     reason: why, in words, for run.json.
     int8: the package's int8 network runs (through OpenVINO; ``autocast`` is then fp32, what
         the rest of the run, deepbet included, uses).
+    native_bf16: bf16 on a CPU that computes it natively (where OpenVINO may run it,
+        :func:`~.backends.choose_backend`); False for every other choice.
     """
 
     autocast: Autocast
     channels_last: bool
     reason: str
     int8: bool = False
+    native_bf16: bool = False
 
 
 def choose_precision(requested: Precision | str, device: Device | str,
@@ -138,13 +141,14 @@ def choose_precision(requested: Precision | str, device: Device | str,
     native = features.native_bf16
     if requested == Precision.BF16:
         return PrecisionChoice(Autocast.BF16, True, "bf16 as asked" + ("" if native else
-                               " (this CPU has no native bf16: emulated, expect it to be much slower)"))
+                               " (this CPU has no native bf16: emulated, expect it to be much slower)"),
+                               native_bf16=native)
     if native:
         bf16_flags = ", ".join(f for f in NATIVE_BF16_FLAGS if f in features.flags)
         if int8_available and INT8_OVER_BF16_FLAG in features.flags:
             return PrecisionChoice(Autocast.FP32, False, f"auto: CPU has native bf16 ({bf16_flags}) and "
                                    f"{INT8_OVER_BF16_FLAG}; the package's int8 network (OpenVINO)", True)
-        return PrecisionChoice(Autocast.BF16, True, f"auto: CPU has native bf16 ({bf16_flags})")
+        return PrecisionChoice(Autocast.BF16, True, f"auto: CPU has native bf16 ({bf16_flags})", native_bf16=True)
     why = (f"ONEDNN_MAX_CPU_ISA={features.onednn_max_isa}" if features.onednn_max_isa
            and any(f in features.flags for f in NATIVE_BF16_FLAGS) else "no native bf16 on this CPU")
     if int8_available and INT8_MEASURED_FLAG in features.flags:
