@@ -53,7 +53,7 @@ from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 from .sequences import SEQUENCE_LABELS
-from .thick_weights import MAIN, WeightsChoice, check_thick_file, choose
+from .thick_weights import MAIN, THICK, WeightsChoice, check_thick_file, choose
 
 
 class _Timer:
@@ -232,6 +232,16 @@ class Segmenter:
             return None
         return choose(self.package.card, ScanAcquisition.of(image).slice_spacing_mm)
 
+    def _preprocess_config(self, variant: str) -> PreprocessConfig:
+        """The preprocessing for a scan the ``variant`` weights run: deepbet on its 256^3 cube for
+        the thick-slice weights (their figures were measured with it,
+        :data:`~.skullstrip.DEEPBET_GRID_THICK`), the default cube otherwise."""
+        if variant != THICK:
+            return self.preprocess_config
+        from .skullstrip import DEEPBET_GRID_THICK
+
+        return replace(self.preprocess_config, deepbet_grid=DEEPBET_GRID_THICK)
+
     def _network_for_run(self, variant: str = MAIN):
         """The network :func:`predict` gets: where OpenVINO runs the forward (the same choice as
         deepbet's) and the package's network is plain (one weights file, plain ``network_io``), a
@@ -331,8 +341,10 @@ class Segmenter:
                 images = [images[0]] + [onto_ce_t1(images[0], image, SEQUENCE_LABELS[s], source)
                                         for s, image, source in zip(order[1:], images[1:], sources[1:],
                                                                     strict=True)]
+        choice = self.weights_choice(images[0])
+        variant = choice.variant if choice else MAIN
         with timer.stage(Stage.PREPROCESS, f"resampling, brain mask ({self.config.brain_mask}), normalising"):
-            pre = preprocess(images, self.preprocess_config)
+            pre = preprocess(images, self._preprocess_config(variant))
             if not np.isfinite(pre.array).all():
                 raise InputError("intensities became non-finite during preprocessing (values too large?); "
                                  "rescale the image.")
@@ -341,8 +353,6 @@ class Segmenter:
             notes += [n for n in [extracerebral_note(pre.brain_ml, self.config.brain_mask),
                                   field_of_view_edge_note(pre.edge_ml)] if n]
             notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
-        choice = self.weights_choice(images[0])
-        variant = choice.variant if choice else MAIN
         which = f" ({variant} weights: {choice.reason})" if choice else ""
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}{which}"):
             net = self._network_for_run(variant)

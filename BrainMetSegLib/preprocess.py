@@ -68,6 +68,9 @@ class PreprocessConfig:
         at the background level), ``"input-axes"`` (the scan's own planes) or ``"model-grid"``
         (the whole axis-aligned model grid, as before issue 24); the last two kept for
         comparison. An axis-aligned scan always uses the whole model grid.
+    deepbet_grid: the cube (voxels a side) deepbet's network sees its brain crop resized to;
+        None: :data:`~.skullstrip.DEEPBET_GRID` (the pipeline asks for
+        :data:`~.skullstrip.DEEPBET_GRID_THICK` on scans its thick-slice weights run).
     """
 
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
@@ -82,6 +85,7 @@ class PreprocessConfig:
     backend_cache: str | None = None
     detect_stripped: bool = True
     skullstrip_grid: SkullstripGrid = SkullstripGrid.WORLD_AXES
+    deepbet_grid: int | None = None
 
     def __post_init__(self):
         as_options(self, normalisation=(Normalisation, "normalisation"), device=(Device, "device"),
@@ -187,6 +191,8 @@ def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid, fo
     if method != MaskMethod.DEEPBET:
         return brain_mask_on_grid(ce_t1_grid, method), run
     engine = {"openvino": config.deepbet_openvino, "cache_dir": config.backend_cache, "info": run}
+    if config.deepbet_grid is not None:
+        engine["grid"] = config.deepbet_grid
     where = deepbet_grid(ce_t1, config.skullstrip_grid)
     run["grid"] = {"used": where, "obliquity_deg": round(obliquity_deg(ce_t1.GetDirection()), 1)}
     if where == SkullstripGrid.WORLD_AXES:

@@ -22,6 +22,12 @@ from .options import Device
 # outside the brain 1 and 1; the sample 10 lesions, all true, against 9) and the preprocessing of a
 # case is 0.5 s shorter (paired 0.87-0.89), so 224 it is (docs/speed.md).
 DEEPBET_GRID = 224
+# ...except for scans the thick-slice weights run (slice spacing above their split): the thick
+# network and its scorer were made and measured with 256^3 masks and react to the small change of
+# the brain's normalisation statistics (seed 6000 at 3/5/7 mm: 224 found 431 lesions against 437, 28
+# false against 24; fresh seeds 10400/10500 at 5/7 mm: 123 against 124, 34 false against 32, 3
+# outside the brain against 1), so those scans keep 256 (docs/robustness.md).
+DEEPBET_GRID_THICK = 256
 # deepbet's network takes inputs whose sides are multiples of this (voxels): 48 fails, 32 and 64 run.
 DEEPBET_DIVISOR = 32
 

@@ -59,8 +59,8 @@ def _scan(path: Path, slice_mm: float) -> Path:
 
 
 def _run(package, scan, **kw):
-    config = SegmentConfig(model=str(package.folder), device="cpu", brain_mask="none", precision="fp32",
-                           backend=kw.pop("backend", "torch"), **kw)
+    config = SegmentConfig(model=str(package.folder), device="cpu", brain_mask=kw.pop("brain_mask", "none"),
+                           precision="fp32", backend=kw.pop("backend", "torch"), **kw)
     return Segmenter(config, package).run(str(scan))
 
 
@@ -387,3 +387,26 @@ def test_mirroring_and_ensembles_run_the_chosen_weights(packages, tmp_path):
     got = _run(ensemble, scan)
     assert got.provenance["model"]["weights_run"]["file"] == "model_thick.safetensors"
     assert np.allclose(sitk.GetArrayFromImage(got.probability), sitk.GetArrayFromImage(plain.probability), atol=1e-6)
+
+
+def test_thick_scans_get_deepbets_256_cube(packages, tmp_path, monkeypatch):
+    """Scans the thick-slice weights run are skull-stripped on deepbet's 256^3 cube (what those
+    weights and their scorer were measured with), thin scans on the default cube; run.json says
+    which. deepbet itself is replaced by a recorder (its network is not what is tested here)."""
+    from BrainMetSegLib import skullstrip
+
+    asked = []
+
+    def recorder(array, *args, grid=skullstrip.DEEPBET_GRID, info=None, **kwargs):
+        asked.append(grid)
+        if info is not None:
+            info["deepbet_grid"] = grid
+        return np.asarray(array) > np.percentile(array, 40)
+
+    monkeypatch.setattr(skullstrip, "deepbet_mask", recorder)
+    _, thick = packages
+    for name, slice_mm, grid in (("thin", 1.0, skullstrip.DEEPBET_GRID),
+                                 ("thick", 3.0, skullstrip.DEEPBET_GRID_THICK)):
+        result = _run(thick, _scan(tmp_path / f"{name}.nii.gz", slice_mm), brain_mask="deepbet")
+        assert asked[-1] == grid and result.provenance["brain_mask_run"]["deepbet_grid"] == grid
+    assert skullstrip.DEEPBET_GRID_THICK == 256 and skullstrip.DEEPBET_GRID == 224

@@ -97,16 +97,19 @@ def score(pred_labels: sitk.Image, truth: sitk.Image, brain: sitk.Image, variant
             "fp": len(fp), "fp_outside_brain": outside, "fp_volumes_mm3": fp}
 
 
-def model_key(card) -> str:
+def model_key(card, mirror: str = "none", engine: str = "auto/auto") -> str:
     """The cache key of a model: ``name-version-<weights sha256[:12]>[-<scorer sha256[:12]>-out<cut>]``
     (a retrained network or scorer under the same version still gets its own results; <cut>: the
     candidate stage's outside-the-brain rule, :data:`~BrainMetSegLib.candidate_stage.OUTSIDE_BRAIN_MAX_FRACTION`,
-    so results made before the rule, or with another cut, are not reused)."""
+    so results made before the rule, or with another cut, are not reused); ``-mirror<axes>`` when
+    test-time mirroring ran; ``-<precision>-<backend>`` when either was asked for (not auto)."""
     from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
 
     key = f"{card.name}-{card.version}-{(card.sha256 or 'nosha')[:12]}"
     scorer = (card.candidate_scorer or {}).get("sha256", "")
-    return f"{key}-{scorer[:12]}-out{OUTSIDE_BRAIN_MAX_FRACTION:g}" if scorer else key
+    key = f"{key}-{scorer[:12]}-out{OUTSIDE_BRAIN_MAX_FRACTION:g}" if scorer else key
+    key = key if mirror == "none" else f"{key}-mirror{mirror}"
+    return key if engine == "auto/auto" else f"{key}-{engine.replace('/', '-')}"
 
 
 def cache_path(out: Path, key: str, variant: str, cid: str) -> Path:
@@ -125,7 +128,8 @@ def cached_row(out: Path, key: str, variant: str, cid: str) -> dict | None:
 
 def run_case(segmenter, folder: Path, cid: str, variant: str, out: Path) -> dict:
     """Re-acquire, segment and score one case as one variant; cached in ``out`` per model."""
-    key = model_key(segmenter.package.card)
+    key = model_key(segmenter.package.card, segmenter.config.mirror,
+                    f"{segmenter.config.precision}/{segmenter.config.backend}")
     cache = cache_path(out, key, variant, cid)
     row = cached_row(out, key, variant, cid)
     if row is not None:
@@ -187,6 +191,12 @@ def main() -> None:
     p.add_argument("--model", default="brainmetseg-demo")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--json", help="write the per-case rows and the summary here")
+    p.add_argument("--mirror", default="none", choices=("none", "lr", "all"),
+                   help="test-time mirroring (segment --mirror), to measure what it changes")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                   help="segment --precision (results cached apart from auto's)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino"),
+                   help="segment --backend (results cached apart from auto's)")
     p.add_argument("--markdown", help="write the summary table here")
     p.add_argument("--cached-only", action="store_true",
                    help="summarise the cached results only (what a stopped run finished), run nothing")
@@ -198,8 +208,10 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"robustness.py: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    segmenter = Segmenter(SegmentConfig(model=args.model))
-    key = model_key(segmenter.package.card)
+    segmenter = Segmenter(SegmentConfig(model=args.model, mirror=args.mirror, precision=args.precision,
+                                         backend=args.backend))
+    key = model_key(segmenter.package.card, segmenter.config.mirror,
+                    f"{segmenter.config.precision}/{segmenter.config.backend}")
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for k in range(args.n):  # case-major: every variant has the same cases whenever the run stops
         if args.cached_only:

@@ -88,12 +88,14 @@ def main() -> None:
     p.add_argument("--card-rule", action="store_true",
                    help="the card's detection rule instead of the candidate stage (demo: 2.1.0's rule)")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--mirror", default="none", choices=("none", "lr", "all"),
+                   help="test-time mirroring (segment --mirror), to measure what it changes")
     args = p.parse_args()
     from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    segmenter = Segmenter(SegmentConfig(model=args.model))
+    segmenter = Segmenter(SegmentConfig(model=args.model, mirror=args.mirror))
     if args.card_rule:  # an explicit threshold and minimum volume switch the candidate stage off
         card = segmenter.package.card
         segmenter = Segmenter(SegmentConfig(model=args.model, threshold=card.threshold,
