@@ -34,8 +34,9 @@ class Card:
 class CountingSegmenter:
     """Finds the one phantom lesion (any voxel > 500 on the scan); counts its runs."""
 
-    def __init__(self, card: Card):
+    def __init__(self, card: Card, mirror: str = "none", precision: str = "auto", backend: str = "auto"):
         self.package = SimpleNamespace(card=card)
+        self.config = SimpleNamespace(mirror=mirror, precision=precision, backend=backend)
         self.runs = 0
 
     def run(self, path: str):
@@ -70,8 +71,13 @@ def test_cached_results_are_kept_per_model(robustness, tmp_path):
         b = CountingSegmenter(other)
         robustness.run_case(b, tmp_path / "phantoms", "synth_000", "original", tmp_path)
         assert b.runs == 1, other  # another model (version, weights or scorer): run again
+    for options in ({"mirror": "lr"}, {"precision": "fp32"}, {"backend": "torch"}):
+        c = CountingSegmenter(Card(), **options)
+        robustness.run_case(c, tmp_path / "phantoms", "synth_000", "original", tmp_path)
+        assert c.runs == 1, options  # the same model run another way: run again, cached apart
     keys = {p.name for p in (tmp_path / "results").iterdir()}
-    assert len(keys) == 4 and robustness.model_key(Card()) in keys
+    assert len(keys) == 7 and robustness.model_key(Card()) in keys
+    assert robustness.model_key(Card(), "lr", "fp32/auto").endswith("-mirrorlr-fp32-auto")
     from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
 
     # results made before the outside-the-brain rule (or with another cut) are another key
