@@ -53,6 +53,7 @@ from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 from .sequences import SEQUENCE_LABELS
+from .skullstrip import DEEPBET_GRID_THICK
 from .thick_weights import MAIN, THICK, WeightsChoice, check_thick_file, choose
 
 
@@ -238,9 +239,7 @@ class Segmenter:
         :data:`~.skullstrip.DEEPBET_GRID_THICK`), the default cube otherwise."""
         if variant != THICK:
             return self.preprocess_config
-        from .skullstrip import DEEPBET_GRID_THICK
-
-        return replace(self.preprocess_config, deepbet_grid=DEEPBET_GRID_THICK)
+        return replace(self.preprocess_config, deepbet_cube=DEEPBET_GRID_THICK)
 
     def _network_for_run(self, variant: str = MAIN):
         """The network :func:`predict` gets: where OpenVINO runs the forward (the same choice as

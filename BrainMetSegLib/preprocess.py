@@ -37,6 +37,7 @@ from .options import (
     as_brain_mask,
     as_options,
 )
+from .skullstrip import DEEPBET_GRID
 from .skullstrip_grids import deepbet_on_input_axes, deepbet_on_world_axes, is_oblique
 
 
@@ -68,8 +69,8 @@ class PreprocessConfig:
         at the background level), ``"input-axes"`` (the scan's own planes) or ``"model-grid"``
         (the whole axis-aligned model grid, as before issue 24); the last two kept for
         comparison. An axis-aligned scan always uses the whole model grid.
-    deepbet_grid: the cube (voxels a side) deepbet's network sees its brain crop resized to;
-        None: :data:`~.skullstrip.DEEPBET_GRID` (the pipeline asks for
+    deepbet_cube: the cube (voxels a side) deepbet's network sees its brain crop resized to
+        (run.json ``brain_mask_run.deepbet_grid``; the pipeline asks for
         :data:`~.skullstrip.DEEPBET_GRID_THICK` on scans its thick-slice weights run).
     """
 
@@ -85,7 +86,7 @@ class PreprocessConfig:
     backend_cache: str | None = None
     detect_stripped: bool = True
     skullstrip_grid: SkullstripGrid = SkullstripGrid.WORLD_AXES
-    deepbet_grid: int | None = None
+    deepbet_cube: int = DEEPBET_GRID
 
     def __post_init__(self):
         as_options(self, normalisation=(Normalisation, "normalisation"), device=(Device, "device"),
@@ -190,9 +191,8 @@ def brain_mask_checked(ce_t1: sitk.Image, ce_t1_grid: sitk.Image, grid: Grid, fo
             return brain_mask_on_grid(ce_t1_grid, MaskMethod.NONE), {**run, "method": "none (deepbet skipped)"}
     if method != MaskMethod.DEEPBET:
         return brain_mask_on_grid(ce_t1_grid, method), run
-    engine = {"openvino": config.deepbet_openvino, "cache_dir": config.backend_cache, "info": run}
-    if config.deepbet_grid is not None:
-        engine["grid"] = config.deepbet_grid
+    engine = {"openvino": config.deepbet_openvino, "cache_dir": config.backend_cache, "info": run,
+              "grid": config.deepbet_cube}
     where = deepbet_grid(ce_t1, config.skullstrip_grid)
     run["grid"] = {"used": where, "obliquity_deg": round(obliquity_deg(ce_t1.GetDirection()), 1)}
     if where == SkullstripGrid.WORLD_AXES:

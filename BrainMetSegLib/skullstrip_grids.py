@@ -104,12 +104,13 @@ def deepbet_on_world_axes(on_grid: np.ndarray, fov: np.ndarray, spacing_xyz, dev
     return mask & fov, {"box_mm_xyz": size_mm, "unmeasured_filled_with": round(level, 3)}
 
 
-def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, device: Device = Device.CPU,
+def deepbet_on_input_axes(ce_t1: sitk.Image, model_grid: Grid, device: Device = Device.CPU,
                           bf16: bool = False, **engine) -> np.ndarray:
-    """deepbet's brain mask of ``ce_t1`` as a (Z, Y, X) bool array on the model ``grid``, run on a
+    """deepbet's brain mask of ``ce_t1`` as a (Z, Y, X) bool array on ``model_grid``, run on a
     grid holding the scan's own planes (its axes reordered towards L, P, S,
     :func:`~BrainMetSegLib.geometry.nearest_axes_direction`) at the model spacing, covering
-    exactly the scan's field of view; the mask is mapped once onto ``grid`` (nearest).
+    exactly the scan's field of view; the mask is mapped once onto ``model_grid`` (nearest).
+    ``engine``: :func:`~.skullstrip.deepbet_mask`'s other options (its ``grid``: the cube).
 
     Kept for comparison (``skullstrip_grid="input-axes"``, the default between issue 24's first
     and second steps): on an oblique scan the array's axes are not the head's (module docstring).
@@ -117,7 +118,7 @@ def deepbet_on_input_axes(ce_t1: sitk.Image, grid: Grid, device: Device = Device
     from .skullstrip import deepbet_mask
 
     source = Grid.of(ce_t1)
-    strip = covering_grid(source.corners_lps(), grid.spacing_xyz, nearest_axes_direction(source.direction))
+    strip = covering_grid(source.corners_lps(), model_grid.spacing_xyz, nearest_axes_direction(source.direction))
     array = sitk.GetArrayFromImage(resample(sitk.Cast(ce_t1, sitk.sitkFloat32), strip))
     mask = deepbet_mask(array, device=device, bf16=bf16, **engine).astype(np.uint8)
-    return sitk.GetArrayFromImage(resample(strip.image_from_array(mask), grid, linear=False)) > 0
+    return sitk.GetArrayFromImage(resample(strip.image_from_array(mask), model_grid, linear=False)) > 0
