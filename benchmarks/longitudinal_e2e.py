@@ -54,6 +54,7 @@ def prepare(args) -> list[str]:
         subprocess.run([sys.executable, "-m", "BrainMetSegLib", "synth", "-n", str(args.cases), "-o", str(phantoms),
                         "--seed", str(args.seed), "--followups", str(args.followups), "--progress", "none"],
                        check=True)
+    from BrainMetSegLib.options import Mirroring
     from BrainMetSegLib.outputs import write_result
     from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 
@@ -63,9 +64,11 @@ def prepare(args) -> list[str]:
         for k, image in enumerate(series_images(phantoms, cid, args.followups)):
             folder = Path(args.cache) / "seg" / f"{cid}_t{k}"
             if (folder / "run.json").is_file():
+                _check_cached_mirror(folder / "run.json", args.mirror)
                 continue
             if segmenter is None:
                 segmenter = Segmenter(SegmentConfig(device="cpu", outline_threshold=args.outline_threshold,
+                                                    mirror=Mirroring(args.mirror),
                                                     **({"model": args.model} if args.model else {})))
             t0 = time.perf_counter()
             result = segmenter.run(str(image))
@@ -73,6 +76,13 @@ def prepare(args) -> list[str]:
             print(f"segmented {image.name}: {result.n_lesions} lesion(s), {time.perf_counter() - t0:.0f} s",
                   flush=True)
     return cids
+
+
+def _check_cached_mirror(run_json: Path, mirror: str) -> None:
+    """Refuse a cache segmented with another test-time mirroring than asked (it would be scored as this one)."""
+    cached = (json.loads(run_json.read_text()).get("inference_run") or {}).get("mirror", {}).get("mode", "none")
+    if cached != mirror:
+        raise SystemExit(f"{run_json}: segmented with --mirror {cached}, this run asks {mirror}; use another --cache")
 
 
 def _measures(labels, track_of: dict[int, int]) -> dict:
@@ -319,8 +329,10 @@ def run_scoring(args, cids: list[str]) -> dict:
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     outline += f" --diameters {args.diameters}" if args.diameters else ""
+    outline += f" --mirror {args.mirror}" if args.mirror != "none" else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
+           "mirror": args.mirror,
            "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
            "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} (default "
@@ -395,6 +407,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model (default: the default model)")
     ap.add_argument("--outline-threshold", type=float, default=None,
                     help="outline threshold for segment (default: the model card's)")
+    ap.add_argument("--mirror", default="none", choices=["none", "lr", "all"],
+                    help="segment's test-time mirroring (default none); keep one --cache per setting")
     ap.add_argument("--cache", required=True, help="folder for phantoms and segmentations (reused when re-run)")
     ap.add_argument("--prepare-only", action="store_true", help="synthesise and segment, do not compare")
     ap.add_argument("--score-only", action="store_true",
