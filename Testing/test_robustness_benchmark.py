@@ -81,7 +81,16 @@ def test_cached_results_are_kept_per_model(robustness, tmp_path):
     from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
 
     # results made before the outside-the-brain rule (or with another cut) are another key
-    assert robustness.model_key(Card()).endswith(f"-out{OUTSIDE_BRAIN_MAX_FRACTION:g}")
+    assert f"-out{OUTSIDE_BRAIN_MAX_FRACTION:g}-" in robustness.model_key(Card())
+
+
+def test_results_with_another_deepbet_cube_are_another_key(robustness, monkeypatch):
+    from BrainMetSegLib import skullstrip
+
+    key = robustness.model_key(Card())
+    assert key.endswith(f"-deepbet{skullstrip.DEEPBET_GRID}-{skullstrip.DEEPBET_GRID_THICK}")
+    monkeypatch.setattr(skullstrip, "DEEPBET_GRID_THICK", skullstrip.DEEPBET_GRID)  # as with_deepbet_grid.py 224 sets it
+    assert robustness.model_key(Card()) != key
 
 
 def test_a_row_written_by_another_model_is_not_reused(robustness, tmp_path):

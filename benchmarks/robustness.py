@@ -101,13 +101,18 @@ def model_key(card, mirror: str = "none", engine: str = "auto/auto") -> str:
     """The cache key of a model: ``name-version-<weights sha256[:12]>[-<scorer sha256[:12]>-out<cut>]``
     (a retrained network or scorer under the same version still gets its own results; <cut>: the
     candidate stage's outside-the-brain rule, :data:`~BrainMetSegLib.candidate_stage.OUTSIDE_BRAIN_MAX_FRACTION`,
-    so results made before the rule, or with another cut, are not reused); ``-mirror<axes>`` when
-    test-time mirroring ran; ``-<precision>-<backend>`` when either was asked for (not auto)."""
+    so results made before the rule, or with another cut, are not reused); ``-deepbet<thin>-<thick>``:
+    the cubes deepbet's network runs on for thin and thick scans (:data:`~BrainMetSegLib.skullstrip.DEEPBET_GRID`,
+    ``DEEPBET_GRID_THICK``, read at each call: ``with_deepbet_grid.py`` sets both), since the mask moves
+    lesions near the network's decision; ``-mirror<axes>`` when test-time mirroring ran;
+    ``-<precision>-<backend>`` when either was asked for (not auto)."""
+    from BrainMetSegLib import skullstrip
     from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
 
     key = f"{card.name}-{card.version}-{(card.sha256 or 'nosha')[:12]}"
     scorer = (card.candidate_scorer or {}).get("sha256", "")
     key = f"{key}-{scorer[:12]}-out{OUTSIDE_BRAIN_MAX_FRACTION:g}" if scorer else key
+    key = f"{key}-deepbet{skullstrip.DEEPBET_GRID}-{skullstrip.DEEPBET_GRID_THICK}"
     key = key if mirror == "none" else f"{key}-mirror{mirror}"
     return key if engine == "auto/auto" else f"{key}-{engine.replace('/', '-')}"
 

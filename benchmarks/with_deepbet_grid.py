@@ -6,8 +6,8 @@ default (:data:`BrainMetSegLib.skullstrip.DEEPBET_GRID`), to compare grids in th
 
 The grid reaches every deepbet call of the pipeline (axis-aligned and oblique scans, thin and thick:
 it replaces the pipeline's own choice, 256 for scans its thick-slice weights run); run.json's
-``brain_mask_run.deepbet_grid`` records it. A benchmark's own cache is keyed by the model, not
-by this grid: give each grid its own work folder.
+``brain_mask_run.deepbet_grid`` records it. The library's two cube constants are set to it too,
+so robustness.py's cache key (``-deepbet<thin>-<thick>``) names the cube that ran.
 """
 
 import functools
@@ -33,6 +33,7 @@ def main() -> None:
         raise SystemExit(f"with_deepbet_grid.py: {grid} is not a multiple of {skullstrip.DEEPBET_DIVISOR}")
     # looked up at each call; the grid is forced, over the pipeline's own choice (256 for thick scans)
     skullstrip.deepbet_mask = _forced(skullstrip.deepbet_mask, grid)
+    skullstrip.DEEPBET_GRID = skullstrip.DEEPBET_GRID_THICK = grid  # read by benchmarks' cache keys
     sys.argv = sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 
