@@ -89,7 +89,7 @@ def test_results_with_another_deepbet_cube_are_another_key(robustness, monkeypat
 
     key = robustness.model_key(Card())
     assert key.endswith(f"-deepbet{skullstrip.DEEPBET_GRID}-{skullstrip.DEEPBET_GRID_THICK}")
-    monkeypatch.setattr(skullstrip, "DEEPBET_GRID_THICK", skullstrip.DEEPBET_GRID)  # as with_deepbet_grid.py 224 sets it
+    monkeypatch.setattr(skullstrip, "DEEPBET_GRID_THICK", skullstrip.DEEPBET_GRID)  # with_deepbet_grid.py 224
     assert robustness.model_key(Card()) != key
 
 

@@ -200,16 +200,17 @@ def drawn_scale(truth: dict, track: int, k: int) -> float | None:
     return scale
 
 
-def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0,
-                  against: str = "labels") -> list[float]:
-    """Measured follow-up / baseline longest axial diameter of stable lesions, each seen as one
-    piece on both scans, baseline >= ``min_mm``, divided by the true ratio, lesions within
-    +-``tolerance`` of 1 by that ratio. ``against``: "labels": the true label maps' measurements
-    (the figure reported since the benchmark began); "scale": the scale the synth drew
-    (:func:`drawn_scale`); "analytic": the lesion's analytic axial diameters on the two scans
-    (:func:`analytic_measures`; free of the true label maps' own voxel quantisation, like "scale",
-    and of the shape's rotation and the slice positions)."""
-    ratios = []
+def stable_pairs(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0,
+                 against: str = "labels") -> list[tuple]:
+    """``(track, k, true_ratio)`` of the stable lesions: each tracked from the baseline, seen as
+    one piece there and present at follow-up ``k``, baseline >= ``min_mm``, its true follow-up /
+    baseline longest axial diameter ratio within +-``tolerance`` of 1. ``against``: where the true
+    ratio comes from: "labels": the true label maps' measurements (the figure reported since the
+    benchmark began); "scale": the scale the synth drew (:func:`drawn_scale`); "analytic": the
+    lesion's analytic axial diameters on the two scans (:func:`analytic_measures`; free of the true
+    label maps' own voxel quantisation, like "scale", and of the shape's rotation and the slice
+    positions)."""
+    pairs = []
     for tr in outcome.result.tracks:
         if tr.new_at is not None:
             continue
@@ -229,8 +230,16 @@ def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float =
             else:
                 true_ratio = drawn_scale(truth, true_id, k)
             if true_ratio is not None and abs(true_ratio - 1) <= tolerance:
-                ratios.append((at.longest_mm / tr.at[0].longest_mm) / true_ratio)
-    return ratios
+                pairs.append((tr, k, true_ratio))
+    return pairs
+
+
+def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0,
+                  against: str = "labels") -> list[float]:
+    """Measured follow-up / baseline longest axial diameter of the :func:`stable_pairs`, each
+    divided by its true ratio."""
+    return [(tr.at[k].longest_mm / tr.at[0].longest_mm) / true_ratio
+            for tr, k, true_ratio in stable_pairs(outcome, truth, tolerance, min_mm, against)]
 
 
 def single_scan_diameters(outcome, truth: dict) -> list[list[float]]:
