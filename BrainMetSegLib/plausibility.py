@@ -20,6 +20,10 @@ MIN_BRAIN_ML = 300.0
 MAX_BRAIN_ML = 2200.0
 #: Brain (mL) within 2 mm of the edge of the scan's field of view above which the brain is cut.
 FOV_EDGE_ML = 1.0
+#: Voxels of the model grid above which a scan is refused: a whole head at 0.833 mm is ~40 M, a
+#: head-and-neck field of view (~300 x 300 x 400 mm) ~100 M; beyond, the resampled arrays alone
+#: outgrow a workstation's memory (a 5 mm header on a 1 mm scan: 1,700 M voxels, killed at 22 GB).
+MAX_MODEL_GRID_VOXELS = 150_000_000
 # Neighbouring voxels of any MR image are strongly correlated (point-spread, anatomy);
 # white noise is not.
 MIN_NEIGHBOUR_CORRELATION = 0.2
@@ -39,6 +43,21 @@ def field_of_view_notes(image: sitk.Image) -> list[str]:
                      "lesions outside it are not found and the brain mask and intensity "
                      "normalisation may be off.")
     return notes
+
+
+def model_grid_problem(image: sitk.Image, grid_size_xyz, grid_spacing_xyz) -> str | None:
+    """Why ``image`` cannot be resampled onto a model grid of ``grid_size_xyz`` voxels of
+    ``grid_spacing_xyz`` mm covering it (more than :data:`MAX_MODEL_GRID_VOXELS`), or None."""
+    voxels = int(np.prod(np.asarray(grid_size_xyz, dtype=np.int64)))
+    if voxels <= MAX_MODEL_GRID_VOXELS:
+        return None
+    size, spacing = image.GetSize()[:3], image.GetSpacing()[:3]
+    extent = " x ".join(f"{n * s:.0f}" for n, s in zip(size, spacing, strict=True))
+    return (f"the image covers {extent} mm ({' x '.join(map(str, size))} voxels of "
+            f"{' x '.join(f'{s:g}' for s in spacing)} mm), a head about 180 x 220 x 230 mm: on the model's "
+            f"{' x '.join(f'{s:g}' for s in grid_spacing_xyz)} mm grid that is {voxels / 1e6:,.0f} M voxels, "
+            f"more than the {MAX_MODEL_GRID_VOXELS / 1e6:.0f} M this tool resamples. Check the header's voxel "
+            "spacing, or crop the image to the head.")
 
 
 def noise_note(image: sitk.Image, max_voxels: int = 2_000_000) -> str | None:

@@ -37,6 +37,7 @@ from .options import (
     as_brain_mask,
     as_options,
 )
+from .plausibility import model_grid_problem
 from .skullstrip import DEEPBET_GRID
 from .skullstrip_grids import deepbet_on_input_axes, deepbet_on_world_axes, is_oblique
 
@@ -284,6 +285,9 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     """
     ce_t1 = images[0]
     grid = axis_aligned_grid(ce_t1, config.spacing_mm)
+    too_large = model_grid_problem(ce_t1, grid.size_xyz, grid.spacing_xyz)
+    if too_large:
+        raise InputError(too_large)
     on_grid = [resample(sitk.Cast(im, sitk.sitkFloat32), grid) for im in images]
     fov = field_of_view_mask(Grid.of(ce_t1), grid)
     brain, mask_run = _brain(images, on_grid, grid, fov, config, brain_mask)

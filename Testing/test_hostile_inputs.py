@@ -303,6 +303,14 @@ def _(d):
     return Hostile([p], 2, str(p), "float32")
 
 
+@case("header spacing making a metre-wide field of view")
+def _(d):
+    image = make_volume()
+    image.SetSpacing((30.0, 30.0, 30.0))  # e.g. a header in cm, or 1 mm voxels written as 30 mm
+    p = _image(d / "huge_field.nii.gz", image)
+    return Hostile([p], 2, str(p), "more than the 150 M this tool resamples")
+
+
 # ---- 4. options and model cards ---------------------------------------------------------------
 
 def _opt(d, extra, names, fragment="must be", argparse=False):

@@ -308,3 +308,19 @@ def test_deepbet_sees_the_oblique_scans_own_planes_not_zero_filled_wedges(monkey
     ellipsoid_ml = (arr > 50).sum() / 1000.0
     assert after.brain_ml == pytest.approx(ellipsoid_ml, rel=0.05)
     assert before.brain_ml == pytest.approx(ellipsoid_ml, rel=0.05)  # a perfect fake agrees on both
+
+
+@pytest.mark.parametrize(("spacing_mm", "refused"), [(5.0, False), (10.0, True)])
+def test_a_head_and_neck_field_of_view_runs_a_metre_wide_one_is_refused(spacing_mm, refused):
+    """60 x 60 x 80 voxels of 5 mm cover 300 x 300 x 400 mm (a head-and-neck scan: 62 M voxels on
+    a 0.833 mm grid); of 10 mm, 600 x 600 x 800 mm (497 M): refused, naming extent and spacing."""
+    from BrainMetSegLib.geometry import axis_aligned_grid
+    from BrainMetSegLib.plausibility import model_grid_problem
+
+    image = sitk.Image(60, 60, 80, sitk.sitkUInt8)
+    image.SetSpacing((spacing_mm,) * 3)
+    grid = axis_aligned_grid(image, (0.833,) * 3)
+    problem = model_grid_problem(image, grid.size_xyz, grid.spacing_xyz)
+    assert (problem is not None) == refused
+    if refused:
+        assert "600 x 600 x 800 mm" in problem and "10 x 10 x 10 mm" in problem
