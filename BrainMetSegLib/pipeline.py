@@ -48,6 +48,7 @@ from .plausibility import (
     extracerebral_note,
     field_of_view_edge_note,
     image_notes,
+    label_map_problem,
 )
 from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
@@ -334,6 +335,10 @@ class Segmenter:
                  cancel: threading.Event | None, sources: list[str]) -> Result:
         """Co-register, preprocess, infer, threshold and measure; ``sources`` name the images
         (file paths or the case id) in messages."""
+        for image, source in zip(images, sources, strict=True):
+            problem = label_map_problem(image)
+            if problem:
+                raise InputError(f"{source}: {problem}")
         order = list(self.package.card.input_sequences)
         if len(order) > 1:
             with timer.stage(Stage.COREGISTER, "co-registering extra sequences to the CE-T1"):

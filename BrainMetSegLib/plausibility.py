@@ -24,6 +24,9 @@ FOV_EDGE_ML = 1.0
 #: head-and-neck field of view (~300 x 300 x 400 mm) ~100 M; beyond, the resampled arrays alone
 #: outgrow a workstation's memory (a 5 mm header on a 1 mm scan: 1,700 M voxels, killed at 22 GB).
 MAX_MODEL_GRID_VOXELS = 150_000_000
+#: An MR image with at most this many distinct intensities is a mask or a label map (a uint8
+#: MR export still uses ~100-256 levels in the head).
+MAX_LABEL_MAP_VALUES = 32
 # Neighbouring voxels of any MR image are strongly correlated (point-spread, anatomy);
 # white noise is not.
 MIN_NEIGHBOUR_CORRELATION = 0.2
@@ -58,6 +61,20 @@ def model_grid_problem(image: sitk.Image, grid_size_xyz, grid_spacing_xyz) -> st
             f"{' x '.join(f'{s:g}' for s in grid_spacing_xyz)} mm grid that is {voxels / 1e6:,.0f} M voxels, "
             f"more than the {MAX_MODEL_GRID_VOXELS / 1e6:.0f} M this tool resamples. Check the header's voxel "
             "spacing, or crop the image to the head.")
+
+
+def label_map_problem(image: sitk.Image) -> str | None:
+    """Why ``image`` is not an MR scan when it holds at most :data:`MAX_LABEL_MAP_VALUES`
+    distinct intensities (a mask or label map picked by mistake), or None."""
+    array = sitk.GetArrayViewFromImage(image)
+    if np.unique(array[::3, ::3, ::3]).size > MAX_LABEL_MAP_VALUES:  # the cheap look first
+        return None
+    values = np.unique(array)
+    if values.size > MAX_LABEL_MAP_VALUES:
+        return None
+    shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
+    return (f"the image holds only {values.size} distinct values ({shown}): a mask or label map, not an "
+            "MR scan. Pass the contrast-enhanced T1 image itself.")
 
 
 def noise_note(image: sitk.Image, max_voxels: int = 2_000_000) -> str | None:

@@ -311,6 +311,15 @@ def _(d):
     return Hostile([p], 2, str(p), "more than the 150 M this tool resamples")
 
 
+@case("a label map given as the CE-T1")
+def _(d):
+    arr = sitk.GetArrayFromImage(make_volume())
+    labels = np.zeros(arr.shape, np.uint8)
+    labels[10:20, 10:20, 10:20], labels[25:30, 30:35, 30:40] = 1, 2  # e.g. lesion_labels.nii.gz
+    p = _image(d / "lesion_labels.nii.gz", _array_image(labels, np.uint8))
+    return Hostile([p], 2, str(p), "3 distinct values (0, 1, 2): a mask or label map")
+
+
 # ---- 4. options and model cards ---------------------------------------------------------------
 
 def _opt(d, extra, names, fragment="must be", argparse=False):
