@@ -118,6 +118,31 @@ def read_image(path: str | os.PathLike, role: str = "image", trust_header: bool 
     return image
 
 
+#: More distinct ids than any label map of lesions holds (brains with hundreds of metastases are
+#: rare): such a "label map" is an image (an int16 MR scan holds thousands of values).
+MAX_LABEL_IDS = 1000
+
+
+def check_label_values(image: sitk.Image, path: str | os.PathLike, role: str) -> None:
+    """:class:`InputError` when ``image``'s values cannot be a mask's or label map's (0 =
+    background, positive integer ids): fractional (a probability map, whose every voxel above 0
+    would count), negative, or more than :data:`MAX_LABEL_IDS` distinct ids (an image)."""
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f":
+        fractional = array[array != np.round(array)]
+        if fractional.size:
+            raise InputError(f"{path}: the {role} holds non-integer values (e.g. {float(fractional[0]):.3g}): a "
+                             "probability or intensity map, not a label map or mask. Threshold it first, or "
+                             "pass the label map (lesion_labels.nii.gz).")
+    if array.min() < 0:
+        raise InputError(f"{path}: the {role} holds negative values (down to {array.min():g}); a label map "
+                         "holds 0 (background) and positive ids.")
+    ids = np.unique(array).size - 1
+    if ids > MAX_LABEL_IDS:
+        raise InputError(f"{path}: the {role} holds {ids} distinct non-zero values, more than the "
+                         f"{MAX_LABEL_IDS} ids a label map plausibly has: an image, not a label map?")
+
+
 def read_mask_image(path: str | os.PathLike, role: str = "label map", trust_header: bool = False,
                     warnings: list[str] | None = None, empty_ok: bool = True) -> sitk.Image:
     """Read a mask or label map (see :func:`read_image`), where a constant image means
@@ -128,6 +153,7 @@ def read_mask_image(path: str | os.PathLike, role: str = "label map", trust_head
     array = sitk.GetArrayViewFromImage(image)
     low, high = array.min(), array.max()
     if low != high:
+        check_label_values(image, path, role)
         return image
     if low != 0:
         raise InputError(f"{path}: the {role} covers the whole image (every voxel is {low}); a {role} "

@@ -149,6 +149,33 @@ def test_geometry_mismatch_names_both_files(cohort, tmp_path, capsys):
     assert len(read_csv(tmp_path / "o" / "per_case.csv")) == 5  # the others were evaluated
 
 
+def _replace_map(root, cid: str, which: str, array) -> None:
+    path = root / "pred" / cid / "lesion_labels.nii.gz" if which == "pred" else root / "gt" / f"{cid}.nii.gz"
+    _write(array, path)
+
+
+@pytest.mark.parametrize(("which", "make", "says"), [
+    ("pred", lambda prob, gt: prob, "non-integer values"),  # the probability map given as the labels
+    ("gt", lambda prob, gt: gt.astype(np.int16) - 1, "negative values"),
+    ("gt", lambda prob, gt: np.arange(gt.size, dtype=np.int32).reshape(gt.shape) % 2000, "1999 distinct"),
+])
+def test_a_map_that_cannot_be_labels_is_refused_naming_it(cohort, tmp_path, capsys, which, make, says):
+    """A probability map as the prediction would count every voxel above 0 as one lesion found
+    (lesion sensitivity and PPV 1.0 on the bundled sample); an image as the truth, thousands of
+    lesions. Every case refused: exit 2, the file named, and no output folder left."""
+    root = tmp_path / "c"
+    shutil.copytree(cohort, root)
+    for cid in [p.name for p in (root / "pred").iterdir()]:
+        prob = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "pred" / cid / "probability.nii.gz")))
+        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "gt" / f"{cid}.nii.gz")))
+        _replace_map(root, cid, which, make(prob, gt))
+    code = cli("--pred", root / "pred", "--gt", root / "gt", "-o", tmp_path / "o", "--no-report")
+    err = capsys.readouterr().err
+    named = "case01/lesion_labels.nii.gz" if which == "pred" else "gt/case01.nii.gz"
+    assert code == 2 and "no case could be evaluated" in err and named in err and says in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_flat_layout_and_manifest_pair_the_same(cohort, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()

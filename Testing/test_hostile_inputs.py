@@ -320,6 +320,15 @@ def _(d):
     return Hostile([p], 2, str(p), "3 distinct values (0, 1, 2): a mask or label map")
 
 
+@case("a probability map as the brain mask")
+def _(d):
+    p = _image(d / "ok.nii.gz")
+    arr = sitk.GetArrayFromImage(make_volume())
+    soft = np.clip(arr / 100.0, 0.0, 1.0)  # a skull stripper's soft output: every voxel above 0 would count
+    m = _image(d / "brain_probability.nii.gz", _array_image(soft))
+    return Hostile([p], 2, str(m), "non-integer values", extra=["--brain-mask", m])
+
+
 # ---- 4. options and model cards ---------------------------------------------------------------
 
 def _opt(d, extra, names, fragment="must be", argparse=False):

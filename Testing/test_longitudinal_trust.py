@@ -250,3 +250,20 @@ def test_compare_refuses_result_folders_of_another_model_or_threshold(tmp_path: 
                          "--progress", "none"]) == 2
         err = capsys.readouterr().err
         assert said in err and "--force REASON" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("values", "says"), [
+    (lambda ball: ball * 0.8, "non-integer values"),       # a probability map given with --labels
+    (lambda ball: ball.astype(np.int16) - 1, "negative values"),
+    (lambda ball: np.arange(ball.size).reshape(ball.shape) % 1500, "1499 distinct"),  # an image
+])
+def test_compare_labels_that_cannot_be_labels_are_refused(tmp_path, values, says):
+    from BrainMetSegLib.longitudinal.sources import read_labels
+
+    ball = _ball((20, 20, 20), (10, 10, 10), 4).astype(np.float32)
+    image = _image(ball * 100)
+    path = tmp_path / "labels.nii.gz"
+    sitk.WriteImage(_image(values(ball).astype(np.float32)), str(path))
+    with pytest.raises(InputError, match=says) as info:
+        read_labels(path, image, tmp_path / "scan.nii.gz")
+    assert str(path) in str(info.value)

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     outdir = Path(args.output)
     for path in planned_outputs(outdir, bool(args.select_threshold)):  # fail before the work, not after
-        check_writable(path, args.overwrite)
+        check_writable(path, args.overwrite, create=False)  # made when written: a failed run leaves none
     cases, problems = find_cases(args.pred, args.gt, args.manifest, args.brain_masks, args.images)
     hard = [str(p) for p in problems if p.blocking]
     if hard and not args.skip_missing:

@@ -8,7 +8,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import ConstantImageError, InputError
-from ..images import read_image, same_geometry
+from ..images import check_label_values, read_image, same_geometry
 from .pairing import CaseFiles
 
 
@@ -19,6 +19,14 @@ def read_mask(path: Path, role: str) -> sitk.Image:
     except ConstantImageError:  # an empty mask is a valid answer (no lesion)
         image = sitk.ReadImage(str(path))
     return image[:, :, :, 0] if image.GetDimension() == 4 else image
+
+
+def read_label_map(path: Path, role: str) -> sitk.Image:
+    """:func:`read_mask` of a label map or mask, refused when its values cannot be labels
+    (:func:`~BrainMetSegLib.images.check_label_values`: a probability map, an image)."""
+    image = read_mask(path, role)
+    check_label_values(image, path, role)
+    return image
 
 
 def _check_geometry(ref: sitk.Image, ref_path: Path, other: sitk.Image, other_path: Path) -> None:
@@ -41,8 +49,8 @@ class LoadedCase:
 
 def load_case(files: CaseFiles) -> LoadedCase:
     """Read one case's images and check that they share the GT's geometry."""
-    gt = read_mask(files.gt, "ground-truth")
-    pred = read_mask(files.pred, "prediction")
+    gt = read_label_map(files.gt, "ground-truth")
+    pred = read_label_map(files.pred, "prediction")
     _check_geometry(gt, files.gt, pred, files.pred)
     prob = None
     if files.probability is not None:
@@ -54,6 +62,6 @@ def load_case(files: CaseFiles) -> LoadedCase:
                              "a probability map in [0, 1] is needed.")
     brain = None
     if files.brain_mask is not None:
-        brain = read_mask(files.brain_mask, "brain mask")
+        brain = read_label_map(files.brain_mask, "brain mask")
         _check_geometry(gt, files.gt, brain, files.brain_mask)
     return LoadedCase(gt, pred, prob, brain)

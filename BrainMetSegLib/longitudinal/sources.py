@@ -43,15 +43,11 @@ def read_labels(path: str | Path, image: sitk.Image, image_path: str | Path) -> 
 
     if not Path(path).exists():
         raise InputError(f"{path}: label map not found.")
-    labels = read_mask_image(path, "label map")  # all zero: no lesion; all non-zero: refused
+    # all zero: no lesion; all non-zero, fractional, negative or image-like values: refused
+    labels = read_mask_image(path, "label map")
     if labels.GetDimension() == 4:
         labels = labels[:, :, :, 0]
     arr = sitk.GetArrayFromImage(labels)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(arr == np.round(arr)):
-            raise InputError(f"{path}: the label map has non-integer values; give lesion ids (or 0/1) per voxel.")
-    if arr.min() < 0:
-        raise InputError(f"{path}: the label map has negative values.")
     if not same_geometry(labels, image):
         raise InputError(f"{path}: the label map is not on the grid of its scan {image_path} (size, spacing, origin "
                          "or direction differ); give the label map that belongs to that scan.")
