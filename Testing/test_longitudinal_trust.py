@@ -95,7 +95,8 @@ def test_dicom_series_of_two_patients_refused_by_compare_unless_forced(tmp_path:
     dicom_phantoms.write_series(image, tmp_path / "a")
     monkeypatch.setattr(dicom_phantoms, "PATIENT", {**dicom_phantoms.PATIENT, "0010|0020": "OTHER-7",
                                                     "0010|0010": "Other^Person"})
-    dicom_phantoms.write_series(image, tmp_path / "b", series_uid="1.2.826.0.1.3680043.8.498.16.9")
+    # another acquisition (other voxels), not the same scan again
+    dicom_phantoms.write_series(image + 1, tmp_path / "b", series_uid="1.2.826.0.1.3680043.8.498.16.9")
     assert dicom_identity(tmp_path / "a")["PatientID"] == "BMS-PH-016"
     assert dicom_identity(tmp_path / "b")["PatientID"] == "OTHER-7"
     from BrainMetSegLib.images import read_scalar_volume
@@ -267,3 +268,20 @@ def test_compare_labels_that_cannot_be_labels_are_refused(tmp_path, values, says
     with pytest.raises(InputError, match=says) as info:
         read_labels(path, image, tmp_path / "scan.nii.gz")
     assert str(path) in str(info.value)
+
+
+def test_one_scan_given_twice_is_refused_by_input_and_by_voxels():
+    """A follow-up that is the baseline again (the same file, or a copy with the same voxels)
+    would read as stable disease: refused; a scan with one voxel changed is another scan."""
+    run = {"inputs": {"t1ce": {"sha256": "b" * 64}}}
+    f = check_series([SourceInfo("t0", "a.nii.gz", run=run), SourceInfo("t1", "b.nii.gz", run=run)])
+    assert f.refusals == ["t1: the same scan as t0 (the same input): time points must be separate acquisitions"]
+    assert check_series([SourceInfo("t0", "/x/a.nii.gz"), SourceInfo("t1", "/x/../x/a.nii.gz")]).refusals
+    base = _image(np.arange(1000, dtype=np.float32).reshape(10, 10, 10))
+    copy = _image(sitk.GetArrayFromImage(base))
+    other = sitk.GetArrayFromImage(base)
+    other[5, 5, 5] += 1
+    sources = [SourceInfo("t0", "a"), SourceInfo("t1", "b"), SourceInfo("t2", "c")]
+    f = check_series(sources, [base, _image(other), copy])
+    assert f.refusals == ["t2: the same scan as t0 (identical voxels and grid): time points must be separate "
+                          "acquisitions"]

@@ -10,6 +10,8 @@ same way. Checked against the baseline, per follow-up:
   which lesions are found or how large they are drawn: the operating point (detection
   threshold, minimum volume, outline threshold), brain mask kind, mask dilation, inference mode,
   patch size, overlap, blending, precision; one time point prior-guided and another not;
+- **one scan twice** (refused): two time points with the same input (run.json sha256, or path)
+  or, once read, the same voxels and grid: a scan compared with itself reads as stable disease;
 - **acquisition** (warned): voxel size (e.g. slice thickness) changed by more than 10 %, or
   another scanner grid (size or orientation): diameters then differ for reasons other than the
   disease.
@@ -21,6 +23,7 @@ of view is handled by the tracking (status "not-evaluable", response NE), not he
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,10 +146,36 @@ def check_grid(base: sitk.Image, other: sitk.Image, name: str, base_name: str, f
                                  "check that both are comparable acquisitions")
 
 
+def _scan_key(source: SourceInfo, image: sitk.Image | None) -> str | None:
+    """What identifies a time point's scan: its voxels and grid when the image is at hand, else
+    the input's sha256 in its run record, else the scan's resolved path (None: unknown)."""
+    if image is not None:
+        digest = hashlib.sha256(np.ascontiguousarray(sitk.GetArrayViewFromImage(image)).tobytes())
+        digest.update(repr((image.GetSpacing(), image.GetOrigin(), image.GetDirection())).encode())
+        return digest.hexdigest()
+    sha = (((source.run or {}).get("inputs") or {}).get("t1ce") or {}).get("sha256")
+    return sha or (str(Path(source.scan).resolve()) if source.scan else None)
+
+
+def check_distinct_scans(sources: list[SourceInfo], images: list[sitk.Image] | None, findings: Findings) -> None:
+    """Refuse two time points that are one scan (the same file or the same voxels): a follow-up
+    is a later acquisition, and a scan compared with itself reads as stable disease."""
+    seen: dict[str, str] = {}
+    for k, src in enumerate(sources):
+        key = _scan_key(src, None if images is None else images[k])
+        if key is not None and key in seen:
+            findings.refusals.append(f"{src.name}: the same scan as {seen[key]} ("
+                                     f"{'identical voxels and grid' if images is not None else 'the same input'})"
+                                     ": time points must be separate acquisitions")
+        elif key is not None:
+            seen[key] = src.name
+
+
 def check_series(sources: list[SourceInfo], images: list[sitk.Image] | None = None) -> Findings:
     """Every follow-up against the baseline (``sources[0]``); ``images`` (the scans, same order)
-    for the grid warnings."""
+    for the grid warnings and the scans' identity."""
     findings = Findings()
+    check_distinct_scans(sources, images, findings)
     base = sources[0]
     for k, other in enumerate(sources[1:], start=1):
         check_patient(base, other, findings)
