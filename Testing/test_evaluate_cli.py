@@ -227,3 +227,28 @@ def test_bad_arguments(cohort, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "threshold" in err and "--clinical" in err and "not found" in err and "weight" in err
     assert not math.isnan(0.0)
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--min-volume", "nan"], "must be a finite number"),
+    (["--min-volume", "5"], "a minimum volume needs a detection threshold"),  # was quietly unused
+    (["--clinical", "CLINICAL", "--subgroup", "age:nan"], "the cut must be a number"),
+])
+def test_options_that_would_be_meaningless_or_unused_are_refused(cohort, tmp_path, capsys, extra, says):
+    extra = [str(cohort / "clinical.csv") if e == "CLINICAL" else e for e in extra]
+    assert cli("--pred", cohort / "pred", "--gt", cohort / "gt", "-o", tmp_path / "x", "--no-report", *extra) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_threshold_without_a_probability_map_fails_the_case_instead_of_being_ignored(cohort, tmp_path, capsys):
+    """--threshold with a prediction that has no probability map beside it: the label map would
+    have been scored as given, under a table that says 'label map > 0'."""
+    root = tmp_path / "c"
+    shutil.copytree(cohort, root)
+    (root / "pred" / "case01" / "probability.nii.gz").unlink()
+    code = cli("--pred", root / "pred", "--gt", root / "gt", "-o", tmp_path / "o", "--no-report", "--threshold", "0.5")
+    err = capsys.readouterr().err
+    assert code == 2 and "case01/lesion_labels.nii.gz: --threshold re-thresholds a probability map" in err, err
+    assert [r["case_id"] for r in read_csv(tmp_path / "o" / "per_case.csv")] == [
+        f"case{i:02d}" for i in range(6) if i != 1]

@@ -285,3 +285,22 @@ def test_one_scan_given_twice_is_refused_by_input_and_by_voxels():
     f = check_series(sources, [base, _image(other), copy])
     assert f.refusals == ["t2: the same scan as t0 (identical voxels and grid): time points must be separate "
                           "acquisitions"]
+
+
+@pytest.mark.parametrize(("option", "says"), [
+    ({"days": (0.0, float("nan"))}, "every date must be a finite number of days"),
+    ({"days": (0.0, float("inf"))}, "every date must be a finite number of days"),
+    ({"days": (0.0, 30.0, 10.0)}, "dates must increase"),
+    ({"max_distance_mm": float("nan")}, "--max-distance a finite distance"),
+    ({"max_distance_mm": float("inf")}, "--max-distance a finite distance"),
+    ({"contact_mm": float("nan")}, "--contact must be 0-10 mm"),
+])
+def test_compare_refuses_dates_and_distances_that_are_not_finite(tmp_path, option, says):
+    """``--days 0 nan`` had ended in an internal error; ``--max-distance nan`` was taken."""
+    from BrainMetSegLib.longitudinal.series import CompareRequest, check_request
+
+    n = len(option.get("days", (0, 1)))
+    request = CompareRequest(tuple(str(tmp_path / f"s{k}.nii.gz") for k in range(n)), str(tmp_path / "o"),
+                             **option)
+    with pytest.raises(InputError, match=says):
+        check_request(request)

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..operating_point import OperatingPoint, lesion_labels_array
+from ..options import number
 from . import lesionwise, voxelwise
 
 DEFAULT_FROC_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -59,8 +60,11 @@ class EvaluationConfig:
         if self.match not in lesionwise.RULES:
             raise ValueError(f"match must be one of {lesionwise.RULES}, not {self.match!r}")
         _ = self.point  # checks the operating values (one rule: OperatingPoint)
+        number(self.min_volume_mm3, "minimum volume (mm^3)", low=0, error=ValueError)
         if self.outline_threshold is not None and self.threshold is None:
             raise ValueError("an outline threshold needs a detection threshold")
+        if self.min_volume_mm3 > 0 and self.threshold is None:  # else quietly unused
+            raise ValueError("a minimum volume needs a detection threshold (label maps are evaluated as given)")
 
 
 @dataclass

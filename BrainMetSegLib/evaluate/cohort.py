@@ -135,10 +135,12 @@ def read_clinical(path) -> dict[str, dict[str, str]]:
 
 
 def _as_float(v: str) -> float | None:
+    """``v`` as a finite number, else None (not a number, NaN or infinite)."""
     try:
-        return float(v)
+        value = float(v)
     except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None
 
 
 def assign_groups(spec: SubgroupSpec, clinical: dict[str, dict[str, str]],

@@ -84,6 +84,11 @@ def evaluate_cohort(cases: list[CaseFiles], config: EvaluationConfig | None = No
         progress(ProgressEvent(Stage.EVALUATE, n / max(len(cases), 1), files.case_id))
         try:
             loaded = load_case(files)
+            if config.threshold is not None and loaded.probability is None:  # else quietly unused
+                raise InputError(f"{files.pred}: --threshold re-thresholds a probability map, and none was "
+                                 "found for this prediction (probability.nii.gz beside a segment result's "
+                                 "label map, <case>_probability.nii.gz in a flat folder, or the manifest's "
+                                 "probability column).")
             res = evaluate_case(loaded.gt, loaded.pred, loaded.probability, loaded.brain, config,
                                 case_id=files.case_id)
         except BrainMetSegError as exc:

@@ -19,6 +19,7 @@ assessed (:func:`.tracking.compare_timepoints`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,14 +112,16 @@ def check_request(r: CompareRequest) -> list[str]:
     for what, values in (("--labels", r.labels), ("--names", r.names), ("--days", r.days)):
         if values is not None and len(values) != n:
             raise InputError(f"{what}: give one value per input ({n}), got {len(values)}.")
+    if r.days is not None and not all(math.isfinite(d) for d in r.days):
+        raise InputError(f"--days {' '.join(f'{d:g}' for d in r.days)}: every date must be a finite number of days.")
     if r.days is not None and (r.days[0] != 0 or any(b <= a for a, b in zip(r.days, r.days[1:], strict=False))):
         raise InputError("--days: the baseline is day 0 and the dates must increase.")
     if r.prior and r.labels:
         raise InputError("--prior re-thresholds probability maps; label maps given with --labels have none.")
     if not 0 < r.prior_factor <= 1:
         raise InputError(f"--prior-factor {r.prior_factor}: must be in (0, 1].")
-    if not 0 <= r.contact_mm <= 10 or r.max_distance_mm < 0:
-        raise InputError("--contact must be 0-10 mm and --max-distance >= 0 mm.")
+    if not 0 <= r.contact_mm <= 10 or not 0 <= r.max_distance_mm < math.inf:
+        raise InputError("--contact must be 0-10 mm and --max-distance a finite distance >= 0 mm.")
     if r.force is not None and not r.force.strip():
         raise InputError("--force needs a reason (recorded with the result).")
     for path in r.inputs + (r.labels or ()):
