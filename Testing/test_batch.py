@@ -181,6 +181,24 @@ def test_summarize_reports_failed_and_missing(tiny_model, cohort, tmp_path, caps
     assert main(["summarize", str(tmp_path / "nowhere")]) == 2
 
 
+def test_summarize_replaces_its_own_table_but_no_other_file(tiny_model, cohort, tmp_path, capsys):
+    """-o naming a case's run.json had replaced the run record with the table; now refused (exit 4,
+    the file untouched) unless --overwrite; the table summarize wrote before is replaced each time."""
+    manifest, ids, _ = cohort
+    out = tmp_path / "out"
+    part = tmp_path / "part.csv"
+    part.write_text(f"case_id,t1ce\n{ids[0]},{manifest.parent / (ids[0] + '.nii.gz')}\n")
+    assert segment(part, out, tiny_model) == 0
+    case = out / ids[0]
+    record = (case / "run.json").read_bytes()
+    assert main(["summarize", str(out), "-o", str(case / "run.json"), "--quiet"]) == 4
+    assert (case / "run.json").read_bytes() == record and "--overwrite" in capsys.readouterr().err
+    for _ in range(2):  # its own table: replaced
+        assert main(["summarize", str(out), "-o", str(tmp_path / "table.csv"), "--quiet"]) == 0
+    assert [r["status"] for r in summary_rows(tmp_path / "table.csv")] == ["ok"]
+    assert main(["summarize", str(out), "-o", str(case / "run.json"), "--quiet", "--overwrite"]) == 0
+
+
 def test_progress_in_a_log_has_no_carriage_returns(tiny_model, volume_file, tmp_path, capsys):
     # under pytest stderr is captured, not a terminal: the default bar must turn into lines
     code = main(["segment", str(volume_file), "-o", str(tmp_path / "o"), "--model", str(tiny_model.folder),

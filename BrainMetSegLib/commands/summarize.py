@@ -11,8 +11,9 @@ Sources, in the output folder of ``segment``:
   folder fails a check is ``incomplete``, with the reason (file and field) as its message;
 * with ``--manifest``, the cases that should be there: those in no source are ``missing``.
 
-The merged table goes to ``OUTDIR/cohort_summary.csv`` (or ``-o``); the exit code is 0 only
-when every case is done.
+The merged table goes to ``OUTDIR/cohort_summary.csv`` (or ``-o``), replacing a table summarize
+wrote before but no other file (unless ``--overwrite``); the exit code is 0 only when every case
+is done.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ def add_arguments(p) -> None:
     p.add_argument("--manifest", metavar="CSV", help="the cohort's manifest: report the cases not yet there")
     p.add_argument("-o", "--output", metavar="CSV", help="merged table (default: OUTDIR/cohort_summary.csv)")
     p.add_argument("--quiet", action="store_true", help="write the table, print nothing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing -o file that is not a table summarize wrote (one it wrote is "
+                        "always replaced)")
+
+
+def _own_table(path: Path) -> bool:
+    """Whether ``path`` is a table summarize wrote before (its header row), which each run replaces."""
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().rstrip("\r\n") == ",".join(COLUMNS)
 
 
 def _run_json(folder: Path) -> tuple[dict | None, str]:
@@ -115,7 +127,7 @@ def run(args) -> int:
     writer.writeheader()
     writer.writerows(rows)
     target = Path(args.output) if args.output else outdir / "cohort_summary.csv"
-    write_text(buf.getvalue(), target, overwrite=True)
+    write_text(buf.getvalue(), target, overwrite=args.overwrite or _own_table(target))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed", "incomplete", "missing")}
     if not args.quiet:
         print(_report(rows, stages, counts, target))
