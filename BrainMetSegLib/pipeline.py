@@ -49,6 +49,7 @@ from .plausibility import (
     field_of_view_edge_note,
     image_notes,
     label_map_problem,
+    mask_outside_head_note,
 )
 from .precision import choose_precision, cpu_features
 from .preprocess import PreprocessConfig, preprocess
@@ -355,7 +356,9 @@ class Segmenter:
             notes = [f"{sources[0]}: {note}" for note in image_notes(images[0])]
             notes += [n for n in [brain_volume_note(pre.brain_ml, self.config.brain_mask)] if n]
             notes += [n for n in [extracerebral_note(pre.brain_ml, self.config.brain_mask),
-                                  field_of_view_edge_note(pre.edge_ml)] if n]
+                                  field_of_view_edge_note(pre.edge_ml),
+                                  mask_outside_head_note(pre.brain_mask_run.get("outside_head_fraction"),
+                                                         self.config.brain_mask)] if n]
             notes += acquisition_notes(images[0], self.package.card.acquisition, self.package.card.name)
         which = f" ({variant} weights: {choice.reason})" if choice else ""
         with timer.stage(Stage.LOAD_MODEL, f"loading model {self.package.card.name}{which}"):

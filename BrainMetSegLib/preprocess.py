@@ -37,7 +37,7 @@ from .options import (
     as_brain_mask,
     as_options,
 )
-from .plausibility import model_grid_problem
+from .plausibility import model_grid_problem, outside_head_fraction
 from .skullstrip import DEEPBET_GRID
 from .skullstrip_grids import deepbet_on_input_axes, deepbet_on_world_axes, is_oblique
 
@@ -266,13 +266,16 @@ def _brain(images: list[sitk.Image], on_grid: list[sitk.Image], grid: Grid, fov:
            config: PreprocessConfig, brain_mask: sitk.Image | None) -> tuple[np.ndarray, dict]:
     """The (undilated) brain mask on ``grid`` from ``brain_mask``, deepbet, ``none`` or a file,
     and how it was made (for run.json)."""
-    if brain_mask is not None:
-        return sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0, {"method": "given"}
-    if isinstance(config.brain_mask, MaskMethod):
+    if isinstance(config.brain_mask, MaskMethod) and brain_mask is None:
         return brain_mask_checked(images[0], on_grid[0], grid, fov, config)
-    if os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
-        return _mask_from_file(config.brain_mask, grid, config.trust_header), {"method": config.brain_mask}
-    raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
+    if brain_mask is not None:
+        mask, method = sitk.GetArrayFromImage(resample(brain_mask, grid, linear=False)) > 0, "given"
+    elif os.path.exists(config.brain_mask) or Path(config.brain_mask).suffix:
+        mask, method = _mask_from_file(config.brain_mask, grid, config.trust_header), config.brain_mask
+    else:
+        raise InputError(f"{config.brain_mask}: brain mask is neither 'deepbet', 'none' nor a file.")
+    outside = outside_head_fraction(sitk.GetArrayViewFromImage(on_grid[0]), mask)
+    return mask, {"method": method, "outside_head_fraction": round(outside, 3)}
 
 
 def preprocess(images: list[sitk.Image], config: PreprocessConfig,

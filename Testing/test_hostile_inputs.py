@@ -691,6 +691,29 @@ def test_garbage_runs_with_a_warning(kind, tiny_model, tmp_path, capfd):
     assert any(expected in w for w in result.warnings)
 
 
+@pytest.mark.parametrize("shift_voxels", [0, 12])
+def test_a_brain_mask_off_the_head_is_warned_about(shift_voxels, tiny_model, tmp_path, capfd):
+    """A mask from another scan or misaligned (here moved 12 voxels sideways: ~20 % of it over air)
+    runs with a warning naming the share outside the head; the scan's own mask runs without one."""
+    image = make_volume()
+    arr = sitk.GetArrayFromImage(image)
+    head = arr > 0
+    brain = np.zeros_like(head)
+    brain[8:32, 10:38, 12:44] = head[8:32, 10:38, 12:44]  # inside the head
+    mask = sitk.GetImageFromArray(np.roll(brain, shift_voxels, axis=2).astype(np.uint8))
+    mask.CopyInformation(image)
+    p, m = _image(tmp_path / "scan.nii.gz", image), _image(tmp_path / "mask.nii.gz", mask)
+    code, _, err = run_segment(_args(p, tmp_path / "o", tiny_model.folder, "--brain-mask", m), capfd)
+    assert code == 0, err
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    outside = run["brain_mask_run"]["outside_head_fraction"]
+    warned = [w for w in run["warnings"] if "lies outside the head" in w]
+    if shift_voxels:
+        assert outside > 0.1 and len(warned) == 1 and str(m) in warned[0], (outside, run["warnings"])
+    else:
+        assert outside < 0.02 and not warned, (outside, run["warnings"])
+
+
 def test_clean_input_has_no_input_warnings(tiny_model, tmp_path, capfd):
     """A head-sized, structured image gets no field-of-view or noise warning (brain volume aside)."""
     p = _image(tmp_path / "head.nii.gz", make_volume((16, 16, 16), spacing_xyz=(4.0, 4.0, 4.0)))
