@@ -257,6 +257,11 @@ def test_bad_options_are_clear_errors():
         SynthConfig(patterns=("spiky",))
     with pytest.raises(InputError, match="diameter_range_mm"):
         SynthConfig(diameter_range_mm=(10, 5))
+    nan = float("nan")  # `--spacing nan` had ended in an internal error
+    for option in ({"spacing_mm": nan}, {"spacing_mm": (1.0, nan, 1.0)},
+                   {"anisotropic_acquisition": (nan, 1.0, 1.0)}, {"anisotropic_acquisition": (1.0, 1.0, float("inf"))}):
+        with pytest.raises(InputError, match="spacing"):
+            SynthConfig(**option)
 
 
 def test_followups_refuse_the_reacquisition_options_they_cannot_honour(tmp_path: Path, capsys):

@@ -110,7 +110,7 @@ class SynthConfig:
         if self.anatomy not in ("auto", "mni152", "colin27"):
             raise InputError(f"anatomy {self.anatomy!r}: use auto, mni152 or colin27.")
         sp = self.spacing
-        if any(s <= 0 or s > 8 for s in sp):
+        if not all(0 < s <= 8 for s in sp):  # NaN fails too
             raise InputError(f"spacing_mm {self.spacing_mm}: each spacing must be in (0, 8] mm.")
         rng_ = self.spacing_range_mm
         if rng_ is not None and not (len(rng_) == 2 and 0.3 <= rng_[0] <= rng_[1] <= 8):
@@ -141,8 +141,8 @@ class SynthConfig:
         if self.slice_plane != "axial" and self.slice_thickness_mm is None:
             raise InputError(f"slice_plane {self.slice_plane!r} needs a slice thickness.")
         aniso = self.anisotropic_acquisition
-        if aniso not in (None, False, True) and (len(aniso) != 3 or any(a <= 0 for a in aniso)):
-            raise InputError(f"anisotropic_acquisition {aniso}: give three positive spacings in mm.")
+        if aniso not in (None, False, True) and (len(aniso) != 3 or not all(0 < a <= 10 for a in aniso)):
+            raise InputError(f"anisotropic_acquisition {aniso}: give three spacings in (0, 10] mm.")
 
     @property
     def spacing(self) -> tuple[float, float, float]:
