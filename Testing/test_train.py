@@ -357,3 +357,34 @@ def test_kept_checkpoints_are_averaged_into_the_package(data, tmp_path, capsys):
         from safetensors.torch import save_file
         save_file({"model.x": torch.zeros(2)}, str(other))
         average_states([kept[0][1], other])
+
+
+@pytest.mark.parametrize(("option", "says"), [
+    ({"lr": float("nan")}, "--lr must be a finite number"),
+    ({"architecture_args": {"dropout": float("nan")}}, "--dropout must be a finite number"),
+    ({"betas": (float("nan"), 0.9)}, "--betas"),
+    ({"eps": -1.0}, "--eps must be > 0"),
+    ({"epochs": 0}, "--epochs must be >= 1"),
+    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"val_every": 0}, "--val-every must be >= 1"),
+    ({"workers": -1}, "--workers must be >= 0"),
+    ({"threads": 0}, "--threads must be >= 1"),
+    ({"threshold": float("nan")}, "--threshold must be a finite number"),
+    ({"min_lesion_volume_mm3": float("nan")}, "--min-volume"),
+    ({"max_minutes": float("nan")}, "--max-minutes"),
+    ({"spacing_mm": (1.0, float("nan"), 1.0)}, "--spacing"),
+    ({"overlap": 1.0}, "--overlap"),
+])
+def test_train_numbers_out_of_range_are_refused_before_any_work(option, says):
+    """A NaN learning rate, dropout, beta, threshold or minimum volume, a negative eps, 0 batch size,
+    validation period or worker count had ended in internal errors; --epochs 0, --threads 0 and a
+    flip probability of 2 had trained and written a package."""
+    from BrainMetSegLib.errors import OptionError
+    from BrainMetSegLib.train.augment import AugmentConfig
+    from BrainMetSegLib.train.config import TrainConfig
+
+    with pytest.raises(OptionError, match=says):
+        TrainConfig(**option)
+    with pytest.raises(OptionError, match="--flip-prob"):
+        TrainConfig(augment=AugmentConfig(flip_prob=2.0))
+    TrainConfig(threads=2, max_minutes=5.0, threshold=0.5, min_lesion_volume_mm3=0.0)  # in range: accepted

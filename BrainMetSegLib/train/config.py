@@ -16,6 +16,7 @@ from ..options import (
     PosSampling,
     Precision,
     as_options,
+    number,
 )
 from .augment import AugmentConfig
 
@@ -93,6 +94,7 @@ class TrainConfig:
     average_last: int = 0
 
     def __post_init__(self):
+        self._check_numbers()
         if self.keep_every < 0 or self.average_last < 0:
             raise InputError("--keep-every and --average-last: counts >= 0.")
         if self.average_last and not self.keep_every:
@@ -105,6 +107,31 @@ class TrainConfig:
         if self.precision not in TRAIN_PRECISIONS:
             raise OptionError(f"--precision {self.precision}: training runs in {', '.join(TRAIN_PRECISIONS)}; "
                               "an int8 network is made from trained weights (docs/training/add_int8_network.py).")
+
+    def _check_numbers(self) -> None:
+        """Every number finite and in its range (:func:`~BrainMetSegLib.options.number`), named as
+        ``brainmetseg train``'s option: a NaN learning rate or dropout ended in an internal error,
+        ``--epochs 0`` or a flip probability of 2 wrote a package."""
+        unit = {"low": 0.0, "high": 1.0}
+        checks = [(self.lr, "--lr", {"low": 0.0, "low_open": True, "high": 1.0}),
+                  (self.eps, "--eps", {"low": 0.0, "low_open": True, "high": 1.0}),
+                  *((b, "--betas", {**unit, "high_open": True}) for b in self.betas),
+                  *((s, "--spacing (mm)", {"low": 0.0, "low_open": True, "high": 10.0}) for s in self.spacing_mm),
+                  (self.overlap, "--overlap", {**unit, "high_open": True}),
+                  (self.augment.flip_prob, "--flip-prob", unit), (self.augment.elastic_prob, "--elastic-prob", unit),
+                  (self.augment.gamma_prob, "--gamma-prob", unit)]
+        counts = [(self.batch_size, "--batch-size", 1), (self.epochs, "--epochs", 1),
+                  (self.iters_per_epoch, "--iters-per-epoch", 1), (self.val_every, "--val-every", 1),
+                  (self.workers, "--workers", 0)]
+        optional = [(self.threads, "--threads", {"low": 1, "integer": True}),
+                    (self.max_val_cases, "--max-val-cases", {"low": 1, "integer": True}),
+                    (self.max_minutes, "--max-minutes", {"low": 0.0, "low_open": True}),
+                    (self.threshold, "--threshold", {**unit, "low_open": True, "high_open": True}),
+                    (self.min_lesion_volume_mm3, "--min-volume (mm^3)", {"low": 0.0}),
+                    (self.architecture_args.get("dropout"), "--dropout", {**unit, "high_open": True})]
+        for value, name, bounds in checks + [(v, n, {"low": low, "integer": True}) for v, n, low in counts] + [
+                c for c in optional if c[0] is not None]:
+            number(value, name, error=OptionError, **bounds)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
