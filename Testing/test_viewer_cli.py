@@ -132,3 +132,13 @@ def test_view_log_takes_native_stderr_and_the_terminal_keeps_errors(tmp_path, ca
                        f"brainmetseg view: error: callback failed (details in {log.path})", "after"], err
         if not in_folder:
             log.path.unlink()
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "nosuchhost.invalid"])
+def test_a_host_that_is_not_this_machine_is_named(host, result, monkeypatch, capsys):
+    """It had been reported as 'no free port in 8080-8129'."""
+    monkeypatch.setattr(viewer, "missing_web_dependencies", lambda: [])
+    for port in ([], ["--port", "8099"]):
+        assert main(["view", str(result), "--host", host, *port]) == 2
+        err = capsys.readouterr().err
+        assert f"--host {host}: cannot listen on this address" in err and "free port" not in err, err

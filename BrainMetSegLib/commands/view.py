@@ -27,6 +27,16 @@ def add_arguments(p) -> None:
                    help=f"port (default: the first free one from {DEFAULT_PORT})")
 
 
+def check_host(host: str) -> None:
+    """:class:`InputError` when ``host`` is no address of this machine (a typo, or another machine's)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+    except (OSError, UnicodeError) as exc:
+        raise InputError(f"--host {host}: cannot listen on this address ({exc.strerror or exc}); give an address "
+                         "of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface).") from None
+
+
 def free_port(host: str, start: int = DEFAULT_PORT, tries: int = 50) -> int:
     for port in range(start, start + tries):
         if port_is_free(host, port):
@@ -61,6 +71,7 @@ def run(args) -> int:
                                 f"{WEB_EXTRA_HINT}")
     if args.port is not None and not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: not a port number (1-65535).")
+    check_host(args.host)
     port = args.port if args.port is not None else free_port(args.host)
     if args.port is not None and not port_is_free(args.host, port):
         raise InputError(f"--port {port}: already in use on {args.host}; pick another.")
