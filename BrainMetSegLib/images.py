@@ -137,7 +137,8 @@ def check_label_values(image: sitk.Image, path: str | os.PathLike, role: str) ->
     if array.min() < 0:
         raise InputError(f"{path}: the {role} holds negative values (down to {array.min():g}); a label map "
                          "holds 0 (background) and positive ids.")
-    ids = np.unique(array).size - 1
+    # ids <= the largest value: counting them (a sort of every voxel) only where that could exceed the limit
+    ids = np.unique(array).size - 1 if array.max() > MAX_LABEL_IDS else 0
     if ids > MAX_LABEL_IDS:
         raise InputError(f"{path}: the {role} holds {ids} distinct non-zero values, more than the "
                          f"{MAX_LABEL_IDS} ids a label map plausibly has: an image, not a label map?")
