@@ -66,18 +66,40 @@ def model_grid_problem(image: sitk.Image, grid_size_xyz, grid_spacing_xyz) -> st
             "spacing, or crop the image to the head.")
 
 
-def label_map_problem(image: sitk.Image) -> str | None:
-    """Why ``image`` is not an MR scan when it holds at most :data:`MAX_LABEL_MAP_VALUES`
-    distinct intensities (a mask or label map picked by mistake), or None."""
+def _few_values(image: sitk.Image) -> np.ndarray | None:
+    """The distinct intensities of ``image`` when there are at most :data:`MAX_LABEL_MAP_VALUES`
+    of them, else None (a strided look first: an MR scan has thousands)."""
     array = sitk.GetArrayViewFromImage(image)
-    if np.unique(array[::3, ::3, ::3]).size > MAX_LABEL_MAP_VALUES:  # the cheap look first
+    if np.unique(array[::3, ::3, ::3]).size > MAX_LABEL_MAP_VALUES:
         return None
     values = np.unique(array)
-    if values.size > MAX_LABEL_MAP_VALUES:
+    return None if values.size > MAX_LABEL_MAP_VALUES else values
+
+
+def _shown(values: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
+
+
+def label_map_problem(image: sitk.Image) -> str | None:
+    """Why ``image`` cannot be an MR scan, or None: every voxel an integer from 0 to
+    :data:`MAX_LABEL_MAP_VALUES` (a 0/1 mask or a label map picked by mistake, e.g. a run's own
+    ``lesion_labels.nii.gz``). Other images of few values are only warned about
+    (:func:`few_values_note`)."""
+    values = _few_values(image)
+    if values is None or values.min() < 0 or values.max() > MAX_LABEL_MAP_VALUES or np.any(values != np.round(values)):
         return None
-    shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
-    return (f"the image holds only {values.size} distinct values ({shown}): a mask or label map, not an "
+    return (f"the image holds only {values.size} distinct values ({_shown(values)}): a mask or label map, not an "
             "MR scan. Pass the contrast-enhanced T1 image itself.")
+
+
+def few_values_note(image: sitk.Image) -> str | None:
+    """Warn when ``image`` holds at most :data:`MAX_LABEL_MAP_VALUES` distinct intensities (a
+    0/255 mask, a noise-free drawing): not an MR scan, whatever the network makes of it."""
+    values = _few_values(image)
+    if values is None:
+        return None
+    return (f"the image holds only {values.size} distinct intensities ({_shown(values)}): a mask or a drawing, "
+            "not an MR scan; the lesions found mean nothing on it.")
 
 
 def outside_head_fraction(image_zyx: np.ndarray, mask_zyx: np.ndarray, step: int = 2) -> float:
@@ -156,5 +178,4 @@ def field_of_view_edge_note(edge_ml: float) -> str | None:
 
 def image_notes(image: sitk.Image) -> list[str]:
     notes = field_of_view_notes(image)
-    noise = noise_note(image)
-    return notes + ([noise] if noise else [])
+    return notes + [n for n in (noise_note(image), few_values_note(image)) if n]

@@ -672,18 +672,20 @@ def test_huge_intensities_give_the_same_probabilities(tiny_model, tmp_path, capf
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["slab", "tiny", "noise"])
+@pytest.mark.parametrize("kind", ["slab", "tiny", "noise", "drawing"])
 def test_garbage_runs_with_a_warning(kind, tiny_model, tmp_path, capfd):
     rng = np.random.default_rng(1)
     image = {"slab": lambda: make_volume((3, 64, 64)),
              "tiny": lambda: make_volume((5, 5, 5)),
-             "noise": lambda: _array_image(rng.normal(100, 20, (64, 64, 64)))}[kind]()
+             "noise": lambda: _array_image(rng.normal(100, 20, (64, 64, 64))),
+             # a noise-free drawing (or a 0/255 mask): runs, said to be no MR scan; a 0/1 mask is refused
+             "drawing": lambda: _array_image(np.where(sitk.GetArrayFromImage(make_volume()) > 0, 100.0, 0.0))}[kind]()
     if kind != "noise":
         image.SetSpacing((1.0, 1.0, 1.0))
     p = _image(tmp_path / f"{kind}.nii.gz", image)
     code, stdout, err = run_segment(_args(p, tmp_path / "o", tiny_model.folder, "--progress", "json"), capfd)
     assert code == 0, err
-    expected = "noise" if kind == "noise" else "field of view"
+    expected = {"noise": "noise", "drawing": "2 distinct intensities (0, 100)"}.get(kind, "field of view")
     assert any(expected in ln and str(p) in ln for ln in err.splitlines() if ": warning:" in ln), err
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert any(expected in w for w in run["warnings"])
