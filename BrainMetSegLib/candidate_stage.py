@@ -146,6 +146,18 @@ class ReviewRow(LesionTableRow):
     reason: str
 
 
+def kept_below_cut_notes(table: list[dict], cut: float, large_from_mm: float | None) -> list[str]:
+    """A sentence per lesion of ``table`` kept under the mode's ``cut`` by the large-candidate rule
+    (lesion probability < ``cut``): the scorer doubted it and only its size kept it, so it is a
+    patchy network response (a lesion drawn in part: a 25 mm phantom lesion at 0.12 was outlined
+    at 48 % of its volume) or a false lesion; either way the reader should look at it."""
+    size = f" (>= {large_from_mm:g} mm)" if large_from_mm else ""
+    return [f"lesion {int(r['lesion_id'])} ({float(r['axial_longest_diameter_mm']):.0f} mm) was kept at lesion "
+            f"probability {float(r['lesion_probability']):.2f}, under the cut {cut:g}, for its size{size}: its "
+            "outline and volume may be incomplete, or it may not be a lesion; check it."
+            for r in table if float(r["lesion_probability"]) < cut]
+
+
 def apply_scorer(probability: sitk.Image, ce_t1: sitk.Image, brain: sitk.Image, scorer: Scorer,
                  mode: ScorerMode, outline_threshold: float | None, brain_undilated: sitk.Image | None = None,
                  outside_max: float = OUTSIDE_BRAIN_MAX_FRACTION

@@ -24,7 +24,7 @@ from . import __version__
 from .acquisition import ScanAcquisition, acquisition_notes
 from .architectures import patch_size_problem, size_divisor
 from .backends import choose_backend
-from .candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION, REASON_BELOW_CUT, apply_scorer
+from .candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION, REASON_BELOW_CUT, apply_scorer, kept_below_cut_notes
 from .checksums import sha256_file
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
@@ -392,6 +392,8 @@ class Segmenter:
                                                           self.operating_point.outline_threshold, core)
                 stage = {"candidates": n, "lesions": len(table), "possible": len(possible),
                          "possible_outside_brain": sum(r["reason"] != REASON_BELOW_CUT for r in possible)}
+                notes += [f"{sources[0]}: {note}" for note in kept_below_cut_notes(
+                    table, self.scorer.modes[self.mode].cut, self.scorer.large_from_mm)]
         provenance = self.provenance()
         if choice is not None:
             provenance["model"]["weights_run"] = choice.record(self.package)
