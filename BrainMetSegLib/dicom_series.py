@@ -151,10 +151,28 @@ def read_dicom_series(folder: Path, warnings: list[str]) -> sitk.Image:
             f"{sheared:.1f} mm over {len(names)} slices: a gantry tilt or a sheared series), and ITK "
             "would stack them straight, misplacing the anatomy. Resample the series onto a regular "
             "grid first (e.g. Slicer's DICOM 'acquisition geometry regularization').")
+    misplaced, step = stacking_error_mm(positions, image.GetSpacing()[2])
+    if misplaced > step * (1 + 1e-3):
+        raise InputError(
+            f"{folder}: slices are missing from the series (gaps up to {np.diff(np.sort(positions)).max():.3g} mm "
+            f"between slices {step:.3g} mm apart), and ITK would stack its {len(names)} slices evenly, misplacing "
+            f"some by {misplaced:.1f} mm, more than a slice. Export the complete series, or resample it onto a "
+            "regular grid first (e.g. Slicer's DICOM 'acquisition geometry regularization').")
     note = slice_spacing_note(positions, image.GetSpacing()[2])
     if note:
         warnings.append(f"{folder}: {note}")
     return image
+
+
+def stacking_error_mm(positions: np.ndarray, spacing: float) -> tuple[float, float]:
+    """(largest distance, mm, between a slice's true position along the normal and where ITK puts
+    it, stacking the sorted ``positions`` evenly at ``spacing`` from the first; the median gap
+    between slices, mm). One missing slice misplaces some slices by up to a slice, more by more."""
+    if len(positions) < 2:
+        return 0.0, float(spacing)
+    ordered = np.sort(positions)
+    stacked = ordered[0] + np.arange(len(ordered)) * spacing
+    return float(np.abs(ordered - stacked).max()), float(np.median(np.diff(ordered)))
 
 
 def _refuse_shared_positions(folder: Path, names, positions: np.ndarray) -> None:

@@ -734,6 +734,17 @@ def test_dicom_series_with_a_missing_slice_warns(tiny_model, tmp_path, capfd):
     assert any("slice spacing is uneven" in w for w in run["warnings"]), run["warnings"]
 
 
+def test_dicom_series_missing_several_slices_is_refused(tiny_model, tmp_path, capfd):
+    """Three slices missing: ITK stacks the 17 left evenly over the extent, some of them more than
+    a slice from where they were acquired (one missing slice stays under a slice: warned, above)."""
+    folder = _dicom(tmp_path / "series", make_volume((20, 40, 40)))
+    for name in ("008.dcm", "009.dcm", "010.dcm"):
+        (folder / name).unlink()
+    code, _, err = run_segment(_args(folder, tmp_path / "o", tiny_model.folder), capfd)
+    assert code == 2 and f"{folder}: slices are missing from the series" in err and "more than a slice" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("keyword, value", [("ImageOrientationPatient", [0, 1, 0, 0, 0, -1]),
                                             ("PixelSpacing", [2, 2])])
 def test_dicom_series_with_a_slice_of_another_geometry_is_refused(keyword, value, tiny_model, tmp_path, capfd):
