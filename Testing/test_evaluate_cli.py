@@ -252,3 +252,20 @@ def test_threshold_without_a_probability_map_fails_the_case_instead_of_being_ign
     assert code == 2 and "case01/lesion_labels.nii.gz: --threshold re-thresholds a probability map" in err, err
     assert [r["case_id"] for r in read_csv(tmp_path / "o" / "per_case.csv")] == [
         f"case{i:02d}" for i in range(6) if i != 1]
+
+
+def test_a_thumbnail_shows_the_ce_t1_only_on_the_truths_own_grid(cohort, tmp_path):
+    """An image of the same size but another spacing is not the CE-T1 of this truth: the
+    thumbnail falls back to the probability map (it was drawn on it before)."""
+    from BrainMetSegLib.evaluate.pairing import CaseFiles
+    from BrainMetSegLib.evaluate.thumbnails import _background
+
+    gt = sitk.ReadImage(str(cohort / "gt" / "case01.nii.gz"))
+    image = sitk.ReadImage(str(cohort / "img" / "case01_0000.nii.gz"))
+    probability = np.zeros(SHAPE, np.float32)
+    files = CaseFiles("case01", cohort / "gt" / "case01.nii.gz", image=cohort / "img" / "case01_0000.nii.gz")
+    assert _background(files, gt, probability)[1] == "CE-T1"
+    image.SetSpacing((1.0, 1.0, 3.0))
+    sitk.WriteImage(image, str(tmp_path / "other.nii.gz"))
+    files = CaseFiles("case01", cohort / "gt" / "case01.nii.gz", image=tmp_path / "other.nii.gz")
+    assert _background(files, gt, probability)[1] == "probability map"

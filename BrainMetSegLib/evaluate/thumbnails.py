@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ..images import same_geometry
 from ..lesions import axial_axis
 from .case import CaseResult, EvaluationConfig, binarise_prediction
 from .loading import load_case, read_mask
@@ -76,11 +77,12 @@ def radiological_slice(a: np.ndarray, direction, axis: int, index: int) -> np.nd
 
 
 def _background(files: CaseFiles, reference: sitk.Image, probability) -> tuple[np.ndarray | None, str]:
-    """The CE-T1 when it is given and on the ground truth's grid, else the probability map."""
+    """The CE-T1 when it is given and on the ground truth's grid (size, spacing, origin and
+    direction), else the probability map."""
     if files.image is not None:
         try:
             img = read_mask(files.image, "CE-T1")
-            if img.GetSize() == reference.GetSize():
+            if same_geometry(img, reference):
                 return sitk.GetArrayFromImage(img).astype(np.float32), "CE-T1"
         except Exception:  # a thumbnail without its background is still worth showing
             pass
