@@ -113,24 +113,26 @@ class TrainConfig:
         ``brainmetseg train``'s option: a NaN learning rate or dropout ended in an internal error,
         ``--epochs 0`` or a flip probability of 2 wrote a package."""
         unit = {"low": 0.0, "high": 1.0}
-        checks = [(self.lr, "--lr", {"low": 0.0, "low_open": True, "high": 1.0}),
-                  (self.eps, "--eps", {"low": 0.0, "low_open": True, "high": 1.0}),
-                  *((b, "--betas", {**unit, "high_open": True}) for b in self.betas),
-                  *((s, "--spacing (mm)", {"low": 0.0, "low_open": True, "high": 10.0}) for s in self.spacing_mm),
-                  (self.overlap, "--overlap", {**unit, "high_open": True}),
-                  (self.augment.flip_prob, "--flip-prob", unit), (self.augment.elastic_prob, "--elastic-prob", unit),
-                  (self.augment.gamma_prob, "--gamma-prob", unit)]
-        counts = [(self.batch_size, "--batch-size", 1), (self.epochs, "--epochs", 1),
-                  (self.iters_per_epoch, "--iters-per-epoch", 1), (self.val_every, "--val-every", 1),
-                  (self.workers, "--workers", 0)]
-        optional = [(self.threads, "--threads", {"low": 1, "integer": True}),
-                    (self.max_val_cases, "--max-val-cases", {"low": 1, "integer": True}),
+
+        def count(low: int) -> dict:
+            return {"low": low, "integer": True}
+
+        required = [(self.lr, "--lr", {"low": 0.0, "low_open": True, "high": 1.0}),
+                    (self.eps, "--eps", {"low": 0.0, "low_open": True, "high": 1.0}),
+                    *((b, "--betas", {**unit, "high_open": True}) for b in self.betas),
+                    *((s, "--spacing (mm)", {"low": 0.0, "low_open": True, "high": 10.0}) for s in self.spacing_mm),
+                    (self.overlap, "--overlap", {**unit, "high_open": True}),
+                    (self.augment.flip_prob, "--flip-prob", unit), (self.augment.elastic_prob, "--elastic-prob", unit),
+                    (self.augment.gamma_prob, "--gamma-prob", unit),
+                    (self.batch_size, "--batch-size", count(1)), (self.epochs, "--epochs", count(1)),
+                    (self.iters_per_epoch, "--iters-per-epoch", count(1)), (self.val_every, "--val-every", count(1)),
+                    (self.workers, "--workers", count(0))]
+        optional = [(self.threads, "--threads", count(1)), (self.max_val_cases, "--max-val-cases", count(1)),
                     (self.max_minutes, "--max-minutes", {"low": 0.0, "low_open": True}),
                     (self.threshold, "--threshold", {**unit, "low_open": True, "high_open": True}),
                     (self.min_lesion_volume_mm3, "--min-volume (mm^3)", {"low": 0.0}),
                     (self.architecture_args.get("dropout"), "--dropout", {**unit, "high_open": True})]
-        for value, name, bounds in checks + [(v, n, {"low": low, "integer": True}) for v, n, low in counts] + [
-                c for c in optional if c[0] is not None]:
+        for value, name, bounds in required + [c for c in optional if c[0] is not None]:
             number(value, name, error=OptionError, **bounds)
 
     def to_dict(self) -> dict:
