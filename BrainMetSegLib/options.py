@@ -145,6 +145,13 @@ class ScorerMode(StrEnum):
 #: The planes of 2D slices (``synth --slice-plane``, :data:`BrainMetSegLib.synth.reacquire.SLICE_PLANES`).
 SLICE_PLANE_NAMES = ("axial", "coronal", "sagittal")
 
+#: How lesions change at a synthetic follow-up (:mod:`BrainMetSegLib.synth.followup`, ``synth
+#: --followup-scenario``); "repeat", a rescan with every lesion unchanged, is never drawn by "auto".
+FOLLOWUP_SCENARIOS = ("progression", "response", "stable", "complete", "mixed", "repeat")
+#: A synthetic follow-up's head movement: drawn within +- these degrees about each axis and mm
+#: along each (``synth --followup-motion``).
+FOLLOWUP_MOTION = (6.0, 8.0)
+
 
 class SkullstripGrid(StrEnum):
     """Where deepbet runs (:func:`BrainMetSegLib.preprocess.brain_mask_checked`)."""

@@ -216,6 +216,29 @@ def test_followup_scenarios(series):
         FollowupConfig(scenario="worse")
 
 
+def test_a_repeat_followup_is_a_rescan_of_unchanged_lesions():
+    """'repeat' (test-retest): every lesion exactly as before, no new one, a fresh acquisition;
+    without movement the very same label map; "auto" never draws it."""
+    from BrainMetSegLib.synth.followup import SCENARIO_PROBABILITIES
+
+    base, fus = make_series(SEED, SMALL, 2, FollowupConfig(scenario="repeat", max_rotation_deg=0, max_shift_mm=0))
+    labels = sitk.GetArrayFromImage(base.labels)
+    for fu in fus:
+        assert fu.scenario == "repeat" and set(fu.scales.values()) == {1.0} and fu.resolved == []
+        assert np.array_equal(sitk.GetArrayFromImage(fu.case.labels), labels)
+        assert fu.track_of == {r["id"]: r["id"] for r in base.lesions if r["voxels"] > 0}
+        image = sitk.GetArrayFromImage(fu.case.image)
+        assert not np.array_equal(image, sitk.GetArrayFromImage(base.image))  # new noise and bias field
+        # the baseline's protocol: point spread, acquisition grid, noise level; a new bias field
+        acq, base_acq = fu.case.info["acquisition"], base.info["acquisition"]
+        for key in ("blur_sigma_voxels", "noise_sigma_wm", "acquired_spacing_mm"):
+            assert acq.get(key) == base_acq.get(key)
+        assert acq["bias_strength"] != base_acq["bias_strength"]
+    assert "repeat" not in SCENARIO_PROBABILITIES
+    _, (moved,) = make_series(SEED, SMALL, 1, FollowupConfig(scenario="repeat"))
+    assert {r["id"]: r["voxels"] for r in moved.case.lesions}.keys() == {r["id"] for r in base.lesions}
+
+
 # --- the command --------------------------------------------------------------------------------
 
 def _write(img: sitk.Image, path: Path) -> str:

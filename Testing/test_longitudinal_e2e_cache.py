@@ -1,5 +1,6 @@
-"""benchmarks/longitudinal_e2e.py: a cache segmented with one test-time mirroring is refused by a
-run that asks another (its scans would be scored as the other setting's)."""
+"""benchmarks/longitudinal_e2e.py: a cache segmented with one test-time mirroring, or synthesised
+with other follow-up options, is refused by a run that asks another (its scans would be scored as
+the other setting's); the stable ratios by baseline size."""
 
 from __future__ import annotations
 
@@ -33,3 +34,36 @@ def test_a_cached_scan_with_the_asked_mirroring_is_reused(e2e, tmp_path):
 def test_a_cached_scan_with_another_mirroring_is_refused(e2e, tmp_path, cached, asked):
     with pytest.raises(SystemExit, match=f"--mirror {cached}, this run asks {asked}"):
         e2e._check_cached_mirror(_run_json(tmp_path, {"mirror": {"mode": cached}}), asked)
+
+
+def _phantoms(tmp_path: Path, options: dict) -> Path:
+    (tmp_path / "followups").mkdir(parents=True)
+    (tmp_path / "followups" / "synth_000_fu1.json").write_text(json.dumps({"followup_options": options}))
+    return tmp_path
+
+
+def _args(scenario="auto", motion=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(scenario=scenario, motion=motion)
+
+
+def test_phantoms_made_with_other_followup_options_are_refused(e2e, tmp_path):
+    made = {"scenario": "repeat", "max_rotation_deg": 0.0, "max_shift_mm": 0.0, "new_diameter_mm": [3.0, 12.0]}
+    phantoms = _phantoms(tmp_path, made)
+    e2e._check_cached_followups(phantoms, _args("repeat", [0.0, 0.0]))
+    for args in (_args(), _args("repeat"), _args("stable", [0.0, 0.0]), _args("repeat", [0.0, 1.0])):
+        with pytest.raises(SystemExit, match="use another --cache"):
+            e2e._check_cached_followups(phantoms, args)
+    assert e2e.synth_followup_options(_args("repeat", [0.0, 0.0])) == [
+        "--followup-scenario", "repeat", "--followup-motion", "0.0", "0.0"]
+    assert e2e.synth_followup_options(_args()) == []
+
+
+def test_stable_ratios_by_baseline_size(e2e):
+    rows = [{"with": {"stable_baseline_analytic_mm": [4.0, 6.0, 12.0, 9.9],
+                      "stable_ratios_vs_analytic": [1.5, 1.1, 0.98, 0.9]}},
+            {"with": {"stable_ratios_vs_analytic": [2.0]}}]  # scored before sizes were recorded: left out
+    out = e2e._stable_by_size(rows, "with")
+    assert out["<5 mm"]["n"] == 1 and out["5-10 mm"] == {"n": 2, "median": 1.0, "mean": 1.0, "sd": 0.1}
+    assert out[">=10 mm"]["median"] == 0.98

@@ -275,6 +275,18 @@ def test_followups_refuse_the_reacquisition_options_they_cannot_honour(tmp_path:
     assert not (tmp_path / "ds").exists()
 
 
+def test_followup_options_without_followups_are_refused_not_ignored(tmp_path: Path, capsys):
+    args = ["synth", "-n", "1", "-o", str(tmp_path / "ds"), "--spacing", "3", "--progress", "none"]
+    for extra, named in ((["--followup-scenario", "repeat"], "--followup-scenario"),
+                         (["--followup-motion", "0", "0"], "--followup-motion")):
+        assert cli_main([*args, *extra]) == 2
+        assert f"{named}: only for follow-ups" in capsys.readouterr().err
+    for motion in (["nan", "3"], ["-1", "3"], ["6", "51"]):
+        assert cli_main([*args, "--followups", "1", "--followup-motion", *motion]) == 2
+        assert "follow-up movement" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
 def test_same_case_whatever_the_thread_count():
     """Byte-identical arrays with one thread (torch, BLAS, ITK) and with the defaults."""
     import torch

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainMetSegLib.longitudinal.rano import CATEGORIES as RESPONSES
+from BrainMetSegLib.options import FOLLOWUP_SCENARIOS
 
 
 def case_ids(phantoms: Path) -> list[str]:
@@ -52,8 +53,9 @@ def prepare(args) -> list[str]:
     phantoms = Path(args.cache) / "phantoms"
     if not (phantoms / "dataset.json").is_file():
         subprocess.run([sys.executable, "-m", "BrainMetSegLib", "synth", "-n", str(args.cases), "-o", str(phantoms),
-                        "--seed", str(args.seed), "--followups", str(args.followups), "--progress", "none"],
-                       check=True)
+                        "--seed", str(args.seed), "--followups", str(args.followups), "--progress", "none",
+                        *synth_followup_options(args)], check=True)
+    _check_cached_followups(phantoms, args)
     from BrainMetSegLib.options import Mirroring
     from BrainMetSegLib.outputs import write_result
     from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
@@ -76,6 +78,27 @@ def prepare(args) -> list[str]:
             print(f"segmented {image.name}: {result.n_lesions} lesion(s), {time.perf_counter() - t0:.0f} s",
                   flush=True)
     return cids
+
+
+def synth_followup_options(args) -> list[str]:
+    """synth's follow-up options this run asks for (none: synth's defaults)."""
+    out = ["--followup-scenario", args.scenario] if args.scenario != "auto" else []
+    return out + (["--followup-motion", *map(str, args.motion)] if args.motion else [])
+
+
+def _check_cached_followups(phantoms: Path, args) -> None:
+    """Refuse phantoms synthesised with other follow-up options than asked (they would be scored as these)."""
+    from BrainMetSegLib.options import FOLLOWUP_MOTION
+
+    first = sorted((phantoms / "followups").glob("*_fu1.json"))[:1]
+    if not first:
+        return
+    made = json.loads(first[0].read_text()).get("followup_options") or {}
+    asked = {"scenario": args.scenario, "max_rotation_deg": float((args.motion or FOLLOWUP_MOTION)[0]),
+             "max_shift_mm": float((args.motion or FOLLOWUP_MOTION)[1])}
+    if any(made.get(k) != v for k, v in asked.items()):
+        raise SystemExit(f"{first[0]}: phantoms made with follow-up options {made}, this run asks {asked}; "
+                         "use another --cache")
 
 
 def _check_cached_mirror(run_json: Path, mirror: str) -> None:
@@ -242,6 +265,16 @@ def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float =
             for tr, k, true_ratio in stable_pairs(outcome, truth, tolerance, min_mm, against)]
 
 
+def stable_baseline_sizes(outcome, truth: dict) -> list[float]:
+    """The analytic baseline longest axial diameter (mm) of each stable pair against the analytic
+    truth, in :func:`stable_ratios`' order (``against="analytic"``), for the ratios by size."""
+    out = []
+    for tr, _, _ in stable_pairs(outcome, truth, against="analytic"):
+        (true_id,) = _true_track_at(outcome.timepoints[0].labels, 0, tr.at[0].lesion_ids, truth)
+        out.append(round(truth["analytic"][0][true_id].longest_mm, 3))
+    return out
+
+
 def single_scan_diameters(outcome, truth: dict) -> list[list[float]]:
     """Per scan, each true lesion found as exactly one model lesion that covers no other true
     lesion: [analytic longest axial diameter, measured, true label map's] (mm), for the
@@ -324,6 +357,7 @@ def run_scoring(args, cids: list[str]) -> dict:
                                                                                        against="scale")],
                          "stable_ratios_vs_analytic": [round(v, 4) for v in stable_ratios(outcome, truth,
                                                                                           against="analytic")],
+                         "stable_baseline_analytic_mm": stable_baseline_sizes(outcome, truth),
                          "diameters_analytic_measured_labels": single_scan_diameters(outcome, truth),
                          "diameters_on": (outcome.measured or {}).get("rule"),
                          "not_new_below_cut_at_baseline": sum(
@@ -339,13 +373,17 @@ def run_scoring(args, cids: list[str]) -> dict:
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     outline += f" --diameters {args.diameters}" if args.diameters else ""
     outline += f" --mirror {args.mirror}" if args.mirror != "none" else ""
+    synth_options = " ".join(synth_followup_options(args))
+    outline += f" --scenario {args.scenario}" if args.scenario != "auto" else ""
+    outline += f" --motion {args.motion[0]:g} {args.motion[1]:g}" if args.motion else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
            "mirror": args.mirror,
            "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
-           "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} (default "
-                   "options: 1 mm, whole head); every scan segmented by the default model; true responses from "
+           "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} "
+                   f"{synth_options} (otherwise default options: 1 mm, whole head); every scan segmented by the "
+                   "default model; true responses from "
                    "the true label maps ('true', 'right') and from the lesions' analytic shapes ('true_analytic', "
                    "'right_vs_analytic') by the same RANO-BM rules", "summary": summary, "patients": rows}
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
@@ -381,6 +419,7 @@ def summarise(rows: list[dict]) -> dict:
                 [v for r in rows for v in r[mode].get("stable_ratios_vs_scale", [])]),
             "stable_diameter_ratio_vs_analytic": _ratio_summary(
                 [v for r in rows for v in r[mode].get("stable_ratios_vs_analytic", [])]),
+            "stable_diameter_ratio_vs_analytic_by_baseline_size": _stable_by_size(rows, mode),
             "diameter_by_analytic_size": _by_size(
                 [v for r in rows for v in r[mode].get("diameters_analytic_measured_labels", [])])})
     return out
@@ -395,10 +434,22 @@ def _by_size(triples: list[list[float]]) -> dict:
     out = {}
     for lo, hi in SIZE_BINS_MM:
         sel = [t for t in triples if lo <= t[0] < hi and t[0] > 0]
-        name = f"<{hi:g} mm" if lo == 0 else (f">={lo:g} mm" if hi == float("inf") else f"{lo:g}-{hi:g} mm")
-        out[name] = {"measured_over_analytic": _ratio_summary([m / a for a, m, _ in sel]),
+        out[_bin_name(lo, hi)] = {"measured_over_analytic": _ratio_summary([m / a for a, m, _ in sel]),
                      "true_labels_over_analytic": _ratio_summary([t / a for a, _, t in sel])}
     return out
+
+
+def _stable_by_size(rows: list[dict], mode: str) -> dict:
+    """The stable ratios against the analytic truth per analytic baseline size bin (rows scored
+    before the sizes were recorded are left out)."""
+    pairs = [(mm, v) for r in rows if "stable_baseline_analytic_mm" in r[mode]
+             for mm, v in zip(r[mode]["stable_baseline_analytic_mm"], r[mode]["stable_ratios_vs_analytic"],
+                              strict=True)]
+    return {_bin_name(lo, hi): _ratio_summary([v for mm, v in pairs if lo <= mm < hi]) for lo, hi in SIZE_BINS_MM}
+
+
+def _bin_name(lo: float, hi: float) -> str:
+    return f"<{hi:g} mm" if lo == 0 else (f">={lo:g} mm" if hi == float("inf") else f"{lo:g}-{hi:g} mm")
 
 
 def _ratio_summary(ratios: list[float]) -> dict:
@@ -418,6 +469,11 @@ def main() -> None:
                     help="outline threshold for segment (default: the model card's)")
     ap.add_argument("--mirror", default="none", choices=["none", "lr", "all"],
                     help="segment's test-time mirroring (default none); keep one --cache per setting")
+    ap.add_argument("--scenario", default="auto", choices=["auto", *FOLLOWUP_SCENARIOS],
+                    help="synth's --followup-scenario (default auto; repeat: rescans with every lesion unchanged, "
+                         "for the measurements' repeatability)")
+    ap.add_argument("--motion", nargs=2, type=float, default=None, metavar=("DEG", "MM"),
+                    help="synth's --followup-motion (default synth's; 0 0: the head where it was)")
     ap.add_argument("--cache", required=True, help="folder for phantoms and segmentations (reused when re-run)")
     ap.add_argument("--prepare-only", action="store_true", help="synthesise and segment, do not compare")
     ap.add_argument("--score-only", action="store_true",
@@ -434,6 +490,8 @@ def main() -> None:
                          "they depend only on the scans, so another scores folder's may be given)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_longitudinal_e2e.json")))
     args = ap.parse_args()
+    if args.score_only:
+        _check_cached_followups(Path(args.cache) / "phantoms", args)
     cids = case_ids(Path(args.cache) / "phantoms")[: args.cases] if args.score_only else prepare(args)
     if args.prepare_only:
         return

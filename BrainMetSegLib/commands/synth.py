@@ -7,7 +7,7 @@ import json
 import time
 
 from ..errors import InputError
-from ..options import SLICE_PLANE_NAMES, ProgressMode, values
+from ..options import FOLLOWUP_MOTION, FOLLOWUP_SCENARIOS, SLICE_PLANE_NAMES, ProgressMode, values
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -62,19 +62,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--followups", type=int, default=0, metavar="K",
                    help="also write K follow-up scans per case into followups/ (moved head, lesions grown, "
                         "shrunk, gone or new; truth: correspondence, transform, RANO-BM response)")
-    p.add_argument("--followup-scenario", default="auto",
-                   choices=("auto", "progression", "response", "stable", "complete", "mixed"),
-                   help="how lesions change at each follow-up (default: drawn per follow-up)")
+    p.add_argument("--followup-scenario", default="auto", choices=("auto", *FOLLOWUP_SCENARIOS),
+                   help="how lesions change at each follow-up (default: drawn per follow-up; repeat: a "
+                        "rescan, every lesion unchanged, never drawn)")
+    p.add_argument("--followup-motion", nargs=2, type=float, metavar=("DEG", "MM"),
+                   default=FOLLOWUP_MOTION,
+                   help="head movement at each follow-up, drawn within +-DEG degrees about each axis and +-MM mm "
+                        "along each (default %(default)s; 0 0: the head where it was)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--progress", choices=values(ProgressMode), default=ProgressMode.BAR.value)
 
 
 def _followup_config(args: argparse.Namespace):
     if not args.followups:
+        asked = [name for name, given in (("--followup-scenario", args.followup_scenario != "auto"),
+                                          ("--followup-motion", tuple(args.followup_motion) != FOLLOWUP_MOTION))
+                 if given]
+        if asked:
+            raise InputError(f"{' and '.join(asked)}: only for follow-ups; add --followups K.")
         return None
     from ..synth.followup import FollowupConfig
 
-    return FollowupConfig(scenario=args.followup_scenario)
+    deg, mm = args.followup_motion  # FollowupConfig refuses what is out of range (NaN too)
+    return FollowupConfig(scenario=args.followup_scenario, max_rotation_deg=deg, max_shift_mm=mm)
 
 
 def run(args: argparse.Namespace) -> int:

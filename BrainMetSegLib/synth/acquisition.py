@@ -58,18 +58,24 @@ def rician_noise(rng: np.random.Generator, image: np.ndarray, sigma: float) -> n
     return np.sqrt((image + n1) ** 2 + n2 ** 2)
 
 
-def acquire(rng: np.random.Generator, image: np.ndarray, spacing, anisotropic) -> tuple[np.ndarray, dict]:
+def acquire(rng: np.random.Generator, image: np.ndarray, spacing, anisotropic,
+            protocol: dict | None = None) -> tuple[np.ndarray, dict]:
     """Apply the acquisition chain; returns the image (WM units) and what was drawn.
 
     Order as in a scanner: the object is blurred (point spread), sampled on the acquisition
     grid (thick slices when anisotropic), multiplied by the coil bias field and given
     Rician noise there, then interpolated onto the output grid.
+
+    protocol: an earlier scan's returned info, for a rescan with the same protocol: its point
+        spread, acquisition grid and noise level are kept; the bias field and the noise drawn anew.
     """
     info: dict = {}
     shape = image.shape
-    if anisotropic is None:
+    if protocol is not None:
+        anisotropic = tuple(protocol.get("acquired_spacing_mm", ())) or False
+    elif anisotropic is None:
         anisotropic = ANISOTROPIC_CHOICES[rng.integers(len(ANISOTROPIC_CHOICES))] if rng.random() < 0.25 else False
-    blur = float(rng.uniform(0.0, 0.7))
+    blur = float(rng.uniform(0.0, 0.7)) if protocol is None else float(protocol["blur_sigma_voxels"])
     if blur > 0.2:
         image = ndimage.gaussian_filter(image, blur / np.asarray(spacing)[::-1] * min(spacing))
     info["blur_sigma_voxels"] = round(blur, 3)
@@ -81,7 +87,7 @@ def acquire(rng: np.random.Generator, image: np.ndarray, spacing, anisotropic) -
     acq_spacing = [s * steps.get(2 - a, 1) for a, s in enumerate(spacing)]
     image = image * bias_field(rng, image.shape, acq_spacing, strength)
     info["bias_strength"] = round(strength, 3)
-    sigma = float(rng.uniform(0.01, 0.05))
+    sigma = float(rng.uniform(0.01, 0.05)) if protocol is None else float(protocol["noise_sigma_wm"])
     image = rician_noise(rng, image, sigma)
     info["noise_sigma_wm"] = round(sigma, 4)
     return back_to_grid(image, steps, shape), info

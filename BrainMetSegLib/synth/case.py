@@ -170,12 +170,14 @@ def plan_case(seed: int, config: C.SynthConfig) -> CasePlan:
 
 
 def render_case(plan: CasePlan, specs: list, rng: np.random.Generator, config: C.SynthConfig,
-                move=None) -> SynthCase:
+                move=None, protocol: dict | None = None) -> SynthCase:
     """Paint ``specs`` into a copy of the plan's anatomy, then acquire with ``rng``.
 
     move: optional callable ``(arrays: dict[str, np.ndarray]) -> dict`` applied to the painted
     volumes (keys "image", "labels", "brain", "tissue", "stripped" and the confounder names) before
     the acquisition, e.g. a rigid head movement for a follow-up scan.
+    protocol: an earlier scan's ``info["acquisition"]``: acquire with its protocol (a rescan;
+    :func:`~BrainMetSegLib.synth.acquisition.acquire`).
     """
     anat, grid = plan.anat, plan.anat.grid
     image = plan.image.copy()  # the plan can be rendered again (follow-ups of the same patient)
@@ -199,7 +201,7 @@ def render_case(plan: CasePlan, specs: list, rng: np.random.Generator, config: C
             "contrasts": {k: round(v, 4) for k, v in anat.contrasts.items()},
             "mirrored": anat.warp.flipped, "spacing_mm": [float(v) for v in grid.spacing]}
     if config.acquisition:
-        image, acq = acquire(rng, image, grid.spacing, config.anisotropic_acquisition)
+        image, acq = acquire(rng, image, grid.spacing, config.anisotropic_acquisition, protocol)
         info["acquisition"] = acq
         wm_level = float(rng.uniform(*WM_LEVEL_RANGE))
     else:

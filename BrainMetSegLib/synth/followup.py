@@ -14,7 +14,13 @@ points, LPS mm) and the true RANO-BM radiographic response, computed by
 
 Scenarios per follow-up: "progression" (lesions grow 20-60 %, 1-2 new lesions), "response"
 (shrink to 30-70 %, a quarter disappear), "stable" (+-10 %), "complete" (all disappear),
-"mixed" (each lesion grows, shrinks or disappears; maybe a new one); "auto" draws one.
+"mixed" (each lesion grows, shrinks or disappears; maybe a new one); "auto" draws one of these.
+"repeat" (never drawn by "auto") is a rescan with the baseline's protocol: every lesion exactly as
+before, no new one, the same point spread, acquisition grid and noise level; only the head's
+position, the bias field, the noise and the scanner's intensity scale new. With no movement
+(``max_rotation_deg = max_shift_mm = 0``) a test-retest pair, for the measurements' repeatability.
+Other scenarios draw each follow-up's acquisition afresh (another protocol, e.g. thick slices
+interpolated onto the same grid, in a quarter of scans).
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..options import FOLLOWUP_MOTION, FOLLOWUP_SCENARIOS
 from . import config as C
 from .case import SynthCase, plan_case, render_case
 from .deform import _rotation
 from .lesions import LesionSpec, plan_lesions
 
-SCENARIOS = ("progression", "response", "stable", "complete", "mixed")
+SCENARIOS = FOLLOWUP_SCENARIOS
 SCENARIO_PROBABILITIES = {"progression": 0.3, "response": 0.3, "stable": 0.15, "complete": 0.05, "mixed": 0.2}
 #: A lesion scaled below this diameter (mm) is gone (a sub-voxel lesion would still paint a voxel).
 MIN_DIAMETER_MM = 1.5
@@ -44,8 +51,8 @@ class FollowupConfig:
     new_diameter_mm: (min, max) diameter of new lesions (mm)."""
 
     scenario: str = "auto"
-    max_rotation_deg: float = 6.0
-    max_shift_mm: float = 8.0
+    max_rotation_deg: float = FOLLOWUP_MOTION[0]
+    max_shift_mm: float = FOLLOWUP_MOTION[1]
     new_diameter_mm: tuple[float, float] = (3.0, 12.0)
 
     def __post_init__(self) -> None:
@@ -97,6 +104,8 @@ def _scales(rng: np.random.Generator, scenario: str, n: int) -> np.ndarray:
         return np.where(rng.random(n) < 0.25, 0.0, rng.uniform(0.3, 0.7, n))
     if scenario == "stable":
         return rng.uniform(0.9, 1.1, n)
+    if scenario == "repeat":
+        return np.ones(n)
     if scenario == "complete":
         return np.zeros(n)
     kind = rng.choice(3, n, p=[0.4, 0.4, 0.2])  # mixed: grow / shrink / disappear
@@ -207,7 +216,9 @@ def make_series(seed: int, config: C.SynthConfig, n_followups: int,
                 next_track += 1
         rot, shift = _rigid(rng, fconfig)
         specs = [s for _, s in kept]
-        case = render_case(plan, specs, rng, config, move=_mover(plan.anat.grid, rot, shift, centre))
+        protocol = baseline.info.get("acquisition") if scenario == "repeat" else None
+        case = render_case(plan, specs, rng, config, move=_mover(plan.anat.grid, rot, shift, centre),
+                           protocol=protocol)
         present = {rec["id"]: kept[spec_i][0] for rec, spec_i in zip(case.lesions, case.spec_index, strict=True)
                    if rec["voxels"] > 0}
         base_ids = {rec["id"] for rec in baseline.lesions if rec["voxels"] > 0}
