@@ -214,3 +214,38 @@ def test_a_lesion_the_prior_made_does_not_confirm_the_equivocal_one_it_came_from
     assert any("confirmed on time point 3" in x for x in a.timepoints[0].reasons)
     a = assess([base, {1: M(20), 9: promoted}, {1: M(20), 9: M(4, 3, 2)}, {1: M(20), 9: M(5, 3, 2)}])
     assert a.timepoints[0].response == "PD"
+
+
+def _pieces(longest: float, n: int = 2) -> Measure:
+    return Measure(longest, longest * 0.8, 5, pieces=n)
+
+
+def test_growth_from_a_nadir_measured_in_pieces_is_to_be_confirmed():
+    """A target seen in pieces reads small; its "growth" on the next scan may be the pieces joining
+    again (a rescan of unchanged lesions gave PD so): PD to be confirmed, PD when a later scan shows
+    the progression again, else what the targets give without it."""
+    base = {1: M(20), 2: M(20)}  # sum 40
+    broken = {1: M(20), 2: _pieces(6)}  # sum 26: -35 %
+    whole = {1: M(20), 2: M(20)}  # +54 % over the nadir, lesion 2 +14 mm
+    a = assess([base, broken, whole])
+    r = a.timepoints[1]
+    assert r.response == PD_TO_CONFIRM and r.target_response == PD_TO_CONFIRM
+    assert r.target_if_unconfirmed == "SD" and any("in pieces" in x for x in r.reasons)
+    # ... confirmed by a later scan that shows the progression again: PD from the first.
+    a = assess([base, broken, whole, {1: M(21), 2: M(20)}])
+    # (the last scan's own growth waits for a scan after it, as an equivocal new lesion does)
+    assert [x.response for x in a.timepoints] == ["PR", "PD", PD_TO_CONFIRM]
+    assert a.timepoints[1].target_response == "PD" and a.timepoints[2].after_progression
+    assert any("seen again on time point 3" in x for x in a.timepoints[1].reasons)
+    # ... not confirmed: the response without it (the sum is back at the nadir's: SD).
+    a = assess([base, broken, whole, {1: M(20), 2: _pieces(6)}])
+    assert [x.response for x in a.timepoints][1] == "SD"
+    assert a.timepoints[1].target_response == "SD"
+    assert any("not confirmed" in x for x in a.timepoints[1].reasons)
+    # A lesion measured whole at its nadir that grows is PD at once, as is one gone and back.
+    assert responses(base, {1: M(20), 2: M(6)}, whole)[1] == "PD"
+    assert responses(base, {1: M(20)}, whole)[1] == "PD"
+    # Several grown lesions: PD at once when one of them was whole at its nadir.
+    assert responses(base, {1: M(10), 2: _pieces(6)}, whole)[1] == "PD"
+    # One lesion of the scan (pieces = 1) is the paper's rule unchanged.
+    assert responses(base, {1: M(20), 2: _pieces(6, 1)}, whole)[1] == "PD"

@@ -19,6 +19,11 @@ The rules, as the paper states them (measurements are the longest axial diameter
   not make PD until a later scan confirms it, and then PD dates from the scan that first showed it
   (until then the scan's response is "PD to be confirmed", :data:`PD_TO_CONFIRM`; when later
   scans do not show it, what targets and non-targets give);
+- this module's caution, beyond the paper: a target PD whose every grown lesion had its smallest
+  measurement on a scan where the segmentation saw it in several pieces (a lesion broken up there
+  reads small, and its "growth" may be the pieces joining again) is also "PD to be confirmed":
+  PD, dated from this scan, when a later scan shows the target progression again; otherwise what
+  the targets give without it;
 - a scan on which a target lesion cannot be assessed (outside its field of view) is "not
   evaluable" (:data:`NOT_EVALUABLE`) unless it shows unequivocal progression;
 - stable disease (SD): neither PR nor PD;
@@ -102,7 +107,8 @@ class Measure:
     of axial slices it is seen on, its volume (mm^3) and the segmentation's confidence in it
     (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map).
     promoted: a lesion only because the prior made a possible lesion one (another scan has a
-    lesion there): not a sighting of its own when an equivocal new lesion is confirmed."""
+    lesion there): not a sighting of its own when an equivocal new lesion is confirmed.
+    pieces: how many of the scan's lesions it was seen as (> 1: the segmentation broke it up)."""
 
     longest_mm: float
     perpendicular_mm: float = 0.0
@@ -110,6 +116,7 @@ class Measure:
     volume_mm3: float = 0.0
     confidence: float | None = None
     promoted: bool = False
+    pieces: int = 1
 
     def measurable(self, config: RanoConfig) -> bool:
         return (self.longest_mm >= config.min_longest_mm - _EPS
@@ -128,6 +135,8 @@ class TimepointResponse:
     scan (>= confirm_days later when dates are known) keeps it (None: no later scan yet);
     after_progression: an earlier scan was already PD (in a trial, assessment ends at PD; later
     scans are still assessed by the same rules, for information).
+    target_if_unconfirmed: with a target response of "PD to be confirmed" (growth from a nadir
+    measured in pieces), the target response should no later scan confirm it.
     """
 
     index: int
@@ -145,6 +154,7 @@ class TimepointResponse:
     confirmed: bool | None = None
     after_progression: bool = False
     radiographic_only: bool = True
+    target_if_unconfirmed: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,10 +193,38 @@ def _longest(tp: dict[int, Measure], i: int) -> float:
     return 0.0 if m is None else m.longest_mm
 
 
-def _target_response(timepoints, targets, sums, t, config, reasons, unseen) -> str:
+def _target_response(timepoints, targets, sums, t, config, reasons, unseen) -> tuple[str, str | None]:
     """Target response of scan t: CR / PR / SD / PD, "none" without targets, NE when a target
-    cannot be assessed on it (``unseen``)."""
-    tp, nadir = timepoints[t], min(sums[:t])
+    cannot be assessed on it (``unseen``), "PD to be confirmed" when every lesion that grew had its
+    smallest measurement in pieces; and, for that one, the response without the progression."""
+    response = _target_category(timepoints, targets, sums, t, config, reasons, unseen)
+    if response != "PD":
+        return response, None
+    grew = [i for i in targets if _growth_mm(timepoints, i, t) >= config.pd_absolute_mm - _EPS]
+    in_pieces = {i: s for i in grew if timepoints[s := _smallest_at(timepoints, i, t)].get(i, Measure(0)).pieces > 1}
+    if len(in_pieces) < len(grew):
+        return "PD", None
+    reasons.append(f"lesion(s) {sorted(in_pieces)} measured smallest where the segmentation saw them in pieces "
+                   f"(time point(s) {sorted(set(in_pieces.values()))}): the growth may be pieces joining again; "
+                   "PD if a later scan shows the target progression again")
+    rest: list[str] = []
+    return PD_TO_CONFIRM, _target_category(timepoints, targets, sums, t, config, rest, unseen, allow_pd=False)
+
+
+def _growth_mm(timepoints, i: int, t: int) -> float:
+    """Target i's longest diameter on scan t over its smallest before t (mm)."""
+    return _longest(timepoints[t], i) - min(_longest(timepoints[s], i) for s in range(t))
+
+
+def _smallest_at(timepoints, i: int, t: int) -> int:
+    """The scan before t where target i measured smallest (the first such)."""
+    return min(range(t), key=lambda s: (_longest(timepoints[s], i), s))
+
+
+def _target_category(timepoints, targets, sums, t, config, reasons, unseen, allow_pd: bool = True) -> str:
+    """CR / PR / SD / PD / "none" / NE of scan t by the paper's rules (``allow_pd=False``: the
+    category if the growth is not counted)."""
+    nadir = min(sums[:t])
     if not targets:
         return "none"
     if unseen:
@@ -196,10 +234,9 @@ def _target_response(timepoints, targets, sums, t, config, reasons, unseen) -> s
     if sums[t] <= _EPS:
         reasons.append("every target lesion is gone")
         return "CR"
-    grew = [i for i in targets
-            if _longest(tp, i) - min(_longest(timepoints[s], i) for s in range(t)) >= config.pd_absolute_mm - _EPS]
+    grew = [i for i in targets if _growth_mm(timepoints, i, t) >= config.pd_absolute_mm - _EPS]
     rel_up = sums[t] - nadir >= config.pd_increase * nadir - _EPS
-    if rel_up and grew:
+    if rel_up and grew and allow_pd:
         reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pd_increase:.0%} above the nadir "
                        f"{nadir:.1f} mm and lesion(s) {grew} grew by >= {config.pd_absolute_mm:g} mm")
         return "PD"
@@ -207,7 +244,7 @@ def _target_response(timepoints, targets, sums, t, config, reasons, unseen) -> s
         reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pr_decrease:.0%} below the baseline "
                        f"{sums[0]:.1f} mm")
         return "PR"
-    if rel_up:
+    if rel_up and not grew:
         reasons.append(f"target sum >= {config.pd_increase:.0%} above the nadir but no lesion grew by "
                        f">= {config.pd_absolute_mm:g} mm (RANO-BM's absolute condition): not PD")
     return "SD"
@@ -257,7 +294,7 @@ def _with_later_lesions(nontarget: str, persisting: list[int], reasons: list[str
 def _overall(base, target, nontarget, unequivocal, equivocal) -> str:
     if "PD" in (target, nontarget) or unequivocal:
         return "PD"
-    if equivocal:
+    if equivocal or target == PD_TO_CONFIRM:
         return PD_TO_CONFIRM
     if NOT_EVALUABLE in (target, nontarget):
         return NOT_EVALUABLE
@@ -300,7 +337,7 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     for t in range(1, len(timepoints)):
         tp, unseen = timepoints[t], set(unassessable[t])
         reasons: list[str] = []
-        target = _target_response(timepoints, targets, sums, t, config, reasons, unseen & set(targets))
+        target, unconfirmed = _target_response(timepoints, targets, sums, t, config, reasons, unseen & set(targets))
         nontarget = _nontarget_response(timepoints, nontargets, t, config, reasons, unseen & set(nontargets))
         # New lesions: tracks never seen before this scan.
         new = sorted(i for i in tp if i not in seen_before)
@@ -318,7 +355,8 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
             index=t, target_sum_mm=round(sums[t], 3), baseline_sum_mm=round(sums[0], 3),
             nadir_sum_mm=round(min(sums[:t]), 3), change_from_baseline_pct=_pct(sums[t], sums[0]),
             change_from_nadir_pct=_pct(sums[t], min(sums[:t])), target_response=target, nontarget_response=nontarget,
-            new_lesions=unequivocal, equivocal_new=equivocal, response=response, reasons=reasons))
+            new_lesions=unequivocal, equivocal_new=equivocal, response=response, reasons=reasons,
+            target_if_unconfirmed=unconfirmed))
     _confirm_equivocal(results, timepoints, base)
     _confirm_responses(results, days, config)
     first_pd = next((r.index for r in results if r.response == "PD"), None)
@@ -329,12 +367,14 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
 
 def _confirm_equivocal(results: list[TimepointResponse], timepoints, base) -> None:
     """"PD to be confirmed" becomes PD when a later scan shows one of its equivocal new lesions
-    again (RANO-BM: PD from the scan that first showed it), and the response targets and
-    non-targets give when the next scan shows none of them (the lesion was not confirmed).
+    again, or the target progression again where that rested on lesions measured in pieces
+    (RANO-BM: PD from the scan that first showed it); when a later scan confirms neither, the
+    response targets and non-targets give without it.
     Only sightings of its own count: a lesion the prior promoted (a possible lesion made a lesion
     because another scan has one there) rests on that other scan, so confirming needs two
     sightings that are not promoted (else one scan's lesion would confirm itself)."""
-    for r in results:
+    progressed = [r.target_response in ("PD", PD_TO_CONFIRM) for r in results]  # before any is settled
+    for k, r in enumerate(results):
         if r.response != PD_TO_CONFIRM:
             continue
         own = {i: [t for t in range(r.index, len(timepoints)) if i in timepoints[t]
@@ -342,16 +382,25 @@ def _confirm_equivocal(results: list[TimepointResponse], timepoints, base) -> No
         confirmed = {i: ts[1] for i, ts in own.items() if len(ts) >= 2}
         seen_again = [i for i in r.equivocal_new if i not in confirmed and any(
             i in timepoints[t] for t in range(r.index + 1, len(timepoints)))]
+        grew_again = next((results[j].index for j in range(k + 1, len(results)) if progressed[j]), None) \
+            if r.target_response == PD_TO_CONFIRM else None
         if seen_again:
             r.reasons.append(f"equivocal new lesion(s) {seen_again} seen again, but one of the sightings only as a "
                              "lesion the prior made from the other: not a confirmation")
-        if confirmed:
+        if confirmed or grew_again is not None:
             r.response = "PD"
             r.reasons += [f"equivocal new lesion {i} confirmed on time point {t}: PD dates from time point {r.index}"
                           for i, t in confirmed.items()]
+            if grew_again is not None:
+                r.target_response = "PD"
+                r.reasons.append(f"target progression seen again on time point {grew_again}: PD dates from time "
+                                 f"point {r.index}")
         elif r.index + 1 < len(timepoints):
+            if r.target_response == PD_TO_CONFIRM:
+                r.target_response = r.target_if_unconfirmed
+                r.reasons.append("target progression not seen again on a later scan: not confirmed")
             r.response = _overall(base, r.target_response, r.nontarget_response, [], [])
-            if not seen_again:
+            if r.equivocal_new and not seen_again:
                 r.reasons.append(f"equivocal new lesion(s) {r.equivocal_new} not seen on any later scan: not confirmed")
 
 

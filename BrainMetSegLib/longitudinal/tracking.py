@@ -109,7 +109,7 @@ class LesionAtTime:
         if not self.seen:
             return None
         return Measure(self.longest_mm or 0.0, self.perpendicular_mm or 0.0, self.axial_slices or 0,
-                       self.volume_mm3 or 0.0, self.confidence, self.promoted)
+                       self.volume_mm3 or 0.0, self.confidence, self.promoted, max(len(self.lesion_ids), 1))
 
 
 @dataclass
