@@ -145,6 +145,11 @@ class ScorerMode(StrEnum):
 #: The planes of 2D slices (``synth --slice-plane``, :data:`BrainMetSegLib.synth.reacquire.SLICE_PLANES`).
 SLICE_PLANE_NAMES = ("axial", "coronal", "sagittal")
 
+#: compare: a new lesion whose calibrated lesion probability is below this is equivocal ("PD to be
+#: confirmed"): PD only on a lesion with at most about a 1-in-10 chance of being false
+#: (:class:`BrainMetSegLib.longitudinal.rano.RanoConfig`, ``compare --equivocal-below``).
+EQUIVOCAL_BELOW_LESION_PROBABILITY = 0.9
+
 #: How lesions change at a synthetic follow-up (:mod:`BrainMetSegLib.synth.followup`, ``synth
 #: --followup-scenario``); "repeat", a rescan with every lesion unchanged, is never drawn by "auto".
 FOLLOWUP_SCENARIOS = ("progression", "response", "stable", "complete", "mixed", "repeat")

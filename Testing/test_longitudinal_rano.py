@@ -122,7 +122,13 @@ def test_new_lesion_makes_progression_but_a_small_one_is_to_be_confirmed():
     cfg = RanoConfig(equivocal_below_confidence=0.98)
     assert responses(base, {1: M(20), 9: sure}, config=cfg) == ["PD"]
     assert responses(base, {1: M(20), 9: unsure}, config=cfg) == [PD_TO_CONFIRM]
-    assert responses(base, {1: M(20), 9: unsure}) == ["PD"]  # no confidence limit by default
+    # By default a new lesion under a calibrated lesion probability of 0.9 is equivocal (a 1-in-10
+    # chance of a false lesion is too much to call PD on); a lesion without one is judged by size.
+    assert responses(base, {1: M(20), 9: unsure}) == ["PD"]
+    assert responses(base, {1: M(20), 9: Measure(14, 10, 4, confidence=0.78)}) == [PD_TO_CONFIRM]
+    assert responses(base, {1: M(20), 9: Measure(14, 10, 4, confidence=0.9)}) == ["PD"]
+    off = RanoConfig(equivocal_below_confidence=None)
+    assert responses(base, {1: M(20), 9: Measure(14, 10, 4, confidence=0.78)}, config=off) == ["PD"]
 
 
 def test_target_that_cannot_be_assessed_is_not_evaluable():

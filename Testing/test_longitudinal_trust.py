@@ -294,6 +294,8 @@ def test_one_scan_given_twice_is_refused_by_input_and_by_voxels():
     ({"max_distance_mm": float("nan")}, "--max-distance a finite distance"),
     ({"max_distance_mm": float("inf")}, "--max-distance a finite distance"),
     ({"contact_mm": float("nan")}, "--contact must be 0-10 mm"),
+    ({"equivocal_below": float("nan")}, "a lesion probability 0-1"),
+    ({"equivocal_below": 1.5}, "a lesion probability 0-1"),
 ])
 def test_compare_refuses_dates_and_distances_that_are_not_finite(tmp_path, option, says):
     """``--days 0 nan`` had ended in an internal error; ``--max-distance nan`` was taken."""
@@ -304,3 +306,21 @@ def test_compare_refuses_dates_and_distances_that_are_not_finite(tmp_path, optio
                              **option)
     with pytest.raises(InputError, match=says):
         check_request(request)
+
+
+def test_a_new_lesions_confidence_is_its_calibrated_lesion_probability():
+    """The equivocal rule's confidence is the candidate stage's calibrated lesion probability (of
+    pieces, the largest), never the network's peak probability (uncalibrated: a false lesion
+    reaches p = 1.0 inside); without a candidate stage there is none."""
+    from BrainMetSegLib.longitudinal.tracking import _combine
+
+    def row(i, lesion_p=None):
+        r = {"lesion_id": i, "volume_mm3": 100.0, "centroid_r": 0.0, "centroid_a": 0.0, "centroid_s": 0.0,
+             "axial_longest_diameter_mm": 12.0, "axial_perpendicular_diameter_mm": 8.0, "longest_diameter_mm": 12.0,
+             "axial_slices": 4, "max_probability": 1.0}
+        return r if lesion_p is None else {**r, "lesion_probability": lesion_p}
+
+    assert _combine(1, "new", [row(1, 0.78)], "").measure().confidence == 0.78
+    assert _combine(1, "split", [row(1, 0.4), row(2, 0.95)], "").measure().confidence == 0.95
+    assert _combine(1, "new", [row(1)], "").measure().confidence is None
+    assert _combine(1, "split", [row(1, 0.4), row(2, 0.95)], "").measure().pieces == 2

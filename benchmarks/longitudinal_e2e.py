@@ -345,7 +345,9 @@ def run_scoring(args, cids: list[str]) -> dict:
         for mode in args.modes:
             request = CompareRequest(tuple(map(str, folders)), str(Path(args.cache) / "cmp" / cid),
                                      prior=mode == "with",
-                                     **({"diameters": args.diameters} if args.diameters else {}))
+                                     **({"diameters": args.diameters} if args.diameters else {}),
+                                     **({} if args.equivocal_below is None else
+                                        {"equivocal_below": args.equivocal_below}))
             outcome = run_comparison(request, registrations=registrations)
             registrations = outcome.result.registrations
             _save_registrations(args, cid, registrations)
@@ -372,6 +374,7 @@ def run_scoring(args, cids: list[str]) -> dict:
     summary = summarise(rows)
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     outline += f" --diameters {args.diameters}" if args.diameters else ""
+    outline += f" --equivocal-below {args.equivocal_below:g}" if args.equivocal_below is not None else ""
     outline += f" --mirror {args.mirror}" if args.mirror != "none" else ""
     synth_options = " ".join(synth_followup_options(args))
     outline += f" --scenario {args.scenario}" if args.scenario != "auto" else ""
@@ -483,6 +486,8 @@ def main() -> None:
                          "re-scores the cached segmentations, e.g. after a change to compare)")
     ap.add_argument("--diameters", default=None,
                     help="compare's --diameters (image / outline; default: compare's default)")
+    ap.add_argument("--equivocal-below", type=float, default=None, metavar="P",
+                    help="compare's --equivocal-below (default: compare's default; 0: off)")
     ap.add_argument("--modes", nargs="+", default=["without", "with"], choices=["without", "with"],
                     help="compare without and/or with the prior (default both)")
     ap.add_argument("--registrations", default=None,

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..options import Device, Diameters, MaskMethod, ProgressMode, values
+from ..options import EQUIVOCAL_BELOW_LESION_PROBABILITY, Device, Diameters, MaskMethod, ProgressMode, values
 
 
 def add_arguments(p) -> None:
@@ -46,6 +46,10 @@ def add_arguments(p) -> None:
                         "(default 1.5 mm)")
     p.add_argument("--max-distance", type=float, default=8.0, metavar="MM",
                    help="largest centroid distance for matching lesions left without contact (default 8 mm)")
+    p.add_argument("--equivocal-below", type=float, default=EQUIVOCAL_BELOW_LESION_PROBABILITY, metavar="P",
+                   help="a new lesion whose calibrated lesion probability (the candidate stage's) is below P is "
+                        "equivocal, as a small one is: 'PD to be confirmed' until a later scan shows it "
+                        "(default %(default)s; 0: off)")
     p.add_argument("--force", metavar="REASON", default=None,
                    help="compare time points that look like another patient, model or settings; the reason is "
                         "recorded with the result")
@@ -63,7 +67,7 @@ def request_from(args):
 
     return CompareRequest(tuple(args.inputs), args.output, tup(args.labels), tup(args.names), tup(args.days),
                           args.model, args.device, args.brain_mask, args.prior, args.prior_factor, args.contact,
-                          args.max_distance, args.force, args.overwrite, args.diameters)
+                          args.max_distance, args.force, args.overwrite, args.diameters, args.equivocal_below)
 
 
 def run(args) -> int:

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..lesions import RANO_MIN_LONGEST_MM, RANO_MIN_PERPENDICULAR_MM, RANO_MIN_SLICES
+from ..options import EQUIVOCAL_BELOW_LESION_PROBABILITY
 
 NOT_FROM_IMAGES = ("RANO-BM also needs the corticosteroid dose and the clinical status, which an image "
                    "cannot give: this is the radiographic response only; a clinician must add both.")
@@ -79,8 +80,11 @@ class RanoConfig:
         ("for example, because of its small size", Lin et al. 2015). The paper gives no number;
         this project takes its own limit of measurable disease, 10 mm: a new lesion too small to
         be measured reproducibly makes "PD to be confirmed", and PD once a later scan shows it.
-    equivocal_below_confidence: a new lesion whose confidence (:attr:`Measure.confidence`, the
-        model's peak probability in it) is below this is equivocal; ``None``: not used.
+    equivocal_below_confidence: a new lesion whose confidence (:attr:`Measure.confidence`: the
+        candidate stage's calibrated lesion probability) is below this is equivocal: PD only on
+        a lesion with at most about a 1-in-10 chance of being false (0.9); ``None``: not used.
+        Lesions without a confidence (a model without a candidate stage, hand-drawn label maps)
+        are judged by size and slices only.
     nontarget_progression_mm: a non-target lesion whose longest axial diameter grows by at least
         this over the smallest size it was seen at counts as unequivocal non-target progression (the paper leaves
         "unequivocal" to the reader; 5 mm, this project's choice; ``None`` = never from images).
@@ -96,7 +100,7 @@ class RanoConfig:
     pd_absolute_mm: float = 5.0
     new_min_slices: int = 2
     equivocal_below_mm: float = 10.0
-    equivocal_below_confidence: float | None = None
+    equivocal_below_confidence: float | None = EQUIVOCAL_BELOW_LESION_PROBABILITY
     nontarget_progression_mm: float | None = 5.0
     confirm_days: int = 28
 
@@ -105,7 +109,8 @@ class RanoConfig:
 class Measure:
     """One lesion at one time point: longest and perpendicular axial diameters (mm), the number
     of axial slices it is seen on, its volume (mm^3) and the segmentation's confidence in it
-    (0-1, e.g. the peak probability; None when unknown, e.g. a hand-drawn label map).
+    (0-1: the candidate stage's calibrated lesion probability; None when unknown, e.g. a model
+    without a candidate stage or a hand-drawn label map).
     promoted: a lesion only because the prior made a possible lesion one (another scan has a
     lesion there): not a sighting of its own when an equivocal new lesion is confirmed.
     pieces: how many of the scan's lesions it was seen as (> 1: the segmentation broke it up)."""

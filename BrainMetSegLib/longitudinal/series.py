@@ -27,7 +27,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..image_edge import ImageEdgeConfig
-from ..options import Device, Diameters, MaskMethod, as_brain_mask, as_options
+from ..options import EQUIVOCAL_BELOW_LESION_PROBABILITY, Device, Diameters, MaskMethod, as_brain_mask, as_options
 from ..progress import ProgressCallback, no_progress
 from ..textfiles import read_json_object
 from .below_cut import below_cut
@@ -35,6 +35,7 @@ from .consistency import SourceInfo, check_series, dicom_identity
 from .matching import MatchConfig
 from .measuring import measure_alike
 from .prior import PriorConfig, promote_candidates, symmetric_prior
+from .rano import RanoConfig
 from .registration import Registration, register_followup
 from .sources import (
     first_image,
@@ -55,7 +56,9 @@ class CompareRequest:
     maps); diameters: :class:`~BrainMetSegLib.options.Diameters` ("image": on the CE-T1
     image's edge where it holds, else the probability outline; "outline": the probability
     outline only; :mod:`.measuring`);
-    contact_mm, max_distance_mm: matching (:class:`.matching.MatchConfig`); force: a
+    contact_mm, max_distance_mm: matching (:class:`.matching.MatchConfig`); equivocal_below: a new
+    lesion of a lower calibrated lesion probability is equivocal (:class:`.rano.RanoConfig`'s
+    ``equivocal_below_confidence``; None or 0: off); force: a
     reason to compare time points that the consistency checks refuse; overwrite: replace
     earlier outputs."""
 
@@ -74,6 +77,7 @@ class CompareRequest:
     force: str | None = None
     overwrite: bool = False
     diameters: Diameters | str = Diameters.OUTLINE
+    equivocal_below: float | None = EQUIVOCAL_BELOW_LESION_PROBABILITY
 
     def __post_init__(self):
         as_options(self, device=(Device, "--device"), diameters=(Diameters, "--diameters"))
@@ -100,6 +104,7 @@ class Outcome:
         return {"brainmetseg_compare": {
             "inputs": list(r.inputs), "labels": None if r.labels is None else list(r.labels),
             "match": {"contact_mm": r.contact_mm, "max_distance_mm": r.max_distance_mm},
+            "equivocal_below_lesion_probability": r.equivocal_below or None,
             "prior": self.prior, "diameters": self.measured, "warnings": self.warnings, "forced": self.forced},
             **self.result.to_dict()}
 
@@ -122,6 +127,8 @@ def check_request(r: CompareRequest) -> list[str]:
         raise InputError(f"--prior-factor {r.prior_factor}: must be in (0, 1].")
     if not 0 <= r.contact_mm <= 10 or not 0 <= r.max_distance_mm < math.inf:
         raise InputError("--contact must be 0-10 mm and --max-distance a finite distance >= 0 mm.")
+    if r.equivocal_below is not None and not 0 <= r.equivocal_below <= 1:  # NaN too
+        raise InputError(f"--equivocal-below {r.equivocal_below}: a lesion probability 0-1 (0: off).")
     if r.force is not None and not r.force.strip():
         raise InputError("--force needs a reason (recorded with the result).")
     for path in r.inputs + (r.labels or ()):
@@ -285,6 +292,7 @@ def run_comparison(r: CompareRequest, progress: ProgressCallback = no_progress,
     prior = _apply_prior(r, timepoints, sources, probabilities, registrations, segmented) if r.prior else None
     measured = measure_alike(timepoints, [src.run for src in sources], probabilities,
                              ImageEdgeConfig() if r.diameters == Diameters.IMAGE else None)
-    config = CompareConfig(match=MatchConfig(contact_mm=r.contact_mm, max_distance_mm=r.max_distance_mm))
+    config = CompareConfig(match=MatchConfig(contact_mm=r.contact_mm, max_distance_mm=r.max_distance_mm),
+                           rano=RanoConfig(equivocal_below_confidence=r.equivocal_below or None))
     result = compare_timepoints(timepoints, config, registrations, progress=progress)
     return Outcome(r, result, timepoints, findings.warnings, forced, prior, segmented, measured)

@@ -78,7 +78,8 @@ class LesionAtTime:
     method: how it was matched ("overlap", "distance", "" for baseline/new/absent).
     Diameters are RANO-BM axial diameters (mm; several pieces: measured as one lesion, the
     union of the pieces); volume the pieces' sum; centroid in RAS mm on that time point's scan;
-    confidence: the segmentation's peak probability in it (None without a probability map).
+    confidence: the candidate stage's calibrated lesion probability (of several pieces, the
+    largest; None without a candidate stage, e.g. hand-drawn label maps).
     promoted: a possible lesion of this scan made a lesion by the candidate-stage prior.
     diameters_on: where the diameters were measured (the lesion table's column: "probability"
     outline, "labels" or the "image" edge; "mixed" for pieces measured differently).
@@ -226,7 +227,7 @@ def _combine(t: int, status: str, rows: list[LesionTableRow], method: str) -> Le
         perpendicular_mm=float(max(r["axial_perpendicular_diameter_mm"] for r in rows)),
         longest_3d_mm=float(max(r["longest_diameter_mm"] for r in rows)),
         axial_slices=int(max(r["axial_slices"] for r in rows)), centroid_ras_mm=[round(float(v), 3) for v in ras],
-        confidence=max((float(p) for r in rows if (p := r.get("max_probability")) is not None
+        confidence=max((float(p) for r in rows if (p := r.get("lesion_probability")) not in (None, "")
                         and np.isfinite(float(p))), default=None), promoted=any(r.get("promoted") for r in rows),
         diameters_on=on.pop() if len(on := {r.get("diameters_on", "") for r in rows}) == 1 else "mixed")
 
