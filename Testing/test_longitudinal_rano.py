@@ -255,3 +255,16 @@ def test_growth_from_a_nadir_measured_in_pieces_is_to_be_confirmed():
     assert responses(base, {1: M(10), 2: _pieces(6)}, whole)[1] == "PD"
     # One lesion of the scan (pieces = 1) is the paper's rule unchanged.
     assert responses(base, {1: M(20), 2: _pieces(6, 1)}, whole)[1] == "PD"
+
+
+def test_a_scan_where_a_target_could_not_be_assessed_sets_no_nadir():
+    """A target outside one follow-up's field of view is not 0 mm there: that scan's sum is no
+    nadir, nor its 0 the lesion's smallest size (the next scan, the lesion unchanged, read PD)."""
+    base = {1: M(20), 2: M(20)}
+    cut = {1: M(20)}  # lesion 2 outside the field of view
+    a = assess([base, cut, base], unassessable=[set(), {2}, set()])
+    assert [r.response for r in a.timepoints] == [NOT_EVALUABLE, "SD"]
+    assert a.timepoints[1].nadir_sum_mm == 40 and a.timepoints[1].change_from_nadir_pct == 0
+    # Growth is measured from the scans where it was seen: +7 mm, sum +17.5 %: SD; +10 mm, +25 %: PD.
+    assert responses(base, cut, {1: M(20), 2: M(27)}, unassessable=[set(), {2}, set()]) == [NOT_EVALUABLE, "SD"]
+    assert responses(base, cut, {1: M(20), 2: M(30)}, unassessable=[set(), {2}, set()]) == [NOT_EVALUABLE, "PD"]

@@ -198,40 +198,50 @@ def _longest(tp: dict[int, Measure], i: int) -> float:
     return 0.0 if m is None else m.longest_mm
 
 
-def _target_response(timepoints, targets, sums, t, config, reasons, unseen) -> tuple[str, str | None]:
+def _target_response(timepoints, targets, sums, t, config, reasons, blind) -> tuple[str, str | None]:
     """Target response of scan t: CR / PR / SD / PD, "none" without targets, NE when a target
     cannot be assessed on it (``unseen``), "PD to be confirmed" when every lesion that grew had its
-    smallest measurement in pieces; and, for that one, the response without the progression."""
-    response = _target_category(timepoints, targets, sums, t, config, reasons, unseen)
+    smallest measurement in pieces; and, for that one, the response without the progression.
+    blind: per scan, the lesions that cannot be assessed on it (left out of nadirs and minima)."""
+    response = _target_category(timepoints, targets, sums, t, config, reasons, blind)
     if response != "PD":
         return response, None
-    grew = [i for i in targets if _growth_mm(timepoints, i, t) >= config.pd_absolute_mm - _EPS]
-    in_pieces = {i: s for i in grew if timepoints[s := _smallest_at(timepoints, i, t)].get(i, Measure(0)).pieces > 1}
+    grew = [i for i in targets if _growth_mm(timepoints, i, t, blind) >= config.pd_absolute_mm - _EPS]
+    in_pieces = {i: s for i in grew
+                 if timepoints[s := _smallest_at(timepoints, i, t, blind)].get(i, Measure(0)).pieces > 1}
     if len(in_pieces) < len(grew):
         return "PD", None
     reasons.append(f"lesion(s) {sorted(in_pieces)} measured smallest where the segmentation saw them in pieces "
                    f"(time point(s) {sorted(set(in_pieces.values()))}): the growth may be pieces joining again; "
                    "PD if a later scan shows the target progression again")
     rest: list[str] = []
-    return PD_TO_CONFIRM, _target_category(timepoints, targets, sums, t, config, rest, unseen, allow_pd=False)
+    return PD_TO_CONFIRM, _target_category(timepoints, targets, sums, t, config, rest, blind, allow_pd=False)
 
 
-def _growth_mm(timepoints, i: int, t: int) -> float:
-    """Target i's longest diameter on scan t over its smallest before t (mm)."""
-    return _longest(timepoints[t], i) - min(_longest(timepoints[s], i) for s in range(t))
+def _nadir(sums: list[float], t: int, targets, blind) -> float:
+    """The smallest target sum before scan t, over the scans where every target could be
+    assessed (a target outside a scan's field of view is not 0 mm there; the baseline counts)."""
+    return min(sums[s] for s in range(t) if not set(targets) & set(blind[s]))
 
 
-def _smallest_at(timepoints, i: int, t: int) -> int:
-    """The scan before t where target i measured smallest (the first such)."""
-    return min(range(t), key=lambda s: (_longest(timepoints[s], i), s))
+def _growth_mm(timepoints, i: int, t: int, blind) -> float:
+    """Target i's longest diameter on scan t over its smallest before t (mm), on the scans where
+    it could be assessed."""
+    return _longest(timepoints[t], i) - _longest(timepoints[_smallest_at(timepoints, i, t, blind)], i)
 
 
-def _target_category(timepoints, targets, sums, t, config, reasons, unseen, allow_pd: bool = True) -> str:
+def _smallest_at(timepoints, i: int, t: int, blind) -> int:
+    """The scan before t where target i measured smallest (the first such) of those where it
+    could be assessed (the baseline always)."""
+    return min((s for s in range(t) if i not in blind[s]), key=lambda s: (_longest(timepoints[s], i), s))
+
+
+def _target_category(timepoints, targets, sums, t, config, reasons, blind, allow_pd: bool = True) -> str:
     """CR / PR / SD / PD / "none" / NE of scan t by the paper's rules (``allow_pd=False``: the
     category if the growth is not counted)."""
-    nadir = min(sums[:t])
     if not targets:
         return "none"
+    unseen, nadir = set(blind[t]) & set(targets), _nadir(sums, t, targets, blind)
     if unseen:
         reasons.append(f"target lesion(s) {sorted(unseen)} cannot be assessed on this scan: target response "
                        "not evaluable")
@@ -239,7 +249,7 @@ def _target_category(timepoints, targets, sums, t, config, reasons, unseen, allo
     if sums[t] <= _EPS:
         reasons.append("every target lesion is gone")
         return "CR"
-    grew = [i for i in targets if _growth_mm(timepoints, i, t) >= config.pd_absolute_mm - _EPS]
+    grew = [i for i in targets if _growth_mm(timepoints, i, t, blind) >= config.pd_absolute_mm - _EPS]
     rel_up = sums[t] - nadir >= config.pd_increase * nadir - _EPS
     if rel_up and grew and allow_pd:
         reasons.append(f"target sum {sums[t]:.1f} mm is >= {config.pd_increase:.0%} above the nadir "
@@ -342,7 +352,7 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     for t in range(1, len(timepoints)):
         tp, unseen = timepoints[t], set(unassessable[t])
         reasons: list[str] = []
-        target, unconfirmed = _target_response(timepoints, targets, sums, t, config, reasons, unseen & set(targets))
+        target, unconfirmed = _target_response(timepoints, targets, sums, t, config, reasons, unassessable)
         nontarget = _nontarget_response(timepoints, nontargets, t, config, reasons, unseen & set(nontargets))
         # New lesions: tracks never seen before this scan.
         new = sorted(i for i in tp if i not in seen_before)
@@ -356,10 +366,11 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
             reasons.append(f"equivocal new lesion(s) {equivocal} (small, on < {config.new_min_slices} slices or of "
                            "low confidence): PD if a later scan confirms them")
         response = _overall(base, target, nontarget, unequivocal, equivocal)
+        nadir = _nadir(sums, t, targets, unassessable)
         results.append(TimepointResponse(
             index=t, target_sum_mm=round(sums[t], 3), baseline_sum_mm=round(sums[0], 3),
-            nadir_sum_mm=round(min(sums[:t]), 3), change_from_baseline_pct=_pct(sums[t], sums[0]),
-            change_from_nadir_pct=_pct(sums[t], min(sums[:t])), target_response=target, nontarget_response=nontarget,
+            nadir_sum_mm=round(nadir, 3), change_from_baseline_pct=_pct(sums[t], sums[0]),
+            change_from_nadir_pct=_pct(sums[t], nadir), target_response=target, nontarget_response=nontarget,
             new_lesions=unequivocal, equivocal_new=equivocal, response=response, reasons=reasons,
             target_if_unconfirmed=unconfirmed))
     _confirm_equivocal(results, timepoints, base)
