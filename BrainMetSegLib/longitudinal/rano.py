@@ -89,6 +89,10 @@ class RanoConfig:
         this over the smallest size it was seen at counts as unequivocal non-target progression (the paper leaves
         "unequivocal" to the reader; 5 mm, this project's choice; ``None`` = never from images).
     confirm_days: CR/PR must be sustained this long (4 weeks) to be confirmed.
+    possible_target_not_evaluable: a target seen on a follow-up only as a possible lesion (the
+        candidate stage scored a candidate at its place below the cut, above the review floor)
+        cannot be assessed there (NE, no nadir) instead of measured as gone; this project's
+        choice (a lesion the model half-missed read as a response, and its return as PD).
     """
 
     max_targets: int = 5
@@ -102,6 +106,7 @@ class RanoConfig:
     equivocal_below_mm: float = 10.0
     equivocal_below_confidence: float | None = EQUIVOCAL_BELOW_LESION_PROBABILITY
     nontarget_progression_mm: float | None = 5.0
+    possible_target_not_evaluable: bool = True
     confirm_days: int = 28
 
 
@@ -326,7 +331,8 @@ def _overall(base, target, nontarget, unequivocal, equivocal) -> str:
 
 def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig(),
            days: list[float] | None = None, unassessable: list[set[int]] | None = None,
-           below_cut_at_baseline: set[int] | None = None) -> RanoAssessment:
+           below_cut_at_baseline: set[int] | None = None,
+           possible_only: list[set[int]] | None = None) -> RanoAssessment:
     """RANO-BM radiographic response of every follow-up.
 
     timepoints: per scan (baseline first), track id -> :class:`Measure` of each lesion seen on it
@@ -339,6 +345,8 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
         (a candidate not called a lesion): not measured there, but present, so never "new" later
         (RANO-BM: a new lesion is one not present on prior scans); a later lesion, like a
         non-target one (no CR while it is there).
+    possible_only: optional, per scan, track ids seen there only as a possible lesion (below the
+        cut): targets among them cannot be assessed on it when ``config.possible_target_not_evaluable``.
     """
     if not timepoints:
         raise ValueError("assess() needs at least the baseline time point")
@@ -346,12 +354,16 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     unassessable = unassessable or [set() for _ in timepoints]
     targets = choose_targets(base, config)
     nontargets = sorted(i for i in base if i not in targets)
+    possible = [set(p) & set(targets) if config.possible_target_not_evaluable else set()
+                for p in (possible_only or [set() for _ in timepoints])]
+    unassessable = [set(u) | p for u, p in zip(unassessable, possible, strict=True)]
     sums = [sum(_longest(tp, i) for i in targets) for tp in timepoints]
     seen_before: set[int] = set(base) | set(below_cut_at_baseline or ())
     results: list[TimepointResponse] = []
     for t in range(1, len(timepoints)):
         tp, unseen = timepoints[t], set(unassessable[t])
-        reasons: list[str] = []
+        reasons: list[str] = [f"target lesion(s) {sorted(possible[t])} seen only as a possible lesion (below the cut): "
+                              "not measured as gone"] if possible[t] else []
         target, unconfirmed = _target_response(timepoints, targets, sums, t, config, reasons, unassessable)
         nontarget = _nontarget_response(timepoints, nontargets, t, config, reasons, unseen & set(nontargets))
         # New lesions: tracks never seen before this scan.

@@ -306,7 +306,9 @@ def compare_timepoints(timepoints: list[TimePoint], config: CompareConfig = Comp
     days = [tp.days for tp in timepoints]
     rano = assess([_measures(ordered, t) for t in range(n_t)], config.rano,
                   days if all(d is not None for d in days) else None, unassessable,
-                  {tr.track_id for tr in ordered if tr.at[0].status == BELOW_CUT})
+                  {tr.track_id for tr in ordered if tr.at[0].status == BELOW_CUT},
+                  [{tr.track_id for tr in ordered if tr.at[t].status == BELOW_CUT
+                    and tr.at[t].below_cut_probability is not None} for t in range(n_t)])
     for tr in ordered:
         if tr.track_id in rano.targets:
             tr.role = "target"
