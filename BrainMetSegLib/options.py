@@ -156,6 +156,9 @@ FOLLOWUP_SCENARIOS = ("progression", "response", "stable", "complete", "mixed", 
 #: A synthetic follow-up's head movement: drawn within +- these degrees about each axis and mm
 #: along each (``synth --followup-motion``).
 FOLLOWUP_MOTION = (6.0, 8.0)
+#: How a synthetic follow-up's painted head is moved onto the grid: "linear" (generator 1.x's
+#: follow-ups: blurs edges by up to half a voxel, more at half-voxel shifts) or "cubic" (a spline).
+FOLLOWUP_INTERPOLATIONS = ("linear", "cubic")
 
 
 class SkullstripGrid(StrEnum):

@@ -42,22 +42,24 @@ def _phantoms(tmp_path: Path, options: dict) -> Path:
     return tmp_path
 
 
-def _args(scenario="auto", motion=None):
+def _args(scenario="auto", motion=None, interpolation="linear"):
     from types import SimpleNamespace
 
-    return SimpleNamespace(scenario=scenario, motion=motion)
+    return SimpleNamespace(scenario=scenario, motion=motion, interpolation=interpolation)
 
 
 def test_phantoms_made_with_other_followup_options_are_refused(e2e, tmp_path):
     made = {"scenario": "repeat", "max_rotation_deg": 0.0, "max_shift_mm": 0.0, "new_diameter_mm": [3.0, 12.0]}
     phantoms = _phantoms(tmp_path, made)
     e2e._check_cached_followups(phantoms, _args("repeat", [0.0, 0.0]))
-    for args in (_args(), _args("repeat"), _args("stable", [0.0, 0.0]), _args("repeat", [0.0, 1.0])):
+    for args in (_args(), _args("repeat"), _args("stable", [0.0, 0.0]), _args("repeat", [0.0, 1.0]),
+                 _args("repeat", [0.0, 0.0], "cubic")):
         with pytest.raises(SystemExit, match="use another --cache"):
             e2e._check_cached_followups(phantoms, args)
     assert e2e.synth_followup_options(_args("repeat", [0.0, 0.0])) == [
         "--followup-scenario", "repeat", "--followup-motion", "0.0", "0.0"]
     assert e2e.synth_followup_options(_args()) == []
+    assert e2e.synth_followup_options(_args(interpolation="cubic")) == ["--followup-interpolation", "cubic"]
 
 
 def test_stable_ratios_by_baseline_size(e2e):

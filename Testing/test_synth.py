@@ -278,7 +278,8 @@ def test_followups_refuse_the_reacquisition_options_they_cannot_honour(tmp_path:
 def test_followup_options_without_followups_are_refused_not_ignored(tmp_path: Path, capsys):
     args = ["synth", "-n", "1", "-o", str(tmp_path / "ds"), "--spacing", "3", "--progress", "none"]
     for extra, named in ((["--followup-scenario", "repeat"], "--followup-scenario"),
-                         (["--followup-motion", "0", "0"], "--followup-motion")):
+                         (["--followup-motion", "0", "0"], "--followup-motion"),
+                         (["--followup-interpolation", "cubic"], "--followup-interpolation")):
         assert cli_main([*args, *extra]) == 2
         assert f"{named}: only for follow-ups" in capsys.readouterr().err
     for motion in (["nan", "3"], ["-1", "3"], ["6", "51"]):

@@ -83,6 +83,7 @@ def prepare(args) -> list[str]:
 def synth_followup_options(args) -> list[str]:
     """synth's follow-up options this run asks for (none: synth's defaults)."""
     out = ["--followup-scenario", args.scenario] if args.scenario != "auto" else []
+    out += ["--followup-interpolation", args.interpolation] if args.interpolation != "linear" else []
     return out + (["--followup-motion", *map(str, args.motion)] if args.motion else [])
 
 
@@ -95,7 +96,8 @@ def _check_cached_followups(phantoms: Path, args) -> None:
         return
     made = json.loads(first[0].read_text()).get("followup_options") or {}
     asked = {"scenario": args.scenario, "max_rotation_deg": float((args.motion or FOLLOWUP_MOTION)[0]),
-             "max_shift_mm": float((args.motion or FOLLOWUP_MOTION)[1])}
+             "max_shift_mm": float((args.motion or FOLLOWUP_MOTION)[1]), "interpolation": args.interpolation}
+    made = {"interpolation": "linear", **made}  # phantoms made before the option: linear
     if any(made.get(k) != v for k, v in asked.items()):
         raise SystemExit(f"{first[0]}: phantoms made with follow-up options {made}, this run asks {asked}; "
                          "use another --cache")
@@ -380,6 +382,7 @@ def run_scoring(args, cids: list[str]) -> dict:
     synth_options = " ".join(synth_followup_options(args))
     outline += f" --scenario {args.scenario}" if args.scenario != "auto" else ""
     outline += f" --motion {args.motion[0]:g} {args.motion[1]:g}" if args.motion else ""
+    outline += f" --interpolation {args.interpolation}" if args.interpolation != "linear" else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
            "mirror": args.mirror,
@@ -488,6 +491,8 @@ def main() -> None:
                          "for the measurements' repeatability)")
     ap.add_argument("--motion", nargs=2, type=float, default=None, metavar=("DEG", "MM"),
                     help="synth's --followup-motion (default synth's; 0 0: the head where it was)")
+    ap.add_argument("--interpolation", default="linear", choices=["linear", "cubic"],
+                    help="synth's --followup-interpolation (default linear)")
     ap.add_argument("--cache", required=True, help="folder for phantoms and segmentations (reused when re-run)")
     ap.add_argument("--prepare-only", action="store_true", help="synthesise and segment, do not compare")
     ap.add_argument("--score-only", action="store_true",

@@ -7,7 +7,14 @@ import json
 import time
 
 from ..errors import InputError
-from ..options import FOLLOWUP_MOTION, FOLLOWUP_SCENARIOS, SLICE_PLANE_NAMES, ProgressMode, values
+from ..options import (
+    FOLLOWUP_INTERPOLATIONS,
+    FOLLOWUP_MOTION,
+    FOLLOWUP_SCENARIOS,
+    SLICE_PLANE_NAMES,
+    ProgressMode,
+    values,
+)
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -69,6 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=FOLLOWUP_MOTION,
                    help="head movement at each follow-up, drawn within +-DEG degrees about each axis and +-MM mm "
                         "along each (default %(default)s; 0 0: the head where it was)")
+    p.add_argument("--followup-interpolation", choices=FOLLOWUP_INTERPOLATIONS, default=FOLLOWUP_INTERPOLATIONS[0],
+                   help="how each follow-up's moved head is put on the grid: linear (default, as so far; blurs "
+                        "edges by up to half a voxel) or cubic (a spline, nearly no blur)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--progress", choices=values(ProgressMode), default=ProgressMode.BAR.value)
 
@@ -76,7 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _followup_config(args: argparse.Namespace):
     if not args.followups:
         asked = [name for name, given in (("--followup-scenario", args.followup_scenario != "auto"),
-                                          ("--followup-motion", tuple(args.followup_motion) != FOLLOWUP_MOTION))
+                                          ("--followup-motion", tuple(args.followup_motion) != FOLLOWUP_MOTION),
+                                          ("--followup-interpolation",
+                                           args.followup_interpolation != FOLLOWUP_INTERPOLATIONS[0]))
                  if given]
         if asked:
             raise InputError(f"{' and '.join(asked)}: only for follow-ups; add --followups K.")
@@ -84,7 +96,8 @@ def _followup_config(args: argparse.Namespace):
     from ..synth.followup import FollowupConfig
 
     deg, mm = args.followup_motion  # FollowupConfig refuses what is out of range (NaN too)
-    return FollowupConfig(scenario=args.followup_scenario, max_rotation_deg=deg, max_shift_mm=mm)
+    return FollowupConfig(scenario=args.followup_scenario, max_rotation_deg=deg, max_shift_mm=mm,
+                          interpolation=args.followup_interpolation)
 
 
 def run(args: argparse.Namespace) -> int:

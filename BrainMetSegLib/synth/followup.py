@@ -31,7 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..options import FOLLOWUP_MOTION, FOLLOWUP_SCENARIOS
+from ..options import FOLLOWUP_INTERPOLATIONS, FOLLOWUP_MOTION, FOLLOWUP_SCENARIOS
 from . import config as C
 from .case import SynthCase, plan_case, render_case
 from .deform import _rotation
@@ -48,12 +48,16 @@ class FollowupConfig:
     """scenario: one of :data:`SCENARIOS` or "auto" (drawn per follow-up);
     max_rotation_deg: head rotation drawn in +-this about each axis (degrees);
     max_shift_mm: head shift drawn in +-this along each axis (mm);
-    new_diameter_mm: (min, max) diameter of new lesions (mm)."""
+    new_diameter_mm: (min, max) diameter of new lesions (mm);
+    interpolation: how the painted head is moved onto the grid before the acquisition: "linear"
+    (the default, as every follow-up dataset so far: it blurs the moved image's edges, more at
+    half-voxel shifts, which the baseline never has) or "cubic" (a spline, nearly no blur)."""
 
     scenario: str = "auto"
     max_rotation_deg: float = FOLLOWUP_MOTION[0]
     max_shift_mm: float = FOLLOWUP_MOTION[1]
     new_diameter_mm: tuple[float, float] = (3.0, 12.0)
+    interpolation: str = FOLLOWUP_INTERPOLATIONS[0]
 
     def __post_init__(self) -> None:
         from ..errors import InputError
@@ -62,6 +66,9 @@ class FollowupConfig:
             raise InputError(f"follow-up scenario {self.scenario!r}: use auto or one of {', '.join(SCENARIOS)}.")
         if not 0 <= self.max_rotation_deg <= 30 or not 0 <= self.max_shift_mm <= 50:
             raise InputError("follow-up movement: rotation must be 0-30 degrees and shift 0-50 mm.")
+        if self.interpolation not in FOLLOWUP_INTERPOLATIONS:
+            raise InputError(f"follow-up interpolation {self.interpolation!r}: use "
+                             f"{' or '.join(FOLLOWUP_INTERPOLATIONS)}.")
 
 
 @dataclass
@@ -117,8 +124,9 @@ def _rigid(rng: np.random.Generator, fcfg: FollowupConfig) -> tuple[np.ndarray, 
     return rot, rng.uniform(-fcfg.max_shift_mm, fcfg.max_shift_mm, 3)
 
 
-def _mover(grid, rot_ras: np.ndarray, shift_ras: np.ndarray, centre_ras: np.ndarray):
-    """Arrays (z, y, x) of a head moved by p -> rot (p - centre) + centre + shift (RAS mm)."""
+def _mover(grid, rot_ras: np.ndarray, shift_ras: np.ndarray, centre_ras: np.ndarray, cubic: bool = False):
+    """Arrays (z, y, x) of a head moved by p -> rot (p - centre) + centre + shift (RAS mm); float
+    arrays linearly interpolated, or by a cubic spline (``cubic``), label arrays nearest."""
     sp = np.asarray(grid.spacing, float)
     a = np.zeros((3, 3))  # (z, y, x) index -> RAS mm
     a[0, 2], a[1, 1], a[2, 0] = sp[0], sp[1], sp[2]
@@ -134,10 +142,12 @@ def _mover(grid, rot_ras: np.ndarray, shift_ras: np.ndarray, centre_ras: np.ndar
             if arr is None:
                 out[key] = None
                 continue
-            order = 1 if arr.dtype.kind == "f" else 0
+            order = (3 if cubic else 1) if arr.dtype.kind == "f" else 0
             src = arr.astype(np.uint8) if arr.dtype == bool else arr
             moved = ndimage.affine_transform(src, matrix, offset, order=order, mode="constant", cval=0,
-                                             prefilter=False)
+                                             prefilter=order > 1)
+            if order > 1:  # a spline overshoots at edges: no negative intensities
+                np.maximum(moved, 0, out=moved)
             out[key] = moved.astype(bool) if arr.dtype == bool else moved.astype(arr.dtype)
         return out
 
@@ -217,7 +227,8 @@ def make_series(seed: int, config: C.SynthConfig, n_followups: int,
         rot, shift = _rigid(rng, fconfig)
         specs = [s for _, s in kept]
         protocol = baseline.info.get("acquisition") if scenario == "repeat" else None
-        case = render_case(plan, specs, rng, config, move=_mover(plan.anat.grid, rot, shift, centre),
+        case = render_case(plan, specs, rng, config, move=_mover(plan.anat.grid, rot, shift, centre,
+                                                                       fconfig.interpolation == "cubic"),
                            protocol=protocol)
         present = {rec["id"]: kept[spec_i][0] for rec, spec_i in zip(case.lesions, case.spec_index, strict=True)
                    if rec["voxels"] > 0}
