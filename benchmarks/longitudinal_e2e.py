@@ -377,7 +377,7 @@ def run_scoring(args, cids: list[str]) -> dict:
     outline = "" if args.outline_threshold is None else f" --outline-threshold {args.outline_threshold}"
     outline += f" --diameters {args.diameters}" if args.diameters else ""
     outline += f" --equivocal-below {args.equivocal_below:g}" if args.equivocal_below is not None else ""
-    outline += " --possible-targets-as-gone" if args.possible_targets_as_gone else ""
+    outline += " --possible-targets-not-evaluable" if args.possible_targets_not_evaluable else ""
     outline += f" --mirror {args.mirror}" if args.mirror != "none" else ""
     synth_options = " ".join(synth_followup_options(args))
     outline += f" --scenario {args.scenario}" if args.scenario != "auto" else ""
@@ -466,14 +466,14 @@ def _ratio_summary(ratios: list[float]) -> dict:
             "sd": round(float(np.std(ratios)), 3)}
 
 
-def _possible_targets_as_gone() -> None:
-    """compare's RANO-BM config, in this process, with possible-lesion targets measured as gone."""
+def _possible_targets_not_evaluable() -> None:
+    """compare's RANO-BM config, in this process, with possible-lesion targets not evaluable."""
     from functools import partial
 
     import BrainMetSegLib.longitudinal.series as series
     from BrainMetSegLib.longitudinal.rano import RanoConfig
 
-    series.RanoConfig = partial(RanoConfig, possible_target_not_evaluable=False)
+    series.RanoConfig = partial(RanoConfig, possible_target_not_evaluable=True)
 
 
 def main() -> None:
@@ -504,9 +504,9 @@ def main() -> None:
                     help="compare's --diameters (image / outline; default: compare's default)")
     ap.add_argument("--equivocal-below", type=float, default=None, metavar="P",
                     help="compare's --equivocal-below (default: compare's default; 0: off)")
-    ap.add_argument("--possible-targets-as-gone", action="store_true",
-                    help="A/B: a target seen only as a possible lesion measured as gone, as before 2026-12-07 "
-                         "(RanoConfig.possible_target_not_evaluable=False), instead of not evaluable")
+    ap.add_argument("--possible-targets-not-evaluable", action="store_true",
+                    help="A/B: a target seen only as a possible lesion is not evaluable there "
+                         "(RanoConfig.possible_target_not_evaluable=True) instead of measured as gone (the default)")
     ap.add_argument("--modes", nargs="+", default=["without", "with"], choices=["without", "with"],
                     help="compare without and/or with the prior (default both)")
     ap.add_argument("--registrations", default=None,
@@ -514,8 +514,8 @@ def main() -> None:
                          "they depend only on the scans, so another scores folder's may be given)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_longitudinal_e2e.json")))
     args = ap.parse_args()
-    if args.possible_targets_as_gone:
-        _possible_targets_as_gone()
+    if args.possible_targets_not_evaluable:
+        _possible_targets_not_evaluable()
     if args.score_only:
         _check_cached_followups(Path(args.cache) / "phantoms", args)
     cids = case_ids(Path(args.cache) / "phantoms")[: args.cases] if args.score_only else prepare(args)

@@ -91,8 +91,9 @@ class RanoConfig:
     confirm_days: CR/PR must be sustained this long (4 weeks) to be confirmed.
     possible_target_not_evaluable: a target seen on a follow-up only as a possible lesion (the
         candidate stage scored a candidate at its place below the cut, above the review floor)
-        cannot be assessed there (NE, no nadir) instead of measured as gone; this project's
-        choice (a lesion the model half-missed read as a response, and its return as PD).
+        cannot be assessed there (NE, no nadir) instead of measured as gone. Off by default: on
+        fresh phantoms (seed 11100) it turned a right PR into NE and fixed nothing
+        (docs/longitudinal.md); kept for a reader who prefers NE to a response from a half-missed lesion.
     """
 
     max_targets: int = 5
@@ -106,7 +107,7 @@ class RanoConfig:
     equivocal_below_mm: float = 10.0
     equivocal_below_confidence: float | None = EQUIVOCAL_BELOW_LESION_PROBABILITY
     nontarget_progression_mm: float | None = 5.0
-    possible_target_not_evaluable: bool = True
+    possible_target_not_evaluable: bool = False
     confirm_days: int = 28
 
 
