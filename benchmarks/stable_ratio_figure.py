@@ -37,8 +37,12 @@ def pairs_of(doc: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
 
 def draw(docs: list[dict], labels: list[str], mode: str):
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(docs), figsize=(5 * len(docs), 4), sharey=True, squeeze=False)
-    for ax, doc, label in zip(axes[0], docs, labels, strict=True):
+    cols = min(2, len(docs))
+    rows = -(-len(docs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(docs):]:
+        ax.set_visible(False)
+    for ax, doc, label in zip(axes.flat, docs, labels, strict=False):
         size, ratio = pairs_of(doc, mode)
         ax.axhspan(0.97, 1.03, color="tab:green", alpha=0.15, label="1.00 +- 0.03")
         ax.axhline(1.0, color="k", lw=0.8)
@@ -47,14 +51,15 @@ def draw(docs: list[dict], labels: list[str], mode: str):
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
             sel = (size >= lo) & (size < hi)
             if sel.sum() >= 2:
-                x = min(hi, size.max()) if np.isinf(hi) else (lo + hi) / 2
+                x = float(np.median(size[sel]))
                 ax.annotate(f"n {sel.sum()}\nSD {np.std(ratio[sel]):.3f}", (x, 0.72), ha="center", fontsize=8)
         for edge in BINS_MM:
             ax.axvline(edge, color="grey", lw=0.6, ls=":")
         ax.set_title(f"{label} (n {len(ratio)}, SD {np.std(ratio):.3f})", fontsize=10)
         ax.set_xlabel("baseline longest axial diameter, analytic (mm)")
         ax.set_ylim(0.65, 1.35)
-    axes[0][0].set_ylabel("follow-up / baseline diameter, / true ratio")
+    for row in axes:
+        row[0].set_ylabel("follow-up / baseline diameter, / true ratio")
     axes[0][0].legend(loc="upper right", fontsize=8)
     fig.suptitle("Stable lesions on synthetic phantoms, segmented by the default model", fontsize=10)
     fig.tight_layout()
