@@ -279,8 +279,18 @@ def test_a_target_seen_only_as_a_possible_lesion_is_not_measured_as_gone():
     a = assess([base, missed, base], ne, possible_only=[set(), {2}, set()])
     assert [r.response for r in a.timepoints] == [NOT_EVALUABLE, "SD"]
     assert any("possible lesion" in x for x in a.timepoints[0].reasons)
-    # Off by default (it cost a right PR on fresh phantoms): measured as gone.
-    assert responses(base, missed, base, possible_only=[set(), {2}, set()]) == ["PR", "PD"]
+    # Off by default (it cost a right PR on fresh phantoms): measured as gone, and its return is
+    # growth from a nadir where it was half-missed: "PD to be confirmed" (PD if a later scan confirms).
+    assert responses(base, missed, base, possible_only=[set(), {2}, set()]) == ["PR", PD_TO_CONFIRM]
+    a = assess([base, missed, base], possible_only=[set(), {2}, set()])
+    assert any("only as a possible lesion" in x for x in a.timepoints[1].reasons)
+    assert responses(base, missed, base, base, possible_only=[set(), {2}, set(), set()]) == ["PR", "PD", PD_TO_CONFIRM]
+    # Gone without a trace (no possible lesion there) and back: PD at once, as the paper reads it.
+    assert responses(base, missed, base) == ["PR", "PD"]
+    # A possible lesion the prior made a lesion is half-missed the same way.
+    promoted = {1: M(20), 2: Measure(6, 4.8, 5, promoted=True)}
+    assert responses(base, promoted, base) == ["PR", PD_TO_CONFIRM]
+    assert responses(base, {1: M(20), 2: M(6)}, base) == ["PR", "PD"]
     # A non-target seen only as a possible lesion is not a target: unchanged (absent).
     base3 = {1: M(20), 3: M(6)}
     assert responses(base3, {1: M(20)}, possible_only=[set(), {3}], config=ne) == ["SD"]

@@ -20,8 +20,9 @@ The rules, as the paper states them (measurements are the longest axial diameter
   (until then the scan's response is "PD to be confirmed", :data:`PD_TO_CONFIRM`; when later
   scans do not show it, what targets and non-targets give);
 - this module's caution, beyond the paper: a target PD whose every grown lesion had its smallest
-  measurement on a scan where the segmentation saw it in several pieces (a lesion broken up there
-  reads small, and its "growth" may be the pieces joining again) is also "PD to be confirmed":
+  measurement on a scan where the segmentation saw it in several pieces or only as a possible
+  lesion below the cut (a lesion broken up or half-missed there reads small or gone, and its
+  "growth" may be the lesion found whole again) is also "PD to be confirmed":
   PD, dated from this scan, when a later scan shows the target progression again; otherwise what
   the targets give without it;
 - a scan on which a target lesion cannot be assessed (outside its field of view) is "not
@@ -204,22 +205,24 @@ def _longest(tp: dict[int, Measure], i: int) -> float:
     return 0.0 if m is None else m.longest_mm
 
 
-def _target_response(timepoints, targets, sums, t, config, reasons, blind) -> tuple[str, str | None]:
+def _target_response(timepoints, targets, sums, t, config, reasons, blind,
+                     possible) -> tuple[str, str | None]:
     """Target response of scan t: CR / PR / SD / PD, "none" without targets, NE when a target
-    cannot be assessed on it (``unseen``), "PD to be confirmed" when every lesion that grew had its
-    smallest measurement in pieces; and, for that one, the response without the progression.
+    cannot be assessed on it, "PD to be confirmed" when every lesion that grew had its smallest
+    measurement where the segmentation half-missed it (in pieces, or only a possible lesion:
+    ``possible``, per scan); and, for that one, the response without the progression.
     blind: per scan, the lesions that cannot be assessed on it (left out of nadirs and minima)."""
     response = _target_category(timepoints, targets, sums, t, config, reasons, blind)
     if response != "PD":
         return response, None
     grew = [i for i in targets if _growth_mm(timepoints, i, t, blind) >= config.pd_absolute_mm - _EPS]
-    in_pieces = {i: s for i in grew
-                 if timepoints[s := _smallest_at(timepoints, i, t, blind)].get(i, Measure(0)).pieces > 1}
-    if len(in_pieces) < len(grew):
+    smallest = {i: _smallest_at(timepoints, i, t, blind) for i in grew}
+    half_missed = {i: s for i, s in smallest.items() if _half_missed(timepoints, possible, i, s)}
+    if len(half_missed) < len(grew):
         return "PD", None
-    reasons.append(f"lesion(s) {sorted(in_pieces)} measured smallest where the segmentation saw them in pieces "
-                   f"(time point(s) {sorted(set(in_pieces.values()))}): the growth may be pieces joining again; "
-                   "PD if a later scan shows the target progression again")
+    reasons.append(f"lesion(s) {sorted(half_missed)} measured smallest where the segmentation saw them in pieces or "
+                   f"only as a possible lesion (time point(s) {sorted(set(half_missed.values()))}): the growth may "
+                   "be the lesion found whole again; PD if a later scan shows the target progression again")
     rest: list[str] = []
     return PD_TO_CONFIRM, _target_category(timepoints, targets, sums, t, config, rest, blind, allow_pd=False)
 
@@ -228,6 +231,13 @@ def _nadir(sums: list[float], t: int, targets, blind) -> float:
     """The smallest target sum before scan t, over the scans where every target could be
     assessed (a target outside a scan's field of view is not 0 mm there; the baseline counts)."""
     return min(sums[s] for s in range(t) if not set(targets) & set(blind[s]))
+
+
+def _half_missed(timepoints, possible, i: int, s: int) -> bool:
+    """Whether scan s saw lesion i only in pieces or only as a possible lesion (below the cut; or
+    a possible lesion the prior made a lesion)."""
+    m = timepoints[s].get(i)
+    return (m is None and i in possible[s]) or (m is not None and (m.pieces > 1 or m.promoted))
 
 
 def _growth_mm(timepoints, i: int, t: int, blind) -> float:
@@ -355,8 +365,8 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
     unassessable = unassessable or [set() for _ in timepoints]
     targets = choose_targets(base, config)
     nontargets = sorted(i for i in base if i not in targets)
-    possible = [set(p) & set(targets) if config.possible_target_not_evaluable else set()
-                for p in (possible_only or [set() for _ in timepoints])]
+    possible_any = [set(p) for p in (possible_only or [set() for _ in timepoints])]
+    possible = [p & set(targets) if config.possible_target_not_evaluable else set() for p in possible_any]
     unassessable = [set(u) | p for u, p in zip(unassessable, possible, strict=True)]
     sums = [sum(_longest(tp, i) for i in targets) for tp in timepoints]
     seen_before: set[int] = set(base) | set(below_cut_at_baseline or ())
@@ -365,7 +375,8 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
         tp, unseen = timepoints[t], set(unassessable[t])
         reasons: list[str] = [f"target lesion(s) {sorted(possible[t])} seen only as a possible lesion (below the cut): "
                               "not measured as gone"] if possible[t] else []
-        target, unconfirmed = _target_response(timepoints, targets, sums, t, config, reasons, unassessable)
+        target, unconfirmed = _target_response(timepoints, targets, sums, t, config, reasons, unassessable,
+                                               possible_any)
         nontarget = _nontarget_response(timepoints, nontargets, t, config, reasons, unseen & set(nontargets))
         # New lesions: tracks never seen before this scan.
         new = sorted(i for i in tp if i not in seen_before)
