@@ -148,7 +148,7 @@ class TimepointResponse:
     after_progression: an earlier scan was already PD (in a trial, assessment ends at PD; later
     scans are still assessed by the same rules, for information).
     target_if_unconfirmed: with a target response of "PD to be confirmed" (growth from a nadir
-    measured in pieces), the target response should no later scan confirm it.
+    where the lesion was half-missed), the target response should no later scan confirm it.
     """
 
     index: int
@@ -357,7 +357,8 @@ def assess(timepoints: list[dict[int, Measure]], config: RanoConfig = RanoConfig
         (RANO-BM: a new lesion is one not present on prior scans); a later lesion, like a
         non-target one (no CR while it is there).
     possible_only: optional, per scan, track ids seen there only as a possible lesion (below the
-        cut): targets among them cannot be assessed on it when ``config.possible_target_not_evaluable``.
+        cut): target growth measured from such a sighting is "PD to be confirmed"; with
+        ``config.possible_target_not_evaluable`` targets among them cannot be assessed on it.
     """
     if not timepoints:
         raise ValueError("assess() needs at least the baseline time point")
