@@ -105,8 +105,7 @@ def patient_rows(args, cid: str) -> list[dict]:
         return slice_estimates(probability, np.isin(labels, list(ids)), level, spacing)
 
     rows = []
-    for tr, k, true_ratio in e2e.stable_pairs(outcome, truth, against="analytic"):
-        (true_id,) = e2e._true_track_at(outcome.timepoints[0].labels, 0, tr.at[0].lesion_ids, truth)
+    for tr, k, true_ratio, true_id in e2e.stable_pairs(outcome, truth, against="analytic"):
         base, follow = estimates(0, tr.at[0].lesion_ids), estimates(k, tr.at[k].lesion_ids)
         rows.append({"case": cid, "lesion": true_id, "followup": k, "true_ratio": round(true_ratio, 4),
                      "analytic_baseline_mm": round(truth["analytic"][0][true_id].longest_mm, 3),

@@ -227,14 +227,14 @@ def drawn_scale(truth: dict, track: int, k: int) -> float | None:
 
 def stable_pairs(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0,
                  against: str = "labels") -> list[tuple]:
-    """``(track, k, true_ratio)`` of the stable lesions: each tracked from the baseline, seen as
+    """``(track, k, true_ratio, true_id)`` of the stable lesions: each tracked from the baseline, seen as
     one piece there and present at follow-up ``k``, baseline >= ``min_mm``, its true follow-up /
     baseline longest axial diameter ratio within +-``tolerance`` of 1. ``against``: where the true
     ratio comes from: "labels": the true label maps' measurements (the figure reported since the
     benchmark began); "scale": the scale the synth drew (:func:`drawn_scale`); "analytic": the
     lesion's analytic axial diameters on the two scans (:func:`analytic_measures`; free of the true
     label maps' own voxel quantisation, like "scale", and of the shape's rotation and the slice
-    positions)."""
+    positions). ``true_id``: the true lesion the track is at baseline."""
     pairs = []
     for tr in outcome.result.tracks:
         if tr.new_at is not None:
@@ -255,26 +255,14 @@ def stable_pairs(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 
             else:
                 true_ratio = drawn_scale(truth, true_id, k)
             if true_ratio is not None and abs(true_ratio - 1) <= tolerance:
-                pairs.append((tr, k, true_ratio))
+                pairs.append((tr, k, true_ratio, true_id))
     return pairs
 
 
-def stable_ratios(outcome, truth: dict, tolerance: float = 0.10, min_mm: float = 5.0,
-                  against: str = "labels") -> list[float]:
-    """Measured follow-up / baseline longest axial diameter of the :func:`stable_pairs`, each
-    divided by its true ratio."""
-    return [(tr.at[k].longest_mm / tr.at[0].longest_mm) / true_ratio
-            for tr, k, true_ratio in stable_pairs(outcome, truth, tolerance, min_mm, against)]
-
-
-def stable_baseline_sizes(outcome, truth: dict) -> list[float]:
-    """The analytic baseline longest axial diameter (mm) of each stable pair against the analytic
-    truth, in :func:`stable_ratios`' order (``against="analytic"``), for the ratios by size."""
-    out = []
-    for tr, _, _ in stable_pairs(outcome, truth, against="analytic"):
-        (true_id,) = _true_track_at(outcome.timepoints[0].labels, 0, tr.at[0].lesion_ids, truth)
-        out.append(round(truth["analytic"][0][true_id].longest_mm, 3))
-    return out
+def stable_ratios(pairs: list[tuple]) -> list[float]:
+    """Measured follow-up / baseline longest axial diameter of :func:`stable_pairs`' pairs, each
+    divided by its true ratio, rounded for the JSON."""
+    return [round((tr.at[k].longest_mm / tr.at[0].longest_mm) / true_ratio, 4) for tr, k, true_ratio, _ in pairs]
 
 
 def single_scan_diameters(outcome, truth: dict) -> list[list[float]]:
@@ -353,15 +341,16 @@ def run_scoring(args, cids: list[str]) -> dict:
             outcome = run_comparison(request, registrations=registrations)
             registrations = outcome.result.registrations
             _save_registrations(args, cid, registrations)
+            analytic = stable_pairs(outcome, truth, against="analytic")
             row[mode] = {"responses": [r.response for r in outcome.result.rano.timepoints],
                          "reasons": [r.reasons for r in outcome.result.rano.timepoints],
                          **dict(zip(("fragment_pd", "missed_before_pd"), fragment_pds(outcome, truth), strict=True)),
-                         "stable_ratios": [round(v, 4) for v in stable_ratios(outcome, truth)],
-                         "stable_ratios_vs_scale": [round(v, 4) for v in stable_ratios(outcome, truth,
-                                                                                       against="scale")],
-                         "stable_ratios_vs_analytic": [round(v, 4) for v in stable_ratios(outcome, truth,
-                                                                                          against="analytic")],
-                         "stable_baseline_analytic_mm": stable_baseline_sizes(outcome, truth),
+                         "stable_ratios": stable_ratios(stable_pairs(outcome, truth)),
+                         "stable_ratios_vs_scale": stable_ratios(stable_pairs(outcome, truth, against="scale")),
+                         "stable_ratios_vs_analytic": stable_ratios(analytic),
+                         # in the order of the ratios above, for the ratios by size
+                         "stable_baseline_analytic_mm": [round(truth["analytic"][0][true_id].longest_mm, 3)
+                                                         for *_, true_id in analytic],
                          "diameters_analytic_measured_labels": single_scan_diameters(outcome, truth),
                          "diameters_on": (outcome.measured or {}).get("rule"),
                          "not_new_below_cut_at_baseline": sum(

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from BrainMetSegLib.plotting import pyplot, save_png
 
-BINS_MM = (5.0, 10.0)  # the bin edges the benchmark's summary uses, past 5 mm (its smallest pair)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from longitudinal_e2e import SIZE_BINS_MM  # noqa: E402  (the benchmark summary's size bins)
 
 
 def pairs_of(doc: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,13 +49,12 @@ def draw(docs: list[dict], labels: list[str], mode: str):
         ax.axhspan(0.97, 1.03, color="tab:green", alpha=0.15, label="1.00 +- 0.03")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.scatter(size, ratio, s=14, alpha=0.7)
-        edges = [0.0, *BINS_MM, np.inf]
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        for lo, hi in SIZE_BINS_MM:
             sel = (size >= lo) & (size < hi)
             if sel.sum() >= 2:
                 x = float(np.median(size[sel]))
                 ax.annotate(f"n {sel.sum()}\nSD {np.std(ratio[sel]):.3f}", (x, 0.72), ha="center", fontsize=8)
-        for edge in BINS_MM:
+        for edge in (lo for lo, _ in SIZE_BINS_MM[1:]):
             ax.axvline(edge, color="grey", lw=0.6, ls=":")
         ax.set_title(f"{label} (n {len(ratio)}, SD {np.std(ratio):.3f})", fontsize=10)
         ax.set_xlabel("baseline longest axial diameter, analytic (mm)")
