@@ -50,6 +50,13 @@ class Grid:
         idx = np.array(list(itertools.product(*[(-0.5, s - 0.5) for s in size])))
         return np.asarray(self.origin_lps) + (idx * sp) @ d.T
 
+    def shifted(self, offset_vox_xyz) -> Grid:
+        """The same grid moved by ``offset_vox_xyz`` voxels (x, y, z; fractions allowed) along its axes."""
+        d = np.reshape(self.direction, (3, 3))
+        move = d @ (np.asarray(offset_vox_xyz, float) * np.asarray(self.spacing_xyz))
+        return Grid(self.size_xyz, self.spacing_xyz, tuple((np.asarray(self.origin_lps) + move).tolist()),
+                    self.direction)
+
     def crop(self, start_xyz, size_xyz) -> Grid:
         """The sub-grid starting at voxel ``start_xyz`` with ``size_xyz`` voxels."""
         d = np.reshape(self.direction, (3, 3))

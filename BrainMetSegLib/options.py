@@ -80,6 +80,10 @@ class Mirroring(StrEnum):
 # Axes of the pipeline's (Z, Y, X) LPS array flipped by each mirroring (X = left-right).
 MIRROR_AXES_ZYX = {Mirroring.NONE: (), Mirroring.LR: (2,), Mirroring.ALL: (0, 1, 2)}
 
+# Test-time grid shifts (segment --grid-shifts N, BrainMetSegLib.grid_shifts): how many model
+# grids, shifted by half a model voxel from each other, the probability is averaged over (1: off).
+GRID_SHIFTS = (1, 2, 4, 8)
+
 
 class BlendMode(StrEnum):
     CONSTANT = "constant"
@@ -283,6 +287,10 @@ def check_segment_config(config) -> None:
     as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),
                backend=(Backend, "--backend"), inference_mode=(InferenceMode, "--inference-mode"),
                mirror=(Mirroring, "--mirror"))
+    shifts = config.grid_shifts
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts not in GRID_SHIFTS:
+        raise OptionError(f"--grid-shifts must be one of {', '.join(map(str, GRID_SHIFTS))}, "
+                          f"not {config.grid_shifts!r}.")
     if config.backend_cache is not None and (not isinstance(config.backend_cache, str | os.PathLike)
                                              or not str(config.backend_cache).strip()):
         raise OptionError(f"--backend-cache must be a folder, not {config.backend_cache!r}.")

@@ -28,6 +28,7 @@ from .candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION, REASON_BELOW_CUT, apply
 from .checksums import sha256_file
 from .coregister import onto_ce_t1
 from .errors import InputError, ModelError, NotEnoughMemoryError, OptionError
+from .grid_shifts import grid_offsets_vox
 from .images import as_scalar_volume, read_scalar_volume, validate_image
 from .inference import InferenceConfig, predict, resolve_device
 from .int8_network import auto_runs, int8_ready, int8_record
@@ -52,7 +53,7 @@ from .plausibility import (
     mask_outside_head_note,
 )
 from .precision import choose_precision, cpu_features
-from .preprocess import PreprocessConfig, preprocess
+from .preprocess import PreprocessConfig, Preprocessed, preprocess
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 from .sequences import SEQUENCE_LABELS
 from .skullstrip import DEEPBET_GRID_THICK
@@ -369,17 +370,16 @@ class Segmenter:
         if int8_not_run and self.config.precision == Precision.INT8:  # asked for, none for these weights
             inference_config = replace(inference_config, precision=Precision.FP32)
             notes.append(f"{sources[0]}: --precision int8: {int8_not_run}.")
+        infer = functools.partial(self._gated_probability, net, variant, inference_config, int8, plan,
+                                  timer.progress, cancel)
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
-            prob = predict(net, pre.array, inference_config, timer.progress, cancel, info=plan,
-                           network_id=None if self._network_given else self.package.network_identity(variant),
-                           int8=int8)
-            if not np.isfinite(prob).all():
-                raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
-                                 "probabilities.")
-            prob[~pre.brain] = 0.0  # gate with the dilated brain mask
+            prob = infer(pre)
+            shifted = self._shifted_passes(images, pre, variant, infer, plan)
             notes += [f"{sources[0]}: {n}" for n in unused_options(self.config, plan)]
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
+            if shifted is not None:
+                probability = _mean_with(probability, shifted, self.config.grid_shifts)
             with_core = self.scorer is not None and pre.brain_undilated is not None
             brain, *core = pre.geometry.masks_to_input(pre.brain, *([pre.brain_undilated] if with_core else []))
             possible, stage = [], None
@@ -404,6 +404,37 @@ class Segmenter:
         if stage is not None:
             provenance["settings"]["candidate_stage"].update(stage)
         return Result(case_id, labels, probability, table, timer.timings, provenance, notes, brain, possible)
+
+    def _gated_probability(self, net, variant: str, config: InferenceConfig, int8, plan: dict, progress,
+                           cancel, pre: Preprocessed) -> np.ndarray:
+        """The network's probability on ``pre``'s model grid, zero outside its dilated brain mask."""
+        prob = predict(net, pre.array, config, progress, cancel, info=plan,
+                       network_id=None if self._network_given else self.package.network_identity(variant),
+                       int8=int8)
+        if not np.isfinite(prob).all():
+            raise ModelError(f"{self.package.weight_files(variant)[0][0]}: the model produced NaN/Inf "
+                             "probabilities.")
+        prob[~pre.brain] = 0.0
+        return prob
+
+    def _shifted_passes(self, images: list[sitk.Image], pre: Preprocessed, variant: str, infer,
+                        plan: dict) -> np.ndarray | None:
+        """Sum, on the CE-T1's grid (float64, (Z, Y, X)), of the probabilities of the test-time
+        grid shifts after the first (:mod:`.grid_shifts`); None when the run has none. Each pass
+        resamples the CE-T1 onto its shifted grid and takes the first pass's brain mask."""
+        offsets = grid_offsets_vox(self.config.grid_shifts)
+        if len(offsets) == 1:
+            return None
+        brain = pre.geometry.model_grid.image_from_array(pre.brain_undilated.astype(np.uint8))
+        total = None
+        for offset in offsets[1:]:
+            config = replace(self._preprocess_config(variant), grid_offset_vox=offset)
+            shifted = preprocess(images, config, brain_mask=brain)
+            native = shifted.geometry.to_input(infer(shifted).astype(np.float32, copy=False), linear=True)
+            array = sitk.GetArrayViewFromImage(native).astype(np.float64)
+            total = array if total is None else total + array
+        plan["grid_shifts"] = {"grids": len(offsets), "offsets_vox_xyz": [list(o) for o in offsets]}
+        return total
 
     def candidate_settings(self) -> dict | None:
         """run.json's record of the candidate stage (None: the card's detection rule ran)."""
@@ -432,6 +463,14 @@ class Segmenter:
             "device": self.device,
             "cpu": cpu_features().as_dict(),
         }
+
+
+def _mean_with(probability: sitk.Image, others_sum: np.ndarray, count: int) -> sitk.Image:
+    """``probability`` averaged with ``count - 1`` others given as their sum (same grid), float32."""
+    mean = (sitk.GetArrayViewFromImage(probability) + others_sum) / count
+    out = sitk.GetImageFromArray(mean.astype(np.float32))
+    out.CopyInformation(probability)
+    return out
 
 
 def dependency_versions() -> dict[str, str]:

@@ -59,6 +59,9 @@ class SegmentConfig:
         ``threshold`` or ``min_volume_mm3`` turns the candidate stage off (the card's rule).
     mirror: test-time mirroring (:class:`~BrainMetSegLib.options.Mirroring`; ``none`` by default:
         priced in docs/speed.md, 2x / 8x the network's time).
+    grid_shifts: test-time grid shifts (:mod:`~BrainMetSegLib.grid_shifts`): the probability is
+        averaged over this many model grids, shifted by half a model voxel (one of
+        :data:`~BrainMetSegLib.options.GRID_SHIFTS`; 1, the default, is off; N x the network's time).
     """
 
     model: str = DEFAULT_MODEL
@@ -80,6 +83,7 @@ class SegmentConfig:
     memory_budget_mb: float | None = None
     mode: ScorerMode | None = None
     mirror: Mirroring = Mirroring.NONE
+    grid_shifts: int = 1
 
     def __post_init__(self):
         check_segment_config(self)

@@ -73,6 +73,8 @@ class PreprocessConfig:
     deepbet_cube: the cube (voxels a side) deepbet's network sees its brain crop resized to
         (run.json ``brain_mask_run.deepbet_grid``; the pipeline asks for
         :data:`~.skullstrip.DEEPBET_GRID_THICK` on scans its thick-slice weights run).
+    grid_offset_vox: the model grid moved by this many of its voxels (x, y, z; fractions) from
+        where it covers the CE-T1 (:mod:`~BrainMetSegLib.grid_shifts`); (0, 0, 0) by default.
     """
 
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
@@ -88,6 +90,7 @@ class PreprocessConfig:
     detect_stripped: bool = True
     skullstrip_grid: SkullstripGrid = SkullstripGrid.WORLD_AXES
     deepbet_cube: int = DEEPBET_GRID
+    grid_offset_vox: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self):
         as_options(self, normalisation=(Normalisation, "normalisation"), device=(Device, "device"),
@@ -288,6 +291,8 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     """
     ce_t1 = images[0]
     grid = axis_aligned_grid(ce_t1, config.spacing_mm)
+    if any(config.grid_offset_vox):
+        grid = grid.shifted(config.grid_offset_vox)
     too_large = model_grid_problem(ce_t1, grid.size_xyz, grid.spacing_xyz)
     if too_large:
         raise InputError(too_large)

@@ -4,6 +4,7 @@ the other setting's); the stable ratios by baseline size."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -25,15 +26,28 @@ def _run_json(tmp_path: Path, inference_run: dict) -> Path:
     return path
 
 
+def _inference_args(mirror="none", grid_shifts=1):
+    return argparse.Namespace(mirror=mirror, grid_shifts=grid_shifts)
+
+
 def test_a_cached_scan_with_the_asked_mirroring_is_reused(e2e, tmp_path):
-    e2e._check_cached_mirror(_run_json(tmp_path, {"mirror": {"mode": "lr"}}), "lr")
-    e2e._check_cached_mirror(_run_json(tmp_path, {}), "none")  # run.json from before mirroring was recorded
+    e2e._check_cached_inference(_run_json(tmp_path, {"mirror": {"mode": "lr"}}), _inference_args("lr"))
+    # run.json from before mirroring / grid shifts were recorded
+    e2e._check_cached_inference(_run_json(tmp_path, {}), _inference_args())
 
 
 @pytest.mark.parametrize(("cached", "asked"), [("none", "lr"), ("lr", "none"), ("all", "lr")])
 def test_a_cached_scan_with_another_mirroring_is_refused(e2e, tmp_path, cached, asked):
     with pytest.raises(SystemExit, match=f"--mirror {cached}, this run asks {asked}"):
-        e2e._check_cached_mirror(_run_json(tmp_path, {"mirror": {"mode": cached}}), asked)
+        e2e._check_cached_inference(_run_json(tmp_path, {"mirror": {"mode": cached}}), _inference_args(asked))
+
+
+@pytest.mark.parametrize(("cached", "asked"), [(1, 4), (4, 1), (4, 8)])
+def test_a_cached_scan_with_other_grid_shifts_is_refused(e2e, tmp_path, cached, asked):
+    inference = {"grid_shifts": {"grids": cached}} if cached > 1 else {}
+    with pytest.raises(SystemExit, match=f"--grid-shifts {cached}, this run asks {asked}"):
+        e2e._check_cached_inference(_run_json(tmp_path, inference), _inference_args(grid_shifts=asked))
+    e2e._check_cached_inference(_run_json(tmp_path, inference), _inference_args(grid_shifts=cached))
 
 
 def _phantoms(tmp_path: Path, options: dict) -> Path:

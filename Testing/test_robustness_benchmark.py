@@ -34,9 +34,10 @@ class Card:
 class CountingSegmenter:
     """Finds the one phantom lesion (any voxel > 500 on the scan); counts its runs."""
 
-    def __init__(self, card: Card, mirror: str = "none", precision: str = "auto", backend: str = "auto"):
+    def __init__(self, card: Card, mirror: str = "none", precision: str = "auto", backend: str = "auto",
+                 grid_shifts: int = 1):
         self.package = SimpleNamespace(card=card)
-        self.config = SimpleNamespace(mirror=mirror, precision=precision, backend=backend)
+        self.config = SimpleNamespace(mirror=mirror, precision=precision, backend=backend, grid_shifts=grid_shifts)
         self.runs = 0
 
     def run(self, path: str):
@@ -71,13 +72,14 @@ def test_cached_results_are_kept_per_model(robustness, tmp_path):
         b = CountingSegmenter(other)
         robustness.run_case(b, tmp_path / "phantoms", "synth_000", "original", tmp_path)
         assert b.runs == 1, other  # another model (version, weights or scorer): run again
-    for options in ({"mirror": "lr"}, {"precision": "fp32"}, {"backend": "torch"}):
+    for options in ({"mirror": "lr"}, {"precision": "fp32"}, {"backend": "torch"}, {"grid_shifts": 4}):
         c = CountingSegmenter(Card(), **options)
         robustness.run_case(c, tmp_path / "phantoms", "synth_000", "original", tmp_path)
         assert c.runs == 1, options  # the same model run another way: run again, cached apart
     keys = {p.name for p in (tmp_path / "results").iterdir()}
-    assert len(keys) == 7 and robustness.model_key(Card()) in keys
+    assert len(keys) == 8 and robustness.model_key(Card()) in keys
     assert robustness.model_key(Card(), "lr", "fp32/auto").endswith("-mirrorlr-fp32-auto")
+    assert robustness.model_key(Card(), "lr", "fp32/auto", 4).endswith("-mirrorlr-grids4-fp32-auto")
     from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
 
     # results made before the outside-the-brain rule (or with another cut) are another key

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainMetSegLib.longitudinal.rano import CATEGORIES as RESPONSES
-from BrainMetSegLib.options import FOLLOWUP_SCENARIOS
+from BrainMetSegLib.options import FOLLOWUP_SCENARIOS, GRID_SHIFTS
 
 
 def case_ids(phantoms: Path) -> list[str]:
@@ -66,11 +66,11 @@ def prepare(args) -> list[str]:
         for k, image in enumerate(series_images(phantoms, cid, args.followups)):
             folder = Path(args.cache) / "seg" / f"{cid}_t{k}"
             if (folder / "run.json").is_file():
-                _check_cached_mirror(folder / "run.json", args.mirror)
+                _check_cached_inference(folder / "run.json", args)
                 continue
             if segmenter is None:
                 segmenter = Segmenter(SegmentConfig(device="cpu", outline_threshold=args.outline_threshold,
-                                                    mirror=Mirroring(args.mirror),
+                                                    mirror=Mirroring(args.mirror), grid_shifts=args.grid_shifts,
                                                     **({"model": args.model} if args.model else {})))
             t0 = time.perf_counter()
             result = segmenter.run(str(image))
@@ -103,11 +103,18 @@ def _check_cached_followups(phantoms: Path, args) -> None:
                          "use another --cache")
 
 
-def _check_cached_mirror(run_json: Path, mirror: str) -> None:
-    """Refuse a cache segmented with another test-time mirroring than asked (it would be scored as this one)."""
-    cached = (json.loads(run_json.read_text()).get("inference_run") or {}).get("mirror", {}).get("mode", "none")
-    if cached != mirror:
-        raise SystemExit(f"{run_json}: segmented with --mirror {cached}, this run asks {mirror}; use another --cache")
+def _check_cached_inference(run_json: Path, args) -> None:
+    """Refuse a cache segmented with another test-time mirroring or grid shifts than asked (it
+    would be scored as this one)."""
+    run = json.loads(run_json.read_text()).get("inference_run") or {}
+    mirror = run.get("mirror", {}).get("mode", "none")
+    if mirror != args.mirror:
+        raise SystemExit(f"{run_json}: segmented with --mirror {mirror}, this run asks {args.mirror}; "
+                         "use another --cache")
+    shifts = run.get("grid_shifts", {}).get("grids", 1)
+    if shifts != args.grid_shifts:
+        raise SystemExit(f"{run_json}: segmented with --grid-shifts {shifts}, this run asks {args.grid_shifts}; "
+                         "use another --cache")
 
 
 def _measures(labels, track_of: dict[int, int]) -> dict:
@@ -368,13 +375,14 @@ def run_scoring(args, cids: list[str]) -> dict:
     outline += f" --equivocal-below {args.equivocal_below:g}" if args.equivocal_below is not None else ""
     outline += " --possible-targets-not-evaluable" if args.possible_targets_not_evaluable else ""
     outline += f" --mirror {args.mirror}" if args.mirror != "none" else ""
+    outline += f" --grid-shifts {args.grid_shifts}" if args.grid_shifts != 1 else ""
     synth_options = " ".join(synth_followup_options(args))
     outline += f" --scenario {args.scenario}" if args.scenario != "auto" else ""
     outline += f" --motion {args.motion[0]:g} {args.motion[1]:g}" if args.motion else ""
     outline += f" --interpolation {args.interpolation}" if args.interpolation != "linear" else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
-           "mirror": args.mirror,
+           "mirror": args.mirror, "grid_shifts": args.grid_shifts,
            "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
            "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} "
@@ -475,6 +483,8 @@ def main() -> None:
                     help="outline threshold for segment (default: the model card's)")
     ap.add_argument("--mirror", default="none", choices=["none", "lr", "all"],
                     help="segment's test-time mirroring (default none); keep one --cache per setting")
+    ap.add_argument("--grid-shifts", type=int, default=1, choices=GRID_SHIFTS,
+                    help="segment's test-time grid shifts (default 1: off); keep one --cache per setting")
     ap.add_argument("--scenario", default="auto", choices=["auto", *FOLLOWUP_SCENARIOS],
                     help="synth's --followup-scenario (default auto; repeat: rescans with every lesion unchanged, "
                          "for the measurements' repeatability)")

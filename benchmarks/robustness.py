@@ -38,6 +38,7 @@ import SimpleITK as sitk
 
 from BrainMetSegLib.geometry import Grid, field_of_view_mask
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
+from BrainMetSegLib.options import GRID_SHIFTS
 from BrainMetSegLib.synth.reacquire import Reacquisition, reacquire
 
 VARIANTS = {
@@ -97,7 +98,7 @@ def score(pred_labels: sitk.Image, truth: sitk.Image, brain: sitk.Image, variant
             "fp": len(fp), "fp_outside_brain": outside, "fp_volumes_mm3": fp}
 
 
-def model_key(card, mirror: str = "none", engine: str = "auto/auto") -> str:
+def model_key(card, mirror: str = "none", engine: str = "auto/auto", grid_shifts: int = 1) -> str:
     """The cache key of a model: ``name-version-<weights sha256[:12]>[-<scorer sha256[:12]>-out<cut>]``
     (a retrained network or scorer under the same version still gets its own results; <cut>: the
     candidate stage's outside-the-brain rule, :data:`~BrainMetSegLib.candidate_stage.OUTSIDE_BRAIN_MAX_FRACTION`,
@@ -105,6 +106,7 @@ def model_key(card, mirror: str = "none", engine: str = "auto/auto") -> str:
     the cubes deepbet's network runs on for thin and thick scans (:data:`~BrainMetSegLib.skullstrip.DEEPBET_GRID`,
     ``DEEPBET_GRID_THICK``, read at each call: ``with_deepbet_grid.py`` sets both), since the mask moves
     lesions near the network's decision; ``-mirror<axes>`` when test-time mirroring ran;
+    ``-grids<N>`` when N test-time grid shifts ran;
     ``-<precision>-<backend>`` when either was asked for (not auto)."""
     from BrainMetSegLib import skullstrip
     from BrainMetSegLib.candidate_stage import OUTSIDE_BRAIN_MAX_FRACTION
@@ -114,6 +116,7 @@ def model_key(card, mirror: str = "none", engine: str = "auto/auto") -> str:
     key = f"{key}-{scorer[:12]}-out{OUTSIDE_BRAIN_MAX_FRACTION:g}" if scorer else key
     key = f"{key}-deepbet{skullstrip.DEEPBET_GRID}-{skullstrip.DEEPBET_GRID_THICK}"
     key = key if mirror == "none" else f"{key}-mirror{mirror}"
+    key = key if grid_shifts == 1 else f"{key}-grids{grid_shifts}"
     return key if engine == "auto/auto" else f"{key}-{engine.replace('/', '-')}"
 
 
@@ -134,7 +137,7 @@ def cached_row(out: Path, key: str, variant: str, cid: str) -> dict | None:
 def run_case(segmenter, folder: Path, cid: str, variant: str, out: Path) -> dict:
     """Re-acquire, segment and score one case as one variant; cached in ``out`` per model."""
     key = model_key(segmenter.package.card, segmenter.config.mirror,
-                    f"{segmenter.config.precision}/{segmenter.config.backend}")
+                    f"{segmenter.config.precision}/{segmenter.config.backend}", segmenter.config.grid_shifts)
     cache = cache_path(out, key, variant, cid)
     row = cached_row(out, key, variant, cid)
     if row is not None:
@@ -198,6 +201,8 @@ def main() -> None:
     p.add_argument("--json", help="write the per-case rows and the summary here")
     p.add_argument("--mirror", default="none", choices=("none", "lr", "all"),
                    help="test-time mirroring (segment --mirror), to measure what it changes")
+    p.add_argument("--grid-shifts", type=int, default=1, choices=GRID_SHIFTS,
+                   help="test-time grid shifts (segment --grid-shifts), to measure what they change")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
                    help="segment --precision (results cached apart from auto's)")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino"),
@@ -214,9 +219,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"robustness.py: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     segmenter = Segmenter(SegmentConfig(model=args.model, mirror=args.mirror, precision=args.precision,
-                                         backend=args.backend))
+                                         backend=args.backend, grid_shifts=args.grid_shifts))
     key = model_key(segmenter.package.card, segmenter.config.mirror,
-                    f"{segmenter.config.precision}/{segmenter.config.backend}")
+                    f"{segmenter.config.precision}/{segmenter.config.backend}", segmenter.config.grid_shifts)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for k in range(args.n):  # case-major: every variant has the same cases whenever the run stops
         if args.cached_only:

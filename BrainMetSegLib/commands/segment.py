@@ -14,6 +14,7 @@ from ..errors import BrainMetSegError, CancelledError, InputError, OutputError
 from ..images import format_family
 from ..memory import AVAILABLE_FRACTION, PIPELINE_RESERVE_MB
 from ..options import (
+    GRID_SHIFTS,
     Backend,
     BlendMode,
     Device,
@@ -66,6 +67,10 @@ def add_arguments(p) -> None:
     p.add_argument("--mirror", default=Mirroring.NONE.value, choices=values(Mirroring),
                    help="test-time mirroring: the network also sees the scan flipped left-right (lr, 2x its "
                         "time) or along every axis (all, 8x), logits averaged (default none; docs/speed.md)")
+    p.add_argument("--grid-shifts", type=int, default=SegmentConfig.grid_shifts, choices=GRID_SHIFTS, metavar="N",
+                   help="test-time grid shifts: the probability averaged over N model grids shifted by half a "
+                        f"voxel ({', '.join(map(str, GRID_SHIFTS))}; default 1: off; N x the network's time): "
+                        "outlines that depend less on where the head lies in the scanner (docs/longitudinal.md)")
     p.add_argument("--threshold", type=cli_float,
                    help="detection threshold: which components are lesions (default: the model card's)")
     p.add_argument("--outline-threshold", type=cli_float,
@@ -209,7 +214,8 @@ def run(args) -> int:
                            outline_threshold=args.outline_threshold, mode=args.mode,
                            brain_mask=args.brain_mask, overlap=args.overlap, blend_mode=args.blend,
                            trust_header=args.trust_header, inference_mode=args.inference_mode,
-                           memory_budget_mb=args.memory_budget, mirror=args.mirror)
+                           memory_budget_mb=args.memory_budget, mirror=args.mirror,
+                           grid_shifts=args.grid_shifts)
     segmenter = Segmenter(config)
     job = cohort.BatchRun.from_args(args, out, segmenter.provenance()) if batch else None
     if not args.quiet and not segmenter.package.card.trained:
