@@ -280,6 +280,12 @@ def cli_float(text_value: str) -> float:
         raise argparse.ArgumentTypeError(f"{text_value!r} is not a number") from None
 
 
+def check_grid_shifts(shifts) -> None:
+    """:class:`OptionError` unless ``shifts`` is one of :data:`GRID_SHIFTS` (an int, not a bool)."""
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts not in GRID_SHIFTS:
+        raise OptionError(f"--grid-shifts must be one of {', '.join(map(str, GRID_SHIFTS))}, not {shifts!r}.")
+
+
 def check_segment_config(config) -> None:
     """Check a :class:`~BrainMetSegLib.pipeline_types.SegmentConfig` and turn its choices into enum
     members (in place); :class:`OptionError` naming the option (as the CLI spells it). ``None``
@@ -287,10 +293,7 @@ def check_segment_config(config) -> None:
     as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),
                backend=(Backend, "--backend"), inference_mode=(InferenceMode, "--inference-mode"),
                mirror=(Mirroring, "--mirror"))
-    shifts = config.grid_shifts
-    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts not in GRID_SHIFTS:
-        raise OptionError(f"--grid-shifts must be one of {', '.join(map(str, GRID_SHIFTS))}, "
-                          f"not {config.grid_shifts!r}.")
+    check_grid_shifts(config.grid_shifts)
     if config.backend_cache is not None and (not isinstance(config.backend_cache, str | os.PathLike)
                                              or not str(config.backend_cache).strip()):
         raise OptionError(f"--backend-cache must be a folder, not {config.backend_cache!r}.")

@@ -324,6 +324,24 @@ def test_compare_reads_segment_result_folders(series, tmp_path: Path, capsys):
     assert "fu_scan.nii.gz: the scan changed since" in capsys.readouterr().err
 
 
+def test_compare_grid_shifts_must_match_the_result_folders(series, tmp_path: Path, capsys):
+    """compare --grid-shifts N sets how scans are segmented on the way; given result folders made
+    another way, it is refused naming the folder, not left to hold for nothing."""
+    baseline, (fu,) = series
+    a = _result_folder(tmp_path / "base", baseline.image, baseline.labels)
+    b = _result_folder(tmp_path / "fu", fu.case.image, fu.case.labels)
+    out = ["-o", str(tmp_path / "cmp"), "--progress", "none", "--quiet"]
+    assert cli_main(["compare", str(a), str(b), "--grid-shifts", "4", *out]) == 2
+    assert "base: segmented with --grid-shifts 1, but --grid-shifts 4 was asked" in capsys.readouterr().err
+    for folder in (a, b):
+        run = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({**run, "settings": {"grid_shifts": 4}}))
+    assert cli_main(["compare", str(a), str(b), "--grid-shifts", "4", *out]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["compare", str(a), str(b), "--grid-shifts", "3", "-o", str(tmp_path / "c3")])
+    assert exit_.value.code == 2 and not (tmp_path / "c3").exists()
+
+
 def test_prior_lowers_the_threshold_only_where_the_baseline_had_a_lesion():
     from BrainMetSegLib.longitudinal.prior import PriorConfig, guided_labels, prior_region
     from BrainMetSegLib.operating_point import OperatingPoint

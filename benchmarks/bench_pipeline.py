@@ -3,7 +3,7 @@
     python benchmarks/bench_pipeline.py [--model paper|demo] [--package FOLDER] [--precision auto|fp32|bf16|int8]
         [--backend auto|torch|openvino] [--cold-cache]
         [--inference-mode auto|whole|paper] [--before] [--skip-baseline] [--repeat N]
-        [--mirror none|lr|all] [--backend-cache FOLDER] [--image CE_T1] [--json OUT]
+        [--mirror none|lr|all] [--grid-shifts N] [--backend-cache FOLDER] [--image CE_T1] [--json OUT]
 
 Input: real anatomy (Colin27 with skull from Debian's mricron-data when installed,
 else nilearn's MNI152 T1) placed on a 1 mm 256 x 256 x 176 grid (no lesion: the candidate stage
@@ -49,7 +49,7 @@ import torch
 from BrainMetSegLib.architectures import build_network
 from BrainMetSegLib.geometry import Grid, resample
 from BrainMetSegLib.models import ModelCard, load_package, save_package
-from BrainMetSegLib.options import Backend, Device, InferenceMode, Mirroring, Precision, values
+from BrainMetSegLib.options import GRID_SHIFTS, Backend, Device, InferenceMode, Mirroring, Precision, values
 from BrainMetSegLib.outputs import write_result
 from BrainMetSegLib.pipeline import SegmentConfig, Segmenter
 from BrainMetSegLib.precision import cpu_features
@@ -172,7 +172,7 @@ def run_pipeline(name: str, config: SegmentConfig, package, net, path: Path, wor
             "inference_plan": {k: plan[k] for k in ("mode", "shape_xyz", "roi_xyz", "windows", "overlap",
                                                     "estimated_mib", "budget_mib", "bytes_per_voxel")},
             "precision": plan["precision"], "backend": plan.get("backend"), "mirror": plan.get("mirror"),
-            "lesions": result.n_lesions}
+            "grid_shifts": (plan.get("grid_shifts") or {}).get("grids", 1), "lesions": result.n_lesions}
 
 
 def warm_openvino_cache(args, package, net, cache: Path) -> dict | None:
@@ -242,6 +242,8 @@ def main() -> None:
                         help="OpenVINO cache to use (default: a fresh one; the untimed export fills it either way)")
     parser.add_argument("--mirror", default=Mirroring.NONE.value, choices=values(Mirroring),
                         help="test-time mirroring for 'ours' (to price it)")
+    parser.add_argument("--grid-shifts", type=int, default=1, choices=GRID_SHIFTS,
+                        help="test-time grid shifts for 'ours' (to price them)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run 'ours' N times in this process: runs 2..N are a cohort's next cases "
                              "(compiled networks and deepbet kept), reported as ours_2 ... ours_N")
@@ -279,7 +281,8 @@ def main() -> None:
         margin = {} if args.crop_margin is None else {"crop_margin_mm": args.crop_margin}
         report["crop_margin_mm_ours"] = margin.get("crop_margin_mm", SegmentConfig().crop_margin_mm)
         runs = {"ours": SegmentConfig(**base, precision=args.precision, inference_mode=args.inference_mode,
-                                      backend=args.backend, mirror=args.mirror, **margin)}
+                                      backend=args.backend, mirror=args.mirror, grid_shifts=args.grid_shifts,
+                                      **margin)}
         if args.before:
             runs["before"] = SegmentConfig(**base, precision="fp32", inference_mode="paper", backend="torch")
         for name, config in runs.items():

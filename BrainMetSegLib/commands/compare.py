@@ -12,7 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from ..options import EQUIVOCAL_BELOW_LESION_PROBABILITY, Device, Diameters, MaskMethod, ProgressMode, values
+from ..options import (
+    EQUIVOCAL_BELOW_LESION_PROBABILITY,
+    GRID_SHIFTS,
+    Device,
+    Diameters,
+    MaskMethod,
+    ProgressMode,
+    values,
+)
 
 
 def add_arguments(p) -> None:
@@ -30,6 +38,9 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default=Device.AUTO.value, choices=values(Device))
     p.add_argument("--brain-mask", default=MaskMethod.DEEPBET.value, metavar="|".join(values(MaskMethod)) + "|PATH",
                    help="brain extraction for scans segmented on the way")
+    p.add_argument("--grid-shifts", type=int, default=1, choices=GRID_SHIFTS, metavar="N",
+                   help="test-time grid shifts for scans segmented on the way (segment --grid-shifts; "
+                        "default 1: off); result folders must have been segmented with the same N")
     p.add_argument("--prior", action="store_true",
                    help="every time point with the other time points' lesions (registered, dilated by 3 mm) as a "
                         "hint: a model with a candidate stage makes its possible lesions there lesions (from the "
@@ -67,7 +78,8 @@ def request_from(args):
 
     return CompareRequest(tuple(args.inputs), args.output, tup(args.labels), tup(args.names), tup(args.days),
                           args.model, args.device, args.brain_mask, args.prior, args.prior_factor, args.contact,
-                          args.max_distance, args.force, args.overwrite, args.diameters, args.equivocal_below)
+                          args.max_distance, args.force, args.overwrite, args.diameters, args.equivocal_below,
+                          args.grid_shifts)
 
 
 def run(args) -> int:

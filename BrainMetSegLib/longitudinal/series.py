@@ -27,7 +27,15 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..image_edge import ImageEdgeConfig
-from ..options import EQUIVOCAL_BELOW_LESION_PROBABILITY, Device, Diameters, MaskMethod, as_brain_mask, as_options
+from ..options import (
+    EQUIVOCAL_BELOW_LESION_PROBABILITY,
+    Device,
+    Diameters,
+    MaskMethod,
+    as_brain_mask,
+    as_options,
+    check_grid_shifts,
+)
 from ..progress import ProgressCallback, no_progress
 from ..textfiles import read_json_object
 from .below_cut import below_cut
@@ -58,7 +66,8 @@ class CompareRequest:
     outline only; :mod:`.measuring`);
     contact_mm, max_distance_mm: matching (:class:`.matching.MatchConfig`); equivocal_below: a new
     lesion of a lower calibrated lesion probability is equivocal (:class:`.rano.RanoConfig`'s
-    ``equivocal_below_confidence``; None or 0: off); force: a
+    ``equivocal_below_confidence``; None or 0: off); grid_shifts: test-time grid shifts for
+    scans segmented on the way (``segment --grid-shifts``; 1: off); force: a
     reason to compare time points that the consistency checks refuse; overwrite: replace
     earlier outputs."""
 
@@ -78,9 +87,11 @@ class CompareRequest:
     overwrite: bool = False
     diameters: Diameters | str = Diameters.OUTLINE
     equivocal_below: float | None = EQUIVOCAL_BELOW_LESION_PROBABILITY
+    grid_shifts: int = 1
 
     def __post_init__(self):
         as_options(self, device=(Device, "--device"), diameters=(Diameters, "--diameters"))
+        check_grid_shifts(self.grid_shifts)
         object.__setattr__(self, "brain_mask", as_brain_mask(self.brain_mask))
 
 
@@ -152,6 +163,7 @@ def _read(r: CompareRequest, names: list[str]):
             tp = from_result_folder(path, name)
             run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
             scan = run["inputs"]["t1ce"]["path"]
+            _check_asked_grid_shifts(path, run, r.grid_shifts)
             found = first_image(Path(path), "probability")
             probability = None if found is None else sitk.ReadImage(str(found), sitk.sitkFloat32)
             if (Path(path) / "lesions.json").is_file():
@@ -166,6 +178,15 @@ def _read(r: CompareRequest, names: list[str]):
         probabilities.append(probability)
         possibles.append(possible)
     return timepoints, sources, probabilities, possibles
+
+
+def _check_asked_grid_shifts(path, run: dict, asked: int) -> None:
+    """Refuse a result folder segmented with other grid shifts than an explicit ``--grid-shifts``
+    (the option would otherwise hold for scans segmented on the way only, unseen)."""
+    made = (run.get("settings") or {}).get("grid_shifts", 1)  # runs before the option: one grid
+    if asked != 1 and made != asked:
+        raise InputError(f"{path}: segmented with --grid-shifts {made}, but --grid-shifts {asked} was asked; "
+                         f"segment it again with --grid-shifts {asked}, or compare without the option.")
 
 
 def _attach_below_cut(timepoints, sources, probabilities, possibles) -> None:
@@ -186,7 +207,7 @@ def _segment(r: CompareRequest, names, timepoints, sources, probabilities, possi
     todo = [k for k, tp in enumerate(timepoints) if tp is None]
     if not todo:
         return {}
-    segmenter = Segmenter(SegmentConfig(device=r.device, brain_mask=r.brain_mask,
+    segmenter = Segmenter(SegmentConfig(device=r.device, brain_mask=r.brain_mask, grid_shifts=r.grid_shifts,
                                         **({"model": r.model} if r.model else {})))
     results = {}
     for k in todo:
