@@ -37,6 +37,7 @@ import numpy as np
 
 from BrainMetSegLib.longitudinal.rano import CATEGORIES as RESPONSES
 from BrainMetSegLib.options import FOLLOWUP_SCENARIOS, GRID_SHIFTS
+from BrainMetSegLib.precision import cpu_features
 
 
 def case_ids(phantoms: Path) -> list[str]:
@@ -382,7 +383,7 @@ def run_scoring(args, cids: list[str]) -> dict:
     outline += f" --interpolation {args.interpolation}" if args.interpolation != "linear" else ""
     doc = {"command": f"python benchmarks/longitudinal_e2e.py -n {args.cases} --seed {args.seed}{outline} "
                       "--cache CACHE",
-           "mirror": args.mirror, "grid_shifts": args.grid_shifts,
+           "mirror": args.mirror, "grid_shifts": args.grid_shifts, "cpu": cpu_features().as_dict(),
            "patients_scored": len(rows),
            "followups_scored": sum(len(r["true"]) for r in rows),
            "data": f"brainmetseg synth -n {args.cases} --seed {args.seed} --followups {args.followups} "

@@ -39,6 +39,7 @@ import SimpleITK as sitk
 from BrainMetSegLib.geometry import Grid, field_of_view_mask
 from BrainMetSegLib.lesions import Frame, component_diameters_mm
 from BrainMetSegLib.options import GRID_SHIFTS
+from BrainMetSegLib.precision import cpu_features
 from BrainMetSegLib.synth.reacquire import Reacquisition, reacquire
 
 VARIANTS = {
@@ -245,7 +246,7 @@ def main() -> None:
               "--isotropic-only`, cases synth_000...); truth lesions outside a variant's field of view left out.")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": f"{card.name} {card.version}", "model_key": key,
-                                               "seed": args.seed,
+                                               "seed": args.seed, "cpu": cpu_features().as_dict(),
                                                "n": n_cases, "summary": summary, "rows": rows}, indent=1) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown(summary, header))
