@@ -53,7 +53,7 @@ from .plausibility import (
     mask_outside_head_note,
 )
 from .precision import choose_precision, cpu_features
-from .preprocess import PreprocessConfig, Preprocessed, preprocess
+from .preprocess import PreprocessConfig, Preprocessed, preprocess, preprocess_shifted
 from .progress import ProgressCallback, ProgressEvent, Stage, check_cancelled, no_progress
 from .sequences import SEQUENCE_LABELS
 from .skullstrip import DEEPBET_GRID_THICK
@@ -421,15 +421,13 @@ class Segmenter:
                         plan: dict) -> np.ndarray | None:
         """Sum, on the CE-T1's grid (float64, (Z, Y, X)), of the probabilities of the test-time
         grid shifts after the first (:mod:`.grid_shifts`); None when the run has none. Each pass
-        resamples the CE-T1 onto its shifted grid and takes the first pass's brain mask."""
+        resamples the images onto its shifted grid and takes the first pass's brain masks."""
         offsets = grid_offsets_vox(self.config.grid_shifts)
         if len(offsets) == 1:
             return None
-        brain = pre.geometry.model_grid.image_from_array(pre.brain_undilated.astype(np.uint8))
         total = None
         for offset in offsets[1:]:
-            config = replace(self._preprocess_config(variant), grid_offset_vox=offset)
-            shifted = preprocess(images, config, brain_mask=brain)
+            shifted = preprocess_shifted(images, pre, offset, self._preprocess_config(variant))
             native = shifted.geometry.to_input(infer(shifted).astype(np.float32, copy=False), linear=True)
             array = sitk.GetArrayViewFromImage(native).astype(np.float64)
             total = array if total is None else total + array

@@ -73,8 +73,6 @@ class PreprocessConfig:
     deepbet_cube: the cube (voxels a side) deepbet's network sees its brain crop resized to
         (run.json ``brain_mask_run.deepbet_grid``; the pipeline asks for
         :data:`~.skullstrip.DEEPBET_GRID_THICK` on scans its thick-slice weights run).
-    grid_offset_vox: the model grid moved by this many of its voxels (x, y, z; fractions) from
-        where it covers the CE-T1 (:mod:`~BrainMetSegLib.grid_shifts`); (0, 0, 0) by default.
     """
 
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
@@ -90,7 +88,6 @@ class PreprocessConfig:
     detect_stripped: bool = True
     skullstrip_grid: SkullstripGrid = SkullstripGrid.WORLD_AXES
     deepbet_cube: int = DEEPBET_GRID
-    grid_offset_vox: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self):
         as_options(self, normalisation=(Normalisation, "normalisation"), device=(Device, "device"),
@@ -281,6 +278,26 @@ def _brain(images: list[sitk.Image], on_grid: list[sitk.Image], grid: Grid, fov:
     return mask, {"method": method, "outside_head_fraction": round(outside, 3)}
 
 
+def _channels(arrays: list[np.ndarray], brain: np.ndarray, gate: np.ndarray, images: list[sitk.Image],
+              config: PreprocessConfig, mask_on_grid) -> list[np.ndarray]:
+    """Each image's (Z, Y, X) array on the model grid normalised (z-score over ``brain``, or an
+    imported model's own scheme from the ``images`` as given, its mask put on the grid by
+    ``mask_on_grid``) and zeroed outside ``gate``; float32."""
+    native, native_mask = None, None
+    if config.normalisation in imported_norm.SCHEMES:  # imported models' own z-score
+        native = imported_norm.native_statistics(images, config.normalisation)
+        if native.mask is not None:
+            native_mask = mask_on_grid(native.mask) > 0
+    channels = []
+    for c, arr in enumerate(arrays):
+        if config.normalisation == Normalisation.ZSCORE_BRAIN:
+            arr = zscore(np.asarray(arr, np.float32), brain)
+        elif native is not None:
+            arr = native.apply(c, np.asarray(arr), native_mask)
+        channels.append(np.where(gate, arr, 0).astype(np.float32))
+    return channels
+
+
 def preprocess(images: list[sitk.Image], config: PreprocessConfig,
                brain_mask: sitk.Image | None = None) -> Preprocessed:
     """Resample ``images`` (CE-T1 first, all on its grid) to the model grid, mask, normalise, crop.
@@ -291,8 +308,6 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     """
     ce_t1 = images[0]
     grid = axis_aligned_grid(ce_t1, config.spacing_mm)
-    if any(config.grid_offset_vox):
-        grid = grid.shifted(config.grid_offset_vox)
     too_large = model_grid_problem(ce_t1, grid.size_xyz, grid.spacing_xyz)
     if too_large:
         raise InputError(too_large)
@@ -309,19 +324,8 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
         brain_at_edge_ml = edge.result()
     margin = [int(np.ceil(config.crop_margin_mm / s)) for s in grid.spacing_xyz[::-1]]
     box = _crop_box(gate, margin)
-    native, native_mask = None, None
-    if config.normalisation in imported_norm.SCHEMES:  # imported models' own z-score
-        native = imported_norm.native_statistics(images, config.normalisation)
-        if native.mask is not None:
-            native_mask = sitk.GetArrayFromImage(resample(native.mask, grid, linear=False))[box] > 0
-    channels = []
-    for c, im in enumerate(on_grid):
-        arr = sitk.GetArrayViewFromImage(im)[box]
-        if config.normalisation == Normalisation.ZSCORE_BRAIN:
-            arr = zscore(np.asarray(arr, np.float32), brain[box])
-        elif native is not None:
-            arr = native.apply(c, np.asarray(arr), native_mask)
-        channels.append(np.where(gate[box], arr, 0).astype(np.float32))
+    channels = _channels([sitk.GetArrayViewFromImage(im)[box] for im in on_grid], brain[box], gate[box],
+                         images, config, lambda mask: sitk.GetArrayFromImage(resample(mask, grid, linear=False))[box])
     start_xyz = [s.start for s in box[::-1]]
     size_xyz = [s.stop - s.start for s in box[::-1]]
     geometry = Geometry(Grid.of(ce_t1), grid.crop(start_xyz, size_xyz))
@@ -329,3 +333,24 @@ def preprocess(images: list[sitk.Image], config: PreprocessConfig,
     return Preprocessed(np.stack(channels), np.ascontiguousarray(gate[box]), geometry,
                         float(brain.sum()) * voxel_ml, mask_run, float((~fov).sum()) * voxel_ml,
                         brain_at_edge_ml, np.ascontiguousarray(brain[box]))
+
+
+def preprocess_shifted(images: list[sitk.Image], first: Preprocessed, offset_vox_xyz,
+                       config: PreprocessConfig) -> Preprocessed:
+    """``images`` on ``first``'s cropped model grid moved by ``offset_vox_xyz`` model voxels (x, y,
+    z; fractions), for test-time grid shifts (:mod:`~BrainMetSegLib.grid_shifts`): resampled from
+    the images themselves, with ``first``'s brain mask and dilated gate put on the moved grid
+    (nearest) instead of being made again, and normalised over that brain as :func:`preprocess`
+    does. Only ``array``, ``brain``, ``geometry`` and ``brain_undilated`` are filled."""
+    grid = first.geometry.model_grid.shifted(offset_vox_xyz)
+    fov = field_of_view_mask(first.geometry.input_grid, grid)
+    gate, brain = (sitk.GetArrayFromImage(resample(first.geometry.model_grid.image_from_array(m.astype(np.uint8)),
+                                                   grid, linear=False)).astype(bool) & fov
+                   for m in (first.brain, first.brain_undilated))
+    if not brain.any():
+        raise InputError("the brain mask is empty on a shifted model grid.")
+    arrays = [sitk.GetArrayFromImage(resample(sitk.Cast(im, sitk.sitkFloat32), grid)) for im in images]
+    channels = _channels(arrays, brain, gate, images, config,
+                         lambda mask: sitk.GetArrayFromImage(resample(mask, grid, linear=False)))
+    return Preprocessed(np.stack(channels), gate, Geometry(first.geometry.input_grid, grid),
+                        brain_undilated=brain)

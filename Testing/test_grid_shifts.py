@@ -96,3 +96,22 @@ def test_compare_refuses_time_points_segmented_with_other_grid_shifts(a, b, refu
     findings = Findings()
     check_segmentation(SourceInfo("T0", "t0", _run(a)), SourceInfo("T1", "t1", _run(b)), findings)
     assert bool([r for r in findings.refusals if "grid_shifts" in r]) == refused
+
+
+def test_a_pass_shifted_by_nothing_is_the_first_pass():
+    """The shifted passes put the first pass's masks and crop on their grid: unshifted, that is
+    the first pass itself (array, masks and grid), so the passes differ only by the shift."""
+    from BrainMetSegLib.preprocess import PreprocessConfig, preprocess, preprocess_shifted
+
+    image = make_volume((40, 48, 56), (1.0, 1.2, 1.5), origin=(10.0, -20.0, 5.0))
+    config = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), brain_mask="none")
+    first = preprocess([image], config)
+    same = preprocess_shifted([image], first, (0.0, 0.0, 0.0), config)
+    np.testing.assert_array_equal(same.array, first.array)
+    np.testing.assert_array_equal(same.brain, first.brain)
+    np.testing.assert_array_equal(same.brain_undilated, first.brain_undilated)
+    assert same.geometry == first.geometry
+    moved = preprocess_shifted([image], first, (0.5, 0.0, 0.5), config)
+    assert moved.array.shape == first.array.shape and not np.array_equal(moved.array, first.array)
+    assert np.allclose(np.subtract(moved.geometry.model_grid.origin_lps, first.geometry.model_grid.origin_lps),
+                       (1.0, 0.0, 1.0))
