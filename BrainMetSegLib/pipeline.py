@@ -370,11 +370,11 @@ class Segmenter:
         if int8_not_run and self.config.precision == Precision.INT8:  # asked for, none for these weights
             inference_config = replace(inference_config, precision=Precision.FP32)
             notes.append(f"{sources[0]}: --precision int8: {int8_not_run}.")
-        infer = functools.partial(self._gated_probability, net, variant, inference_config, int8, plan,
-                                  timer.progress, cancel)
+        infer = functools.partial(self._gated_probability, net, variant, inference_config, int8, plan, cancel)
+        grids = self.config.grid_shifts
         with timer.stage(Stage.INFERENCE, f"inference ({self.config.inference_mode} mode)"):
-            prob = infer(pre)
-            shifted = self._shifted_passes(images, pre, variant, infer, plan)
+            prob = infer(pre, _grid_progress(timer.progress, 0, grids))
+            shifted = self._shifted_passes(images, pre, variant, infer, plan, timer.progress)
             notes += [f"{sources[0]}: {n}" for n in unused_options(self.config, plan)]
         with timer.stage(Stage.POSTPROCESS, "resampling back, thresholding, measuring lesions"):
             probability = pre.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
@@ -405,8 +405,8 @@ class Segmenter:
             provenance["settings"]["candidate_stage"].update(stage)
         return Result(case_id, labels, probability, table, timer.timings, provenance, notes, brain, possible)
 
-    def _gated_probability(self, net, variant: str, config: InferenceConfig, int8, plan: dict, progress,
-                           cancel, pre: Preprocessed) -> np.ndarray:
+    def _gated_probability(self, net, variant: str, config: InferenceConfig, int8, plan: dict, cancel,
+                           pre: Preprocessed, progress: ProgressCallback) -> np.ndarray:
         """The network's probability on ``pre``'s model grid, zero outside its dilated brain mask."""
         prob = predict(net, pre.array, config, progress, cancel, info=plan,
                        network_id=None if self._network_given else self.package.network_identity(variant),
@@ -418,7 +418,7 @@ class Segmenter:
         return prob
 
     def _shifted_passes(self, images: list[sitk.Image], pre: Preprocessed, variant: str, infer,
-                        plan: dict) -> np.ndarray | None:
+                        plan: dict, progress: ProgressCallback) -> np.ndarray | None:
         """Sum, on the CE-T1's grid (float64, (Z, Y, X)), of the probabilities of the test-time
         grid shifts after the first (:mod:`.grid_shifts`); None when the run has none. Each pass
         resamples the images onto its shifted grid and takes the first pass's brain masks."""
@@ -426,9 +426,10 @@ class Segmenter:
         if len(offsets) == 1:
             return None
         total = None
-        for offset in offsets[1:]:
+        for k, offset in enumerate(offsets[1:], start=1):
             shifted = preprocess_shifted(images, pre, offset, self._preprocess_config(variant))
-            native = shifted.geometry.to_input(infer(shifted).astype(np.float32, copy=False), linear=True)
+            prob = infer(shifted, _grid_progress(progress, k, len(offsets)))
+            native = shifted.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
             array = sitk.GetArrayViewFromImage(native).astype(np.float64)
             total = array if total is None else total + array
         plan["grid_shifts"] = {"grids": len(offsets), "offsets_vox_xyz": [list(o) for o in offsets]}
@@ -461,6 +462,15 @@ class Segmenter:
             "device": self.device,
             "cpu": cpu_features().as_dict(),
         }
+
+
+def _grid_progress(progress: ProgressCallback, k: int, grids: int) -> ProgressCallback:
+    """``progress`` for the network's pass on grid ``k`` of ``grids`` (test-time grid shifts): the
+    stage's fraction runs once from 0 to 1 over all grids, each message naming its grid."""
+    if grids == 1:
+        return progress
+    return lambda event: progress(replace(event, fraction=(k + event.fraction) / grids,
+                                          message=f"grid {k + 1}/{grids}: {event.message}"))
 
 
 def _mean_with(probability: sitk.Image, others_sum: np.ndarray, count: int) -> sitk.Image:

@@ -115,3 +115,17 @@ def test_a_pass_shifted_by_nothing_is_the_first_pass():
     assert moved.array.shape == first.array.shape and not np.array_equal(moved.array, first.array)
     assert np.allclose(np.subtract(moved.geometry.model_grid.origin_lps, first.geometry.model_grid.origin_lps),
                        (1.0, 0.0, 1.0))
+
+
+def test_progress_runs_once_over_all_grids(tiny_model):
+    """The inference stage's fraction goes from 0 to 1 once over the 4 grids (never back), each
+    message naming its grid."""
+    image = make_volume((40, 48, 56), (1.0, 1.0, 1.0))
+    events = []
+    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none", grid_shifts=4,
+                                  inference_mode="paper"), network=BrightNet())
+    seg.run_images([image], "case", progress=events.append)
+    inference = [e for e in events if e.stage == "inference" and e.message.startswith("grid")]
+    fractions = [e.fraction for e in inference]
+    assert fractions == sorted(fractions) and 0 < fractions[0] <= 0.25 and fractions[-1] == pytest.approx(1.0)
+    assert {e.message.split(":")[0] for e in inference} == {"grid 1/4", "grid 2/4", "grid 3/4", "grid 4/4"}
