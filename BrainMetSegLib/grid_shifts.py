@@ -7,7 +7,7 @@ difference (docs/longitudinal.md). Running the network on grids moved by half a 
 and averaging the probabilities on the input grid makes the outline depend less on that phase,
 at N times the network's time. The offsets are fixed patterns on the half-voxel lattice, so a
 run is reproducible; every pass resamples the CE-T1 itself (not the first grid's array, which
-would blur it twice) and reuses the first pass's brain mask.
+would blur it twice) and puts the first pass's crop, brain mask and dilated gate on its grid.
 """
 
 from __future__ import annotations

@@ -280,10 +280,12 @@ def cli_float(text_value: str) -> float:
         raise argparse.ArgumentTypeError(f"{text_value!r} is not a number") from None
 
 
-def check_grid_shifts(shifts) -> None:
-    """:class:`OptionError` unless ``shifts`` is one of :data:`GRID_SHIFTS` (an int, not a bool)."""
-    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts not in GRID_SHIFTS:
+def check_grid_shifts(shifts) -> int:
+    """``shifts`` as an int if it is one of :data:`GRID_SHIFTS` (an integer, NumPy's too, not a bool),
+    else :class:`OptionError`."""
+    if isinstance(shifts, bool) or not isinstance(shifts, numbers.Integral) or shifts not in GRID_SHIFTS:
         raise OptionError(f"--grid-shifts must be one of {', '.join(map(str, GRID_SHIFTS))}, not {shifts!r}.")
+    return int(shifts)
 
 
 def check_segment_config(config) -> None:
@@ -293,7 +295,7 @@ def check_segment_config(config) -> None:
     as_options(config, device=(Device, "--device"), precision=(Precision, "--precision"),
                backend=(Backend, "--backend"), inference_mode=(InferenceMode, "--inference-mode"),
                mirror=(Mirroring, "--mirror"))
-    check_grid_shifts(config.grid_shifts)
+    object.__setattr__(config, "grid_shifts", check_grid_shifts(config.grid_shifts))
     if config.backend_cache is not None and (not isinstance(config.backend_cache, str | os.PathLike)
                                              or not str(config.backend_cache).strip()):
         raise OptionError(f"--backend-cache must be a folder, not {config.backend_cache!r}.")

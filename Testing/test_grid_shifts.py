@@ -38,10 +38,16 @@ def test_a_shifted_grid_moves_along_its_own_axes():
     assert np.allclose(moved.origin_lps, (5.0 - 1.0, 6.0 + 1.0, 7.0 + 1.5))
 
 
-@pytest.mark.parametrize("bad", [0, 3, 16, True, 2.0, "4"])
+@pytest.mark.parametrize("bad", [0, 3, 16, True, np.bool_(True), 2.0, "4"])
 def test_other_counts_are_refused(bad):
     with pytest.raises(OptionError, match="--grid-shifts"):
         SegmentConfig(grid_shifts=bad)
+
+
+def test_a_numpy_count_is_stored_as_an_int():
+    """run.json is written with json: a NumPy integer would fail there after the whole run."""
+    config = SegmentConfig(grid_shifts=np.int64(4))
+    assert type(config.grid_shifts) is int and json.dumps({"grid_shifts": config.grid_shifts})
 
 
 def test_the_command_refuses_other_counts(volume_file, tmp_path):

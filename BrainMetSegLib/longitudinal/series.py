@@ -91,7 +91,7 @@ class CompareRequest:
 
     def __post_init__(self):
         as_options(self, device=(Device, "--device"), diameters=(Diameters, "--diameters"))
-        check_grid_shifts(self.grid_shifts)
+        object.__setattr__(self, "grid_shifts", check_grid_shifts(self.grid_shifts))
         object.__setattr__(self, "brain_mask", as_brain_mask(self.brain_mask))
 
 
