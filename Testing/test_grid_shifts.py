@@ -135,3 +135,24 @@ def test_progress_runs_once_over_all_grids(tiny_model):
     fractions = [e.fraction for e in inference]
     assert fractions == sorted(fractions) and 0 < fractions[0] <= 0.25 and fractions[-1] == pytest.approx(1.0)
     assert {e.message.split(":")[0] for e in inference} == {"grid 1/4", "grid 2/4", "grid 3/4", "grid 4/4"}
+
+
+@pytest.mark.parametrize("direction,spacing", [
+    ((-1, 0, 0, 0, -1, 0, 0, 0, 1), (1.0, 1.0, 1.0)),                                          # RAS
+    (tuple(sitk.VersorTransform((0.3, 1.0, 0.2), np.deg2rad(25)).GetMatrix()), (1.0, 1.0, 1.0)),  # oblique
+    ((1, 0, 0, 0, 0, -1, 0, 1, 0), (0.8, 1.1, 2.5)),                                           # coronal, anisotropic
+])
+def test_shifted_grids_keep_the_lesion_where_it_is(tiny_model, direction, spacing):
+    """Every shifted grid is mapped back onto the scan: averaged, the lesion is where it was put,
+    at its size, whatever the scan's orientation (a pass mapped back wrongly would smear or mirror it)."""
+    image = make_volume((40, 48, 56), spacing, direction, origin=(10.0, -20.0, 5.0))
+    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint((30, 22, 18)))
+    image = with_sphere(image, centre, radius_mm=5.0)
+    seg = Segmenter(SegmentConfig(model=str(tiny_model.folder), device="cpu", brain_mask="none", grid_shifts=4),
+                    network=BrightNet())
+    result = seg.run_images([image], "case")
+    assert result.n_lesions == 1
+    row = result.table[0]
+    ras = np.array([row["centroid_r"], row["centroid_a"], row["centroid_s"]])
+    assert np.allclose(ras, centre * [-1, -1, 1], atol=0.5 * max(spacing))
+    assert row["volume_mm3"] == pytest.approx(4 / 3 * np.pi * 125, rel=0.25)
