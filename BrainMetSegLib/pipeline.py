@@ -425,9 +425,9 @@ class Segmenter:
         offsets = grid_offsets_vox(self.config.grid_shifts)
         if len(offsets) == 1:
             return None
-        total = None
+        config, total = self._preprocess_config(variant), None
         for k, offset in enumerate(offsets[1:], start=1):
-            shifted = preprocess_shifted(images, pre, offset, self._preprocess_config(variant))
+            shifted = preprocess_shifted(images, pre, offset, config)
             prob = infer(shifted, _grid_progress(progress, k, len(offsets)))
             native = shifted.geometry.to_input(prob.astype(np.float32, copy=False), linear=True)
             array = sitk.GetArrayViewFromImage(native).astype(np.float64)

@@ -39,7 +39,7 @@ LESION_SETTINGS = ("threshold_used", "min_volume_mm3_used", "outline_threshold_u
                    "inference_mode", "patch_size", "overlap", "blend_mode", "precision", "mirror",
                    "grid_shifts")
 #: values of LESION_SETTINGS keys that runs made before the setting existed ran with.
-_BEFORE_THE_SETTING = {"mirror": "none", "grid_shifts": 1}
+BEFORE_THE_SETTING = {"mirror": "none", "grid_shifts": 1}
 #: run.json ``settings.candidate_stage`` keys that decide which candidates are lesions (a run
 #: without the stage has none of them: compared with one that has it, refused).
 STAGE_SETTINGS = ("mode", "cut", "review_from", "large_cut", "large_from_mm", "candidate_threshold",
@@ -101,7 +101,7 @@ def _settings_of(run: dict) -> dict:
     if "outline_threshold_used" not in settings and "threshold_used" in settings:
         settings["outline_threshold_used"] = settings["threshold_used"]  # before outlines existed
     if "threshold_used" in settings:  # a segment run's record: settings it predates ran at their old value
-        settings = {**_BEFORE_THE_SETTING, **settings}
+        settings = {**BEFORE_THE_SETTING, **settings}
     return settings
 
 

@@ -39,7 +39,7 @@ from ..options import (
 from ..progress import ProgressCallback, no_progress
 from ..textfiles import read_json_object
 from .below_cut import below_cut
-from .consistency import SourceInfo, check_series, dicom_identity
+from .consistency import BEFORE_THE_SETTING, SourceInfo, check_series, dicom_identity
 from .matching import MatchConfig
 from .measuring import measure_alike
 from .prior import PriorConfig, promote_candidates, symmetric_prior
@@ -183,7 +183,7 @@ def _read(r: CompareRequest, names: list[str]):
 def _check_asked_grid_shifts(path, run: dict, asked: int) -> None:
     """Refuse a result folder segmented with other grid shifts than an explicit ``--grid-shifts``
     (the option would otherwise hold for scans segmented on the way only, unseen)."""
-    made = (run.get("settings") or {}).get("grid_shifts", 1)  # runs before the option: one grid
+    made = (run.get("settings") or {}).get("grid_shifts", BEFORE_THE_SETTING["grid_shifts"])
     if asked != 1 and made != asked:
         raise InputError(f"{path}: segmented with --grid-shifts {made}, but --grid-shifts {asked} was asked; "
                          f"segment it again with --grid-shifts {asked}, or compare without the option.")
